@@ -1,0 +1,33 @@
+# EdgeStudio: `make run` sets everything up and starts the studio; `make test` sets up and runs the tests.
+# Setup is idempotent: the venv is only (re)installed when pyproject.toml changes.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.edgestudio-installed
+
+.PHONY: setup run test samples bench clean package
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \
+	  echo "python venv module missing; installing python3-venv"; \
+	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PY) -m venv $(VENV); }
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+run: setup
+	$(BIN)/edgestudio
+
+test: setup
+	QT_QPA_PLATFORM=offscreen PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+samples: setup
+	$(BIN)/python -m edgestudio.samples
+
+bench: setup
+	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

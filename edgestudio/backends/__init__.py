@@ -1,0 +1,1 @@
+"""Converters, optimizers and runtimes: one module each, found by the registry. Qt-free."""

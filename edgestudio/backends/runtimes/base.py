@@ -1,0 +1,121 @@
+"""The runtime interface: a runtime loads a model onto a device and returns a :class:`Session`."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edgestudio.backends.registry import Registry, packages_available
+from edgestudio.core.errors import RuntimeUnavailableError, UsageError
+from edgestudio.core.formats import ModelFormat
+from edgestudio.core.modelinfo import TensorSpec
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    runtime: str
+    device: str
+    description: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+class Session(abc.ABC):
+    """A model loaded and compiled on one device, ready to run."""
+
+    runtime: str
+    device: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    precision: str | None = None
+
+    @abc.abstractmethod
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once; returns outputs by name, in the model's output order."""
+
+    @abc.abstractmethod
+    def bind(self, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
+        """Prepare ``feeds`` once and return the bare inference call, for timing loops."""
+
+
+class Runtime(abc.ABC):
+    name: ClassVar[str]
+    label: ClassVar[str]
+    formats: ClassVar[frozenset[ModelFormat]]
+    requires: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def missing_packages(cls) -> list[str]:
+        return packages_available(cls.requires)
+
+    @classmethod
+    def available(cls) -> bool:
+        return not cls.missing_packages()
+
+    @abc.abstractmethod
+    def devices(self) -> list[DeviceInfo]:
+        """Every device this runtime sees on this machine."""
+
+    @abc.abstractmethod
+    def load(self, path: str | Path, *, device: str = "CPU", threads: int | None = None,
+             precision: str | None = None) -> Session:
+        """Load ``path`` on ``device``. ``precision`` is a hint ("f32", "f16", "bf16") where supported."""
+
+    def check_device(self, device: str) -> str:
+        names = {d.device.upper(): d.device for d in self.devices()}
+        key = device.upper()
+        if key not in names:
+            raise RuntimeUnavailableError(
+                None, f"{self.name} has no device {device!r} (available: {', '.join(names.values()) or 'none'})")
+        return names[key]
+
+
+RUNTIMES: Registry[Runtime] = Registry("edgestudio.backends.runtimes", key=lambda cls: cls.name)
+
+
+def get_runtime(name: str) -> Runtime:
+    try:
+        cls = RUNTIMES.get(name)
+    except KeyError:
+        raise UsageError(None, f"unknown runtime {name!r} (one of: {', '.join(sorted(RUNTIMES.all()))})") from None
+    missing = cls.missing_packages()
+    if missing:
+        raise RuntimeUnavailableError(None, f"runtime {name} needs {', '.join(missing)}, which is not installed")
+    return cls()
+
+
+_NATIVE_RUNTIME = {
+    ModelFormat.ONNX: "onnxruntime", ModelFormat.ORT: "onnxruntime", ModelFormat.TFLITE: "litert",
+    ModelFormat.OPENVINO: "openvino", ModelFormat.KERAS: "tensorflow", ModelFormat.KERAS_H5: "tensorflow",
+    ModelFormat.SAVED_MODEL: "tensorflow",
+}
+
+
+def runtime_for_format(fmt: ModelFormat) -> str:
+    """The default runtime for a format: its native one, else any installed runtime that runs it."""
+    runtimes = RUNTIMES.all()
+    native = _NATIVE_RUNTIME.get(fmt)
+    candidates = ([native] if native else []) + sorted(runtimes)
+    for name in candidates:
+        cls = runtimes.get(name)
+        if cls and fmt in cls.formats and cls.available():
+            return name
+    raise RuntimeUnavailableError(None, f"no installed runtime runs {fmt.label} models")
+
+
+def list_devices() -> list[DeviceInfo]:
+    out: list[DeviceInfo] = []
+    for name, cls in sorted(RUNTIMES.all().items()):
+        if cls.available():
+            out.extend(cls().devices())
+    return out
+
+
+def output_dict(specs: list[TensorSpec], values: list[Any]) -> dict[str, np.ndarray]:
+    return {s.name: np.asarray(v) for s, v in zip(specs, values)}

@@ -1,0 +1,81 @@
+"""LiteRT (TFLite): the ``ai-edge-litert`` interpreter where it installs, else ``tf.lite.Interpreter``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, Runtime, Session
+from edgestudio.core.formats import ModelFormat
+from edgestudio.core.modelinfo import TensorSpec
+
+
+class LiteRtSession(Session):
+    def __init__(self, interp: Any, device: str) -> None:
+        from edgestudio.core.inspection import _tflite_dims
+
+        self._interp = interp
+        self._allocated_for: dict[str, tuple[int, ...]] | None = None
+        self.runtime = "litert"
+        self.device = device
+        self._in = interp.get_input_details()
+        self._out = interp.get_output_details()
+        self.inputs = [TensorSpec(d["name"], _tflite_dims(d), np.dtype(d["dtype"]).name) for d in self._in]
+        self.outputs = [TensorSpec(d["name"], _tflite_dims(d), np.dtype(d["dtype"]).name) for d in self._out]
+        self.precision = None
+
+    def _set(self, feeds: dict[str, np.ndarray]) -> None:
+        shapes = {d["name"]: tuple(feeds[d["name"]].shape) for d in self._in}
+        if shapes != self._allocated_for:
+            for d in self._in:
+                if tuple(d["shape"]) != shapes[d["name"]]:
+                    self._interp.resize_tensor_input(d["index"], list(shapes[d["name"]]))
+            self._interp.allocate_tensors()
+            self._allocated_for = shapes
+        for d in self._in:
+            self._interp.set_tensor(d["index"], feeds[d["name"]])
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._set(feeds)
+        self._interp.invoke()
+        return {spec.name: self._interp.get_tensor(d["index"]) for spec, d in zip(self.outputs, self._out)}
+
+    def bind(self, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
+        self._set(feeds)
+        return self._interp.invoke
+
+
+@RUNTIMES.register
+class LiteRtRuntime(Runtime):
+    name = "litert"
+    label = "LiteRT / TFLite"
+    formats = frozenset({ModelFormat.TFLITE})
+    requires = ("ai_edge_litert",)
+
+    @classmethod
+    def missing_packages(cls) -> list[str]:
+        from edgestudio.backends.registry import packages_available
+
+        # Either LiteRT or TensorFlow's bundled interpreter will do.
+        if not packages_available(("ai_edge_litert",)) or not packages_available(("tensorflow",)):
+            return []
+        return ["ai-edge-litert"]
+
+    def devices(self) -> list[DeviceInfo]:
+        try:
+            import ai_edge_litert
+
+            impl = f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '')}".strip()
+        except ImportError:  # pragma: no cover
+            impl = "tf.lite.Interpreter"
+        return [DeviceInfo(self.name, "CPU", f"CPU with XNNPACK ({impl})")]
+
+    def load(self, path: str | Path, *, device: str = "CPU", threads: int | None = None,
+             precision: str | None = None) -> Session:
+        from edgestudio.core.inspection import tflite_interpreter
+
+        device = self.check_device(device)
+        return LiteRtSession(tflite_interpreter(path, threads), device)

@@ -1,0 +1,86 @@
+"""ONNX Runtime: .onnx and .ort models on every available execution provider."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, Runtime, Session, output_dict
+from edgestudio.core.errors import ModelFormatError
+from edgestudio.core.formats import ModelFormat
+from edgestudio.core.modelinfo import Dim, TensorSpec
+
+_NOT_DEVICES = {"AzureExecutionProvider"}  # a remote-call provider, not a place to run a model
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
+               "tensor(bool)": "bool", "tensor(int16)": "int16", "tensor(uint16)": "uint16", "tensor(string)": "str"}
+
+
+def ort_spec(arg: Any) -> TensorSpec:
+    dims: list[Dim] = [d if isinstance(d, int) else (str(d) if d else "?") for d in (arg.shape or [])]
+    return TensorSpec(arg.name, dims, _ORT_DTYPES.get(arg.type, arg.type))
+
+
+def provider_for(device: str) -> str:
+    return device if device.endswith("ExecutionProvider") else f"{device}ExecutionProvider"
+
+
+def session_options(threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    # Spinning worker threads ran 2x slower while another process used a core (FACTS.md).
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
+
+
+class OrtSession(Session):
+    def __init__(self, sess: Any, device: str) -> None:
+        self._sess = sess
+        self.runtime = "onnxruntime"
+        self.device = device
+        self.inputs = [ort_spec(i) for i in sess.get_inputs()]
+        self.outputs = [ort_spec(o) for o in sess.get_outputs()]
+        self.precision = None
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return output_dict(self.outputs, self._sess.run(None, feeds))
+
+    def bind(self, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
+        run = self._sess.run
+        return lambda: run(None, feeds)
+
+
+@RUNTIMES.register
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+    label = "ONNX Runtime"
+    formats = frozenset({ModelFormat.ONNX, ModelFormat.ORT})
+    requires = ("onnxruntime",)
+
+    def devices(self) -> list[DeviceInfo]:
+        import onnxruntime as ort
+
+        return [DeviceInfo(self.name, p.removesuffix("ExecutionProvider"), f"{p} (onnxruntime {ort.__version__})")
+                for p in ort.get_available_providers() if p not in _NOT_DEVICES]
+
+    def load(self, path: str | Path, *, device: str = "CPU", threads: int | None = None,
+             precision: str | None = None) -> Session:
+        import onnxruntime as ort
+
+        device = self.check_device(device)
+        providers = [provider_for(device)]
+        if providers[0] != "CPUExecutionProvider":
+            providers.append("CPUExecutionProvider")
+        try:
+            sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
+        except Exception as exc:
+            raise ModelFormatError(path, f"onnxruntime cannot load it: {' '.join(str(exc).split())[:300]}") from None
+        return OrtSession(sess, device)

@@ -1,0 +1,179 @@
+"""The headless command line over the same core as the GUI.
+
+``edgestudio`` with no arguments starts the studio. Every subcommand takes ``--json`` (one JSON document on
+stdout). Errors print one line ``error: <file>: <cause>`` on stderr and exit 1; usage errors exit 2.
+Nothing heavy is imported here: runtimes load inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from edgestudio import __version__
+from edgestudio.core.errors import EdgeStudioError, UsageError, describe_exception
+
+Handler = Callable[[argparse.Namespace], Any]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, default=str))
+    else:
+        print(text(data))
+
+
+# -------------------------------------------------------------------------------------------- inspect
+def _fmt_shape(shape: list[Any]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _inspect_text(d: dict[str, Any]) -> str:
+    lines = [f"{d['path']}", f"  format      {d['format']}", f"  size        {d['size_bytes']:,} bytes"]
+    for key in ("inputs", "outputs"):
+        for t in d[key]:
+            lines.append(f"  {key[:-1]:<11} {t['name']}  {_fmt_shape(t['shape'])}  {t['dtype']}")
+    if d.get("parameters") is not None:
+        lines.append(f"  parameters  {d['parameters']:,}")
+    if d.get("macs") is not None:
+        lines.append(f"  MACs        {d['macs']:,}")
+    if d.get("opset") is not None:
+        lines.append(f"  opset       {d['opset']}")
+    if d.get("producer"):
+        lines.append(f"  producer    {d['producer']}")
+    ops = sorted(d["ops"].items(), key=lambda kv: -kv[1])
+    if ops:
+        lines.append("  ops         " + ", ".join(f"{k} x{v}" for k, v in ops[:20]) + (" ..." if len(ops) > 20 else ""))
+    return "\n".join(lines)
+
+
+def cmd_inspect(args: argparse.Namespace) -> Any:
+    from edgestudio.core.inspection import inspect_model
+
+    info = inspect_model(args.model).to_dict()
+    _emit(args, info, _inspect_text)
+    return info
+
+
+# -------------------------------------------------------------------------------------------- devices
+def cmd_devices(args: argparse.Namespace) -> Any:
+    from edgestudio.backends.runtimes import list_devices
+
+    devices = [d.to_dict() for d in list_devices()]
+    _emit(args, devices, lambda ds: "\n".join(f"{d['runtime']:<12} {d['device']:<10} {d['description']}" for d in ds))
+    return devices
+
+
+# ---------------------------------------------------------------------------------------------- bench
+def _bench_text(d: dict[str, Any]) -> str:
+    lat = d["latency_ms"]
+    return (f"{d['model']} on {d['runtime']}/{d['device']}" + (f" ({d['precision']})" if d.get("precision") else "")
+            + f"\n  iterations {d['iterations']}   load {d['load_ms']:.1f} ms   first inference "
+            f"{d['first_inference_ms']:.2f} ms   peak RSS {d['peak_rss_mb']:.0f} MB"
+            f"\n  latency ms  mean {lat['mean']:.3f}  std {lat['std']:.3f}  min {lat['min']:.3f}  p50 {lat['p50']:.3f}"
+            f"  p90 {lat['p90']:.3f}  p95 {lat['p95']:.3f}  p99 {lat['p99']:.3f}  max {lat['max']:.3f}"
+            f"\n  throughput {d['throughput_fps']:.1f} inferences/s")
+
+
+def cmd_bench(args: argparse.Namespace) -> Any:
+    from edgestudio.bench.inputs import parse_shape_overrides
+    from edgestudio.bench.latency import BenchConfig, run_benchmark
+    from edgestudio.core.formats import detect_format
+
+    if args.iterations < 1 or args.warmup < 0:
+        raise UsageError(None, "--iterations must be >= 1 and --warmup >= 0")
+    fmt = detect_format(args.model)
+    runtime = args.runtime
+    if runtime is None:
+        from edgestudio.backends.runtimes import runtime_for_format
+
+        runtime = runtime_for_format(fmt)
+    from edgestudio.backends.runtimes import get_runtime
+
+    rt = get_runtime(runtime)
+    if fmt not in rt.formats:
+        raise EdgeStudioError(args.model, f"runtime {runtime} does not run {fmt.label} models "
+                                          f"(it runs: {', '.join(sorted(f.value for f in rt.formats))})")
+    config = BenchConfig(runtime=runtime, device=args.device, iterations=args.iterations, warmup=args.warmup,
+                         duration_s=args.duration, threads=args.threads, shapes=parse_shape_overrides(args.shape),
+                         precision=args.precision)
+    result = run_benchmark(args.model, config).to_dict()
+    _emit(args, result, _bench_text)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    ap = _Parser(prog="edgestudio", description="EdgeStudio: take a trained model to an edge device. "
+                                                "Without a command, the studio opens.")
+    ap.add_argument("--version", action="version", version=f"edgestudio {__version__}")
+    sub = ap.add_subparsers(dest="command", parser_class=_Parser)
+
+    p = sub.add_parser("inspect", parents=[common], help="describe a model: I/O, ops, parameters, MACs")
+    p.add_argument("model", help="model file or folder (format detected from content)")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("devices", parents=[common], help="every device the installed runtimes see")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("bench", parents=[common], help="measure latency, throughput, load time and memory")
+    p.add_argument("model")
+    p.add_argument("--runtime", choices=["onnxruntime", "openvino", "litert", "tensorflow"],
+                   help="default: the natural runtime for the model's format")
+    p.add_argument("--device", default="CPU")
+    p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--duration", type=float, help="run for this many seconds instead of a fixed count")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: the runtime's choice)")
+    p.add_argument("--shape", action="append", metavar="NAME=1,3,224,224", help="fix a dynamic input shape")
+    p.add_argument("--precision", help="inference precision hint where supported (OpenVINO: f32, bf16, f16)")
+    p.set_defaults(func=cmd_bench)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        from edgestudio.gui import launch  # imports Qt, never tensorflow/openvino/onnxruntime
+
+        return launch()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from edgestudio.core.loaders import quiet_tensorflow
+
+    quiet_tensorflow()
+    try:
+        args.func(args)
+    except UsageError as exc:
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except EdgeStudioError as exc:
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # anything a library raised: still one line, naming the file
+        print(f"error: {describe_exception(exc, getattr(args, 'model', None))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

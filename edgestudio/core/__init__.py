@@ -1,0 +1,1 @@
+"""Qt-free core of EdgeStudio: formats, inspection, jobs, workspace. Never imports PySide6."""

@@ -1,0 +1,52 @@
+"""Errors a user can act on. Each one names the file and the cause, and prints as one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EdgeStudioError(Exception):
+    """Base of all user-facing errors: ``str(err)`` is ``"<path>: <cause>"`` (or just the cause)."""
+
+    def __init__(self, path: str | Path | None, cause: str, *, hint: str | None = None) -> None:
+        self.path = str(path) if path is not None else None
+        self.cause = " ".join(str(cause).split())  # always one line
+        self.hint = hint
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        text = f"{self.path}: {self.cause}" if self.path else self.cause
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class ModelFormatError(EdgeStudioError):
+    """The file is not a model EdgeStudio can read (unknown, corrupt, truncated, empty)."""
+
+
+class UnsafeModelError(EdgeStudioError):
+    """The model would need arbitrary code to load (Lambda layers, pickled objects)."""
+
+
+class RuntimeUnavailableError(EdgeStudioError):
+    """A runtime, device or package needed for the request is not installed or not visible."""
+
+
+class UsageError(EdgeStudioError):
+    """A request that does not make sense (bad shape override, unknown option)."""
+
+
+class Cancelled(Exception):
+    """Raised inside a job when its cancel token has been set."""
+
+
+def describe_exception(exc: BaseException, path: str | Path | None = None) -> str:
+    """One line for any exception, naming the file when known, never a traceback."""
+    if isinstance(exc, EdgeStudioError):
+        return exc.one_line()
+    first = " ".join(str(exc).split()) or type(exc).__name__
+    if len(first) > 400:
+        first = first[:397] + "..."
+    cause = f"{type(exc).__name__}: {first}" if not isinstance(exc, (OSError,)) else first
+    return f"{path}: {cause}" if path else cause

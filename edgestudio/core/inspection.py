@@ -1,0 +1,422 @@
+"""Inspect any supported model into one :class:`ModelInfo` (Qt-free; runtimes imported lazily)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from edgestudio.core.errors import EdgeStudioError, ModelFormatError
+from edgestudio.core.formats import ModelFormat, detect_format
+from edgestudio.core.modelinfo import Dim, ModelInfo, TensorSpec, model_size_bytes
+
+
+def inspect_model(path: str | Path, fmt: ModelFormat | None = None) -> ModelInfo:
+    """Detect the format (from content) and describe the model. Raises :class:`EdgeStudioError`."""
+    p = Path(path)
+    fmt = fmt or detect_format(p)
+    fn = _INSPECTORS[fmt]
+    try:
+        info = fn(p)
+    except EdgeStudioError:
+        raise
+    except MemoryError:
+        raise ModelFormatError(p, "out of memory while reading the model") from None
+    except Exception as exc:  # a library's own parse error: one line, naming the file
+        msg = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ModelFormatError(p, f"cannot read {fmt.label} model: {msg}") from None
+    info.size_bytes = model_size_bytes(p, fmt)
+    return info
+
+
+def _prod(dims: Iterable[Any]) -> int:
+    return math.prod(int(d) for d in dims)
+
+
+def _static(dims: list[Dim]) -> list[int] | None:
+    """Dims for a MACs estimate: dynamic batch-like dims count as 1; other unknowns give up."""
+    out: list[int] = []
+    for i, d in enumerate(dims):
+        if isinstance(d, int) and d >= 0:
+            out.append(d)
+        elif i == 0:
+            out.append(1)
+        else:
+            return None
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- ONNX
+def _onnx_dims(type_proto: Any) -> list[Dim]:
+    tt = type_proto.tensor_type
+    if not tt.HasField("shape"):
+        return []
+    dims: list[Dim] = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        else:
+            dims.append(d.dim_param or "?")
+    return dims
+
+
+def _onnx_dtype(elem_type: int) -> str:
+    from onnx import helper
+
+    try:
+        return str(helper.tensor_dtype_to_np_dtype(elem_type).name)
+    except Exception:
+        return "unknown"
+
+
+def _inspect_onnx(p: Path) -> ModelInfo:
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:
+        raise ModelFormatError(p, f"corrupt ONNX file ({' '.join(str(exc).split())[:200]})") from None
+    graph = model.graph
+    if not graph.node:
+        raise ModelFormatError(p, "ONNX graph has no nodes")
+    inits = {i.name: i for i in graph.initializer}
+    inputs = [TensorSpec(v.name, _onnx_dims(v.type), _onnx_dtype(v.type.tensor_type.elem_type))
+              for v in graph.input if v.name not in inits]
+    outputs = [TensorSpec(v.name, _onnx_dims(v.type), _onnx_dtype(v.type.tensor_type.elem_type))
+               for v in graph.output]
+    ops: Counter[str] = Counter()
+    for n in graph.node:
+        ops[n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"] += 1
+    params = sum(_prod(i.dims) for i in graph.initializer)
+    for n in graph.node:  # "light" zoo models make their weights with ConstantOfShape(initializer)
+        if n.op_type == "ConstantOfShape" and n.input and n.input[0] in inits:
+            shape_init = inits[n.input[0]]
+            params += _prod(numpy_helper.to_array(shape_init).tolist()) - _prod(shape_init.dims)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    producer = " ".join(x for x in (model.producer_name, model.producer_version) if x) or None
+    return ModelInfo(ModelFormat.ONNX, str(p), 0, inputs, outputs, dict(ops), params,
+                     _onnx_macs(model), opset, producer)
+
+
+def _onnx_macs(model: Any) -> int | None:
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:
+        return None
+    g = inferred.graph
+    shapes: dict[str, list[Dim]] = {}
+    for v in list(g.value_info) + list(g.input) + list(g.output):
+        shapes[v.name] = _onnx_dims(v.type)
+    for i in g.initializer:
+        shapes[i.name] = [int(d) for d in i.dims]
+
+    def get(name: str) -> list[int] | None:
+        dims = shapes.get(name)
+        return _static(dims) if dims else None
+
+    total = 0
+    for n in g.node:
+        out = get(n.output[0]) if n.output else None
+        if out is None:
+            continue
+        if n.op_type in ("Conv", "ConvInteger", "QLinearConv"):
+            w = get(n.input[3] if n.op_type == "QLinearConv" else n.input[1])
+            if w:
+                total += _prod(out) * _prod(w[1:])
+        elif n.op_type in ("MatMul", "MatMulInteger", "Gemm", "QLinearMatMul"):
+            a = get(n.input[0])
+            if a:
+                trans_a = any(at.name == "transA" and at.i for at in n.attribute)
+                k = a[0] if (n.op_type == "Gemm" and trans_a) else a[-1]
+                total += _prod(out) * k
+    return total or None
+
+
+# --------------------------------------------------------------------------------------------- TFLite
+def tflite_interpreter(path: str | Path, threads: int | None = None) -> Any:
+    """LiteRT's interpreter where it installs (ai-edge-litert), else TensorFlow's."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover - depends on the install
+        from edgestudio.core.loaders import quiet_tensorflow
+
+        quiet_tensorflow()
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    try:
+        return Interpreter(model_path=str(path), num_threads=threads)
+    except Exception as exc:  # ValueError for corrupt flatbuffers
+        raise ModelFormatError(path, f"corrupt TFLite model ({' '.join(str(exc).split())[:200]})") from None
+
+
+def _tflite_dims(d: dict[str, Any]) -> list[Dim]:
+    sig = d.get("shape_signature")
+    dims = list(sig if sig is not None and len(sig) else d["shape"])
+    return [int(x) if int(x) >= 0 else "?" for x in dims]
+
+
+def _inspect_tflite(p: Path) -> ModelInfo:
+    import numpy as np
+
+    interp = tflite_interpreter(p)
+    inputs = [TensorSpec(d["name"], _tflite_dims(d), np.dtype(d["dtype"]).name) for d in interp.get_input_details()]
+    outputs = [TensorSpec(d["name"], _tflite_dims(d), np.dtype(d["dtype"]).name) for d in interp.get_output_details()]
+    ops_details = interp._get_ops_details()
+    ops = Counter(o["op_name"] for o in ops_details)
+    tensor_shapes = {t["index"]: list(t["shape"]) for t in interp.get_tensor_details()}
+    macs = 0
+    for o in ops_details:
+        name, ins, outs = o["op_name"], list(o["inputs"]), list(o["outputs"])
+        if not outs or outs[0] < 0 or len(ins) < 2 or ins[1] < 0:
+            continue
+        out, w = tensor_shapes.get(outs[0]), tensor_shapes.get(ins[1])
+        if out is None or w is None or not len(w):
+            continue
+        out = [max(int(x), 1) for x in out]
+        if name == "CONV_2D":
+            macs += _prod(out) * _prod(w[1:])
+        elif name == "DEPTHWISE_CONV_2D":
+            macs += _prod(out) * _prod(w[1:3])
+        elif name == "FULLY_CONNECTED":
+            macs += _prod(out) * int(w[-1])
+    params, schema_version = _tflite_constants(p)
+    return ModelInfo(ModelFormat.TFLITE, str(p), 0, inputs, outputs, dict(ops), params, macs or None,
+                     schema_version, None)
+
+
+def _tflite_constants(p: Path) -> tuple[int | None, int | None]:
+    """Count elements of constant tensors (those backed by a data buffer) from the flatbuffer."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:  # pragma: no cover
+        return None, None
+    buf = p.read_bytes()
+    model = schema.Model.GetRootAs(buf, 0)
+    total = 0
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        for t in range(sg.TensorsLength()):
+            tensor = sg.Tensors(t)
+            b = tensor.Buffer()
+            if b <= 0 or b >= model.BuffersLength():
+                continue
+            buffer = model.Buffers(b)
+            if buffer.DataLength() > 0 or buffer.Size() > 0:
+                total += _prod(tensor.ShapeAsNumpy()) if tensor.ShapeLength() else 1
+    return total, int(model.Version())
+
+
+# ------------------------------------------------------------------------------------- Keras (v3, H5)
+def _keras_dims(shape: Any) -> list[Dim]:
+    return [int(d) if d is not None else ("batch" if i == 0 else "?") for i, d in enumerate(shape)]
+
+
+def _keras_layers(model: Any) -> Iterable[Any]:
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from _keras_layers(layer)
+        else:
+            yield layer
+
+
+def _inspect_keras_any(p: Path, fmt: ModelFormat) -> ModelInfo:
+    from edgestudio.core.loaders import load_keras_model
+
+    model = load_keras_model(p, fmt)
+    inputs = [TensorSpec(t.name, _keras_dims(t.shape), str(t.dtype)) for t in model.inputs]
+    outputs = [TensorSpec(t.name, _keras_dims(t.shape), str(t.dtype)) for t in model.outputs]
+    layers = list(_keras_layers(model))
+    ops = Counter(type(layer).__name__ for layer in layers)
+    macs = 0
+    for layer in layers:
+        kind = type(layer).__name__
+        try:
+            out = _static(_keras_dims(layer.output.shape))
+            kernel = getattr(layer, "kernel", None)
+            kshape = [int(d) for d in kernel.shape] if kernel is not None else None
+        except Exception:
+            continue
+        if out is None or kshape is None:
+            continue
+        if kind in ("Conv1D", "Conv2D", "Conv3D"):
+            macs += _prod(out) * _prod(kshape[:-1])
+        elif kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
+            macs += _prod(out) * _prod(kshape[:-2])
+        elif kind == "Dense":
+            macs += _prod(out) * kshape[0]
+    return ModelInfo(fmt, str(p), 0, inputs, outputs, dict(ops), int(model.count_params()), macs or None,
+                     None, f"keras {getattr(__import__('keras'), '__version__', '')}".strip())
+
+
+def _inspect_keras(p: Path) -> ModelInfo:
+    return _inspect_keras_any(p, ModelFormat.KERAS)
+
+
+def _inspect_keras_h5(p: Path) -> ModelInfo:
+    return _inspect_keras_any(p, ModelFormat.KERAS_H5)
+
+
+# ---------------------------------------------------------------------------------------- SavedModel
+_TF_PLUMBING = {"NoOp", "Identity", "Const", "Placeholder", "StatefulPartitionedCall", "PartitionedCall",
+                "ReadVariableOp", "VarHandleOp", "_Arg", "_Retval", "IdentityN", "AssignVariableOp",
+                "RestoreV2", "SaveV2", "StringJoin", "ShardedFilename", "MergeV2Checkpoints", "StaticRegexFullMatch",
+                "Select", "Pack"}
+
+
+def _inspect_saved_model(p: Path) -> ModelInfo:
+    from edgestudio.core.loaders import load_saved_model, serving_signature
+
+    loaded = load_saved_model(p)
+    sig = serving_signature(loaded, p)
+    in_specs = sig.structured_input_signature[1]
+    inputs = [TensorSpec(name, _keras_dims(spec.shape), spec.dtype.name) for name, spec in sorted(in_specs.items())]
+    outputs = [TensorSpec(name, _keras_dims(spec.shape), spec.dtype.name)
+               for name, spec in sorted(sig.structured_outputs.items())]
+    ops: Counter[str] = Counter()
+    gdef = sig.graph.as_graph_def()
+    for fn in gdef.library.function:
+        if "__inference_signature_wrapper" in fn.signature.name:
+            continue
+        for node in fn.node_def:
+            if node.op not in _TF_PLUMBING:
+                ops[node.op] += 1
+    variables = getattr(loaded, "variables", None) or []
+    params = sum(int(v.shape.num_elements() or 0) for v in variables) or None
+    return ModelInfo(ModelFormat.SAVED_MODEL, str(p), 0, inputs, outputs, dict(ops), params, None, None,
+                     "tensorflow")
+
+
+# ------------------------------------------------------------------------------------------ OpenVINO
+def _ov_dims(pshape: Any) -> list[Dim]:
+    if pshape.rank.is_dynamic:
+        return ["?"]
+    return [int(d.get_length()) if d.is_static else "?" for d in pshape]
+
+
+def ov_port_spec(port: Any, index: int) -> TensorSpec:
+    try:
+        name = port.get_any_name()
+    except RuntimeError:
+        name = f"port{index}"
+    try:
+        dtype = port.get_element_type().to_dtype().name
+    except Exception:
+        dtype = str(port.get_element_type())
+    return TensorSpec(name, _ov_dims(port.get_partial_shape()), dtype)
+
+
+def _inspect_openvino(p: Path) -> ModelInfo:
+    import openvino as ov
+
+    try:
+        model = ov.Core().read_model(str(p))
+    except Exception as exc:
+        raise ModelFormatError(p, f"corrupt OpenVINO IR ({' '.join(str(exc).split())[:200]})") from None
+    inputs = [ov_port_spec(port, i) for i, port in enumerate(model.inputs)]
+    outputs = [ov_port_spec(port, i) for i, port in enumerate(model.outputs)]
+    ops: Counter[str] = Counter()
+    params = macs = 0
+    for op in model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind in ("Parameter", "Result"):
+            continue
+        if kind == "Constant":
+            et = op.get_output_element_type(0)
+            if et.is_real() or et.get_type_name() in ("i8", "u8", "i4", "u4"):
+                ps = op.get_output_partial_shape(0)
+                params += _prod(d.get_length() for d in ps) if ps.is_static else 0
+            continue
+        ops[kind] += 1
+        if kind in ("Convolution", "GroupConvolution", "MatMul"):
+            out = _static(_ov_dims(op.get_output_partial_shape(0)))
+            w = _static(_ov_dims(op.input(1).get_partial_shape()))
+            a = _static(_ov_dims(op.input(0).get_partial_shape()))
+            if out is None or w is None:
+                continue
+            if kind == "Convolution":
+                macs += _prod(out) * _prod(w[1:])
+            elif kind == "GroupConvolution":
+                macs += _prod(out) * _prod(w[2:])
+            elif a:
+                trans_a = bool(op.get_attributes().get("transpose_a", False))
+                macs += _prod(out) * (a[-2] if trans_a and len(a) > 1 else a[-1])
+    import xml.etree.ElementTree as ET
+
+    try:
+        version = int(ET.parse(p).getroot().get("version", "0")) or None
+    except (ET.ParseError, ValueError):
+        version = None
+    return ModelInfo(ModelFormat.OPENVINO, str(p), 0, inputs, outputs, dict(ops), params, macs or None, version,
+                     f"openvino {ov.__version__.split('-')[0]}")
+
+
+# ------------------------------------------------------------------------------------------------ TF.js
+def _inspect_tfjs(p: Path) -> ModelInfo:
+    mj = p / "model.json" if p.is_dir() else p
+    doc = json.loads(mj.read_text("utf-8"))
+    topo = doc.get("modelTopology") or {}
+    ops: Counter[str] = Counter()
+    inputs: list[TensorSpec] = []
+    outputs: list[TensorSpec] = []
+    if "node" in topo:  # graph model
+        for node in topo["node"]:
+            op = node.get("op", "?")
+            if op == "Placeholder":
+                dims = node.get("attr", {}).get("shape", {}).get("shape", {}).get("dim", [])
+                inputs.append(TensorSpec(node["name"], [int(d.get("size", -1)) if int(d.get("size", -1)) >= 0 else "?"
+                                                         for d in dims], "float32"))
+            elif op not in ("Const", "Identity", "NoOp"):
+                ops[op] += 1
+        for name, spec in (doc.get("signature", {}).get("outputs") or {}).items():
+            dims = spec.get("tensorShape", {}).get("dim", [])
+            outputs.append(TensorSpec(name, [int(d.get("size", -1)) if int(d.get("size", -1)) >= 0 else "?"
+                                             for d in dims], "float32"))
+    else:  # layers model
+        config = topo.get("model_config", topo).get("config", {})
+        for layer in config.get("layers", []):
+            cls = layer.get("class_name", "?")
+            if cls == "InputLayer":
+                lc = layer.get("config", {})
+                shape = lc.get("batch_input_shape") or lc.get("batch_shape") or []
+                inputs.append(TensorSpec(lc.get("name", "input"), _keras_dims(shape), lc.get("dtype", "float32")))
+            else:
+                ops[cls] += 1
+    params = 0
+    for group in doc.get("weightsManifest", []):
+        for w in group.get("weights", []):
+            params += _prod(w.get("shape", []))
+    return ModelInfo(ModelFormat.TFJS, str(p), 0, inputs, outputs, dict(ops), params or None, None, None,
+                     doc.get("convertedBy") or doc.get("generatedBy"))
+
+
+def _inspect_ort(p: Path) -> ModelInfo:
+    import onnxruntime as ort
+
+    try:
+        sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelFormatError(p, f"corrupt ORT model ({' '.join(str(exc).split())[:200]})") from None
+    from edgestudio.backends.runtimes.onnxruntime import ort_spec
+
+    meta = sess.get_modelmeta()
+    return ModelInfo(ModelFormat.ORT, str(p), 0, [ort_spec(i) for i in sess.get_inputs()],
+                     [ort_spec(o) for o in sess.get_outputs()], {}, None, None, None, meta.producer_name or None)
+
+
+_INSPECTORS = {
+    ModelFormat.ONNX: _inspect_onnx,
+    ModelFormat.ORT: _inspect_ort,
+    ModelFormat.TFLITE: _inspect_tflite,
+    ModelFormat.KERAS: _inspect_keras,
+    ModelFormat.KERAS_H5: _inspect_keras_h5,
+    ModelFormat.SAVED_MODEL: _inspect_saved_model,
+    ModelFormat.OPENVINO: _inspect_openvino,
+    ModelFormat.TFJS: _inspect_tfjs,
+}

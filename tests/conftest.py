@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "resources" / "samples"
+
+
+def zoo_models() -> list[Path]:
+    import onnx
+
+    light = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+    return sorted(light.glob("light_*.onnx"))
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def sample_onnx() -> Path:
+    return SAMPLES / "digits_cnn.onnx"
+
+
+@pytest.fixture(scope="session")
+def sample_tflite() -> Path:
+    return SAMPLES / "digits_cnn.tflite"
+
+
+@pytest.fixture(scope="session")
+def sample_keras() -> Path:
+    return SAMPLES / "digits_cnn.keras"
+
+
+@pytest.fixture(scope="session")
+def sample_savedmodel() -> Path:
+    return SAMPLES / "digits_cnn_savedmodel"
+
+
+@pytest.fixture(scope="session")
+def sample_ir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ONNX sample converted to OpenVINO IR with the real converter."""
+    import openvino as ov
+
+    out = tmp_path_factory.mktemp("ir") / "digits_cnn.xml"
+    model = ov.convert_model(str(SAMPLES / "digits_cnn.onnx"))
+    ov.save_model(model, str(out), compress_to_fp16=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_h5(tmp_path_factory: pytest.TempPathFactory, sample_keras: Path) -> Path:
+    from edgestudio.core.formats import ModelFormat
+    from edgestudio.core.loaders import load_keras_model
+
+    out = tmp_path_factory.mktemp("h5") / "digits_cnn.h5"
+    load_keras_model(sample_keras, ModelFormat.KERAS).save(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def lambda_keras(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Keras model with a Lambda layer: loading it would run arbitrary code."""
+    import keras
+
+    inp = keras.Input((4,))
+    out = keras.layers.Lambda(lambda t: t * 2.0)(inp)
+    path = tmp_path_factory.mktemp("lambda") / "lambda.keras"
+    keras.Model(inp, out).save(path)
+    return path
+
+
+def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real command line in a fresh process."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-m", "edgestudio", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)

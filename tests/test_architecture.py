@@ -1,0 +1,68 @@
+"""House rules: Qt only in edgestudio/gui; no heavy runtime imported when the CLI (or the app) starts."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+QT_MODULES = ("PySide6", "pyqtgraph", "superqt", "qtpy", "PyQt5", "PyQt6")
+HEAVY = ("tensorflow", "openvino", "onnxruntime", "tf2onnx", "nncf", "keras")
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text("utf-8"), str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):  # every import, also those inside functions
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_qt_is_imported_only_in_gui() -> None:
+    offenders = []
+    for path in (ROOT / "edgestudio").rglob("*.py"):
+        rel = path.relative_to(ROOT)
+        if rel.parts[:2] == ("edgestudio", "gui"):
+            continue
+        bad = {m for m in _imported_modules(path) if m.split(".")[0] in QT_MODULES}
+        if bad:
+            offenders.append(f"{rel}: {sorted(bad)}")
+    assert not offenders, "Qt imported outside edgestudio/gui: " + "; ".join(offenders)
+
+
+def test_the_check_catches_a_qt_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from PySide6.QtWidgets import QWidget\n")
+    assert "PySide6.QtWidgets" in _imported_modules(bad)
+
+
+def _modules_after(code: str) -> set[str]:
+    probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    import json
+
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_cli_import_pulls_no_heavy_runtime() -> None:
+    loaded = _modules_after("import edgestudio.cli; edgestudio.cli.build_parser()")
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_gui_start_path_pulls_no_heavy_runtime() -> None:
+    loaded = _modules_after("import os; os.environ['QT_QPA_PLATFORM']='offscreen'\n"
+                            "from PySide6.QtWidgets import QApplication; app = QApplication([])\n"
+                            "from edgestudio.gui.main_window import MainWindow; w = MainWindow()")
+    assert "PySide6" in loaded
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_registering_backends_is_cheap() -> None:
+    loaded = _modules_after("from edgestudio.backends.runtimes import RUNTIMES; RUNTIMES.all()")
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))

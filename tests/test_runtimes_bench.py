@@ -1,0 +1,157 @@
+"""Real runtimes on real models: every runtime that runs a sample, agreement between them, the bench engine."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgestudio.backends.runtimes import RUNTIMES, get_runtime, list_devices, runtime_for_format
+from edgestudio.bench.inputs import make_inputs, parse_shape_overrides, resolve_shape
+from edgestudio.bench.latency import BenchConfig, run_benchmark, timed_loop
+from edgestudio.bench.stats import LatencyStats
+from edgestudio.core.errors import Cancelled, RuntimeUnavailableError, UsageError
+from edgestudio.core.formats import ModelFormat
+from edgestudio.core.modelinfo import TensorSpec
+from edgestudio.core.progress import CancelToken
+from tests.conftest import SAMPLES, zoo_models
+
+PAIRS = [("digits_cnn.onnx", "onnxruntime"), ("digits_cnn.onnx", "openvino"), ("digits_cnn.tflite", "litert"),
+         ("digits_cnn.tflite", "openvino"), ("digits_cnn.keras", "tensorflow"),
+         ("digits_cnn_savedmodel", "tensorflow")]
+
+
+def test_all_four_runtimes_registered_and_available() -> None:
+    assert set(RUNTIMES.all()) >= {"onnxruntime", "openvino", "litert", "tensorflow"}
+    assert all(cls.available() for cls in RUNTIMES.all().values())
+
+
+def test_devices_cover_every_runtime() -> None:
+    devices = list_devices()
+    assert {d.runtime for d in devices} == {"onnxruntime", "openvino", "litert", "tensorflow"}
+    assert all(d.device and d.description for d in devices)
+    assert "Azure" not in {d.device for d in devices}
+
+
+def test_default_runtime_per_format() -> None:
+    assert runtime_for_format(ModelFormat.ONNX) == "onnxruntime"
+    assert runtime_for_format(ModelFormat.TFLITE) == "litert"
+    assert runtime_for_format(ModelFormat.OPENVINO) == "openvino"
+    assert runtime_for_format(ModelFormat.KERAS) == "tensorflow"
+
+
+def test_unknown_runtime_and_device() -> None:
+    with pytest.raises(UsageError, match="unknown runtime"):
+        get_runtime("tensorrt-nope")
+    with pytest.raises(RuntimeUnavailableError, match="no device 'NPU9'"):
+        get_runtime("onnxruntime").load(SAMPLES / "digits_cnn.onnx", device="NPU9")
+
+
+def test_runtimes_agree_on_the_digits(tmp_path: Path) -> None:
+    """Every runtime classifies the held-out digits like the Keras reference (same model, other formats)."""
+    data = np.load(SAMPLES / "digits_test.npz")
+    x, y = data["x"][:64], data["y"][:64]
+    preds = {}
+    for name, rt in PAIRS:
+        sess = get_runtime(rt).load(SAMPLES / name, precision="f32" if rt == "openvino" else None)
+        outs = []
+        for i in range(len(x)):
+            out = sess.run({sess.inputs[0].name: x[i: i + 1]})
+            outs.append(next(iter(out.values()))[0])
+        preds[(name, rt)] = np.stack(outs)
+    ref = preds[("digits_cnn.keras", "tensorflow")]
+    assert (ref.argmax(1) == y).mean() > 0.9
+    for key, p in preds.items():
+        assert np.abs(p - ref).max() < 1e-4, key
+
+
+def test_make_inputs_follows_spec() -> None:
+    specs = [TensorSpec("img", ["batch", 3, "h", "w"], "float32"), TensorSpec("ids", [1, 7], "int64"),
+             TensorSpec("mask", [1, 7], "bool")]
+    feeds = make_inputs(specs, parse_shape_overrides(["img=2,3,32,48"]))
+    assert feeds["img"].shape == (2, 3, 32, 48) and feeds["img"].dtype == np.float32
+    assert feeds["ids"].dtype == np.int64 and feeds["mask"].dtype == np.bool_
+    assert make_inputs(specs)["img"].shape == (1, 3, 1, 1)  # unspecified dynamic dims default to 1
+    np.testing.assert_array_equal(make_inputs(specs, seed=3)["img"], make_inputs(specs, seed=3)["img"])
+
+
+def test_shape_override_errors() -> None:
+    spec = TensorSpec("x", ["batch", 8, 8, 1], "float32")
+    with pytest.raises(UsageError, match="rank"):
+        resolve_shape(spec, parse_shape_overrides(["x=1,8,8"]))
+    with pytest.raises(UsageError, match="conflicts"):
+        resolve_shape(spec, parse_shape_overrides(["x=1,9,8,1"]))
+    with pytest.raises(UsageError, match="bad --shape"):
+        parse_shape_overrides(["x=1,a"])
+    assert resolve_shape(spec, parse_shape_overrides(["4,8,8,1"])) == [4, 8, 8, 1]
+
+
+def test_latency_stats() -> None:
+    s = LatencyStats.from_ms(np.arange(1, 101, dtype=float))
+    assert s.min == 1 and s.max == 100 and s.p50 == pytest.approx(50.5) and s.p99 == pytest.approx(99.01)
+    assert s.mean == pytest.approx(50.5)
+
+
+@pytest.mark.parametrize("name,rt", PAIRS, ids=lambda v: str(v))
+def test_bench_streams_every_sample(name: str, rt: str) -> None:
+    seen: list[tuple[int, float]] = []
+    progress: list[float] = []
+    cfg = BenchConfig(runtime=rt, iterations=40, warmup=3, threads=1, shapes={"": [4, 8, 8, 1]})
+    res = run_benchmark(SAMPLES / name, cfg, on_sample=lambda i, ms: seen.append((i, ms)),
+                        progress=lambda f, m="": progress.append(f))
+    assert res.iterations == 40 and [i for i, _ in seen] == list(range(40))
+    np.testing.assert_allclose([ms for _, ms in seen], res.samples_ms)
+    lat = res.latency_ms
+    assert 0 < lat.min <= lat.p50 <= lat.p90 <= lat.p95 <= lat.p99 <= lat.max
+    assert res.throughput_fps > 0 and res.load_ms > 0 and res.first_inference_ms > 0 and res.peak_rss_mb > 20
+    assert list(res.input_shapes.values()) == [[4, 8, 8, 1]]
+    assert progress[-1] == 1.0
+    if rt == "openvino":
+        assert res.precision in ("f32", "bf16", "f16")
+
+
+def test_bench_duration_mode() -> None:
+    res = run_benchmark(SAMPLES / "digits_cnn.onnx", BenchConfig(runtime="onnxruntime", duration_s=0.3, warmup=1))
+    assert res.iterations > 100
+
+
+def test_timed_loop_cancels() -> None:
+    token = CancelToken()
+    calls = []
+
+    def call() -> None:
+        calls.append(1)
+        if len(calls) == 50:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        timed_loop(call, 10_000, cancel=token)
+    assert len(calls) < 200
+
+
+def test_cancel_from_another_thread() -> None:
+    token = CancelToken()
+    threading.Timer(0.2, token.cancel).start()
+    with pytest.raises(Cancelled):
+        run_benchmark(SAMPLES / "digits_cnn.onnx", BenchConfig(runtime="onnxruntime", duration_s=30), cancel=token)
+
+
+@pytest.mark.parametrize("model", zoo_models(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("rt", ["onnxruntime", "openvino"])
+def test_zoo_models_run_and_match_expected_output(model: Path, rt: str) -> None:
+    """Each zoo graph runs on each runtime and reproduces the output stored beside it in the onnx wheel."""
+    import onnx
+    from onnx import numpy_helper
+
+    sess = get_runtime(rt).load(model, precision="f32" if rt == "openvino" else None)
+    feeds = make_inputs(sess.inputs)
+    out = next(iter(sess.run(feeds).values()))
+    t = onnx.TensorProto()
+    t.ParseFromString(model.with_name(model.stem + "_output_0.pb").read_bytes())
+    expected = numpy_helper.to_array(t)
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-5)
+    res = run_benchmark(model, BenchConfig(runtime=rt, iterations=3, warmup=1))
+    assert res.iterations == 3 and res.latency_ms.p50 > 0
