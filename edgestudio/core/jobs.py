@@ -1,0 +1,110 @@
+"""Jobs as plain data: what to run (:class:`JobSpec`), and what happened (:class:`JobRecord`, :class:`JobEvent`)."""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class JobKind(str, enum.Enum):
+    INSPECT = "inspect"
+    CONVERT = "convert"
+    OPTIMIZE = "optimize"
+    BENCH = "bench"
+    EVAL = "eval"
+    CALL = "call"  # run an importable function ``module:function`` (extensions, tests)
+
+
+class JobStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass
+class JobSpec:
+    """Everything a worker needs to run a job; JSON-serialisable."""
+
+    kind: JobKind
+    model: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    runtime: str | None = None
+    device: str | None = None
+    output: str | None = None  # final path of the artifact this job makes (written elsewhere, moved on success)
+    timeout_s: float | None = None
+    memory_limit_mb: float | None = None
+    exclusive: bool | None = None  # run alone; default: benchmarks do, so nothing disturbs their timings
+
+    def __post_init__(self) -> None:
+        self.kind = JobKind(self.kind)
+
+    @property
+    def runs_alone(self) -> bool:
+        return self.exclusive if self.exclusive is not None else self.kind in (JobKind.BENCH,)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["kind"] = self.kind.value
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobSpec:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def from_json(cls, text: str) -> JobSpec:
+        return cls.from_dict(json.loads(text))
+
+
+def new_job_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
+
+
+@dataclass
+class JobRecord:
+    id: str
+    spec: JobSpec
+    status: JobStatus = JobStatus.QUEUED
+    progress: float = 0.0
+    message: str = ""
+    log: list[str] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def elapsed_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or time.time()) - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.spec.kind.value, "model": self.spec.model, "status": self.status.value,
+                "progress": round(self.progress, 4), "message": self.message, "error": self.error,
+                "result": self.result, "created_at": self.created_at, "started_at": self.started_at,
+                "finished_at": self.finished_at, "spec": self.spec.to_dict()}
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """What subscribers receive. ``type`` is one of: queued, started, progress, log, samples, finished."""
+
+    job_id: str
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,50 @@
+"""What a job function gets inside a worker: progress, log, live samples, cancel token, a staging folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from edgestudio.core.progress import CancelToken
+
+SAMPLE_FLUSH_S = 0.05  # latency samples travel in small batches: live on screen, cheap on the pipe
+
+
+class JobContext:
+    def __init__(self, job_id: str, send: Any, cancel: CancelToken, staging: Path | None) -> None:
+        self.job_id = job_id
+        self._send = send
+        self.cancel = cancel
+        self.staging = staging
+        self._samples: list[tuple[int, float]] = []
+        self._last_flush = time.monotonic()
+        self._last_progress = 0.0
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        now = time.monotonic()
+        if fraction < 1.0 and now - self._last_progress < 0.05:
+            return  # at most 20 progress events a second
+        self._last_progress = now
+        self._send(("progress", self.job_id, {"fraction": float(fraction), "message": message}))
+
+    def log(self, line: str) -> None:
+        self._send(("log", self.job_id, {"line": str(line)}))
+
+    def sample(self, index: int, ms: float) -> None:
+        self._samples.append((index, ms))
+        now = time.monotonic()
+        if now - self._last_flush >= SAMPLE_FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._samples:
+            self._send(("samples", self.job_id, {"samples": self._samples}))
+            self._samples = []
+        self._last_flush = time.monotonic()
+
+    def staged(self, name: str) -> Path:
+        """Where to write an artifact called ``name``: inside the job's staging folder."""
+        if self.staging is None:
+            raise RuntimeError("this job has no staging folder (no output was requested)")
+        return self.staging / name

@@ -1,0 +1,387 @@
+"""A pool of spawned worker processes with progress events, cancellation and crash handling.
+
+One supervisor thread owns the workers: it reads their pipes, starts queued jobs, and watches for a worker
+that died (segfault, SIGKILL, out of memory), ran past its time limit, grew past its memory limit, or
+ignored a cancel request for longer than the grace period. Such a worker is killed and replaced; its job
+ends with the cause, and the queue keeps going. Jobs write artifacts into a staging folder that is moved
+into place only when the job succeeds, so a cancelled or crashed job leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import multiprocessing as mp
+import multiprocessing.connection as mpc
+import os
+import shutil
+import signal
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus, new_job_id
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[JobEvent], None]
+LOG_LINES_KEPT = 500
+
+
+def default_max_workers() -> int:
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "worker stopped"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"worker process crashed with {name} (exit code {exitcode})"
+    return f"worker process exited unexpectedly with code {exitcode}"
+
+
+class _Worker:
+    def __init__(self, ctx: Any, warm_imports: tuple[str, ...]) -> None:
+        from edgestudio.workers.worker import worker_main
+
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.cancel_event = ctx.Event()
+        self.proc = ctx.Process(target=worker_main, args=(child, self.cancel_event, warm_imports),
+                                name="edgestudio-worker", daemon=False)
+        self.proc.start()
+        child.close()
+        self.job_id: str | None = None
+        self.cancel_requested_at: float | None = None
+        self.kill_reason: tuple[JobStatus, str] | None = None
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+        self.conn.close()
+
+
+class WorkerPool:
+    """Run :class:`JobSpec` jobs in worker processes. Thread-safe; events go to subscribers."""
+
+    def __init__(self, max_workers: int | None = None, *, grace_s: float = 2.0,
+                 warm_imports: tuple[str, ...] = ()) -> None:
+        self.max_workers = max_workers or default_max_workers()
+        self.grace_s = grace_s
+        self._warm_imports = warm_imports
+        self._ctx = mp.get_context("spawn")
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._records: dict[str, JobRecord] = {}
+        self._queue: deque[str] = deque()
+        self._workers: list[_Worker] = []
+        self._staging: dict[str, Path] = {}
+        self._subscribers: list[Subscriber] = []
+        self._finish_hooks: list[Callable[[JobRecord], None]] = []
+        self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._supervise, name="edgestudio-pool", daemon=True)
+        self._thread.start()
+        _POOLS.add(self)
+
+    # ------------------------------------------------------------------------------------- public API
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(event)`` for every job event (from the pool's thread). Returns an unsubscribe."""
+        with self._lock:
+            self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    def add_finish_hook(self, hook: Callable[[JobRecord], None]) -> None:
+        """``hook(record)`` runs when a job ends, before subscribers hear of it (e.g. to persist it)."""
+        self._finish_hooks.append(hook)
+
+    def submit(self, spec: JobSpec, job_id: str | None = None) -> str:
+        if self._stopping:
+            raise RuntimeError("the worker pool is shut down")
+        rec = JobRecord(id=job_id or new_job_id(), spec=spec)
+        with self._lock:
+            self._records[rec.id] = rec
+            self._queue.append(rec.id)
+        self._emit(JobEvent(rec.id, "queued", {"spec": spec.to_dict()}))
+        self._wake()
+        return rec.id
+
+    def cancel(self, job_id: str) -> None:
+        """Cooperative cancel; the worker is killed if the job has not stopped after ``grace_s``."""
+        with self._lock:
+            rec = self._records.get(job_id)
+            if rec is None or rec.status.finished:
+                return
+            if rec.status is JobStatus.QUEUED:
+                self._queue.remove(job_id)
+                self._finish(rec, JobStatus.CANCELLED, error=None)
+                return
+            for w in self._workers:
+                if w.job_id == job_id and w.cancel_requested_at is None:
+                    w.cancel_requested_at = time.monotonic()
+                    w.cancel_event.set()
+        self._wake()
+
+    def get(self, job_id: str) -> JobRecord:
+        with self._lock:
+            return copy.deepcopy(self._records[job_id])
+
+    def jobs(self) -> list[JobRecord]:
+        with self._lock:
+            return [copy.deepcopy(r) for r in self._records.values()]
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while not self._records[job_id].status.finished:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"job {job_id} still {self._records[job_id].status.value}")
+                self._changed.wait(left if left is not None else 1.0)
+            return copy.deepcopy(self._records[job_id])
+
+    def worker_pids(self) -> list[int]:
+        with self._lock:
+            return [w.proc.pid for w in self._workers if w.proc.pid]
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the pool: queued and running jobs end as cancelled ("app closed"), workers exit."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+            for job_id in list(self._queue):
+                self._finish(self._records[job_id], JobStatus.CANCELLED, error="cancelled: app closed")
+            self._queue.clear()
+        self._wake()
+        if wait:
+            self._thread.join(10)
+        with self._lock:
+            for w in self._workers:
+                if w.job_id:
+                    self._finish(self._records[w.job_id], JobStatus.CANCELLED, error="cancelled: app closed")
+                    w.job_id = None
+                try:
+                    w.conn.send(None)
+                except (OSError, ValueError):
+                    pass
+            for w in self._workers:
+                w.proc.join(1)
+                w.kill()
+            self._workers.clear()
+        _POOLS.discard(self)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # ------------------------------------------------------------------------------------ supervision
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send_bytes(b"!")
+        except (OSError, ValueError):
+            pass
+
+    def _emit(self, event: JobEvent) -> None:
+        for cb in list(self._subscribers):
+            try:
+                cb(event)
+            except Exception:  # a broken subscriber must not stop the pool
+                log.exception("job event subscriber failed")
+
+    def _supervise(self) -> None:
+        while not self._stopping:
+            with self._lock:
+                waitables: list[Any] = [self._wake_r]
+                for w in self._workers:
+                    waitables += [w.conn, w.proc.sentinel]
+            try:
+                ready = mpc.wait(waitables, timeout=0.1)
+            except OSError:
+                ready = []
+            with self._lock:
+                if self._wake_r in ready:
+                    while self._wake_r.poll():
+                        self._wake_r.recv_bytes()
+                for w in list(self._workers):
+                    if w.conn in ready or w.proc.sentinel in ready:
+                        self._drain(w)
+                self._check_workers()
+                if not self._stopping:
+                    self._schedule()
+
+    def _drain(self, w: _Worker) -> None:
+        try:
+            while not w.conn.closed and w.conn.poll():
+                kind, job_id, data = w.conn.recv()
+                self._handle(w, kind, job_id, data)
+        except (EOFError, OSError, ValueError):
+            pass  # the worker is gone; _check_workers reports why
+
+    def _handle(self, w: _Worker, kind: str, job_id: str | None, data: dict[str, Any]) -> None:
+        rec = self._records.get(job_id or "")
+        if rec is None or rec.status.finished:
+            return
+        if kind == "progress":
+            rec.progress, rec.message = data["fraction"], data["message"]
+            self._emit(JobEvent(rec.id, "progress", data))
+        elif kind == "log":
+            rec.log.append(data["line"])
+            del rec.log[:-LOG_LINES_KEPT]
+            self._emit(JobEvent(rec.id, "log", data))
+        elif kind == "samples":
+            self._emit(JobEvent(rec.id, "samples", data))
+        elif kind == "done":
+            w.job_id, w.cancel_requested_at = None, None
+            try:
+                result = self._publish_artifacts(rec, data["result"])
+            except OSError as exc:
+                self._finish(rec, JobStatus.FAILED, error=f"{rec.spec.output}: cannot move the result into place ({exc})")
+                return
+            rec.result = result
+            self._finish(rec, JobStatus.SUCCEEDED)
+        elif kind == "failed":
+            w.job_id, w.cancel_requested_at = None, None
+            rec.log.extend(data.get("log") or [])
+            self._finish(rec, JobStatus.FAILED, error=data["error"])
+        elif kind == "cancelled":
+            w.job_id, w.cancel_requested_at = None, None
+            self._finish(rec, JobStatus.CANCELLED)
+
+    def _check_workers(self) -> None:
+        now = time.monotonic()
+        for w in list(self._workers):
+            rec = self._records.get(w.job_id) if w.job_id else None
+            if rec is not None and w.kill_reason is None:
+                spec = rec.spec
+                elapsed = time.time() - (rec.started_at or time.time())
+                if w.cancel_requested_at is not None and now - w.cancel_requested_at > self.grace_s:
+                    w.kill_reason = (JobStatus.CANCELLED, "cancelled (worker stopped after the grace period)")
+                elif spec.timeout_s and elapsed > spec.timeout_s:
+                    w.kill_reason = (JobStatus.FAILED, f"timed out after {spec.timeout_s:g} s")
+                elif spec.memory_limit_mb:
+                    rss = _rss_mb(w.proc.pid)
+                    if rss is not None and rss > spec.memory_limit_mb:
+                        w.kill_reason = (JobStatus.FAILED, f"out of memory: the job used {rss:.0f} MB, over its "
+                                                           f"limit of {spec.memory_limit_mb:g} MB")
+                if w.kill_reason is not None:
+                    w.proc.kill()
+            if w.proc.is_alive():
+                continue
+            self._drain(w)  # a final message may have been sent just before it died
+            w.kill()
+            self._workers.remove(w)
+            rec = self._records.get(w.job_id) if w.job_id else None
+            if rec is not None and not rec.status.finished:
+                status, cause = w.kill_reason or (JobStatus.FAILED, describe_exit(w.proc.exitcode))
+                tail = f"; last log: {rec.log[-1]}" if rec.log and status is JobStatus.FAILED else ""
+                prefix = f"{rec.spec.model}: " if rec.spec.model and status is JobStatus.FAILED else ""
+                self._finish(rec, status, error=prefix + cause + tail)
+
+    def _schedule(self) -> None:
+        while self._queue:
+            busy = [w for w in self._workers if w.job_id]
+            if any(self._records[w.job_id].spec.runs_alone for w in busy if w.job_id):
+                return
+            rec = self._records[self._queue[0]]
+            if rec.spec.runs_alone and busy:
+                return
+            idle = [w for w in self._workers if not w.job_id and w.proc.is_alive()]
+            if not idle:
+                if len(self._workers) >= self.max_workers:
+                    return
+                idle = [_Worker(self._ctx, self._warm_imports)]
+                self._workers.append(idle[0])
+            w = idle[0]
+            self._queue.popleft()
+            staging = self._make_staging(rec)
+            try:
+                w.conn.send((rec.id, rec.spec.to_dict(), str(staging) if staging else None))
+            except (OSError, ValueError):
+                self._queue.appendleft(rec.id)  # that worker is dead: _check_workers replaces it
+                return
+            w.job_id, w.cancel_requested_at, w.kill_reason = rec.id, None, None
+            rec.status, rec.started_at = JobStatus.RUNNING, time.time()
+            self._emit(JobEvent(rec.id, "started", {"pid": w.proc.pid}))
+
+    # -------------------------------------------------------------------------------------- artifacts
+    def _make_staging(self, rec: JobRecord) -> Path | None:
+        if not rec.spec.output:
+            return None
+        out = Path(rec.spec.output)
+        staging = out.parent / f".{out.name}.partial-{rec.id}"
+        staging.mkdir(parents=True, exist_ok=True)
+        self._staging[rec.id] = staging
+        return staging
+
+    def _publish_artifacts(self, rec: JobRecord, result: dict[str, Any]) -> dict[str, Any]:
+        staging = self._staging.pop(rec.id, None)
+        if staging is None:
+            return result
+        dest = Path(rec.spec.output or "").parent
+        for entry in sorted(staging.iterdir()):
+            target = dest / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(entry, target)  # atomic on one filesystem
+        shutil.rmtree(staging, ignore_errors=True)
+        return _replace_prefix(result, str(staging), str(dest))
+
+    def _finish(self, rec: JobRecord, status: JobStatus, error: str | None = None) -> None:
+        staging = self._staging.pop(rec.id, None)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        rec.status, rec.error, rec.finished_at = status, error, time.time()
+        if status is JobStatus.SUCCEEDED:
+            rec.progress = 1.0
+        for hook in self._finish_hooks:
+            try:
+                hook(rec)
+            except Exception:
+                log.exception("job finish hook failed")
+        self._changed.notify_all()
+        self._emit(JobEvent(rec.id, "finished", {"status": status.value, "error": error, "result": rec.result}))
+
+
+def _replace_prefix(obj: Any, old: str, new: str) -> Any:
+    if isinstance(obj, str):
+        return new + obj[len(old):] if obj.startswith(old) else obj
+    if isinstance(obj, dict):
+        return {k: _replace_prefix(v, old, new) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_replace_prefix(v, old, new) for v in obj]
+    return obj
+
+
+def _rss_mb(pid: int | None) -> float | None:
+    if not pid:
+        return None
+    try:
+        import psutil
+
+        return psutil.Process(pid).memory_info().rss / 2**20  # type: ignore[no-any-return]
+    except Exception:
+        return None
+
+
+_POOLS: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
+
+def _shutdown_all() -> None:
+    for pool in list(_POOLS):
+        pool.shutdown(wait=False)
+
+
+import atexit  # noqa: E402
+
+atexit.register(_shutdown_all)

@@ -1,0 +1,70 @@
+"""Job functions, one per kind: plain functions ``run_<kind>(spec, ctx) -> dict`` with no Qt.
+
+They run inside worker processes, but nothing ties them to one: tests call them directly with a
+:class:`JobContext`. Later kinds (convert, optimize, eval) register here as their engines land.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from edgestudio.core.errors import UsageError
+from edgestudio.core.jobs import JobKind, JobSpec
+from edgestudio.workers.context import JobContext
+
+TaskFn = Callable[[JobSpec, JobContext], dict[str, Any]]
+
+# kind -> "module:function", imported when a job of that kind first runs
+TASKS: dict[JobKind, str] = {
+    JobKind.INSPECT: "edgestudio.workers.tasks:run_inspect",
+    JobKind.BENCH: "edgestudio.workers.tasks:run_bench",
+    JobKind.CALL: "edgestudio.workers.tasks:run_call",
+}
+
+
+def _resolve(target: str) -> Callable[..., Any]:
+    module, _, name = target.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj  # type: ignore[no-any-return]
+
+
+def run_job(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
+    target = TASKS.get(spec.kind)
+    if target is None:
+        raise UsageError(spec.model, f"job kind {spec.kind.value!r} is not available in this version")
+    return _resolve(target)(spec, ctx)  # type: ignore[no-any-return]
+
+
+def run_inspect(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
+    from edgestudio.core.inspection import inspect_model
+
+    ctx.progress(0.1, "reading model")
+    info = inspect_model(spec.model or "")
+    ctx.progress(1.0, "done")
+    return info.to_dict()
+
+
+def run_bench(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
+    from edgestudio.backends.runtimes import runtime_for_format
+    from edgestudio.bench.latency import BenchConfig, run_benchmark
+    from edgestudio.core.formats import detect_format
+
+    opts = dict(spec.options)
+    runtime = spec.runtime or runtime_for_format(detect_format(spec.model or ""))
+    config = BenchConfig(runtime=runtime, device=spec.device or "CPU", iterations=int(opts.get("iterations", 100)),
+                         warmup=int(opts.get("warmup", 10)), duration_s=opts.get("duration_s"),
+                         threads=opts.get("threads"), shapes=dict(opts.get("shapes") or {}),
+                         precision=opts.get("precision"))
+    ctx.log(f"benchmark {spec.model} on {runtime}/{config.device}")
+    result = run_benchmark(spec.model or "", config, on_sample=ctx.sample, progress=ctx.progress, cancel=ctx.cancel)
+    return result.to_dict(with_samples=bool(opts.get("keep_samples", True)))
+
+
+def run_call(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
+    fn = _resolve(str(spec.options["function"]))
+    result = fn(ctx=ctx, **dict(spec.options.get("kwargs") or {}))
+    return result if isinstance(result, dict) else {"value": result}

@@ -1,0 +1,69 @@
+"""Job functions for the worker-pool tests (run through JobKind.CALL inside real worker processes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+
+def echo(ctx: Any, value: Any = None) -> dict[str, Any]:
+    ctx.progress(0.5, "half way")
+    ctx.log("echo says hi")
+    return {"value": value, "pid": os.getpid()}
+
+
+def segfault(ctx: Any) -> None:
+    ctx.log("about to crash")
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def sigkill_self(ctx: Any) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def eat_memory(ctx: Any, chunk_mb: int = 50) -> None:
+    hoard = []
+    while True:
+        hoard.append(b"\x01" * (chunk_mb * 2**20))  # written, so it counts in RSS
+        time.sleep(0.01)
+
+
+def raise_memory_error(ctx: Any) -> None:
+    raise MemoryError()
+
+
+def sleep(ctx: Any, seconds: float = 60.0, cooperative: bool = True) -> dict[str, Any]:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        if cooperative:
+            ctx.cancel.check()
+        ctx.progress((time.monotonic() - t0) / seconds, "sleeping")
+        time.sleep(0.02)
+    return {"slept": seconds}
+
+
+def write_artifact(ctx: Any, name: str = "out.bin", size: int = 1000, then_sleep: float = 0.0) -> dict[str, Any]:
+    path = ctx.staged(name)
+    with open(path, "wb") as fh:
+        fh.write(b"\x02" * (size // 2))
+        fh.flush()
+        ctx.progress(0.5, "half written")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < then_sleep:
+            ctx.cancel.check()
+            time.sleep(0.02)
+        fh.write(b"\x02" * (size - size // 2))
+    return {"output": str(path)}
+
+
+def fail(ctx: Any) -> None:
+    raise ValueError("the job could not do it")
+
+
+def stream(ctx: Any, n: int = 500) -> dict[str, Any]:
+    for i in range(n):
+        ctx.sample(i, float(i))
+        time.sleep(0.001)
+    return {"n": n}

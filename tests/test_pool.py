@@ -1,0 +1,197 @@
+"""The worker pool, for real: spawned processes that crash, get killed, run out of memory or time."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edgestudio.core.jobs import JobEvent, JobKind, JobSpec, JobStatus
+from edgestudio.workers.pool import WorkerPool
+from tests.conftest import SAMPLES
+
+
+def call(fn: str, **kwargs) -> JobSpec:  # type: ignore[no-untyped-def]
+    opts = kwargs.pop("opts", {})
+    return JobSpec(JobKind.CALL, options={"function": f"tests.helpers.jobs:{fn}", "kwargs": opts}, **kwargs)
+
+
+@pytest.fixture
+def pool():  # type: ignore[no-untyped-def]
+    p = WorkerPool(max_workers=2, grace_s=1.0)
+    yield p
+    p.shutdown()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[JobEvent] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, e: JobEvent) -> None:
+        with self.lock:
+            self.events.append(e)
+
+    def types(self, job_id: str) -> list[str]:
+        with self.lock:
+            return [e.type for e in self.events if e.job_id == job_id]
+
+
+def test_job_spec_roundtrips_json() -> None:
+    spec = JobSpec(JobKind.BENCH, model="m.onnx", options={"iterations": 5}, runtime="openvino", device="CPU",
+                   timeout_s=3.0)
+    assert JobSpec.from_json(spec.to_json()) == spec
+    assert spec.runs_alone and not JobSpec(JobKind.CONVERT).runs_alone
+
+
+def test_runs_out_of_process_with_events(pool: WorkerPool) -> None:
+    rec = Recorder()
+    pool.subscribe(rec)
+    job = pool.submit(call("echo", opts={"value": 42}))
+    done = pool.wait(job, 60)
+    assert done.status is JobStatus.SUCCEEDED and done.result["value"] == 42
+    assert done.result["pid"] != os.getpid() and done.result["pid"] in pool.worker_pids()
+    assert "echo says hi" in done.log
+    types = rec.types(job)
+    assert types[0] == "queued" and types[1] == "started" and "progress" in types and types[-1] == "finished"
+
+
+def test_failure_is_reported_and_pool_goes_on(pool: WorkerPool) -> None:
+    bad = pool.submit(call("fail"))
+    r = pool.wait(bad, 60)
+    assert r.status is JobStatus.FAILED and "ValueError: the job could not do it" in r.error
+    assert any("Traceback" in line or "raise ValueError" in line for line in r.log)
+    assert pool.wait(pool.submit(call("echo")), 60).status is JobStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("fn,cause", [("segfault", "SIGSEGV"), ("sigkill_self", "SIGKILL")])
+def test_crashing_worker_fails_job_and_is_replaced(pool: WorkerPool, fn: str, cause: str) -> None:
+    first = pool.wait(pool.submit(call("echo")), 60)
+    crashed = pool.wait(pool.submit(call(fn)), 60)
+    assert crashed.status is JobStatus.FAILED
+    assert cause in crashed.error and "crashed" in crashed.error
+    if fn == "segfault":
+        assert "about to crash" in crashed.error  # the last log line travels with the cause
+    after = pool.wait(pool.submit(call("echo")), 60)
+    assert after.status is JobStatus.SUCCEEDED
+    assert first.result["pid"] != after.result["pid"]  # the crashed worker was replaced
+
+
+def test_memory_limit_kills_runaway_job(pool: WorkerPool) -> None:
+    r = pool.wait(pool.submit(call("eat_memory", memory_limit_mb=400)), 120)
+    assert r.status is JobStatus.FAILED and "out of memory" in r.error and "400 MB" in r.error
+    assert pool.wait(pool.submit(call("echo")), 60).status is JobStatus.SUCCEEDED
+
+
+def test_memory_error_is_reported(pool: WorkerPool) -> None:
+    r = pool.wait(pool.submit(call("raise_memory_error")), 60)
+    assert r.status is JobStatus.FAILED and "out of memory" in r.error
+
+
+def test_timeout(pool: WorkerPool) -> None:
+    t0 = time.monotonic()
+    r = pool.wait(pool.submit(call("sleep", opts={"seconds": 60, "cooperative": False}, timeout_s=1.5)), 60)
+    assert r.status is JobStatus.FAILED and "timed out after 1.5 s" in r.error
+    assert time.monotonic() - t0 < 30
+
+
+def test_cooperative_cancel(pool: WorkerPool) -> None:
+    job = pool.submit(call("sleep", opts={"seconds": 60}))
+    _wait_running(pool, job)
+    pid_before = set(pool.worker_pids())
+    pool.cancel(job)
+    r = pool.wait(job, 30)
+    assert r.status is JobStatus.CANCELLED and r.error is None
+    assert set(pool.worker_pids()) & pid_before  # the worker survived: it stopped on its own
+
+
+def test_uncooperative_cancel_kills_after_grace(pool: WorkerPool) -> None:
+    job = pool.submit(call("sleep", opts={"seconds": 60, "cooperative": False}))
+    _wait_running(pool, job)
+    t0 = time.monotonic()
+    pool.cancel(job)
+    r = pool.wait(job, 30)
+    assert r.status is JobStatus.CANCELLED and "grace period" in (r.error or "")
+    assert time.monotonic() - t0 < 10
+    assert pool.wait(pool.submit(call("echo")), 60).status is JobStatus.SUCCEEDED
+
+
+def test_cancel_queued_job(pool: WorkerPool) -> None:
+    blockers = [pool.submit(call("sleep", opts={"seconds": 2})) for _ in range(2)]
+    queued = pool.submit(call("echo"))
+    pool.cancel(queued)
+    assert pool.get(queued).status is JobStatus.CANCELLED
+    for b in blockers:
+        assert pool.wait(b, 60).status is JobStatus.SUCCEEDED
+
+
+def test_cancelled_job_leaves_no_partial_artifact(pool: WorkerPool, tmp_path: Path) -> None:
+    out = tmp_path / "model.bin"
+    job = pool.submit(call("write_artifact", opts={"name": "model.bin", "then_sleep": 60, "size": 10_000},
+                           output=str(out)))
+    _wait_running(pool, job, progress=0.5)
+    assert any(p.name.startswith(".model.bin.partial-") for p in tmp_path.iterdir())
+    pool.cancel(job)
+    assert pool.wait(job, 30).status is JobStatus.CANCELLED
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_artifact_is_moved_into_place_on_success(pool: WorkerPool, tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "model.bin"
+    r = pool.wait(pool.submit(call("write_artifact", opts={"name": "model.bin", "size": 1234}, output=str(out))), 60)
+    assert r.status is JobStatus.SUCCEEDED and r.result["output"] == str(out)
+    assert out.stat().st_size == 1234 and [p.name for p in out.parent.iterdir()] == ["model.bin"]
+
+
+def test_samples_stream_while_running(pool: WorkerPool) -> None:
+    rec = Recorder()
+    pool.subscribe(rec)
+    job = pool.submit(call("stream", opts={"n": 400}))
+    pool.wait(job, 60)
+    batches = [e.data["samples"] for e in rec.events if e.job_id == job and e.type == "samples"]
+    assert len(batches) > 1  # streamed in several batches, not one at the end
+    assert [i for batch in batches for i, _ in batch] == list(range(400))
+
+
+def test_benchmark_job_streams_latencies_and_runs_alone(pool: WorkerPool) -> None:
+    rec = Recorder()
+    pool.subscribe(rec)
+    other = pool.submit(call("sleep", opts={"seconds": 1.0}))
+    bench = pool.submit(JobSpec(JobKind.BENCH, model=str(SAMPLES / "digits_cnn.onnx"), runtime="onnxruntime",
+                                options={"iterations": 300, "warmup": 5}))
+    after = pool.submit(call("echo"))
+    b = pool.wait(bench, 120)
+    o, a = pool.wait(other, 60), pool.wait(after, 60)
+    assert b.status is JobStatus.SUCCEEDED and b.result["iterations"] == 300
+    streamed = [i for e in rec.events if e.job_id == bench and e.type == "samples" for i, _ in e.data["samples"]]
+    assert streamed == list(range(300))
+    # nothing else ran while the benchmark did
+    assert b.started_at >= o.finished_at and a.started_at >= b.finished_at
+
+
+def test_concurrency_uses_several_workers(pool: WorkerPool) -> None:
+    jobs = [pool.submit(call("sleep", opts={"seconds": 1.0})) for _ in range(2)]
+    recs = [pool.wait(j, 60) for j in jobs]
+    assert recs[1].started_at < recs[0].finished_at  # both ran at once
+
+
+def test_inspect_job_and_bad_model(pool: WorkerPool, tmp_path: Path) -> None:
+    ok = pool.wait(pool.submit(JobSpec(JobKind.INSPECT, model=str(SAMPLES / "digits_cnn.tflite"))), 60)
+    assert ok.status is JobStatus.SUCCEEDED and ok.result["format"] == "tflite"
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    r = pool.wait(pool.submit(JobSpec(JobKind.INSPECT, model=str(bad))), 60)
+    assert r.status is JobStatus.FAILED and r.error.startswith(str(bad) + ": ") and "\n" not in r.error
+
+
+def _wait_running(pool: WorkerPool, job: str, progress: float = 0.0, timeout: float = 60) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        r = pool.get(job)
+        if r.status is JobStatus.RUNNING and r.progress >= progress and (progress or r.progress > 0):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"job {job} did not start: {pool.get(job)}")
