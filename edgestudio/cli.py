@@ -59,9 +59,14 @@ def _inspect_text(d: dict[str, Any]) -> str:
 
 
 def cmd_inspect(args: argparse.Namespace) -> Any:
-    from edgestudio.core.inspection import inspect_model
+    if args.workspace:
+        from edgestudio.core.jobs import JobKind, JobSpec
 
-    info = inspect_model(args.model).to_dict()
+        info = run_job(args, JobSpec(JobKind.INSPECT, model=args.model))
+    else:
+        from edgestudio.core.inspection import inspect_model
+
+        info = inspect_model(args.model).to_dict()
     _emit(args, info, _inspect_text)
     return info
 
@@ -108,15 +113,111 @@ def cmd_bench(args: argparse.Namespace) -> Any:
     config = BenchConfig(runtime=runtime, device=args.device, iterations=args.iterations, warmup=args.warmup,
                          duration_s=args.duration, threads=args.threads, shapes=parse_shape_overrides(args.shape),
                          precision=args.precision)
-    result = run_benchmark(args.model, config).to_dict()
+    if args.workspace:
+        from edgestudio.core.jobs import JobKind, JobSpec
+
+        result = run_job(args, JobSpec(JobKind.BENCH, model=args.model, runtime=runtime, device=args.device, options={
+            "iterations": config.iterations, "warmup": config.warmup, "duration_s": config.duration_s,
+            "threads": config.threads, "shapes": config.shapes, "precision": config.precision}))
+        result.pop("samples_ms", None)
+    else:
+        result = run_benchmark(args.model, config).to_dict()
     _emit(args, result, _bench_text)
     return result
+
+
+# ---------------------------------------------------------------------------------- jobs and workspace
+def _open_workspace(args: argparse.Namespace) -> Any:
+    from edgestudio.core.workspace import Workspace
+
+    return Workspace(args.workspace)  # None: the default workspace under the user's data dir
+
+
+def run_job(args: argparse.Namespace, spec: Any, output_name: str | None = None) -> dict[str, Any]:
+    """Run one job through the worker pool (recorded in ``--workspace`` when given) and return its result."""
+    from edgestudio.core.jobs import JobStatus
+    from edgestudio.workers.manager import JobManager
+
+    ws = _open_workspace(args) if args.workspace else None
+    mgr = JobManager(ws, max_workers=1)
+    show = sys.stderr.isatty() and not args.json
+    if show:
+        mgr.subscribe(lambda e: e.type == "progress" and print(
+            f"\r[{e.data['fraction']:4.0%}] {e.data['message'][:70]:<70}", end="", file=sys.stderr, flush=True))
+    try:
+        job = mgr.submit(spec, output_name=output_name)
+        try:
+            rec = mgr.wait(job)
+        except KeyboardInterrupt:
+            mgr.cancel(job)
+            mgr.wait(job, 30)
+            raise
+    finally:
+        mgr.shutdown()
+        if ws is not None:
+            ws.close()
+        if show:
+            print("\r" + " " * 80 + "\r", end="", file=sys.stderr)
+    if rec.status is JobStatus.SUCCEEDED:
+        return rec.result or {}
+    raise EdgeStudioError(None, rec.error or rec.status.value)
+
+
+def _when(ts: float | None) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def cmd_jobs(args: argparse.Namespace) -> Any:
+    with _open_workspace(args) as ws:
+        jobs = [j.to_dict() for j in ws.jobs(args.limit)]
+    for j in jobs:
+        j.pop("spec", None)
+        if not args.json and j["result"] is not None:
+            j["result"] = "..."
+    _emit(args, jobs, lambda js: "\n".join(
+        f"{j['id']}  {j['kind']:<8} {j['status']:<10} {_when(j['created_at'])}  {Path(j['model'] or '-').name}"
+        + (f"\n    {j['error']}" if j["error"] else "") for j in js) or "no jobs yet")
+    return jobs
+
+
+def cmd_models(args: argparse.Namespace) -> Any:
+    with _open_workspace(args) as ws:
+        models = [m.to_dict() for m in ws.models()]
+
+    def text(ms: list[dict[str, Any]]) -> str:
+        kids: dict[Any, list[dict[str, Any]]] = {}
+        for m in ms:
+            kids.setdefault(m["parent_id"], []).append(m)
+        lines: list[str] = []
+
+        def walk(parent: Any, depth: int) -> None:
+            for m in kids.get(parent, []):
+                how = "" if m["made_by"] == "import" else f"  <- {m['made_by']} {m['job_id']}"
+                lines.append(f"{'  ' * depth}#{m['id']} {m['name']}  [{m['format']}, {m['size_bytes']:,} B]{how}")
+                walk(m["id"], depth + 1)
+
+        walk(None, 0)
+        return "\n".join(lines) or "no models yet"
+
+    _emit(args, models, text)
+    return models
+
+
+def cmd_import(args: argparse.Namespace) -> Any:
+    with _open_workspace(args) as ws:
+        entries = [ws.import_model(m, copy=not args.reference).to_dict() for m in args.models]
+    _emit(args, entries, lambda es: "\n".join(f"#{e['id']} {e['name']} ({e['format']}) -> {e['path']}" for e in es))
+    return entries
 
 
 # ----------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    common.add_argument("--workspace", metavar="DIR", help="record the job, its artifacts and results in this "
+                                                           "workspace (run through the worker pool)")
     ap = _Parser(prog="edgestudio", description="EdgeStudio: take a trained model to an edge device. "
                                                 "Without a command, the studio opens.")
     ap.add_argument("--version", action="version", version=f"edgestudio {__version__}")
@@ -141,6 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", action="append", metavar="NAME=1,3,224,224", help="fix a dynamic input shape")
     p.add_argument("--precision", help="inference precision hint where supported (OpenVINO: f32, bf16, f16)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("jobs", parents=[common], help="job history of a workspace (default: the user's)")
+    p.add_argument("--limit", type=int, default=None)
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("models", parents=[common], help="models and derived artifacts of a workspace, as a tree")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("import", parents=[common], help="add models to a workspace (copied unless --reference)")
+    p.add_argument("models", nargs="+")
+    p.add_argument("--reference", action="store_true", help="record where the file is instead of copying it")
+    p.set_defaults(func=cmd_import)
     return ap
 
 
@@ -169,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `edgestudio ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # anything a library raised: still one line, naming the file
         print(f"error: {describe_exception(exc, getattr(args, 'model', None))}", file=sys.stderr)
         return 1

@@ -89,3 +89,31 @@ def test_usage_errors_exit_2() -> None:
     assert run_cli("frobnicate").returncode == 2
     r = run_cli("bench", str(SAMPLES / "digits_cnn.onnx"), "--shape", "1,2,a")
     assert r.returncode == 2 and "bad --shape" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_workspace_records_cli_jobs(tmp_path: Path) -> None:
+    ws = str(tmp_path / "ws")
+    r = run_cli("import", str(SAMPLES / "digits_cnn.keras"), "--workspace", ws, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0]["format"] == "keras"
+    r = run_cli("bench", str(SAMPLES / "digits_cnn.onnx"), "--iterations", "20", "--workspace", ws, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["iterations"] == 20 and "samples_ms" not in json.loads(r.stdout)
+    r = run_cli("inspect", str(SAMPLES / "digits_cnn.tflite"), "--workspace", ws, "--json")
+    assert json.loads(r.stdout)["format"] == "tflite"
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07" + b"\x00" * 20)
+    _assert_one_line_error(run_cli("inspect", str(bad), "--workspace", ws), bad)
+    jobs = json.loads(run_cli("jobs", "--workspace", ws, "--json").stdout)
+    assert sorted((j["kind"], j["status"]) for j in jobs) == [("bench", "succeeded"), ("inspect", "succeeded")]
+    models = json.loads(run_cli("models", "--workspace", ws, "--json").stdout)
+    assert [m["name"] for m in models] == ["digits_cnn.keras", "digits_cnn.onnx", "digits_cnn.tflite"]
+    assert "digits_cnn.onnx" in run_cli("models", "--workspace", ws).stdout
+
+
+def test_failed_job_in_workspace_is_one_line(tmp_path: Path) -> None:
+    ws = str(tmp_path / "ws")
+    r = run_cli("bench", str(SAMPLES / "digits_cnn.onnx"), "--device", "NPU7", "--workspace", ws)
+    assert r.returncode == 1 and "no device 'NPU7'" in r.stderr and "Traceback" not in r.stderr
+    jobs = json.loads(run_cli("jobs", "--workspace", ws, "--json").stdout)
+    assert jobs[0]["status"] == "failed" and "NPU7" in jobs[0]["error"]

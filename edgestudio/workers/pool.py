@@ -350,7 +350,9 @@ class WorkerPool:
             except Exception:
                 log.exception("job finish hook failed")
         self._changed.notify_all()
-        self._emit(JobEvent(rec.id, "finished", {"status": status.value, "error": error, "result": rec.result}))
+        # hooks may have amended the record (e.g. an artifact the workspace could not register)
+        self._emit(JobEvent(rec.id, "finished", {"status": rec.status.value, "error": rec.error,
+                                                 "result": rec.result}))
 
 
 def _replace_prefix(obj: Any, old: str, new: str) -> Any:

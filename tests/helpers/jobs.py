@@ -67,3 +67,18 @@ def stream(ctx: Any, n: int = 500) -> dict[str, Any]:
         ctx.sample(i, float(i))
         time.sleep(0.001)
     return {"n": n}
+
+
+def copy_model(ctx: Any, src: str, name: str, then_sleep: float = 0.0) -> dict[str, Any]:
+    """Write a real model file in two halves, optionally pausing half-way (to be killed there)."""
+    data = open(src, "rb").read()
+    path = ctx.staged(name)
+    with open(path, "wb") as fh:
+        fh.write(data[: len(data) // 2])
+        fh.flush()
+        ctx.progress(0.5, "half written")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < then_sleep:
+            time.sleep(0.02)
+        fh.write(data[len(data) // 2:])
+    return {"output": str(path)}

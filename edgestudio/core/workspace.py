@@ -1,0 +1,374 @@
+"""The workspace: a folder of imported models, derived artifacts and a SQLite database (WAL) of models,
+their lineage (which job made which artifact from which parent, with which options), jobs and results.
+
+Crash safety: artifacts are only registered after they were moved into place whole; on open, jobs that
+were queued or running when the app died are marked failed ("interrupted") and staging leftovers removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgestudio.core.errors import EdgeStudioError
+from edgestudio.core.formats import ModelFormat, detect_format
+from edgestudio.core.jobs import JobRecord, JobSpec, JobStatus
+from edgestudio.core.modelinfo import model_size_bytes
+
+INTERRUPTED = "interrupted: EdgeStudio stopped while the job was running"
+
+
+def default_workspace_dir() -> Path:
+    env = os.environ.get("EDGESTUDIO_WORKSPACE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return platformdirs.user_data_path("edgestudio", appauthor=False) / "workspace"
+
+
+# ---------------------------------------------------------------------------------------- migrations
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    # Statement by statement: executescript() would commit, and a migration must be all or nothing.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    _run_script(db, """
+        CREATE TABLE models (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            format TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            parent_id INTEGER REFERENCES models(id) ON DELETE CASCADE,
+            job_id TEXT,
+            options_json TEXT NOT NULL DEFAULT '{}',
+            stored TEXT NOT NULL DEFAULT 'copy',
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX models_sha ON models(sha256);
+        CREATE INDEX models_parent ON models(parent_id);
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            spec_json TEXT NOT NULL,
+            status TEXT NOT NULL,
+            progress REAL NOT NULL DEFAULT 0,
+            message TEXT NOT NULL DEFAULT '',
+            log_json TEXT NOT NULL DEFAULT '[]',
+            result_json TEXT,
+            error TEXT,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL
+        );
+    """)
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    """v2: results get their own table (one job may yield several), models learn what made them."""
+    _run_script(db, """
+        CREATE TABLE results (
+            id INTEGER PRIMARY KEY,
+            job_id TEXT REFERENCES jobs(id) ON DELETE SET NULL,
+            model_id INTEGER REFERENCES models(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            data_json TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX results_model ON results(model_id);
+        ALTER TABLE models ADD COLUMN made_by TEXT NOT NULL DEFAULT 'import';
+    """)
+    db.execute("UPDATE models SET made_by = 'job' WHERE parent_id IS NOT NULL")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]  # MIGRATIONS[i] takes version i to i+1
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass
+class ModelEntry:
+    id: int
+    name: str
+    path: str
+    format: ModelFormat
+    sha256: str
+    size_bytes: int
+    parent_id: int | None
+    job_id: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+    stored: str = "copy"
+    made_by: str = "import"
+    created_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "path": self.path, "format": self.format.value,
+                "sha256": self.sha256, "size_bytes": self.size_bytes, "parent_id": self.parent_id,
+                "job_id": self.job_id, "options": self.options, "stored": self.stored, "made_by": self.made_by,
+                "created_at": self.created_at}
+
+
+def model_files(path: Path, fmt: ModelFormat) -> list[Path]:
+    """The files a model consists of, in a stable order."""
+    if path.is_dir():
+        return sorted(f for f in path.rglob("*") if f.is_file())
+    if fmt is ModelFormat.OPENVINO:
+        return [path, path.with_suffix(".bin")]
+    return [path]
+
+
+def hash_model(path: str | Path, fmt: ModelFormat) -> str:
+    p = Path(path)
+    h = hashlib.sha256()
+    for f in model_files(p, fmt):
+        h.update(str(f.relative_to(p) if p.is_dir() else f.suffix).encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+class Workspace:
+    """One workspace folder. Thread-safe (one connection behind a lock); several processes may share it."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root).expanduser() if root else default_workspace_dir()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.models_dir = self.root / "models"
+        self.artifacts_dir = self.root / "artifacts"
+        self.models_dir.mkdir(exist_ok=True)
+        self.artifacts_dir.mkdir(exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.root / "workspace.db", check_same_thread=False, isolation_level=None,
+                                       timeout=10)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise EdgeStudioError(self.root / "workspace.db", f"cannot open the workspace database ({exc})") from None
+        self.recover()
+
+    # ----------------------------------------------------------------------------------- lifecycle
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self.schema_version
+            if version > SCHEMA_VERSION:
+                raise EdgeStudioError(self.root, f"workspace was written by a newer EdgeStudio (schema {version}, "
+                                                 f"this version knows {SCHEMA_VERSION})")
+            for target in range(version, SCHEMA_VERSION):
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    MIGRATIONS[target](self._db)
+                    self._db.execute(f"PRAGMA user_version = {target + 1}")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+
+    def recover(self) -> None:
+        """Mark jobs interrupted by a crash as failed and remove half-written files."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE status IN (?, ?)",
+                (JobStatus.FAILED.value, INTERRUPTED, time.time(), JobStatus.QUEUED.value, JobStatus.RUNNING.value))
+        for folder in (self.models_dir, self.artifacts_dir):
+            for leftover in list(folder.rglob(".*.partial-*")):
+                shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+        for job_dir in self.artifacts_dir.iterdir():
+            if job_dir.is_dir() and not any(job_dir.iterdir()):
+                job_dir.rmdir()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------------------------------- models
+    def _entry(self, row: sqlite3.Row) -> ModelEntry:
+        return ModelEntry(row["id"], row["name"], row["path"], ModelFormat(row["format"]), row["sha256"],
+                          row["size_bytes"], row["parent_id"], row["job_id"], json.loads(row["options_json"]),
+                          row["stored"], row["made_by"], row["created_at"])
+
+    def import_model(self, path: str | Path, *, copy: bool = True) -> ModelEntry:
+        """Add a model (copied into the workspace, or referenced where it is). The same file twice is one model."""
+        src = Path(path).expanduser().resolve()
+        fmt = detect_format(src)
+        existing = self.model_by_path(src)
+        if existing is not None:
+            return existing
+        digest = hash_model(src, fmt)
+        with self._lock:
+            row = self._db.execute("SELECT * FROM models WHERE sha256 = ? ORDER BY id LIMIT 1", (digest,)).fetchone()
+            if row is not None:
+                return self._entry(row)
+        stored_path = src
+        if copy:
+            dest_dir = self.models_dir / digest[:16]
+            stored_path = dest_dir / src.name
+            if not stored_path.exists():
+                tmp = dest_dir.parent / f".{digest[:16]}.partial-{os.getpid()}"
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
+                if src.is_dir():
+                    shutil.copytree(src, tmp / src.name)
+                else:
+                    for f in model_files(src, fmt):
+                        shutil.copy2(f, tmp / f.name)
+                if dest_dir.exists():
+                    shutil.rmtree(dest_dir)
+                os.replace(tmp, dest_dir)
+        return self._insert(stored_path, fmt, digest, parent_id=None, job_id=None, options={},
+                            stored="copy" if copy else "reference", made_by="import")
+
+    def add_artifact(self, path: str | Path, *, parent_id: int | None, job_id: str | None,
+                     options: dict[str, Any] | None = None, made_by: str = "job") -> ModelEntry:
+        p = Path(path).resolve()
+        fmt = detect_format(p)
+        return self._insert(p, fmt, hash_model(p, fmt), parent_id=parent_id, job_id=job_id, options=options or {},
+                            stored="artifact", made_by=made_by)
+
+    def _insert(self, path: Path, fmt: ModelFormat, digest: str, *, parent_id: int | None, job_id: str | None,
+                options: dict[str, Any], stored: str, made_by: str) -> ModelEntry:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO models (name, path, format, sha256, size_bytes, parent_id, job_id, options_json, stored,"
+                " made_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (path.name, str(path), fmt.value, digest, model_size_bytes(path, fmt), parent_id, job_id,
+                 json.dumps(options, default=str), stored, made_by, time.time()))
+            return self.model(int(cur.lastrowid or 0))
+
+    def model(self, model_id: int) -> ModelEntry:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM models WHERE id = ?", (model_id,)).fetchone()
+        if row is None:
+            raise KeyError(model_id)
+        return self._entry(row)
+
+    def model_by_path(self, path: str | Path) -> ModelEntry | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM models WHERE path = ? ORDER BY id LIMIT 1",
+                                   (str(Path(path).resolve()),)).fetchone()
+        return self._entry(row) if row else None
+
+    def models(self) -> list[ModelEntry]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM models ORDER BY id").fetchall()
+        return [self._entry(r) for r in rows]
+
+    def children(self, model_id: int) -> list[ModelEntry]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM models WHERE parent_id = ? ORDER BY id", (model_id,)).fetchall()
+        return [self._entry(r) for r in rows]
+
+    def lineage(self, model_id: int) -> list[ModelEntry]:
+        """The chain from the imported original down to ``model_id``."""
+        chain = [self.model(model_id)]
+        while chain[0].parent_id is not None:
+            chain.insert(0, self.model(chain[0].parent_id))
+        return chain
+
+    def remove_model(self, model_id: int, *, delete_files: bool = True) -> None:
+        """Remove a model and everything derived from it."""
+        doomed = [self.model(model_id)]
+        i = 0
+        while i < len(doomed):
+            doomed.extend(self.children(doomed[i].id))
+            i += 1
+        with self._lock:
+            self._db.execute("DELETE FROM models WHERE id = ?", (model_id,))
+        if delete_files:
+            for entry in doomed:
+                p = Path(entry.path)
+                if entry.stored == "reference" or not p.is_relative_to(self.root):
+                    continue
+                for f in model_files(p, entry.format) if p.exists() else []:
+                    f.unlink(missing_ok=True)
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+
+    # ---------------------------------------------------------------------------------------- jobs
+    def artifact_path(self, job_id: str, name: str) -> Path:
+        return self.artifacts_dir / job_id / name
+
+    def record_job(self, rec: JobRecord) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO jobs (id, kind, spec_json, status, progress, message, log_json, result_json, error,"
+                " created_at, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET status=excluded.status, progress=excluded.progress,"
+                " message=excluded.message, log_json=excluded.log_json, result_json=excluded.result_json,"
+                " error=excluded.error, started_at=excluded.started_at, finished_at=excluded.finished_at",
+                (rec.id, rec.spec.kind.value, rec.spec.to_json(), rec.status.value, rec.progress, rec.message,
+                 json.dumps(rec.log[-200:]), json.dumps(rec.result, default=str) if rec.result is not None else None,
+                 rec.error, rec.created_at, rec.started_at, rec.finished_at))
+
+    def update_job_progress(self, job_id: str, status: JobStatus, progress: float, message: str,
+                            started_at: float | None = None) -> None:
+        with self._lock:
+            self._db.execute("UPDATE jobs SET status = ?, progress = ?, message = ?,"
+                             " started_at = COALESCE(?, started_at) WHERE id = ?",
+                             (status.value, progress, message, started_at, job_id))
+
+    def _job(self, row: sqlite3.Row) -> JobRecord:
+        return JobRecord(id=row["id"], spec=JobSpec.from_json(row["spec_json"]), status=JobStatus(row["status"]),
+                         progress=row["progress"], message=row["message"], log=json.loads(row["log_json"]),
+                         result=json.loads(row["result_json"]) if row["result_json"] else None, error=row["error"],
+                         created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"])
+
+    def jobs(self, limit: int | None = None) -> list[JobRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs ORDER BY created_at DESC" + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
+        return [self._job(r) for r in rows]
+
+    def job(self, job_id: str) -> JobRecord:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(job_id)
+        return self._job(row)
+
+    # ------------------------------------------------------------------------------------- results
+    def add_result(self, job_id: str | None, model_id: int | None, kind: str, data: dict[str, Any]) -> int:
+        with self._lock:
+            cur = self._db.execute("INSERT INTO results (job_id, model_id, kind, data_json, created_at)"
+                                   " VALUES (?, ?, ?, ?, ?)", (job_id, model_id, kind, json.dumps(data, default=str),
+                                                               time.time()))
+            return int(cur.lastrowid or 0)
+
+    def results(self, model_id: int | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM results WHERE 1=1", []
+        if model_id is not None:
+            sql += " AND model_id = ?"
+            args.append(model_id)
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
+        return [{"id": r["id"], "job_id": r["job_id"], "model_id": r["model_id"], "kind": r["kind"],
+                 "data": json.loads(r["data_json"]), "created_at": r["created_at"]} for r in rows]

@@ -1,0 +1,108 @@
+"""JobManager: submits jobs to the pool and records them, their artifacts (with lineage) and results in a
+workspace. The GUI and the CLI both go through it; without a workspace it is a thin layer over the pool."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgestudio.core.errors import EdgeStudioError
+from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus, new_job_id
+from edgestudio.core.workspace import Workspace
+from edgestudio.workers.pool import WorkerPool
+
+PROGRESS_PERSIST_S = 1.0
+
+
+class JobManager:
+    def __init__(self, workspace: Workspace | None = None, pool: WorkerPool | None = None,
+                 max_workers: int | None = None) -> None:
+        self.workspace = workspace
+        self.pool = pool or WorkerPool(max_workers)
+        self._parent: dict[str, int | None] = {}
+        self._last_persist: dict[str, float] = {}
+        self.pool.add_finish_hook(self._on_finish)
+        if workspace is not None:
+            self.pool.subscribe(self._persist_progress)
+
+    def subscribe(self, callback: Callable[[JobEvent], None]) -> Callable[[], None]:
+        return self.pool.subscribe(callback)
+
+    def submit(self, spec: JobSpec, *, output_name: str | None = None) -> str:
+        """Queue ``spec``. With a workspace, the model is imported (once) and ``output_name`` lands in
+        ``artifacts/<job id>/``; the artifact is recorded as a child of the model."""
+        job_id = new_job_id()
+        parent_id = None
+        if self.workspace is not None:
+            if spec.model:
+                parent_id = self.workspace.import_model(spec.model, copy=False).id
+            if output_name and not spec.output:
+                spec.output = str(self.workspace.artifact_path(job_id, output_name))
+            self.workspace.record_job(JobRecord(id=job_id, spec=spec))
+        self._parent[job_id] = parent_id
+        return self.pool.submit(spec, job_id)
+
+    def cancel(self, job_id: str) -> None:
+        self.pool.cancel(job_id)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        return self.pool.wait(job_id, timeout)
+
+    def get(self, job_id: str) -> JobRecord:
+        return self.pool.get(job_id)
+
+    def history(self, limit: int | None = None) -> list[JobRecord]:
+        """Jobs of this session and, with a workspace, every earlier one."""
+        current = {r.id: r for r in self.pool.jobs()}
+        if self.workspace is None:
+            return sorted(current.values(), key=lambda r: -r.created_at)
+        stored = self.workspace.jobs(limit)
+        return [current.get(r.id, r) for r in stored]
+
+    def shutdown(self) -> None:
+        self.pool.shutdown()
+
+    # ------------------------------------------------------------------------------------- persisting
+    def _persist_progress(self, event: JobEvent) -> None:
+        if self.workspace is None or event.type not in ("started", "progress"):
+            return
+        now = time.monotonic()
+        if event.type == "progress" and now - self._last_persist.get(event.job_id, 0.0) < PROGRESS_PERSIST_S:
+            return
+        self._last_persist[event.job_id] = now
+        rec = self.pool.get(event.job_id)
+        self.workspace.update_job_progress(rec.id, rec.status, rec.progress, rec.message, rec.started_at)
+
+    def _on_finish(self, rec: JobRecord) -> None:
+        self._last_persist.pop(rec.id, None)
+        ws = self.workspace
+        if ws is None:
+            return
+        parent_id = self._parent.pop(rec.id, None)
+        if rec.status is JobStatus.SUCCEEDED and rec.result is not None:
+            try:
+                self._register(ws, rec, parent_id)
+            except EdgeStudioError as exc:  # "successful" but the artifact is unreadable: a failure
+                rec.status, rec.error = JobStatus.FAILED, f"the job's output is not a usable model: {exc.one_line()}"
+        ws.record_job(rec)
+
+    def _register(self, ws: Workspace, rec: JobRecord, parent_id: int | None) -> None:
+        assert rec.result is not None
+        model_id = parent_id
+        for path in _artifact_paths(rec.result):
+            entry = ws.add_artifact(path, parent_id=parent_id, job_id=rec.id,
+                                    options={"kind": rec.spec.kind.value, **rec.spec.options,
+                                             **({"runtime": rec.spec.runtime} if rec.spec.runtime else {})},
+                                    made_by=rec.spec.kind.value)
+            model_id = entry.id
+            rec.result.setdefault("model_id", entry.id)
+        ws.add_result(rec.id, model_id, rec.spec.kind.value, rec.result)
+
+
+def _artifact_paths(result: dict[str, Any]) -> list[str]:
+    if result.get("artifacts"):
+        return [str(a["path"] if isinstance(a, dict) else a) for a in result["artifacts"]]
+    out = result.get("output")
+    return [str(out)] if out and Path(str(out)).exists() else []
