@@ -9,12 +9,17 @@ STAMP := $(VENV)/.edgestudio-installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# onnx2tf (ONNX -> TFLite) pins exact old versions of the whole stack (tensorflow 2.19, numpy 1.26, ...);
+# it runs fine on ours, so it and its small helpers are installed without their pins.
+NODEPS := onnx2tf==1.29.24 onnx_graphsurgeon==0.6.1 sng4onnx==2.0.1 tf_keras==2.21.0
+
+$(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \
 	  echo "python venv module missing; installing python3-venv"; \
 	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PY) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps $(NODEPS)
 	@touch $(STAMP)
 
 run: setup

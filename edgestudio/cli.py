@@ -126,6 +126,75 @@ def cmd_bench(args: argparse.Namespace) -> Any:
     return result
 
 
+# -------------------------------------------------------------------------------------------- convert
+def _convert_text(d: dict[str, Any]) -> str:
+    lines = [f"{d['output']}  ({d['seconds']:.1f} s)"]
+    for s in d["steps"]:
+        p = s.get("parity") or {}
+        check = ("parity not checked" if not p else
+                 f"parity {'ok' if p.get('passed') else 'NOT CHECKED' if p.get('passed') is None else 'FAILED'}: "
+                 f"max abs diff {p.get('max_abs_diff')}, cosine {p.get('cosine')}"
+                 + (f", top-1 agreement {p['top1_agreement']:.0%}" if p.get("top1_agreement") is not None else ""))
+        lines.append(f"  {s['from']:>10} -> {s['to']:<10} {s['converter']:<12} {s['seconds']:6.2f} s   {check}")
+    return "\n".join(lines)
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+
+
+def cmd_convert(args: argparse.Namespace) -> Any:
+    from edgestudio.backends.converters.base import ConvertOptions
+    from edgestudio.bench.inputs import parse_shape_overrides
+    from edgestudio.conversion.engine import default_output
+    from edgestudio.conversion.planner import plan_conversion
+    from edgestudio.core.formats import ModelFormat, detect_format
+    from edgestudio.core.jobs import JobKind, JobSpec
+
+    try:
+        target = ModelFormat.parse(args.to)
+        via = [ModelFormat.parse(v) for v in args.via or []]
+    except ValueError as exc:
+        raise UsageError(None, str(exc)) from None
+    src = Path(args.model)
+    plan = plan_conversion(detect_format(src), target, via=via, simplify=args.simplify)
+    if args.plan:
+        data = plan.to_dict()
+        _emit(args, data, lambda d: plan.describe() + "".join(
+            f"\n  unavailable: {k} (needs {', '.join(v)})" for k, v in plan.unavailable.items()))
+        return data
+    opts = ConvertOptions(opset=args.opset, shapes=parse_shape_overrides(args.shape), layout=args.layout,
+                          input_names=_names(args.input_names), output_names=_names(args.output_names),
+                          compress_fp16=args.fp16, allow_tf_ops=args.allow_tf_ops, tolerance=args.tolerance,
+                          validate=not args.no_validate)
+    options = {"to": target.value, "via": [v.value for v in via], "simplify": args.simplify,
+               "keep_intermediate": bool(args.workspace), "convert": opts.to_dict()}
+    if args.workspace:
+        name = default_output(src, target, folder=Path("/nonexistent")).name if not args.output else Path(args.output).name
+        result = run_job(args, JobSpec(JobKind.CONVERT, model=str(src), options=options), output_name=name)
+        if args.output:  # also put a copy where the user asked for it
+            _copy_model(Path(result["output"]), Path(args.output), target)
+            result["output"] = str(Path(args.output).resolve())
+    else:
+        out = Path(args.output) if args.output else default_output(src, target)
+        result = run_job(args, JobSpec(JobKind.CONVERT, model=str(src), options=options, output=str(out.resolve())))
+    result.pop("artifacts", None)
+    _emit(args, result, _convert_text)
+    return result
+
+
+def _copy_model(src: Path, dst: Path, fmt: Any) -> None:
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+    else:
+        shutil.copy2(src, dst)
+        if src.suffix == ".xml" and src.with_suffix(".bin").exists():
+            shutil.copy2(src.with_suffix(".bin"), dst.with_suffix(".bin"))
+
+
 # ---------------------------------------------------------------------------------- jobs and workspace
 def _open_workspace(args: argparse.Namespace) -> Any:
     from edgestudio.core.workspace import Workspace
@@ -242,6 +311,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", action="append", metavar="NAME=1,3,224,224", help="fix a dynamic input shape")
     p.add_argument("--precision", help="inference precision hint where supported (OpenVINO: f32, bf16, f16)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("convert", parents=[common], help="convert to another format, checking every hop's numbers")
+    p.add_argument("model")
+    p.add_argument("--to", required=True, help="onnx, tflite, openvino, ort, savedmodel, tfjs")
+    p.add_argument("-o", "--output", help="output path (default: beside the model, never overwriting)")
+    p.add_argument("--via", action="append", metavar="FORMAT", help="go through this format (repeatable)")
+    p.add_argument("--simplify", action="store_true", help="simplify the ONNX hop with onnxslim")
+    p.add_argument("--opset", type=int, help="ONNX opset to produce")
+    p.add_argument("--shape", action="append", metavar="NAME=1,224,224,3", help="fix an input shape")
+    p.add_argument("--layout", choices=["auto", "nchw", "nhwc"], default="auto",
+                   help="NCHW/NHWC handling where the converter offers it")
+    p.add_argument("--input-names", help="comma-separated new input names (ONNX results)")
+    p.add_argument("--output-names", help="comma-separated new output names (ONNX results)")
+    p.add_argument("--fp16", action="store_true", help="OpenVINO IR: FP16 weights")
+    p.add_argument("--allow-tf-ops", action="store_true", help="TFLite: allow TensorFlow ops (Flex delegate)")
+    p.add_argument("--tolerance", type=float, help="max abs diff accepted by the parity check")
+    p.add_argument("--no-validate", action="store_true", help="skip the parity check")
+    p.add_argument("--plan", action="store_true", help="only show the conversion path")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("jobs", parents=[common], help="job history of a workspace (default: the user's)")
     p.add_argument("--limit", type=int, default=None)

@@ -91,18 +91,24 @@ class JobManager:
     def _register(self, ws: Workspace, rec: JobRecord, parent_id: int | None) -> None:
         assert rec.result is not None
         model_id = parent_id
-        for path in _artifact_paths(rec.result):
-            entry = ws.add_artifact(path, parent_id=parent_id, job_id=rec.id,
-                                    options={"kind": rec.spec.kind.value, **rec.spec.options,
-                                             **({"runtime": rec.spec.runtime} if rec.spec.runtime else {})},
+        ids: list[int] = []
+        base = {"kind": rec.spec.kind.value, **({"runtime": rec.spec.runtime} if rec.spec.runtime else {})}
+        for art in _artifacts(rec.result):
+            parent = ids[art["parent"]] if art.get("parent") is not None else parent_id
+            options = {**base, **(art.get("options") or {k: v for k, v in rec.spec.options.items()})}
+            entry = ws.add_artifact(art["path"], parent_id=parent, job_id=rec.id, options=options,
                                     made_by=rec.spec.kind.value)
+            ids.append(entry.id)
             model_id = entry.id
-            rec.result.setdefault("model_id", entry.id)
+        if ids:
+            rec.result["model_ids"] = ids
         ws.add_result(rec.id, model_id, rec.spec.kind.value, rec.result)
 
 
-def _artifact_paths(result: dict[str, Any]) -> list[str]:
+def _artifacts(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a job made: ``result["artifacts"]`` (each with an optional ``parent`` index into the list, for
+    multi-hop chains), or a single ``result["output"]``."""
     if result.get("artifacts"):
-        return [str(a["path"] if isinstance(a, dict) else a) for a in result["artifacts"]]
+        return [a if isinstance(a, dict) else {"path": a} for a in result["artifacts"]]
     out = result.get("output")
-    return [str(out)] if out and Path(str(out)).exists() else []
+    return [{"path": str(out)}] if out and Path(str(out)).exists() else []

@@ -253,7 +253,11 @@ class WorkerPool:
         elif kind == "failed":
             w.job_id, w.cancel_requested_at = None, None
             rec.log.extend(data.get("log") or [])
-            self._finish(rec, JobStatus.FAILED, error=data["error"])
+            error = data["error"]
+            staging = self._staging.get(rec.id)
+            if staging is not None and rec.spec.output:  # speak of the user's path, not the staging folder
+                error = error.replace(str(staging), str(Path(rec.spec.output).parent))
+            self._finish(rec, JobStatus.FAILED, error=error)
         elif kind == "cancelled":
             w.job_id, w.cancel_requested_at = None, None
             self._finish(rec, JobStatus.CANCELLED)

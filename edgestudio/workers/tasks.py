@@ -20,6 +20,7 @@ TaskFn = Callable[[JobSpec, JobContext], dict[str, Any]]
 TASKS: dict[JobKind, str] = {
     JobKind.INSPECT: "edgestudio.workers.tasks:run_inspect",
     JobKind.BENCH: "edgestudio.workers.tasks:run_bench",
+    JobKind.CONVERT: "edgestudio.workers.tasks:run_convert",
     JobKind.CALL: "edgestudio.workers.tasks:run_call",
 }
 
@@ -68,3 +69,33 @@ def run_call(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     fn = _resolve(str(spec.options["function"]))
     result = fn(ctx=ctx, **dict(spec.options.get("kwargs") or {}))
     return result if isinstance(result, dict) else {"value": result}
+
+
+def run_convert(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
+    """Options: ``to``, ``via`` (list), ``simplify``, ``keep_intermediate``, ``convert`` (ConvertOptions)."""
+    from pathlib import Path
+
+    from edgestudio.backends.converters.base import ConvertOptions
+    from edgestudio.conversion.engine import convert_model
+    from edgestudio.core.formats import ModelFormat
+
+    opts = spec.options
+    if not spec.output:
+        raise UsageError(spec.model, "a conversion job needs an output path")
+    keep = bool(opts.get("keep_intermediate"))
+    report = convert_model(
+        spec.model or "", ModelFormat.parse(str(opts["to"])), output=ctx.staged(Path(spec.output).name),
+        options=ConvertOptions.from_dict(opts.get("convert")), via=[ModelFormat.parse(v) for v in opts.get("via") or []],
+        simplify=bool(opts.get("simplify")), intermediate_dir=ctx.staging if keep else None,
+        progress=ctx.progress, cancel=ctx.cancel)
+    for step in report.steps:
+        parity = step.parity or {}
+        ctx.log(f"{step.source} -> {step.target} with {step.converter} in {step.seconds:.2f} s; parity: "
+                f"max abs diff {parity.get('max_abs_diff')}, passed {parity.get('passed')}")
+    result = report.to_dict()
+    steps = report.steps if keep else report.steps[-1:]
+    result["artifacts"] = [{"path": s.output, "parent": (i - 1 if i else None),
+                            "options": {"converter": s.converter, "from": s.source, "to": s.target,
+                                        "versions": s.versions, "parity": s.parity, **(opts.get("convert") or {})}}
+                           for i, s in enumerate(steps)]
+    return result

@@ -10,6 +10,7 @@ import faulthandler
 import os
 import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,51 @@ def _die_with_parent() -> None:
             pass
 
 
+_REAL_STDERR = 2
+
+
+def _capture_output(conn: Any) -> tuple[Any, list[str | None]]:
+    """Route everything written to fd 1 and 2 (libraries print: tf2onnx, Keras, TensorFlow's C++ logs)
+    into the current job's log, so the app's own stdout (maybe ``--json``) and stderr stay clean.
+
+    Returns a thread-safe ``send`` for the pipe and a one-element list holding the current job id."""
+    global _REAL_STDERR
+    lock = threading.Lock()
+    current: list[str | None] = [None]
+
+    def send(msg: Any) -> None:
+        with lock:
+            conn.send(msg)
+
+    _REAL_STDERR = os.dup(2)
+    r, w = os.pipe()
+    os.dup2(w, 1)
+    os.dup2(w, 2)
+    os.close(w)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+
+    def pump() -> None:
+        with os.fdopen(r, "r", errors="replace") as lines:
+            for line in lines:
+                line = line.rstrip()
+                if line and current[0]:
+                    try:
+                        send(("log", current[0], {"line": line[:2000]}))
+                    except (OSError, ValueError):
+                        return
+
+    threading.Thread(target=pump, name="edgestudio-output", daemon=True).start()
+    return send, current
+
+
 def worker_main(conn: Any, cancel_event: Any, warm_imports: tuple[str, ...] = ()) -> None:
     _die_with_parent()
+    send, current = _capture_output(conn)
     for k, v in WORKER_ENV.items():
         os.environ.setdefault(k, v)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal is for the app, which cancels jobs
-    faulthandler.enable()
+    faulthandler.enable(file=os.fdopen(os.dup(_REAL_STDERR), "w"))
     from edgestudio.core.errors import Cancelled, EdgeStudioError, describe_exception
     from edgestudio.core.jobs import JobSpec
     from edgestudio.core.progress import CancelToken
@@ -46,7 +86,7 @@ def worker_main(conn: Any, cancel_event: Any, warm_imports: tuple[str, ...] = ()
             __import__(name)
         except Exception:  # a missing optional runtime must not stop the worker
             pass
-    conn.send(("ready", None, {"pid": os.getpid()}))
+    send(("ready", None, {"pid": os.getpid()}))
     token = CancelToken(cancel_event)
     while True:
         try:
@@ -57,25 +97,26 @@ def worker_main(conn: Any, cancel_event: Any, warm_imports: tuple[str, ...] = ()
             return
         job_id, spec_dict, staging = msg
         cancel_event.clear()
+        current[0] = job_id
         spec = JobSpec.from_dict(spec_dict)
-        ctx = JobContext(job_id, conn.send, token, Path(staging) if staging else None)
+        ctx = JobContext(job_id, send, token, Path(staging) if staging else None)
         try:
             result = run_job(spec, ctx)
             ctx.flush()
-            conn.send(("done", job_id, {"result": result}))
+            send(("done", job_id, {"result": result}))
         except Cancelled:
             ctx.flush()
-            conn.send(("cancelled", job_id, {}))
+            send(("cancelled", job_id, {}))
         except MemoryError:
             ctx.flush()
-            conn.send(("failed", job_id, {"error": describe_exception(MemoryError("out of memory"), spec.model),
+            send(("failed", job_id, {"error": describe_exception(MemoryError("out of memory"), spec.model),
                                            "log": []}))
         except BaseException as exc:  # noqa: BLE001 - report everything, keep serving
             ctx.flush()
             tb = traceback.format_exc().splitlines()[-15:]
             error = exc.one_line() if isinstance(exc, EdgeStudioError) else describe_exception(exc, spec.model)
             try:
-                conn.send(("failed", job_id, {"error": error, "log": tb}))
+                send(("failed", job_id, {"error": error, "log": tb}))
             except (OSError, ValueError):
                 return
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):

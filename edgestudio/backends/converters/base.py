@@ -1,0 +1,188 @@
+"""The converter interface: a converter turns one of its source formats into its target format.
+
+Each converter declares what it does as class attributes (sources, target, required packages, which
+options it honours, the parity tolerance of its output), Optimum-style, and registers itself in
+:data:`CONVERTERS`; the planner chains them. Heavy libraries are imported inside :meth:`convert`.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import importlib.metadata
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from edgestudio.backends.registry import Registry, packages_available
+from edgestudio.core.errors import EdgeStudioError
+from edgestudio.core.formats import ModelFormat
+from edgestudio.core.progress import CancelToken, ProgressCallback
+
+
+class ConversionError(EdgeStudioError):
+    """A conversion failed; names the converter, the op and node when known, and what else could work."""
+
+    def __init__(self, path: str | Path | None, cause: str, *, converter: str | None = None,
+                 op: str | None = None, node: str | None = None, hint: str | None = None) -> None:
+        self.converter, self.op, self.node = converter, op, node
+        super().__init__(path, cause, hint=hint)
+
+
+@dataclass
+class ConvertOptions:
+    """Options users expect; each converter honours the ones listed in its ``uses``."""
+
+    opset: int | None = field(default=None, metadata={"help": "ONNX opset to produce (default: the converter's, 17 for tf2onnx)"})
+    shapes: dict[str, list[int]] = field(default_factory=dict, metadata={
+        "help": "fix input shapes, name -> dims (e.g. image=1,224,224,3); unlisted dynamic dims stay dynamic"})
+    layout: str = field(default="auto", metadata={
+        "help": "ONNX from TensorFlow: 'nchw' makes 4-D inputs channels-first; TFLite from ONNX: 'nchw' keeps "
+                "the ONNX input layout instead of converting to NHWC", "choices": ["auto", "nchw", "nhwc"]})
+    input_names: list[str] | None = field(default=None, metadata={"help": "rename the inputs of an ONNX result, in order"})
+    output_names: list[str] | None = field(default=None, metadata={"help": "rename the outputs of an ONNX result, in order"})
+    compress_fp16: bool = field(default=False, metadata={
+        "help": "OpenVINO IR: store weights as FP16 (half the size, small numeric change)"})
+    allow_tf_ops: bool = field(default=False, metadata={
+        "help": "TFLite: keep TensorFlow ops TFLite lacks (SELECT_TF_OPS); the device then needs the Flex delegate"})
+    tolerance: float | None = field(default=None, metadata={
+        "help": "largest absolute output difference the parity check accepts (default: per converter)"})
+    validate: bool = field(default=True, metadata={"help": "check each result numerically against its parent"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> ConvertOptions:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in (d or {}).items() if k in names})
+
+
+def option_schema(names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Describe options (name, type, default, help) so a GUI can generate its form from them."""
+    out = []
+    for f in dataclasses.fields(ConvertOptions):
+        if names is not None and f.name not in names:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        out.append({"name": f.name, "type": str(f.type), "default": default, "help": f.metadata.get("help", ""),
+                    "choices": f.metadata.get("choices")})
+    return out
+
+
+class Converter(abc.ABC):
+    name: ClassVar[str]
+    label: ClassVar[str]  # the library call, for messages: "openvino.convert_model"
+    sources: ClassVar[frozenset[ModelFormat]]
+    target: ClassVar[ModelFormat]
+    requires: ClassVar[tuple[str, ...]]
+    distributions: ClassVar[tuple[str, ...]] = ()  # pip names whose versions go into lineage
+    uses: ClassVar[tuple[str, ...]] = ()  # ConvertOptions fields this converter honours
+    preference: ClassVar[int] = 50  # among paths of equal length, lower wins
+    tolerance: ClassVar[float] = 1e-4  # default max abs diff for the parity check of its output
+
+    @classmethod
+    def missing_packages(cls) -> list[str]:
+        return packages_available(cls.requires)
+
+    @classmethod
+    def available(cls) -> bool:
+        return not cls.missing_packages()
+
+    @classmethod
+    def versions(cls) -> dict[str, str]:
+        out = {}
+        for dist in cls.distributions:
+            try:
+                out[dist] = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                pass
+        return out
+
+    @classmethod
+    def output_path(cls, folder: Path, stem: str) -> Path:
+        if cls.target is ModelFormat.SAVED_MODEL:
+            return folder / f"{stem}_savedmodel"
+        if cls.target is ModelFormat.TFJS:
+            return folder / f"{stem}_tfjs"
+        return folder / f"{stem}{cls.target.default_suffix}"
+
+    @abc.abstractmethod
+    def convert(self, src: Path, fmt: ModelFormat, dst: Path, opts: ConvertOptions, *,
+                progress: ProgressCallback, cancel: CancelToken) -> None:
+        """Write the converted model to ``dst`` (a file, or a folder for SavedModel / TF.js)."""
+
+    def explain(self, exc: BaseException, src: Path, fmt: ModelFormat) -> ConversionError:
+        """Turn a library's exception into an error a user can act on."""
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        op = find_unsupported_op(msg)
+        node = onnx_node_for_op(src, op) if op and fmt is ModelFormat.ONNX else None
+        if op:
+            cause = f"{self.label} does not support op {op}" + (f" (node {node})" if node else "")
+        else:
+            cause = f"{self.label} failed: {msg[:300]}"
+        return ConversionError(src, cause, converter=self.name, op=op, node=node)
+
+
+CONVERTERS: Registry[Converter] = Registry("edgestudio.backends.converters", key=lambda cls: cls.name)
+
+_OP_PATTERNS = [
+    re.compile(r"not support the following ONNX operations?:\s*([\w.\-]+)", re.I),
+    re.compile(r"No conversion rule found for operations?:\s*([\w.\-]+)", re.I),
+    re.compile(r"Conversion failed for ([\w.\-]+?)-\d+", re.I),
+    re.compile(r"Unsupported ops?: Counter\(\{'([\w.\-]+)'", re.I),
+    re.compile(r"ops are not supported by the native TFLite runtime.*?(tf\.[\w]+)", re.I),
+    re.compile(r"op type (?:not registered|is not supported)[:\s]*'?([\w.\-]+)", re.I),
+    re.compile(r"Could not find an implementation for ([\w.\-]+)\(", re.I),
+    re.compile(r"opset.*?(?:for|of) ([A-Z][\w]+) is not supported", re.I),
+]
+
+
+def find_unsupported_op(message: str) -> str | None:
+    for pat in _OP_PATTERNS:
+        m = pat.search(message)
+        if m:
+            return m.group(1).rstrip(".,;")
+    return None
+
+
+def onnx_node_for_op(path: Path, op: str) -> str | None:
+    """Name the first node of type ``op`` (``domain.Op`` or ``Op``) in an ONNX model."""
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return None
+    want = op.split(".")[-1]
+    for i, n in enumerate(model.graph.node):
+        if n.op_type == want:
+            return n.name or f"#{i} ({n.op_type})"
+    return None
+
+
+def rename_onnx_io(path: Path, inputs: list[str] | None, outputs: list[str] | None) -> None:
+    """Rename graph inputs/outputs of an ONNX file in place (every reference follows)."""
+    if not inputs and not outputs:
+        return
+    import onnx
+
+    model = onnx.load(str(path))
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+    mapping: dict[str, str] = {}
+    real_inputs = [v for v in g.input if v.name not in inits]
+    for vals, names in ((real_inputs, inputs), (list(g.output), outputs)):
+        if not names:
+            continue
+        if len(names) != len(vals):
+            raise ConversionError(path, f"{len(names)} names given for {len(vals)} tensors")
+        for v, new in zip(vals, names):
+            mapping[v.name] = new
+    for v in list(g.input) + list(g.output) + list(g.value_info):
+        v.name = mapping.get(v.name, v.name)
+    for n in g.node:
+        n.input[:] = [mapping.get(x, x) for x in n.input]
+        n.output[:] = [mapping.get(x, x) for x in n.output]
+    onnx.save(model, str(path))

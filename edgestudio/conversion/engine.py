@@ -1,0 +1,185 @@
+"""Run a conversion plan hop by hop; every hop's output must load, be a real graph, and compute what its
+parent computes (within the converter's tolerance). A "successful" converter run that fails any of these
+is a failure."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgestudio.backends.converters.base import CONVERTERS, ConversionError, ConvertOptions
+from edgestudio.conversion.planner import ConversionPlan, Hop, plan_conversion
+from edgestudio.core.errors import Cancelled, EdgeStudioError
+from edgestudio.core.formats import ModelFormat, detect_format
+from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
+
+
+@dataclass
+class StepReport:
+    source: str
+    target: str
+    converter: str
+    output: str | None  # None for an intermediate that was not kept
+    seconds: float
+    parity: dict[str, Any] | None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"from": self.source, "to": self.target, "converter": self.converter, "output": self.output,
+                "seconds": round(self.seconds, 3), "parity": self.parity, "versions": self.versions}
+
+
+@dataclass
+class ConversionReport:
+    output: str
+    steps: list[StepReport]
+    seconds: float
+    plan: ConversionPlan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": self.output, "steps": [s.to_dict() for s in self.steps], "seconds": round(self.seconds, 3),
+                "unavailable_converters": self.plan.unavailable}
+
+
+def default_output(src: Path, target: ModelFormat, folder: Path | None = None) -> Path:
+    """``model.onnx`` -> ``model.xml`` beside it; never an existing path (nothing of the user's is overwritten)."""
+    from edgestudio.backends.converters.base import Converter
+
+    stem = src.stem if src.is_file() else src.name
+    cls = next((c for c in CONVERTERS.all().values() if c.target is target), Converter)
+    base = cls.output_path(folder or src.parent, stem) if cls is not Converter else (folder or src.parent) / stem
+    candidate, n = base, 1
+    while candidate.exists() or (target is ModelFormat.OPENVINO and candidate.with_suffix(".bin").exists()):
+        candidate = base.with_name(f"{base.stem}-{n}{base.suffix}")
+        n += 1
+    return candidate
+
+
+def _check_output(path: Path, converter: str) -> None:
+    from edgestudio.core.inspection import inspect_model
+
+    if not path.exists():
+        raise ConversionError(path, "the converter reported success but wrote no file", converter=converter)
+    try:
+        info = inspect_model(path)
+    except EdgeStudioError as exc:
+        raise ConversionError(path, f"the converter's output is not a valid model ({exc.cause})",
+                              converter=converter) from None
+    if info.format is not ModelFormat.TFJS and not info.ops and info.format is not ModelFormat.ORT:
+        raise ConversionError(path, "the converter's output has an empty graph", converter=converter)
+
+
+def convert_model(src: str | Path, target: ModelFormat, *, output: str | Path | None = None,
+                  options: ConvertOptions | None = None, via: list[ModelFormat] | None = None,
+                  simplify: bool = False, intermediate_dir: str | Path | None = None,
+                  progress: ProgressCallback = noop_progress, cancel: CancelToken | None = None) -> ConversionReport:
+    """Convert ``src`` into ``target`` along the best plan, validating every hop.
+
+    The final model goes to ``output`` (default: beside ``src``). Intermediate models go to
+    ``intermediate_dir`` when given (kept, e.g. for lineage), else to a temporary folder that is removed.
+    """
+    src = Path(src)
+    opts = options or ConvertOptions()
+    cancel = cancel or CancelToken()
+    fmt = detect_format(src)
+    plan = plan_conversion(fmt, target, via=via, simplify=simplify)
+    out = Path(output) if output else default_output(src, target)
+    if target is ModelFormat.OPENVINO and out.suffix != ".xml":
+        raise ConversionError(out, "an OpenVINO IR output must be an .xml path (its weights go beside it as .bin)")
+    t_start = time.perf_counter()
+    steps: list[StepReport] = []
+    tmp = None if intermediate_dir else tempfile.mkdtemp(prefix="edgestudio-convert-")
+    inter = Path(intermediate_dir or tmp or ".")
+    try:
+        current, current_fmt = src, fmt
+        stem = src.stem if src.is_file() else src.name
+        n = len(plan.hops)
+        for i, hop in enumerate(plan.hops):
+            try:
+                current, current_fmt = _run_hop(
+                    i, n, hop, current, current_fmt, out if i == n - 1 else None, inter, stem, opts, steps,
+                    progress, cancel)
+            except ConversionError as exc:
+                _remove(out)  # a failed conversion leaves no output behind
+                if n > 1 or exc.path != str(src):  # name the user's model and the step, not a temp file
+                    exc = ConversionError(src, f"step {i + 1}/{n} ({hop.source.value} -> {hop.target.value}): "
+                                               f"{exc.cause}", converter=exc.converter, op=exc.op, node=exc.node,
+                                          hint=exc.hint)
+                raise exc from None
+            except BaseException:
+                _remove(out)
+                raise
+        progress(1.0, "done")
+        if tmp:  # intermediates were temporary: do not point at files that are gone
+            for step in steps[:-1]:
+                step.output = None
+        return ConversionReport(str(out), steps, time.perf_counter() - t_start, plan)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+        if path.suffix == ".xml":
+            path.with_suffix(".bin").unlink(missing_ok=True)
+
+
+def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, final: Path | None, inter: Path,
+             stem: str, opts: ConvertOptions, steps: list[StepReport], progress: ProgressCallback,
+             cancel: CancelToken) -> tuple[Path, ModelFormat]:
+    """Convert, check the output is a real model, and check parity against ``current``."""
+    cancel.check()
+    cls = CONVERTERS.get(hop.converter)
+    conv = cls()
+    dst = final or cls.output_path(inter, f"{stem}.step{i + 1}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+
+    def hop_progress(f: float, msg: str = "", i: int = i) -> None:
+        progress((i + 0.8 * max(0.0, min(f, 1.0))) / n, f"[{i + 1}/{n}] {hop.converter}: {msg}")
+
+    hop_progress(0.0, f"{hop.source.value} -> {hop.target.value}")
+    t0 = time.perf_counter()
+    try:
+        conv.convert(current, current_fmt, dst, opts, progress=hop_progress, cancel=cancel)
+    except (Cancelled, ConversionError):
+        raise
+    except EdgeStudioError as exc:
+        raise ConversionError(current, exc.cause, converter=hop.converter, hint=exc.hint) from None
+    except Exception as exc:  # the library's own error: make it actionable
+        raise conv.explain(exc, current, current_fmt) from None
+    seconds = time.perf_counter() - t0
+    _check_output(dst, hop.converter)
+    parity = None
+    if opts.validate:
+        cancel.check()
+        hop_progress(0.85, "checking parity against the parent")
+        from edgestudio.bench.parity import compare_models
+
+        tol = opts.tolerance if opts.tolerance is not None else (
+            max(cls.tolerance, 1e-2) if opts.compress_fp16 and hop.target is ModelFormat.OPENVINO
+            else cls.tolerance)
+        try:
+            report = compare_models(current, dst, tolerance=tol, shapes=opts.shapes or None)
+        except EdgeStudioError:
+            raise
+        except Exception as exc:
+            raise ConversionError(dst, f"could not run the converted model for the parity check: "
+                                       f"{' '.join(str(exc).split())[:300]}", converter=hop.converter) from None
+        parity = report.to_dict()
+        if report.passed is False:
+            raise ConversionError(
+                dst, f"parity check failed after {hop.converter}: max abs diff {report.max_abs_diff:.3g} > "
+                     f"tolerance {report.tolerance:.3g} (cosine {report.cosine:.6f})",
+                converter=hop.converter, hint="raise --tolerance if this precision loss is expected, or try "
+                                              "another path with --via")
+    steps.append(StepReport(hop.source.value, hop.target.value, hop.converter, str(dst), seconds, parity,
+                            cls.versions()))
+    return dst, hop.target
