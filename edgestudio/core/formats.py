@@ -213,3 +213,51 @@ def _looks_like_onnx(p: Path, size: int) -> bool:
                 return False
             seen.add(field)
     return 7 in seen and (1 in seen or 8 in seen)
+
+
+def count_onnx_nodes(p: Path) -> int:
+    """Count the nodes of an ONNX graph by walking the protobuf wire format (initializers are skipped, not read)."""
+    with p.open("rb") as fh:
+        size = p.stat().st_size
+        graph_start = graph_len = None
+        while fh.tell() < size:
+            tag = _read_varint(fh)
+            if tag is None:
+                break
+            field, wire = tag >> 3, tag & 7
+            if wire == 0:
+                _read_varint(fh)
+            elif wire == 2:
+                length = _read_varint(fh) or 0
+                if field == 7:
+                    graph_start, graph_len = fh.tell(), length
+                fh.seek(length, 1)
+            elif wire == 5:
+                fh.seek(4, 1)
+            elif wire == 1:
+                fh.seek(8, 1)
+            else:
+                break
+        if graph_start is None or graph_len is None:
+            raise ModelFormatError(p, "ONNX file has no graph")
+        fh.seek(graph_start)
+        end = graph_start + graph_len
+        nodes = 0
+        while fh.tell() < end:
+            tag = _read_varint(fh)
+            if tag is None:
+                raise ModelFormatError(p, "truncated ONNX graph")
+            field, wire = tag >> 3, tag & 7
+            if wire == 0:
+                _read_varint(fh)
+            elif wire == 2:
+                length = _read_varint(fh) or 0
+                nodes += field == 1  # GraphProto.node
+                fh.seek(length, 1)
+            elif wire == 5:
+                fh.seek(4, 1)
+            elif wire == 1:
+                fh.seek(8, 1)
+            else:
+                raise ModelFormatError(p, "corrupt ONNX graph")
+        return nodes

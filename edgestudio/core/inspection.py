@@ -32,6 +32,39 @@ def inspect_model(path: str | Path, fmt: ModelFormat | None = None) -> ModelInfo
     return info
 
 
+def count_ops(path: str | Path, fmt: ModelFormat | None = None) -> int:
+    """How many compute ops a model has, cheaply (no weights read, no shapes computed).
+
+    Used to reject "successful" conversions that wrote an empty graph, without paying for a full inspection.
+    """
+    p = Path(path)
+    fmt = fmt or detect_format(p)
+    if fmt is ModelFormat.ONNX:
+        from edgestudio.core.formats import count_onnx_nodes
+
+        return count_onnx_nodes(p)
+    if fmt is ModelFormat.OPENVINO:
+        import xml.etree.ElementTree as ET
+
+        try:
+            layers = ET.parse(p).getroot().iter("layer")
+        except ET.ParseError as exc:
+            raise ModelFormatError(p, f"corrupt OpenVINO IR XML ({exc})") from None
+        return sum(1 for layer in layers if layer.get("type") not in ("Parameter", "Result", "Const"))
+    if fmt is ModelFormat.TFLITE:
+        try:
+            from ai_edge_litert import schema_py_generated as schema
+
+            model = schema.Model.GetRootAs(p.read_bytes(), 0)
+            return sum(model.Subgraphs(i).OperatorsLength() for i in range(model.SubgraphsLength()))
+        except ImportError:  # pragma: no cover
+            pass
+        except Exception as exc:
+            raise ModelFormatError(p, f"corrupt TFLite model ({' '.join(str(exc).split())[:200]})") from None
+    info = inspect_model(p, fmt)
+    return sum(info.ops.values()) if info.ops else len(info.outputs)
+
+
 def _prod(dims: Iterable[Any]) -> int:
     return math.prod(int(d) for d in dims)
 
