@@ -195,6 +195,128 @@ def _copy_model(src: Path, dst: Path, fmt: Any) -> None:
             shutil.copy2(src.with_suffix(".bin"), dst.with_suffix(".bin"))
 
 
+# ------------------------------------------------------------------------------- optimize, eval, compare
+def _optimize_text(d: dict[str, Any]) -> str:
+    if "candidates" in d:
+        lines = [f"{'variant':<42}{'p50 ms':>9}{'p99 ms':>9}{'size':>10}{'accuracy':>10}  guard  pareto"]
+        for r in d["candidates"]:
+            p50 = f"{r['p50_ms']:.3f}" if r.get("p50_ms") is not None else "-"
+            p99 = f"{r['p99_ms']:.3f}" if r.get("p99_ms") is not None else "-"
+            acc = f"{r['accuracy']:.4f}" if r.get("accuracy") is not None else "-"
+            size = f"{r['size_bytes'] / 1024:.0f} KB" if r.get("size_bytes") else "-"
+            lines.append(f"{r['label']:<42}{p50:>9}{p99:>9}{size:>10}{acc:>10}  {'ok' if r['passed'] else 'drop':<6} "
+                         f"{'*' if r['pareto'] else ''}" + (f"  ({r['error']})" if r.get("error") else ""))
+        best = d.get("best")
+        lines.append(f"pick: {best['label']} -> {best['path']}" if best else "no candidate passed the accuracy guard")
+        return "\n".join(lines + [f"warning: {w}" for w in d.get("warnings", [])])
+    sb = d["size_bytes"]
+    lines = [f"{d['output']}", f"  {d['method']} for {d['runtime']} in {d['seconds']:.1f} s; size {sb['before']:,} -> "
+             f"{sb['after']:,} bytes ({sb['after'] / max(sb['before'], 1):.0%})"]
+    if d.get("accuracy"):
+        a = d["accuracy"]
+        lines.append(f"  top-1 {a['before']:.4f} -> {a['after']:.4f} (drop {a['drop']:.4f}, max {a['max_drop']})")
+    if d.get("details", {}).get("sparsity") is not None:
+        det = d["details"]
+        lines.append(f"  sparsity {det['sparsity']:.1%}; zipped {det['compressed_bytes']['before']:,} -> "
+                     f"{det['compressed_bytes']['after']:,} bytes")
+    return "\n".join(lines + [f"  warning: {w}" for w in d.get("warnings", [])])
+
+
+def _optimize_options(args: argparse.Namespace) -> Any:
+    from edgestudio.backends.optimizers.base import OptimizeOptions
+
+    return OptimizeOptions(calibration=args.calibration, dataset=args.dataset, max_drop=args.max_drop,
+                           sparsity=args.sparsity, preset=args.preset, per_channel=not args.per_tensor,
+                           calibration_method=args.calibration_method, activation_type=args.activation_type,
+                           subset_size=args.subset_size, ignored_scope=_names(args.ignore) or [], level=args.level)
+
+
+def cmd_optimize(args: argparse.Namespace) -> Any:
+    from edgestudio.core.formats import ModelFormat, detect_format
+    from edgestudio.core.jobs import JobKind, JobSpec
+
+    src = Path(args.model)
+    fmt = detect_format(src)
+    opts = _optimize_options(args)
+    for data in (args.calibration, args.dataset):
+        if data and data != "random" and not Path(data).exists():
+            raise UsageError(None, f"{data}: no such file or folder")
+    if args.auto:
+        spec = JobSpec(JobKind.OPTIMIZE, model=str(src), runtime=args.runtime or "any", exclusive=True,
+                       options={"auto": True, "options": opts.to_dict(), "iterations": args.iterations})
+        if args.workspace:
+            result = run_job(args, spec, output_name="auto")
+        else:
+            out = Path(args.output) if args.output else src.parent / f"{src.stem if src.is_file() else src.name}_auto"
+            spec.output = str((out / "auto").resolve())
+            result = run_job(args, spec)
+        result.pop("artifacts", None)
+        _emit(args, result, _optimize_text)
+        return result
+    if not args.method:
+        raise UsageError(None, "give --method (or --auto)")
+    from edgestudio.backends.optimizers.base import find_optimizer
+    from edgestudio.optimization.engine import default_runtime_for, optimized_name
+
+    runtime = args.runtime or default_runtime_for(fmt)
+    cls = find_optimizer(args.method, runtime)
+    out_fmt = cls.output_format(fmt if fmt in cls.sources else cls.sources[0])
+    name = optimized_name(src, args.method, runtime, out_fmt)
+    spec = JobSpec(JobKind.OPTIMIZE, model=str(src), runtime=runtime,
+                   options={"method": args.method, "options": opts.to_dict(), "keep_reference": bool(args.workspace)})
+    if args.workspace:
+        result = run_job(args, spec, output_name=Path(args.output).name if args.output else name)
+    else:
+        out = Path(args.output) if args.output else src.parent / name
+        if out_fmt is ModelFormat.OPENVINO and out.suffix != ".xml":
+            raise UsageError(None, f"{out}: an OpenVINO IR output must end in .xml")
+        spec.output = str(out.resolve())
+        result = run_job(args, spec)
+    result.pop("artifacts", None)
+    _emit(args, result, _optimize_text)
+    return result
+
+
+def cmd_eval(args: argparse.Namespace) -> Any:
+    from edgestudio.core.jobs import JobKind, JobSpec
+
+    if args.dataset != "random" and not Path(args.dataset).exists():
+        raise UsageError(None, f"{args.dataset}: no such file or folder")
+    result = run_job(args, JobSpec(JobKind.EVAL, model=args.model, runtime=args.runtime, device=args.device,
+                                   options={"dataset": args.dataset, "limit": args.limit}))
+    _emit(args, result, lambda d: f"{args.model} on {d['runtime']}/{d['device']}: top-1 {d['top1']:.4f}"
+                                  + (f", top-5 {d['top5']:.4f}" if d.get("top5") is not None else "") + f" on {d['n']} samples")
+    return result
+
+
+def _compare_text(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'variant':<40}{'runtime':<12}{'p50 ms':>9}{'p99 ms':>9}{'fps':>9}{'size':>10}{'top-1':>8}  pareto"]
+    for r in rows:
+        f = lambda k, fmt: fmt.format(r[k]) if r.get(k) is not None else "-"  # noqa: E731
+        lines.append(f"{Path(r['model']).name[:39]:<40}{r['runtime']:<12}{f('p50_ms', '{:.3f}'):>9}"
+                     f"{f('p99_ms', '{:.3f}'):>9}{f('throughput_fps', '{:.0f}'):>9}{r['size_bytes'] / 1024:>8.0f}KB"
+                     f"{f('accuracy', '{:.4f}'):>8}  {'*' if r['pareto'] else ''}"
+                     + (f"  ({r['error']})" if r.get("error") else ""))
+    return "\n".join(lines)
+
+
+def cmd_compare(args: argparse.Namespace) -> Any:
+    from edgestudio.bench.compare import comparison_rows
+    from edgestudio.workers.manager import JobManager
+
+    ws = _open_workspace(args) if args.workspace else None
+    mgr = JobManager(ws, max_workers=1)
+    try:
+        rows = comparison_rows(mgr, args.models, args.runtime, dataset=args.dataset, device=args.device,
+                               iterations=args.iterations)
+    finally:
+        mgr.shutdown()
+        if ws is not None:
+            ws.close()
+    _emit(args, rows, _compare_text)
+    return rows
+
+
 # ---------------------------------------------------------------------------------- jobs and workspace
 def _open_workspace(args: argparse.Namespace) -> Any:
     from edgestudio.core.workspace import Workspace
@@ -330,6 +452,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-validate", action="store_true", help="skip the parity check")
     p.add_argument("--plan", action="store_true", help="only show the conversion path")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("optimize", parents=[common], help="quantize / compress / prune for a runtime, with an "
+                                                          "accuracy guard; --auto picks the fastest variant")
+    p.add_argument("model")
+    p.add_argument("--method", choices=["fp16", "int8-dynamic", "int8-static", "int8-accuracy-aware", "weights-int8",
+                                        "weights-int4", "prune", "graph-opt"])
+    p.add_argument("--auto", action="store_true", help="try the sensible variants, measure, return the fastest")
+    p.add_argument("--runtime", help="onnxruntime, openvino, litert (auto: also 'any'); default from the format")
+    p.add_argument("--calibration", metavar="DATA", help=".npz/.npy, image folder, or 'random'")
+    p.add_argument("--dataset", metavar="DATA", help="labeled data (.npz x,y or class folders) for the accuracy guard")
+    p.add_argument("--max-drop", type=float, default=0.01, help="accuracy guard: largest top-1 loss (default 0.01)")
+    p.add_argument("--sparsity", type=float, default=0.5, help="pruning target (default 0.5)")
+    p.add_argument("--preset", choices=["performance", "mixed"], default="performance", help="NNCF preset")
+    p.add_argument("--per-tensor", action="store_true", help="INT8: per-tensor instead of per-channel weights")
+    p.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    p.add_argument("--activation-type", choices=["uint8", "int8"], default="uint8", help="ORT static INT8")
+    p.add_argument("--subset-size", type=int, default=300, help="calibration samples used at most")
+    p.add_argument("--ignore", metavar="NAMES", help="comma-separated node names (or type:Op) kept in float")
+    p.add_argument("--level", choices=["basic", "extended", "all"], default="all", help="ORT graph-opt level")
+    p.add_argument("--iterations", type=int, default=200, help="auto: benchmark iterations per candidate")
+    p.add_argument("-o", "--output", help="output path (default: beside the model)")
+    p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser("eval", parents=[common], help="top-1/top-5 accuracy on a labeled dataset")
+    p.add_argument("model")
+    p.add_argument("--dataset", required=True, metavar="DATA")
+    p.add_argument("--runtime")
+    p.add_argument("--device", default="CPU")
+    p.add_argument("--limit", type=int, help="evaluate the first N samples only")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("compare", parents=[common], help="benchmark variants x runtimes side by side (Pareto front)")
+    p.add_argument("models", nargs="+")
+    p.add_argument("--runtime", action="append", help="repeatable; default: each model's own runtime")
+    p.add_argument("--dataset", metavar="DATA", help="labeled data: adds top-1 and the accuracy/latency Pareto front")
+    p.add_argument("--device", default="CPU")
+    p.add_argument("--iterations", type=int, default=100)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("jobs", parents=[common], help="job history of a workspace (default: the user's)")
     p.add_argument("--limit", type=int, default=None)

@@ -43,7 +43,7 @@ def _matches(shape: list[int], spec: list[Dim]) -> bool:
     return len(shape) == len(spec) and all(not isinstance(s, int) or s < 0 or s == d for d, s in zip(shape, spec))
 
 
-def _layout_perm(shape: list[int], spec: list[Dim]) -> tuple[int, ...] | None:
+def layout_perm(shape: list[int], spec: list[Dim]) -> tuple[int, ...] | None:
     """The permutation that makes ``shape`` fit ``spec`` (identity first), or None."""
     if _matches(shape, spec):
         return None
@@ -105,7 +105,7 @@ def compare_models(parent: str | Path, child: str | Path, *, tolerance: float, s
         child_feeds = {}
         for pspec, cspec in zip(ps.inputs, cs.inputs):
             arr = feeds[pspec.name]
-            perm = _layout_perm(list(arr.shape), cspec.shape)
+            perm = layout_perm(list(arr.shape), cspec.shape)
             arr = arr.transpose(perm) if perm else arr
             child_feeds[cspec.name] = np.ascontiguousarray(arr.astype(np.dtype(cspec.dtype), copy=False))
         p_out.append(list(ps.run(feeds).values()))

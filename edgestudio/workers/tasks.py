@@ -21,6 +21,8 @@ TASKS: dict[JobKind, str] = {
     JobKind.INSPECT: "edgestudio.workers.tasks:run_inspect",
     JobKind.BENCH: "edgestudio.workers.tasks:run_bench",
     JobKind.CONVERT: "edgestudio.workers.tasks:run_convert",
+    JobKind.OPTIMIZE: "edgestudio.workers.tasks:run_optimize",
+    JobKind.EVAL: "edgestudio.workers.tasks:run_eval",
     JobKind.CALL: "edgestudio.workers.tasks:run_call",
 }
 
@@ -99,3 +101,55 @@ def run_convert(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
                                         "versions": s.versions, "parity": s.parity, **(opts.get("convert") or {})}}
                            for i, s in enumerate(steps)]
     return result
+
+
+def run_optimize(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
+    """Options: ``method``, ``options`` (OptimizeOptions), ``keep_reference``; or ``auto`` for auto-optimize."""
+    from pathlib import Path
+
+    from edgestudio.backends.optimizers.base import OptimizeOptions
+
+    opts = OptimizeOptions.from_dict(spec.options.get("options"))
+    if spec.options.get("auto"):
+        from edgestudio.optimization.auto import auto_optimize
+
+        folder = ctx.staging if ctx.staging is not None else None
+        table = auto_optimize(spec.model or "", runtime=spec.runtime or "any", options=opts, folder=folder,
+                              iterations=int(spec.options.get("iterations", 200)), progress=ctx.progress,
+                              cancel=ctx.cancel, log=ctx.log)
+        best = table.get("best")
+        result = dict(table)
+        if best:
+            result["output"] = best["path"]
+            result["artifacts"] = [{"path": r["path"], "options": {"method": r["method"], "runtime": r["runtime"],
+                                                                   "label": r["label"]}}
+                                   for r in table["candidates"] if r.get("path") and r.get("kept")]
+        return result
+    from edgestudio.optimization.engine import optimize_model
+
+    if not spec.output:
+        raise UsageError(spec.model, "an optimization job needs an output path")
+    keep = bool(spec.options.get("keep_reference")) and ctx.staging is not None
+    report = optimize_model(spec.model or "", str(spec.options["method"]), runtime=spec.runtime,
+                            output=ctx.staged(Path(spec.output).name), options=opts,
+                            keep_dir=(ctx.staging / "reference") if keep and ctx.staging else None,
+                            progress=ctx.progress, cancel=ctx.cancel)
+    for w in report.warnings:
+        ctx.log(f"warning: {w}")
+    result = report.to_dict()
+    opt_info = {"method": report.method, "runtime": report.runtime, "accuracy": report.accuracy,
+                **{k: v for k, v in (spec.options.get("options") or {}).items() if v not in (None, [], "")}}
+    if report.reference and keep:
+        result["artifacts"] = [{"path": report.reference, "options": {"converted_for": report.method, "steps": report.steps}},
+                               {"path": report.output, "parent": 0, "options": opt_info}]
+    else:
+        result["artifacts"] = [{"path": report.output, "options": opt_info}]
+    return result
+
+
+def run_eval(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
+    from edgestudio.bench.accuracy import evaluate
+
+    res = evaluate(spec.model or "", str(spec.options["dataset"]), runtime=spec.runtime, device=spec.device or "CPU",
+                   limit=spec.options.get("limit"), progress=ctx.progress, cancel=ctx.cancel)
+    return res.to_dict()

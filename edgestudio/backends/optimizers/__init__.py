@@ -1,0 +1,1 @@
+"""Optimizers (quantization, compression, pruning), one module each; see ``base``."""

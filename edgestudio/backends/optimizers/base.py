@@ -1,0 +1,118 @@
+"""The optimizer interface: one method (fp16, int8-static, ...) for one runtime's model format.
+
+Optimizers use the field's libraries (onnxruntime.quantization, onnxconverter-common, NNCF, the TFLite
+converter); none quantizes by hand. Options are one described dataclass, so a GUI can generate a form.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from edgestudio.backends.registry import Registry, packages_available
+from edgestudio.core.errors import EdgeStudioError, UsageError
+from edgestudio.core.formats import ModelFormat
+from edgestudio.core.progress import CancelToken, ProgressCallback
+
+METHODS = ("fp16", "int8-dynamic", "int8-static", "int8-accuracy-aware", "weights-int8", "weights-int4", "prune",
+           "graph-opt")
+
+
+class OptimizationError(EdgeStudioError):
+    """An optimization failed or broke its accuracy guard."""
+
+
+@dataclass
+class OptimizeOptions:
+    calibration: str | None = field(default=None, metadata={
+        "help": "calibration samples: .npz/.npy, a folder of images, or 'random' (results then carry a warning)"})
+    dataset: str | None = field(default=None, metadata={
+        "help": "labeled evaluation data (.npz with x,y or class folders) for the accuracy guard"})
+    max_drop: float = field(default=0.01, metadata={"help": "largest top-1 loss accepted (0.01 = 1 point)"})
+    subset_size: int = field(default=300, metadata={"help": "calibration samples used at most"})
+    per_channel: bool = field(default=True, metadata={"help": "INT8: per-channel weight scales"})
+    calibration_method: str = field(default="minmax", metadata={
+        "help": "ORT static INT8 calibration", "choices": ["minmax", "entropy", "percentile"]})
+    activation_type: str = field(default="uint8", metadata={
+        "help": "ORT static INT8 activations; uint8 (U8S8) is the fast choice on x86", "choices": ["uint8", "int8"]})
+    weight_type: str = field(default="int8", metadata={"help": "ORT INT8 weights", "choices": ["int8", "uint8"]})
+    preset: str = field(default="performance", metadata={
+        "help": "NNCF preset: performance (symmetric) or mixed (asymmetric activations)",
+        "choices": ["performance", "mixed"]})
+    ignored_scope: list[str] = field(default_factory=list, metadata={
+        "help": "node names (or type:OpType) to keep in floating point"})
+    level: str = field(default="all", metadata={
+        "help": "ORT graph optimization level", "choices": ["basic", "extended", "all"]})
+    sparsity: float = field(default=0.5, metadata={"help": "pruning: fraction of weights set to zero"})
+    ratio: float = field(default=1.0, metadata={"help": "INT4 weights: share of layers in INT4 (rest INT8)"})
+    group_size: int = field(default=-1, metadata={"help": "INT4 weights: group size (-1: per channel)"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> OptimizeOptions:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in (d or {}).items() if k in names})
+
+
+class Optimizer(abc.ABC):
+    method: ClassVar[str]
+    runtime: ClassVar[str]  # whose format it produces: onnxruntime, openvino, litert ("any" for pruning)
+    sources: ClassVar[tuple[ModelFormat, ...]]  # in order of preference (the first is converted to if needed)
+    requires: ClassVar[tuple[str, ...]]
+    needs_calibration: ClassVar[bool] = False
+    needs_labels: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+    distributions: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def key(cls) -> str:
+        return f"{cls.runtime}:{cls.method}"
+
+    @classmethod
+    def missing_packages(cls) -> list[str]:
+        return packages_available(cls.requires)
+
+    @classmethod
+    def output_format(cls, source: ModelFormat) -> ModelFormat:
+        return {"onnxruntime": ModelFormat.ONNX, "openvino": ModelFormat.OPENVINO,
+                "litert": ModelFormat.TFLITE}.get(cls.runtime, source)
+
+    @abc.abstractmethod
+    def optimize(self, src: Path, fmt: ModelFormat, dst: Path, opts: OptimizeOptions, *,
+                 progress: ProgressCallback, cancel: CancelToken) -> dict[str, Any]:
+        """Write the optimized model to ``dst``; return details for the report (warnings, sparsity...)."""
+
+
+OPTIMIZERS: Registry[Optimizer] = Registry("edgestudio.backends.optimizers", key=lambda cls: cls.key())
+
+
+def find_optimizer(method: str, runtime: str) -> type[Optimizer]:
+    items = OPTIMIZERS.all()
+    for key in (f"{runtime}:{method}", f"any:{method}"):
+        if key in items:
+            cls = items[key]
+            missing = cls.missing_packages()
+            if missing:
+                raise OptimizationError(None, f"{method} for {runtime} needs {', '.join(missing)}, not installed")
+            return cls
+    offered = sorted(k.split(":")[0] for k in items if k.endswith(f":{method}"))
+    if not offered:
+        raise UsageError(None, f"unknown method {method!r} (one of: {', '.join(METHODS)})")
+    raise UsageError(None, f"{method} is not available for {runtime} (it is for: {', '.join(offered)})")
+
+
+def calibration_samples(path: str | None, spec: Any, limit: int, fallback: str | None = None) -> tuple[list[Any], list[str]]:
+    """Model-ready calibration inputs (batch 1 each) and the warnings that go with them."""
+    from edgestudio.core.datasets import load_dataset
+
+    source = path or fallback
+    if source is None:
+        raise OptimizationError(None, "this method needs calibration data: --calibration DATA "
+                                      "(.npz/.npy, an image folder, or 'random')")
+    ds = load_dataset(source, spec=spec)
+    return list(ds.samples(spec, limit=limit)), list(ds.warnings)

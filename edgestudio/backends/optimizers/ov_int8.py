@@ -1,0 +1,39 @@
+"""OpenVINO INT8 post-training quantization with NNCF (presets performance / mixed, ignored scope)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgestudio.backends.optimizers.base import OPTIMIZERS, OptimizeOptions, Optimizer, calibration_samples
+from edgestudio.core.formats import ModelFormat
+from edgestudio.core.progress import CancelToken, ProgressCallback
+
+
+@OPTIMIZERS.register
+class OvInt8(Optimizer):
+    method = "int8-static"
+    runtime = "openvino"
+    sources = (ModelFormat.OPENVINO,)
+    requires = ("openvino", "nncf")
+    distributions = ("openvino", "nncf")
+    needs_calibration = True
+    description = "NNCF post-training INT8; the fastest CPU variant in most measurements here"
+
+    def optimize(self, src: Path, fmt: ModelFormat, dst: Path, opts: OptimizeOptions, *,
+                 progress: ProgressCallback, cancel: CancelToken) -> dict[str, Any]:
+        import nncf
+
+        from edgestudio.backends.optimizers._nncf import ignored_scope, quiet_nncf, read_ir, save_ir
+        from edgestudio.core.inspection import inspect_model
+
+        quiet_nncf()
+        spec = inspect_model(src, fmt).inputs[0]
+        samples, warnings = calibration_samples(opts.calibration, spec, opts.subset_size, fallback=opts.dataset)
+        cancel.check()
+        progress(0.2, f"quantizing with NNCF ({opts.preset}, {len(samples)} samples)")
+        model = nncf.quantize(read_ir(src), nncf.Dataset(samples), preset=nncf.QuantizationPreset(opts.preset),
+                              subset_size=min(opts.subset_size, len(samples)), ignored_scope=ignored_scope(opts))
+        cancel.check()
+        save_ir(model, dst)
+        return {"warnings": warnings, "calibration_samples": len(samples)}

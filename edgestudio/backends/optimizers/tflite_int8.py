@@ -1,0 +1,45 @@
+"""LiteRT full-integer INT8 with a representative dataset (float32 inputs/outputs kept: a drop-in model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgestudio.backends.optimizers.base import OPTIMIZERS, OptimizeOptions, Optimizer, calibration_samples
+from edgestudio.core.formats import ModelFormat
+from edgestudio.core.progress import CancelToken, ProgressCallback
+
+
+@OPTIMIZERS.register
+class TfliteInt8(Optimizer):
+    method = "int8-static"
+    runtime = "litert"
+    sources = (ModelFormat.SAVED_MODEL, ModelFormat.KERAS, ModelFormat.KERAS_H5)
+    requires = ("tensorflow",)
+    distributions = ("tensorflow-cpu",)
+    needs_calibration = True
+    description = "full-integer INT8 calibrated on your samples (what microcontrollers and NPUs run)"
+
+    def optimize(self, src: Path, fmt: ModelFormat, dst: Path, opts: OptimizeOptions, *,
+                 progress: ProgressCallback, cancel: CancelToken) -> dict[str, Any]:
+        import tensorflow as tf
+
+        from edgestudio.backends.optimizers._tflite import convert
+        from edgestudio.core.inspection import inspect_model
+
+        spec = inspect_model(src, fmt).inputs[0]
+        samples, warnings = calibration_samples(opts.calibration, spec, opts.subset_size, fallback=opts.dataset)
+
+        def representative() -> Any:
+            for x in samples:
+                cancel.check()
+                yield [x.astype("float32")]
+
+        def configure(conv: Any) -> None:
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = representative
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+        progress(0.2, f"calibrating on {len(samples)} samples and converting to full INT8")
+        convert(src, fmt, dst, configure)
+        return {"warnings": warnings, "calibration_samples": len(samples)}

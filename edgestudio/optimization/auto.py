@@ -1,0 +1,189 @@
+"""Auto-optimize: try the sensible variants (runtime x precision x key options), measure each, drop those
+that break the accuracy guard, return the fastest with the whole table.
+
+The candidate list steers clear of traps measured on x86 CPUs (see ../shared/FACTS.md): no ONNX Runtime
+dynamic INT8 for CNNs (several times slower), ONNX Runtime static INT8 with uint8 activations (S8S8 gains
+nothing), OpenVINO measured at its default precision (bf16 on AMX) *and* with the f32 hint, each with its
+own accuracy, and sessions that do not spin.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from edgestudio.backends.optimizers.base import OptimizeOptions
+from edgestudio.core.errors import EdgeStudioError
+from edgestudio.core.formats import ModelFormat, detect_format
+from edgestudio.core.modelinfo import model_size_bytes
+from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
+
+
+@dataclass
+class Candidate:
+    label: str
+    runtime: str
+    method: str | None  # None: the FP32 model in the runtime's format
+    precision: str | None = None  # OpenVINO inference precision hint; None = the device default
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def candidates(src_fmt: ModelFormat, runtime: str) -> list[Candidate]:
+    tf_source = src_fmt in (ModelFormat.KERAS, ModelFormat.KERAS_H5, ModelFormat.SAVED_MODEL)
+    out: list[Candidate] = []
+    if runtime in ("any", "onnxruntime"):
+        out += [Candidate("ORT FP32", "onnxruntime", None),
+                Candidate("ORT INT8 static U8S8", "onnxruntime", "int8-static",
+                          options={"activation_type": "uint8", "weight_type": "int8", "per_channel": True})]
+    if runtime in ("any", "openvino"):
+        out += [Candidate("OpenVINO FP32 (device default precision)", "openvino", None, precision=None),
+                Candidate("OpenVINO FP32 (f32 hint)", "openvino", None, precision="f32"),
+                Candidate("OpenVINO INT8 NNCF", "openvino", "int8-static", options={"preset": "performance"})]
+    if runtime in ("any", "litert") and (tf_source or src_fmt is ModelFormat.TFLITE):
+        out.append(Candidate("LiteRT FP32", "litert", None))
+        if tf_source:  # TFLite quantization needs the TensorFlow model
+            out += [Candidate("LiteRT INT8 full-integer", "litert", "int8-static"),
+                    Candidate("LiteRT INT8 dynamic-range", "litert", "int8-dynamic")]
+    return out
+
+
+def pareto_front(rows: list[dict[str, Any]], acc_key: str = "accuracy", lat_key: str = "p50_ms") -> set[int]:
+    """Indices of rows no other row beats on both accuracy (higher) and latency (lower)."""
+    front = set()
+    for i, r in enumerate(rows):
+        if r.get(acc_key) is None or r.get(lat_key) is None:
+            continue
+        dominated = any(
+            o is not r and o.get(acc_key) is not None and o.get(lat_key) is not None
+            and o[acc_key] >= r[acc_key] and o[lat_key] <= r[lat_key]
+            and (o[acc_key] > r[acc_key] or o[lat_key] < r[lat_key])
+            for o in rows)
+        if not dominated:
+            front.add(i)
+    return front
+
+
+def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOptions | None = None,
+                  folder: Path | None = None, iterations: int = 200, warmup: int = 20,
+                  progress: ProgressCallback = noop_progress, cancel: CancelToken | None = None,
+                  log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Returns ``{"best": row, "candidates": [rows]}``; each row has label, runtime, method, precision, path,
+    size_bytes, p50_ms, p99_ms, throughput_fps, accuracy (top-1, or top-1 agreement without labels),
+    accuracy_kind, passed, pareto, error."""
+    from edgestudio.bench.accuracy import agreement, evaluate
+    from edgestudio.bench.latency import BenchConfig, run_benchmark
+    from edgestudio.conversion.engine import convert_model, default_output
+    from edgestudio.optimization.engine import optimize_model, optimized_name
+
+    src = Path(src)
+    opts = options or OptimizeOptions()
+    cancel = cancel or CancelToken()
+    fmt = detect_format(src)
+    cands = candidates(fmt, runtime)
+    if not cands:
+        raise EdgeStudioError(src, f"no candidates for runtime {runtime} from a {fmt.label} model")
+    calibration = opts.calibration or opts.dataset or "random"
+    opts = replace(opts, calibration=calibration)
+    tmp = Path(tempfile.mkdtemp(prefix="edgestudio-auto-"))
+    out_dir = folder or tmp
+    rows: list[dict[str, Any]] = []
+    fp32: dict[str, Path] = {}
+    try:
+        for i, cand in enumerate(cands):
+            cancel.check()
+            frac = i / len(cands)
+            progress(frac, f"{cand.label}: preparing")
+            row: dict[str, Any] = {"label": cand.label, "runtime": cand.runtime, "method": cand.method or "fp32",
+                                   "precision": cand.precision, "path": None, "error": None}
+            rows.append(row)
+            try:
+                if cand.method is None:
+                    target = {"onnxruntime": ModelFormat.ONNX, "openvino": ModelFormat.OPENVINO,
+                              "litert": ModelFormat.TFLITE}[cand.runtime]
+                    if cand.runtime not in fp32:
+                        if fmt is target:
+                            fp32[cand.runtime] = src
+                        else:
+                            fp32[cand.runtime] = Path(convert_model(
+                                src, target, output=default_output(src, target, out_dir), cancel=cancel).output)
+                    path = fp32[cand.runtime]
+                else:
+                    base = fp32.get(cand.runtime, src)
+                    if cand.runtime == "litert":
+                        base = src  # TFLite quantization starts from the TensorFlow model
+                    out_fmt = ModelFormat.OPENVINO if cand.runtime == "openvino" else (
+                        ModelFormat.ONNX if cand.runtime == "onnxruntime" else ModelFormat.TFLITE)
+                    out = out_dir / optimized_name(src, cand.method, cand.runtime, out_fmt)
+                    path = Path(optimize_model(base, cand.method, runtime=cand.runtime, output=out,
+                                               options=replace(opts, dataset=None, **cand.options),
+                                               cancel=cancel).output)
+                row["path"] = str(path)
+                row["size_bytes"] = model_size_bytes(path, detect_format(path))
+                progress(frac + 0.4 / len(cands), f"{cand.label}: benchmarking")
+                bench = run_benchmark(path, BenchConfig(runtime=cand.runtime, iterations=iterations, warmup=warmup,
+                                                        precision=cand.precision), cancel=cancel)
+                row.update(p50_ms=bench.latency_ms.p50, p99_ms=bench.latency_ms.p99,
+                           throughput_fps=bench.throughput_fps, precision_used=bench.precision)
+                progress(frac + 0.7 / len(cands), f"{cand.label}: accuracy")
+                if opts.dataset:
+                    acc = evaluate(path, opts.dataset, runtime=cand.runtime, ov_precision=cand.precision, cancel=cancel)
+                    row.update(accuracy=acc.top1, accuracy_kind="top1")
+                else:
+                    agr = agreement(src, path, calibration, child_runtime=cand.runtime,
+                                    child_ov_precision=cand.precision, cancel=cancel)
+                    row.update(accuracy=agr["top1_agreement"], accuracy_kind="top1_agreement")
+                log(f"{cand.label}: p50 {row['p50_ms']:.3f} ms, accuracy {row['accuracy']:.4f}")
+            except EdgeStudioError as exc:
+                row["error"] = exc.one_line()
+                log(f"{cand.label}: {row['error']}")
+            except Exception as exc:
+                if type(exc).__name__ == "Cancelled":
+                    raise
+                row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+                log(f"{cand.label}: {row['error']}")
+        measured = [r for r in rows if r.get("accuracy") is not None]
+        if opts.dataset:
+            reference = max((r["accuracy"] for r in measured if r["method"] == "fp32"), default=None)
+        else:
+            reference = 1.0  # agreement with the original model itself
+        for r in rows:
+            r["passed"] = (r.get("accuracy") is not None and reference is not None
+                           and reference - r["accuracy"] <= opts.max_drop + 1e-12)
+        front = pareto_front(rows)
+        for i, r in enumerate(rows):
+            r["pareto"] = i in front
+        ok = [r for r in rows if r["passed"] and r.get("p50_ms") is not None]
+        best = min(ok, key=lambda r: r["p50_ms"]) if ok else None
+        for r in rows:
+            r["kept"] = bool(folder is not None and r is best)
+        if folder is not None:  # keep only the pick (and what it was converted from) in the output folder
+            keep = {best["path"]} if best else set()
+            for r in rows:
+                p = r.get("path")
+                if p and p not in keep and Path(p).is_relative_to(folder) and Path(p) != src:
+                    _remove(Path(p))
+                    r["path"] = None
+        progress(1.0, "done")
+        return {"best": best, "candidates": sorted(rows, key=lambda r: (r.get("p50_ms") is None, r.get("p50_ms") or 0)),
+                "reference_accuracy": reference, "max_drop": opts.max_drop,
+                "accuracy_kind": "top1" if opts.dataset else "top1_agreement",
+                "warnings": [] if opts.calibration != "random" else
+                ["no data given: calibrated on random data and accuracy measured as agreement on random inputs"]}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+        if p.suffix == ".xml":
+            p.with_suffix(".bin").unlink(missing_ok=True)
+
+
