@@ -56,9 +56,13 @@ def test_cli_import_pulls_no_heavy_runtime() -> None:
 
 
 def test_gui_start_path_pulls_no_heavy_runtime() -> None:
-    loaded = _modules_after("import os; os.environ['QT_QPA_PLATFORM']='offscreen'\n"
+    loaded = _modules_after("import os, tempfile; os.environ['QT_QPA_PLATFORM']='offscreen'\n"
                             "from PySide6.QtWidgets import QApplication; app = QApplication([])\n"
-                            "from edgestudio.gui.main_window import MainWindow; w = MainWindow()")
+                            "from edgestudio.gui.app import apply_theme; apply_theme(app)\n"
+                            "from edgestudio.core.workspace import Workspace\n"
+                            "from edgestudio.gui.main_window import MainWindow\n"
+                            "w = MainWindow(Workspace(tempfile.mkdtemp()), use_webengine=False); w.show()\n"
+                            "app.processEvents(); w.bridge.shutdown()")
     assert "PySide6" in loaded
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
 

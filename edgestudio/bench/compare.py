@@ -1,5 +1,9 @@
 """Compare variants: one row per (model variant, runtime, device) with latency, throughput, size and
-accuracy, sorted by p50, the accuracy-vs-latency Pareto front marked. Jobs run through a JobManager."""
+accuracy, sorted by p50, the accuracy-vs-latency Pareto front marked.
+
+The pieces are separate so the CLI (which waits) and the GUI (which fills rows as jobs finish) share them:
+:func:`plan_rows` -> submit the specs -> :func:`apply_result` per finished job -> :func:`finalize_rows`.
+"""
 
 from __future__ import annotations
 
@@ -8,52 +12,72 @@ from typing import Any
 
 from edgestudio.core.errors import EdgeStudioError
 from edgestudio.core.formats import detect_format
+from edgestudio.core.jobs import JobKind, JobSpec
 from edgestudio.core.modelinfo import model_size_bytes
 
 
-def comparison_rows(manager: Any, models: list[str], runtimes: list[str] | None, *, dataset: str | None = None,
-                    device: str = "CPU", iterations: int = 100, warmup: int = 10) -> list[dict[str, Any]]:
-    """Submit a benchmark (and an evaluation, with ``dataset``) per model x runtime; wait; build the table."""
+def plan_rows(models: list[str], runtimes: list[str] | None, *, dataset: str | None = None, device: str = "CPU",
+              iterations: int = 100, warmup: int = 10) -> list[tuple[dict[str, Any], list[JobSpec]]]:
+    """A row per model x runtime, with the jobs that fill it (none, and an error, where it cannot run)."""
     from edgestudio.backends.runtimes import RUNTIMES, runtime_for_format
-    from edgestudio.core.jobs import JobKind, JobSpec, JobStatus
-    from edgestudio.optimization.auto import pareto_front
 
-    pending: list[tuple[dict[str, Any], str, str | None]] = []
-    rows: list[dict[str, Any]] = []
+    out: list[tuple[dict[str, Any], list[JobSpec]]] = []
     for model in models:
         fmt = detect_format(model)
         for rt in runtimes or [runtime_for_format(fmt)]:
             row: dict[str, Any] = {"model": str(model), "format": fmt.value, "runtime": rt, "device": device,
                                    "size_bytes": model_size_bytes(Path(model), fmt), "error": None}
-            rows.append(row)
             cls = RUNTIMES.all().get(rt)
             if cls is None or fmt not in cls.formats:
                 row["error"] = f"{rt} does not run {fmt.label} models"
+                out.append((row, []))
                 continue
-            bench = manager.submit(JobSpec(JobKind.BENCH, model=str(model), runtime=rt, device=device,
-                                           options={"iterations": iterations, "warmup": warmup, "keep_samples": False}))
-            ev = manager.submit(JobSpec(JobKind.EVAL, model=str(model), runtime=rt, device=device,
-                                        options={"dataset": dataset})) if dataset else None
-            pending.append((row, bench, ev))
-    for row, bench, ev in pending:
-        b = manager.wait(bench)
-        if b.status is JobStatus.SUCCEEDED:
-            lat = b.result["latency_ms"]
-            row.update(p50_ms=lat["p50"], p90_ms=lat["p90"], p99_ms=lat["p99"], mean_ms=lat["mean"],
-                       throughput_fps=b.result["throughput_fps"], load_ms=b.result["load_ms"],
-                       precision=b.result.get("precision"))
-        else:
-            row["error"] = b.error
-        if ev:
-            e = manager.wait(ev)
-            if e.status is JobStatus.SUCCEEDED:
-                row.update(accuracy=e.result["top1"], top5=e.result.get("top5"))
-            else:
-                row["error"] = row["error"] or e.error
-    rows.sort(key=lambda r: (r.get("p50_ms") is None, r.get("p50_ms") or 0.0))
-    front = pareto_front(rows) if dataset else set()
+            specs = [JobSpec(JobKind.BENCH, model=str(model), runtime=rt, device=device,
+                             options={"iterations": iterations, "warmup": warmup, "keep_samples": False})]
+            if dataset:
+                specs.append(JobSpec(JobKind.EVAL, model=str(model), runtime=rt, device=device,
+                                     options={"dataset": dataset}))
+            out.append((row, specs))
+    return out
+
+
+def apply_result(row: dict[str, Any], kind: JobKind | str, succeeded: bool, result: dict[str, Any] | None,
+                 error: str | None) -> None:
+    if not succeeded:
+        row["error"] = row.get("error") or error
+        return
+    assert result is not None
+    if JobKind(kind) is JobKind.BENCH:
+        lat = result["latency_ms"]
+        row.update(p50_ms=lat["p50"], p90_ms=lat["p90"], p99_ms=lat["p99"], mean_ms=lat["mean"],
+                   throughput_fps=result["throughput_fps"], load_ms=result["load_ms"], precision=result.get("precision"))
+    elif JobKind(kind) is JobKind.EVAL:
+        row.update(accuracy=result["top1"], top5=result.get("top5"))
+
+
+def finalize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sort by p50 and mark the accuracy-vs-latency Pareto front (where accuracy was measured)."""
+    from edgestudio.optimization.auto import pareto_front
+
+    rows = sorted(rows, key=lambda r: (r.get("p50_ms") is None, r.get("p50_ms") or 0.0))
+    front = pareto_front(rows)
     for i, r in enumerate(rows):
         r["pareto"] = i in front
+    return rows
+
+
+def comparison_rows(manager: Any, models: list[str], runtimes: list[str] | None, *, dataset: str | None = None,
+                    device: str = "CPU", iterations: int = 100, warmup: int = 10) -> list[dict[str, Any]]:
+    """Submit every job through ``manager``, wait for all, return the finished table."""
+    from edgestudio.core.jobs import JobStatus
+
+    planned = plan_rows(models, runtimes, dataset=dataset, device=device, iterations=iterations, warmup=warmup)
+    submitted = [(row, [(spec.kind, manager.submit(spec)) for spec in specs]) for row, specs in planned]
+    for row, jobs in submitted:
+        for kind, job_id in jobs:
+            rec = manager.wait(job_id)
+            apply_result(row, kind, rec.status is JobStatus.SUCCEEDED, rec.result, rec.error)
+    rows = finalize_rows([row for row, _ in submitted])
     if not any(r.get("p50_ms") is not None for r in rows):
         raise EdgeStudioError(None, "no variant could be measured: " + "; ".join(r["error"] or "" for r in rows))
     return rows

@@ -45,13 +45,19 @@ class ConversionReport:
                 "unavailable_converters": self.plan.unavailable}
 
 
+def output_name(stem: str, fmt: ModelFormat) -> str:
+    """``model`` + ``.onnx`` / ``.xml`` / ``.tflite``...; folders: ``model_savedmodel``, ``model_tfjs``."""
+    if fmt is ModelFormat.SAVED_MODEL:
+        return f"{stem}_savedmodel"
+    if fmt is ModelFormat.TFJS:
+        return f"{stem}_tfjs"
+    return f"{stem}{fmt.default_suffix}"
+
+
 def default_output(src: Path, target: ModelFormat, folder: Path | None = None) -> Path:
     """``model.onnx`` -> ``model.xml`` beside it; never an existing path (nothing of the user's is overwritten)."""
-    from edgestudio.backends.converters.base import Converter
-
     stem = src.stem if src.is_file() else src.name
-    cls = next((c for c in CONVERTERS.all().values() if c.target is target), Converter)
-    base = cls.output_path(folder or src.parent, stem) if cls is not Converter else (folder or src.parent) / stem
+    base = (folder or src.parent) / output_name(stem.removesuffix("_savedmodel"), target)
     candidate, n = base, 1
     while candidate.exists() or (target is ModelFormat.OPENVINO and candidate.with_suffix(".bin").exists()):
         candidate = base.with_name(f"{base.stem}-{n}{base.suffix}")
@@ -141,7 +147,9 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
     cancel.check()
     cls = CONVERTERS.get(hop.converter)
     conv = cls()
-    dst = final or cls.output_path(inter, f"{stem}.step{i + 1}")
+    dst = final or cls.output_path(inter, stem)
+    if final is None and (dst.exists() or dst.suffix and dst.with_suffix("") == (inter / stem)):
+        dst = cls.output_path(inter, f"{stem}.step{i + 1}")  # never clobber an earlier hop
     dst.parent.mkdir(parents=True, exist_ok=True)
 
     def hop_progress(f: float, msg: str = "", i: int = i) -> None:

@@ -4,13 +4,42 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
+
+T0 = time.perf_counter()
 
 
 def _has_display() -> bool:
     if sys.platform != "linux":
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("QT_QPA_PLATFORM"))
+
+
+def apply_theme(app: object) -> None:
+    """Fusion follows the system's light/dark scheme (Qt >= 6.5); charts take the palette's colours."""
+    import pyqtgraph as pg
+    from PySide6.QtGui import QPalette
+
+    app.setStyle("Fusion")  # type: ignore[attr-defined]
+    pal = app.palette()  # type: ignore[attr-defined]
+    pg.setConfigOptions(background=pal.color(QPalette.ColorRole.Base), foreground=pal.color(QPalette.ColorRole.Text),
+                        antialias=True)
+
+
+def open_workspace(path: str | None = None):  # type: ignore[no-untyped-def]
+    """The last workspace (or the default one); a new, empty workspace gets the sample models."""
+    from PySide6.QtCore import QSettings
+
+    from edgestudio.core.workspace import Workspace
+    from edgestudio.samples import sample_models
+
+    root = path or QSettings("EdgeStudio", "EdgeStudio").value("workspace") or None
+    ws = Workspace(root)
+    if not ws.models():
+        for sample in sample_models():
+            ws.import_model(sample)
+    return ws
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,20 +49,30 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     from PySide6.QtWidgets import QApplication
 
-    from edgestudio.gui.main_window import MainWindow
-
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
     app.setApplicationName("EdgeStudio")
     app.setOrganizationName("EdgeStudio")
-    window = MainWindow()
+    apply_theme(app)
+    from edgestudio.gui.main_window import MainWindow
+
+    ws = open_workspace(os.environ.get("EDGESTUDIO_WORKSPACE"))
+    window = MainWindow(ws, use_webengine=not headless)
+    samples_test = Path(__file__).resolve().parents[2] / "resources" / "samples" / "digits_test.npz"
+    if samples_test.exists():
+        window.optimize.dataset.set_text(str(samples_test))
     window.show()
-    if headless:
-        app.processEvents()
-        shot = Path("build") / "edgestudio-window.png"
-        shot.parent.mkdir(parents=True, exist_ok=True)
-        window.grab().save(str(shot))
-        print(f"No display found: EdgeStudio ran offscreen and saved a screenshot of its window to {shot}.\n"
-              "Run `make run` from a desktop session (or set DISPLAY) to use the studio.")
-        window.close()
-        return 0
-    return app.exec()
+    print(f"EdgeStudio window shown in {time.perf_counter() - T0:.2f} s (workspace {ws.root})", file=sys.stderr)
+    try:
+        if headless:
+            app.processEvents()
+            shot = Path("build") / "edgestudio-window.png"
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            window.grab().save(str(shot))
+            print(f"No display found: EdgeStudio ran offscreen and saved a screenshot of its window to {shot}.\n"
+                  "Run `make run` from a desktop session (or set DISPLAY) to use the studio.")
+            window.close()
+            return 0
+        return app.exec()
+    finally:
+        window.bridge.shutdown()
+        ws.close()

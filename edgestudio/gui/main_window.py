@@ -1,52 +1,368 @@
-"""The main window (a first version: lists the sample models with their format and size)."""
+"""The main window: model browser (left), details (centre), jobs (bottom), charts and the optimization
+panel (right). Docks can be rearranged; the layout is remembered. Every action is a job in the pool."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QMainWindow, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
 
 from edgestudio import __version__
 from edgestudio.core.errors import EdgeStudioError
-from edgestudio.core.formats import detect_format
-from edgestudio.core.modelinfo import model_size_bytes
-from edgestudio.samples import sample_models
+from edgestudio.core.formats import ModelFormat, detect_format
+from edgestudio.core.jobs import JobKind, JobSpec
+from edgestudio.core.workspace import Workspace
+from edgestudio.gui.bridge import JobBridge
+from edgestudio.gui.browser import ModelBrowser
+from edgestudio.gui.charts import ComparisonView, LiveLatencyChart
+from edgestudio.gui.details import DetailsView
+from edgestudio.gui.jobs_panel import JobsPanel
+from edgestudio.gui.optimize_panel import OptimizePanel
 
-
-def _human(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+# runtimes that run each format, for comparisons across backends
+RUNTIMES_FOR = {"onnx": ["onnxruntime", "openvino"], "tflite": ["litert", "openvino"], "openvino": ["openvino"],
+                "ort": ["onnxruntime"], "keras": ["tensorflow"], "h5": ["tensorflow"], "savedmodel": ["tensorflow"]}
 
 
 class MainWindow(QMainWindow):
-    def __init__(self) -> None:
+    def __init__(self, workspace: Workspace, bridge: JobBridge | None = None, *, use_webengine: bool = True,
+                 settings: QSettings | None = None) -> None:
         super().__init__()
-        self.setWindowTitle(f"EdgeStudio {__version__}")
-        self.resize(900, 560)
-        central = QWidget(self)
-        layout = QVBoxLayout(central)
-        title = QLabel("<h2>Models</h2>")
-        layout.addWidget(title)
-        self.models = QTreeWidget()
-        self.models.setHeaderLabels(["Model", "Format", "Size"])
-        self.models.setRootIsDecorated(False)
-        self.models.setAlternatingRowColors(True)
-        layout.addWidget(self.models)
-        self.setCentralWidget(central)
-        self.load_samples()
-        self.statusBar().showMessage(f"{self.models.topLevelItemCount()} sample models")
+        self.workspace = workspace
+        self.bridge = bridge or JobBridge(workspace)
+        self.settings = settings or QSettings("EdgeStudio", "EdgeStudio")
+        self.setWindowTitle(f"EdgeStudio {__version__} — {workspace.root}")
+        self.resize(1400, 860)
+        self.setDockNestingEnabled(True)
+        self._info: dict[str, dict[str, Any]] = {}
+        self._inspect_jobs: dict[str, str] = {}  # job -> model path
+        self._bench_jobs: dict[str, int] = {}
+        self._compare: dict[str, tuple[dict[str, Any], str]] = {}  # job -> (row, kind)
+        self._compare_rows: list[dict[str, Any]] = []
+        self.devices: list[dict[str, str]] = []
 
-    def load_samples(self) -> None:
-        for path in sample_models():
+        self.details = DetailsView(use_webengine)
+        self.setCentralWidget(self.details)
+        self.browser = ModelBrowser()
+        self.jobs = JobsPanel()
+        self.live = LiveLatencyChart()
+        self.comparison = ComparisonView()
+        self.optimize = OptimizePanel(self.bridge)
+        self.chart_tabs = QTabWidget()
+        self.chart_tabs.addTab(self.live, "Live benchmark")
+        self.chart_tabs.addTab(self.comparison, "Comparison")
+        self.docks = {
+            "models": self._dock("Models", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea),
+            "jobs": self._dock("Jobs", self.jobs, Qt.DockWidgetArea.BottomDockWidgetArea),
+            "charts": self._dock("Charts", self.chart_tabs, Qt.DockWidgetArea.RightDockWidgetArea),
+            "optimize": self._dock("Optimize", self.optimize, Qt.DockWidgetArea.RightDockWidgetArea),
+        }
+        self.tabifyDockWidget(self.docks["charts"], self.docks["optimize"])
+        self.docks["charts"].raise_()
+        self.resizeDocks([self.docks["models"], self.docks["charts"]], [330, 560], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["jobs"]], [210], Qt.Orientation.Vertical)
+        self._build_actions()
+        self.status_workspace = QLabel(str(workspace.root))
+        self.statusBar().addPermanentWidget(self.status_workspace)
+
+        self.browser.import_requested.connect(self.import_paths)
+        self.browser.selected.connect(self.show_model)
+        self.browser.action.connect(self.model_action)
+        self.browser.convert_dropped.connect(self.convert_dropped)
+        self.jobs.cancel_requested.connect(self.bridge.cancel)
+        self.comparison.point_clicked.connect(self._select_path)
+        b = self.bridge
+        b.queued.connect(self.jobs.on_queued)
+        b.started.connect(self.jobs.on_started)
+        b.progress.connect(self.jobs.on_progress)
+        b.log.connect(self.jobs.on_log)
+        b.samples.connect(self.live.add_samples)
+        b.finished.connect(self._job_finished)
+
+        self.jobs.load_history(workspace.jobs(limit=200))
+        self.refresh()
+        self._restore_layout()
+        self._devices_job = self.bridge.submit(JobSpec(JobKind.CALL, options={
+            "function": "edgestudio.backends.runtimes.base:device_dicts"}))
+
+    # ------------------------------------------------------------------------------------------ building
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{title.lower()}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_actions(self) -> None:
+        def act(text: str, slot: Any, shortcut: Any = None, tip: str = "") -> QAction:
+            a = QAction(text, self)
+            a.triggered.connect(slot)
+            if shortcut is not None:
+                a.setShortcut(QKeySequence(shortcut))
+            a.setStatusTip(tip)
+            return a
+
+        self.actions_ = {
+            "import": act("&Import…", self._import_dialog, QKeySequence.StandardKey.Open, "Add models to the workspace"),
+            "workspace": act("Open &workspace…", self._open_workspace_dialog, None, "Switch to another workspace"),
+            "quit": act("&Quit", self.close, QKeySequence.StandardKey.Quit),
+            "convert": act("&Convert…", lambda: self.model_action("convert", self.browser.current_id()), "Ctrl+Shift+C",
+                           "Convert the selected model to other formats"),
+            "optimize": act("&Optimize…", lambda: self.model_action("optimize", self.browser.current_id()),
+                            "Ctrl+Shift+O", "Quantize, compress or prune the selected model"),
+            "benchmark": act("&Benchmark", lambda: self.model_action("benchmark", self.browser.current_id()), "Ctrl+B",
+                             "Measure latency live"),
+            "compare": act("Co&mpare selected", lambda: self.model_action("compare", self.browser.current_id()),
+                           "Ctrl+Shift+B", "Benchmark the selected variants on every runtime that runs them"),
+            "reveal": act("&Reveal in folder", lambda: self.model_action("reveal", self.browser.current_id())),
+            "delete": act("&Delete", lambda: self.model_action("delete", self.browser.current_id()),
+                          QKeySequence.StandardKey.Delete),
+            "reset": act("Reset &layout", self._reset_layout),
+            "about": act("&About EdgeStudio", self._about),
+        }
+        a = self.actions_
+        menu = self.menuBar().addMenu("&File")
+        for key in ("import", "workspace"):
+            menu.addAction(a[key])
+        menu.addSeparator()
+        menu.addAction(a["quit"])
+        menu = self.menuBar().addMenu("&Model")
+        for key in ("convert", "optimize", "benchmark", "compare", "reveal", "delete"):
+            menu.addAction(a[key])
+        menu = self.menuBar().addMenu("&View")
+        for dock in self.docks.values():
+            menu.addAction(dock.toggleViewAction())
+        menu.addSeparator()
+        menu.addAction(a["reset"])
+        self.menuBar().addMenu("&Help").addAction(a["about"])
+        tb = self.addToolBar("Main")
+        tb.setObjectName("toolbar_main")
+        for key in ("import", "convert", "optimize", "benchmark", "compare"):
+            tb.addAction(a[key])
+
+    def _restore_layout(self) -> None:
+        self._default_state = self.saveState()
+        geometry, state = self.settings.value("geometry"), self.settings.value("state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    def _reset_layout(self) -> None:
+        self.restoreState(self._default_state)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("state", self.saveState())
+        self.settings.setValue("workspace", str(self.workspace.root))
+        self.details.graph.stop()
+        super().closeEvent(event)
+
+    # -------------------------------------------------------------------------------------------- models
+    def refresh(self) -> None:
+        models = self.workspace.models()
+        self.browser.set_models(models)
+        self.statusBar().showMessage(f"{len(models)} models in the workspace", 5000)
+
+    def import_paths(self, paths: list[Path]) -> list[int]:
+        """Import dropped / chosen files. A file that is not a model shows one line and changes nothing."""
+        ids, errors = [], []
+        for path in paths:
             try:
-                fmt = detect_format(path)
-                item = QTreeWidgetItem([path.name, fmt.label, _human(model_size_bytes(path, fmt))])
+                detect_format(path)
+                ids.append(self.workspace.import_model(path).id)
             except EdgeStudioError as exc:
-                item = QTreeWidgetItem([path.name, "error", exc.cause])
-            item.setData(0, Qt.ItemDataRole.UserRole, str(path))
-            item.setToolTip(0, str(path))
-            self.models.addTopLevelItem(item)
-        for col in range(3):
-            self.models.resizeColumnToContents(col)
+                errors.append(exc.one_line())
+            except OSError as exc:
+                errors.append(f"{path}: {exc.strerror or exc}")
+        if errors:
+            self.browser.show_error("Not imported: " + "\n".join(errors))
+            self.statusBar().showMessage(errors[0], 10000)
+        else:
+            self.browser.clear_error()
+        if ids:
+            self.refresh()
+            self.browser.select(ids[-1])
+        return ids
+
+    def show_model(self, model_id: int) -> None:
+        try:
+            entry = self.workspace.model(model_id)
+        except KeyError:
+            return
+        self.details.show_entry(entry, self.workspace.lineage(model_id))
+        self.optimize.set_model(entry)
+        info = self._info.get(entry.path)
+        if info is not None:
+            self.details.show_info(info)
+        elif entry.path not in self._inspect_jobs.values():
+            job = self.bridge.submit(JobSpec(JobKind.INSPECT, model=entry.path))
+            self._inspect_jobs[job] = entry.path
+
+    def _select_path(self, path: str) -> None:
+        entry = self.workspace.model_by_path(path)
+        if entry is not None:
+            self.browser.select(entry.id)
+
+    def model_action(self, name: str, model_id: int | None) -> Any:
+        if model_id is None:
+            self.statusBar().showMessage("Select a model first.", 5000)
+            return None
+        entry = self.workspace.model(model_id)
+        if name == "convert":
+            from edgestudio.gui.wizard import ConversionWizard
+
+            self.wizard = ConversionWizard(self.bridge, self.workspace.models(), model_id, self)
+            self.wizard.show()
+            return self.wizard
+        if name == "optimize":
+            self.optimize.set_model(entry)
+            self.docks["optimize"].show()
+            self.docks["optimize"].raise_()
+            return None
+        if name == "benchmark":
+            return self.benchmark(model_id)
+        if name == "compare":
+            return self.compare(self.browser.selected_ids() or [model_id])
+        if name == "reveal":
+            folder = Path(entry.path).parent
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+            return None
+        if name == "delete":
+            return self.delete_model(model_id)
+        return None
+
+    def delete_model(self, model_id: int, confirm: bool = True) -> None:
+        entry = self.workspace.model(model_id)
+        n = len(self.workspace.children(model_id))
+        if confirm and QMessageBox.question(
+                self, "Delete", f"Remove {entry.name}" + (f" and the artifacts derived from it" if n else "") +
+                " from the workspace? Files you imported by reference are left where they are.") \
+                != QMessageBox.StandardButton.Yes:
+            return
+        self.workspace.remove_model(model_id)
+        self.refresh()
+
+    def convert_dropped(self, what: Any, target: str) -> str | None:
+        """A model dropped on a format zone: convert it, in one gesture."""
+        if isinstance(what, Path):
+            ids = self.import_paths([what])
+            if not ids:
+                return None
+            what = ids[0]
+        entry = self.workspace.model(int(what))
+        fmt = ModelFormat(target)
+        from edgestudio.backends.converters.base import ConvertOptions
+        from edgestudio.conversion.engine import default_output
+
+        name = default_output(Path(entry.path), fmt, folder=Path("/nonexistent")).name
+        job = self.bridge.submit(JobSpec(JobKind.CONVERT, model=entry.path, options={
+            "to": fmt.value, "keep_intermediate": True, "convert": ConvertOptions().to_dict()}), output_name=name)
+        self.statusBar().showMessage(f"Converting {entry.name} to {fmt.label}…", 5000)
+        return job
+
+    def benchmark(self, model_id: int, runtime: str | None = None, iterations: int = 300) -> str:
+        entry = self.workspace.model(model_id)
+        rt = runtime or RUNTIMES_FOR.get(entry.format.value, ["onnxruntime"])[0]
+        job = self.bridge.submit(JobSpec(JobKind.BENCH, model=entry.path, runtime=rt,
+                                         options={"iterations": iterations, "warmup": 10}))
+        self._bench_jobs[job] = model_id
+        self.live.start(job, f"{entry.name} on {rt}")
+        self.docks["charts"].show()
+        self.docks["charts"].raise_()
+        self.chart_tabs.setCurrentWidget(self.live)
+        return job
+
+    def compare(self, model_ids: list[int], dataset: str | None = None, iterations: int = 100) -> list[str]:
+        """Benchmark (and evaluate) the variants on every runtime that runs them, as one batch."""
+        from edgestudio.bench.compare import plan_rows
+
+        dataset = dataset or self.optimize.dataset.text()
+        self._compare.clear()
+        self._compare_rows = []
+        jobs = []
+        for model_id in model_ids:
+            entry = self.workspace.model(model_id)
+            for row, specs in plan_rows([entry.path], RUNTIMES_FOR.get(entry.format.value), dataset=dataset,
+                                        iterations=iterations):
+                self._compare_rows.append(row)
+                for spec in specs:
+                    job = self.bridge.submit(spec)
+                    self._compare[job] = (row, spec.kind.value)
+                    jobs.append(job)
+        self.comparison.set_rows(list(self._compare_rows), f"Comparing {len(model_ids)} variants "
+                                 f"({len(jobs)} jobs running)…")
+        self.docks["charts"].show()
+        self.docks["charts"].raise_()
+        self.chart_tabs.setCurrentWidget(self.comparison)
+        return jobs
+
+    # ---------------------------------------------------------------------------------------------- jobs
+    def _job_finished(self, job: str, status: str, error: Any, result: Any) -> None:
+        self.jobs.on_finished(job, status, error, result)
+        ok = status == "succeeded"
+        if job == self._devices_job:
+            if ok:
+                self.devices = result["value"]
+                self.optimize.set_devices(self.devices)
+                self.status_workspace.setText(f"{self.workspace.root} · {len(self.devices)} devices")
+            return
+        if job in self._inspect_jobs:
+            path = self._inspect_jobs.pop(job)
+            current = self.browser.current_id()
+            entry = self.workspace.model(current) if current is not None else None
+            if ok:
+                self._info[path] = result
+                if entry is not None and entry.path == path:
+                    self.details.show_info(result)
+            elif entry is not None and entry.path == path:
+                self.details.show_error(error or status)
+            return
+        if job in self._bench_jobs:
+            self._bench_jobs.pop(job)
+            self.live.finish(job, result if ok else None)
+            if not ok:
+                self.statusBar().showMessage(f"Benchmark {status}: {error}", 10000)
+            return
+        if job in self._compare:
+            from edgestudio.bench.compare import apply_result, finalize_rows
+
+            row, kind = self._compare.pop(job)
+            apply_result(row, kind, ok, result, error)
+            rows = finalize_rows(self._compare_rows)
+            left = len(self._compare)
+            self.comparison.set_rows(rows, f"Comparison of {len({r['model'] for r in rows})} variants"
+                                     + (f" ({left} jobs left)" if left else " — done"))
+            return
+        try:
+            kind = self.bridge.get(job).spec.kind
+        except KeyError:
+            return
+        if kind in (JobKind.CONVERT, JobKind.OPTIMIZE):
+            self.refresh()
+            if ok:
+                ids = (result or {}).get("model_ids") or []
+                if ids:
+                    self.browser.select(ids[-1])
+                self.statusBar().showMessage(f"{kind.value} finished: {Path(result['output']).name}", 8000)
+            else:
+                self.statusBar().showMessage(f"{kind.value} {status}: {error}", 15000)
+
+    # ------------------------------------------------------------------------------------------- dialogs
+    def _import_dialog(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Import models", "", "Models (*.onnx *.tflite *.keras *.h5 "
+                                                "*.xml *.ort *.json);;All files (*)")
+        if files:
+            self.import_paths([Path(f) for f in files])
+
+    def _open_workspace_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open workspace")
+        if folder:
+            self.settings.setValue("workspace", folder)
+            QMessageBox.information(self, "Workspace", "EdgeStudio opens this workspace the next time it starts.")
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "About EdgeStudio", f"EdgeStudio {__version__}\nTake a trained model to an edge device.")

@@ -102,11 +102,9 @@ class Converter(abc.ABC):
 
     @classmethod
     def output_path(cls, folder: Path, stem: str) -> Path:
-        if cls.target is ModelFormat.SAVED_MODEL:
-            return folder / f"{stem}_savedmodel"
-        if cls.target is ModelFormat.TFJS:
-            return folder / f"{stem}_tfjs"
-        return folder / f"{stem}{cls.target.default_suffix}"
+        from edgestudio.conversion.engine import output_name
+
+        return folder / output_name(stem, cls.target)
 
     @abc.abstractmethod
     def convert(self, src: Path, fmt: ModelFormat, dst: Path, opts: ConvertOptions, *,

@@ -117,5 +117,10 @@ def list_devices() -> list[DeviceInfo]:
     return out
 
 
+def device_dicts() -> list[dict[str, str]]:
+    """:func:`list_devices` as plain data (for a job: the GUI lists devices without importing runtimes)."""
+    return [d.to_dict() for d in list_devices()]
+
+
 def output_dict(specs: list[TensorSpec], values: list[Any]) -> dict[str, np.ndarray]:
     return {s.name: np.asarray(v) for s, v in zip(specs, values)}

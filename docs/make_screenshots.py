@@ -1,0 +1,101 @@
+"""Screenshots of the main screens, made from the real app (offscreen) driving the real flow:
+python docs/make_screenshots.py  ->  docs/screenshots/*.png"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "docs" / "screenshots"
+SAMPLES = ROOT / "resources" / "samples"
+
+
+def wait(app, cond, timeout: float = 300.0) -> None:  # type: ignore[no-untyped-def]
+    t0 = time.monotonic()
+    while not cond():
+        app.processEvents()
+        time.sleep(0.02)
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError("the app did not get there in time")
+
+
+def main() -> int:
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from edgestudio.core.formats import ModelFormat
+    from edgestudio.core.workspace import Workspace
+    from edgestudio.gui.app import apply_theme
+    from edgestudio.gui.main_window import MainWindow
+
+    app = QApplication([])
+    apply_theme(app)
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="edgestudio-shots-"))
+    ws = Workspace(tmp / "ws")
+    win = MainWindow(ws, use_webengine=False, settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
+    win.resize(1500, 900)
+    win.show()
+    win.optimize.dataset.set_text(str(SAMPLES / "digits_test.npz"))
+    (keras_id,) = win.import_paths([SAMPLES / "digits_cnn.keras"])
+    # the conversion wizard, to OpenVINO
+    wiz = win.model_action("convert", keras_id)
+    wiz.resize(760, 600)
+    wiz.next()
+    for fmt in (ModelFormat.ONNX, ModelFormat.OPENVINO):
+        wiz.target_page.boxes[fmt].setChecked(True)
+    wiz.next()
+    wiz.grab().save(str(OUT / "wizard-options.png"))
+    wiz.next()
+    wiz.next()
+    wait(app, wiz.run_page.isComplete)
+    wiz.grab().save(str(OUT / "wizard-parity-report.png"))
+    wiz.close()
+    tfl = win.convert_dropped(keras_id, "tflite")
+    wait(app, lambda: win.jobs.status_of(tfl) == "succeeded")
+    models = {m.format.value: m for m in ws.models()}
+    onnx = models["onnx"]
+    win.browser.select(onnx.id)
+    win.details.tabs.setCurrentIndex(1)
+    wait(app, lambda: win.details.ops.rowCount() > 0)
+    # the optimization panel: INT8 static for ONNX Runtime with the digits calibration set
+    win.model_action("optimize", onnx.id)
+    win.optimize.runtime.setCurrentText("onnxruntime")
+    win.optimize.method.setCurrentText("int8-static")
+    win.optimize.calibration.set_text(str(SAMPLES / "digits_calib.npz"))
+    win.grab().save(str(OUT / "optimize-panel.png"))
+    job = win.optimize.run()
+    wait(app, lambda: win.jobs.status_of(job) == "succeeded")
+    # a live benchmark, caught while it runs
+    bench = win.benchmark(models["openvino"].id, iterations=3000)
+    wait(app, lambda: win.live.points > 1500)
+    win.grab().save(str(OUT / "live-benchmark.png"))
+    wait(app, lambda: win.jobs.status_of(bench) == "succeeded")
+    app.processEvents()
+    win.grab().save(str(OUT / "main-window.png"))
+    # the comparison of all variants, with the Pareto front
+    ids = [m.id for m in ws.models() if m.format.value in ("onnx", "tflite", "openvino")]
+    win.compare(ids, iterations=200)
+    wait(app, lambda: not win._compare)
+    app.processEvents()
+    win.docks["charts"].setMinimumWidth(900)
+    app.processEvents()
+    win.grab().save(str(OUT / "comparison.png"))
+    win.comparison.grab().save(str(OUT / "comparison-view.png"))
+    win.bridge.shutdown()
+    ws.close()
+    print("\n".join(str(p) for p in sorted(OUT.glob("*.png"))), flush=True)
+    win.close()
+    app.processEvents()
+    sys.stderr.flush()
+    os._exit(0)  # PySide6 can crash while finalizing the interpreter after a session like this one
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

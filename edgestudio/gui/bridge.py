@@ -1,0 +1,57 @@
+"""Adapt the core's plain job events to Qt signals (emitted from the pool's thread, delivered queued on the
+GUI thread). The GUI never blocks on a job: it submits and listens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from edgestudio.core.jobs import JobEvent, JobSpec
+from edgestudio.core.workspace import Workspace
+from edgestudio.workers.manager import JobManager
+
+
+class JobBridge(QObject):
+    queued = Signal(str, object)  # job id, spec dict
+    started = Signal(str)
+    progress = Signal(str, float, str)
+    log = Signal(str, str)
+    samples = Signal(str, object)  # job id, [(index, ms), ...]
+    finished = Signal(str, str, object, object)  # job id, status, error, result
+
+    def __init__(self, workspace: Workspace | None, max_workers: int | None = None,
+                 warm_imports: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        from edgestudio.workers.pool import WorkerPool
+
+        self.workspace = workspace
+        self.manager = JobManager(workspace, pool=WorkerPool(max_workers, warm_imports=warm_imports))
+        self._unsubscribe = self.manager.subscribe(self._on_event)
+
+    def _on_event(self, e: JobEvent) -> None:  # pool thread: only emit, never touch widgets
+        if e.type == "queued":
+            self.queued.emit(e.job_id, e.data.get("spec"))
+        elif e.type == "started":
+            self.started.emit(e.job_id)
+        elif e.type == "progress":
+            self.progress.emit(e.job_id, float(e.data["fraction"]), str(e.data["message"]))
+        elif e.type == "log":
+            self.log.emit(e.job_id, str(e.data["line"]))
+        elif e.type == "samples":
+            self.samples.emit(e.job_id, e.data["samples"])
+        elif e.type == "finished":
+            self.finished.emit(e.job_id, e.data["status"], e.data.get("error"), e.data.get("result"))
+
+    def submit(self, spec: JobSpec, output_name: str | None = None) -> str:
+        return self.manager.submit(spec, output_name=output_name)
+
+    def cancel(self, job_id: str) -> None:
+        self.manager.cancel(job_id)
+
+    def get(self, job_id: str) -> Any:
+        return self.manager.get(job_id)
+
+    def shutdown(self) -> None:
+        self._unsubscribe()
+        self.manager.shutdown()

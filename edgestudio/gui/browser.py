@@ -1,0 +1,247 @@
+"""The model browser: models and their derived artifacts as a lineage tree, drag-and-drop import, format
+drop zones that convert in one gesture, and a context menu for every action."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QMimeData, QPoint, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QDrag, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QLabel, QMenu, QTreeWidget, QTreeWidgetItem,
+                               QVBoxLayout, QWidget)
+
+from edgestudio.core.formats import ModelFormat
+from edgestudio.core.workspace import ModelEntry
+
+MODEL_MIME = "application/x-edgestudio-model"
+FORMAT_COLORS = {"onnx": "#5b8def", "tflite": "#f29d38", "openvino": "#4fb0c6", "keras": "#d9534f",
+                 "h5": "#d9534f", "savedmodel": "#e07a5f", "ort": "#7b6cd9", "tfjs": "#c9b037"}
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(n)
+
+
+def badge_for(entry: ModelEntry) -> str:
+    """A short quality mark from what made the artifact: parity of a conversion, accuracy of an optimization."""
+    opts = entry.options or {}
+    parity = opts.get("parity")
+    if isinstance(parity, dict) and parity.get("passed") is not None:
+        return "parity ✓" if parity["passed"] else "parity ✗"
+    acc = opts.get("accuracy")
+    if isinstance(acc, dict) and acc.get("after") is not None:
+        return f"top-1 {acc['after']:.1%}"
+    if opts.get("method"):
+        return str(opts["method"])
+    return ""
+
+
+def local_paths(mime: QMimeData) -> list[Path]:
+    return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
+
+
+class ModelTree(QTreeWidget):
+    files_dropped = Signal(list)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setHeaderLabels(["Model", "Format", "Size", "Check"])
+        self.setAcceptDrops(True)
+        self.setDragEnabled(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragDrop)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setAlternatingRowColors(True)
+        self.setUniformRowHeights(True)
+
+    def dragEnterEvent(self, e: QDragEnterEvent) -> None:  # noqa: N802
+        if e.mimeData().hasUrls():
+            e.acceptProposedAction()
+        else:
+            e.ignore()
+
+    def dragMoveEvent(self, e: Any) -> None:  # noqa: N802
+        if e.mimeData().hasUrls():
+            e.acceptProposedAction()
+        else:
+            e.ignore()
+
+    def dropEvent(self, e: QDropEvent) -> None:  # noqa: N802
+        paths = local_paths(e.mimeData())
+        if paths:
+            e.acceptProposedAction()
+            self.files_dropped.emit(paths)
+
+    def startDrag(self, actions: Any) -> None:  # noqa: N802
+        item = self.currentItem()
+        if item is None:
+            return
+        mime = QMimeData()
+        mime.setData(MODEL_MIME, str(item.data(0, Qt.ItemDataRole.UserRole)).encode())
+        drag = QDrag(self)
+        drag.setMimeData(mime)
+        drag.exec(Qt.DropAction.CopyAction)
+
+
+class DropZone(QFrame):
+    """Drop a model (from the tree or the file manager) to convert it to ``target``."""
+
+    dropped = Signal(object, str)  # model id (int) or Path, target format value
+
+    def __init__(self, target: ModelFormat) -> None:
+        super().__init__()
+        self.target = target
+        self.setAcceptDrops(True)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setObjectName(f"drop_{target.value}")
+        self.setToolTip(f"Drop a model here to convert it to {target.label}")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 4, 6, 4)
+        label = QLabel(f"→ {target.label.split(' ')[0]}")
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        lay.addWidget(label)
+        self._set_hot(False)
+
+    def _set_hot(self, hot: bool) -> None:
+        color = FORMAT_COLORS.get(self.target.value, "#888")
+        self.setStyleSheet(f"DropZone {{ border: 2px {'solid' if hot else 'dashed'} {color}; border-radius: 6px; }}")
+
+    def dragEnterEvent(self, e: QDragEnterEvent) -> None:  # noqa: N802
+        if e.mimeData().hasFormat(MODEL_MIME) or e.mimeData().hasUrls():
+            self._set_hot(True)
+            e.acceptProposedAction()
+
+    def dragLeaveEvent(self, e: Any) -> None:  # noqa: N802
+        self._set_hot(False)
+
+    def dropEvent(self, e: QDropEvent) -> None:  # noqa: N802
+        self._set_hot(False)
+        mime = e.mimeData()
+        if mime.hasFormat(MODEL_MIME):
+            self.dropped.emit(int(bytes(mime.data(MODEL_MIME)).decode()), self.target.value)
+        else:
+            for p in local_paths(mime):
+                self.dropped.emit(p, self.target.value)
+        e.acceptProposedAction()
+
+
+class ModelBrowser(QWidget):
+    """Signals carry workspace model ids; ``action`` is one of convert, optimize, benchmark, compare,
+    reveal, delete."""
+
+    import_requested = Signal(list)
+    selected = Signal(int)
+    action = Signal(str, int)
+    convert_dropped = Signal(object, str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        self.banner = QLabel()
+        self.banner.setObjectName("browser_banner")
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("QLabel { background: #fdecea; color: #8a1c12; border-radius: 4px; padding: 4px; }")
+        self.banner.hide()
+        lay.addWidget(self.banner)
+        self.tree = ModelTree()
+        self.tree.files_dropped.connect(self.import_requested)
+        self.tree.itemSelectionChanged.connect(self._on_selection)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._menu)
+        lay.addWidget(self.tree, 1)
+        hint = QLabel("Drag models in from your file manager; drag one onto a format to convert it.")
+        hint.setWordWrap(True)
+        hint.setStyleSheet("color: gray;")
+        lay.addWidget(hint)
+        zones = QHBoxLayout()
+        self.zones = {}
+        for fmt in (ModelFormat.ONNX, ModelFormat.TFLITE, ModelFormat.OPENVINO):
+            zone = DropZone(fmt)
+            zone.dropped.connect(self.convert_dropped)
+            zones.addWidget(zone)
+            self.zones[fmt.value] = zone
+        lay.addLayout(zones)
+        self._items: dict[int, QTreeWidgetItem] = {}
+
+    # ---------------------------------------------------------------------------------------------- data
+    def set_models(self, entries: list[ModelEntry]) -> None:
+        current = self.current_id()
+        self.tree.clear()
+        self._items.clear()
+        by_parent: dict[int | None, list[ModelEntry]] = {}
+        for e in entries:
+            by_parent.setdefault(e.parent_id, []).append(e)
+
+        def add(parent_item: Any, parent_id: int | None) -> None:
+            for e in by_parent.get(parent_id, []):
+                item = QTreeWidgetItem([e.name, e.format.label, human_size(e.size_bytes), badge_for(e)])
+                item.setData(0, Qt.ItemDataRole.UserRole, e.id)
+                item.setToolTip(0, f"{e.path}\nmade by: {e.made_by}" + (f" (job {e.job_id})" if e.job_id else ""))
+                item.setForeground(1, QColor(FORMAT_COLORS.get(e.format.value, "#888")))
+                if "✗" in item.text(3):
+                    item.setForeground(3, QColor("#c0392b"))
+                elif item.text(3):
+                    item.setForeground(3, QColor("#2e8b57"))
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsDragEnabled)
+                (parent_item.addChild if parent_item else self.tree.addTopLevelItem)(item)
+                self._items[e.id] = item
+                add(item, e.id)
+
+        add(None, None)
+        self.tree.expandAll()
+        for col in range(4):
+            self.tree.resizeColumnToContents(col)
+        if current in self._items:
+            self.select(current)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def item_for(self, model_id: int) -> QTreeWidgetItem | None:
+        return self._items.get(model_id)
+
+    def current_id(self) -> int | None:
+        item = self.tree.currentItem()
+        return int(item.data(0, Qt.ItemDataRole.UserRole)) if item is not None else None
+
+    def selected_ids(self) -> list[int]:
+        return [int(i.data(0, Qt.ItemDataRole.UserRole)) for i in self.tree.selectedItems()]
+
+    def select(self, model_id: int) -> None:
+        item = self._items.get(model_id)
+        if item is not None:
+            self.tree.setCurrentItem(item)
+
+    def show_error(self, text: str) -> None:
+        self.banner.setText(text)
+        self.banner.show()
+
+    def clear_error(self) -> None:
+        self.banner.hide()
+        self.banner.clear()
+
+    # ---------------------------------------------------------------------------------------------- ui
+    def _on_selection(self) -> None:
+        model_id = self.current_id()
+        if model_id is not None:
+            self.selected.emit(model_id)
+
+    def _menu(self, pos: QPoint) -> None:
+        model_id = self.current_id()
+        if model_id is None:
+            return
+        menu = QMenu(self)
+        for name, label in (("convert", "Convert…"), ("optimize", "Optimize…"), ("benchmark", "Benchmark"),
+                            ("compare", "Compare selected"), ("reveal", "Reveal in folder"), ("delete", "Delete")):
+            act = QAction(label, menu)
+            act.triggered.connect(lambda _=False, n=name: self.action.emit(n, model_id))
+            menu.addAction(act)
+            if name == "compare":
+                menu.addSeparator()
+        menu.exec(self.tree.viewport().mapToGlobal(pos))

@@ -1,0 +1,281 @@
+"""Charts (pyqtgraph): the live latency of a running benchmark, and the comparison of variants.
+
+Redraws are throttled (superqt's qthrottled): samples arrive in batches every ~50 ms, the curve is redrawn
+at most ten times a second, with downsampling and clip-to-view so 100k points stay smooth.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QFileDialog, QGridLayout, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
+from superqt.utils import qthrottled
+
+PALETTE = ["#5b8def", "#f29d38", "#4fb0c6", "#d9534f", "#7b6cd9", "#2e8b57", "#c9b037", "#e07a5f"]
+
+
+def export_png(widget: pg.PlotWidget | pg.GraphicsLayoutWidget, path: str | Path) -> None:
+    from pyqtgraph.exporters import ImageExporter
+
+    scene_item = widget.plotItem if isinstance(widget, pg.PlotWidget) else widget.scene()
+    ImageExporter(scene_item).export(str(path))
+
+
+class LiveLatencyChart(QWidget):
+    """The latency of each iteration as it is measured, its histogram, running p50/p90/p99."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        self.title = QLabel("No benchmark yet: right-click a model ▸ Benchmark.")
+        self.title.setWordWrap(True)
+        lay.addWidget(self.title)
+        self.plot = pg.PlotWidget()
+        self.plot.setLabel("left", "latency (ms)")
+        self.plot.setLabel("bottom", "iteration")
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.setDownsampling(auto=True, mode="peak")
+        self.plot.setClipToView(True)
+        self.curve = self.plot.plot([], [], pen=pg.mkPen(PALETTE[0], width=1))
+        self.p50_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#2e8b57", style=Qt.PenStyle.DashLine), label="p50",
+                                        labelOpts={"position": 0.05})
+        self.p99_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#c0392b", style=Qt.PenStyle.DashLine), label="p99",
+                                        labelOpts={"position": 0.05})
+        self.plot.addItem(self.p50_line)
+        self.plot.addItem(self.p99_line)
+        self.p50_line.hide()
+        self.p99_line.hide()
+        lay.addWidget(self.plot, 3)
+        self.hist = pg.PlotWidget()
+        self.hist.setLabel("bottom", "latency (ms)")
+        self.hist.setLabel("left", "count")
+        self.hist_curve = self.hist.plot([], [], stepMode="center", fillLevel=0, brush=pg.mkBrush(PALETTE[0] + "88"))
+        lay.addWidget(self.hist, 2)
+        grid = QGridLayout()
+        self.stats: dict[str, QLabel] = {}
+        for i, key in enumerate(("p50", "p90", "p99", "throughput", "load", "iterations")):
+            grid.addWidget(QLabel(key), 0, i)
+            value = QLabel("-")
+            value.setObjectName(f"stat_{key}")
+            value.setStyleSheet("font-weight: bold;")
+            grid.addWidget(value, 1, i)
+            self.stats[key] = value
+        lay.addLayout(grid)
+        self.job_id: str | None = None
+        self._data = np.empty(0)
+        self._n = 0
+
+    def start(self, job_id: str, label: str) -> None:
+        self.job_id = job_id
+        self._data = np.empty(1024)
+        self._n = 0
+        self.title.setText(f"Benchmark: {label}")
+        for v in self.stats.values():
+            v.setText("-")
+        self._redraw()
+
+    def add_samples(self, job_id: str, samples: list[tuple[int, float]]) -> None:
+        if job_id != self.job_id or not samples:
+            return
+        need = self._n + len(samples)
+        if need > self._data.size:
+            self._data = np.resize(self._data, max(need, self._data.size * 2))
+        self._data[self._n: need] = [ms for _, ms in samples]
+        self._n = need
+        self._redraw()
+
+    @property
+    def points(self) -> int:
+        return self._n
+
+    @qthrottled(timeout=100)
+    def _redraw(self) -> None:
+        data = self._data[: self._n]
+        self.curve.setData(np.arange(self._n), data)
+        self.stats["iterations"].setText(str(self._n))
+        if self._n >= 2:
+            p50, p90, p99 = np.percentile(data, [50, 90, 99])
+            self.p50_line.setValue(p50)
+            self.p99_line.setValue(p99)
+            self.p50_line.show()
+            self.p99_line.show()
+            for key, v in (("p50", p50), ("p90", p90), ("p99", p99)):
+                self.stats[key].setText(f"{v:.3f} ms")
+            hist, edges = np.histogram(data, bins=min(60, max(5, self._n // 10)))
+            self.hist_curve.setData(edges, hist)
+
+    def finish(self, job_id: str, result: dict[str, Any] | None) -> None:
+        if job_id != self.job_id or not result:
+            return
+        samples = result.get("samples_ms")
+        if samples is not None and len(samples) > self._n:  # samples lost in flight: show the full record
+            self._data = np.asarray(samples, dtype=float)
+            self._n = self._data.size
+        self._redraw()
+        lat = result["latency_ms"]
+        for key in ("p50", "p90", "p99"):
+            self.stats[key].setText(f"{lat[key]:.3f} ms")
+        self.stats["throughput"].setText(f"{result['throughput_fps']:.0f} /s")
+        self.stats["load"].setText(f"{result['load_ms']:.0f} ms")
+        prec = f", {result['precision']}" if result.get("precision") else ""
+        self.title.setText(f"{self.title.text()} — done ({result['runtime']}/{result['device']}{prec})")
+
+
+class ComparisonView(QWidget):
+    """Grouped bars of p50/p99 and throughput, a table, and accuracy vs latency with the Pareto front.
+    Clicking a point selects that artifact (``point_clicked`` carries the model path)."""
+
+    point_clicked = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        self.title = QLabel("Select several models ▸ Compare (or Tools ▸ Compare) to measure them side by side.")
+        self.title.setWordWrap(True)
+        lay.addWidget(self.title)
+        charts = QHBoxLayout()
+        self.bars = pg.PlotWidget(title="latency (ms): p50 / p99")
+        self.bars.showGrid(y=True, alpha=0.2)
+        self.fps = pg.PlotWidget(title="throughput (inferences/s)")
+        self.fps.showGrid(y=True, alpha=0.2)
+        charts.addWidget(self.bars)
+        charts.addWidget(self.fps)
+        lay.addLayout(charts, 2)
+        self.scatter_plot = pg.PlotWidget(title="accuracy vs p50 latency (Pareto front highlighted)")
+        self.scatter_plot.setLabel("bottom", "p50 latency (ms)")
+        self.scatter_plot.setLabel("left", "top-1")
+        self.scatter_plot.showGrid(x=True, y=True, alpha=0.2)
+        for plot in (self.scatter_plot, self.bars, self.fps):
+            for axis in ("left", "bottom"):
+                plot.getAxis(axis).enableAutoSIPrefix(False)
+        self.scatter = pg.ScatterPlotItem(size=12, hoverable=True)
+        self.scatter.sigClicked.connect(self._clicked)
+        self.front_curve = self.scatter_plot.plot([], [], pen=pg.mkPen("#2e8b57", width=2, style=Qt.PenStyle.DashLine))
+        self.scatter_plot.addItem(self.scatter)
+        lay.addWidget(self.scatter_plot, 2)
+        self.table = QTableWidget(0, 10)
+        self.table.setHorizontalHeaderLabels(["#", "variant", "runtime", "p50 ms", "p99 ms", "fps", "size KB", "top-1",
+                                              "pareto", "note"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        lay.addWidget(self.table, 2)
+        buttons = QHBoxLayout()
+        self.png_button = QPushButton("Export charts as PNG…")
+        self.png_button.clicked.connect(self._export_png_dialog)
+        self.csv_button = QPushButton("Export table as CSV…")
+        self.csv_button.clicked.connect(self._export_csv_dialog)
+        buttons.addStretch(1)
+        buttons.addWidget(self.png_button)
+        buttons.addWidget(self.csv_button)
+        lay.addLayout(buttons)
+        self.rows: list[dict[str, Any]] = []
+        self._labels: list[pg.TextItem] = []
+
+    @staticmethod
+    def label(row: dict[str, Any]) -> str:
+        return f"{Path(row['model']).name} · {row['runtime']}"
+
+    def set_rows(self, rows: list[dict[str, Any]], title: str | None = None) -> None:
+        self.rows = rows
+        if title:
+            self.title.setText(title)
+        measured = [r for r in rows if r.get("p50_ms") is not None]
+        self.bars.clear()
+        self.fps.clear()
+        x = np.arange(len(measured))
+        if measured:
+            self.bars.addItem(pg.BarGraphItem(x=x - 0.2, height=[r["p50_ms"] for r in measured], width=0.38,
+                                              brush=PALETTE[0], name="p50"))
+            self.bars.addItem(pg.BarGraphItem(x=x + 0.2, height=[r.get("p99_ms") or 0 for r in measured], width=0.38,
+                                              brush=PALETTE[1], name="p99"))
+            self.fps.addItem(pg.BarGraphItem(x=x, height=[r.get("throughput_fps") or 0 for r in measured], width=0.6,
+                                             brush=PALETTE[2]))
+            ticks = [[(i, f"#{i + 1}") for i in range(len(measured))]]
+            self.bars.getAxis("bottom").setTicks(ticks)
+            self.fps.getAxis("bottom").setTicks(ticks)
+        self._draw_scatter(measured)
+        self._fill_table(rows)
+
+    def _draw_scatter(self, measured: list[dict[str, Any]]) -> None:
+        for t in self._labels:
+            self.scatter_plot.removeItem(t)
+        self._labels = []
+        pts = [(i, r) for i, r in enumerate(measured) if r.get("accuracy") is not None]
+        spots = []
+        for i, r in pts:
+            front = bool(r.get("pareto"))
+            spots.append({"pos": (r["p50_ms"], r["accuracy"]), "data": r["model"], "symbol": "star" if front else "o",
+                          "size": 18 if front else 11,
+                          "brush": pg.mkBrush("#2e8b57" if front else PALETTE[i % len(PALETTE)]),
+                          "pen": pg.mkPen("k" if front else None)})
+            text = pg.TextItem(f"#{i + 1}", anchor=(0.5, 1.3), color="#555")  # the same numbers as bars/table
+            text.setPos(r["p50_ms"], r["accuracy"])
+            self.scatter_plot.addItem(text)
+            self._labels.append(text)
+        self.scatter.setData(spots)
+        if pts:
+            accs = [r["accuracy"] for _, r in pts]
+            pad = max(0.005, (max(accs) - min(accs)) * 0.15)
+            self.scatter_plot.setYRange(min(accs) - pad, min(1.0, max(accs) + pad) + pad * 0.2)
+        front = sorted((r for _, r in pts if r.get("pareto")), key=lambda r: r["p50_ms"])
+        self.front_curve.setData([r["p50_ms"] for r in front], [r["accuracy"] for r in front])
+
+    def pareto_points(self) -> list[tuple[float, float]]:
+        return [(float(s.pos().x()), float(s.pos().y())) for s in self.scatter.points() if s.symbol() == "star"]
+
+    def _fill_table(self, rows: list[dict[str, Any]]) -> None:
+        self.table.setRowCount(len(rows))
+        n = 0
+        for i, r in enumerate(rows):
+            measured = r.get("p50_ms") is not None
+            n += measured
+            vals = [f"#{n}" if measured else "", Path(r["model"]).name, r["runtime"], _fmt(r.get("p50_ms"), 3), _fmt(r.get("p99_ms"), 3),
+                    _fmt(r.get("throughput_fps"), 0), _fmt(r["size_bytes"] / 1024, 0), _fmt(r.get("accuracy"), 4),
+                    "★" if r.get("pareto") else "", r.get("error") or (r.get("precision") or "")]
+            for c, v in enumerate(vals):
+                self.table.setItem(i, c, QTableWidgetItem(v))
+
+    def _clicked(self, _item: Any, points: Any, *args: Any) -> None:
+        if len(points):
+            self.point_clicked.emit(str(points[0].data()))
+
+    def export_png(self, folder: str | Path) -> list[Path]:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = []
+        for name, w in (("latency", self.bars), ("throughput", self.fps), ("accuracy_vs_latency", self.scatter_plot)):
+            export_png(w, folder / f"{name}.png")
+            out.append(folder / f"{name}.png")
+        return out
+
+    def export_csv(self, path: str | Path) -> None:
+        keys = ["model", "runtime", "device", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_fps", "size_bytes",
+                "accuracy", "pareto", "precision", "error"]
+        with open(path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+            w.writeheader()
+            for r in self.rows:
+                w.writerow(r)
+
+    def _export_png_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export charts to folder")
+        if folder:
+            self.export_png(folder)
+
+    def _export_csv_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export table", "comparison.csv", "CSV (*.csv)")
+        if path:
+            self.export_csv(path)
+
+
+def _fmt(v: Any, digits: int) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"

@@ -1,0 +1,221 @@
+"""The optimization panel: target runtime and device, method, options generated from the optimizer's
+schema, calibration / evaluation data (drop a folder or .npz), presets and an accuracy guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+                               QPushButton, QScrollArea, QVBoxLayout, QWidget)
+
+from edgestudio.backends.optimizers.base import OPTIMIZERS, OptimizeOptions
+from edgestudio.core.jobs import JobKind, JobSpec
+from edgestudio.core.workspace import ModelEntry
+from edgestudio.gui.forms import OptionsForm
+
+# which options each method reads (the form shows only those)
+METHOD_FIELDS: dict[str, tuple[str, ...]] = {
+    "fp16": (),
+    "int8-dynamic": ("per_channel", "weight_type"),
+    "int8-static": ("subset_size", "per_channel", "calibration_method", "activation_type", "weight_type", "preset",
+                    "ignored_scope"),
+    "int8-accuracy-aware": ("subset_size", "preset", "ignored_scope"),
+    "weights-int8": ("ignored_scope",),
+    "weights-int4": ("ratio", "group_size", "ignored_scope"),
+    "prune": ("sparsity",),
+    "graph-opt": ("level",),
+}
+PRESETS = {  # runtime -> preset -> (method, options)
+    "max speed": {"onnxruntime": ("int8-static", {"activation_type": "uint8", "per_channel": True}),
+                  "openvino": ("int8-static", {"preset": "performance"}), "litert": ("int8-static", {})},
+    "balanced": {"onnxruntime": ("int8-static", {"calibration_method": "percentile"}),
+                 "openvino": ("int8-accuracy-aware", {"preset": "mixed"}), "litert": ("int8-dynamic", {})},
+    "max accuracy": {"onnxruntime": ("fp16", {}), "openvino": ("fp16", {}), "litert": ("fp16", {})},
+}
+
+
+class DataPicker(QWidget):
+    """A path field that takes a dropped folder or file, or a browse dialog."""
+
+    def __init__(self, placeholder: str) -> None:
+        super().__init__()
+        self.setAcceptDrops(True)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText(placeholder)
+        self.edit.setAcceptDrops(False)
+        lay.addWidget(self.edit, 1)
+        file_btn = QPushButton("File…")
+        file_btn.clicked.connect(self._pick_file)
+        dir_btn = QPushButton("Folder…")
+        dir_btn.clicked.connect(self._pick_dir)
+        lay.addWidget(file_btn)
+        lay.addWidget(dir_btn)
+
+    def text(self) -> str | None:
+        return self.edit.text().strip() or None
+
+    def set_text(self, text: str) -> None:
+        self.edit.setText(text)
+
+    def dragEnterEvent(self, e: QDragEnterEvent) -> None:  # noqa: N802
+        if e.mimeData().hasUrls():
+            e.acceptProposedAction()
+
+    def dropEvent(self, e: QDropEvent) -> None:  # noqa: N802
+        urls = [u.toLocalFile() for u in e.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.edit.setText(urls[0])
+            e.acceptProposedAction()
+
+    def _pick_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Dataset", "", "Arrays (*.npz *.npy)")
+        if path:
+            self.edit.setText(path)
+
+    def _pick_dir(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Image folder")
+        if path:
+            self.edit.setText(path)
+
+
+class OptimizePanel(QWidget):
+    submitted = Signal(str)  # job id
+
+    def __init__(self, bridge: Any) -> None:
+        super().__init__()
+        self.bridge = bridge
+        self.entry: ModelEntry | None = None
+        lay = QVBoxLayout(self)
+        self.model_label = QLabel("Select a model in the browser.")
+        self.model_label.setWordWrap(True)
+        lay.addWidget(self.model_label)
+        form = QFormLayout()
+        self.runtime = QComboBox()
+        self.runtime.setObjectName("opt_runtime")
+        self.runtime.addItems(["onnxruntime", "openvino", "litert"])
+        self.runtime.currentTextChanged.connect(self._runtime_changed)
+        form.addRow("runtime", self.runtime)
+        self.device = QComboBox()
+        self.device.addItem("CPU")
+        form.addRow("device", self.device)
+        self.method = QComboBox()
+        self.method.setObjectName("opt_method")
+        self.method.currentTextChanged.connect(self._method_changed)
+        form.addRow("method", self.method)
+        presets = QHBoxLayout()
+        for name in PRESETS:
+            b = QPushButton(name)
+            b.setObjectName(f"preset_{name.replace(' ', '_')}")
+            b.clicked.connect(lambda _=False, n=name: self.apply_preset(n))
+            presets.addWidget(b)
+        form.addRow("presets", presets)
+        self.calibration = DataPicker("calibration: .npz/.npy, image folder, or 'random'")
+        form.addRow("calibration", self.calibration)
+        self.dataset = DataPicker("labeled data for the accuracy guard (.npz x,y or class folders)")
+        form.addRow("evaluation", self.dataset)
+        self.max_drop = QDoubleSpinBox()
+        self.max_drop.setObjectName("opt_max_drop")
+        self.max_drop.setDecimals(3)
+        self.max_drop.setRange(0.0, 1.0)
+        self.max_drop.setSingleStep(0.005)
+        self.max_drop.setValue(0.01)
+        self.max_drop.setToolTip("accuracy guard: the largest top-1 loss accepted (0.01 = one point)")
+        form.addRow("max top-1 drop", self.max_drop)
+        lay.addLayout(form)
+        self.description = QLabel()
+        self.description.setWordWrap(True)
+        self.description.setStyleSheet("color: gray;")
+        lay.addWidget(self.description)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        lay.addWidget(self.scroll, 1)
+        self.form: OptionsForm | None = None
+        self.run_button = QPushButton("Optimize")
+        self.run_button.setObjectName("opt_run")
+        self.run_button.clicked.connect(self.run)
+        lay.addWidget(self.run_button)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        lay.addWidget(self.message)
+        self._runtime_changed(self.runtime.currentText())
+
+    def set_devices(self, devices: list[dict[str, str]]) -> None:
+        self._devices = devices
+        self._runtime_changed(self.runtime.currentText())
+
+    def set_model(self, entry: ModelEntry) -> None:
+        self.entry = entry
+        self.model_label.setText(f"<b>{entry.name}</b> ({entry.format.label})")
+        default = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}.get(entry.format.value)
+        if default:
+            self.runtime.setCurrentText(default)
+
+    def _runtime_changed(self, runtime: str) -> None:
+        methods = sorted({cls.method for key, cls in OPTIMIZERS.all().items()
+                          if key.startswith(runtime + ":") or key.startswith("any:")})
+        current = self.method.currentText()
+        self.method.blockSignals(True)
+        self.method.clear()
+        self.method.addItems(methods)
+        self.method.blockSignals(False)
+        self.method.setCurrentText(current if current in methods else methods[0])
+        self._method_changed(self.method.currentText())
+        self.device.clear()
+        devices = [d["device"] for d in getattr(self, "_devices", []) if d["runtime"] == runtime] or ["CPU"]
+        self.device.addItems(devices)
+
+    def _method_changed(self, method: str) -> None:
+        if not method:
+            return
+        cls = OPTIMIZERS.all().get(f"{self.runtime.currentText()}:{method}") or OPTIMIZERS.all().get(f"any:{method}")
+        self.description.setText(cls.description if cls else "")
+        self.form = OptionsForm(OptimizeOptions, METHOD_FIELDS.get(method, ()))
+        self.scroll.setWidget(self.form)
+
+    def apply_preset(self, name: str) -> None:
+        method, values = PRESETS[name][self.runtime.currentText()]
+        self.method.setCurrentText(method)
+        for key, value in values.items():
+            if self.form is not None and key in self.form._editors:
+                self.form.set_value(key, value)
+
+    def options(self) -> OptimizeOptions:
+        values = self.form.values() if self.form else {}
+        values.update(calibration=self.calibration.text(), dataset=self.dataset.text(), max_drop=self.max_drop.value())
+        if values.get("ignored_scope") is None:
+            values["ignored_scope"] = []
+        return OptimizeOptions.from_dict(values)
+
+    def run(self) -> str | None:
+        if self.entry is None:
+            self.message.setText("Select a model first.")
+            return None
+        from edgestudio.backends.optimizers.base import find_optimizer
+        from edgestudio.core.errors import EdgeStudioError
+        from edgestudio.optimization.engine import optimized_name
+
+        runtime, method = self.runtime.currentText(), self.method.currentText()
+        try:
+            cls = find_optimizer(method, runtime)
+        except EdgeStudioError as exc:
+            self.message.setText(exc.one_line())
+            return None
+        opts = self.options()
+        if cls.needs_calibration and not (opts.calibration or opts.dataset):
+            self.message.setText(f"{method} needs calibration data: drop an .npz or an image folder above.")
+            return None
+        src = Path(self.entry.path)
+        fmt = self.entry.format
+        out_fmt = cls.output_format(fmt if fmt in cls.sources else cls.sources[0])
+        job = self.bridge.submit(JobSpec(JobKind.OPTIMIZE, model=str(src), runtime=runtime,
+                                         device=self.device.currentText(),
+                                         options={"method": method, "options": opts.to_dict(), "keep_reference": True}),
+                                 output_name=optimized_name(src, method, runtime, out_fmt))
+        self.message.setText(f"{method} for {runtime} started (see Jobs).")
+        self.submitted.emit(job)
+        return job

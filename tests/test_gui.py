@@ -1,0 +1,188 @@
+"""The studio, driven for real (offscreen, pytest-qt): real files dropped, real jobs in the worker pool,
+real conversions, quantization, live benchmarks and the comparison with its Pareto front."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from edgestudio.core.formats import ModelFormat
+from edgestudio.core.workspace import Workspace
+from edgestudio.gui.main_window import MainWindow
+from tests.conftest import SAMPLES
+
+TEST = str(SAMPLES / "digits_test.npz")
+CALIB = str(SAMPLES / "digits_calib.npz")
+LONG = 240_000  # ms: conversions with TensorFlow in a cold worker on a slow CI machine
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
+    ws = Workspace(tmp_path / "ws")
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(ws, use_webengine=False, settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.bridge.shutdown()
+    ws.close()
+
+
+def drop_files(widget, paths: list[Path]) -> None:  # type: ignore[no-untyped-def]
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    event = QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    widget.dropEvent(event)
+
+
+def children_of(win: MainWindow, model_id: int) -> list:  # type: ignore[type-arg]
+    return win.workspace.children(model_id)
+
+
+def test_drop_a_model_shows_it_with_details(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "digits.onnx"
+    shutil.copy(SAMPLES / "digits_cnn.onnx", src)
+    drop_files(window.browser.tree, [src])
+    qtbot.waitUntil(lambda: window.browser.count() == 1)
+    model_id = window.browser.current_id()
+    assert window.browser.item_for(model_id).text(1) == "ONNX"
+    qtbot.waitUntil(lambda: window.details.ops.rowCount() > 0, timeout=60_000)
+    assert "parameters" in window.details.summary.text()
+    assert window.details.io.item(0, 1).text() == "image"
+
+
+def test_drop_a_corrupt_file_shows_a_message_and_changes_nothing(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes((SAMPLES / "digits_cnn.onnx").read_bytes()[:5000])
+    text = tmp_path / "notes.txt"
+    text.write_text("not a model")
+    drop_files(window.browser.tree, [bad, text])
+    assert window.browser.count() == 0 and window.workspace.models() == []
+    assert window.browser.banner.isVisible()
+    message = window.browser.banner.text()
+    assert "broken.onnx" in message and "truncated" in message and "notes.txt" in message
+    assert "Traceback" not in message
+    drop_files(window.browser.tree, [SAMPLES / "digits_cnn.tflite"])  # the app goes on
+    qtbot.waitUntil(lambda: window.browser.count() == 1)
+    assert not window.browser.banner.isVisible()
+
+
+def test_wizard_to_openvino_gives_artifact_with_passing_parity(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    wizard = window.model_action("convert", model_id)
+    qtbot.addWidget(wizard)
+    wizard.next()  # source -> targets
+    assert not wizard.target_page.boxes[ModelFormat.SAVED_MODEL].isEnabled()
+    wizard.target_page.boxes[ModelFormat.OPENVINO].setChecked(True)
+    wizard.next()  # -> options, generated from the converters' schema
+    assert wizard.options_page.form is not None and "opt_compress_fp16" in [
+        e.objectName() for e in wizard.options_page.form._editors.values()]
+    wizard.next()  # -> plan
+    assert "openvino" in wizard.plan_page.text.text()
+    wizard.next()  # -> run
+    qtbot.waitUntil(lambda: wizard.run_page.isComplete(), timeout=LONG)
+    assert not wizard.errors, wizard.errors
+    report = wizard.run_page.report
+    assert report.rowCount() == 1 and report.item(0, 6).text() == "✓ passed"
+    qtbot.waitUntil(lambda: len(children_of(window, model_id)) == 1)
+    child = children_of(window, model_id)[0]
+    assert child.format.value == "openvino"
+    item = window.browser.item_for(child.id)
+    assert item is not None and item.parent() is window.browser.item_for(model_id) and item.text(3) == "parity ✓"
+
+
+def test_benchmark_curve_grows_live(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.tflite"])
+    job = window.benchmark(model_id, iterations=200_000)
+    qtbot.waitUntil(lambda: window.live.points > 200, timeout=60_000)
+    assert window.jobs.status_of(job) == "running"  # points arrived while it ran, not at the end
+    first = window.live.points
+    qtbot.waitUntil(lambda: window.live.points > first + 1000, timeout=60_000)
+    qtbot.waitUntil(lambda: window.live.stats["p50"].text() != "-")
+    window.bridge.cancel(job)
+    qtbot.waitUntil(lambda: window.jobs.status_of(job) == "cancelled", timeout=30_000)
+
+
+def test_cancel_from_the_jobs_panel(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    job = window.benchmark(model_id, iterations=5_000_000)
+    qtbot.waitUntil(lambda: window.jobs.status_of(job) == "running", timeout=60_000)
+    button = window.jobs.cancel_button(job)
+    assert button.isEnabled()
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.jobs.status_of(job) == "cancelled", timeout=30_000)
+    assert not button.isEnabled()
+
+
+def test_the_whole_flow(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Drop the Keras sample; convert it to ONNX, TFLite and OpenVINO; quantize one to INT8; compare them all
+    on their runtimes; the Pareto front is drawn from the real results."""
+    drop_files(window.browser.tree, [SAMPLES / "digits_cnn.keras"])
+    qtbot.waitUntil(lambda: window.browser.count() == 1)
+    root = window.browser.current_id()
+    jobs = [window.convert_dropped(root, fmt) for fmt in ("onnx", "tflite", "openvino")]
+    qtbot.waitUntil(lambda: all(window.jobs.status_of(j) in ("succeeded", "failed") for j in jobs), timeout=LONG)
+    assert [window.jobs.status_of(j) for j in jobs] == ["succeeded"] * 3
+    formats = {m.format.value: m for m in window.workspace.models()}
+    assert {"onnx", "tflite", "openvino", "savedmodel"} <= set(formats)  # Keras -> SavedModel -> IR keeps its hop
+
+    onnx = formats["onnx"]
+    window.browser.select(onnx.id)
+    panel = window.optimize
+    panel.runtime.setCurrentText("onnxruntime")
+    panel.method.setCurrentText("int8-static")
+    panel.calibration.set_text(CALIB)
+    panel.dataset.set_text(TEST)
+    job = panel.run()
+    qtbot.waitUntil(lambda: window.jobs.status_of(job) in ("succeeded", "failed"), timeout=LONG)
+    assert window.jobs.status_of(job) == "succeeded"
+    int8 = children_of(window, onnx.id)[-1]
+    assert int8.options["method"] == "int8-static" and window.browser.item_for(int8.id).text(3).startswith("top-1")
+
+    ids = [formats["onnx"].id, formats["tflite"].id, formats["openvino"].id, int8.id]
+    compare_jobs = window.compare(ids, dataset=TEST, iterations=50)
+    qtbot.waitUntil(lambda: not window._compare, timeout=LONG)
+    rows = window.comparison.rows
+    measured = [r for r in rows if r.get("p50_ms") is not None]
+    assert len(compare_jobs) == 2 * len(measured) and len(measured) >= 6  # ONNX and TFLite run on 2 runtimes each
+    assert all(r.get("accuracy", 0) > 0.95 for r in measured)
+    front = window.comparison.pareto_points()
+    assert front and all(any(abs(x - r["p50_ms"]) < 1e-9 for r in measured if r["pareto"]) for x, _ in front)
+    window.comparison._clicked(None, [_Point(int8.path)])
+    assert window.browser.current_id() == int8.id
+    pngs = window.comparison.export_png(tmp_path / "charts")
+    assert all(p.stat().st_size > 1000 for p in pngs)
+    window.comparison.export_csv(tmp_path / "table.csv")
+    assert len((tmp_path / "table.csv").read_text().splitlines()) == len(rows) + 1
+
+
+class _Point:
+    def __init__(self, data: str) -> None:
+        self._data = data
+
+    def data(self) -> str:
+        return self._data
+
+
+def test_history_survives_restart(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    ws = Workspace(tmp_path / "ws")
+    win = MainWindow(ws, use_webengine=False, settings=settings)
+    qtbot.addWidget(win)
+    (model_id,) = win.import_paths([SAMPLES / "digits_cnn.onnx"])
+    job = win.benchmark(model_id, iterations=50)
+    qtbot.waitUntil(lambda: win.jobs.status_of(job) == "succeeded", timeout=60_000)
+    win.close()
+    win.bridge.shutdown()
+    ws.close()
+    ws2 = Workspace(tmp_path / "ws")
+    win2 = MainWindow(ws2, use_webengine=False, settings=settings)
+    qtbot.addWidget(win2)
+    assert win2.jobs.status_of(job) == "succeeded" and win2.browser.count() == 1
+    win2.bridge.shutdown()
+    ws2.close()
