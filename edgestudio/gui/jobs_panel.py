@@ -47,6 +47,7 @@ class JobsPanel(QWidget):
         self._logs: dict[str, list[str]] = {}
         self._started: dict[str, float] = {}
         self._elapsed: dict[str, float] = {}
+        self._last_progress: dict[str, float] = {}
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._tick)
         self._timer.start(500)
@@ -95,7 +96,9 @@ class JobsPanel(QWidget):
 
     def on_progress(self, job_id: str, fraction: float, message: str) -> None:
         bar = self._bars.get(job_id)
-        if bar is not None:
+        now = time.monotonic()
+        if bar is not None and now - self._last_progress.get(job_id, 0.0) >= 0.2:  # 5 repaints a second at most
+            self._last_progress[job_id] = now
             bar.setValue(int(fraction * 1000))
             bar.setFormat(message[:60])
             bar.setToolTip(message)

@@ -85,6 +85,12 @@ class MainWindow(QMainWindow):
         self.jobs.load_history(workspace.jobs(limit=200))
         self.refresh()
         self._restore_layout()
+        # the engines' light modules, imported now rather than on the first click (~0.1 s, no heavy runtime)
+        import edgestudio.bench.compare  # noqa: F401
+        import edgestudio.conversion.engine  # noqa: F401
+        from edgestudio.backends.converters import CONVERTERS
+
+        CONVERTERS.all()
         self._devices_job = self.bridge.submit(JobSpec(JobKind.CALL, options={
             "function": "edgestudio.backends.runtimes.base:device_dicts"}))
 
@@ -267,8 +273,10 @@ class MainWindow(QMainWindow):
     def benchmark(self, model_id: int, runtime: str | None = None, iterations: int = 300) -> str:
         entry = self.workspace.model(model_id)
         rt = runtime or RUNTIMES_FOR.get(entry.format.value, ["onnxruntime"])[0]
+        # keep_samples=False: the chart has them from the live stream; shipping 100k floats back through
+        # the pool thread (and into SQLite) would hold the GIL long enough to stall the window.
         job = self.bridge.submit(JobSpec(JobKind.BENCH, model=entry.path, runtime=rt,
-                                         options={"iterations": iterations, "warmup": 10}))
+                                         options={"iterations": iterations, "warmup": 10, "keep_samples": False}))
         self._bench_jobs[job] = model_id
         self.live.start(job, f"{entry.name} on {rt}")
         self.docks["charts"].show()

@@ -201,24 +201,31 @@ class WorkerPool:
 
     def _supervise(self) -> None:
         while not self._stopping:
-            with self._lock:
-                waitables: list[Any] = [self._wake_r]
-                for w in self._workers:
-                    waitables += [w.conn, w.proc.sentinel]
             try:
-                ready = mpc.wait(waitables, timeout=0.1)
-            except OSError:
-                ready = []
-            with self._lock:
-                if self._wake_r in ready:
-                    while self._wake_r.poll():
-                        self._wake_r.recv_bytes()
-                for w in list(self._workers):
-                    if w.conn in ready or w.proc.sentinel in ready:
-                        self._drain(w)
-                self._check_workers()
-                if not self._stopping:
-                    self._schedule()
+                self._supervise_once()
+            except Exception:  # the supervisor must outlive any surprise, or every job would hang
+                log.exception("worker pool supervisor error")
+                time.sleep(0.1)
+
+    def _supervise_once(self) -> None:
+        with self._lock:
+            waitables: list[Any] = [self._wake_r]
+            for w in self._workers:
+                waitables += [w.conn, w.proc.sentinel]
+        try:
+            ready = mpc.wait(waitables, timeout=0.1)
+        except OSError:
+            ready = []
+        with self._lock:
+            if self._wake_r in ready:
+                while self._wake_r.poll():
+                    self._wake_r.recv_bytes()
+            for w in list(self._workers):
+                if w.conn in ready or w.proc.sentinel in ready:
+                    self._drain(w)
+            self._check_workers()
+            if not self._stopping:
+                self._schedule()
 
     def _drain(self, w: _Worker) -> None:
         try:
@@ -304,7 +311,12 @@ class WorkerPool:
             if not idle:
                 if len(self._workers) >= self.max_workers:
                     return
-                idle = [_Worker(self._ctx, self._warm_imports)]
+                try:
+                    idle = [_Worker(self._ctx, self._warm_imports)]
+                except Exception as exc:  # e.g. no processes left, or spawn refused
+                    self._queue.popleft()
+                    self._finish(rec, JobStatus.FAILED, error=f"could not start a worker process: {exc}")
+                    continue
                 self._workers.append(idle[0])
             w = idle[0]
             self._queue.popleft()
