@@ -317,6 +317,49 @@ def cmd_compare(args: argparse.Namespace) -> Any:
     return rows
 
 
+# -------------------------------------------------------------------------------------------- package
+def workspace_lineage(ws: Any, model: str) -> list[dict[str, Any]] | None:
+    entry = ws.model_by_path(model) if ws is not None else None
+    if entry is None:
+        return None
+    out = []
+    for e in ws.lineage(entry.id):
+        d = e.to_dict()
+        out.append({k: d[k] for k in ("name", "format", "sha256", "made_by", "job_id", "options", "created_at")})
+    return out
+
+
+def cmd_package(args: argparse.Namespace) -> Any:
+    from edgestudio.core.formats import detect_format
+    from edgestudio.core.jobs import JobKind, JobSpec
+    from edgestudio.packaging.deploy import default_package_runtime
+
+    src = Path(args.model)
+    fmt = detect_format(src)
+    runtime = args.runtime or default_package_runtime(fmt)
+    if runtime is None:
+        raise EdgeStudioError(src, f"no deployment runtime runs {fmt.label} models; convert it first")
+    out = Path(args.output) if args.output else src.parent / f"{src.stem if src.is_file() else src.name}_{runtime}.zip"
+    lineage = None
+    if args.workspace:
+        with _open_workspace(args) as ws:
+            lineage = workspace_lineage(ws, str(src.resolve()))
+    spec = JobSpec(JobKind.PACKAGE, model=str(src), runtime=runtime, output=str(out.resolve()), options={
+        "dataset": args.dataset, "input": args.input, "iterations": args.iterations, "tflm": args.tflm,
+        "lineage": lineage})
+    workspace, args.workspace = args.workspace, None  # the zip goes where asked, not into the workspace
+    try:
+        result = run_job(args, spec)
+    finally:
+        args.workspace = workspace
+    lat = result["benchmark"]["latency_ms"]
+    _emit(args, result, lambda d: f"{d['package']}\n  {d['runtime']}: p50 {lat['p50']:.3f} ms"
+          + (f", top-1 {d['accuracy']['top1']:.4f}" if d.get("accuracy") else "")
+          + (f"\n  TFLite Micro: tflm/{d['tflm']['source']}, arena ~{d['tflm']['arena_bytes']:,} bytes" if d.get("tflm") else "")
+          + f"\n  requirements: {', '.join(d['requirements'])}")
+    return result
+
+
 # ---------------------------------------------------------------------------------- jobs and workspace
 def _open_workspace(args: argparse.Namespace) -> Any:
     from edgestudio.core.workspace import Workspace
@@ -490,6 +533,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="CPU")
     p.add_argument("--iterations", type=int, default=100)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("package", parents=[common], help="a deployment zip: model, standalone runner, pinned "
+                                                         "requirements, reports, lineage (and TFLite Micro sources)")
+    p.add_argument("model")
+    p.add_argument("--runtime", choices=["onnxruntime", "openvino", "litert"], help="default: from the format")
+    p.add_argument("-o", "--output", help="the zip (default: beside the model)")
+    p.add_argument("--input", metavar="NPY", help="sample input for the runner (default: generated from the spec)")
+    p.add_argument("--dataset", metavar="DATA", help="labeled data: adds accuracy to the report")
+    p.add_argument("--iterations", type=int, default=100, help="benchmark iterations for the report")
+    p.add_argument("--tflm", action="store_true", help="add TensorFlow Lite Micro C sources (TFLite models)")
+    p.set_defaults(func=cmd_package)
 
     p = sub.add_parser("jobs", parents=[common], help="job history of a workspace (default: the user's)")
     p.add_argument("--limit", type=int, default=None)

@@ -186,3 +186,14 @@ def test_history_survives_restart(qtbot, tmp_path: Path) -> None:  # type: ignor
     assert win2.jobs.status_of(job) == "succeeded" and win2.browser.count() == 1
     win2.bridge.shutdown()
     ws2.close()
+
+
+def test_deployment_package_from_the_gui(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.tflite"])
+    job = window.package(model_id, tmp_path / "digits.zip", tflm=True)
+    qtbot.waitUntil(lambda: window.jobs.status_of(job) in ("succeeded", "failed"), timeout=120_000)
+    assert window.jobs.status_of(job) == "succeeded"
+    import zipfile
+
+    names = zipfile.ZipFile(tmp_path / "digits.zip").namelist()
+    assert "digits_cnn/run.py" in names and "digits_cnn/tflm/digits_cnn_model_data.cc" in names

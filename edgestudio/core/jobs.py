@@ -16,6 +16,7 @@ class JobKind(str, enum.Enum):
     OPTIMIZE = "optimize"
     BENCH = "bench"
     EVAL = "eval"
+    PACKAGE = "package"
     CALL = "call"  # run an importable function ``module:function`` (extensions, tests)
 
 

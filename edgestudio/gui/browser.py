@@ -238,10 +238,11 @@ class ModelBrowser(QWidget):
             return
         menu = QMenu(self)
         for name, label in (("convert", "Convert…"), ("optimize", "Optimize…"), ("benchmark", "Benchmark"),
-                            ("compare", "Compare selected"), ("reveal", "Reveal in folder"), ("delete", "Delete")):
+                            ("compare", "Compare selected"), ("package", "Deployment package…"),
+                            ("reveal", "Reveal in folder"), ("delete", "Delete")):
             act = QAction(label, menu)
             act.triggered.connect(lambda _=False, n=name: self.action.emit(n, model_id))
             menu.addAction(act)
-            if name == "compare":
+            if name in ("compare", "package"):
                 menu.addSeparator()
         menu.exec(self.tree.viewport().mapToGlobal(pos))

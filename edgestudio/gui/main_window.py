@@ -233,6 +233,10 @@ class MainWindow(QMainWindow):
             return self.benchmark(model_id)
         if name == "compare":
             return self.compare(self.browser.selected_ids() or [model_id])
+        if name == "package":
+            path, _ = QFileDialog.getSaveFileName(self, "Deployment package", str(Path.home() / f"{Path(entry.path).stem}.zip"),
+                                                  "Zip (*.zip)")
+            return self.package(model_id, path) if path else None
         if name == "reveal":
             folder = Path(entry.path).parent
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
@@ -268,6 +272,19 @@ class MainWindow(QMainWindow):
         job = self.bridge.submit(JobSpec(JobKind.CONVERT, model=entry.path, options={
             "to": fmt.value, "keep_intermediate": True, "convert": ConvertOptions().to_dict()}), output_name=name)
         self.statusBar().showMessage(f"Converting {entry.name} to {fmt.label}…", 5000)
+        return job
+
+    def package(self, model_id: int, out_zip: str | Path, runtime: str | None = None, tflm: bool = False) -> str:
+        """Build a deployment package for the model (a job); the zip lands at ``out_zip``."""
+        from edgestudio.cli import workspace_lineage
+        from edgestudio.packaging.deploy import default_package_runtime
+
+        entry = self.workspace.model(model_id)
+        rt = runtime or default_package_runtime(entry.format) or "onnxruntime"
+        job = self.bridge.submit(JobSpec(JobKind.PACKAGE, model=entry.path, runtime=rt, output=str(Path(out_zip).resolve()),
+                                         options={"dataset": self.optimize.dataset.text(), "tflm": tflm,
+                                                  "lineage": workspace_lineage(self.workspace, entry.path)}))
+        self.statusBar().showMessage(f"Packaging {entry.name} for {rt}…", 5000)
         return job
 
     def benchmark(self, model_id: int, runtime: str | None = None, iterations: int = 300) -> str:

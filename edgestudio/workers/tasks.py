@@ -23,6 +23,7 @@ TASKS: dict[JobKind, str] = {
     JobKind.CONVERT: "edgestudio.workers.tasks:run_convert",
     JobKind.OPTIMIZE: "edgestudio.workers.tasks:run_optimize",
     JobKind.EVAL: "edgestudio.workers.tasks:run_eval",
+    JobKind.PACKAGE: "edgestudio.workers.tasks:run_package",
     JobKind.CALL: "edgestudio.workers.tasks:run_call",
 }
 
@@ -153,3 +154,20 @@ def run_eval(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     res = evaluate(spec.model or "", str(spec.options["dataset"]), runtime=spec.runtime, device=spec.device or "CPU",
                    limit=spec.options.get("limit"), progress=ctx.progress, cancel=ctx.cancel)
     return res.to_dict()
+
+
+def run_package(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
+    """Options: ``dataset``, ``input``, ``iterations``, ``tflm``, ``lineage`` (from the workspace)."""
+    from pathlib import Path
+
+    from edgestudio.packaging.deploy import build_package
+
+    if not spec.output:
+        raise UsageError(spec.model, "a packaging job needs an output path")
+    opts = spec.options
+    result = build_package(spec.model or "", spec.runtime or "onnxruntime", ctx.staged(Path(spec.output).name),
+                           input_npy=opts.get("input"), dataset=opts.get("dataset"),
+                           iterations=int(opts.get("iterations", 100)), tflm=bool(opts.get("tflm")),
+                           lineage=opts.get("lineage"), progress=ctx.progress, cancel=ctx.cancel)
+    result["package"] = result.pop("output")  # a zip, not a model: not registered as an artifact
+    return result

@@ -1,0 +1,282 @@
+"""Build a deployment package: a zip with the model, a standalone runner for one runtime, requirements
+pinned to that runtime only, a sample input with EdgeStudio's output for it, the benchmark and accuracy
+report (Markdown + JSON), the lineage with every tool's version, and optionally TFLite Micro C sources."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import shutil
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgestudio import __version__
+from edgestudio.core.errors import EdgeStudioError, UsageError
+from edgestudio.core.formats import ModelFormat, detect_format
+from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
+from edgestudio.core.workspace import hash_model, model_files
+
+RUNTIME_PACKAGES = {"onnxruntime": ["onnxruntime"], "openvino": ["openvino"], "litert": ["ai-edge-litert"]}
+RUNTIME_FORMATS = {"onnxruntime": {ModelFormat.ONNX, ModelFormat.ORT},
+                   "openvino": {ModelFormat.OPENVINO, ModelFormat.ONNX, ModelFormat.TFLITE},
+                   "litert": {ModelFormat.TFLITE}}
+
+
+
+def default_package_runtime(fmt: ModelFormat) -> str | None:
+    """The runtime a model of this format is deployed with by default (its native one)."""
+    return {ModelFormat.ONNX: "onnxruntime", ModelFormat.ORT: "onnxruntime", ModelFormat.TFLITE: "litert",
+            ModelFormat.OPENVINO: "openvino"}.get(fmt)
+
+
+_LOADERS = {
+    "onnxruntime": '''
+def load(model, precision=None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    return names, lambda feeds: sess.run(None, feeds)[0]
+''',
+    "openvino": '''
+def load(model, precision=None):
+    import openvino as ov
+
+    config = {"PERFORMANCE_HINT": "LATENCY"}
+    if precision:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    compiled = ov.Core().compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+    names = [p.get_any_name() for p in compiled.inputs]
+    return names, lambda feeds: request.infer(feeds)[compiled.outputs[0]].copy()
+''',
+    "litert": '''
+def load(model, precision=None):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # TensorFlow's bundled interpreter will do too
+        from tensorflow.lite import Interpreter
+
+    interp = Interpreter(model_path=model)
+    interp.allocate_tensors()
+    ins, out = interp.get_input_details(), interp.get_output_details()[0]
+    names = [d["name"] for d in ins]
+
+    def run(feeds):
+        for d in ins:
+            x = feeds[d["name"]]
+            if tuple(d["shape"]) != x.shape:
+                interp.resize_tensor_input(d["index"], list(x.shape))
+                interp.allocate_tensors()
+            interp.set_tensor(d["index"], x)
+        interp.invoke()
+        return interp.get_tensor(out["index"])
+    return names, run
+''',
+}
+
+RUNNER = '''#!/usr/bin/env python3
+"""Run {model} with {runtime_label}: one inference on an input, its latency, its output.
+
+    pip install -r requirements.txt
+    python run.py                       # runs input.npy, prints latency and the top class
+    python run.py --input x.npy --output y.npy --runs 100
+
+Made by EdgeStudio {version}. Inputs: a .npy for one input, or a .npz with one array per input name.
+"""
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODEL = os.path.join(HERE, "model", "{model}")
+{loader}
+
+def read_input(path, names):
+    data = np.load(path, allow_pickle=False)
+    if isinstance(data, np.ndarray):
+        return {{names[0]: data}}
+    return {{name: data[name] for name in names}}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--input", default=os.path.join(HERE, "input.npy"))
+    ap.add_argument("--output", help="save the first output here (.npy)")
+    ap.add_argument("--runs", type=int, default=1, help="timed runs after the first")
+    ap.add_argument("--precision", default={precision!r}, help="inference precision hint where the runtime has one")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    names, run = load(MODEL, args.precision)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    feeds = read_input(args.input, names)
+    t0 = time.perf_counter()
+    out = np.asarray(run(feeds))
+    first_ms = (time.perf_counter() - t0) * 1e3
+    times = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        run(feeds)
+        times.append((time.perf_counter() - t0) * 1e3)
+    if args.output:
+        np.save(args.output, out)
+    report = {{"model": "{model}", "runtime": "{runtime}", "load_ms": round(load_ms, 3),
+              "first_inference_ms": round(first_ms, 3), "output_shape": list(out.shape)}}
+    if times:
+        report["latency_ms_p50"] = round(float(np.percentile(times, 50)), 4)
+    if out.ndim >= 1 and out.shape[-1] > 1:
+        report["top1"] = np.asarray(out).reshape(-1, out.shape[-1]).argmax(1).tolist()
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def requirements_for(runtime: str) -> list[str]:
+    pins = []
+    for dist in RUNTIME_PACKAGES[runtime] + ["numpy"]:
+        v = _version(dist)
+        pins.append(f"{dist}=={v}" if v else dist)
+    return pins
+
+
+def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input_npy: str | Path | None = None,
+                  dataset: str | None = None, iterations: int = 100, tflm: bool = False,
+                  lineage: list[dict[str, Any]] | None = None, progress: ProgressCallback = noop_progress,
+                  cancel: CancelToken | None = None) -> dict[str, Any]:
+    """Write the package to ``out_zip``; returns its manifest (also stored inside as report.json)."""
+    from edgestudio.backends.runtimes import get_runtime
+    from edgestudio.bench.inputs import make_inputs
+    from edgestudio.bench.latency import BenchConfig, run_benchmark
+    from edgestudio.core.inspection import inspect_model
+
+    model = Path(model)
+    cancel = cancel or CancelToken()
+    if runtime not in RUNTIME_PACKAGES:
+        raise UsageError(None, f"packages are made for onnxruntime, openvino or litert, not {runtime!r}")
+    fmt = detect_format(model)
+    if fmt not in RUNTIME_FORMATS[runtime]:
+        raise EdgeStudioError(model, f"{runtime} does not run {fmt.label} models; convert it first "
+                                     f"(edgestudio convert --to {'tflite' if runtime == 'litert' else 'onnx'})")
+    if tflm and fmt is not ModelFormat.TFLITE:
+        raise EdgeStudioError(model, "TFLite Micro export needs a .tflite model")
+    progress(0.05, "reading the model")
+    info = inspect_model(model, fmt)
+    session = get_runtime(runtime).load(model, precision="f32" if runtime == "openvino" else None)
+    if input_npy:
+        x = np.load(input_npy, allow_pickle=False)
+        feeds = {session.inputs[0].name: x}
+    else:
+        feeds = make_inputs(session.inputs, seed=0)
+    expected = next(iter(session.run(feeds).values()))
+    cancel.check()
+    progress(0.2, f"benchmarking on {runtime}")
+    bench = run_benchmark(model, BenchConfig(runtime=runtime, iterations=iterations, warmup=10), cancel=cancel)
+    accuracy = None
+    if dataset:
+        from edgestudio.bench.accuracy import evaluate
+
+        progress(0.6, "measuring accuracy")
+        accuracy = evaluate(model, dataset, runtime=runtime, cancel=cancel).to_dict()
+    cancel.check()
+    name = model.stem if model.is_file() else model.name
+    versions = {"edgestudio": __version__, "python": platform.python_version()}
+    for dist in RUNTIME_PACKAGES[runtime] + ["numpy"]:
+        versions[dist] = _version(dist) or "unknown"
+    for step in lineage or []:
+        versions.update((step.get("options") or {}).get("versions") or {})
+    manifest: dict[str, Any] = {
+        "package": name, "runtime": runtime, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": {"file": model.name, "format": fmt.value, "sha256": hash_model(model, fmt), **{
+            k: v for k, v in info.to_dict().items() if k in ("inputs", "outputs", "parameters", "macs", "size_bytes")}},
+        "benchmark": bench.to_dict(), "accuracy": accuracy, "requirements": requirements_for(runtime),
+        "versions": versions, "lineage": lineage or [{"name": model.name, "format": fmt.value, "made_by": "import"}],
+    }
+    with tempfile.TemporaryDirectory(prefix="edgestudio-pkg-") as tmp:
+        root = Path(tmp) / name
+        (root / "model").mkdir(parents=True)
+        for f in model_files(model, fmt):
+            shutil.copy2(f, root / "model" / f.name)
+        loader = _LOADERS[runtime]
+        (root / "run.py").write_text(RUNNER.format(model=model.name, runtime=runtime, version=__version__,
+                                                   runtime_label={"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO",
+                                                                  "litert": "LiteRT"}[runtime],
+                                                   loader=loader, precision=None))
+        (root / "requirements.txt").write_text("\n".join(manifest["requirements"]) + "\n")
+        if len(feeds) == 1:
+            np.save(root / "input.npy", next(iter(feeds.values())))
+        else:
+            np.savez(root / "input.npz", **feeds)
+        np.save(root / "expected_output.npy", expected)
+        if tflm:
+            from edgestudio.packaging.tflm import export_c_array
+
+            manifest["tflm"] = export_c_array(model, root / "tflm", name)
+        (root / "report.json").write_text(json.dumps(manifest, indent=2, default=str))
+        (root / "lineage.json").write_text(json.dumps({"lineage": manifest["lineage"], "versions": versions},
+                                                      indent=2, default=str))
+        (root / "report.md").write_text(_markdown(manifest))
+        (root / "README.md").write_text(_readme(manifest))
+        out = Path(out_zip)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        progress(0.9, "writing the zip")
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+            for f in sorted(root.rglob("*")):
+                if f.is_file():
+                    zf.write(f, f.relative_to(Path(tmp)))
+    progress(1.0, "done")
+    manifest["output"] = str(out)
+    manifest["size_bytes"] = out.stat().st_size
+    return manifest
+
+
+def _markdown(m: dict[str, Any]) -> str:
+    b = m["benchmark"]
+    lat = b["latency_ms"]
+    lines = [f"# {m['package']} on {m['runtime']}", "",
+             f"Model `{m['model']['file']}` ({m['model']['format']}, {m['model']['size_bytes']:,} bytes, "
+             f"{m['model'].get('parameters') or '?'} parameters), sha256 `{m['model']['sha256'][:16]}…`.", "",
+             "## Benchmark", "", "| p50 ms | p90 ms | p99 ms | mean ms | throughput /s | load ms | device | precision |",
+             "|---|---|---|---|---|---|---|---|",
+             f"| {lat['p50']:.3f} | {lat['p90']:.3f} | {lat['p99']:.3f} | {lat['mean']:.3f} | {b['throughput_fps']:.0f} | "
+             f"{b['load_ms']:.0f} | {b['device']} | {b.get('precision') or 'default'} |", ""]
+    if m.get("accuracy"):
+        a = m["accuracy"]
+        lines += ["## Accuracy", "", f"top-1 {a['top1']:.4f}" + (f", top-5 {a['top5']:.4f}" if a.get("top5") else "")
+                  + f" on {a['n']} samples.", ""]
+    lines += ["## Lineage", ""] + [f"{i + 1}. {s.get('name')} ({s.get('format')})"
+                                   + (f" — {s.get('made_by')}" if s.get("made_by") else "") for i, s in enumerate(m["lineage"])]
+    lines += ["", "## Versions", ""] + [f"- {k} {v}" for k, v in sorted(m["versions"].items())]
+    if m.get("tflm"):
+        t = m["tflm"]
+        lines += ["", "## TensorFlow Lite Micro", "", f"`tflm/{t['source']}` / `tflm/{t['header']}`; estimated tensor "
+                  f"arena {t['arena_bytes']:,} bytes."]
+    return "\n".join(lines) + "\n"
+
+
+def _readme(m: dict[str, Any]) -> str:
+    return (f"# {m['package']} for {m['runtime']}\n\n```sh\npython -m venv venv && venv/bin/pip install -r "
+            f"requirements.txt\nvenv/bin/python run.py            # runs input.npy\nvenv/bin/python run.py --input "
+            f"x.npy --output y.npy --runs 100\n```\n\n`expected_output.npy` is EdgeStudio's output for `input.npy`. "
+            f"See report.md for latency and accuracy, lineage.json for how the model was made.\n")
