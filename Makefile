@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgestudio-installed
 
-.PHONY: setup run test samples bench clean package
+.PHONY: setup run test samples bench clean package package-lite screenshots
 
 setup: $(STAMP)
 
@@ -33,6 +33,17 @@ samples: setup
 
 bench: setup
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+package: setup
+	$(BIN)/python -m pip install -q -e '.[package]'
+	$(BIN)/python packaging/build.py --variant full
+
+package-lite: setup
+	$(BIN)/python -m pip install -q -e '.[package]'
+	$(BIN)/python packaging/build.py --variant lite
+
+screenshots: setup
+	$(BIN)/python docs/make_screenshots.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -561,6 +561,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--self-test"]:
+        from edgestudio.gui.selftest import run_self_test
+
+        return run_self_test()
     if not argv:
         from edgestudio.gui import launch  # imports Qt, never tensorflow/openvino/onnxruntime
 

@@ -53,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("EdgeStudio")
     app.setOrganizationName("EdgeStudio")
     apply_theme(app)
+    from PySide6.QtGui import QIcon
+
+    from edgestudio.samples import samples_dir
+
+    icon = samples_dir().parent / "icons" / "edgestudio.png"
+    if icon.exists():
+        app.setWindowIcon(QIcon(str(icon)))
     from edgestudio.gui.main_window import MainWindow
 
     ws = open_workspace(os.environ.get("EDGESTUDIO_WORKSPACE"))
