@@ -66,7 +66,8 @@ def make_deb(bundle: Path, variant: str) -> Path:
           " Inspect, convert, optimize, benchmark and package ONNX, TFLite, Keras, SavedModel and\n"
           " OpenVINO models; a headless CLI over the same core.\n")
     out = ROOT / "dist" / f"{name}_{__version__}_amd64.deb"
-    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(out)], check=True,
+    # gzip: xz takes many minutes on a 700 MB bundle; dpkg reads both
+    subprocess.run(["dpkg-deb", "-Zgzip", "--build", "--root-owner-group", str(root), str(out)], check=True,
                    stdout=subprocess.DEVNULL)
     return out
 
