@@ -20,6 +20,20 @@ def packages_available(names: tuple[str, ...]) -> list[str]:
     return [n for n in names if importlib.util.find_spec(n) is None]
 
 
+class Requirements:
+    """What a backend needs installed: ``requires`` lists importable module names."""
+
+    requires: tuple[str, ...] = ()
+
+    @classmethod
+    def missing_packages(cls) -> list[str]:
+        return packages_available(cls.requires)
+
+    @classmethod
+    def available(cls) -> bool:
+        return not cls.missing_packages()
+
+
 class Registry(Generic[T]):
     def __init__(self, package: str, key: Callable[[type[T]], str]) -> None:
         self._package = package

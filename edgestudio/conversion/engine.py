@@ -15,6 +15,7 @@ from edgestudio.backends.converters.base import CONVERTERS, ConversionError, Con
 from edgestudio.conversion.planner import ConversionPlan, Hop, plan_conversion
 from edgestudio.core.errors import Cancelled, EdgeStudioError
 from edgestudio.core.formats import ModelFormat, detect_format
+from edgestudio.core.workspace import remove_model_files
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 
 
@@ -112,14 +113,14 @@ def convert_model(src: str | Path, target: ModelFormat, *, output: str | Path | 
                     i, n, hop, current, current_fmt, out if i == n - 1 else None, inter, stem, opts, steps,
                     progress, cancel)
             except ConversionError as exc:
-                _remove(out)  # a failed conversion leaves no output behind
+                remove_model_files(out)  # a failed conversion leaves no output behind
                 if n > 1 or exc.path != str(src):  # name the user's model and the step, not a temp file
                     exc = ConversionError(src, f"step {i + 1}/{n} ({hop.source.value} -> {hop.target.value}): "
                                                f"{exc.cause}", converter=exc.converter, op=exc.op, node=exc.node,
                                           hint=exc.hint)
                 raise exc from None
             except BaseException:
-                _remove(out)
+                remove_model_files(out)
                 raise
         progress(1.0, "done")
         if tmp:  # intermediates were temporary: do not point at files that are gone
@@ -131,13 +132,6 @@ def convert_model(src: str | Path, target: ModelFormat, *, output: str | Path | 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-        if path.suffix == ".xml":
-            path.with_suffix(".bin").unlink(missing_ok=True)
 
 
 def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, final: Path | None, inter: Path,

@@ -215,49 +215,44 @@ def _looks_like_onnx(p: Path, size: int) -> bool:
     return 7 in seen and (1 in seen or 8 in seen)
 
 
+def _skip_value(fh, wire: int) -> int | None:  # type: ignore[no-untyped-def]
+    """Skip one protobuf value; returns the length of a length-delimited one (after skipping it), else 0."""
+    if wire == 0:
+        return 0 if _read_varint(fh) is not None else None
+    if wire == 2:
+        length = _read_varint(fh)
+        if length is None:
+            return None
+        fh.seek(length, 1)
+        return length
+    if wire in (1, 5):
+        fh.seek(8 if wire == 1 else 4, 1)
+        return 0
+    return None
+
+
 def count_onnx_nodes(p: Path) -> int:
     """Count the nodes of an ONNX graph by walking the protobuf wire format (initializers are skipped, not read)."""
     with p.open("rb") as fh:
         size = p.stat().st_size
-        graph_start = graph_len = None
+        graph: tuple[int, int] | None = None
         while fh.tell() < size:
             tag = _read_varint(fh)
             if tag is None:
                 break
-            field, wire = tag >> 3, tag & 7
-            if wire == 0:
-                _read_varint(fh)
-            elif wire == 2:
-                length = _read_varint(fh) or 0
-                if field == 7:
-                    graph_start, graph_len = fh.tell(), length
-                fh.seek(length, 1)
-            elif wire == 5:
-                fh.seek(4, 1)
-            elif wire == 1:
-                fh.seek(8, 1)
-            else:
+            length = _skip_value(fh, tag & 7)
+            if length is None:
                 break
-        if graph_start is None or graph_len is None:
+            if tag >> 3 == 7 and tag & 7 == 2:  # ModelProto.graph
+                graph = (fh.tell() - length, length)
+        if graph is None:
             raise ModelFormatError(p, "ONNX file has no graph")
-        fh.seek(graph_start)
-        end = graph_start + graph_len
+        fh.seek(graph[0])
+        end = graph[0] + graph[1]
         nodes = 0
         while fh.tell() < end:
             tag = _read_varint(fh)
-            if tag is None:
-                raise ModelFormatError(p, "truncated ONNX graph")
-            field, wire = tag >> 3, tag & 7
-            if wire == 0:
-                _read_varint(fh)
-            elif wire == 2:
-                length = _read_varint(fh) or 0
-                nodes += field == 1  # GraphProto.node
-                fh.seek(length, 1)
-            elif wire == 5:
-                fh.seek(4, 1)
-            elif wire == 1:
-                fh.seek(8, 1)
-            else:
-                raise ModelFormatError(p, "corrupt ONNX graph")
+            if tag is None or _skip_value(fh, tag & 7) is None:
+                raise ModelFormatError(p, "truncated or corrupt ONNX graph")
+            nodes += tag == (1 << 3 | 2)  # GraphProto.node
         return nodes

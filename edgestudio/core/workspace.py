@@ -130,6 +130,17 @@ def model_files(path: Path, fmt: ModelFormat) -> list[Path]:
     return [path]
 
 
+def remove_model_files(path: str | Path) -> None:
+    """Delete a model from disk: a folder, a file, and an IR's .bin beside its .xml. Missing is fine."""
+    p = Path(path)
+    if p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+        if p.suffix == ".xml":
+            p.with_suffix(".bin").unlink(missing_ok=True)
+
+
 def hash_model(path: str | Path, fmt: ModelFormat) -> str:
     p = Path(path)
     h = hashlib.sha256()

@@ -21,6 +21,7 @@ from edgestudio.backends.optimizers.base import OptimizeOptions
 from edgestudio.core.errors import EdgeStudioError
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.modelinfo import model_size_bytes
+from edgestudio.core.workspace import remove_model_files
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 
 
@@ -166,7 +167,7 @@ def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOpt
             for r in rows:
                 p = r.get("path")
                 if p and p not in keep and Path(p).is_relative_to(folder) and Path(p) != src:
-                    _remove(Path(p))
+                    remove_model_files(Path(p))
                     r["path"] = None
         progress(1.0, "done")
         return {"best": best, "candidates": sorted(rows, key=lambda r: (r.get("p50_ms") is None, r.get("p50_ms") or 0)),
@@ -176,14 +177,3 @@ def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOpt
                 ["no data given: calibrated on random data and accuracy measured as agreement on random inputs"]}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _remove(p: Path) -> None:
-    if p.is_dir():
-        shutil.rmtree(p, ignore_errors=True)
-    else:
-        p.unlink(missing_ok=True)
-        if p.suffix == ".xml":
-            p.with_suffix(".bin").unlink(missing_ok=True)
-
-

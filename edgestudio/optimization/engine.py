@@ -18,6 +18,7 @@ from edgestudio.backends.optimizers.base import OptimizationError, OptimizeOptio
 from edgestudio.core.errors import EdgeStudioError
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.modelinfo import model_size_bytes
+from edgestudio.core.workspace import remove_model_files
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 
 
@@ -119,7 +120,7 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
             source_format=fmt.value, steps=steps, accuracy=accuracy, warnings=warnings, details=details,
             reference=str(work) if keep_dir and work != src else None)
         if accuracy and not accuracy["passed"]:
-            _remove(out)
+            remove_model_files(out)
             raise OptimizationError(src, f"accuracy guard: top-1 fell from {accuracy['before']:.4f} to "
                                          f"{accuracy['after']:.4f} (drop {accuracy['drop']:.4f} > max "
                                          f"{opts.max_drop})", hint="try another method or preset, more "
@@ -128,19 +129,12 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
         return report
     except BaseException:
         if output is not None:
-            _remove(Path(output))
+            remove_model_files(Path(output))
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-        if path.suffix == ".xml":
-            path.with_suffix(".bin").unlink(missing_ok=True)
 
 
 def _bring_to(src: Path, fmt: ModelFormat, sources: tuple[ModelFormat, ...], folder: Path, opts: OptimizeOptions,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edgestudio.backends.registry import Registry, packages_available
+from edgestudio.backends.registry import Registry, Requirements
 from edgestudio.core.errors import EdgeStudioError
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.progress import CancelToken, ProgressCallback
@@ -71,24 +71,15 @@ def option_schema(names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     return out
 
 
-class Converter(abc.ABC):
+class Converter(Requirements, abc.ABC):
     name: ClassVar[str]
     label: ClassVar[str]  # the library call, for messages: "openvino.convert_model"
     sources: ClassVar[frozenset[ModelFormat]]
     target: ClassVar[ModelFormat]
-    requires: ClassVar[tuple[str, ...]]
     distributions: ClassVar[tuple[str, ...]] = ()  # pip names whose versions go into lineage
     uses: ClassVar[tuple[str, ...]] = ()  # ConvertOptions fields this converter honours
     preference: ClassVar[int] = 50  # among paths of equal length, lower wins
     tolerance: ClassVar[float] = 1e-4  # default max abs diff for the parity check of its output
-
-    @classmethod
-    def missing_packages(cls) -> list[str]:
-        return packages_available(cls.requires)
-
-    @classmethod
-    def available(cls) -> bool:
-        return not cls.missing_packages()
 
     @classmethod
     def versions(cls) -> dict[str, str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edgestudio.backends.registry import Registry, packages_available
+from edgestudio.backends.registry import Registry, Requirements
 from edgestudio.core.errors import EdgeStudioError, UsageError
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.progress import CancelToken, ProgressCallback
@@ -59,11 +59,10 @@ class OptimizeOptions:
         return cls(**{k: v for k, v in (d or {}).items() if k in names})
 
 
-class Optimizer(abc.ABC):
+class Optimizer(Requirements, abc.ABC):
     method: ClassVar[str]
     runtime: ClassVar[str]  # whose format it produces: onnxruntime, openvino, litert ("any" for pruning)
     sources: ClassVar[tuple[ModelFormat, ...]]  # in order of preference (the first is converted to if needed)
-    requires: ClassVar[tuple[str, ...]]
     needs_calibration: ClassVar[bool] = False
     needs_labels: ClassVar[bool] = False
     description: ClassVar[str] = ""
@@ -72,10 +71,6 @@ class Optimizer(abc.ABC):
     @classmethod
     def key(cls) -> str:
         return f"{cls.runtime}:{cls.method}"
-
-    @classmethod
-    def missing_packages(cls) -> list[str]:
-        return packages_available(cls.requires)
 
     @classmethod
     def output_format(cls, source: ModelFormat) -> ModelFormat:

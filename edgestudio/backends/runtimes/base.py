@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edgestudio.backends.registry import Registry, packages_available
+from edgestudio.backends.registry import Registry, Requirements
 from edgestudio.core.errors import RuntimeUnavailableError, UsageError
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.modelinfo import TensorSpec
@@ -44,19 +44,10 @@ class Session(abc.ABC):
         """Prepare ``feeds`` once and return the bare inference call, for timing loops."""
 
 
-class Runtime(abc.ABC):
+class Runtime(Requirements, abc.ABC):
     name: ClassVar[str]
     label: ClassVar[str]
     formats: ClassVar[frozenset[ModelFormat]]
-    requires: ClassVar[tuple[str, ...]]
-
-    @classmethod
-    def missing_packages(cls) -> list[str]:
-        return packages_available(cls.requires)
-
-    @classmethod
-    def available(cls) -> bool:
-        return not cls.missing_packages()
 
     @abc.abstractmethod
     def devices(self) -> list[DeviceInfo]:
