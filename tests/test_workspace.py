@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from edgestudio.core.errors import EdgeStudioError, ModelFormatError
 from edgestudio.core.jobs import JobKind, JobSpec, JobStatus
 from edgestudio.core.workspace import INTERRUPTED, MIGRATIONS, SCHEMA_VERSION, Workspace
 from edgestudio.workers.manager import JobManager
-from tests.conftest import ROOT, SAMPLES, run_cli
+from tests.conftest import ROOT
 
 
 def test_import_copies_and_dedupes(tmp_path: Path, sample_onnx: Path, sample_savedmodel: Path) -> None:

@@ -36,5 +36,3 @@ class CancelToken:
         if self._event.is_set():
             raise Cancelled("cancelled")
 
-
-NEVER_CANCELLED = CancelToken()

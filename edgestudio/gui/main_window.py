@@ -249,7 +249,7 @@ class MainWindow(QMainWindow):
         entry = self.workspace.model(model_id)
         n = len(self.workspace.children(model_id))
         if confirm and QMessageBox.question(
-                self, "Delete", f"Remove {entry.name}" + (f" and the artifacts derived from it" if n else "") +
+                self, "Delete", f"Remove {entry.name}" + (" and the artifacts derived from it" if n else "") +
                 " from the workspace? Files you imported by reference are left where they are.") \
                 != QMessageBox.StandardButton.Yes:
             return
