@@ -90,6 +90,11 @@ def main() -> int:
     win.comparison.grab().save(str(OUT / "comparison-view.png"))
     win.bridge.shutdown()
     ws.close()
+    # the graph view needs QtWebEngine set up before Qt starts: a process of its own
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "tests.helpers.netron_probe", str(SAMPLES / "digits_cnn.onnx"),
+                    str(OUT / "netron-graph.png")], cwd=ROOT, check=False, timeout=300)
     print("\n".join(str(p) for p in sorted(OUT.glob("*.png"))), flush=True)
     win.close()
     app.processEvents()

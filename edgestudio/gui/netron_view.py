@@ -12,6 +12,29 @@ from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QLabel, QPushButton, QStackedLayout, QVBoxLayout, QWidget
 
+# Netron writes tensor shapes between CJK angle brackets (U+3008/3009), which only CJK fonts have: they
+# render as boxes on most Linux desktops. Show the mathematical brackets (in DejaVu and most fonts) instead.
+_BRACKETS_JS = """
+(function () {
+  const fix = (root) => {
+    if (!root) return;
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    let node;
+    while ((node = walker.nextNode())) {
+      if (/[\u3008\u3009]/.test(node.nodeValue)) {
+        node.nodeValue = node.nodeValue.replace(/\u3008/g, '\u27e8').replace(/\u3009/g, '\u27e9');
+      }
+    }
+  };
+  fix(document.body);
+  new MutationObserver((mutations) => {
+    for (const m of mutations) {
+      fix(m.type === 'characterData' ? m.target.parentNode : m.target);
+    }
+  }).observe(document.body, { childList: true, subtree: true, characterData: true });
+})();
+"""
+
 
 def _webengine() -> Any:
     # As root, Chromium refuses to start without --no-sandbox (and takes the whole process down).
@@ -89,6 +112,12 @@ class NetronView(QWidget):
 
             self._interceptor = LocalOnly()
             self._view.page().profile().setUrlRequestInterceptor(self._interceptor)
+            script = core.QWebEngineScript()
+            script.setName("edgestudio-brackets")
+            script.setSourceCode(_BRACKETS_JS)
+            script.setInjectionPoint(core.QWebEngineScript.InjectionPoint.DocumentReady)
+            script.setWorldId(core.QWebEngineScript.ScriptWorldId.MainWorld)
+            self._view.page().scripts().insert(script)
             self._view.loadFinished.connect(self._loaded)
         url = QUrl(self.url)
         cookie = QNetworkCookie(b"consent", str(int(time.time() * 1000)).encode())  # skip the consent banner
