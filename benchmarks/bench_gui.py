@@ -28,7 +28,7 @@ w.show(); app.processEvents()
 print("shown", flush=True)
 heavy = sorted(m for m in ("tensorflow", "openvino", "onnxruntime", "keras") if m in sys.modules)
 print("heavy", heavy, flush=True)
-w.bridge.shutdown()
+w.shutdown()
 os._exit(0)
 """
 
@@ -84,7 +84,7 @@ def stalls() -> tuple[float, float, int]:
         time.sleep(0.001)
     timer.stop()
     points = win.live.points
-    win.bridge.shutdown()
+    win.shutdown()
     ws.close()
     extra = [g - 5.0 for g in gaps[5:]]  # beyond the timer's own 5 ms period
     return max(extra), statistics.quantiles(extra, n=100)[98], points

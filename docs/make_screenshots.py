@@ -88,7 +88,7 @@ def main() -> int:
     app.processEvents()
     win.grab().save(str(OUT / "comparison.png"))
     win.comparison.grab().save(str(OUT / "comparison-view.png"))
-    win.bridge.shutdown()
+    win.shutdown()
     ws.close()
     # the graph view needs QtWebEngine set up before Qt starts: a process of its own
     import subprocess

@@ -62,7 +62,7 @@ def test_gui_start_path_pulls_no_heavy_runtime() -> None:
                             "from edgestudio.core.workspace import Workspace\n"
                             "from edgestudio.gui.main_window import MainWindow\n"
                             "w = MainWindow(Workspace(tempfile.mkdtemp()), use_webengine=False); w.show()\n"
-                            "app.processEvents(); w.bridge.shutdown()")
+                            "app.processEvents(); w.shutdown()")
     assert "PySide6" in loaded
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
 

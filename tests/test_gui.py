@@ -28,7 +28,7 @@ def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
     qtbot.addWidget(win)
     win.show()
     yield win
-    win.bridge.shutdown()
+    win.shutdown()
     ws.close()
 
 
@@ -178,13 +178,13 @@ def test_history_survives_restart(qtbot, tmp_path: Path) -> None:  # type: ignor
     job = win.benchmark(model_id, iterations=50)
     qtbot.waitUntil(lambda: win.jobs.status_of(job) == "succeeded", timeout=60_000)
     win.close()
-    win.bridge.shutdown()
+    win.shutdown()
     ws.close()
     ws2 = Workspace(tmp_path / "ws")
     win2 = MainWindow(ws2, use_webengine=False, settings=settings)
     qtbot.addWidget(win2)
     assert win2.jobs.status_of(job) == "succeeded" and win2.browser.count() == 1
-    win2.bridge.shutdown()
+    win2.shutdown()
     ws2.close()
 
 

@@ -28,8 +28,11 @@ class JobBridge(QObject):
         self.workspace = workspace
         self.manager = JobManager(workspace, pool=WorkerPool(max_workers, warm_imports=warm_imports))
         self._unsubscribe = self.manager.subscribe(self._on_event)
+        self.closed = False
 
     def _on_event(self, e: JobEvent) -> None:  # pool thread: only emit, never touch widgets
+        if self.closed:
+            return
         if e.type == "queued":
             self.queued.emit(e.job_id, e.data.get("spec"))
         elif e.type == "started":
@@ -53,5 +56,8 @@ class JobBridge(QObject):
         return self.manager.get(job_id)
 
     def shutdown(self) -> None:
+        """Stop emitting, then stop the pool. Slots must check :attr:`closed`: events queued before this
+        call are still delivered by Qt afterwards (e.g. "cancelled: app closed" for running jobs)."""
+        self.closed = True
         self._unsubscribe()
         self.manager.shutdown()

@@ -326,7 +326,14 @@ class MainWindow(QMainWindow):
         return jobs
 
     # ---------------------------------------------------------------------------------------------- jobs
+    def shutdown(self) -> None:
+        """Stop the jobs; call before closing the workspace (no slot touches it afterwards)."""
+        self.details.graph.stop()
+        self.bridge.shutdown()
+
     def _job_finished(self, job: str, status: str, error: Any, result: Any) -> None:
+        if self.bridge.closed:  # delivered after shutdown: the workspace may be closed already
+            return
         self.jobs.on_finished(job, status, error, result)
         ok = status == "succeeded"
         if job == self._devices_job:

@@ -57,7 +57,7 @@ def run_self_test() -> int:
         else:
             report[name] = {"status": rec.status.value, "error": rec.error,
                             "p50_ms": (r.get("latency_ms") or {}).get("p50")}
-    window.bridge.shutdown()
+    window.shutdown()
     ws.close()
     report["ok"] = bool(ok)
     report["seconds"] = round(time.perf_counter() - t0, 2)
