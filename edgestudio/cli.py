@@ -347,11 +347,7 @@ def cmd_package(args: argparse.Namespace) -> Any:
     spec = JobSpec(JobKind.PACKAGE, model=str(src), runtime=runtime, output=str(out.resolve()), options={
         "dataset": args.dataset, "input": args.input, "iterations": args.iterations, "tflm": args.tflm,
         "lineage": lineage})
-    workspace, args.workspace = args.workspace, None  # the zip goes where asked, not into the workspace
-    try:
-        result = run_job(args, spec)
-    finally:
-        args.workspace = workspace
+    result = run_job(args, spec, record=False)  # the zip goes where asked, not into the workspace
     lat = result["benchmark"]["latency_ms"]
     _emit(args, result, lambda d: f"{d['package']}\n  {d['runtime']}: p50 {lat['p50']:.3f} ms"
           + (f", top-1 {d['accuracy']['top1']:.4f}" if d.get("accuracy") else "")
@@ -367,12 +363,13 @@ def _open_workspace(args: argparse.Namespace) -> Any:
     return Workspace(args.workspace)  # None: the default workspace under the user's data dir
 
 
-def run_job(args: argparse.Namespace, spec: Any, output_name: str | None = None) -> dict[str, Any]:
-    """Run one job through the worker pool (recorded in ``--workspace`` when given) and return its result."""
+def run_job(args: argparse.Namespace, spec: Any, output_name: str | None = None, *, record: bool = True) -> dict[str, Any]:
+    """Run one job through the worker pool (recorded in ``--workspace`` when given and ``record``) and
+    return its result."""
     from edgestudio.core.jobs import JobStatus
     from edgestudio.workers.manager import JobManager
 
-    ws = _open_workspace(args) if args.workspace else None
+    ws = _open_workspace(args) if args.workspace and record else None
     mgr = JobManager(ws, max_workers=1)
     show = sys.stderr.isatty() and not args.json
     if show:

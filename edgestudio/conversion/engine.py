@@ -142,7 +142,7 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
     cls = CONVERTERS.get(hop.converter)
     conv = cls()
     dst = final or cls.output_path(inter, stem)
-    if final is None and (dst.exists() or dst.suffix and dst.with_suffix("") == (inter / stem)):
+    if final is None and dst.exists():
         dst = cls.output_path(inter, f"{stem}.step{i + 1}")  # never clobber an earlier hop
     dst.parent.mkdir(parents=True, exist_ok=True)
 

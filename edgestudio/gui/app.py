@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ws = open_workspace(os.environ.get("EDGESTUDIO_WORKSPACE"))
     window = MainWindow(ws, use_webengine=not headless)
-    samples_test = Path(__file__).resolve().parents[2] / "resources" / "samples" / "digits_test.npz"
+    samples_test = samples_dir() / "digits_test.npz"
     if samples_test.exists():
         window.optimize.dataset.set_text(str(samples_test))
     window.show()
@@ -81,5 +81,5 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return app.exec()
     finally:
-        window.bridge.shutdown()
+        window.shutdown()
         ws.close()

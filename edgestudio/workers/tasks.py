@@ -114,8 +114,7 @@ def run_optimize(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     if spec.options.get("auto"):
         from edgestudio.optimization.auto import auto_optimize
 
-        folder = ctx.staging if ctx.staging is not None else None
-        table = auto_optimize(spec.model or "", runtime=spec.runtime or "any", options=opts, folder=folder,
+        table = auto_optimize(spec.model or "", runtime=spec.runtime or "any", options=opts, folder=ctx.staging,
                               iterations=int(spec.options.get("iterations", 200)), progress=ctx.progress,
                               cancel=ctx.cancel, log=ctx.log)
         best = table.get("best")
