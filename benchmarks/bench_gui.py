@@ -95,9 +95,11 @@ def main() -> int:
     times = [s for s, _ in starts]
     print(f"cold start to window shown: median {statistics.median(times):.2f} s (runs: "
           f"{', '.join(f'{t:.2f}' for t in times)}; target <= 1 s); heavy modules in the GUI process: {starts[0][1][0]}")
-    worst, p99, points = stalls()
-    print(f"event loop while a Keras -> OpenVINO conversion and a benchmark run: longest stall {worst:.1f} ms, "
-          f"p99 {p99:.1f} ms beyond the 5 ms timer (target <= 50 ms); live chart got {points} points")
+    runs = [stalls() for _ in range(int(os.environ.get("RUNS", "3")))]
+    for worst, p99, points in runs:
+        print(f"event loop while a Keras -> OpenVINO conversion and a benchmark run: longest stall {worst:.1f} ms, "
+              f"p99 {p99:.1f} ms beyond the 5 ms timer (target <= 50 ms); live chart got {points} points")
+    print(f"longest stall over {len(runs)} runs: {max(r[0] for r in runs):.1f} ms (target <= 50 ms)")
     os._exit(0)
 
 

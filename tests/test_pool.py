@@ -57,6 +57,19 @@ def test_runs_out_of_process_with_events(pool: WorkerPool) -> None:
     assert "echo says hi" in done.log
     types = rec.types(job)
     assert types[0] == "queued" and types[1] == "started" and "progress" in types and types[-1] == "finished"
+    assert pool.wait(pool.submit(call("priority")), 60).result["main"] == os.nice(0)  # the default: not niced
+
+
+def test_workers_run_at_lower_priority_when_asked() -> None:
+    """The studio's workers run niced, threads included, so a busy job never starves the GUI thread."""
+    base = os.nice(0)
+    low = WorkerPool(max_workers=1, nice=7)
+    try:
+        done = low.wait(low.submit(call("priority")), 60)
+        assert done.status is JobStatus.SUCCEEDED, done.error
+        assert done.result == {"main": min(19, base + 7), "thread": min(19, base + 7)}
+    finally:
+        low.shutdown()
 
 
 def test_failure_is_reported_and_pool_goes_on(pool: WorkerPool) -> None:

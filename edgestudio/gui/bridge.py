@@ -3,6 +3,7 @@ GUI thread). The GUI never blocks on a job: it submits and listens."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -10,6 +11,12 @@ from PySide6.QtCore import QObject, Signal
 from edgestudio.core.jobs import JobEvent, JobSpec
 from edgestudio.core.workspace import Workspace
 from edgestudio.workers.manager import JobManager
+
+
+# Workers run below the GUI's CPU priority: a conversion or a benchmark using every core must never delay a
+# repaint (on 2 cores a paint that costs 4 ms of CPU took 100+ ms of wall time at equal priority). The GUI is
+# idle most of the time, so this costs a job nothing then.
+WORKER_NICE = int(os.environ.get("EDGESTUDIO_WORKER_NICE", "10"))
 
 
 class JobBridge(QObject):
@@ -21,12 +28,12 @@ class JobBridge(QObject):
     finished = Signal(str, str, object, object)  # job id, status, error, result
 
     def __init__(self, workspace: Workspace | None, max_workers: int | None = None,
-                 warm_imports: tuple[str, ...] = ()) -> None:
+                 warm_imports: tuple[str, ...] = (), nice: int = WORKER_NICE) -> None:
         super().__init__()
         from edgestudio.workers.pool import WorkerPool
 
         self.workspace = workspace
-        self.manager = JobManager(workspace, pool=WorkerPool(max_workers, warm_imports=warm_imports))
+        self.manager = JobManager(workspace, pool=WorkerPool(max_workers, warm_imports=warm_imports, nice=nice))
         self._unsubscribe = self.manager.subscribe(self._on_event)
         self.closed = False
 

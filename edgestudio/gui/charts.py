@@ -44,34 +44,49 @@ class LiveLatencyChart(QWidget):
         self.title = QLabel("No benchmark yet: right-click a model ▸ Benchmark.")
         self.title.setWordWrap(True)
         lay.addWidget(self.title)
-        self.plot = pg.PlotWidget()
+        # One scene for the curve and the histogram: one paint per frame instead of two.
+        self.view = pg.GraphicsLayoutWidget()
+        self.plot = self.view.addPlot(row=0, col=0)
+        self.hist = self.view.addPlot(row=1, col=0)
+        self.view.ci.layout.setRowStretchFactor(0, 3)
+        self.view.ci.layout.setRowStretchFactor(1, 2)
         self.plot.setLabel("left", "latency (ms)")
         self.plot.setLabel("bottom", "iteration")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
+        for axis in ("left", "bottom"):  # grid lines at the major ticks only: the minor ones cost 2/3 of a frame
+            self.plot.getAxis(axis).setStyle(maxTickLevel=0)
         self.plot.setDownsampling(auto=True, mode="peak")
         self.plot.setClipToView(True)
         self.curve = self.plot.plot([], [], pen=pg.mkPen(PALETTE[0], width=1))
         self.p50_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#2e8b57", style=Qt.PenStyle.DashLine), label="p50",
-                                        labelOpts={"position": 0.05})
+                                        labelOpts={"position": 0.05, "color": "#2e8b57"})
         self.p99_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#c0392b", style=Qt.PenStyle.DashLine), label="p99",
-                                        labelOpts={"position": 0.05})
+                                        labelOpts={"position": 0.05, "color": "#c0392b"})
         self.plot.addItem(self.p50_line)
         self.plot.addItem(self.p99_line)
         self.p50_line.hide()
         self.p99_line.hide()
-        lay.addWidget(self.plot, 3)
-        self.hist = pg.PlotWidget()
         self.hist.setLabel("bottom", "latency (ms)")
         self.hist.setLabel("left", "count")
         self.hist_curve = self.hist.plot([], [], stepMode="center", fillLevel=0, brush=pg.mkBrush(PALETTE[0] + "88"))
-        lay.addWidget(self.hist, 2)
+        for item in (self.plot, self.hist):
+            # Fixed axis sizes: new tick labels (the x axis scrolls every frame) must not re-layout the scene.
+            item.getAxis("left").setWidth(56)
+            item.getAxis("bottom").setHeight(38)
+            for axis in ("left", "bottom"):
+                item.getAxis(axis).enableAutoSIPrefix(False)
+        lay.addWidget(self.view, 1)
         grid = QGridLayout()
         self.stats: dict[str, QLabel] = {}
+        wide = self.fontMetrics().horizontalAdvance("00000.000 ms") + 8
+        high = self.fontMetrics().height() + 4
         for i, key in enumerate(("p50", "p90", "p99", "throughput", "load", "iterations")):
             grid.addWidget(QLabel(key), 0, i)
             value = QLabel("-")
             value.setObjectName(f"stat_{key}")
             value.setStyleSheet("font-weight: bold;")
+            # A fixed size: Qt then does not re-run the layout of the whole window each time the text changes
+            value.setFixedSize(wide, high)
             grid.addWidget(value, 1, i)
             self.stats[key] = value
         lay.addLayout(grid)

@@ -49,12 +49,12 @@ def describe_exit(exitcode: int | None) -> str:
 
 
 class _Worker:
-    def __init__(self, ctx: Any, warm_imports: tuple[str, ...]) -> None:
+    def __init__(self, ctx: Any, warm_imports: tuple[str, ...], nice: int = 0) -> None:
         from edgestudio.workers.worker import worker_main
 
         self.conn, child = ctx.Pipe(duplex=True)
         self.cancel_event = ctx.Event()
-        self.proc = ctx.Process(target=worker_main, args=(child, self.cancel_event, warm_imports),
+        self.proc = ctx.Process(target=worker_main, args=(child, self.cancel_event, warm_imports, nice),
                                 name="edgestudio-worker", daemon=False)
         self.proc.start()
         child.close()
@@ -73,10 +73,13 @@ class WorkerPool:
     """Run :class:`JobSpec` jobs in worker processes. Thread-safe; events go to subscribers."""
 
     def __init__(self, max_workers: int | None = None, *, grace_s: float = 2.0,
-                 warm_imports: tuple[str, ...] = ()) -> None:
+                 warm_imports: tuple[str, ...] = (), nice: int = 0) -> None:
+        """``nice``: workers run at this much lower CPU priority (the studio uses it so that a busy worker
+        never starves the GUI thread; an idle GUI takes nothing from a benchmark)."""
         self.max_workers = max_workers or default_max_workers()
         self.grace_s = grace_s
         self._warm_imports = warm_imports
+        self._nice = nice
         self._ctx = mp.get_context("spawn")
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -312,7 +315,7 @@ class WorkerPool:
                 if len(self._workers) >= self.max_workers:
                     return
                 try:
-                    idle = [_Worker(self._ctx, self._warm_imports)]
+                    idle = [_Worker(self._ctx, self._warm_imports, self._nice)]
                 except Exception as exc:  # e.g. no processes left, or spawn refused
                     self._queue.popleft()
                     self._finish(rec, JobStatus.FAILED, error=f"could not start a worker process: {exc}")

@@ -68,7 +68,18 @@ def _capture_output(conn: Any) -> tuple[Any, list[str | None]]:
     return send, current
 
 
-def worker_main(conn: Any, cancel_event: Any, warm_imports: tuple[str, ...] = ()) -> None:
+def _lower_priority(nice: int) -> None:
+    """Before any thread starts: on Linux niceness is per thread and new threads inherit it, so the
+    runtimes' thread pools (TensorFlow, OpenVINO, ONNX Runtime) all run at the lower priority."""
+    if nice > 0 and hasattr(os, "nice"):
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+
+
+def worker_main(conn: Any, cancel_event: Any, warm_imports: tuple[str, ...] = (), nice: int = 0) -> None:
+    _lower_priority(nice)
     _die_with_parent()
     send, current = _capture_output(conn)
     for k, v in WORKER_ENV.items():

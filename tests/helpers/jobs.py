@@ -82,3 +82,14 @@ def copy_model(ctx: Any, src: str, name: str, then_sleep: float = 0.0) -> dict[s
             time.sleep(0.02)
         fh.write(data[len(data) // 2:])
     return {"output": str(path)}
+
+
+def priority(ctx: Any) -> dict[str, Any]:
+    """The niceness of the worker's main thread and of a thread it starts (as a runtime's thread pool would)."""
+    import threading
+
+    seen: list[int] = []
+    t = threading.Thread(target=lambda: seen.append(os.nice(0)))
+    t.start()
+    t.join()
+    return {"main": os.nice(0), "thread": seen[0]}
