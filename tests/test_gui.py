@@ -145,28 +145,48 @@ def test_the_whole_flow(qtbot, window: MainWindow, tmp_path: Path) -> None:  # t
     assert int8.options["method"] == "int8-static" and window.browser.item_for(int8.id).text(3).startswith("top-1")
 
     ids = [formats["onnx"].id, formats["tflite"].id, formats["openvino"].id, int8.id]
-    compare_jobs = window.compare(ids, dataset=TEST, iterations=50)
-    qtbot.waitUntil(lambda: not window._compare, timeout=LONG)
+    dialog = window.model_action("compare", ids[0])  # variants x runtimes x devices, picked in a dialog
+    dialog.set_checked(ids, [("onnxruntime", "CPU"), ("openvino", "CPU"), ("litert", "CPU")])
+    assert dialog.run_count() == (7, 5)  # ONNX x2, TFLite x2, IR x1, INT8 ONNX x2; 5 pairs cannot run
+    assert "7 runs" in dialog.summary.text()
+    dialog.dataset.setText(TEST)
+    dialog.iterations.setValue(50)
+    dialog.run_button.click()
+    qtbot.waitUntil(lambda: window.comparison.rows and not window._compare, timeout=LONG)
     rows = window.comparison.rows
     measured = [r for r in rows if r.get("p50_ms") is not None]
-    assert len(compare_jobs) == 2 * len(measured) and len(measured) >= 6  # ONNX and TFLite run on 2 runtimes each
+    assert len(rows) == len(measured) == 7, [r.get("error") for r in rows]
+    assert {(r["runtime"], r["device"]) for r in rows} == {("onnxruntime", "CPU"), ("openvino", "CPU"), ("litert", "CPU")}
     assert all(r.get("accuracy", 0) > 0.95 for r in measured)
     front = window.comparison.pareto_points()
     assert front and all(any(abs(x - r["p50_ms"]) < 1e-9 for r in measured if r["pareto"]) for x, _ in front)
-    window.comparison._clicked(None, [_Point(int8.path)])
-    assert window.browser.current_id() == int8.id
+    window.browser.select(root)
+    click_point(qtbot, window.comparison, int8.path)  # a real mouse click on the scatter plot
+    assert window.browser.current_id() != root
+    clicked = window.workspace.model(window.browser.current_id()).path
+    assert clicked == int8.path or _same_spot(window.comparison, clicked, int8.path)
     pngs = window.comparison.export_png(tmp_path / "charts")
     assert all(p.stat().st_size > 1000 for p in pngs)
     window.comparison.export_csv(tmp_path / "table.csv")
     assert len((tmp_path / "table.csv").read_text().splitlines()) == len(rows) + 1
 
 
-class _Point:
-    def __init__(self, data: str) -> None:
-        self._data = data
+def _spot(view, path: str) -> QPointF:  # type: ignore[no-untyped-def]
+    row = next(r for r in view._measured if r["model"] == path and r.get("accuracy") is not None)
+    return QPointF(row["p50_ms"], row["accuracy"])
 
-    def data(self) -> str:
-        return self._data
+
+def click_point(qtbot, view, path: str) -> None:  # type: ignore[no-untyped-def]
+    plot = view.scatter_plot
+    scene_pos = plot.plotItem.vb.mapViewToScene(_spot(view, path))
+    qtbot.mouseClick(plot.viewport(), Qt.MouseButton.LeftButton, pos=plot.mapFromScene(scene_pos))
+
+
+def _same_spot(view, a: str, b: str) -> bool:  # type: ignore[no-untyped-def]
+    """Two variants drawn on top of each other (same latency and accuracy, to the pixel)."""
+    vb = view.scatter_plot.plotItem.vb
+    pa, pb = (vb.mapViewToScene(_spot(view, p)) for p in (a, b))
+    return abs(pa.x() - pb.x()) < 8 and abs(pa.y() - pb.y()) < 8
 
 
 def test_history_survives_restart(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -197,3 +217,21 @@ def test_deployment_package_from_the_gui(qtbot, window: MainWindow, tmp_path: Pa
 
     names = zipfile.ZipFile(tmp_path / "digits.zip").namelist()
     assert "digits_cnn/run.py" in names and "digits_cnn/tflm/digits_cnn_model_data.cc" in names
+
+
+def test_format_icons_are_distinct_and_shown(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtGui import QColor
+
+    from edgestudio.gui.icons import format_color, format_pixmap
+
+    colors = set()
+    for fmt in ModelFormat:
+        img = format_pixmap(fmt, 32).toImage()
+        edge = img.pixelColor(3, img.height() // 2)  # inside the tag, left of the text
+        assert edge.name() == QColor(format_color(fmt)).name(), fmt
+        colors.add(edge.name())
+    assert len(colors) == len(ModelFormat)
+    ids = window.import_paths([SAMPLES / "digits_cnn.onnx", SAMPLES / "digits_cnn.tflite"])
+    icons = [window.browser.item_for(i).icon(0) for i in ids]
+    assert not any(icon.isNull() for icon in icons)
+    assert icons[0].pixmap(16).toImage() != icons[1].pixmap(16).toImage()

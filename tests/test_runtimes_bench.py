@@ -154,3 +154,21 @@ def test_zoo_models_run_and_match_expected_output(model: Path, rt: str, zoo_dir:
     np.testing.assert_allclose(softmax_like_zoo(model, ref), expected, rtol=1e-3, atol=1e-6)
     res = run_benchmark(model, BenchConfig(runtime=rt, iterations=3, warmup=1))
     assert res.iterations == 3 and res.latency_ms.p50 > 0
+
+
+def test_comparison_matrix_pairs_each_variant_with_the_runtimes_that_run_it() -> None:
+    from edgestudio.backends.runtimes import runtimes_for_format
+    from edgestudio.bench.compare import plan_matrix
+
+    assert runtimes_for_format(ModelFormat.ONNX) == ["onnxruntime", "openvino"]  # native first
+    assert runtimes_for_format(ModelFormat.TFLITE) == ["litert", "openvino"]
+    onnx, tflite = str(SAMPLES / "digits_cnn.onnx"), str(SAMPLES / "digits_cnn.tflite")
+    targets = [("onnxruntime", "CPU"), ("litert", "CPU"), ("openvino", "CPU")]
+    planned, skipped = plan_matrix([onnx, tflite], targets, dataset=str(SAMPLES / "digits_test.npz"), iterations=20)
+    pairs = [(row["model"], row["runtime"], row["device"]) for row, _ in planned]
+    assert pairs == [(onnx, "onnxruntime", "CPU"), (onnx, "openvino", "CPU"), (tflite, "litert", "CPU"),
+                     (tflite, "openvino", "CPU")]
+    assert skipped == [(onnx, "litert", "CPU"), (tflite, "onnxruntime", "CPU")]
+    for row, specs in planned:  # a benchmark and an evaluation per row, on that runtime and device
+        assert [s.kind.value for s in specs] == ["bench", "eval"]
+        assert {(s.runtime, s.device) for s in specs} == {(row["runtime"], row["device"])}

@@ -11,34 +11,60 @@ from pathlib import Path
 from typing import Any
 
 from edgestudio.core.errors import EdgeStudioError
-from edgestudio.core.formats import detect_format
+from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.jobs import JobKind, JobSpec
 from edgestudio.core.modelinfo import model_size_bytes
+
+
+def runs_format(runtime: str, fmt: ModelFormat) -> bool:
+    from edgestudio.backends.runtimes import RUNTIMES
+
+    cls = RUNTIMES.all().get(runtime)
+    return cls is not None and fmt in cls.formats
+
+
+def _plan(model: str, fmt: ModelFormat, runtime: str, device: str, dataset: str | None, iterations: int,
+          warmup: int) -> tuple[dict[str, Any], list[JobSpec]]:
+    row: dict[str, Any] = {"model": str(model), "format": fmt.value, "runtime": runtime, "device": device,
+                           "size_bytes": model_size_bytes(Path(model), fmt), "error": None}
+    if not runs_format(runtime, fmt):
+        row["error"] = f"{runtime} does not run {fmt.label} models"
+        return row, []
+    specs = [JobSpec(JobKind.BENCH, model=str(model), runtime=runtime, device=device,
+                     options={"iterations": iterations, "warmup": warmup, "keep_samples": False})]
+    if dataset:
+        specs.append(JobSpec(JobKind.EVAL, model=str(model), runtime=runtime, device=device,
+                             options={"dataset": dataset}))
+    return row, specs
 
 
 def plan_rows(models: list[str], runtimes: list[str] | None, *, dataset: str | None = None, device: str = "CPU",
               iterations: int = 100, warmup: int = 10) -> list[tuple[dict[str, Any], list[JobSpec]]]:
     """A row per model x runtime, with the jobs that fill it (none, and an error, where it cannot run)."""
-    from edgestudio.backends.runtimes import RUNTIMES, runtime_for_format
+    from edgestudio.backends.runtimes import runtime_for_format
 
-    out: list[tuple[dict[str, Any], list[JobSpec]]] = []
+    out = []
     for model in models:
         fmt = detect_format(model)
         for rt in runtimes or [runtime_for_format(fmt)]:
-            row: dict[str, Any] = {"model": str(model), "format": fmt.value, "runtime": rt, "device": device,
-                                   "size_bytes": model_size_bytes(Path(model), fmt), "error": None}
-            cls = RUNTIMES.all().get(rt)
-            if cls is None or fmt not in cls.formats:
-                row["error"] = f"{rt} does not run {fmt.label} models"
-                out.append((row, []))
-                continue
-            specs = [JobSpec(JobKind.BENCH, model=str(model), runtime=rt, device=device,
-                             options={"iterations": iterations, "warmup": warmup, "keep_samples": False})]
-            if dataset:
-                specs.append(JobSpec(JobKind.EVAL, model=str(model), runtime=rt, device=device,
-                                     options={"dataset": dataset}))
-            out.append((row, specs))
+            out.append(_plan(model, fmt, rt, device, dataset, iterations, warmup))
     return out
+
+
+def plan_matrix(models: list[str], targets: list[tuple[str, str]], *, dataset: str | None = None,
+                iterations: int = 100, warmup: int = 10
+                ) -> tuple[list[tuple[dict[str, Any], list[JobSpec]]], list[tuple[str, str, str]]]:
+    """Variants x (runtime, device) targets, as one batch: a row for each pair whose runtime runs the variant's
+    format. Returns the planned rows and the pairs left out, as (model, runtime, device)."""
+    out, skipped = [], []
+    for model in models:
+        fmt = detect_format(model)
+        for rt, device in targets:
+            if runs_format(rt, fmt):
+                out.append(_plan(model, fmt, rt, device, dataset, iterations, warmup))
+            else:
+                skipped.append((str(model), rt, device))
+    return out, skipped
 
 
 def apply_result(row: dict[str, Any], kind: JobKind | str, succeeded: bool, result: dict[str, Any] | None,

@@ -12,7 +12,6 @@ from edgestudio.core.jobs import JobEvent, JobSpec
 from edgestudio.core.workspace import Workspace
 from edgestudio.workers.manager import JobManager
 
-
 # Workers run below the GUI's CPU priority: a conversion or a benchmark using every core must never delay a
 # repaint (on 2 cores a paint that costs 4 ms of CPU took 100+ ms of wall time at equal priority). The GUI is
 # idle most of the time, so this costs a job nothing then.

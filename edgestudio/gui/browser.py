@@ -13,10 +13,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QLabel, Q
 
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.workspace import ModelEntry
+from edgestudio.gui.icons import format_color, format_icon, format_pixmap
 
 MODEL_MIME = "application/x-edgestudio-model"
-FORMAT_COLORS = {"onnx": "#5b8def", "tflite": "#f29d38", "openvino": "#4fb0c6", "keras": "#d9534f",
-                 "h5": "#d9534f", "savedmodel": "#e07a5f", "ort": "#7b6cd9", "tfjs": "#c9b037"}
 
 
 def human_size(n: int) -> str:
@@ -102,13 +101,18 @@ class DropZone(QFrame):
         self.setToolTip(f"Drop a model here to convert it to {target.label}")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 4, 6, 4)
-        label = QLabel(f"→ {target.label.split(' ')[0]}")
-        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        lay.addWidget(label)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        icon = QLabel()
+        icon.setPixmap(format_pixmap(target, 16))
+        row.addWidget(icon)
+        row.addWidget(QLabel(f"→ {target.label.split(' ')[0]}"))
+        row.addStretch(1)
+        lay.addLayout(row)
         self._set_hot(False)
 
     def _set_hot(self, hot: bool) -> None:
-        color = FORMAT_COLORS.get(self.target.value, "#888")
+        color = format_color(self.target)
         self.setStyleSheet(f"DropZone {{ border: 2px {'solid' if hot else 'dashed'} {color}; border-radius: 6px; }}")
 
     def dragEnterEvent(self, e: QDragEnterEvent) -> None:  # noqa: N802
@@ -183,7 +187,8 @@ class ModelBrowser(QWidget):
                 item = QTreeWidgetItem([e.name, e.format.label, human_size(e.size_bytes), badge_for(e)])
                 item.setData(0, Qt.ItemDataRole.UserRole, e.id)
                 item.setToolTip(0, f"{e.path}\nmade by: {e.made_by}" + (f" (job {e.job_id})" if e.job_id else ""))
-                item.setForeground(1, QColor(FORMAT_COLORS.get(e.format.value, "#888")))
+                item.setIcon(0, format_icon(e.format))
+                item.setForeground(1, QColor(format_color(e.format)))
                 if "✗" in item.text(3):
                     item.setForeground(3, QColor("#c0392b"))
                 elif item.text(3):

@@ -187,13 +187,13 @@ class ComparisonView(QWidget):
         for plot in (self.scatter_plot, self.bars, self.fps):
             for axis in ("left", "bottom"):
                 plot.getAxis(axis).enableAutoSIPrefix(False)
-        self.scatter = pg.ScatterPlotItem(size=12, hoverable=True)
+        self.scatter = pg.ScatterPlotItem(size=12, hoverable=True, tip=self._tip)
         self.scatter.sigClicked.connect(self._clicked)
         self.front_curve = self.scatter_plot.plot([], [], pen=pg.mkPen("#2e8b57", width=2, style=Qt.PenStyle.DashLine))
         self.scatter_plot.addItem(self.scatter)
         lay.addWidget(self.scatter_plot, 2)
         self.table = QTableWidget(0, 10)
-        self.table.setHorizontalHeaderLabels(["#", "variant", "runtime", "p50 ms", "p99 ms", "fps", "size KB", "top-1",
+        self.table.setHorizontalHeaderLabels(["#", "variant", "runtime/device", "p50 ms", "p99 ms", "fps", "size KB", "top-1",
                                               "pareto", "note"])
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -209,17 +209,19 @@ class ComparisonView(QWidget):
         buttons.addWidget(self.csv_button)
         lay.addLayout(buttons)
         self.rows: list[dict[str, Any]] = []
+        self._measured: list[dict[str, Any]] = []
         self._labels: list[pg.TextItem] = []
 
     @staticmethod
     def label(row: dict[str, Any]) -> str:
-        return f"{Path(row['model']).name} · {row['runtime']}"
+        return f"{Path(row['model']).name} · {row['runtime']}/{row.get('device', 'CPU')}"
 
     def set_rows(self, rows: list[dict[str, Any]], title: str | None = None) -> None:
         self.rows = rows
         if title:
             self.title.setText(title)
         measured = [r for r in rows if r.get("p50_ms") is not None]
+        self._measured = measured
         self.bars.clear()
         self.fps.clear()
         x = np.arange(len(measured))
@@ -244,7 +246,7 @@ class ComparisonView(QWidget):
         spots = []
         for i, r in pts:
             front = bool(r.get("pareto"))
-            spots.append({"pos": (r["p50_ms"], r["accuracy"]), "data": r["model"], "symbol": "star" if front else "o",
+            spots.append({"pos": (r["p50_ms"], r["accuracy"]), "data": i, "symbol": "star" if front else "o",
                           "size": 18 if front else 11,
                           "brush": pg.mkBrush("#2e8b57" if front else PALETTE[i % len(PALETTE)]),
                           "pen": pg.mkPen("k" if front else None)})
@@ -269,7 +271,7 @@ class ComparisonView(QWidget):
         for i, r in enumerate(rows):
             measured = r.get("p50_ms") is not None
             n += measured
-            vals = [f"#{n}" if measured else "", Path(r["model"]).name, r["runtime"], _fmt(r.get("p50_ms"), 3), _fmt(r.get("p99_ms"), 3),
+            vals = [f"#{n}" if measured else "", Path(r["model"]).name, f"{r['runtime']}/{r.get('device', 'CPU')}", _fmt(r.get("p50_ms"), 3), _fmt(r.get("p99_ms"), 3),
                     _fmt(r.get("throughput_fps"), 0), _fmt(r["size_bytes"] / 1024, 0), _fmt(r.get("accuracy"), 4),
                     "★" if r.get("pareto") else "", r.get("error") or (r.get("precision") or "")]
             for c, v in enumerate(vals):
@@ -277,7 +279,11 @@ class ComparisonView(QWidget):
 
     def _clicked(self, _item: Any, points: Any, *args: Any) -> None:
         if len(points):
-            self.point_clicked.emit(str(points[0].data()))
+            self.point_clicked.emit(self._measured[int(points[0].data())]["model"])
+
+    def _tip(self, x: float, y: float, data: Any) -> str:
+        row = self._measured[int(data)]
+        return f"#{int(data) + 1} {self.label(row)}\np50 {x:.3f} ms · top-1 {y:.4f}\nclick to select it"
 
     def export_png(self, folder: str | Path) -> list[Path]:
         folder = Path(folder)

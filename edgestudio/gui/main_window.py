@@ -22,9 +22,11 @@ from edgestudio.gui.details import DetailsView
 from edgestudio.gui.jobs_panel import JobsPanel
 from edgestudio.gui.optimize_panel import OptimizePanel
 
-# runtimes that run each format, for comparisons across backends
-RUNTIMES_FOR = {"onnx": ["onnxruntime", "openvino"], "tflite": ["litert", "openvino"], "openvino": ["openvino"],
-                "ort": ["onnxruntime"], "keras": ["tensorflow"], "h5": ["tensorflow"], "savedmodel": ["tensorflow"]}
+
+def _runtimes_for(fmt: Any) -> list[str]:
+    from edgestudio.backends.runtimes import runtimes_for_format
+
+    return runtimes_for_format(fmt) or ["onnxruntime"]
 
 
 class MainWindow(QMainWindow):
@@ -232,7 +234,7 @@ class MainWindow(QMainWindow):
         if name == "benchmark":
             return self.benchmark(model_id)
         if name == "compare":
-            return self.compare(self.browser.selected_ids() or [model_id])
+            return self.compare_dialog(self.browser.selected_ids() or [model_id])
         if name == "package":
             path, _ = QFileDialog.getSaveFileName(self, "Deployment package", str(Path.home() / f"{Path(entry.path).stem}.zip"),
                                                   "Zip (*.zip)")
@@ -289,7 +291,7 @@ class MainWindow(QMainWindow):
 
     def benchmark(self, model_id: int, runtime: str | None = None, iterations: int = 300) -> str:
         entry = self.workspace.model(model_id)
-        rt = runtime or RUNTIMES_FOR.get(entry.format.value, ["onnxruntime"])[0]
+        rt = runtime or _runtimes_for(entry.format)[0]
         # keep_samples=False: the chart has them from the live stream; shipping 100k floats back through
         # the pool thread (and into SQLite) would hold the GIL long enough to stall the window.
         job = self.bridge.submit(JobSpec(JobKind.BENCH, model=entry.path, runtime=rt,
@@ -301,25 +303,45 @@ class MainWindow(QMainWindow):
         self.chart_tabs.setCurrentWidget(self.live)
         return job
 
-    def compare(self, model_ids: list[int], dataset: str | None = None, iterations: int = 100) -> list[str]:
-        """Benchmark (and evaluate) the variants on every runtime that runs them, as one batch."""
-        from edgestudio.bench.compare import plan_rows
+    def compare_dialog(self, model_ids: list[int]) -> Any:
+        """Pick variants x runtimes x devices, then run them as one batch."""
+        from edgestudio.core.formats import ModelFormat
+        from edgestudio.gui.compare_dialog import CompareDialog
 
-        dataset = dataset or self.optimize.dataset.text()
+        runs = {f.value: _runtimes_for(f) for f in ModelFormat}
+        self.compare_setup = CompareDialog(self.workspace.models(), model_ids, self.devices, runs,
+                                           dataset=self.optimize.dataset.text(), parent=self)
+        self.compare_setup.accepted.connect(lambda: self.compare(
+            self.compare_setup.model_ids(), dataset=self.compare_setup.dataset.text().strip(),
+            iterations=self.compare_setup.iterations.value(), targets=self.compare_setup.chosen_targets()))
+        self.compare_setup.show()
+        return self.compare_setup
+
+    def compare(self, model_ids: list[int], dataset: str | None = None, iterations: int = 100,
+                targets: list[tuple[str, str]] | None = None) -> list[str]:
+        """Benchmark (and evaluate) the variants as one batch: on ``targets`` (runtime, device) pairs where the
+        runtime runs the variant's format, by default on every runtime that runs it, on the CPU."""
+        from edgestudio.bench.compare import plan_matrix
+
+        if dataset is None:
+            dataset = self.optimize.dataset.text().strip() or None
+        entries = [self.workspace.model(i) for i in model_ids]
+        if targets is None:
+            targets = sorted({(rt, "CPU") for e in entries for rt in _runtimes_for(e.format)})
+        planned, skipped = plan_matrix([e.path for e in entries], targets, dataset=dataset or None,
+                                       iterations=iterations)
         self._compare.clear()
         self._compare_rows = []
         jobs = []
-        for model_id in model_ids:
-            entry = self.workspace.model(model_id)
-            for row, specs in plan_rows([entry.path], RUNTIMES_FOR.get(entry.format.value), dataset=dataset,
-                                        iterations=iterations):
-                self._compare_rows.append(row)
-                for spec in specs:
-                    job = self.bridge.submit(spec)
-                    self._compare[job] = (row, spec.kind.value)
-                    jobs.append(job)
-        self.comparison.set_rows(list(self._compare_rows), f"Comparing {len(model_ids)} variants "
-                                 f"({len(jobs)} jobs running)…")
+        for row, specs in planned:
+            self._compare_rows.append(row)
+            for spec in specs:
+                job = self.bridge.submit(spec)
+                self._compare[job] = (row, spec.kind.value)
+                jobs.append(job)
+        note = f"; {len(skipped)} pairs left out (runtime does not run that format)" if skipped else ""
+        self.comparison.set_rows(list(self._compare_rows), f"Comparing {len(entries)} variants on "
+                                 f"{len(targets)} runtimes/devices ({len(jobs)} jobs running{note})…")
         self.docks["charts"].show()
         self.docks["charts"].raise_()
         self.chart_tabs.setCurrentWidget(self.comparison)

@@ -16,6 +16,7 @@ from edgestudio.core.formats import ModelFormat
 from edgestudio.core.jobs import JobKind, JobSpec
 from edgestudio.core.workspace import ModelEntry
 from edgestudio.gui.forms import OptionsForm
+from edgestudio.gui.icons import format_icon
 
 TARGETS = (ModelFormat.ONNX, ModelFormat.TFLITE, ModelFormat.OPENVINO, ModelFormat.ORT, ModelFormat.SAVED_MODEL)
 
@@ -73,6 +74,7 @@ class TargetPage(QWizardPage):
         self.boxes: dict[ModelFormat, QCheckBox] = {}
         for fmt in TARGETS:
             box = QCheckBox(fmt.label)
+            box.setIcon(format_icon(fmt))
             box.setObjectName(f"target_{fmt.value}")
             box.toggled.connect(self.completeChanged)
             self.boxes[fmt] = box

@@ -8,6 +8,8 @@ from edgestudio.backends.runtimes.base import (
     get_runtime,
     list_devices,
     runtime_for_format,
+    runtimes_for_format,
 )
 
-__all__ = ["RUNTIMES", "DeviceInfo", "Runtime", "Session", "get_runtime", "list_devices", "runtime_for_format"]
+__all__ = ["RUNTIMES", "DeviceInfo", "Runtime", "Session", "get_runtime", "list_devices", "runtime_for_format",
+           "runtimes_for_format"]

@@ -100,6 +100,14 @@ def runtime_for_format(fmt: ModelFormat) -> str:
     raise RuntimeUnavailableError(None, f"no installed runtime runs {fmt.label} models")
 
 
+def runtimes_for_format(fmt: ModelFormat) -> list[str]:
+    """Every installed runtime that runs a format, its native one first (to compare backends)."""
+    runtimes = RUNTIMES.all()
+    native = _NATIVE_RUNTIME.get(fmt)
+    names = ([native] if native else []) + sorted(n for n in runtimes if n != native)
+    return [n for n in names if n in runtimes and fmt in runtimes[n].formats and runtimes[n].available()]
+
+
 def list_devices() -> list[DeviceInfo]:
     out: list[DeviceInfo] = []
     for name, cls in sorted(RUNTIMES.all().items()):

@@ -1,0 +1,135 @@
+"""Set up a comparison: pick variants x runtimes x devices, run them as one batch.
+
+Only pairs whose runtime runs the variant's format are measured; the dialog says how many runs that makes
+before anything starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QLineEdit, QListWidget, QListWidgetItem, QPushButton, QSpinBox, QVBoxLayout)
+
+from edgestudio.core.workspace import ModelEntry
+from edgestudio.gui.icons import format_icon
+
+Target = tuple[str, str]  # (runtime, device)
+
+
+class CompareDialog(QDialog):
+    def __init__(self, models: list[ModelEntry], selected: list[int], devices: list[dict[str, str]],
+                 runs: dict[str, list[str]], dataset: str = "", iterations: int = 100, parent: object = None) -> None:
+        """``runs``: format value -> runtimes that run it; ``devices``: the detected (runtime, device) pairs."""
+        super().__init__(parent)  # type: ignore[arg-type]
+        self.setWindowTitle("Compare variants")
+        self.setMinimumWidth(520)
+        self._runs = runs
+        lay = QVBoxLayout(self)
+
+        box = QGroupBox("Variants")
+        vl = QVBoxLayout(box)
+        self.models = QListWidget()
+        for entry in models:
+            item = QListWidgetItem(format_icon(entry.format), f"{entry.name}  ({entry.format.label})")
+            item.setData(Qt.ItemDataRole.UserRole, entry.id)
+            item.setData(Qt.ItemDataRole.UserRole + 1, entry.format.value)
+            item.setToolTip(entry.path)
+            item.setCheckState(Qt.CheckState.Checked if entry.id in selected else Qt.CheckState.Unchecked)
+            self.models.addItem(item)
+        vl.addWidget(self.models)
+        lay.addWidget(box, 3)
+
+        box = QGroupBox("Runtimes and devices")
+        vl = QVBoxLayout(box)
+        self.targets = QListWidget()
+        pairs = [(d["runtime"], d["device"], d.get("description", "")) for d in devices]
+        if not pairs:  # devices not detected (yet): every runtime that runs a format, on its CPU
+            pairs = [(rt, "CPU", "") for rt in sorted({rt for rts in runs.values() for rt in rts})]
+        for rt, dev, desc in pairs:
+            if not any(rt in rts for rts in runs.values()):
+                continue  # e.g. a runtime for formats the comparison does not cover
+            item = QListWidgetItem(f"{rt} · {dev}")
+            item.setData(Qt.ItemDataRole.UserRole, (rt, dev))
+            item.setToolTip(desc)
+            item.setCheckState(Qt.CheckState.Checked if dev == "CPU" else Qt.CheckState.Unchecked)
+            self.targets.addItem(item)
+        vl.addWidget(self.targets)
+        lay.addWidget(box, 2)
+
+        form = QFormLayout()
+        row = QHBoxLayout()
+        self.dataset = QLineEdit(dataset)
+        self.dataset.setPlaceholderText("optional: labeled .npz or folder, adds top-1 and the Pareto front")
+        browse = QPushButton("…")
+        browse.setFixedWidth(32)
+        browse.clicked.connect(self._browse)
+        row.addWidget(self.dataset)
+        row.addWidget(browse)
+        form.addRow("Evaluation data", row)
+        self.iterations = QSpinBox()
+        self.iterations.setRange(10, 1_000_000)
+        self.iterations.setValue(iterations)
+        form.addRow("Iterations", self.iterations)
+        lay.addLayout(form)
+
+        self.summary = QLabel()
+        self.summary.setObjectName("compare_summary")
+        self.summary.setWordWrap(True)
+        lay.addWidget(self.summary)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.run_button = self.buttons.addButton("Run comparison", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        lay.addWidget(self.buttons)
+        self.models.itemChanged.connect(self._update)
+        self.targets.itemChanged.connect(self._update)
+        self._update()
+
+    # ------------------------------------------------------------------------------------------- choices
+    @staticmethod
+    def _checked(widget: QListWidget) -> list[QListWidgetItem]:
+        return [widget.item(i) for i in range(widget.count())
+                if widget.item(i).checkState() == Qt.CheckState.Checked]
+
+    def model_ids(self) -> list[int]:
+        return [int(i.data(Qt.ItemDataRole.UserRole)) for i in self._checked(self.models)]
+
+    def chosen_targets(self) -> list[Target]:
+        return [tuple(i.data(Qt.ItemDataRole.UserRole)) for i in self._checked(self.targets)]  # type: ignore[misc]
+
+    def set_checked(self, model_ids: list[int] | None = None, targets: list[Target] | None = None) -> None:
+        if model_ids is not None:
+            for i in range(self.models.count()):
+                item = self.models.item(i)
+                on = item.data(Qt.ItemDataRole.UserRole) in model_ids
+                item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+        if targets is not None:
+            for i in range(self.targets.count()):
+                item = self.targets.item(i)
+                on = tuple(item.data(Qt.ItemDataRole.UserRole)) in targets
+                item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+
+    def run_count(self) -> tuple[int, int]:
+        """(runs, pairs left out because the runtime does not run that format)."""
+        fmts = [i.data(Qt.ItemDataRole.UserRole + 1) for i in self._checked(self.models)]
+        targets = self.chosen_targets()
+        runs = sum(1 for f in fmts for rt, _ in targets if rt in self._runs.get(f, []))
+        return runs, len(fmts) * len(targets) - runs
+
+    def _update(self, *_: object) -> None:
+        runs, skipped = self.run_count()
+        n_models, n_targets = len(self._checked(self.models)), len(self._checked(self.targets))
+        text = f"{n_models} variants × {n_targets} runtimes/devices → <b>{runs} runs</b>"
+        if skipped:
+            text += f" ({skipped} pairs left out: that runtime does not run that format)"
+        if not runs:
+            text = "Pick at least one variant and a runtime that runs it."
+        self.summary.setText(text)
+        self.run_button.setEnabled(runs > 0)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Evaluation data", str(Path.home()), "Data (*.npz);;All files (*)")
+        if path:
+            self.dataset.setText(path)
