@@ -65,6 +65,21 @@ def test_gui_start_path_pulls_no_heavy_runtime() -> None:
                             "app.processEvents(); w.shutdown()")
     assert "PySide6" in loaded
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+    assert not loaded & {"pyqtgraph", "superqt"}  # the charts are built just after the window is shown
+
+
+def test_charts_are_built_right_after_the_window_is_shown() -> None:
+    loaded = _modules_after("import os, tempfile, time; os.environ['QT_QPA_PLATFORM']='offscreen'\n"
+                            "from PySide6.QtWidgets import QApplication; app = QApplication([])\n"
+                            "from edgestudio.core.workspace import Workspace\n"
+                            "from edgestudio.gui.main_window import MainWindow\n"
+                            "w = MainWindow(Workspace(tempfile.mkdtemp()), use_webengine=False); w.show()\n"
+                            "t = time.monotonic()\n"
+                            "while time.monotonic() - t < 3 and w._live is None: app.processEvents()\n"
+                            "assert type(w.chart_tabs.widget(0)).__name__ == 'LiveLatencyChart'\n"
+                            "assert type(w.chart_tabs.widget(1)).__name__ == 'ComparisonView'\n"
+                            "w.shutdown()")
+    assert {"pyqtgraph", "superqt"} <= loaded
 
 
 def test_registering_backends_is_cheap() -> None:

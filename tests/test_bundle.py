@@ -45,3 +45,4 @@ def test_self_test_from_source() -> None:
     assert report["ok"] is True
     assert report["inspect"]["format"] == "onnx" and report["convert"]["parity"] == [True]
     assert report["bench"]["p50_ms"] > 0
+    assert report["charts"] == "LiveLatencyChart"

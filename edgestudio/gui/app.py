@@ -17,14 +17,9 @@ def _has_display() -> bool:
 
 
 def apply_theme(app: object) -> None:
-    """Fusion follows the system's light/dark scheme (Qt >= 6.5); charts take the palette's colours."""
-    import pyqtgraph as pg
-    from PySide6.QtGui import QPalette
-
+    """Fusion follows the system's light/dark scheme (Qt >= 6.5); the charts take the palette's colours when
+    they are built (:func:`edgestudio.gui.charts.chart_theme`), so pyqtgraph is not imported at start-up."""
     app.setStyle("Fusion")  # type: ignore[attr-defined]
-    pal = app.palette()  # type: ignore[attr-defined]
-    pg.setConfigOptions(background=pal.color(QPalette.ColorRole.Base), foreground=pal.color(QPalette.ColorRole.Text),
-                        antialias=True)
 
 
 def open_workspace(path: str | None = None):  # type: ignore[no-untyped-def]
@@ -71,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"EdgeStudio window shown in {time.perf_counter() - T0:.2f} s (workspace {ws.root})", file=sys.stderr)
     try:
         if headless:
+            window._warm_up()  # the charts, as the user would see them a moment after start
             app.processEvents()
             shot = Path("build") / "edgestudio-window.png"
             shot.parent.mkdir(parents=True, exist_ok=True)

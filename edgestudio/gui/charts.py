@@ -21,6 +21,18 @@ from superqt.utils import qthrottled
 PALETTE = ["#5b8def", "#f29d38", "#4fb0c6", "#d9534f", "#7b6cd9", "#2e8b57", "#c9b037", "#e07a5f"]
 
 
+def chart_theme() -> None:
+    """pyqtgraph's colours from the application's palette (light or dark, as the system is)."""
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is not None:
+        pal = app.palette()  # type: ignore[attr-defined]
+        pg.setConfigOptions(background=pal.color(QPalette.ColorRole.Base),
+                            foreground=pal.color(QPalette.ColorRole.Text), antialias=True)
+
+
 def export_png(widget: pg.PlotWidget | pg.GraphicsLayoutWidget, path: str | Path) -> None:
     from pyqtgraph.exporters import ImageExporter
 
@@ -39,6 +51,7 @@ class LiveLatencyChart(QWidget):
 
     def __init__(self) -> None:
         super().__init__()
+        chart_theme()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         self.title = QLabel("No benchmark yet: right-click a model ▸ Benchmark.")
@@ -59,7 +72,7 @@ class LiveLatencyChart(QWidget):
         self.plot.setClipToView(True)
         self.curve = self.plot.plot([], [], pen=pg.mkPen(PALETTE[0], width=1))
         self.p50_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#2e8b57", style=Qt.PenStyle.DashLine), label="p50",
-                                        labelOpts={"position": 0.05, "color": "#2e8b57"})
+                                        labelOpts={"position": 0.95, "color": "#2e8b57"})
         self.p99_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#c0392b", style=Qt.PenStyle.DashLine), label="p99",
                                         labelOpts={"position": 0.05, "color": "#c0392b"})
         self.plot.addItem(self.p50_line)
@@ -130,15 +143,20 @@ class LiveLatencyChart(QWidget):
         now = time.monotonic()
         if self._n >= 2 and (now - self._last_stats >= 0.5 or self._finished):
             self._last_stats = now
-            p50, p90, p99 = np.percentile(data, [50, 90, 99])
+            p50, p90, p99, tail = np.percentile(data, [50, 90, 99, 99.5])
             self.p50_line.setValue(p50)
             self.p99_line.setValue(p99)
             self.p50_line.show()
             self.p99_line.show()
             for key, v in (("p50", p50), ("p90", p90), ("p99", p99)):
                 self.stats[key].setText(f"{v:.3f} ms")
-            hist, edges = np.histogram(data, bins=min(60, max(5, self._n // 10)))
+            # over [min, p99.5]: a few 10x outliers must not squeeze the distribution into one bar; the tail
+            # is counted in the last bin
+            lo = float(data.min())
+            hi = max(float(tail), lo + 1e-6)
+            hist, edges = np.histogram(np.minimum(data, hi), bins=min(60, max(5, self._n // 10)), range=(lo, hi))
             self.hist_curve.setData(edges, hist)
+            self.hist.setLabel("bottom", f"latency (ms); last bin: ≥ p99.5 ({hi:.3f} ms)")
 
     def finish(self, job_id: str, result: dict[str, Any] | None) -> None:
         if job_id != self.job_id or not result:
@@ -167,6 +185,7 @@ class ComparisonView(QWidget):
 
     def __init__(self) -> None:
         super().__init__()
+        chart_theme()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         self.title = QLabel("Select several models ▸ Compare (or Tools ▸ Compare) to measure them side by side.")

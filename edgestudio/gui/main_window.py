@@ -4,9 +4,9 @@ panel (right). Docks can be rearranged; the layout is remembered. Every action i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QSettings, Qt, QUrl
+from PySide6.QtCore import QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
 
@@ -17,16 +17,21 @@ from edgestudio.core.jobs import JobKind, JobSpec
 from edgestudio.core.workspace import Workspace
 from edgestudio.gui.bridge import JobBridge
 from edgestudio.gui.browser import ModelBrowser
-from edgestudio.gui.charts import ComparisonView, LiveLatencyChart
 from edgestudio.gui.details import DetailsView
 from edgestudio.gui.jobs_panel import JobsPanel
 from edgestudio.gui.optimize_panel import OptimizePanel
+
+if TYPE_CHECKING:
+    from edgestudio.gui.charts import ComparisonView, LiveLatencyChart
 
 
 def _runtimes_for(fmt: Any) -> list[str]:
     from edgestudio.backends.runtimes import runtimes_for_format
 
     return runtimes_for_format(fmt) or ["onnxruntime"]
+
+
+WARM_UP_DELAY_MS = 150  # after the first paint of the window
 
 
 class MainWindow(QMainWindow):
@@ -50,12 +55,16 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.details)
         self.browser = ModelBrowser()
         self.jobs = JobsPanel()
-        self.live = LiveLatencyChart()
-        self.comparison = ComparisonView()
         self.optimize = OptimizePanel(self.bridge)
+        # The charts (pyqtgraph + superqt: ~0.4 s of imports) are built just after the window is shown, or on
+        # first use, whichever comes first: until then the tabs hold placeholders.
+        self._live: LiveLatencyChart | None = None
+        self._comparison: ComparisonView | None = None
         self.chart_tabs = QTabWidget()
-        self.chart_tabs.addTab(self.live, "Live benchmark")
-        self.chart_tabs.addTab(self.comparison, "Comparison")
+        for name in ("Live benchmark", "Comparison"):
+            placeholder = QLabel("Loading charts…")
+            placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            self.chart_tabs.addTab(placeholder, name)
         self.docks = {
             "models": self._dock("Models", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea),
             "jobs": self._dock("Jobs", self.jobs, Qt.DockWidgetArea.BottomDockWidgetArea),
@@ -75,26 +84,65 @@ class MainWindow(QMainWindow):
         self.browser.action.connect(self.model_action)
         self.browser.convert_dropped.connect(self.convert_dropped)
         self.jobs.cancel_requested.connect(self.bridge.cancel)
-        self.comparison.point_clicked.connect(self._select_path)
         b = self.bridge
         b.queued.connect(self.jobs.on_queued)
         b.started.connect(self.jobs.on_started)
         b.progress.connect(self.jobs.on_progress)
         b.log.connect(self.jobs.on_log)
-        b.samples.connect(self.live.add_samples)
+        b.samples.connect(self._samples)
         b.finished.connect(self._job_finished)
 
         self.jobs.load_history(workspace.jobs(limit=200))
         self.refresh()
         self._restore_layout()
-        # the engines' light modules, imported now rather than on the first click (~0.1 s, no heavy runtime)
+        self._devices_job = self.bridge.submit(JobSpec(JobKind.CALL, options={
+            "function": "edgestudio.backends.runtimes.base:device_dicts"}))
+        self._warm_timer = QTimer(self)  # a child: it dies with the window, never fires on a deleted one
+        self._warm_timer.setSingleShot(True)
+        self._warm_timer.timeout.connect(self._warm_up)
+        self._warm_timer.start(WARM_UP_DELAY_MS)
+
+    def _warm_up(self) -> None:
+        """After the window is up: build the charts, import the engines' light modules (no heavy runtime),
+        so that the first click does not wait for them."""
+        self._ensure_charts()
         import edgestudio.bench.compare  # noqa: F401
         import edgestudio.conversion.engine  # noqa: F401
         from edgestudio.backends.converters import CONVERTERS
 
         CONVERTERS.all()
-        self._devices_job = self.bridge.submit(JobSpec(JobKind.CALL, options={
-            "function": "edgestudio.backends.runtimes.base:device_dicts"}))
+
+    def _ensure_charts(self) -> None:
+        if self._live is not None:
+            return
+        from edgestudio.gui.charts import ComparisonView, LiveLatencyChart
+
+        self._live = LiveLatencyChart()
+        self._comparison = ComparisonView()
+        self._comparison.point_clicked.connect(self._select_path)
+        current = self.chart_tabs.currentIndex()
+        for i, (widget, name) in enumerate(((self._live, "Live benchmark"), (self._comparison, "Comparison"))):
+            old = self.chart_tabs.widget(i)
+            self.chart_tabs.removeTab(i)
+            old.deleteLater()
+            self.chart_tabs.insertTab(i, widget, name)
+        self.chart_tabs.setCurrentIndex(current)
+
+    @property
+    def live(self) -> LiveLatencyChart:
+        self._ensure_charts()
+        assert self._live is not None
+        return self._live
+
+    @property
+    def comparison(self) -> ComparisonView:
+        self._ensure_charts()
+        assert self._comparison is not None
+        return self._comparison
+
+    def _samples(self, job_id: str, samples: list[tuple[int, float]]) -> None:
+        if self._live is not None:  # a benchmark started from this window has built the charts
+            self._live.add_samples(job_id, samples)
 
     # ------------------------------------------------------------------------------------------ building
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:

@@ -32,6 +32,8 @@ def run_self_test() -> int:
     window.show()
     app.processEvents()
     report: dict[str, object] = {"window_shown_s": round(time.perf_counter() - t0, 2)}
+    window._warm_up()  # the charts (pyqtgraph) are built after the window is shown: check they load here too
+    report["charts"] = type(window.live).__name__
     sample = samples_dir() / "digits_cnn.onnx"
     jobs = {
         "inspect": JobSpec(JobKind.INSPECT, model=str(sample)),
