@@ -54,6 +54,8 @@ def test_drop_a_model_shows_it_with_details(qtbot, window: MainWindow, tmp_path:
     qtbot.waitUntil(lambda: window.details.ops.rowCount() > 0, timeout=60_000)
     assert "parameters" in window.details.summary.text()
     assert window.details.io.item(0, 1).text() == "image"
+    counts = [int(window.details.ops.item(r, 1).text()) for r in range(window.details.ops.rowCount())]
+    assert counts == sorted(counts, reverse=True) and window.details._op_bars.maximum == counts[0]  # op histogram
 
 
 def test_drop_a_corrupt_file_shows_a_message_and_changes_nothing(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -158,6 +160,7 @@ def test_the_whole_flow(qtbot, window: MainWindow, tmp_path: Path) -> None:  # t
     assert len(rows) == len(measured) == 7, [r.get("error") for r in rows]
     assert {(r["runtime"], r["device"]) for r in rows} == {("onnxruntime", "CPU"), ("openvino", "CPU"), ("litert", "CPU")}
     assert all(r.get("accuracy", 0) > 0.95 for r in measured)
+    assert "(comparison)" in window.live.title.text() and window.live.points > 0  # each benchmark shown live
     front = window.comparison.pareto_points()
     assert front and all(any(abs(x - r["p50_ms"]) < 1e-9 for r in measured if r["pareto"]) for x, _ in front)
     window.browser.select(root)

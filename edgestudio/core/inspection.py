@@ -130,7 +130,9 @@ def _inspect_onnx(p: Path) -> ModelInfo:
             shape_init = inits[n.input[0]]
             params += _prod(numpy_helper.to_array(shape_init).tolist()) - _prod(shape_init.dims)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    producer = " ".join(x for x in (model.producer_name, model.producer_version) if x) or None
+    # tf2onnx writes "<version> <git hash>", and the hash is "None" in its pip wheels
+    version = model.producer_version.removesuffix(" None")
+    producer = " ".join(x for x in (model.producer_name, version) if x) or None
     return ModelInfo(ModelFormat.ONNX, str(p), 0, inputs, outputs, dict(ops), params,
                      _onnx_macs(model), opset, producer)
 

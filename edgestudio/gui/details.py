@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtWidgets import (QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout,
-                               QWidget)
+from PySide6.QtCore import QModelIndex, QRectF, Qt
+from PySide6.QtGui import QColor, QPainter
+from PySide6.QtWidgets import (QHeaderView, QLabel, QStyledItemDelegate, QStyleOptionViewItem, QTableWidget,
+                               QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
 from edgestudio.core.workspace import ModelEntry
 from edgestudio.gui.browser import human_size
@@ -29,6 +31,32 @@ def _fill(table: QTableWidget, rows: list[list[Any]]) -> None:
             table.setItem(r, c, QTableWidgetItem(str(value)))
 
 
+class BarDelegate(QStyledItemDelegate):
+    """Draws a count as a bar (relative to the column's largest) behind its number: the op histogram."""
+
+    def __init__(self, table: QTableWidget, color: str = "#5b8def") -> None:
+        super().__init__(table)
+        self.table = table
+        self.color = QColor(color)
+        self.color.setAlpha(90)
+        self.maximum = 1.0
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        try:
+            value = float(index.data())
+        except (TypeError, ValueError):
+            value = 0.0
+        if value > 0:
+            r = QRectF(option.rect).adjusted(2, 3, -2, -3)  # type: ignore[attr-defined]
+            r.setWidth(max(2.0, r.width() * value / self.maximum))
+            painter.save()
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(self.color)
+            painter.drawRoundedRect(r, 2, 2)
+            painter.restore()
+        super().paint(painter, option, index)
+
+
 class DetailsView(QWidget):
     def __init__(self, use_webengine: bool = True) -> None:
         super().__init__()
@@ -43,6 +71,8 @@ class DetailsView(QWidget):
         self.tabs = QTabWidget()
         self.io = _table(["", "Name", "Shape", "Type"])
         self.ops = _table(["Op", "Count"])
+        self._op_bars = BarDelegate(self.ops)
+        self.ops.setItemDelegateForColumn(1, self._op_bars)
         self.graph = NetronView(use_webengine)
         self.tabs.addTab(self.io, "Inputs / outputs")
         self.tabs.addTab(self.ops, "Ops")
@@ -84,7 +114,9 @@ class DetailsView(QWidget):
         rows = [["in", t["name"], "[" + ", ".join(map(str, t["shape"])) + "]", t["dtype"]] for t in info["inputs"]]
         rows += [["out", t["name"], "[" + ", ".join(map(str, t["shape"])) + "]", t["dtype"]] for t in info["outputs"]]
         _fill(self.io, rows)
-        _fill(self.ops, [[k, v] for k, v in sorted(info["ops"].items(), key=lambda kv: -kv[1])])
+        ops = sorted(info["ops"].items(), key=lambda kv: -kv[1])
+        self._op_bars.maximum = float(max((v for _, v in ops), default=1))
+        _fill(self.ops, [[k, v] for k, v in ops])
 
     def show_error(self, text: str) -> None:
         self.summary.setText(f"<span style='color:#c0392b'>{text}</span>")

@@ -87,6 +87,7 @@ class MainWindow(QMainWindow):
         b = self.bridge
         b.queued.connect(self.jobs.on_queued)
         b.started.connect(self.jobs.on_started)
+        b.started.connect(self._job_started)
         b.progress.connect(self.jobs.on_progress)
         b.log.connect(self.jobs.on_log)
         b.samples.connect(self._samples)
@@ -401,6 +402,14 @@ class MainWindow(QMainWindow):
         self.details.graph.stop()
         self.bridge.shutdown()
 
+    def _job_started(self, job: str) -> None:
+        """A comparison's benchmarks run one at a time: the live chart follows each as it runs."""
+        if self.bridge.closed or job not in self._compare:
+            return
+        row, kind = self._compare[job]
+        if kind == JobKind.BENCH.value:
+            self.live.start(job, f"{Path(row['model']).name} on {row['runtime']}/{row['device']} (comparison)")
+
     def _job_finished(self, job: str, status: str, error: Any, result: Any) -> None:
         if self.bridge.closed:  # delivered after shutdown: the workspace may be closed already
             return
@@ -434,6 +443,8 @@ class MainWindow(QMainWindow):
 
             row, kind = self._compare.pop(job)
             apply_result(row, kind, ok, result, error)
+            if kind == JobKind.BENCH.value:
+                self.live.finish(job, result if ok else None)
             rows = finalize_rows(self._compare_rows)
             left = len(self._compare)
             self.comparison.set_rows(rows, f"Comparison of {len({r['model'] for r in rows})} variants"
