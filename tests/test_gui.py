@@ -238,3 +238,29 @@ def test_format_icons_are_distinct_and_shown(qtbot, window: MainWindow) -> None:
     icons = [window.browser.item_for(i).icon(0) for i in ids]
     assert not any(icon.isNull() for icon in icons)
     assert icons[0].pixmap(16).toImage() != icons[1].pixmap(16).toImage()
+
+
+def test_latency_histogram_keeps_outliers_in_its_last_bin(qtbot) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from edgestudio.gui.charts import LiveLatencyChart
+
+    chart = LiveLatencyChart()
+    qtbot.addWidget(chart)
+    chart.start("job", "synthetic")
+    rng = np.random.default_rng(0)
+    values = list(0.1 + rng.gamma(2.0, 0.01, 2000)) + [10.0, 12.0, 15.0]  # three 100x stalls
+    chart.add_samples("job", list(enumerate(values)))
+    chart._redraw.flush()
+    edges, counts = chart.hist_curve.getData()
+    assert edges[-1] < 1.0  # the distribution is not squeezed into one bar by the stalls
+    assert counts.sum() == len(values)  # yet every sample is counted
+    assert "3 more above" in chart.hist.getAxis("bottom").labelText
+
+
+def test_overlapping_scatter_points_share_a_label() -> None:
+    from edgestudio.gui.charts import _nearby_groups
+
+    pts = [(0.009, 0.978), (0.035, 0.978), (0.0352, 0.978), (0.043, 0.978), (0.036, 0.95)]
+    assert _nearby_groups(pts) == [[0], [1, 2], [3], [4]]
+    assert _nearby_groups([(1.0, 0.9)]) == [[0]] and _nearby_groups([]) == []

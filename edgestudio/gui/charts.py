@@ -143,20 +143,23 @@ class LiveLatencyChart(QWidget):
         now = time.monotonic()
         if self._n >= 2 and (now - self._last_stats >= 0.5 or self._finished):
             self._last_stats = now
-            p50, p90, p99, tail = np.percentile(data, [50, 90, 99, 99.5])
+            p50, p90, p99 = np.percentile(data, [50, 90, 99])
             self.p50_line.setValue(p50)
             self.p99_line.setValue(p99)
             self.p50_line.show()
             self.p99_line.show()
             for key, v in (("p50", p50), ("p90", p90), ("p99", p99)):
                 self.stats[key].setText(f"{v:.3f} ms")
-            # over [min, p99.5]: a few 10x outliers must not squeeze the distribution into one bar; the tail
-            # is counted in the last bin
-            lo = float(data.min())
-            hi = max(float(tail), lo + 1e-6)
+            # over [min, p99 + (p99 - p50)]: a few 10x outliers must not squeeze the distribution into one
+            # bar; the tail beyond is counted in the last bin, and said so on the axis
+            lo, top = float(data.min()), float(data.max())
+            hi = max(min(top, float(p99 + (p99 - p50))), lo + 1e-6)
             hist, edges = np.histogram(np.minimum(data, hi), bins=min(60, max(5, self._n // 10)), range=(lo, hi))
             self.hist_curve.setData(edges, hist)
-            self.hist.setLabel("bottom", f"latency (ms); last bin: ≥ p99.5 ({hi:.3f} ms)")
+            beyond = int(np.count_nonzero(data > hi))
+            self.hist.setLabel("bottom", f"latency (ms) · last bin: {beyond} more above {hi:.3f}" if beyond
+                               else "latency (ms)")
+            self.hist.getAxis("bottom").resizeEvent(None)  # re-centre the label (its size is fixed)
 
     def finish(self, job_id: str, result: dict[str, Any] | None) -> None:
         if job_id != self.job_id or not result:
@@ -269,8 +272,11 @@ class ComparisonView(QWidget):
                           "size": 18 if front else 11,
                           "brush": pg.mkBrush("#2e8b57" if front else PALETTE[i % len(PALETTE)]),
                           "pen": pg.mkPen("k" if front else None)})
-            text = pg.TextItem(f"#{i + 1}", anchor=(0.5, 1.3), color="#555")  # the same numbers as bars/table
-            text.setPos(r["p50_ms"], r["accuracy"])
+        for group in _nearby_groups([(r["p50_ms"], r["accuracy"]) for _, r in pts]):
+            # the same numbers as the bars and the table; points that overlap share one label ("#4, #5")
+            _, r0 = pts[group[0]]
+            text = pg.TextItem(", ".join(f"#{pts[k][0] + 1}" for k in group), anchor=(0.5, 1.3), color="#555")
+            text.setPos(r0["p50_ms"], r0["accuracy"])
             self.scatter_plot.addItem(text)
             self._labels.append(text)
         self.scatter.setData(spots)
@@ -331,6 +337,26 @@ class ComparisonView(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Export table", "comparison.csv", "CSV (*.csv)")
         if path:
             self.export_csv(path)
+
+
+def _nearby_groups(points: list[tuple[float, float]], frac: float = 0.04) -> list[list[int]]:
+    """Indices of points grouped when they lie within ``frac`` of the data's span of each other on both axes
+    (their labels would overlap)."""
+    if not points:
+        return []
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    dx = (max(xs) - min(xs)) * frac or 1e-12
+    dy = (max(ys) - min(ys)) * frac or 1e-12
+    groups: list[list[int]] = []
+    for k, (x, y) in enumerate(points):
+        for g in groups:
+            gx, gy = points[g[0]]
+            if abs(x - gx) <= dx and abs(y - gy) <= dy:
+                g.append(k)
+                break
+        else:
+            groups.append([k])
+    return groups
 
 
 def _fmt(v: Any, digits: int) -> str:
