@@ -264,3 +264,32 @@ def test_overlapping_scatter_points_share_a_label() -> None:
     pts = [(0.009, 0.978), (0.035, 0.978), (0.0352, 0.978), (0.043, 0.978), (0.036, 0.95)]
     assert _nearby_groups(pts) == [[0], [1, 2], [3], [4]]
     assert _nearby_groups([(1.0, 0.9)]) == [[0]] and _nearby_groups([]) == []
+
+
+def test_charts_follow_a_palette_change(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """The system switching to dark changes the application's palette: the charts repaint in it."""
+    from PySide6.QtGui import QColor, QPalette
+    from PySide6.QtWidgets import QApplication
+
+    from edgestudio.gui.charts import ComparisonView, LiveLatencyChart
+
+    live, comparison = LiveLatencyChart(), ComparisonView()
+    qtbot.addWidget(live)
+    qtbot.addWidget(comparison)
+    app = QApplication.instance()
+    light = app.palette()
+    dark = QPalette(light)
+    dark.setColor(QPalette.ColorRole.Base, QColor("#1e1e1e"))
+    dark.setColor(QPalette.ColorRole.Text, QColor("#e0e0e0"))
+    try:
+        app.setPalette(dark)
+        qtbot.waitUntil(lambda: live.view.backgroundBrush().color().name() == "#1e1e1e")
+        assert comparison.scatter_plot.backgroundBrush().color().name() == "#1e1e1e"
+        assert live.plot.getAxis("left").textPen().color().name() == "#e0e0e0"
+        assert comparison.bars.getPlotItem().getAxis("bottom").textPen().color().name() == "#e0e0e0"
+    finally:
+        app.setPalette(light)
+        import pyqtgraph as pg
+
+        pg.setConfigOptions(background=light.color(QPalette.ColorRole.Base),
+                            foreground=light.color(QPalette.ColorRole.Text))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (QFileDialog, QGridLayout, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 from superqt.utils import qthrottled
@@ -33,6 +33,37 @@ def chart_theme() -> None:
                             foreground=pal.color(QPalette.ColorRole.Text), antialias=True)
 
 
+class _Themed(QWidget):
+    """Charts that follow the application's palette when it changes (the system switched light/dark)."""
+
+    def _views(self) -> list[pg.GraphicsView]:
+        raise NotImplementedError
+
+    def _plots(self) -> list[pg.PlotItem]:
+        raise NotImplementedError
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802
+        if event.type() == QEvent.Type.PaletteChange:
+            self.apply_palette()
+        super().changeEvent(event)
+
+    def apply_palette(self) -> None:
+        from PySide6.QtGui import QPalette
+
+        chart_theme()
+        pal = self.palette()
+        base, text = pal.color(QPalette.ColorRole.Base), pal.color(QPalette.ColorRole.Text)
+        for view in self._views():
+            view.setBackground(base)
+        for plot in self._plots():
+            for name in ("left", "bottom"):
+                axis = plot.getAxis(name)
+                axis.setPen(text)
+                axis.setTextPen(text)
+            if plot.titleLabel.text:
+                plot.setTitle(plot.titleLabel.text, color=text)
+
+
 def export_png(widget: pg.PlotWidget | pg.GraphicsLayoutWidget, path: str | Path) -> None:
     from pyqtgraph.exporters import ImageExporter
 
@@ -40,7 +71,7 @@ def export_png(widget: pg.PlotWidget | pg.GraphicsLayoutWidget, path: str | Path
     ImageExporter(scene_item).export(str(path))
 
 
-class LiveLatencyChart(QWidget):
+class LiveLatencyChart(_Themed):
     """The latency of each iteration as it is measured, its histogram, running p50/p90/p99.
 
     The curve scrolls over the last ``WINDOW`` iterations (painting 100k points took ~60 ms a frame);
@@ -129,6 +160,12 @@ class LiveLatencyChart(QWidget):
         self._n = need
         self._redraw()
 
+    def _views(self) -> list[pg.GraphicsView]:
+        return [self.view]
+
+    def _plots(self) -> list[pg.PlotItem]:
+        return [self.plot, self.hist]
+
     @property
     def points(self) -> int:
         return self._n
@@ -180,7 +217,7 @@ class LiveLatencyChart(QWidget):
         self.title.setText(f"{self.title.text()} — done ({result['runtime']}/{result['device']}{prec})")
 
 
-class ComparisonView(QWidget):
+class ComparisonView(_Themed):
     """Grouped bars of p50/p99 and throughput, a table, and accuracy vs latency with the Pareto front.
     Clicking a point selects that artifact (``point_clicked`` carries the model path)."""
 
@@ -233,6 +270,12 @@ class ComparisonView(QWidget):
         self.rows: list[dict[str, Any]] = []
         self._measured: list[dict[str, Any]] = []
         self._labels: list[pg.TextItem] = []
+
+    def _views(self) -> list[pg.GraphicsView]:
+        return [self.bars, self.fps, self.scatter_plot]
+
+    def _plots(self) -> list[pg.PlotItem]:
+        return [v.getPlotItem() for v in self._views()]
 
     @staticmethod
     def label(row: dict[str, Any]) -> str:
