@@ -251,11 +251,16 @@ def test_latency_histogram_keeps_outliers_in_its_last_bin(qtbot) -> None:  # typ
     rng = np.random.default_rng(0)
     values = list(0.1 + rng.gamma(2.0, 0.01, 2000)) + [10.0, 12.0, 15.0]  # three 100x stalls
     chart.add_samples("job", list(enumerate(values)))
-    chart._redraw.flush()
+    chart._update_stats.flush()
     edges, counts = chart.hist_curve.getData()
     assert edges[-1] < 1.0  # the distribution is not squeezed into one bar by the stalls
     assert counts.sum() == len(values)  # yet every sample is counted
     assert "3 more above" in chart.hist.getAxis("bottom").labelText
+    p50, p99 = float(np.percentile(values, 50)), float(np.percentile(values, 99))
+    assert abs(chart.p50_line.value() - p50) < 1e-3 and abs(chart.p99_line.value() - p99) < 2e-3
+    chart.start("next", "another")  # a new benchmark starts from an empty chart
+    assert chart.hist_curve.getData()[0] is None or len(chart.hist_curve.getData()[0]) == 0
+    assert not chart.p50_line.isVisible() and chart.stats["p50"].text() == "-"
 
 
 def test_overlapping_scatter_points_share_a_label() -> None:
