@@ -15,7 +15,15 @@ from edgestudio.workers.manager import JobManager
 # Workers run below the GUI's CPU priority: a conversion or a benchmark using every core must never delay a
 # repaint (on 2 cores a paint that costs 4 ms of CPU took 100+ ms of wall time at equal priority). The GUI is
 # idle most of the time, so this costs a job nothing then.
-WORKER_NICE = int(os.environ.get("EDGESTUDIO_WORKER_NICE", "10"))
+def _worker_nice() -> int:
+    value = os.environ.get("EDGESTUDIO_WORKER_NICE", "10")
+    try:
+        return max(0, min(19, int(value)))
+    except ValueError:
+        return 10  # a typo in the variable must not stop the app from starting
+
+
+WORKER_NICE = _worker_nice()
 
 
 class JobBridge(QObject):

@@ -50,6 +50,7 @@ class MainWindow(QMainWindow):
         self._compare: dict[str, tuple[dict[str, Any], str]] = {}  # job -> (row, kind)
         self._compare_rows: list[dict[str, Any]] = []
         self.devices: list[dict[str, str]] = []
+        self.compare_setup: Any = None
 
         self.details = DetailsView(use_webengine)
         self.setCentralWidget(self.details)
@@ -358,13 +359,16 @@ class MainWindow(QMainWindow):
         from edgestudio.gui.compare_dialog import CompareDialog
 
         runs = {f.value: _runtimes_for(f) for f in ModelFormat}
-        self.compare_setup = CompareDialog(self.workspace.models(), model_ids, self.devices, runs,
-                                           dataset=self.optimize.dataset.text(), parent=self)
-        self.compare_setup.accepted.connect(lambda: self.compare(
-            self.compare_setup.model_ids(), dataset=self.compare_setup.dataset.text().strip(),
-            iterations=self.compare_setup.iterations.value(), targets=self.compare_setup.chosen_targets()))
-        self.compare_setup.show()
-        return self.compare_setup
+        if self.compare_setup is not None:  # one set-up dialog at a time
+            self.compare_setup.close()
+            self.compare_setup.deleteLater()
+        dlg = CompareDialog(self.workspace.models(), model_ids, self.devices, runs,
+                            dataset=self.optimize.dataset.text(), parent=self)
+        dlg.accepted.connect(lambda: self.compare(dlg.model_ids(), dataset=dlg.dataset.text().strip(),
+                                                  iterations=dlg.iterations.value(), targets=dlg.chosen_targets()))
+        self.compare_setup = dlg
+        dlg.show()
+        return dlg
 
     def compare(self, model_ids: list[int], dataset: str | None = None, iterations: int = 100,
                 targets: list[tuple[str, str]] | None = None) -> list[str]:
