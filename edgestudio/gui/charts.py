@@ -1,7 +1,8 @@
 """Charts (pyqtgraph): the live latency of a running benchmark, and the comparison of variants.
 
 Redraws are throttled (superqt's qthrottled): samples arrive in batches every ~50 ms, the curve is redrawn
-at most ten times a second, with downsampling and clip-to-view so 100k points stay smooth.
+at most four times a second and the statistics once a second, with downsampling and clip-to-view so 100k
+points stay smooth.
 """
 
 from __future__ import annotations
@@ -33,7 +34,17 @@ def chart_theme() -> None:
 
 
 class _Themed(QWidget):
-    """Charts that follow the application's palette when it changes (the system switched light/dark)."""
+    """A chart panel: a title over the charts, which follow the application's palette when it changes (the
+    system switched light/dark)."""
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        chart_theme()
+        self.lay = QVBoxLayout(self)
+        self.lay.setContentsMargins(2, 2, 2, 2)
+        self.title = QLabel(title)
+        self.title.setWordWrap(True)
+        self.lay.addWidget(self.title)
 
     def _views(self) -> list[pg.GraphicsView]:
         raise NotImplementedError
@@ -80,13 +91,8 @@ class LiveLatencyChart(_Themed):
     WINDOW = 5000
 
     def __init__(self) -> None:
-        super().__init__()
-        chart_theme()
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(2, 2, 2, 2)
-        self.title = QLabel("No benchmark yet: right-click a model ▸ Benchmark.")
-        self.title.setWordWrap(True)
-        lay.addWidget(self.title)
+        super().__init__("No benchmark yet: right-click a model ▸ Benchmark.")
+        lay = self.lay
         # One scene for the curve and the histogram: one paint per frame instead of two.
         self.view = pg.GraphicsLayoutWidget()
         self.plot = self.view.addPlot(row=0, col=0)
@@ -230,13 +236,9 @@ class ComparisonView(_Themed):
     point_clicked = Signal(str)
 
     def __init__(self) -> None:
-        super().__init__()
-        chart_theme()
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(2, 2, 2, 2)
-        self.title = QLabel("Select several models ▸ Compare (or Tools ▸ Compare) to measure them side by side.")
-        self.title.setWordWrap(True)
-        lay.addWidget(self.title)
+        super().__init__("Select several models ▸ Compare selected (right-click, or the Model menu) to measure "
+                         "them side by side.")
+        lay = self.lay
         charts = QHBoxLayout()
         self.bars = pg.PlotWidget(title="latency (ms): p50 / p99")
         self.bars.showGrid(y=True, alpha=0.2)

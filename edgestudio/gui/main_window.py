@@ -377,12 +377,12 @@ class MainWindow(QMainWindow):
         from edgestudio.bench.compare import plan_matrix
 
         if dataset is None:
-            dataset = self.optimize.dataset.text().strip() or None
+            dataset = self.optimize.dataset.text()
+        dataset = dataset.strip() or None
         entries = [self.workspace.model(i) for i in model_ids]
         if targets is None:
             targets = sorted({(rt, "CPU") for e in entries for rt in _runtimes_for(e.format)})
-        planned, skipped = plan_matrix([e.path for e in entries], targets, dataset=dataset or None,
-                                       iterations=iterations)
+        planned, skipped = plan_matrix([e.path for e in entries], targets, dataset=dataset, iterations=iterations)
         self._compare.clear()
         self._compare_rows = []
         jobs = []
