@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgestudio-installed
 
-.PHONY: setup run test samples bench clean package package-lite screenshots
+.PHONY: setup run test samples bench clean package package-lite screenshots real-models
 
 setup: $(STAMP)
 
@@ -25,7 +25,17 @@ $(STAMP): pyproject.toml Makefile
 run: setup
 	$(BIN)/edgestudio
 
-test: setup
+# Real models with real weights for the trust tests: PP-OCR (rapidocr-onnxruntime) and silero-vad, from their
+# pinned PyPI wheels (pip download --no-deps; only the .onnx files are kept, in the git-ignored .cache/).
+REAL_MODELS := .cache/real-models/.fetched
+
+real-models: $(REAL_MODELS)
+
+$(REAL_MODELS): tests/helpers/real_models.py | $(STAMP)
+	$(BIN)/python tests/helpers/real_models.py
+	@touch $@
+
+test: setup real-models
 	QT_QPA_PLATFORM=offscreen PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 samples: setup

@@ -34,9 +34,41 @@ def _emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> No
         print(text(data))
 
 
+def _input_spec(args: argparse.Namespace) -> Any:
+    """The input specification from --input / --shape / --value (one meaning on every command)."""
+    from edgestudio.core.inputspec import InputSpec
+
+    return InputSpec.from_cli(getattr(args, "input", None), getattr(args, "shape", None), getattr(args, "value", None))
+
+
+def _add_input_args(p: argparse.ArgumentParser, what: str = "the run") -> None:
+    g = p.add_argument_group("inputs", f"what {what} feeds the model (the same on every command)")
+    g.add_argument("--input", metavar="FILE", help=".npz keyed by input name (an array of rank+1 is a stack of "
+                                                    "samples), or .npy for a single input")
+    g.add_argument("--shape", action="append", metavar="NAME=1,3,224,224",
+                   help="the shape of a dynamic input (repeatable; unnamed: the first input)")
+    g.add_argument("--value", action="append", metavar="NAME=V", help="an input that holds a fixed value, e.g. "
+                                                                      "sr=16000 (repeatable)")
+
+
+def _check_inputs(args: argparse.Namespace, spec: Any) -> None:
+    """Names the model does not have are an error listing the real ones (checked before any job starts)."""
+    if spec.empty:
+        return
+    from edgestudio.core.formats import ModelFormat, detect_format
+
+    if detect_format(args.model) in (ModelFormat.KERAS, ModelFormat.KERAS_H5, ModelFormat.SAVED_MODEL):
+        return  # reading their inputs needs TensorFlow; the job checks them
+    from edgestudio.core.inspection import inspect_model
+
+    spec.check_names(inspect_model(args.model).inputs, args.model)
+
+
 # -------------------------------------------------------------------------------------------- inspect
 def _fmt_shape(shape: list[Any]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
+    from edgestudio.core.inputspec import format_dims
+
+    return format_dims(shape)
 
 
 def _inspect_text(d: dict[str, Any]) -> str:
@@ -47,7 +79,9 @@ def _inspect_text(d: dict[str, Any]) -> str:
     if d.get("parameters") is not None:
         lines.append(f"  parameters  {d['parameters']:,}")
     if d.get("macs") is not None:
-        lines.append(f"  MACs        {d['macs']:,}")
+        lines.append(f"  MACs        {d['macs']:,}" + (f"  (at {d['macs_at']})" if d.get("macs_at") else ""))
+    elif d.get("macs_note"):
+        lines.append(f"  MACs        {d['macs_note']}")
     if d.get("opset") is not None:
         lines.append(f"  opset       {d['opset']}")
     if d.get("producer"):
@@ -59,14 +93,17 @@ def _inspect_text(d: dict[str, Any]) -> str:
 
 
 def cmd_inspect(args: argparse.Namespace) -> Any:
+    from edgestudio.bench.inputs import parse_shape_overrides
+
+    shapes = parse_shape_overrides(args.shape)
     if args.workspace:
         from edgestudio.core.jobs import JobKind, JobSpec
 
-        info = run_job(args, JobSpec(JobKind.INSPECT, model=args.model))
+        info = run_job(args, JobSpec(JobKind.INSPECT, model=args.model, options={"shapes": shapes}))
     else:
         from edgestudio.core.inspection import inspect_model
 
-        info = inspect_model(args.model).to_dict()
+        info = inspect_model(args.model, shapes=shapes).to_dict()
     _emit(args, info, _inspect_text)
     return info
 
@@ -88,11 +125,11 @@ def _bench_text(d: dict[str, Any]) -> str:
             f"{d['first_inference_ms']:.2f} ms   peak RSS {d['peak_rss_mb']:.0f} MB"
             f"\n  latency ms  mean {lat['mean']:.3f}  std {lat['std']:.3f}  min {lat['min']:.3f}  p50 {lat['p50']:.3f}"
             f"  p90 {lat['p90']:.3f}  p95 {lat['p95']:.3f}  p99 {lat['p99']:.3f}  max {lat['max']:.3f}"
-            f"\n  throughput {d['throughput_fps']:.1f} inferences/s")
+            f"\n  throughput {d['throughput_fps']:.1f} inferences/s"
+            f"\n  inputs     " + ", ".join(f"{k} {v}" for k, v in (d.get("input_shapes") or {}).items()))
 
 
 def cmd_bench(args: argparse.Namespace) -> Any:
-    from edgestudio.bench.inputs import parse_shape_overrides
     from edgestudio.bench.latency import BenchConfig, run_benchmark
     from edgestudio.core.formats import detect_format
 
@@ -110,15 +147,16 @@ def cmd_bench(args: argparse.Namespace) -> Any:
     if fmt not in rt.formats:
         raise EdgeStudioError(args.model, f"runtime {runtime} does not run {fmt.label} models "
                                           f"(it runs: {', '.join(sorted(f.value for f in rt.formats))})")
+    spec = _input_spec(args)
+    _check_inputs(args, spec)
     config = BenchConfig(runtime=runtime, device=args.device, iterations=args.iterations, warmup=args.warmup,
-                         duration_s=args.duration, threads=args.threads, shapes=parse_shape_overrides(args.shape),
-                         precision=args.precision)
+                         duration_s=args.duration, threads=args.threads, precision=args.precision, inputs=spec)
     if args.workspace:
         from edgestudio.core.jobs import JobKind, JobSpec
 
         result = run_job(args, JobSpec(JobKind.BENCH, model=args.model, runtime=runtime, device=args.device, options={
             "iterations": config.iterations, "warmup": config.warmup, "duration_s": config.duration_s,
-            "threads": config.threads, "shapes": config.shapes, "precision": config.precision}))
+            "threads": config.threads, "inputs": spec.to_dict(), "precision": config.precision}))
         result.pop("samples_ms", None)
     else:
         result = run_benchmark(args.model, config).to_dict()
@@ -128,15 +166,12 @@ def cmd_bench(args: argparse.Namespace) -> Any:
 
 # -------------------------------------------------------------------------------------------- convert
 def _convert_text(d: dict[str, Any]) -> str:
-    lines = [f"{d['output']}  ({d['seconds']:.1f} s)"]
+    lines = [f"{d['output']}  ({d['seconds']:.1f} s; parity {d.get('verdict', 'not checked')})"]
     for s in d["steps"]:
         p = s.get("parity") or {}
-        check = ("parity not checked" if not p else
-                 f"parity {'ok' if p.get('passed') else 'NOT CHECKED' if p.get('passed') is None else 'FAILED'}: "
-                 f"max abs diff {p.get('max_abs_diff')}, cosine {p.get('cosine')}"
-                 + (f", top-1 agreement {p['top1_agreement']:.0%}" if p.get("top1_agreement") is not None else ""))
+        check = "parity not checked (the result was run once)" if not p else f"parity {p.get('summary')}"
         lines.append(f"  {s['from']:>10} -> {s['to']:<10} {s['converter']:<12} {s['seconds']:6.2f} s   {check}")
-    return "\n".join(lines)
+    return "\n".join(lines + [f"warning: {w}" for w in d.get("warnings", [])])
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -163,10 +198,12 @@ def cmd_convert(args: argparse.Namespace) -> Any:
         _emit(args, data, lambda d: plan.describe() + "".join(
             f"\n  unavailable: {k} (needs {', '.join(v)})" for k, v in plan.unavailable.items()))
         return data
+    spec = _input_spec(args)
+    _check_inputs(args, spec)
     opts = ConvertOptions(opset=args.opset, shapes=parse_shape_overrides(args.shape), layout=args.layout,
                           input_names=_names(args.input_names), output_names=_names(args.output_names),
                           compress_fp16=args.fp16, allow_tf_ops=args.allow_tf_ops, tolerance=args.tolerance,
-                          validate=not args.no_validate)
+                          validate=not args.no_validate, inputs=spec.to_dict())
     options = {"to": target.value, "via": [v.value for v in via], "simplify": args.simplify,
                "keep_intermediate": bool(args.workspace), "convert": opts.to_dict()}
     if args.workspace:
@@ -212,6 +249,12 @@ def _optimize_text(d: dict[str, Any]) -> str:
     sb = d["size_bytes"]
     lines = [f"{d['output']}", f"  {d['method']} for {d['runtime']} in {d['seconds']:.1f} s; size {sb['before']:,} -> "
              f"{sb['after']:,} bytes ({sb['after'] / max(sb['before'], 1):.0%})"]
+    drift = (d.get("details") or {}).get("drift")
+    if drift:
+        outs = ", ".join(f"{o['name']} cosine {o['cosine']:.4f}" + (f" / SNR {o['snr_db']:.1f} dB" if o.get("snr_db")
+                                                                    is not None else "") for o in drift["outputs"][:4])
+        lines.append(f"  drift vs FP32: {drift['verdict']} on {drift['samples']} {drift['data']}: {outs} "
+                     f"(limit cosine {drift['min_cosine']})")
     if d.get("accuracy"):
         a = d["accuracy"]
         lines.append(f"  top-1 {a['before']:.4f} -> {a['after']:.4f} (drop {a['drop']:.4f}, max {a['max_drop']})")
@@ -228,7 +271,8 @@ def _optimize_options(args: argparse.Namespace) -> Any:
     return OptimizeOptions(calibration=args.calibration, dataset=args.dataset, max_drop=args.max_drop,
                            sparsity=args.sparsity, preset=args.preset, per_channel=not args.per_tensor,
                            calibration_method=args.calibration_method, activation_type=args.activation_type,
-                           subset_size=args.subset_size, ignored_scope=_names(args.ignore) or [], level=args.level)
+                           subset_size=args.subset_size, ignored_scope=_names(args.ignore) or [], level=args.level,
+                           inputs=_input_spec(args).to_dict(), min_cosine=args.min_cosine, keep_lossy=args.keep_lossy)
 
 
 def cmd_optimize(args: argparse.Namespace) -> Any:
@@ -238,6 +282,7 @@ def cmd_optimize(args: argparse.Namespace) -> Any:
     src = Path(args.model)
     fmt = detect_format(src)
     opts = _optimize_options(args)
+    _check_inputs(args, _input_spec(args))
     for data in (args.calibration, args.dataset):
         if data and data != "random" and not Path(data).exists():
             raise UsageError(None, f"{data}: no such file or folder")
@@ -282,8 +327,10 @@ def cmd_eval(args: argparse.Namespace) -> Any:
 
     if args.dataset != "random" and not Path(args.dataset).exists():
         raise UsageError(None, f"{args.dataset}: no such file or folder")
+    spec = _input_spec(args)
+    _check_inputs(args, spec)
     result = run_job(args, JobSpec(JobKind.EVAL, model=args.model, runtime=args.runtime, device=args.device,
-                                   options={"dataset": args.dataset, "limit": args.limit}))
+                                   options={"dataset": args.dataset, "limit": args.limit, "inputs": spec.to_dict()}))
     _emit(args, result, lambda d: f"{args.model} on {d['runtime']}/{d['device']}: top-1 {d['top1']:.4f}"
                                   + (f", top-5 {d['top5']:.4f}" if d.get("top5") is not None else "") + f" on {d['n']} samples")
     return result
@@ -308,7 +355,7 @@ def cmd_compare(args: argparse.Namespace) -> Any:
     mgr = JobManager(ws, max_workers=1)
     try:
         rows = comparison_rows(mgr, args.models, args.runtime, dataset=args.dataset, device=args.device,
-                               iterations=args.iterations)
+                               iterations=args.iterations, inputs=_input_spec(args).to_dict())
     finally:
         mgr.shutdown()
         if ws is not None:
@@ -344,8 +391,10 @@ def cmd_package(args: argparse.Namespace) -> Any:
     if args.workspace:
         with _open_workspace(args) as ws:
             lineage = workspace_lineage(ws, str(src.resolve()))
+    inputs = _input_spec(args)
+    _check_inputs(args, inputs)
     spec = JobSpec(JobKind.PACKAGE, model=str(src), runtime=runtime, output=str(out.resolve()), options={
-        "dataset": args.dataset, "input": args.input, "iterations": args.iterations, "tflm": args.tflm,
+        "dataset": args.dataset, "inputs": inputs.to_dict(), "iterations": args.iterations, "tflm": args.tflm,
         "lineage": lineage})
     result = run_job(args, spec, record=False)  # the zip goes where asked, not into the workspace
     lat = result["benchmark"]["latency_ms"]
@@ -456,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", parents=[common], help="describe a model: I/O, ops, parameters, MACs")
     p.add_argument("model", help="model file or folder (format detected from content)")
+    p.add_argument("--shape", action="append", metavar="NAME=1,3,224,224",
+                   help="fix a dynamic input's shape for the MACs count (repeatable)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("devices", parents=[common], help="every device the installed runtimes see")
@@ -470,8 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--duration", type=float, help="run for this many seconds instead of a fixed count")
     p.add_argument("--threads", type=int, help="intra-op threads (default: the runtime's choice)")
-    p.add_argument("--shape", action="append", metavar="NAME=1,3,224,224", help="fix a dynamic input shape")
     p.add_argument("--precision", help="inference precision hint where supported (OpenVINO: f32, bf16, f16)")
+    _add_input_args(p, "the benchmark")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("convert", parents=[common], help="convert to another format, checking every hop's numbers")
@@ -481,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--via", action="append", metavar="FORMAT", help="go through this format (repeatable)")
     p.add_argument("--simplify", action="store_true", help="simplify the ONNX hop with onnxslim")
     p.add_argument("--opset", type=int, help="ONNX opset to produce")
-    p.add_argument("--shape", action="append", metavar="NAME=1,224,224,3", help="fix an input shape")
+    _add_input_args(p, "the parity checks (and --shape: converters that can fix a shape)")
     p.add_argument("--layout", choices=["auto", "nchw", "nhwc"], default="auto",
                    help="NCHW/NHWC handling where the converter offers it")
     p.add_argument("--input-names", help="comma-separated new input names (ONNX results)")
@@ -512,7 +563,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore", metavar="NAMES", help="comma-separated node names (or type:Op) kept in float")
     p.add_argument("--level", choices=["basic", "extended", "all"], default="all", help="ORT graph-opt level")
     p.add_argument("--iterations", type=int, default=200, help="auto: benchmark iterations per candidate")
+    p.add_argument("--min-cosine", type=float, default=0.99,
+                   help="drift guard: lowest cosine to the FP32 model per output (default 0.99)")
+    p.add_argument("--keep-lossy", action="store_true", help="keep a result that fails the drift guard (marked)")
     p.add_argument("-o", "--output", help="output path (default: beside the model)")
+    _add_input_args(p, "calibration (other inputs) and the drift check")
     p.set_defaults(func=cmd_optimize)
 
     p = sub.add_parser("eval", parents=[common], help="top-1/top-5 accuracy on a labeled dataset")
@@ -521,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime")
     p.add_argument("--device", default="CPU")
     p.add_argument("--limit", type=int, help="evaluate the first N samples only")
+    _add_input_args(p, "the model's other inputs (the dataset feeds the first)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("compare", parents=[common], help="benchmark variants x runtimes side by side (Pareto front)")
@@ -529,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", metavar="DATA", help="labeled data: adds top-1 and the accuracy/latency Pareto front")
     p.add_argument("--device", default="CPU")
     p.add_argument("--iterations", type=int, default=100)
+    _add_input_args(p, "every benchmark")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("package", parents=[common], help="a deployment zip: model, standalone runner, pinned "
@@ -536,10 +593,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--runtime", choices=["onnxruntime", "openvino", "litert"], help="default: from the format")
     p.add_argument("-o", "--output", help="the zip (default: beside the model)")
-    p.add_argument("--input", metavar="NPY", help="sample input for the runner (default: generated from the spec)")
     p.add_argument("--dataset", metavar="DATA", help="labeled data: adds accuracy to the report")
     p.add_argument("--iterations", type=int, default=100, help="benchmark iterations for the report")
     p.add_argument("--tflm", action="store_true", help="add TensorFlow Lite Micro C sources (TFLite models)")
+    _add_input_args(p, "the package's sample input and benchmark")
     p.set_defaults(func=cmd_package)
 
     p = sub.add_parser("jobs", parents=[common], help="job history of a workspace (default: the user's)")

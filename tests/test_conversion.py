@@ -271,7 +271,12 @@ def _run_first_output(path: Path, runtime: str, feeds_from: Path) -> np.ndarray:
 def test_zoo_to_openvino(model: Path, tmp_path: Path, zoo_dir: Path) -> None:
     body = zoo_body(model, zoo_dir)  # see zoo_body: parity is checked on the logits
     report = convert_model(body, F.OPENVINO, output=tmp_path / f"{model.stem}.xml")
-    assert report.steps[0].parity["passed"] and report.steps[0].parity["cosine"] > 0.9999
+    parity = report.steps[0].parity
+    # some "light" zoo graphs (constant-filled weights) give logits that are all equal: such a reference cannot
+    # tell a good conversion from a broken one, and the check says so instead of "passed"
+    assert parity["verdict"] in ("passed", "inconclusive") and parity["cosine"] > 0.9999, parity
+    if parity["verdict"] == "inconclusive":
+        assert "constant" in parity["note"] or "does not change" in parity["note"]
     out = _run_first_output(tmp_path / f"{model.stem}.xml", "openvino", body)
     np.testing.assert_allclose(softmax_like_zoo(model, out), zoo_expected(model), rtol=1e-3, atol=1e-6)
 

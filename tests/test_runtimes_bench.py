@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edgestudio.backends.runtimes import RUNTIMES, get_runtime, list_devices, runtime_for_format
-from edgestudio.bench.inputs import make_inputs, parse_shape_overrides, resolve_shape
+from edgestudio.bench.inputs import make_inputs, parse_shape_overrides
+from edgestudio.core.inputspec import InputSpec, resolve_shapes
 from edgestudio.bench.latency import BenchConfig, run_benchmark, timed_loop
 from edgestudio.bench.stats import LatencyStats
 from edgestudio.core.errors import Cancelled, RuntimeUnavailableError, UsageError
@@ -73,19 +74,31 @@ def test_make_inputs_follows_spec() -> None:
     feeds = make_inputs(specs, parse_shape_overrides(["img=2,3,32,48"]))
     assert feeds["img"].shape == (2, 3, 32, 48) and feeds["img"].dtype == np.float32
     assert feeds["ids"].dtype == np.int64 and feeds["mask"].dtype == np.bool_
-    assert make_inputs(specs)["img"].shape == (1, 3, 1, 1)  # unspecified dynamic dims default to 1
-    np.testing.assert_array_equal(make_inputs(specs, seed=3)["img"], make_inputs(specs, seed=3)["img"])
+    # a dynamic dim nothing fixes is an error for a run (it once ran silently at 1x1)...
+    with pytest.raises(UsageError, match=r"--shape img=1,3,N,N"):
+        make_inputs(specs)
+    # ...and a stated default for numerical checks only
+    assert make_inputs(specs, dynamic_default=64)["img"].shape == (1, 3, 64, 64)
+    np.testing.assert_array_equal(make_inputs(specs, seed=3, dynamic_default=8)["img"],
+                                  make_inputs(specs, seed=3, dynamic_default=8)["img"])
 
 
 def test_shape_override_errors() -> None:
-    spec = TensorSpec("x", ["batch", 8, 8, 1], "float32")
+    specs = [TensorSpec("x", ["batch", 8, 8, 1], "float32")]
+
+    def resolve(items: list[str]) -> list[int]:
+        return resolve_shapes(specs, InputSpec(shapes=parse_shape_overrides(items)))["x"]
+
     with pytest.raises(UsageError, match="rank"):
-        resolve_shape(spec, parse_shape_overrides(["x=1,8,8"]))
+        resolve(["x=1,8,8"])
     with pytest.raises(UsageError, match="conflicts"):
-        resolve_shape(spec, parse_shape_overrides(["x=1,9,8,1"]))
+        resolve(["x=1,9,8,1"])
     with pytest.raises(UsageError, match="bad --shape"):
         parse_shape_overrides(["x=1,a"])
-    assert resolve_shape(spec, parse_shape_overrides(["4,8,8,1"])) == [4, 8, 8, 1]
+    with pytest.raises(UsageError, match=r"not an input of this model \(its inputs: x\)"):
+        resolve(["image=1,8,8,1"])
+    assert resolve(["4,8,8,1"]) == [4, 8, 8, 1]
+    assert resolve(["serving_default_x:0=2,8,8,1"]) == [2, 8, 8, 1]  # names as converters mangle them
 
 
 def test_latency_stats() -> None:

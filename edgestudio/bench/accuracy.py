@@ -36,15 +36,26 @@ def _session(model: str | Path, runtime: str | None, device: str, ov_precision: 
 
 
 def predict(session: Any, dataset: Dataset, *, limit: int | None = None, pre: Preprocess | None = None,
-            progress: ProgressCallback = noop_progress, cancel: CancelToken | None = None) -> np.ndarray:
-    """The first output for every sample, stacked (batch of one: works for static and dynamic batch)."""
+            inputs: Any = None, progress: ProgressCallback = noop_progress,
+            cancel: CancelToken | None = None) -> np.ndarray:
+    """The first output for every sample, stacked (batch of one: works for static and dynamic batch).
+
+    The dataset feeds the first input; other inputs come from ``inputs`` (an InputSpec: --value, --input)."""
+    from edgestudio.core.inputspec import CHECK_DYNAMIC_DIM, InputSpec, make_feeds
+
     spec = session.inputs[0]
     n = len(dataset) if limit is None else min(limit, len(dataset))
+    rest = session.inputs[1:]
+    extra: dict[str, np.ndarray] = {}
+    if rest:  # a full feed from the input specification; the dataset then replaces the first input
+        extra = make_feeds(session.inputs, InputSpec.from_dict(inputs), count=1,
+                           dynamic_default=CHECK_DYNAMIC_DIM).samples[0]
+        extra.pop(spec.name, None)
     outs = []
     for i, x in enumerate(dataset.samples(spec, pre, limit=n)):
         if cancel is not None and i % 16 == 0:
             cancel.check()
-        outs.append(np.asarray(next(iter(session.run({spec.name: x}).values()))).reshape(1, -1))
+        outs.append(np.asarray(next(iter(session.run({spec.name: x, **extra}).values()))).reshape(1, -1))
         if i % 32 == 0:
             progress(i / max(n, 1), f"sample {i}/{n}")
     progress(1.0, "done")
@@ -60,12 +71,12 @@ def topk(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float | None]:
 
 
 def evaluate(model: str | Path, dataset: str | Path | Dataset, *, runtime: str | None = None, device: str = "CPU",
-             limit: int | None = None, ov_precision: str | None = "f32", progress: ProgressCallback = noop_progress,
-             cancel: CancelToken | None = None) -> EvalResult:
+             limit: int | None = None, ov_precision: str | None = "f32", inputs: Any = None,
+             progress: ProgressCallback = noop_progress, cancel: CancelToken | None = None) -> EvalResult:
     sess = _session(model, runtime, device, ov_precision)
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, spec=sess.inputs[0], require_labels=True)
     labels = ds.labels()[: limit or len(ds)]
-    scores = predict(sess, ds, limit=limit, progress=progress, cancel=cancel)
+    scores = predict(sess, ds, limit=limit, inputs=inputs, progress=progress, cancel=cancel)
     if scores.shape[1] <= int(labels.max()):
         raise DatasetError(ds.path, f"labels go up to {int(labels.max())} but the model has {scores.shape[1]} outputs")
     top1, top5 = topk(scores, labels)

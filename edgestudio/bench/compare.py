@@ -24,22 +24,24 @@ def runs_format(runtime: str, fmt: ModelFormat) -> bool:
 
 
 def _plan(model: str, fmt: ModelFormat, runtime: str, device: str, dataset: str | None, iterations: int,
-          warmup: int) -> tuple[dict[str, Any], list[JobSpec]]:
+          warmup: int, inputs: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[JobSpec]]:
     row: dict[str, Any] = {"model": str(model), "format": fmt.value, "runtime": runtime, "device": device,
                            "size_bytes": model_size_bytes(Path(model), fmt), "error": None}
     if not runs_format(runtime, fmt):
         row["error"] = f"{runtime} does not run {fmt.label} models"
         return row, []
     specs = [JobSpec(JobKind.BENCH, model=str(model), runtime=runtime, device=device,
-                     options={"iterations": iterations, "warmup": warmup, "keep_samples": False})]
+                     options={"iterations": iterations, "warmup": warmup, "keep_samples": False,
+                              "inputs": dict(inputs or {})})]
     if dataset:
         specs.append(JobSpec(JobKind.EVAL, model=str(model), runtime=runtime, device=device,
-                             options={"dataset": dataset}))
+                             options={"dataset": dataset, "inputs": dict(inputs or {})}))
     return row, specs
 
 
 def plan_rows(models: list[str], runtimes: list[str] | None, *, dataset: str | None = None, device: str = "CPU",
-              iterations: int = 100, warmup: int = 10) -> list[tuple[dict[str, Any], list[JobSpec]]]:
+              iterations: int = 100, warmup: int = 10,
+              inputs: dict[str, Any] | None = None) -> list[tuple[dict[str, Any], list[JobSpec]]]:
     """A row per model x runtime, with the jobs that fill it (none, and an error, where it cannot run)."""
     from edgestudio.backends.runtimes import runtime_for_format
 
@@ -47,12 +49,12 @@ def plan_rows(models: list[str], runtimes: list[str] | None, *, dataset: str | N
     for model in models:
         fmt = detect_format(model)
         for rt in runtimes or [runtime_for_format(fmt)]:
-            out.append(_plan(model, fmt, rt, device, dataset, iterations, warmup))
+            out.append(_plan(model, fmt, rt, device, dataset, iterations, warmup, inputs))
     return out
 
 
 def plan_matrix(models: list[str], targets: list[tuple[str, str]], *, dataset: str | None = None,
-                iterations: int = 100, warmup: int = 10
+                iterations: int = 100, warmup: int = 10, inputs: dict[str, Any] | None = None
                 ) -> tuple[list[tuple[dict[str, Any], list[JobSpec]]], list[tuple[str, str, str]]]:
     """Variants x (runtime, device) targets, as one batch: a row for each pair whose runtime runs the variant's
     format. Returns the planned rows and the pairs left out, as (model, runtime, device)."""
@@ -61,7 +63,7 @@ def plan_matrix(models: list[str], targets: list[tuple[str, str]], *, dataset: s
         fmt = detect_format(model)
         for rt, device in targets:
             if runs_format(rt, fmt):
-                out.append(_plan(model, fmt, rt, device, dataset, iterations, warmup))
+                out.append(_plan(model, fmt, rt, device, dataset, iterations, warmup, inputs))
             else:
                 skipped.append((str(model), rt, device))
     return out, skipped
@@ -93,11 +95,13 @@ def finalize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def comparison_rows(manager: Any, models: list[str], runtimes: list[str] | None, *, dataset: str | None = None,
-                    device: str = "CPU", iterations: int = 100, warmup: int = 10) -> list[dict[str, Any]]:
+                    device: str = "CPU", iterations: int = 100, warmup: int = 10,
+                    inputs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Submit every job through ``manager``, wait for all, return the finished table."""
     from edgestudio.core.jobs import JobStatus
 
-    planned = plan_rows(models, runtimes, dataset=dataset, device=device, iterations=iterations, warmup=warmup)
+    planned = plan_rows(models, runtimes, dataset=dataset, device=device, iterations=iterations, warmup=warmup,
+                        inputs=inputs)
     submitted = [(row, [(spec.kind, manager.submit(spec)) for spec in specs]) for row, specs in planned]
     for row, jobs in submitted:
         for kind, job_id in jobs:

@@ -1,4 +1,7 @@
-"""Inputs generated from a model's input spec, with dynamic dims fixed by ``--shape`` overrides."""
+"""Inputs for a run, from the one input specification (:mod:`edgestudio.core.inputspec`).
+
+Kept as the bench package's entry point: ``make_inputs`` gives one feed dict, deterministic for a seed.
+"""
 
 from __future__ import annotations
 
@@ -6,62 +9,29 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from edgestudio.core.errors import UsageError
+from edgestudio.core.inputspec import InputSpec, make_feeds, parse_shapes
 from edgestudio.core.modelinfo import TensorSpec
 
 ShapeOverrides = dict[str, list[int]]
 
 
 def parse_shape_overrides(items: Iterable[str] | None) -> ShapeOverrides:
-    """Parse ``["name=1,3,224,224", "1,28,28,1"]``; an unnamed shape applies to the only/first input ("")."""
-    out: ShapeOverrides = {}
-    for item in items or []:
-        name, _, dims = item.rpartition("=")
-        try:
-            shape = [int(x) for x in dims.replace("x", ",").split(",") if x.strip()]
-        except ValueError:
-            raise UsageError(None, f"bad --shape {item!r}: expected name=1,3,224,224") from None
-        if not shape or any(d <= 0 for d in shape):
-            raise UsageError(None, f"bad --shape {item!r}: dimensions must be positive integers")
-        out[name.strip()] = shape
-    return out
+    """Parse ``["name=1,3,224,224", "1,28,28,1"]``; an unnamed shape applies to the first input ("")."""
+    return parse_shapes(items)
 
 
-def resolve_shape(spec: TensorSpec, overrides: ShapeOverrides | None = None, index: int = 0) -> list[int]:
-    overrides = overrides or {}
-    if spec.name in overrides:
-        shape = overrides[spec.name]
-    elif "" in overrides and index == 0:
-        shape = overrides[""]
-    else:
-        return [d if isinstance(d, int) and d >= 0 else 1 for d in spec.shape]
-    if len(shape) != len(spec.shape) and spec.shape != ["?"]:
-        raise UsageError(None, f"--shape for {spec.name!r} has rank {len(shape)}, the model's input has rank "
-                               f"{len(spec.shape)} ({spec.shape})")
-    for want, got in zip(spec.shape, shape):
-        if isinstance(want, int) and want >= 0 and want != got:
-            raise UsageError(None, f"--shape {shape} for {spec.name!r} conflicts with its static shape {spec.shape}")
-    return list(shape)
+def make_inputs(specs: list[TensorSpec], overrides: ShapeOverrides | InputSpec | None = None, seed: int = 0,
+                batch: int | None = None, *, dynamic_default: int | None = None,
+                model: str | None = None) -> dict[str, np.ndarray]:
+    """One feed: the user's data and values where given, else deterministic random data of the right shape.
 
-
-def make_inputs(specs: list[TensorSpec], overrides: ShapeOverrides | None = None, seed: int = 0,
-                batch: int | None = None) -> dict[str, np.ndarray]:
-    """Deterministic random inputs of the right dtype and shape for every input."""
-    rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
-    for i, spec in enumerate(specs):
-        shape = resolve_shape(spec, overrides, i)
-        if batch and spec.shape and not (isinstance(spec.shape[0], int) and spec.shape[0] >= 0):
-            shape[0] = batch
-        dtype = np.dtype(spec.dtype) if spec.dtype not in ("unknown", "str") else np.dtype("float32")
-        if dtype.kind == "f":
-            arr = rng.random(shape, dtype=np.float32).astype(dtype)
-        elif dtype.kind == "b":
-            arr = rng.integers(0, 2, shape).astype(bool)
-        elif dtype.kind in "iu":
-            lo, hi = (0, 2) if dtype.kind == "u" or dtype.itemsize > 1 else (-2, 2)
-            arr = rng.integers(lo, hi, shape).astype(dtype)
-        else:
-            raise UsageError(None, f"cannot generate data for input {spec.name!r} of dtype {spec.dtype}")
-        feeds[spec.name] = arr
-    return feeds
+    A dynamic dim nothing fixes is an error asking for ``--shape`` (the first, batch, dim is 1, or ``batch``),
+    unless ``dynamic_default`` is given: a benchmark never runs at a shape the user did not choose.
+    """
+    spec = overrides if isinstance(overrides, InputSpec) else InputSpec(shapes=dict(overrides or {}))
+    if batch:
+        first = specs[0] if specs else None
+        if first is not None and first.shape and not (isinstance(first.shape[0], int) and first.shape[0] >= 0):
+            specs = [TensorSpec(s.name, [batch, *s.shape[1:]], s.dtype)
+                     if s.shape and not (isinstance(s.shape[0], int) and s.shape[0] >= 0) else s for s in specs]
+    return make_feeds(specs, spec, count=1, seed=seed, dynamic_default=dynamic_default, model=model).samples[0]

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgestudio.bench.inputs import ShapeOverrides, make_inputs
+from edgestudio.core.inputspec import InputSpec
 from edgestudio.bench.stats import LatencyStats
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 
@@ -34,6 +35,12 @@ class BenchConfig:
     shapes: ShapeOverrides = field(default_factory=dict)
     precision: str | None = None
     seed: int = 0
+    inputs: InputSpec = field(default_factory=InputSpec)  # --input / --value (and --shape, merged with shapes)
+
+    def __post_init__(self) -> None:
+        self.inputs = InputSpec.from_dict(self.inputs)
+        if self.shapes:
+            self.inputs = self.inputs.merged(InputSpec(shapes=dict(self.shapes)))
 
 
 @dataclass
@@ -112,7 +119,8 @@ def run_benchmark(model: str | Path, config: BenchConfig, *, on_sample: SampleCa
     load_ms = (time.perf_counter() - t0) * 1e3
     if cancel:
         cancel.check()
-    feeds = make_inputs(session.inputs, config.shapes, seed=config.seed)
+    # the user's data/values/shapes; a dynamic dim nothing fixes is an error, never a silent 1
+    feeds = make_inputs(session.inputs, config.inputs, seed=config.seed, model=str(model))
     call = session.bind(feeds)
     t0 = time.perf_counter()
     call()

@@ -1,74 +1,179 @@
-"""Numerical parity between a model and what it was converted into, on the same generated inputs.
+"""Numerical parity between a model and what was made from it, on the same inputs (Polygraphy's practice).
 
-Inputs are matched by order; when the child's layout differs (NCHW <-> NHWC) the same data is fed
-transposed, and the child's outputs are transposed back before comparing.
+Per output: max absolute and relative error (``|a - b| <= atol + rtol * |a|``), cosine similarity, SNR in
+dB, and top-1 agreement where the output looks like class scores. The verdict is one of
+
+- ``passed``: every output is informative and within the hop's limits;
+- ``failed``: some output is outside them, or the inputs/outputs changed in a way nobody asked for;
+- ``inconclusive``: the reference itself cannot tell (constant, all ~0, NaN/Inf, or not changing with the
+  inputs): never "passed"; give real inputs (``--input``).
+
+Two modes: ``exact`` for FP32 hops (element-wise tolerance and cosine >= 0.999) and ``lossy`` for FP16/INT8
+results (judged by cosine, default 0.99, with SNR reported). Inputs come from the user's input specification
+(``--input``/``--shape``/``--value`` or a dataset) and are random only where nothing was given; the report
+says which. Inputs are matched by name (as converters mangle names) else by order; a layout change
+(NCHW <-> NHWC) feeds the same data transposed and is reported, and fails the hop unless it was asked for.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgestudio.bench.inputs import ShapeOverrides, make_inputs
 from edgestudio.core.formats import ModelFormat, detect_format
-from edgestudio.core.modelinfo import Dim
+from edgestudio.core.inputspec import (CHECK_DYNAMIC_DIM, Feeds, InputSpec, format_dims, looks_channels_last,
+                                       make_feeds, normalize_name)
+from edgestudio.core.modelinfo import Dim, TensorSpec
+
+PASSED, FAILED, INCONCLUSIVE, NOT_CHECKED = "passed", "failed", "inconclusive", "not checked"
+EXACT_MIN_COSINE = 0.999
+LOSSY_MIN_COSINE = 0.99
+DEFAULT_RTOL = 1e-3
+
+
+@dataclass
+class OutputCheck:
+    name: str
+    child_name: str
+    max_abs_diff: float
+    max_rel_diff: float
+    cosine: float
+    snr_db: float | None  # None: identical (infinite SNR)
+    top1_agreement: float | None
+    verdict: str
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("max_abs_diff", "max_rel_diff", "cosine", "snr_db", "top1_agreement"):
+            if d[k] is not None:
+                d[k] = _round(d[k])
+        return d
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.6g}") if math.isfinite(x) else float("nan") if math.isnan(x) else x
 
 
 @dataclass
 class ParityReport:
-    max_abs_diff: float | None
-    mean_abs_diff: float | None
-    cosine: float | None
-    top1_agreement: float | None
-    passed: bool | None  # None: could not be checked (no runtime for the child's format)
-    tolerance: float
+    verdict: str
+    outputs: list[OutputCheck]
+    tolerance: float  # atol (scaled to the output's magnitude in exact mode) or the min cosine in lossy mode
     samples: int
     parent_runtime: str | None
     child_runtime: str | None
+    mode: str = "exact"
+    inputs: dict[str, Any] = field(default_factory=dict)  # where the inputs came from (Feeds.to_dict)
+    io_changes: list[str] = field(default_factory=list)
     note: str | None = None
 
+    @property
+    def passed(self) -> bool | None:
+        """True: passed; False: failed; None: inconclusive or not checked."""
+        return True if self.verdict == PASSED else False if self.verdict == FAILED else None
+
+    def _worst(self) -> OutputCheck | None:
+        return min(self.outputs, key=lambda o: o.cosine) if self.outputs else None
+
+    @property
+    def max_abs_diff(self) -> float | None:
+        return max((o.max_abs_diff for o in self.outputs), default=None)
+
+    @property
+    def cosine(self) -> float | None:
+        return min((o.cosine for o in self.outputs), default=None)
+
+    @property
+    def snr_db(self) -> float | None:
+        vals = [o.snr_db for o in self.outputs if o.snr_db is not None]
+        return min(vals) if vals else None
+
+    @property
+    def top1_agreement(self) -> float | None:
+        vals = [o.top1_agreement for o in self.outputs if o.top1_agreement is not None]
+        return min(vals) if vals else None
+
+    def summary(self) -> str:
+        """One line: the verdict, the worst figures, what it ran on."""
+        if self.verdict == NOT_CHECKED:
+            return f"not checked: {self.note}" if self.note else "not checked"
+        w = self._worst()
+        figs = []
+        if w is not None:
+            figs.append(f"cosine {w.cosine:.6f}")
+            figs.append(f"SNR {'inf' if w.snr_db is None else f'{w.snr_db:.1f}'} dB")
+            figs.append(f"max abs diff {w.max_abs_diff:.3g}")
+            if self.top1_agreement is not None:
+                figs.append(f"top-1 agreement {self.top1_agreement:.0%}")
+        src = ("random inputs" if self.inputs.get("random") else "inputs, partly random" if any(
+            v == "random" for v in (self.inputs.get("sources") or {}).values()) else "real inputs") if self.inputs else ""
+        text = f"{self.verdict}: " + ", ".join(figs) + (f" on {self.samples} {src}".rstrip() if self.samples else "")
+        bad = [o for o in self.outputs if o.verdict != PASSED and o.reason]
+        if bad:
+            text += f" ({bad[0].name}: {bad[0].reason})"
+        if self.io_changes:
+            text += "; " + "; ".join(self.io_changes)
+        return text
+
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("max_abs_diff", "mean_abs_diff", "cosine", "top1_agreement"):
-            if d[k] is not None:
-                d[k] = float(f"{d[k]:.6g}")
-        return d
+        return {"verdict": self.verdict, "passed": self.passed, "mode": self.mode,
+                "max_abs_diff": _r(self.max_abs_diff), "cosine": _r(self.cosine), "snr_db": _r(self.snr_db),
+                "top1_agreement": _r(self.top1_agreement), "tolerance": _r(self.tolerance), "samples": self.samples,
+                "parent_runtime": self.parent_runtime, "child_runtime": self.child_runtime,
+                "outputs": [o.to_dict() for o in self.outputs], "inputs": self.inputs,
+                "io_changes": list(self.io_changes), "note": self.note, "summary": self.summary()}
 
 
+def _r(x: float | None) -> float | None:
+    return None if x is None else _round(x)
+
+
+# ------------------------------------------------------------------------------------------- layout
 def _matches(shape: list[int], spec: list[Dim]) -> bool:
     return len(shape) == len(spec) and all(not isinstance(s, int) or s < 0 or s == d for d, s in zip(shape, spec))
 
 
 def layout_perm(shape: list[int], spec: list[Dim]) -> tuple[int, ...] | None:
-    """The permutation that makes ``shape`` fit ``spec`` (identity first), or None."""
+    """The permutation that makes ``shape`` fit ``spec`` (None: as it is), or ValueError."""
     if _matches(shape, spec):
         return None
     n = len(shape)
     if n < 3 or n != len(spec):
-        raise ValueError(f"input shape {shape} does not fit {spec}")
+        raise ValueError(f"input shape {shape} does not fit {format_dims(spec)}")
     channels_last_to_first = (0, n - 1, *range(1, n - 1))
     channels_first_to_last = (0, *range(2, n), 1)
     for perm in (channels_last_to_first, channels_first_to_last, *itertools.permutations(range(n))):
         if _matches([shape[p] for p in perm], spec):
             return tuple(perm)
-    raise ValueError(f"input shape {shape} does not fit {spec} in any layout")
+    raise ValueError(f"input shape {shape} does not fit {format_dims(spec)} in any layout")
 
 
-def _align_output(child: np.ndarray, parent: np.ndarray) -> np.ndarray:
+def perm_name(perm: tuple[int, ...]) -> str:
+    n = len(perm)
+    if perm == (0, n - 1, *range(1, n - 1)):
+        return "channels-last -> channels-first (NHWC -> NCHW)"
+    if perm == (0, *range(2, n), 1):
+        return "channels-first -> channels-last (NCHW -> NHWC)"
+    return f"axes permuted {perm}"
+
+
+def _align_output(child: np.ndarray, parent: np.ndarray) -> tuple[np.ndarray, str | None]:
     if child.shape == parent.shape:
-        return child
+        return child, None
     n = child.ndim
     if n >= 3 and n == parent.ndim:
         for perm in ((0, *range(2, n), 1), (0, n - 1, *range(1, n - 1))):
             if child.transpose(perm).shape == parent.shape:
-                return child.transpose(perm)
+                return child.transpose(perm), "layout"
     if child.size == parent.size:
-        return child.reshape(parent.shape)
-    raise ValueError(f"output shapes differ: {child.shape} vs {parent.shape}")
+        return child.reshape(parent.shape), "reshape"
+    raise ValueError(f"output shapes differ: {list(child.shape)} vs {list(parent.shape)}")
 
 
 def default_runtime(fmt: ModelFormat) -> str | None:
@@ -81,52 +186,202 @@ def default_runtime(fmt: ModelFormat) -> str | None:
         return None
 
 
-def compare_models(parent: str | Path, child: str | Path, *, tolerance: float, shapes: ShapeOverrides | None = None,
-                   samples: int = 4, seed: int = 0) -> ParityReport:
-    """Run parent and child on the same ``samples`` random inputs and compare every output."""
+# ------------------------------------------------------------------------------------------ metrics
+def _looks_like_classes(a: np.ndarray) -> bool:
+    return a.ndim >= 2 and 2 <= a.shape[-1] <= 100_000 and a.size // a.shape[-1] >= 1
+
+
+def _degenerate(ref: list[np.ndarray]) -> str | None:
+    """Why this reference output cannot tell a good model from a broken one (None: it can)."""
+    allv = np.concatenate([r.ravel() for r in ref]) if ref else np.zeros(0)
+    if allv.size == 0:
+        return "the reference output is empty"
+    if not np.all(np.isfinite(allv)):
+        return "the reference output holds NaN/Inf"
+    peak = float(np.abs(allv).max())
+    if peak < 1e-6:
+        return f"the reference output is all ~0 (max |x| {peak:.2g})"
+    if float(np.ptp(allv)) <= 1e-6 * peak:
+        return f"the reference output is constant ({float(allv.ravel()[0]):.4g})"
+    if len(ref) >= 2 and all(r.shape == ref[0].shape for r in ref):
+        spread = max(float(np.abs(r - ref[0]).max()) for r in ref[1:])
+        if spread <= 1e-6 * peak:
+            return "the reference output does not change with the inputs (they may not exercise the model)"
+    return None
+
+
+def check_output(name: str, child_name: str, ref: list[np.ndarray], got: list[np.ndarray], *, mode: str,
+                 atol: float, rtol: float, min_cosine: float) -> OutputCheck:
+    a = np.concatenate([r.astype(np.float64).ravel() for r in ref])
+    b = np.concatenate([g.astype(np.float64).ravel() for g in got])
+    finite = np.isfinite(b)
+    diff = np.abs(a - b)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    rel = diff / (np.abs(a) + 1e-12)
+    max_rel = float(rel.max()) if rel.size else 0.0
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    cosine = 1.0 if na == nb == 0 else float(np.dot(a, b) / max(na * nb, 1e-300))
+    noise = float(np.sum((a - b) ** 2))
+    snr = None if noise == 0 else 10 * math.log10(max(float(np.sum(a ** 2)), 1e-300) / noise)
+    agree = None
+    if _looks_like_classes(ref[0]):
+        pa = np.concatenate([r.reshape(-1, r.shape[-1]) for r in ref])
+        pb = np.concatenate([g.reshape(-1, g.shape[-1]) for g in got])
+        agree = float(np.mean(pa.argmax(1) == pb.argmax(1)))
+    degenerate = _degenerate(ref)
+    scale = max(1.0, float(np.abs(a[np.isfinite(a)]).max()) if np.isfinite(a).any() else 1.0)
+    if not finite.all():
+        verdict, reason = FAILED, "the result holds NaN/Inf"
+    elif mode == "exact":
+        tol_ok = bool(np.all(diff <= atol * scale + rtol * np.abs(a)))
+        if not tol_ok:
+            worst = int(diff.argmax())
+            verdict, reason = FAILED, (f"|diff| {diff[worst]:.3g} > {atol * scale:.3g} + {rtol:g} * |ref| "
+                                       f"at element {worst}")
+        elif degenerate:
+            verdict, reason = INCONCLUSIVE, degenerate
+        elif cosine < min_cosine:
+            verdict, reason = FAILED, f"cosine {cosine:.6f} < {min_cosine}"
+        else:
+            verdict, reason = PASSED, None
+    else:
+        if degenerate:
+            verdict, reason = (INCONCLUSIVE, degenerate) if np.allclose(a, b, rtol=0.05, atol=1e-3 * scale) \
+                else (FAILED, f"{degenerate}, and the result differs from it")
+        elif cosine < min_cosine:
+            verdict, reason = FAILED, f"cosine {cosine:.4f} < {min_cosine}"
+        else:
+            verdict, reason = PASSED, None
+    return OutputCheck(name, child_name, max_abs, max_rel, cosine, snr, agree, verdict, reason)
+
+
+def overall(verdicts: list[str]) -> str:
+    if not verdicts:
+        return NOT_CHECKED
+    if FAILED in verdicts:
+        return FAILED
+    if INCONCLUSIVE in verdicts:
+        return INCONCLUSIVE
+    return PASSED
+
+
+# -------------------------------------------------------------------------------------- the check
+def _layout_asked(perm: tuple[int, ...], parent_shape: list[Dim], expected: str | None) -> bool:
+    """A layout change is fine when the hop was asked to make it, and only from the other layout."""
+    n = len(perm)
+    if expected == "nhwc":
+        return perm == (0, *range(2, n), 1) and looks_channels_last(parent_shape) is not True
+    if expected == "nchw":
+        return perm == (0, n - 1, *range(1, n - 1)) and looks_channels_last(parent_shape) is not False
+    return False
+
+
+def _pair(parent: list[TensorSpec], child: list[TensorSpec], what: str) -> list[tuple[TensorSpec, TensorSpec]]:
+    """Child tensors for the parent's: by name (as converters mangle them) when all match, else by order."""
+    if len(parent) != len(child):
+        raise ValueError(f"the parent has {len(parent)} {what}s, the child {len(child)}")
+    by_name = {normalize_name(c.name): c for c in child}
+    if len(by_name) == len(child) and all(normalize_name(p.name) in by_name for p in parent):
+        return [(p, by_name[normalize_name(p.name)]) for p in parent]
+    return list(zip(parent, child))
+
+
+def load_for_check(path: str | Path, runtime: str | None = None) -> Any:
+    """A session for numerical checks: OpenVINO in f32 (its CPU default may be bf16)."""
     from edgestudio.backends.runtimes import get_runtime
 
+    rt = runtime or default_runtime(detect_format(path))
+    if rt is None:
+        return None
+    return get_runtime(rt).load(path, precision="f32" if rt == "openvino" else None)
+
+
+def compare_models(parent: str | Path, child: str | Path, *, tolerance: float = 1e-4, rtol: float = DEFAULT_RTOL,
+                   inputs: InputSpec | None = None, shapes: dict[str, list[int]] | None = None,
+                   samples: int = 4, seed: int = 0, mode: str = "exact", min_cosine: float | None = None,
+                   expected_layout: str | None = None, data: dict[str, list[np.ndarray]] | None = None,
+                   data_source: str = "dataset", parent_runtime: str | None = None,
+                   child_runtime: str | None = None) -> ParityReport:
+    """Run parent and child on the same inputs and judge every output (see the module docstring)."""
+    spec = (inputs or InputSpec()).merged(InputSpec(shapes=dict(shapes))) if shapes else (inputs or InputSpec())
+    min_cos = min_cosine if min_cosine is not None else (EXACT_MIN_COSINE if mode == "exact" else LOSSY_MIN_COSINE)
     pf, cf = detect_format(parent), detect_format(child)
-    prt, crt = default_runtime(pf), default_runtime(cf)
+    prt = parent_runtime or default_runtime(pf)
+    crt = child_runtime or default_runtime(cf)
     if prt is None or crt is None:
         missing = pf if prt is None else cf
-        return ParityReport(None, None, None, None, None, tolerance, 0, prt, crt,
-                            note=f"not checked: no installed runtime runs {missing.label} models")
-
-    def load(path: str | Path, rt: str) -> Any:
-        return get_runtime(rt).load(path, precision="f32" if rt == "openvino" else None)
-
-    ps, cs = load(parent, prt), load(child, crt)
-    if len(ps.inputs) != len(cs.inputs):
-        raise ValueError(f"the parent has {len(ps.inputs)} inputs, the child {len(cs.inputs)}")
-    p_out, c_out = [], []
-    for i in range(samples):
-        feeds = make_inputs(ps.inputs, shapes, seed=seed + i)
-        child_feeds = {}
-        for pspec, cspec in zip(ps.inputs, cs.inputs):
-            arr = feeds[pspec.name]
-            perm = layout_perm(list(arr.shape), cspec.shape)
+        return ParityReport(NOT_CHECKED, [], tolerance, 0, prt, crt, mode,
+                            note=f"no installed runtime runs {missing.label} models")
+    ps, cs = load_for_check(parent, prt), load_for_check(child, crt)
+    feeds: Feeds = make_feeds(ps.inputs, spec, count=samples, seed=seed, dynamic_default=CHECK_DYNAMIC_DIM,
+                              data=data, data_source=data_source, model=parent)
+    in_pairs = _pair(ps.inputs, cs.inputs, "input")
+    out_pairs = _pair(ps.outputs, cs.outputs, "output")
+    changes: list[str] = []
+    unasked: list[str] = []
+    perms: dict[str, tuple[int, ...] | None] = {}
+    first = feeds.samples[0]
+    for p, c in in_pairs:
+        if c.name != p.name and normalize_name(c.name) != normalize_name(p.name):
+            changes.append(f"input {p.name!r} is named {c.name!r} in the child")
+        if c.shape != ["?"] and p.shape != ["?"] and len(c.shape) != len(p.shape):
+            changes.append(f"input {p.name!r} changed rank: {format_dims(p.shape)} -> {format_dims(c.shape)}")
+        if c.dtype != p.dtype and "unknown" not in (c.dtype, p.dtype):
+            changes.append(f"input {p.name!r} changed dtype: {p.dtype} -> {c.dtype}")
+        perm = layout_perm(list(first[p.name].shape), c.shape) if first[p.name].ndim == len(c.shape) else None
+        perms[p.name] = perm
+        if perm:
+            text = f"input {p.name!r} changed layout, {perm_name(perm)}: {format_dims(p.shape)} -> {format_dims(c.shape)}"
+            changes.append(text)
+            if not _layout_asked(perm, p.shape, expected_layout):
+                unasked.append(text)
+    p_out: list[list[np.ndarray]] = [[] for _ in out_pairs]
+    c_out: list[list[np.ndarray]] = [[] for _ in out_pairs]
+    out_changes: set[str] = set()
+    for feed in feeds.samples:
+        child_feed = {}
+        for p, c in in_pairs:
+            arr = feed[p.name]
+            perm = perms[p.name]
             arr = arr.transpose(perm) if perm else arr
-            child_feeds[cspec.name] = np.ascontiguousarray(arr.astype(np.dtype(cspec.dtype), copy=False))
-        p_out.append(list(ps.run(feeds).values()))
-        c_out.append(list(cs.run(child_feeds).values()))
-    diffs, cosines, agree = [], [], []
-    scale = 1.0  # the tolerance is absolute for outputs up to 1 (probabilities), relative beyond (logits)
-    for po, co in zip(p_out, c_out):
-        if len(po) != len(co):
-            raise ValueError(f"the parent has {len(po)} outputs, the child {len(co)}")
-        for a, b in zip(po, co):
-            a = np.asarray(a, dtype=np.float64)
-            b = _align_output(np.asarray(b, dtype=np.float64), a)
-            diffs.append(np.abs(a - b).ravel())
-            scale = max(scale, float(np.abs(a).max()) if a.size else 0.0)
-            na, nb = np.linalg.norm(a), np.linalg.norm(b)
-            cosines.append(1.0 if na == nb == 0 else float(np.dot(a.ravel(), b.ravel()) / max(na * nb, 1e-30)))
-            if a.ndim >= 2 and a.shape[-1] > 1:
-                agree.extend((a.reshape(-1, a.shape[-1]).argmax(1) == b.reshape(-1, b.shape[-1]).argmax(1)).tolist())
-    d = np.concatenate(diffs) if diffs else np.zeros(1)
-    max_abs = float(d.max())
-    cosine = float(min(cosines)) if cosines else 1.0
-    passed = bool(max_abs <= tolerance * scale and np.isfinite(max_abs))
-    return ParityReport(max_abs, float(d.mean()), cosine, float(np.mean(agree)) if agree else None, passed,
-                        tolerance * scale, samples, prt, crt)
+            if c.shape == [] and arr.ndim == 1 and arr.size == 1:
+                arr = arr.reshape(())
+            child_feed[c.name] = np.ascontiguousarray(arr.astype(np.dtype(c.dtype), copy=False)) \
+                if c.dtype not in ("unknown", "str") else arr
+        pr, cr = ps.run(feed), cs.run(child_feed)
+        for k, (po, co) in enumerate(out_pairs):
+            a = np.asarray(pr[po.name])
+            b, how = _align_output(np.asarray(cr[co.name]), a)
+            if how:
+                out_changes.add(f"output {po.name!r} {'changed layout' if how == 'layout' else 'was reshaped'}: "
+                                f"{list(np.asarray(cr[co.name]).shape)} vs {list(a.shape)}")
+            p_out[k].append(a)
+            c_out[k].append(b)
+    changes += sorted(out_changes)
+    checks = [check_output(po.name, co.name, p_out[k], c_out[k], mode=mode, atol=tolerance, rtol=rtol,
+                           min_cosine=min_cos) for k, (po, co) in enumerate(out_pairs)]
+    verdict = overall([c.verdict for c in checks])
+    bad_changes = [ch for ch in changes if "changed rank" in ch or ("changed dtype" in ch and mode == "exact")]
+    bad_changes += unasked
+    note = None
+    if bad_changes:
+        verdict = FAILED
+        note = "the child's interface changed without being asked: " + "; ".join(bad_changes)
+    elif verdict == INCONCLUSIVE:
+        note = ("the reference output cannot tell a correct model from a broken one: "
+                + next(c.reason for c in checks if c.verdict == INCONCLUSIVE)
+                + ("; give real inputs with --input" if feeds.partly_random else ""))
+    elif feeds.notes:
+        note = "; ".join(feeds.notes)
+    return ParityReport(verdict, checks, tolerance if mode == "exact" else min_cos, len(feeds.samples), prt, crt,
+                        mode, feeds.to_dict(), changes, note)
+
+
+def smoke_run(path: str | Path, inputs: InputSpec | None = None, runtime: str | None = None) -> dict[str, Any]:
+    """Load ``path`` and run it once (used where no comparison is made: a result is never unrun)."""
+    sess = load_for_check(path, runtime)
+    if sess is None:
+        return {}
+    feeds = make_feeds(sess.inputs, inputs, count=1, dynamic_default=CHECK_DYNAMIC_DIM, model=path)
+    out = sess.run(feeds.samples[0])
+    return {k: list(np.asarray(v).shape) for k, v in out.items()}

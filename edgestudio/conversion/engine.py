@@ -13,7 +13,7 @@ from typing import Any
 
 from edgestudio.backends.converters.base import CONVERTERS, ConversionError, ConvertOptions
 from edgestudio.conversion.planner import ConversionPlan, Hop, plan_conversion
-from edgestudio.core.errors import Cancelled, EdgeStudioError
+from edgestudio.core.errors import Cancelled, EdgeStudioError, clean_message
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.workspace import remove_model_files
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
@@ -40,9 +40,19 @@ class ConversionReport:
     steps: list[StepReport]
     seconds: float
     plan: ConversionPlan
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        """The weakest hop's parity verdict ("not checked" when validation was off)."""
+        from edgestudio.bench.parity import NOT_CHECKED, overall
+
+        verdicts = [s.parity["verdict"] for s in self.steps if s.parity]
+        return overall(verdicts) if verdicts and len(verdicts) == len(self.steps) else NOT_CHECKED
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": self.output, "steps": [s.to_dict() for s in self.steps], "seconds": round(self.seconds, 3),
+                "verdict": self.verdict, "warnings": list(self.warnings),
                 "unavailable_converters": self.plan.unavailable}
 
 
@@ -101,6 +111,7 @@ def convert_model(src: str | Path, target: ModelFormat, *, output: str | Path | 
         raise ConversionError(out, "an OpenVINO IR output must be an .xml path (its weights go beside it as .bin)")
     t_start = time.perf_counter()
     steps: list[StepReport] = []
+    warnings: list[str] = []
     tmp = None if intermediate_dir else tempfile.mkdtemp(prefix="edgestudio-convert-")
     inter = Path(intermediate_dir or tmp or ".")
     try:
@@ -111,7 +122,7 @@ def convert_model(src: str | Path, target: ModelFormat, *, output: str | Path | 
             try:
                 current, current_fmt = _run_hop(
                     i, n, hop, current, current_fmt, out if i == n - 1 else None, inter, stem, opts, steps,
-                    progress, cancel)
+                    warnings, progress, cancel)
             except ConversionError as exc:
                 remove_model_files(out)  # a failed conversion leaves no output behind
                 if n > 1 or exc.path != str(src):  # name the user's model and the step, not a temp file
@@ -126,7 +137,7 @@ def convert_model(src: str | Path, target: ModelFormat, *, output: str | Path | 
         if tmp:  # intermediates were temporary: do not point at files that are gone
             for step in steps[:-1]:
                 step.output = None
-        return ConversionReport(str(out), steps, time.perf_counter() - t_start, plan)
+        return ConversionReport(str(out), steps, time.perf_counter() - t_start, plan, warnings)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -135,8 +146,8 @@ def convert_model(src: str | Path, target: ModelFormat, *, output: str | Path | 
 
 
 def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, final: Path | None, inter: Path,
-             stem: str, opts: ConvertOptions, steps: list[StepReport], progress: ProgressCallback,
-             cancel: CancelToken) -> tuple[Path, ModelFormat]:
+             stem: str, opts: ConvertOptions, steps: list[StepReport], warnings: list[str],
+             progress: ProgressCallback, cancel: CancelToken) -> tuple[Path, ModelFormat]:
     """Convert, check the output is a real model, and check parity against ``current``."""
     cancel.check()
     cls = CONVERTERS.get(hop.converter)
@@ -162,28 +173,42 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
     seconds = time.perf_counter() - t0
     _check_output(dst, hop.converter)
     parity = None
-    if opts.validate:
-        cancel.check()
-        hop_progress(0.85, "checking parity against the parent")
-        from edgestudio.bench.parity import compare_models
+    from edgestudio.bench.parity import FAILED, INCONCLUSIVE, compare_models, smoke_run
+    from edgestudio.core.inputspec import InputSpec
 
-        tol = opts.tolerance if opts.tolerance is not None else (
-            max(cls.tolerance, 1e-2) if opts.compress_fp16 and hop.target is ModelFormat.OPENVINO
-            else cls.tolerance)
-        try:
-            report = compare_models(current, dst, tolerance=tol, shapes=opts.shapes or None)
-        except EdgeStudioError:
-            raise
-        except Exception as exc:
-            raise ConversionError(dst, f"could not run the converted model for the parity check: "
-                                       f"{' '.join(str(exc).split())[:300]}", converter=hop.converter) from None
+    inputs = InputSpec.from_dict(opts.inputs).merged(InputSpec(shapes=dict(opts.shapes or {})))
+    cancel.check()
+    try:
+        if opts.validate:
+            hop_progress(0.85, "checking parity against the parent")
+            # FP16 weights are judged by cosine, unless the user set an explicit element-wise tolerance
+            lossy = opts.compress_fp16 and hop.target is ModelFormat.OPENVINO and opts.tolerance is None
+            tol = opts.tolerance if opts.tolerance is not None else cls.tolerance
+            report = compare_models(current, dst, tolerance=tol, inputs=inputs, mode="lossy" if lossy else "exact",
+                                    min_cosine=0.999 if lossy else None, expected_layout=conv.layout_change(opts))
+        else:  # not compared, but never called a success without running once
+            hop_progress(0.85, "running the result once")
+            smoke_run(dst, inputs)
+            report = None
+    except (EdgeStudioError, Cancelled):
+        raise
+    except Exception as exc:
+        raise ConversionError(dst, f"the converted model does not run: {clean_message(exc)}",
+                              converter=hop.converter,
+                              hint="if an input needs a fixed value or shape, give --value NAME=V / --shape") from None
+    if report is not None:
         parity = report.to_dict()
-        if report.passed is False:
-            raise ConversionError(
-                dst, f"parity check failed after {hop.converter}: max abs diff {report.max_abs_diff:.3g} > "
-                     f"tolerance {report.tolerance:.3g} (cosine {report.cosine:.6f})",
-                converter=hop.converter, hint="raise --tolerance if this precision loss is expected, or try "
-                                              "another path with --via")
+        if report.verdict == FAILED:
+            raise ConversionError(dst, f"parity check failed after {hop.converter}: {report.note or report.summary()}",
+                                  converter=hop.converter,
+                                  hint="raise --tolerance if this precision loss is expected, choose --layout, "
+                                       "or try another path with --via")
+        if report.verdict == INCONCLUSIVE:
+            warnings.append(f"step {i + 1} ({hop.source.value} -> {hop.target.value}): parity inconclusive: "
+                            f"{report.note}")
+        elif report.inputs.get("random"):
+            warnings.append(f"step {i + 1} ({hop.source.value} -> {hop.target.value}): parity checked on random "
+                            "inputs only; give real ones with --input for a stronger check")
     steps.append(StepReport(hop.source.value, hop.target.value, hop.converter, str(dst), seconds, parity,
                             cls.versions()))
     return dst, hop.target

@@ -116,6 +116,8 @@ def _adapt_array(raw: np.ndarray, spec: TensorSpec, pre: Preprocess, path: str) 
     from edgestudio.bench.parity import layout_perm
 
     arr = raw
+    if arr.ndim == len(spec.shape) + 1 and arr.shape[1] == 1:  # a stack of batch-1 inputs, as --input files hold
+        arr = arr[:, 0]
     if arr.ndim == len(spec.shape) - 1:  # (N, H, W) for a (N, H, W, 1) model
         arr = arr[..., None] if pre.layout == "NHWC" else arr[:, None]
     try:

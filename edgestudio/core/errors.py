@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -10,7 +11,7 @@ class EdgeStudioError(Exception):
 
     def __init__(self, path: str | Path | None, cause: str, *, hint: str | None = None) -> None:
         self.path = str(path) if path is not None else None
-        self.cause = " ".join(str(cause).split())  # always one line
+        self.cause = clean_message(str(cause), limit=1000)  # always one line, no traceback fragments
         self.hint = hint
         super().__init__(self.one_line())
 
@@ -45,8 +46,19 @@ def describe_exception(exc: BaseException, path: str | Path | None = None) -> st
     """One line for any exception, naming the file when known, never a traceback."""
     if isinstance(exc, EdgeStudioError):
         return exc.one_line()
-    first = " ".join(str(exc).split()) or type(exc).__name__
-    if len(first) > 400:
-        first = first[:397] + "..."
+    first = clean_message(exc, limit=400)
     cause = f"{type(exc).__name__}: {first}" if not isinstance(exc, (OSError,)) else first
     return f"{path}: {cause}" if path else cause
+
+
+_TRACE_MARKERS = re.compile(r"(Traceback \(most recent call last\)|\bin user code:|\bFile \"[^\"]+\", line \d+)")
+
+
+def clean_message(exc: BaseException | str, limit: int = 300) -> str:
+    """A library's message as one line, cut before any traceback fragment it carries."""
+    text = str(exc) if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    m = _TRACE_MARKERS.search(text)
+    if m:
+        text = text[: m.start()]
+    text = " ".join(text.split()).rstrip(" :") or (type(exc).__name__ if not isinstance(exc, str) else "failed")
+    return text if len(text) <= limit else text[: limit - 3] + "..."

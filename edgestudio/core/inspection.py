@@ -14,13 +14,18 @@ from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.modelinfo import Dim, ModelInfo, TensorSpec, model_size_bytes
 
 
-def inspect_model(path: str | Path, fmt: ModelFormat | None = None) -> ModelInfo:
-    """Detect the format (from content) and describe the model. Raises :class:`EdgeStudioError`."""
+def inspect_model(path: str | Path, fmt: ModelFormat | None = None, *,
+                  shapes: dict[str, list[int]] | None = None) -> ModelInfo:
+    """Detect the format (from content) and describe the model. Raises :class:`EdgeStudioError`.
+
+    MACs are counted at the input shapes: static ones, or those ``shapes`` fixes (``--shape``); a model with
+    other dynamic dims gets no MACs figure and a note saying what to give.
+    """
     p = Path(path)
     fmt = fmt or detect_format(p)
     fn = _INSPECTORS[fmt]
     try:
-        info = fn(p)
+        info = fn(p, shapes) if fmt in _SHAPED else fn(p)
     except EdgeStudioError:
         raise
     except MemoryError:
@@ -29,7 +34,32 @@ def inspect_model(path: str | Path, fmt: ModelFormat | None = None) -> ModelInfo
         msg = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise ModelFormatError(p, f"cannot read {fmt.label} model: {msg}") from None
     info.size_bytes = model_size_bytes(p, fmt)
+    _macs_context(info, shapes, p)
     return info
+
+
+def _macs_context(info: ModelInfo, shapes: dict[str, list[int]] | None, path: Path) -> None:
+    """Say at which shapes MACs were counted, or why they were not: never a figure for made-up dims."""
+    from edgestudio.core.inputspec import format_dims, resolve_shapes
+
+    try:
+        resolved = resolve_shapes(info.inputs, _spec(shapes), model=path)
+    except EdgeStudioError as exc:
+        if shapes:
+            raise
+        if info.format in _SHAPED or info.macs is None:
+            info.macs = None
+            dyn = [t.name for t in info.inputs if any(not (isinstance(d, int) and d >= 0) for d in t.shape[1:])]
+            info.macs_note = (f"needs --shape for {', '.join(dyn)} (dynamic dims)" if dyn else exc.cause)
+        return
+    if info.macs is not None and (shapes or not all(t.is_static for t in info.inputs)):
+        info.macs_at = ", ".join(f"{k} {format_dims(v)}" for k, v in resolved.items())
+
+
+def _spec(shapes: dict[str, list[int]] | None) -> Any:
+    from edgestudio.core.inputspec import InputSpec
+
+    return InputSpec(shapes=dict(shapes or {}))
 
 
 def count_ops(path: str | Path, fmt: ModelFormat | None = None) -> int:
@@ -87,12 +117,14 @@ def _onnx_dims(type_proto: Any) -> list[Dim]:
     tt = type_proto.tensor_type
     if not tt.HasField("shape"):
         return []
+    from edgestudio.core.inputspec import short_dim
+
     dims: list[Dim] = []
     for d in tt.shape.dim:
         if d.HasField("dim_value"):
-            dims.append(int(d.dim_value))
+            dims.append(int(d.dim_value) if d.dim_value >= 0 else "?")
         else:
-            dims.append(d.dim_param or "?")
+            dims.append(short_dim(d.dim_param or "?"))
     return dims
 
 
@@ -105,7 +137,38 @@ def _onnx_dtype(elem_type: int) -> str:
         return "unknown"
 
 
-def _inspect_onnx(p: Path) -> ModelInfo:
+def _onnx_graphs(graph: Any) -> Iterable[Any]:
+    """The graph and every subgraph (If/Loop/Scan bodies), depth first."""
+    yield graph
+    for n in graph.node:
+        for a in n.attribute:
+            if a.type == a.GRAPH:
+                yield from _onnx_graphs(a.g)
+            elif a.type == a.GRAPHS:
+                for g in a.graphs:
+                    yield from _onnx_graphs(g)
+
+
+_WEIGHT_TYPES = {1, 2, 3, 10, 11, 16}  # float, uint8, int8, float16, double, bfloat16 (not shapes/indices)
+
+
+def _onnx_parameters(graph: Any) -> int:
+    """Weights: initializers and Constant-node tensors of weight types, in the graph and its subgraphs."""
+    total = 0
+    for g in _onnx_graphs(graph):
+        total += sum(_prod(i.dims) for i in g.initializer if i.data_type in _WEIGHT_TYPES)
+        for n in g.node:
+            if n.op_type != "Constant" or n.domain not in ("", "ai.onnx"):
+                continue
+            for a in n.attribute:
+                if a.name == "value" and a.t.data_type in _WEIGHT_TYPES:
+                    total += _prod(a.t.dims)
+                elif a.name == "value_floats":
+                    total += len(a.floats)
+    return total
+
+
+def _inspect_onnx(p: Path, shapes: dict[str, list[int]] | None = None) -> ModelInfo:
     import onnx
     from onnx import numpy_helper
 
@@ -124,7 +187,7 @@ def _inspect_onnx(p: Path) -> ModelInfo:
     ops: Counter[str] = Counter()
     for n in graph.node:
         ops[n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"] += 1
-    params = sum(_prod(i.dims) for i in graph.initializer)
+    params = _onnx_parameters(graph)
     for n in graph.node:  # "light" zoo models make their weights with ConstantOfShape(initializer)
         if n.op_type == "ConstantOfShape" and n.input and n.input[0] in inits:
             shape_init = inits[n.input[0]]
@@ -134,12 +197,25 @@ def _inspect_onnx(p: Path) -> ModelInfo:
     version = model.producer_version.removesuffix(" None")
     producer = " ".join(x for x in (model.producer_name, version) if x) or None
     return ModelInfo(ModelFormat.ONNX, str(p), 0, inputs, outputs, dict(ops), params,
-                     _onnx_macs(model), opset, producer)
+                     _onnx_macs(model, inputs, shapes), opset, producer)
 
 
-def _onnx_macs(model: Any) -> int | None:
+def _onnx_macs(model: Any, inputs: list[TensorSpec], shapes: dict[str, list[int]] | None) -> int | None:
     import onnx
 
+    from edgestudio.core.inputspec import resolve_shapes
+
+    try:
+        fixed = resolve_shapes(inputs, _spec(shapes))
+    except EdgeStudioError:
+        return None  # dynamic dims nobody fixed: no figure (see _macs_context)
+    if fixed and any(not t.is_static for t in inputs):
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        for v in model.graph.input:
+            if v.name in fixed and v.type.tensor_type.HasField("shape"):
+                for d, size in zip(v.type.tensor_type.shape.dim, fixed[v.name]):
+                    d.Clear()
+                    d.dim_value = size
     try:
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception:
@@ -197,11 +273,18 @@ def _tflite_dims(d: dict[str, Any]) -> list[Dim]:
     return [int(x) if int(x) >= 0 else "?" for x in dims]
 
 
-def _inspect_tflite(p: Path) -> ModelInfo:
+def _inspect_tflite(p: Path, shapes: dict[str, list[int]] | None = None) -> ModelInfo:
     import numpy as np
+
+    from edgestudio.core.inputspec import resolve_shapes
 
     interp = tflite_interpreter(p)
     inputs = [TensorSpec(d["name"], _tflite_dims(d), np.dtype(d["dtype"]).name) for d in interp.get_input_details()]
+    if shapes and any(not t.is_static for t in inputs):
+        fixed = resolve_shapes(inputs, _spec(shapes), model=p)
+        for d in interp.get_input_details():
+            interp.resize_tensor_input(d["index"], fixed[d["name"]], strict=False)
+        interp.allocate_tensors()
     outputs = [TensorSpec(d["name"], _tflite_dims(d), np.dtype(d["dtype"]).name) for d in interp.get_output_details()]
     ops_details = interp._get_ops_details()
     ops = Counter(o["op_name"] for o in ops_details)
@@ -347,14 +430,19 @@ def ov_port_spec(port: Any, index: int) -> TensorSpec:
     return TensorSpec(name, _ov_dims(port.get_partial_shape()), dtype)
 
 
-def _inspect_openvino(p: Path) -> ModelInfo:
+def _inspect_openvino(p: Path, shapes: dict[str, list[int]] | None = None) -> ModelInfo:
     import openvino as ov
+
+    from edgestudio.core.inputspec import resolve_shapes
 
     try:
         model = ov.Core().read_model(str(p))
     except Exception as exc:
         raise ModelFormatError(p, f"corrupt OpenVINO IR ({' '.join(str(exc).split())[:200]})") from None
     inputs = [ov_port_spec(port, i) for i, port in enumerate(model.inputs)]
+    if shapes and any(not t.is_static for t in inputs):
+        fixed = resolve_shapes(inputs, _spec(shapes), model=p)
+        model.reshape({port: ov.PartialShape(fixed[t.name]) for port, t in zip(model.inputs, inputs)})
     outputs = [ov_port_spec(port, i) for i, port in enumerate(model.outputs)]
     ops: Counter[str] = Counter()
     params = macs = 0
@@ -445,7 +533,9 @@ def _inspect_ort(p: Path) -> ModelInfo:
                      [ort_spec(o) for o in sess.get_outputs()], {}, None, None, None, meta.producer_name or None)
 
 
-_INSPECTORS = {
+_SHAPED = {ModelFormat.ONNX, ModelFormat.TFLITE, ModelFormat.OPENVINO}  # inspectors that take shapes (MACs)
+
+_INSPECTORS: dict[ModelFormat, Any] = {
     ModelFormat.ONNX: _inspect_onnx,
     ModelFormat.ORT: _inspect_ort,
     ModelFormat.TFLITE: _inspect_tflite,

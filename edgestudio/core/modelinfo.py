@@ -41,6 +41,8 @@ class ModelInfo:
     macs: int | None = None
     opset: int | None = None
     producer: str | None = None
+    macs_at: str | None = None  # the input shapes the MACs were counted at
+    macs_note: str | None = None  # why there is no MACs figure (e.g. dynamic inputs: needs --shape)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -95,7 +95,12 @@ def _v2(db: sqlite3.Connection) -> None:
     db.execute("UPDATE models SET made_by = 'job' WHERE parent_id IS NOT NULL")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]  # MIGRATIONS[i] takes version i to i+1
+def _v3(db: sqlite3.Connection) -> None:
+    """v3: each model remembers its input specification (--input/--shape/--value), inherited by its variants."""
+    db.execute("ALTER TABLE models ADD COLUMN inputs_json TEXT NOT NULL DEFAULT '{}'")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]  # MIGRATIONS[i] takes version i to i+1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -323,6 +328,21 @@ class Workspace:
                     shutil.rmtree(p, ignore_errors=True)
 
     # ---------------------------------------------------------------------------------------- jobs
+    def set_inputs(self, model_id: int, spec: dict[str, Any]) -> None:
+        """Remember what this model is fed (an InputSpec dict); its variants inherit it."""
+        with self._lock:
+            self._db.execute("UPDATE models SET inputs_json = ? WHERE id = ?", (json.dumps(spec or {}), model_id))
+
+    def inputs_for(self, model_id: int) -> dict[str, Any]:
+        """The input specification of a model: its own, else the nearest ancestor's ({} if none)."""
+        for entry in reversed(self.lineage(model_id)):
+            with self._lock:
+                row = self._db.execute("SELECT inputs_json FROM models WHERE id = ?", (entry.id,)).fetchone()
+            spec = json.loads(row[0]) if row and row[0] else {}
+            if spec and any(spec.get(k) for k in ("data", "shapes", "values")):
+                return dict(spec)
+        return {}
+
     def artifact_path(self, job_id: str, name: str) -> Path:
         return self.artifacts_dir / job_id / name
 

@@ -10,7 +10,9 @@ from PySide6.QtWidgets import (QHeaderView, QLabel, QStyledItemDelegate, QStyleO
                                QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
 from edgestudio.core.workspace import ModelEntry
+from edgestudio.core.modelinfo import TensorSpec
 from edgestudio.gui.browser import human_size
+from edgestudio.gui.inputs_editor import InputsEditor
 from edgestudio.gui.netron_view import NetronView
 
 
@@ -57,6 +59,33 @@ class BarDelegate(QStyledItemDelegate):
         super().paint(painter, option, index)
 
 
+_VERDICT_COLOURS = {"passed": "#27ae60", "failed": "#c0392b", "inconclusive": "#d68910", "not checked": "#7f8c8d"}
+
+
+def verdict_html(verdict: str | None) -> str:
+    v = verdict or "not checked"
+    return f"<b style='color:{_VERDICT_COLOURS.get(v, '#7f8c8d')}'>{v}</b>"
+
+
+def parity_html(p: dict[str, Any] | None) -> str:
+    """A conversion's parity: its verdict and figures, as the CLI prints them (older records: passed/failed)."""
+    if not p:
+        return "parity " + verdict_html("not checked")
+    verdict = p.get("verdict") or ("passed" if p.get("passed") else "failed" if p.get("passed") is False
+                                   else "not checked")
+    summary = str(p.get("summary") or "").split(": ", 1)[-1]
+    return f"parity {verdict_html(verdict)}" + (f": {summary}" if summary else "")
+
+
+def drift_html(d: dict[str, Any] | None) -> str:
+    """An optimized variant's drift from its FP32 parent."""
+    if not d:
+        return ""
+    outs = ", ".join(f"{o['name']} cosine {o['cosine']:.4f}" + (f", SNR {o['snr_db']:.1f} dB" if o.get("snr_db")
+                     is not None else "") for o in d.get("outputs", [])[:3])
+    return f"drift vs FP32 {verdict_html(d.get('verdict'))} on {d.get('samples')} {d.get('data')}: {outs}"
+
+
 class DetailsView(QWidget):
     def __init__(self, use_webengine: bool = True) -> None:
         super().__init__()
@@ -74,7 +103,9 @@ class DetailsView(QWidget):
         self._op_bars = BarDelegate(self.ops)
         self.ops.setItemDelegateForColumn(1, self._op_bars)
         self.graph = NetronView(use_webengine)
+        self.inputs = InputsEditor()
         self.tabs.addTab(self.io, "Inputs / outputs")
+        self.tabs.addTab(self.inputs, "Inputs to use")
         self.tabs.addTab(self.ops, "Ops")
         self.tabs.addTab(self.graph, "Graph")
         self.tabs.currentChanged.connect(self._tab_changed)
@@ -82,20 +113,19 @@ class DetailsView(QWidget):
         self._entry: ModelEntry | None = None
         self._graph_shown_for: str | None = None
 
-    def show_entry(self, entry: ModelEntry, lineage: list[ModelEntry]) -> None:
+    def show_entry(self, entry: ModelEntry, lineage: list[ModelEntry], inputs: dict[str, Any] | None = None) -> None:
         self._entry = entry
+        self._inputs_spec = inputs or {}
         chain = " → ".join(f"{e.name} ({e.format.value})" for e in lineage)
         how = ""
         opts = entry.options or {}
         if opts.get("converter"):
-            p = opts.get("parity") or {}
-            how = (f"<br>converted with <b>{opts['converter']}</b>; parity: "
-                   f"{'passed' if p.get('passed') else 'FAILED' if p.get('passed') is False else 'not checked'}"
-                   + (f", max abs diff {p.get('max_abs_diff')}, cosine {p.get('cosine')}" if p else ""))
+            how = f"<br>converted with <b>{opts['converter']}</b>; {parity_html(opts.get('parity'))}"
         elif opts.get("method"):
             acc = opts.get("accuracy") or {}
             how = f"<br>optimized: <b>{opts['method']}</b> for {opts.get('runtime', '')}" + (
                 f"; top-1 {acc['before']:.4f} → {acc['after']:.4f}" if acc.get("after") is not None else "")
+            how += f"<br>{drift_html(opts.get('drift'))}" if opts.get("drift") else ""
         self.title.setText(f"<h3>{entry.name}</h3><p>{entry.format.label} · {human_size(entry.size_bytes)}<br>"
                            f"<small>{entry.path}</small><br>lineage: {chain}{how}</p>")
         self.summary.setText("Reading the model…")
@@ -105,15 +135,20 @@ class DetailsView(QWidget):
             self._show_graph()
 
     def show_info(self, info: dict[str, Any]) -> None:
+        from edgestudio.core.inputspec import format_dims
+
         parts = []
         for key, label in (("parameters", "parameters"), ("macs", "MACs"), ("opset", "opset"), ("producer", "producer")):
             if info.get(key) is not None:
                 v = info[key]
                 parts.append(f"{label}: <b>{v:,}</b>" if isinstance(v, int) and key != "opset" else f"{label}: <b>{v}</b>")
+            elif key == "macs" and info.get("macs_note"):
+                parts.append(f"MACs: {info['macs_note']}")
         self.summary.setText(" · ".join(parts) or "no further details")
-        rows = [["in", t["name"], "[" + ", ".join(map(str, t["shape"])) + "]", t["dtype"]] for t in info["inputs"]]
-        rows += [["out", t["name"], "[" + ", ".join(map(str, t["shape"])) + "]", t["dtype"]] for t in info["outputs"]]
+        rows = [["in", t["name"], format_dims(t["shape"]), t["dtype"]] for t in info["inputs"]]
+        rows += [["out", t["name"], format_dims(t["shape"]), t["dtype"]] for t in info["outputs"]]
         _fill(self.io, rows)
+        self.inputs.set_inputs([TensorSpec.from_dict(t) for t in info["inputs"]], self._inputs_spec)
         ops = sorted(info["ops"].items(), key=lambda kv: -kv[1])
         self._op_bars.maximum = float(max((v for _, v in ops), default=1))
         _fill(self.ops, [[k, v] for k, v in ops])

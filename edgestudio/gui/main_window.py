@@ -53,6 +53,7 @@ class MainWindow(QMainWindow):
         self.compare_setup: Any = None
 
         self.details = DetailsView(use_webengine)
+        self.details.inputs.saved.connect(self._save_inputs)
         self.setCentralWidget(self.details)
         self.browser = ModelBrowser()
         self.jobs = JobsPanel()
@@ -251,14 +252,27 @@ class MainWindow(QMainWindow):
             entry = self.workspace.model(model_id)
         except KeyError:
             return
-        self.details.show_entry(entry, self.workspace.lineage(model_id))
+        self.details.show_entry(entry, self.workspace.lineage(model_id), self.workspace.inputs_for(model_id))
         self.optimize.set_model(entry)
+        self.optimize.set_inputs(self.workspace.inputs_for(model_id))
         info = self._info.get(entry.path)
         if info is not None:
             self.details.show_info(info)
         elif entry.path not in self._inspect_jobs.values():
             job = self.bridge.submit(JobSpec(JobKind.INSPECT, model=entry.path))
             self._inspect_jobs[job] = entry.path
+
+    def inputs_for(self, model_id: int) -> dict[str, Any]:
+        """The input specification the user saved for this model (or an ancestor): every job uses it."""
+        return self.workspace.inputs_for(model_id)
+
+    def _save_inputs(self, spec: dict[str, Any]) -> None:
+        entry = self.details._entry
+        if entry is None:
+            return
+        self.workspace.set_inputs(entry.id, spec)
+        self.optimize.set_inputs(spec)
+        self.statusBar().showMessage(f"Inputs for {entry.name} saved: used by every check and benchmark", 5000)
 
     def _select_path(self, path: str) -> None:
         entry = self.workspace.model_by_path(path)
@@ -273,7 +287,8 @@ class MainWindow(QMainWindow):
         if name == "convert":
             from edgestudio.gui.wizard import ConversionWizard
 
-            self.wizard = ConversionWizard(self.bridge, self.workspace.models(), model_id, self)
+            self.wizard = ConversionWizard(self.bridge, self.workspace.models(), model_id, self,
+                                           inputs_for=self.inputs_for)
             self.wizard.show()
             return self.wizard
         if name == "optimize":
@@ -322,7 +337,8 @@ class MainWindow(QMainWindow):
 
         name = default_output(Path(entry.path), fmt, folder=Path("/nonexistent")).name
         job = self.bridge.submit(JobSpec(JobKind.CONVERT, model=entry.path, options={
-            "to": fmt.value, "keep_intermediate": True, "convert": ConvertOptions().to_dict()}), output_name=name)
+            "to": fmt.value, "keep_intermediate": True,
+            "convert": ConvertOptions(inputs=self.inputs_for(entry.id)).to_dict()}), output_name=name)
         self.statusBar().showMessage(f"Converting {entry.name} to {fmt.label}…", 5000)
         return job
 
@@ -335,6 +351,7 @@ class MainWindow(QMainWindow):
         rt = runtime or default_package_runtime(entry.format) or "onnxruntime"
         job = self.bridge.submit(JobSpec(JobKind.PACKAGE, model=entry.path, runtime=rt, output=str(Path(out_zip).resolve()),
                                          options={"dataset": self.optimize.dataset.text(), "tflm": tflm,
+                                                  "inputs": self.inputs_for(model_id),
                                                   "lineage": workspace_lineage(self.workspace, entry.path)}))
         self.statusBar().showMessage(f"Packaging {entry.name} for {rt}…", 5000)
         return job
@@ -345,7 +362,8 @@ class MainWindow(QMainWindow):
         # keep_samples=False: the chart has them from the live stream; shipping 100k floats back through
         # the pool thread (and into SQLite) would hold the GIL long enough to stall the window.
         job = self.bridge.submit(JobSpec(JobKind.BENCH, model=entry.path, runtime=rt,
-                                         options={"iterations": iterations, "warmup": 10, "keep_samples": False}))
+                                         options={"iterations": iterations, "warmup": 10, "keep_samples": False,
+                                                  "inputs": self.inputs_for(model_id)}))
         self._bench_jobs[job] = model_id
         self.live.start(job, f"{entry.name} on {rt}")
         self.docks["charts"].show()
@@ -382,7 +400,8 @@ class MainWindow(QMainWindow):
         entries = [self.workspace.model(i) for i in model_ids]
         if targets is None:
             targets = sorted({(rt, "CPU") for e in entries for rt in _runtimes_for(e.format)})
-        planned, skipped = plan_matrix([e.path for e in entries], targets, dataset=dataset, iterations=iterations)
+        planned, skipped = plan_matrix([e.path for e in entries], targets, dataset=dataset, iterations=iterations,
+                                       inputs=self.inputs_for(entries[0].id) if entries else None)
         self._compare.clear()
         self._compare_rows = []
         jobs = []

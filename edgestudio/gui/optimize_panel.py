@@ -148,6 +148,10 @@ class OptimizePanel(QWidget):
         self._devices = devices
         self._runtime_changed(self.runtime.currentText())
 
+    def set_inputs(self, spec: dict[str, Any]) -> None:
+        """The model's input specification (Details ▸ Inputs to use): calibration's other inputs, the drift check."""
+        self._inputs = dict(spec or {})
+
     def set_model(self, entry: ModelEntry) -> None:
         self.entry = entry
         self.model_label.setText(f"<b>{entry.name}</b> ({entry.format.label})")
@@ -189,6 +193,7 @@ class OptimizePanel(QWidget):
         values.update(calibration=self.calibration.text(), dataset=self.dataset.text(), max_drop=self.max_drop.value())
         if values.get("ignored_scope") is None:
             values["ignored_scope"] = []
+        values["inputs"] = dict(getattr(self, "_inputs", {}) or {})
         return OptimizeOptions.from_dict(values)
 
     def run(self) -> str | None:

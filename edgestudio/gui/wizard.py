@@ -22,8 +22,10 @@ TARGETS = (ModelFormat.ONNX, ModelFormat.TFLITE, ModelFormat.OPENVINO, ModelForm
 
 
 class ConversionWizard(QWizard):
-    def __init__(self, bridge: Any, models: list[ModelEntry], selected: int | None, parent: Any = None) -> None:
+    def __init__(self, bridge: Any, models: list[ModelEntry], selected: int | None, parent: Any = None,
+                 inputs_for: Any = None) -> None:
         super().__init__(parent)
+        self.inputs_for = inputs_for  # model id -> the input specification its parity checks run on
         self.setWindowTitle("Convert a model")
         self.setOption(QWizard.WizardOption.NoBackButtonOnLastPage, True)
         self.resize(720, 560)
@@ -47,7 +49,10 @@ class ConversionWizard(QWizard):
         return [f for f, box in self.target_page.boxes.items() if box.isChecked()]
 
     def options(self) -> ConvertOptions:
-        return ConvertOptions.from_dict(self.options_page.form.values() if self.options_page.form else {})
+        opts = ConvertOptions.from_dict(self.options_page.form.values() if self.options_page.form else {})
+        if self.inputs_for is not None:
+            opts.inputs = dict(self.inputs_for(self.source().id))
+        return opts
 
 
 class SourcePage(QWizardPage):
@@ -210,11 +215,18 @@ class RunPage(QWizardPage):
                 p = step.get("parity") or {}
                 row = self.report.rowCount()
                 self.report.insertRow(row)
+                verdict = p.get("verdict") or "not checked"
                 values = [target, f"{step['from']} → {step['to']}", step["converter"], f"{step['seconds']:.2f}",
                           str(p.get("max_abs_diff", "-")), str(p.get("cosine", "-")),
-                          "✓ passed" if p.get("passed") else ("✗ failed" if p.get("passed") is False else "not checked")]
+                          {"passed": "✓ passed", "failed": "✗ failed", "inconclusive": "? inconclusive"}.get(
+                              verdict, "not checked") + (" (random inputs)" if (p.get("inputs") or {}).get("random")
+                                                         else "")]
                 for c, v in enumerate(values):
-                    self.report.setItem(row, c, QTableWidgetItem(v))
+                    item = QTableWidgetItem(v)
+                    item.setToolTip(str(p.get("summary") or ""))
+                    self.report.setItem(row, c, item)
+            for warning in result.get("warnings", []):
+                self.log.appendPlainText(f"[{target}] warning: {warning}")
             self.report.resizeColumnsToContents()
         else:
             bar.setFormat(f"{target}: {status}")

@@ -106,13 +106,37 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
 
             ref_dir = Path(keep_dir) if keep_dir else Path(tmp)
             progress(0.82, f"FP32 {out_fmt.label} reference")
-            ref = convert_model(work, out_fmt, output=default_output(work, out_fmt, ref_dir), cancel=cancel)
+            from edgestudio.backends.converters.base import ConvertOptions
+
+            ref = convert_model(work, out_fmt, output=default_output(work, out_fmt, ref_dir),
+                                options=ConvertOptions(inputs=dict(opts.inputs)), cancel=cancel)
             steps += [s.to_dict() for s in ref.steps]
             work, wfmt = Path(ref.output), out_fmt
         warnings = list(details.pop("warnings", []) or [])
+        cancel.check()
+        progress(0.83, "drift check: the result against its FP32 parent")
+        drift = drift_check(work, out, opts, cancel)
+        details["drift"] = drift
+        guarded = method not in UNGUARDED_METHODS
+        if drift["verdict"] == "failed" and not guarded:  # pruning without retraining moves outputs by design
+            warnings.append(f"drift vs FP32: worst output cosine {(drift.get('worst') or {}).get('cosine')} "
+                            f"(pruning is judged by the accuracy guard: give --dataset)")
+        elif drift["verdict"] == "failed":
+            worst = drift.get("worst") or {}
+            msg = (f"drift guard: output {worst.get('name')!r} has cosine {worst.get('cosine')} to the FP32 model "
+                   f"(SNR {worst.get('snr_db')} dB; limit {opts.min_cosine}) on {drift['samples']} {drift['data']}")
+            if drift.get("note") and "interface" in drift["note"]:
+                msg = f"drift guard: {drift['note']}"
+            if not opts.keep_lossy:
+                remove_model_files(out)
+                raise OptimizationError(src, msg, hint="try another method or preset, int8-accuracy-aware, keep "
+                                                       "layers in float with --ignore, or --keep-lossy to keep it")
+            warnings.append(msg + " (kept: --keep-lossy)")
+        elif drift["verdict"] == "inconclusive":
+            warnings.append(f"drift check inconclusive: {drift.get('note')}")
         accuracy = None
         if opts.dataset:
-            progress(0.85, "measuring accuracy (FP32 and optimized)")
+            progress(0.88, "measuring accuracy (FP32 and optimized)")
             accuracy = _accuracy_guard(work, out, runtime, opts, cancel)
         report = OptimizeReport(
             output=str(out), method=method, runtime=runtime, size_before=model_size_bytes(work, wfmt),
@@ -149,15 +173,82 @@ def _bring_to(src: Path, fmt: ModelFormat, sources: tuple[ModelFormat, ...], fol
     for target in sources:
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            from edgestudio.backends.converters.base import ConvertOptions
+
             report = convert_model(src, target, output=default_output(src, target, folder),
+                                   options=ConvertOptions(inputs=dict(opts.inputs)),
                                    progress=lambda f, m="": progress(0.35 * f, m), cancel=cancel)
             return Path(report.output), [s.to_dict() for s in report.steps], Path(report.output)
         except ConversionError as exc:
             last = exc
     names = ", ".join(s.label for s in sources)
-    raise OptimizationError(src, f"this method needs a {names} model and {fmt.label} cannot be converted to it"
-                                 + (f" ({last.cause})" if last else ""),
-                            hint="pass the original Keras/SavedModel, or pick another --runtime")
+    raise OptimizationError(src, f"this method needs a {names} model; converting it failed: "
+                                 + (last.cause if last else "no converter"),
+                            hint=(last.hint if last and last.hint else
+                                  "pass the original Keras/SavedModel, or pick another --runtime"))
+
+
+DRIFT_SAMPLES = 32
+#: methods whose result is expected to move away from the FP32 outputs (the top-1 guard judges them)
+UNGUARDED_METHODS = frozenset({"prune"})
+
+
+def drift_check(reference: Path, optimized: Path, opts: OptimizeOptions, cancel: CancelToken | None = None) -> dict[str, Any]:
+    """Compare an optimized model with its FP32 parent on held-out real samples (cosine, SNR per output).
+
+    Data, in order: the user's ``--input``; the labeled ``--dataset``; the calibration samples after those
+    used for calibration (the same ones when there are no others: said so); random data (then a pass is
+    only "inconclusive": random inputs cannot speak for real ones).
+    """
+    from edgestudio.bench.parity import FAILED, INCONCLUSIVE, PASSED, compare_models, load_for_check
+    from edgestudio.core.datasets import RANDOM, load_dataset
+    from edgestudio.core.inputspec import InputSpec, npz_keys_are_inputs
+
+    given = InputSpec.from_dict(opts.inputs)
+    data = None
+    what = "random inputs"
+    same_as_calibration = False
+    inputs = given
+    if given.data:
+        what = "samples of your --input"
+    else:
+        source, offset = None, 0
+        if opts.dataset and opts.dataset != RANDOM:
+            source, what = opts.dataset, "held-out samples of --dataset"
+        elif opts.calibration and opts.calibration != RANDOM:
+            source, offset, what = opts.calibration, opts.subset_size, "held-out calibration samples"
+        if source is not None:
+            sess = load_for_check(reference)
+            specs = sess.inputs
+            if npz_keys_are_inputs(source, specs):
+                inputs = given.merged(InputSpec(data=str(source)))
+                what = "samples of " + Path(source).name
+            else:
+                ds = load_dataset(source, spec=specs[0])
+                if offset and len(ds) < offset + 8:  # nothing held out: the calibration samples themselves
+                    offset, same_as_calibration = 0, True
+                    what = "calibration samples (the same ones used to calibrate: give more, or --dataset)"
+                xs = list(ds.samples(specs[0], limit=offset + DRIFT_SAMPLES))[offset:]
+                data = {specs[0].name: xs}
+    if cancel is not None:
+        cancel.check()
+    report = compare_models(reference, optimized, inputs=inputs, data=data, samples=DRIFT_SAMPLES, mode="lossy",
+                            min_cosine=opts.min_cosine, data_source="dataset")
+    verdict = report.verdict
+    note = report.note
+    if verdict == PASSED and report.inputs.get("random"):
+        verdict, note = INCONCLUSIVE, ("checked on random inputs only, which cannot speak for real data: give "
+                                       "--input, --dataset or real --calibration samples")
+    worst = min(report.outputs, key=lambda o: o.cosine) if report.outputs else None
+    return {"verdict": verdict, "min_cosine": opts.min_cosine, "samples": report.samples, "data": what,
+            "same_as_calibration": same_as_calibration, "note": note,
+            "outputs": [{"name": o.name, "cosine": round(o.cosine, 6),
+                         "snr_db": None if o.snr_db is None else round(o.snr_db, 2), "verdict": o.verdict}
+                        for o in report.outputs],
+            "worst": None if worst is None else {"name": worst.name, "cosine": round(worst.cosine, 4),
+                                                 "snr_db": None if worst.snr_db is None else round(worst.snr_db, 1)},
+            "passed": verdict == PASSED if verdict != INCONCLUSIVE else None,
+            "failed": verdict == FAILED}
 
 
 def _runtime_that_runs(path: Path, runtime: str) -> str | None:

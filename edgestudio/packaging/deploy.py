@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from edgestudio import __version__
-from edgestudio.core.errors import EdgeStudioError, UsageError
+from edgestudio.core.errors import EdgeStudioError, UsageError, clean_message
 from edgestudio.core.formats import ModelFormat, detect_format
+from edgestudio.core.inputspec import InputSpec
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 from edgestudio.core.workspace import hash_model, model_files
 
@@ -162,13 +163,14 @@ def requirements_for(runtime: str) -> list[str]:
 
 
 def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input_npy: str | Path | None = None,
+                  inputs: InputSpec | dict[str, Any] | None = None,
                   dataset: str | None = None, iterations: int = 100, tflm: bool = False,
                   lineage: list[dict[str, Any]] | None = None, progress: ProgressCallback = noop_progress,
                   cancel: CancelToken | None = None) -> dict[str, Any]:
     """Write the package to ``out_zip``; returns its manifest (also stored inside as report.json)."""
     from edgestudio.backends.runtimes import get_runtime
-    from edgestudio.bench.inputs import make_inputs
     from edgestudio.bench.latency import BenchConfig, run_benchmark
+    from edgestudio.core.inputspec import make_feeds
     from edgestudio.core.inspection import inspect_model
 
     model = Path(model)
@@ -184,21 +186,27 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
     progress(0.05, "reading the model")
     info = inspect_model(model, fmt)
     session = get_runtime(runtime).load(model, precision="f32" if runtime == "openvino" else None)
+    spec = InputSpec.from_dict(inputs)
     if input_npy:
-        x = np.load(input_npy, allow_pickle=False)
-        feeds = {session.inputs[0].name: x}
-    else:
-        feeds = make_inputs(session.inputs, seed=0)
-    expected = next(iter(session.run(feeds).values()))
+        spec = spec.merged(InputSpec(data=str(input_npy)))
+    # the user's inputs, else random ones of a shape the user fixed: never a made-up 1x1 for a dynamic model
+    feeds = make_feeds(session.inputs, spec, count=1, model=model).samples[0]
+    try:
+        expected = next(iter(session.run(feeds).values()))
+    except Exception as exc:
+        raise EdgeStudioError(model, f"the model does not run on {runtime} with these inputs "
+                                     f"({spec.describe()}): {clean_message(exc, 200)}",
+                              hint="give --shape / --value / --input") from None
     cancel.check()
     progress(0.2, f"benchmarking on {runtime}")
-    bench = run_benchmark(model, BenchConfig(runtime=runtime, iterations=iterations, warmup=10), cancel=cancel)
+    bench = run_benchmark(model, BenchConfig(runtime=runtime, iterations=iterations, warmup=10, inputs=spec),
+                          cancel=cancel)
     accuracy = None
     if dataset:
         from edgestudio.bench.accuracy import evaluate
 
         progress(0.6, "measuring accuracy")
-        accuracy = evaluate(model, dataset, runtime=runtime, cancel=cancel).to_dict()
+        accuracy = evaluate(model, dataset, runtime=runtime, inputs=spec, cancel=cancel).to_dict()
     cancel.check()
     name = model.stem if model.is_file() else model.name
     versions = {"edgestudio": __version__, "python": platform.python_version()}
@@ -210,7 +218,7 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
         "package": name, "runtime": runtime, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model": {"file": model.name, "format": fmt.value, "sha256": hash_model(model, fmt), **{
             k: v for k, v in info.to_dict().items() if k in ("inputs", "outputs", "parameters", "macs", "size_bytes")}},
-        "benchmark": bench.to_dict(), "accuracy": accuracy, "requirements": requirements_for(runtime),
+        "benchmark": {**bench.to_dict(), "model": model.name}, "inputs": _relative_spec(spec), "accuracy": accuracy, "requirements": requirements_for(runtime),
         "versions": versions, "lineage": lineage or [{"name": model.name, "format": fmt.value, "made_by": "import"}],
     }
     with tempfile.TemporaryDirectory(prefix="edgestudio-pkg-") as tmp:
@@ -249,6 +257,14 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
     manifest["output"] = str(out)
     manifest["size_bytes"] = out.stat().st_size
     return manifest
+
+
+def _relative_spec(spec: InputSpec) -> dict[str, Any]:
+    """The input specification for the report, without the user's absolute paths."""
+    d = spec.to_dict()
+    if d.get("data"):
+        d["data"] = Path(d["data"]).name
+    return d
 
 
 def _markdown(m: dict[str, Any]) -> str:

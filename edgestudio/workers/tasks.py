@@ -47,7 +47,7 @@ def run_inspect(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     from edgestudio.core.inspection import inspect_model
 
     ctx.progress(0.1, "reading model")
-    info = inspect_model(spec.model or "")
+    info = inspect_model(spec.model or "", shapes=spec.options.get("shapes") or None)
     ctx.progress(1.0, "done")
     return info.to_dict()
 
@@ -62,7 +62,7 @@ def run_bench(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     config = BenchConfig(runtime=runtime, device=spec.device or "CPU", iterations=int(opts.get("iterations", 100)),
                          warmup=int(opts.get("warmup", 10)), duration_s=opts.get("duration_s"),
                          threads=opts.get("threads"), shapes=dict(opts.get("shapes") or {}),
-                         precision=opts.get("precision"))
+                         precision=opts.get("precision"), inputs=opts.get("inputs") or {})
     ctx.log(f"benchmark {spec.model} on {runtime}/{config.device}")
     result = run_benchmark(spec.model or "", config, on_sample=ctx.sample, progress=ctx.progress, cancel=ctx.cancel)
     return result.to_dict(with_samples=bool(opts.get("keep_samples", True)))
@@ -93,8 +93,10 @@ def run_convert(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
         progress=ctx.progress, cancel=ctx.cancel)
     for step in report.steps:
         parity = step.parity or {}
-        ctx.log(f"{step.source} -> {step.target} with {step.converter} in {step.seconds:.2f} s; parity: "
-                f"max abs diff {parity.get('max_abs_diff')}, passed {parity.get('passed')}")
+        ctx.log(f"{step.source} -> {step.target} with {step.converter} in {step.seconds:.2f} s; parity "
+                + (parity.get("summary") or "not checked (the result was run once)"))
+    for w in report.warnings:
+        ctx.log(f"warning: {w}")
     result = report.to_dict()
     steps = report.steps if keep else report.steps[-1:]
     result["artifacts"] = [{"path": s.output, "parent": (i - 1 if i else None),
@@ -134,11 +136,16 @@ def run_optimize(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
                             output=ctx.staged(Path(spec.output).name), options=opts,
                             keep_dir=(ctx.staging / "reference") if keep and ctx.staging else None,
                             progress=ctx.progress, cancel=ctx.cancel)
+    drift = report.details.get("drift") or {}
+    if drift:
+        ctx.log(f"drift vs FP32: {drift.get('verdict')} on {drift.get('samples')} {drift.get('data')}: " + ", ".join(
+            f"{o['name']} cosine {o['cosine']}" for o in drift.get("outputs", [])[:4]))
     for w in report.warnings:
         ctx.log(f"warning: {w}")
     result = report.to_dict()
     opt_info = {"method": report.method, "runtime": report.runtime, "accuracy": report.accuracy,
-                **{k: v for k, v in (spec.options.get("options") or {}).items() if v not in (None, [], "")}}
+                **{k: v for k, v in (spec.options.get("options") or {}).items() if v not in (None, [], "", {})},
+                "drift": report.details.get("drift")}
     if report.reference and keep:
         result["artifacts"] = [{"path": report.reference, "options": {"converted_for": report.method, "steps": report.steps}},
                                {"path": report.output, "parent": 0, "options": opt_info}]
@@ -151,7 +158,8 @@ def run_eval(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     from edgestudio.bench.accuracy import evaluate
 
     res = evaluate(spec.model or "", str(spec.options["dataset"]), runtime=spec.runtime, device=spec.device or "CPU",
-                   limit=spec.options.get("limit"), progress=ctx.progress, cancel=ctx.cancel)
+                   limit=spec.options.get("limit"), inputs=spec.options.get("inputs"), progress=ctx.progress,
+                   cancel=ctx.cancel)
     return res.to_dict()
 
 
@@ -165,7 +173,7 @@ def run_package(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
         raise UsageError(spec.model, "a packaging job needs an output path")
     opts = spec.options
     result = build_package(spec.model or "", spec.runtime or "onnxruntime", ctx.staged(Path(spec.output).name),
-                           input_npy=opts.get("input"), dataset=opts.get("dataset"),
+                           input_npy=opts.get("input"), inputs=opts.get("inputs"), dataset=opts.get("dataset"),
                            iterations=int(opts.get("iterations", 100)), tflm=bool(opts.get("tflm")),
                            lineage=opts.get("lineage"), progress=ctx.progress, cancel=ctx.cancel)
     result["package"] = result.pop("output")  # a zip, not a model: not registered as an artifact

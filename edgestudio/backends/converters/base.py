@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from edgestudio.backends.registry import Registry, Requirements
-from edgestudio.core.errors import EdgeStudioError
+from edgestudio.core.errors import EdgeStudioError, clean_message
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.progress import CancelToken, ProgressCallback
 
@@ -49,6 +49,8 @@ class ConvertOptions:
     tolerance: float | None = field(default=None, metadata={
         "help": "largest absolute output difference the parity check accepts (default: per converter)"})
     validate: bool = field(default=True, metadata={"help": "check each result numerically against its parent"})
+    inputs: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "what the parity checks run on: the input specification (--input, --shape, --value)"})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,6 +83,11 @@ class Converter(Requirements, abc.ABC):
     preference: ClassVar[int] = 50  # among paths of equal length, lower wins
     tolerance: ClassVar[float] = 1e-4  # default max abs diff for the parity check of its output
 
+    def layout_change(self, opts: ConvertOptions) -> str | None:
+        """The input layout this converter moves channels-first/last inputs to with these options
+        ("nhwc", "nchw"), or None: it keeps the parent's layout (any change then fails the parity check)."""
+        return None
+
     @classmethod
     def versions(cls) -> dict[str, str]:
         out = {}
@@ -104,8 +111,9 @@ class Converter(Requirements, abc.ABC):
 
     def explain(self, exc: BaseException, src: Path, fmt: ModelFormat) -> ConversionError:
         """Turn a library's exception into an error a user can act on."""
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        op = find_unsupported_op(msg)
+        full = " ".join(str(exc).split()) or type(exc).__name__
+        msg = clean_message(exc)
+        op = find_unsupported_op(full)
         node = onnx_node_for_op(src, op) if op and fmt is ModelFormat.ONNX else None
         if op:
             cause = f"{self.label} does not support op {op}" + (f" (node {node})" if node else "")

@@ -1,4 +1,4 @@
-"""ONNX -> TFLite with onnx2tf (NCHW graphs become NHWC TFLite models unless layout=nchw).
+"""ONNX -> TFLite with onnx2tf (NCHW inputs become NHWC unless layout=nchw; NHWC inputs stay as they are).
 
 onnx2tf pins old versions of the whole stack; it is installed without its pins (see the Makefile) and
 runs fine on ours. The ONNX model is simplified with onnxslim first (onnx2tf needs constant weights), and
@@ -57,8 +57,10 @@ class OnnxToTflite(Converter):
             kwargs: dict = {"non_verbose": True, "output_signaturedefs": True, "disable_strict_mode": True}
             if opts.shapes:
                 kwargs["overwrite_input_shape"] = [f"{k}:{','.join(map(str, v))}" for k, v in opts.shapes.items() if k]
-            if opts.layout == "nchw":
-                kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = _input_names(work / "model.onnx")
+            keep = _input_names(work / "model.onnx") if opts.layout == "nchw" else _channels_last_inputs(work / "model.onnx")
+            if keep:  # onnx2tf reads every 4-D input as NCHW: an NHWC input would be transposed once more
+                # (onnx2tf renames 'a:0' to 'a__0' before it looks the names up; unknown names are ignored)
+                kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = keep + [k.replace(":", "__") for k in keep if ":" in k]
             onnx2tf.convert(input_onnx_file_path=str(work / "model.onnx"), output_folder_path=str(work / "out"),
                             **kwargs)
             produced = work / "out" / "model_float32.tflite"
@@ -66,6 +68,9 @@ class OnnxToTflite(Converter):
                 raise ConversionError(src, "onnx2tf finished without writing a float32 TFLite model",
                                       converter=self.name)
             shutil.move(str(produced), dst)
+
+    def layout_change(self, opts: ConvertOptions) -> str | None:
+        return None if opts.layout == "nchw" else "nhwc"
 
     def explain(self, exc: BaseException, src: Path, fmt: ModelFormat) -> ConversionError:
         err = super().explain(exc, src, fmt)
@@ -80,3 +85,21 @@ def _input_names(path: Path) -> list[str]:
     g = onnx.load(str(path), load_external_data=False).graph
     inits = {i.name for i in g.initializer}
     return [v.name for v in g.input if v.name not in inits]
+
+
+def _channels_last_inputs(path: Path) -> list[str]:
+    """Inputs that already look channels-last (N, H, W, C with C in 1/3/4 and not N, C, H, W)."""
+    import onnx
+
+    from edgestudio.core.inputspec import looks_channels_last
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    inits = {i.name for i in g.initializer}
+    out = []
+    for v in g.input:
+        if v.name in inits or not v.type.tensor_type.HasField("shape"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
+        if looks_channels_last(dims):
+            out.append(v.name)
+    return out

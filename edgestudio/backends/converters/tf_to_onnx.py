@@ -23,6 +23,9 @@ class TfToOnnx(Converter):
     preference = 20
     tolerance = 1e-4
 
+    def layout_change(self, opts: ConvertOptions) -> str | None:
+        return "nchw" if opts.layout == "nchw" else None
+
     def convert(self, src: Path, fmt: ModelFormat, dst: Path, opts: ConvertOptions, *,
                 progress: ProgressCallback, cancel: CancelToken) -> None:
         from edgestudio.core.loaders import load_keras_model, quiet_tensorflow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from edgestudio.backends.converters.base import CONVERTERS, ConversionError, Converter, ConvertOptions
@@ -36,9 +37,28 @@ class ToOpenVino(Converter):
 
     def explain(self, exc: BaseException, src: Path, fmt: ModelFormat) -> ConversionError:
         err = super().explain(exc, src, fmt)
+        reason = _frontend_reason(str(exc))
+        if err.op and reason:  # "does not support op Conv" would be wrong: it supports Conv, not this instance
+            node = re.search(r"<Node\((\w+)\): ([^>]+)>", str(exc))
+            where = f" (node {node.group(2)})" if node else (f" (node {err.node})" if err.node else "")
+            err = ConversionError(src, f"{self.label} could not convert op {err.op}{where}: {reason}",
+                                  converter=self.name, op=err.op, node=node.group(2) if node else err.node)
         runtime = {ModelFormat.ONNX: "onnxruntime", ModelFormat.TFLITE: "litert",
                    ModelFormat.SAVED_MODEL: "tensorflow"}[fmt]
         if err.op:
             err.hint = (f"keep the model on its source runtime ({runtime}), or convert through another format "
                         f"with --via (e.g. --via onnx / --via tflite)")
         return err
+
+
+_NOISE = ("Check ", "While validating", "FrontEnd API failed", "-- ", "[ONNX Frontend]", "Model wasn't",
+          "Failed operations", "Summary", "Exception from", "Traceback")
+
+
+def _frontend_reason(message: str) -> str | None:
+    """The first line of OpenVINO's frontend report that says why an op failed (not where it failed)."""
+    for line in message.splitlines():
+        line = line.strip()
+        if line and not line.startswith(_NOISE) and not line.endswith(":"):
+            return line[:200]
+    return None

@@ -49,6 +49,13 @@ class OptimizeOptions:
     sparsity: float = field(default=0.5, metadata={"help": "pruning: fraction of weights set to zero"})
     ratio: float = field(default=1.0, metadata={"help": "INT4 weights: share of layers in INT4 (rest INT8)"})
     group_size: int = field(default=-1, metadata={"help": "INT4 weights: group size (-1: per channel)"})
+    inputs: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "the input specification (--input, --shape, --value): other inputs during calibration, and what "
+                "the drift check runs on"})
+    min_cosine: float = field(default=0.99, metadata={
+        "help": "drift guard: the lowest cosine similarity to the FP32 model accepted per output"})
+    keep_lossy: bool = field(default=False, metadata={
+        "help": "keep a result that fails the drift guard (marked as such) instead of refusing it"})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -102,7 +109,7 @@ def find_optimizer(method: str, runtime: str) -> type[Optimizer]:
 
 
 def calibration_samples(path: str | None, spec: Any, limit: int, fallback: str | None = None) -> tuple[list[Any], list[str]]:
-    """Model-ready calibration inputs (batch 1 each) and the warnings that go with them."""
+    """Model-ready calibration inputs for one input (batch 1 each) and the warnings that go with them."""
     from edgestudio.core.datasets import load_dataset
 
     source = path or fallback
@@ -111,3 +118,34 @@ def calibration_samples(path: str | None, spec: Any, limit: int, fallback: str |
                                       "(.npz/.npy, an image folder, or 'random')")
     ds = load_dataset(source, spec=spec)
     return list(ds.samples(spec, limit=limit)), list(ds.warnings)
+
+
+def calibration_feeds(opts: OptimizeOptions, specs: list[Any], model: Any = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Full feed dicts for calibration: the calibration set gives the first input (or every input, from an
+    ``.npz`` keyed by input name); the others come from ``--value``/``--shape``, else random (said so)."""
+    from edgestudio.core.datasets import RANDOM, load_dataset
+    from edgestudio.core.inputspec import CHECK_DYNAMIC_DIM, InputSpec, make_feeds, npz_keys_are_inputs
+
+    source = opts.calibration or opts.dataset
+    if source is None:
+        raise OptimizationError(model, "this method needs calibration data: --calibration DATA "
+                                       "(.npz/.npy, an image folder, or 'random')")
+    given = InputSpec.from_dict(opts.inputs)
+    base = InputSpec(shapes=given.shapes, values=given.values)
+    warnings: list[str] = []
+    if source == RANDOM:
+        feeds = make_feeds(specs, base, count=min(opts.subset_size, 64), dynamic_default=CHECK_DYNAMIC_DIM, model=model)
+        warnings.append("calibrated on random data: accuracy of the result is unknown; give real samples with "
+                        "--calibration")
+    elif npz_keys_are_inputs(source, specs):
+        feeds = make_feeds(specs, base.merged(InputSpec(data=str(source))), count=opts.subset_size,
+                           dynamic_default=CHECK_DYNAMIC_DIM, model=model)
+    else:
+        ds = load_dataset(source, spec=specs[0])
+        warnings += ds.warnings
+        data = {specs[0].name: list(ds.samples(specs[0], limit=opts.subset_size))}
+        feeds = make_feeds(specs, base, count=None, data=data, data_source="calibration",
+                           dynamic_default=CHECK_DYNAMIC_DIM, model=model)
+    if source != RANDOM and feeds.partly_random:
+        warnings.append("calibration used " + "; ".join(feeds.notes))
+    return feeds.samples, warnings

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgestudio.backends.optimizers.base import OPTIMIZERS, OptimizeOptions, Optimizer, calibration_samples
+from edgestudio.backends.optimizers.base import OPTIMIZERS, OptimizationError, OptimizeOptions, Optimizer, calibration_feeds
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.progress import CancelToken, ProgressCallback
 
@@ -34,8 +34,8 @@ class OrtInt8Static(Optimizer):
 
         from edgestudio.core.inspection import inspect_model
 
-        spec = inspect_model(src, fmt).inputs[0]
-        samples, warnings = calibration_samples(opts.calibration, spec, opts.subset_size, fallback=opts.dataset)
+        specs = inspect_model(src, fmt).inputs
+        samples, warnings = calibration_feeds(opts, specs, model=src)
 
         class Reader(CalibrationDataReader):  # type: ignore[misc]
             def __init__(self) -> None:
@@ -43,26 +43,57 @@ class OrtInt8Static(Optimizer):
 
             def get_next(self) -> dict[str, Any] | None:
                 cancel.check()
-                x = next(self._it, None)
-                return None if x is None else {spec.name: x}
+                return next(self._it, None)
 
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[opts.calibration_method]
         names = [n for n in opts.ignored_scope if not n.startswith("type:")]
+        def quantize(model: Path) -> None:
+            quantize_static(
+                str(model), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=opts.per_channel,
+                activation_type=QuantType.QUInt8 if opts.activation_type == "uint8" else QuantType.QInt8,
+                weight_type=QuantType.QUInt8 if opts.weight_type == "uint8" else QuantType.QInt8,
+                calibrate_method=method, nodes_to_exclude=names or None,
+                op_types_to_quantize=None, extra_options={"ActivationSymmetric": opts.activation_type == "int8"})
+
+        preprocessed = False
         with tempfile.TemporaryDirectory(prefix="edgestudio-ort-q-") as tmp:
             prepared = Path(tmp) / "prepared.onnx"
             progress(0.1, "pre-processing (shape inference, folding)")
             try:
                 quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+                preprocessed = True
             except Exception:  # pre-processing is an improvement, not a requirement
                 prepared = src
             progress(0.3, f"calibrating on {len(samples)} samples ({opts.calibration_method})")
-            quantize_static(
-                str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=opts.per_channel,
-                activation_type=QuantType.QUInt8 if opts.activation_type == "uint8" else QuantType.QInt8,
-                weight_type=QuantType.QUInt8 if opts.weight_type == "uint8" else QuantType.QInt8,
-                calibrate_method=method, nodes_to_exclude=names or None,
-                op_types_to_quantize=None, extra_options={"ActivationSymmetric": opts.activation_type == "int8"})
+            quantize(prepared)
+            if preprocessed and _load_error(dst):
+                # quant_pre_process can fuse nodes into a graph ORT then refuses (INVALID_GRAPH on real models):
+                # quantize the original instead, and say so
+                cancel.check()
+                progress(0.6, "the pre-processed result does not load: quantizing without pre-processing")
+                warnings.append(f"pre-processing gave a model ONNX Runtime cannot load ({_load_error(dst)}); "
+                                "quantized without pre-processing")
+                preprocessed = False
+                quantize(src)
+        error = _load_error(dst)
+        if error:
+            raise OptimizationError(src, f"the INT8 model does not load in ONNX Runtime: {error}")
         if opts.activation_type == "int8":
             warnings.append("S8S8 (int8 activations) brings no speed-up on x86 with ONNX Runtime; uint8 does")
-        return {"warnings": warnings, "calibration_samples": len(samples)}
+        return {"warnings": warnings, "calibration_samples": len(samples), "preprocessed": preprocessed}
+
+
+def _load_error(path: Path) -> str | None:
+    """Why ONNX Runtime cannot load ``path`` (None: it loads)."""
+    import onnxruntime as ort
+
+    from edgestudio.core.errors import clean_message
+
+    try:
+        so = ort.SessionOptions()
+        so.log_severity_level = 4
+        ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        return clean_message(exc, 200)
+    return None

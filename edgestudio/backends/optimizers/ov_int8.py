@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgestudio.backends.optimizers.base import OPTIMIZERS, OptimizeOptions, Optimizer, calibration_samples
+from edgestudio.backends.optimizers.base import OPTIMIZERS, OptimizeOptions, Optimizer, calibration_feeds
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.progress import CancelToken, ProgressCallback
 
@@ -28,8 +28,8 @@ class OvInt8(Optimizer):
         from edgestudio.core.inspection import inspect_model
 
         quiet_nncf()
-        spec = inspect_model(src, fmt).inputs[0]
-        samples, warnings = calibration_samples(opts.calibration, spec, opts.subset_size, fallback=opts.dataset)
+        specs = inspect_model(src, fmt).inputs
+        samples, warnings = calibration_feeds(opts, specs, model=src)
         cancel.check()
         progress(0.2, f"quantizing with NNCF ({opts.preset}, {len(samples)} samples)")
         model = nncf.quantize(read_ir(src), nncf.Dataset(samples), preset=nncf.QuantizationPreset(opts.preset),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgestudio.backends.optimizers.base import OPTIMIZERS, OptimizeOptions, Optimizer, calibration_samples
+from edgestudio.backends.optimizers.base import OPTIMIZERS, OptimizeOptions, Optimizer, calibration_feeds
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.progress import CancelToken, ProgressCallback
 
@@ -27,13 +27,14 @@ class TfliteInt8(Optimizer):
         from edgestudio.backends.optimizers._tflite import convert
         from edgestudio.core.inspection import inspect_model
 
-        spec = inspect_model(src, fmt).inputs[0]
-        samples, warnings = calibration_samples(opts.calibration, spec, opts.subset_size, fallback=opts.dataset)
+        specs = inspect_model(src, fmt).inputs
+        samples, warnings = calibration_feeds(opts, specs, model=src)
 
         def representative() -> Any:
-            for x in samples:
+            for feed in samples:
                 cancel.check()
-                yield [x.astype("float32")]
+                yield [feed[s.name].astype("float32") if feed[s.name].dtype.kind == "f" else feed[s.name]
+                       for s in specs]
 
         def configure(conv: Any) -> None:
             conv.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -1,0 +1,394 @@
+"""One input specification for every command: what the model is fed.
+
+``--input FILE`` (an ``.npz`` keyed by input name, or an ``.npy`` for a model with one input), ``--shape
+NAME=dims`` (repeatable; an unnamed shape applies to the first input) and ``--value NAME=scalar`` (an input
+that must hold a fixed value, e.g. a sample rate). The same :class:`InputSpec` drives bench, parity, drift,
+calibration, eval and packaging, so what the user gave is what every check runs on; random data is used only
+for inputs nothing was given for, and :class:`Feeds` says so.
+
+An array in the ``--input`` file whose rank is one more than the model input's is a stack of samples
+(``(N, *input_shape)``); an array of the input's own rank is one sample. Names the model does not have are
+an error that lists the real ones: nothing is silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgestudio.core.errors import UsageError
+from edgestudio.core.modelinfo import Dim, TensorSpec
+
+#: for numerical checks only (never for a benchmark): the size given to a dynamic non-batch dim that
+#: nothing fixed; results say so. 1 is the worst choice (convolutions and pooling shrink it to nothing).
+CHECK_DYNAMIC_DIM = 64
+
+
+@dataclass
+class InputSpec:
+    """What the user said about a model's inputs. JSON-serialisable (jobs, workspace, recipes)."""
+
+    data: str | None = None
+    shapes: dict[str, list[int]] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.data or self.shapes or self.values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"data": self.data, "shapes": {k: list(v) for k, v in self.shapes.items()},
+                "values": dict(self.values)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | InputSpec | None) -> InputSpec:
+        if isinstance(d, InputSpec):
+            return d
+        d = d or {}
+        return cls(data=d.get("data") or None, shapes={k: [int(x) for x in v] for k, v in (d.get("shapes") or {}).items()},
+                   values={k: float(v) for k, v in (d.get("values") or {}).items()})
+
+    @classmethod
+    def from_cli(cls, data: str | None = None, shapes: Iterable[str] | None = None,
+                 values: Iterable[str] | None = None) -> InputSpec:
+        if data and not Path(data).exists():
+            raise UsageError(None, f"{data}: no such file (--input)")
+        return cls(data=str(Path(data).resolve()) if data else None, shapes=parse_shapes(shapes),
+                   values=parse_values(values))
+
+    def merged(self, other: InputSpec | None) -> InputSpec:
+        """``other``'s entries over this one's."""
+        if other is None:
+            return self
+        return InputSpec(other.data or self.data, {**self.shapes, **other.shapes}, {**self.values, **other.values})
+
+    def describe(self) -> str:
+        parts = []
+        if self.data:
+            parts.append(f"inputs from {Path(self.data).name}")
+        parts += [f"{k or 'input 0'}={'x'.join(map(str, v))}" for k, v in self.shapes.items()]
+        parts += [f"{k}={_fmt_value(v)}" for k, v in self.values.items()]
+        return ", ".join(parts) or "random inputs"
+
+    # ------------------------------------------------------------------ checks against a model's inputs
+    def check_names(self, specs: Sequence[TensorSpec], model: str | Path | None = None) -> None:
+        """Every name given must be one of the model's inputs (an unnamed --shape is the first input)."""
+        real = [s.name for s in specs]
+        for flag, names in (("--shape", self.shapes), ("--value", self.values)):
+            for name in names:
+                if name and match_name(name, real) is None:
+                    raise UsageError(model, f"{flag} names {name!r}, which is not an input of this model "
+                                            f"(its inputs: {', '.join(real) or 'none'})")
+        if self.data:
+            arrays = self.arrays(specs)  # raises on unknown keys
+            del arrays
+
+    def arrays(self, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+        """The ``--input`` file's arrays, keyed by the model's own input names."""
+        if not self.data:
+            return {}
+        path = Path(self.data)
+        real = [s.name for s in specs]
+        try:
+            loaded = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise UsageError(path, f"cannot read as .npy/.npz ({' '.join(str(exc).split())[:160]})") from None
+        if isinstance(loaded, np.ndarray):
+            if len(specs) != 1:
+                raise UsageError(path, f"a .npy holds one array but the model has {len(specs)} inputs "
+                                       f"({', '.join(real)}): give an .npz keyed by input name")
+            return {real[0]: loaded}
+        with loaded:
+            out: dict[str, np.ndarray] = {}
+            for key in loaded.files:
+                if key == "y":  # labels of a dataset file: not an input
+                    continue
+                name = match_name(key, real)
+                if name is None and key == "x" and real and not any(match_name(k, real) == real[0] for k in loaded.files):
+                    name = real[0]  # a dataset's "x": the first input
+                if name is None:
+                    raise UsageError(path, f"array {key!r} is not an input of this model "
+                                           f"(its inputs: {', '.join(real)})")
+                out[name] = loaded[key]
+        return out
+
+
+def npz_keys_are_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> bool:
+    """True for an ``.npz`` whose arrays are named after the model's inputs (not a dataset's ``x``/``y``)."""
+    p = Path(path)
+    if p.suffix != ".npz" or not p.is_file():
+        return False
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            keys = [k for k in z.files if k != "y"]
+    except (OSError, ValueError, EOFError):
+        return False
+    real = [s.name for s in specs]
+    return bool(keys) and "x" not in keys and all(match_name(k, real) for k in keys)
+
+
+def _fmt_value(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+_SUFFIX = re.compile(r":\d+$")
+
+
+def normalize_name(name: str) -> str:
+    """Names as converters mangle them: ``serving_default_x:0`` -> ``x``; case and punctuation ignored."""
+    n = _SUFFIX.sub("", name)
+    n = n.removeprefix("serving_default_")
+    return re.sub(r"[^0-9a-z]", "", n.lower())
+
+
+def match_name(name: str, real: Sequence[str]) -> str | None:
+    """The model input ``name`` refers to: exact, then as converters mangle names."""
+    if name in real:
+        return name
+    norm = normalize_name(name)
+    hits = [r for r in real if normalize_name(r) == norm]
+    return hits[0] if len(hits) == 1 else None
+
+
+def parse_shapes(items: Iterable[str] | None) -> dict[str, list[int]]:
+    """``["name=1,3,224,224", "1x28x28x1"]``; an unnamed shape applies to the first input ("")."""
+    out: dict[str, list[int]] = {}
+    for item in items or []:
+        name, _, dims = item.rpartition("=")
+        try:
+            shape = [int(x) for x in dims.replace("x", ",").split(",") if x.strip()]
+        except ValueError:
+            raise UsageError(None, f"bad --shape {item!r}: expected NAME=1,3,224,224") from None
+        if not shape or any(d <= 0 for d in shape):
+            raise UsageError(None, f"bad --shape {item!r}: dimensions must be positive integers")
+        out[name.strip()] = shape
+    return out
+
+
+def parse_values(items: Iterable[str] | None) -> dict[str, float]:
+    """``["sr=16000"]``: an input that holds this value (filled to its shape)."""
+    out: dict[str, float] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(None, f"bad --value {item!r}: expected NAME=number (e.g. sr=16000)")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise UsageError(None, f"bad --value {item!r}: {value!r} is not a number") from None
+    return out
+
+
+# ------------------------------------------------------------------------------------------ shapes
+def _is_fixed(d: Dim) -> bool:
+    return isinstance(d, int) and d >= 0
+
+
+def resolve_shapes(specs: Sequence[TensorSpec], spec: InputSpec | None = None, *,
+                   dynamic_default: int | None = None, model: str | Path | None = None,
+                   given: dict[str, np.ndarray] | None = None) -> dict[str, list[int]]:
+    """A concrete shape per input. Dynamic dims come from ``--shape``, from the ``--input`` arrays, from a
+    dim of the same name elsewhere, the first (batch) dim from 1; the rest from ``dynamic_default`` when
+    given (numerical checks), else a :class:`UsageError` asking for ``--shape``."""
+    spec = spec or InputSpec()
+    real = [s.name for s in specs]
+    overrides: dict[str, list[int]] = {}
+    for key, dims in spec.shapes.items():
+        name = real[0] if key == "" and real else match_name(key, real)
+        if name is None:
+            raise UsageError(model, f"--shape names {key!r}, which is not an input of this model "
+                                    f"(its inputs: {', '.join(real) or 'none'})")
+        overrides[name] = list(dims)
+    named: dict[str, int] = {}
+    out: dict[str, list[int]] = {}
+    for s in specs:  # first pass: what is fixed explicitly, to learn named dims
+        shape = overrides.get(s.name)
+        if shape is None and given and s.name in given:
+            arr = given[s.name]
+            shape = list(arr.shape[1:]) if arr.ndim == len(s.shape) + 1 and s.shape != ["?"] else list(arr.shape)
+        if shape is None:
+            continue
+        if s.shape != ["?"] and len(shape) != len(s.shape):
+            raise UsageError(model, f"shape {shape} for input {s.name!r} has rank {len(shape)}, the model's input "
+                                    f"has rank {len(s.shape)} ({format_dims(s.shape)})")
+        for want, got in zip(s.shape, shape):
+            if _is_fixed(want) and want != got:
+                raise UsageError(model, f"shape {shape} for input {s.name!r} conflicts with its static shape "
+                                        f"{format_dims(s.shape)}")
+            if isinstance(want, str) and want not in ("?", "") and not want.lstrip("-").isdigit():
+                named.setdefault(want, got)
+        out[s.name] = list(shape)
+    for s in specs:
+        if s.name in out:
+            continue
+        if s.shape == ["?"]:  # unknown rank
+            raise UsageError(model, f"input {s.name!r} has an unknown rank: give --shape {s.name}=...")
+        shape = []
+        for i, d in enumerate(s.shape):
+            if _is_fixed(d):
+                shape.append(int(d))
+            elif isinstance(d, str) and d in named:
+                shape.append(named[d])
+            elif i == 0:
+                shape.append(1)
+                if isinstance(d, str) and d not in ("?", ""):
+                    named[d] = 1
+            elif dynamic_default is not None:
+                shape.append(dynamic_default)
+                if isinstance(d, str) and d not in ("?", ""):
+                    named[d] = dynamic_default
+            else:
+                raise UsageError(model, f"input {s.name!r} has dynamic dims {format_dims(s.shape)}: give its shape "
+                                        f"with --shape {s.name}=" + ",".join(
+                                            str(x) if _is_fixed(x) else ("1" if j == 0 else "N")
+                                            for j, x in enumerate(s.shape)) + " (or real data with --input)")
+        out[s.name] = shape
+    return out
+
+
+def looks_channels_last(shape: Sequence[Dim]) -> bool | None:
+    """For a 4-D input: True if it looks NHWC, False if NCHW, None if it cannot be told."""
+    if len(shape) != 4:
+        return None
+    c1, c3 = shape[1], shape[3]
+    first = isinstance(c1, int) and c1 in (1, 2, 3, 4)
+    last = isinstance(c3, int) and c3 in (1, 2, 3, 4)
+    if last and not first:
+        return True
+    if first and not last:
+        return False
+    if first and last:  # e.g. [N, 3, 8, 1]: the side with the larger spatial dims wins
+        return None
+    return None
+
+
+def format_dims(shape: Sequence[Dim]) -> str:
+    return "[" + ", ".join(short_dim(d) for d in shape) + "]"
+
+
+def short_dim(d: Dim) -> str:
+    """One short string for a dim: ``3``, ``batch``, ``?`` (long symbolic expressions become ``?``)."""
+    if isinstance(d, int):
+        return "?" if d < 0 else str(d)
+    text = " ".join(str(d).split())
+    if not text or len(text) > 24 or not re.fullmatch(r"[\w.:/-]+", text):
+        return "?"
+    return text
+
+
+# ------------------------------------------------------------------------------------------- feeds
+@dataclass
+class Feeds:
+    """Samples to run a model on (each a full feed dict) and where they came from."""
+
+    samples: list[dict[str, np.ndarray]]
+    sources: dict[str, str]  # input name -> "your --input", "--value", "dataset", "random"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def random(self) -> bool:
+        """True when every input is random (no real data at all)."""
+        return all(v == "random" for v in self.sources.values())
+
+    @property
+    def partly_random(self) -> bool:
+        return any(v == "random" for v in self.sources.values())
+
+    def describe(self) -> str:
+        if self.random:
+            return f"{len(self.samples)} random sample(s)"
+        return f"{len(self.samples)} sample(s): " + ", ".join(f"{k} {v}" for k, v in self.sources.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"samples": len(self.samples), "sources": dict(self.sources), "random": self.random,
+                "shapes": {k: list(v.shape) for k, v in (self.samples[0] if self.samples else {}).items()},
+                "notes": list(self.notes)}
+
+
+def _random_array(shape: list[int], dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
+    if dtype.kind == "f":
+        return rng.random(shape, dtype=np.float32).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, shape).astype(bool)
+    if dtype.kind in "iu":
+        lo, hi = (0, 2) if dtype.kind == "u" or dtype.itemsize > 1 else (-2, 2)
+        return rng.integers(lo, hi, shape).astype(dtype)
+    raise UsageError(None, f"cannot generate data of dtype {dtype}")
+
+
+def spec_dtype(s: TensorSpec) -> np.dtype:
+    return np.dtype(s.dtype) if s.dtype not in ("unknown", "str") else np.dtype("float32")
+
+
+def make_feeds(specs: Sequence[TensorSpec], spec: InputSpec | None = None, *, count: int | None = 1, seed: int = 0,
+               dynamic_default: int | None = None, data: dict[str, list[np.ndarray]] | None = None,
+               data_source: str = "dataset", model: str | Path | None = None) -> Feeds:
+    """``count`` feed dicts for ``specs`` (``None``: as many as the user's data holds; fewer when it holds fewer).
+
+    Per input, in order: the user's ``--input`` arrays; ``--value``; ``data`` (samples from a calibration or
+    evaluation set, per input name); random data of the resolved shape (``resolve_shapes``).
+    """
+    spec = spec or InputSpec()
+    spec.check_names(specs, model)
+    given = spec.arrays(specs)
+    real = [s.name for s in specs]
+    values = {match_name(k, real): v for k, v in spec.values.items()}
+    shapes = resolve_shapes(specs, spec, dynamic_default=dynamic_default, model=model, given=given)
+    per_input: dict[str, list[np.ndarray] | np.ndarray] = {}
+    sources: dict[str, str] = {}
+    notes: list[str] = []
+    stacked_n: set[int] = set()
+    for s in specs:
+        dtype = spec_dtype(s)
+        if s.name in given:
+            arr = given[s.name]
+            if s.shape != ["?"] and arr.ndim == len(s.shape) + 1:
+                per_input[s.name] = [np.ascontiguousarray(a.astype(dtype, copy=False)) for a in arr]
+                stacked_n.add(len(arr))
+            else:
+                per_input[s.name] = np.ascontiguousarray(arr.astype(dtype, copy=False))
+            sources[s.name] = "your --input"
+        elif s.name in values:
+            per_input[s.name] = np.full(shapes[s.name], values[s.name], dtype=dtype)
+            sources[s.name] = "--value"
+        elif data and s.name in data and data[s.name]:
+            per_input[s.name] = [np.ascontiguousarray(a.astype(dtype, copy=False)) for a in data[s.name]]
+            stacked_n.add(len(data[s.name]))
+            sources[s.name] = data_source
+        else:
+            sources[s.name] = "random"
+    if len(stacked_n) > 1:
+        raise UsageError(spec.data or model, f"the inputs hold different numbers of samples ({sorted(stacked_n)})")
+    if stacked_n:
+        n = min(stacked_n) if count is None else min(min(stacked_n), count)
+    else:
+        n = count or 1
+    rng_shapes = {k: v for k, v in shapes.items() if sources[k] == "random"}
+    if rng_shapes and dynamic_default is not None:
+        dyn = [s.name for s in specs if sources[s.name] == "random" and not s.is_static
+               and any(not _is_fixed(d) for d in s.shape[1:])
+               and s.name not in {match_name(k, real) if k else real[0] for k in spec.shapes}]
+        if dyn:
+            notes.append(f"dynamic dims of {', '.join(dyn)} set to {dynamic_default} for this check "
+                         f"(fix them with --shape)")
+    samples: list[dict[str, np.ndarray]] = []
+    for i in range(max(n, 1)):
+        rng = np.random.default_rng(seed + i)
+        feed: dict[str, np.ndarray] = {}
+        for s in specs:
+            v = per_input.get(s.name)
+            if isinstance(v, list):
+                feed[s.name] = v[i % len(v)]
+            elif v is not None:
+                feed[s.name] = v
+            else:
+                feed[s.name] = _random_array(rng_shapes[s.name], spec_dtype(s), rng)
+        samples.append(feed)
+    if any(v == "random" for v in sources.values()) and not all(v == "random" for v in sources.values()):
+        notes.append("random data for " + ", ".join(k for k, v in sources.items() if v == "random"))
+    return Feeds(samples, sources, notes)
