@@ -498,6 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     common.add_argument("--workspace", metavar="DIR", help="record the job, its artifacts and results in this "
                                                            "workspace (run through the worker pool)")
+    common.add_argument("--verbose", action="store_true", help="let the libraries' own log lines through to "
+                                                                "stderr (kept in a log file by default)")
     ap = _Parser(prog="edgestudio", description="EdgeStudio: take a trained model to an edge device. "
                                                 "Without a command, the studio opens.")
     ap.add_argument("--version", action="version", version=f"edgestudio {__version__}")
@@ -631,24 +633,120 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edgestudio.core.loaders import quiet_tensorflow
 
     quiet_tensorflow()
+    native = None if getattr(args, "verbose", False) else _NativeLog.start()
+    rc = 0
     try:
         args.func(args)
     except UsageError as exc:
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        return 2
+        _error(exc.one_line(), native)
+        rc = 2
     except EdgeStudioError as exc:
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        return 1
+        model = getattr(args, "model", None)
+        if exc.path is None and isinstance(model, str) and Path(model).name not in exc.cause:
+            exc.path = model  # every error names the file it is about
+        _error(exc.one_line(), native)
+        rc = 1
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        _error("interrupted", native)
+        rc = 130
     except BrokenPipeError:  # `edgestudio ... | head`: the reader left, nothing to report
         sys.stderr.close()
-        return 0
+        rc = 0
     except Exception as exc:  # anything a library raised: still one line, naming the file
-        print(f"error: {describe_exception(exc, getattr(args, 'model', None))}", file=sys.stderr)
-        return 1
-    return 0
+        _error(describe_exception(exc, getattr(args, "model", None)), native)
+        rc = 1
+    finally:
+        if native is not None:
+            native.stop(keep=rc not in (0, 2))
+    return rc
+
+
+def _error(line: str, native: _NativeLog | None) -> None:
+    if native is not None and native.has_content():
+        line += f" [native log: {native.path}]"
+    print(f"error: {line}", file=sys.stderr)
+
+
+def _native_log_dir() -> str:
+    """The user's log folder for EdgeStudio (the last 20 native logs are kept)."""
+    import os
+
+    from platformdirs import user_log_dir
+
+    folder = user_log_dir("edgestudio", appauthor=False)
+    os.makedirs(folder, exist_ok=True)
+    logs = sorted((e for e in os.scandir(folder) if e.name.startswith("native-")), key=lambda e: e.stat().st_mtime)
+    for old in logs[:-20]:
+        try:
+            os.unlink(old.path)
+        except OSError:
+            pass
+    return folder
+
+
+class _NativeLog:
+    """Native libraries (OpenVINO, ONNX Runtime, XNNPACK, TensorFlow) and crashing workers write to file
+    descriptor 2; the command line keeps that in a log file, so stderr carries only EdgeStudio's own lines.
+    The log is kept (and named in the error) only when the command failed."""
+
+    def __init__(self, path: str, saved_fd: int, saved_stderr: Any) -> None:
+        self.path, self._saved_fd, self._saved_stderr = path, saved_fd, saved_stderr
+
+    @classmethod
+    def start(cls) -> _NativeLog | None:
+        import os
+        import tempfile
+        import warnings
+
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+            folder = _native_log_dir()
+            fd, path = tempfile.mkstemp(prefix="native-", suffix=".log", dir=folder)
+            os.dup2(fd, 2)
+            os.close(fd)
+        except (OSError, ValueError):
+            return None
+        log = cls(path, saved, sys.stderr)
+        sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+        import logging
+
+        # Python-level library logging (absl/TensorFlow tracebacks, NNCF, ORT quantization) goes to the log too
+        handler = logging.StreamHandler(log._saved_stderr)
+        for name in ("", "absl", "tensorflow"):
+            logger = logging.getLogger(name)
+            logger.handlers = [handler]
+            logger.propagate = name == ""
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: os.write(
+            2, f"{category.__name__}: {message} ({filename}:{lineno})\n".encode("utf-8", "replace"))
+        return log
+
+    def has_content(self) -> bool:
+        import os
+
+        try:
+            return os.path.getsize(self.path) > 0
+        except OSError:
+            return False
+
+    def stop(self, keep: bool) -> None:
+        import os
+
+        ours = sys.stderr
+        try:
+            ours.flush()
+            if ours is not self._saved_stderr:
+                ours.close()  # the stream made in start() holds a copy of the real stderr's descriptor
+        except (OSError, ValueError):
+            pass
+        os.dup2(self._saved_fd, 2)
+        os.close(self._saved_fd)
+        sys.stderr = self._saved_stderr
+        if not (keep and self.has_content()):
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
 
 
 if __name__ == "__main__":

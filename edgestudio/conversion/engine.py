@@ -13,7 +13,7 @@ from typing import Any
 
 from edgestudio.backends.converters.base import CONVERTERS, ConversionError, ConvertOptions
 from edgestudio.conversion.planner import ConversionPlan, Hop, plan_conversion
-from edgestudio.core.errors import Cancelled, EdgeStudioError, clean_message
+from edgestudio.core.errors import Cancelled, EdgeStudioError, clean_message, out_of_space
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.workspace import remove_model_files
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
@@ -169,6 +169,8 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
     except EdgeStudioError as exc:
         raise ConversionError(current, exc.cause, converter=hop.converter, hint=exc.hint) from None
     except Exception as exc:  # the library's own error: make it actionable
+        if out_of_space(exc, dst.parent):
+            raise ConversionError(current, f"no space left on {dst.parent}", converter=hop.converter) from None
         raise conv.explain(exc, current, current_fmt) from None
     seconds = time.perf_counter() - t0
     _check_output(dst, hop.converter)

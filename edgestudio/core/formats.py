@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 import json
+import os
+import stat
 import zipfile
 from pathlib import Path
 
-from edgestudio.core.errors import ModelFormatError
+from edgestudio.core.errors import ModelFormatError, display
 
 
 class ModelFormat(str, enum.Enum):
@@ -105,7 +107,46 @@ def detect_format(path: str | Path) -> ModelFormat:
     )
 
 
+def folder_size(p: Path) -> int:
+    """Check a model folder and return the bytes a copy of it holds (links inside it followed, as a copy does).
+
+    Refuses what a copy or a reader must never follow: links that leave the folder (a link to an outside file
+    would be copied into the workspace), links to a folder that contains them (a copy would never end), device
+    files, FIFOs and sockets (a link to /dev/zero copies until the disk is full)."""
+    root = p.resolve()
+
+    def walk(folder: Path, depth: int) -> int:
+        if depth > 16:
+            raise ModelFormatError(p, "links inside the folder nest too deeply")
+        total = 0
+        for entry in sorted(folder.iterdir()):
+            rel = display(str(entry.relative_to(p))) if entry.is_relative_to(p) else display(entry.name)
+            st = entry.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                target = entry.resolve()
+                if target != root and root not in target.parents:
+                    raise ModelFormatError(p, f"{rel} is a link that leaves the model folder; copy the real file in")
+                if not target.exists():
+                    raise ModelFormatError(p, f"{rel} is a broken link")
+                st = target.stat()
+                if stat.S_ISDIR(st.st_mode):
+                    if target == entry.parent.resolve() or target in entry.parent.resolve().parents:
+                        raise ModelFormatError(p, f"{rel} is a link to a folder that contains it")
+                    total += walk(target, depth + 1)
+                    continue
+            if stat.S_ISDIR(st.st_mode):
+                total += walk(entry, depth + 1)
+            elif stat.S_ISREG(st.st_mode):
+                total += st.st_size
+            else:
+                raise ModelFormatError(p, f"{rel} is not a regular file (a device, FIFO or socket)")
+        return total
+
+    return walk(p, 0)
+
+
 def _detect_folder(p: Path) -> ModelFormat:
+    folder_size(p)
     if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
         return ModelFormat.SAVED_MODEL
     if (p / "model.json").is_file():
@@ -120,10 +161,38 @@ def _check_flatbuffer(p: Path, head: bytes, size: int, what: str) -> None:
         raise ModelFormatError(p, f"corrupt {what} file (root table offset {root} outside {size} bytes)")
 
 
+#: a .keras archive is refused before anything reads it when a member would unpack to more than this, or
+#: a large member is compressed more than MAX_ZIP_RATIO times (real weights barely compress)
+MAX_ZIP_MEMBER = 8 << 30
+MAX_ZIP_TOTAL = 16 << 30
+MAX_ZIP_RATIO = 100
+MAX_CONFIG_BYTES = 64 << 20
+
+
+def check_zip(p: Path, zf: zipfile.ZipFile) -> None:
+    """Member sizes and compression ratios, from the archive's directory: a decompression bomb is refused
+    before a byte is inflated."""
+    total = 0
+    for info in zf.infolist():
+        total += info.file_size
+        name = display(info.filename)
+        if info.file_size > MAX_ZIP_MEMBER or total > MAX_ZIP_TOTAL:
+            raise ModelFormatError(p, f"archive member {name} would unpack to {info.file_size:,} bytes "
+                                      f"(over {MAX_ZIP_MEMBER:,}): refusing a possible decompression bomb")
+        if info.file_size > (1 << 20) and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
+            raise ModelFormatError(p, f"archive member {name} is compressed {info.file_size // max(info.compress_size, 1):,}"
+                                      f"x ({info.compress_size:,} -> {info.file_size:,} bytes): refusing a possible "
+                                      "decompression bomb")
+        if info.filename.endswith(".json") and info.file_size > MAX_CONFIG_BYTES:
+            raise ModelFormatError(p, f"archive member {name} is {info.file_size:,} bytes: too large for a model "
+                                      "configuration")
+
+
 def _detect_zip(p: Path) -> ModelFormat:
     try:
         with zipfile.ZipFile(p) as zf:
             names = set(zf.namelist())
+            check_zip(p, zf)
     except (zipfile.BadZipFile, OSError) as exc:
         raise ModelFormatError(p, f"corrupt or truncated zip archive ({exc})") from None
     if "config.json" in names and ("model.weights.h5" in names or "metadata.json" in names):
@@ -256,3 +325,47 @@ def count_onnx_nodes(p: Path) -> int:
                 raise ModelFormatError(p, "truncated or corrupt ONNX graph")
             nodes += tag == (1 << 3 | 2)  # GraphProto.node
         return nodes
+
+
+_ALIASES: dict[str, str] = {}
+
+
+def native_path(path: str | Path) -> str:
+    """``path`` as a string the native libraries accept.
+
+    TFLite, ONNX Runtime, OpenVINO and TensorFlow take paths as UTF-8 strings; a file whose name holds other
+    bytes (surrogate-escaped by Python) is reached through a link with a plain name in a private temporary
+    folder (an IR's .bin gets one beside its .xml). Error messages still name the user's path.
+    """
+    text = str(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    if text in _ALIASES:
+        return _ALIASES[text]
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="edgestudio-link-"))
+    atexit.register(shutil.rmtree, folder, True)
+    src = Path(path).absolute()
+    link = folder / ("model" + "".join(c for c in src.suffix if c.isascii() and (c.isalnum() or c == ".")))
+    link.symlink_to(src, target_is_directory=src.is_dir())
+    if src.suffix == ".xml" and src.with_suffix(".bin").exists():
+        link.with_suffix(".bin").symlink_to(src.with_suffix(".bin"))
+    _ALIASES[text] = str(link)
+    return str(link)
+
+
+def onnxruntime_session_options_for(path: str | Path, so: object) -> object:
+    """Tell ONNX Runtime the real format: it decides ONNX vs ORT by the file's extension, not its content
+    (an .ort file named .onnx would be parsed as protobuf)."""
+    try:
+        if detect_format(path) is ModelFormat.ORT:
+            so.add_session_config_entry("session.load_model_format", "ORT")  # type: ignore[attr-defined]
+    except ModelFormatError:
+        pass
+    return so

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from edgestudio.core.errors import EdgeStudioError, ModelFormatError
+from edgestudio.core.errors import EdgeStudioError, ModelFormatError, display
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.modelinfo import Dim, ModelInfo, TensorSpec, model_size_bytes
 
@@ -137,6 +137,20 @@ def _onnx_dtype(elem_type: int) -> str:
         return "unknown"
 
 
+def _check_onnx(p: Path, model: Any) -> None:
+    """ONNX's own checker (empty op types, dangling inputs, cycles: nodes must be topologically sorted)."""
+    import onnx
+
+    for n in model.graph.node:
+        if not n.op_type:
+            raise ModelFormatError(p, f"invalid ONNX graph: node {n.name or '#?'} has an empty op type")
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "invalid")
+        raise ModelFormatError(p, f"invalid ONNX graph: {first[:240]}") from None
+
+
 def _onnx_graphs(graph: Any) -> Iterable[Any]:
     """The graph and every subgraph (If/Loop/Scan bodies), depth first."""
     yield graph
@@ -179,6 +193,7 @@ def _inspect_onnx(p: Path, shapes: dict[str, list[int]] | None = None) -> ModelI
     graph = model.graph
     if not graph.node:
         raise ModelFormatError(p, "ONNX graph has no nodes")
+    _check_onnx(p, model)
     inits = {i.name: i for i in graph.initializer}
     inputs = [TensorSpec(v.name, _onnx_dims(v.type), _onnx_dtype(v.type.tensor_type.elem_type))
               for v in graph.input if v.name not in inits]
@@ -262,7 +277,9 @@ def tflite_interpreter(path: str | Path, threads: int | None = None) -> Any:
 
         Interpreter = tf.lite.Interpreter
     try:
-        return Interpreter(model_path=str(path), num_threads=threads)
+        from edgestudio.core.formats import native_path
+
+        return Interpreter(model_path=native_path(path), num_threads=threads)
     except Exception as exc:  # ValueError for corrupt flatbuffers
         raise ModelFormatError(path, f"corrupt TFLite model ({' '.join(str(exc).split())[:200]})") from None
 
@@ -412,6 +429,36 @@ def _inspect_saved_model(p: Path) -> ModelInfo:
 
 
 # ------------------------------------------------------------------------------------------ OpenVINO
+def _check_ir(p: Path) -> None:
+    """An IR has at least one op, and its .bin holds every constant the .xml points into."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(p).getroot()
+    except ET.ParseError as exc:
+        raise ModelFormatError(p, f"corrupt OpenVINO IR XML ({exc})") from None
+    layers = list(root.iter("layer"))
+    if not any(layer.get("type") not in ("Parameter", "Result", "Const") for layer in layers):
+        raise ModelFormatError(p, f"OpenVINO IR has no operations ({len(layers)} layers, all inputs/outputs/constants)")
+    need = 0
+    for layer in layers:
+        if layer.get("type") == "Const":
+            data = layer.find("data")
+            if data is not None and data.get("offset") is not None and data.get("size") is not None:
+                try:
+                    need = max(need, int(data.get("offset", 0)) + int(data.get("size", 0)))
+                except ValueError:
+                    raise ModelFormatError(p, f"OpenVINO IR constant {layer.get('name')} has a bad offset/size") from None
+    if need:
+        bin_path = p.with_suffix(".bin")
+        have = bin_path.stat().st_size if bin_path.is_file() else None
+        if have is None:
+            raise ModelFormatError(p, f"the weights file {bin_path.name} is missing")
+        if have < need:
+            raise ModelFormatError(p, f"{bin_path.name} holds {have:,} bytes but the IR points at {need:,}: truncated "
+                                      "or from another model")
+
+
 def _ov_dims(pshape: Any) -> list[Dim]:
     if pshape.rank.is_dynamic:
         return ["?"]
@@ -435,8 +482,11 @@ def _inspect_openvino(p: Path, shapes: dict[str, list[int]] | None = None) -> Mo
 
     from edgestudio.core.inputspec import resolve_shapes
 
+    _check_ir(p)
     try:
-        model = ov.Core().read_model(str(p))
+        from edgestudio.core.formats import native_path
+
+        model = ov.Core().read_model(native_path(p))
     except Exception as exc:
         raise ModelFormatError(p, f"corrupt OpenVINO IR ({' '.join(str(exc).split())[:200]})") from None
     inputs = [ov_port_spec(port, i) for i, port in enumerate(model.inputs)]
@@ -511,19 +561,51 @@ def _inspect_tfjs(p: Path) -> ModelInfo:
                 inputs.append(TensorSpec(lc.get("name", "input"), _keras_dims(shape), lc.get("dtype", "float32")))
             else:
                 ops[cls] += 1
-    params = 0
-    for group in doc.get("weightsManifest", []):
-        for w in group.get("weights", []):
-            params += _prod(w.get("shape", []))
+    params = _check_tfjs_weights(p, mj, doc)
     return ModelInfo(ModelFormat.TFJS, str(p), 0, inputs, outputs, dict(ops), params or None, None, None,
                      doc.get("convertedBy") or doc.get("generatedBy"))
+
+
+_TFJS_BYTES = {"float32": 4, "int32": 4, "bool": 1, "float16": 2, "uint8": 1, "int8": 1, "uint16": 2, "int16": 2,
+               "complex64": 8}
+
+
+def _check_tfjs_weights(p: Path, mj: Path, doc: dict[str, Any]) -> int:
+    """Every weight's shape must fit the shard files it lives in: a shape of 2^40 x 2^40 is not plausible."""
+    total = 0
+    for group in doc.get("weightsManifest", []) or []:
+        need = 0
+        for w in group.get("weights", []) or []:
+            shape = w.get("shape", [])
+            if not isinstance(shape, list) or any(not isinstance(d, int) or d < 0 for d in shape):
+                raise ModelFormatError(p, f"TF.js weight {w.get('name')!r} has a bad shape {str(shape)[:60]}")
+            n = _prod(shape)
+            q = w.get("quantization") or {}
+            itemsize = _TFJS_BYTES.get(str(q.get("dtype") or w.get("dtype", "float32")), 4)
+            if w.get("dtype") == "string":
+                itemsize = 0
+            need += n * itemsize
+            total += n
+        have = 0
+        for shard in group.get("paths", []) or []:
+            f = (mj.parent / str(shard)).resolve()
+            if mj.parent.resolve() not in f.parents or not f.is_file():
+                raise ModelFormatError(p, f"TF.js weights file {display(str(shard))!r} is missing or outside the model folder")
+            have += f.stat().st_size
+        if need > have:
+            raise ModelFormatError(p, f"TF.js weights need {need:,} bytes but the shard files hold {have:,}: "
+                                      "implausible shapes or truncated files")
+    return total
 
 
 def _inspect_ort(p: Path) -> ModelInfo:
     import onnxruntime as ort
 
     try:
-        sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        from edgestudio.core.formats import native_path, onnxruntime_session_options_for
+
+        so = onnxruntime_session_options_for(p, ort.SessionOptions())
+        sess = ort.InferenceSession(native_path(p), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise ModelFormatError(p, f"corrupt ORT model ({' '.join(str(exc).split())[:200]})") from None
     from edgestudio.backends.runtimes.onnxruntime import ort_spec

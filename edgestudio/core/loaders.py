@@ -38,7 +38,9 @@ def load_keras_model(path: str | Path, fmt: ModelFormat) -> Any:
             target = Path(tmp) / ("model" + suffix)
             os.symlink(p.resolve(), target)
         try:
-            return keras.saving.load_model(str(target), compile=False, safe_mode=True)
+            from edgestudio.core.formats import native_path
+
+            return keras.saving.load_model(native_path(target), compile=False, safe_mode=True)
         except Exception as exc:  # keras raises ValueError/TypeError/OSError/KeyError for bad files
             msg = " ".join(str(exc).split())
             low = msg.lower()
@@ -53,7 +55,9 @@ def load_saved_model(path: str | Path) -> Any:
     import tensorflow as tf
 
     try:
-        return tf.saved_model.load(str(path))
+        from edgestudio.core.formats import native_path
+
+        return tf.saved_model.load(native_path(path))
     except Exception as exc:
         msg = " ".join(str(exc).split())
         raise ModelFormatError(path, f"cannot load SavedModel: {msg[:300]}") from None

@@ -7,6 +7,7 @@ were queued or running when the app died are marked failed ("interrupted") and s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,12 +15,12 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgestudio.core.errors import EdgeStudioError
+from edgestudio.core.errors import EdgeStudioError, ModelFormatError
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.jobs import JobRecord, JobSpec, JobStatus
 from edgestudio.core.modelinfo import model_size_bytes
@@ -146,6 +147,25 @@ def remove_model_files(path: str | Path) -> None:
             p.with_suffix(".bin").unlink(missing_ok=True)
 
 
+def copy_model_folder(src: Path, dst: Path) -> None:
+    """Copy a checked model folder (see formats.folder_size), never more than the bytes it really holds."""
+    from edgestudio.core.formats import folder_size
+
+    budget = [folder_size(src)]
+
+    def copy(a: str, b: str) -> str:
+        with open(a, "rb") as fin, open(b, "wb") as fout:
+            while block := fin.read(1 << 20):
+                budget[0] -= len(block)
+                if budget[0] < 0:
+                    raise ModelFormatError(src, "the folder's files grew while being copied; refusing")
+                fout.write(block)
+        shutil.copystat(a, b)
+        return b
+
+    shutil.copytree(src, dst, copy_function=copy)
+
+
 def hash_model(path: str | Path, fmt: ModelFormat) -> str:
     p = Path(path)
     h = hashlib.sha256()
@@ -155,6 +175,26 @@ def hash_model(path: str | Path, fmt: ModelFormat) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+class _Db:
+    """The SQLite connection, with a full disk (or failing storage) said as one line naming the folder."""
+
+    def __init__(self, conn: sqlite3.Connection, root: Path) -> None:
+        self._conn, self._root = conn, root
+
+    def execute(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, args)
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if "full" in text or "disk i/o" in text:
+                raise EdgeStudioError(self._root, f"no space left on {self._root} (the workspace database "
+                                                  f"could not be written: {exc})") from None
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
 
 
 class Workspace:
@@ -169,9 +209,9 @@ class Workspace:
         self.artifacts_dir.mkdir(exist_ok=True)
         self._lock = threading.RLock()
         try:
-            self._db = sqlite3.connect(self.root / "workspace.db", check_same_thread=False, isolation_level=None,
-                                       timeout=10)
-            self._db.row_factory = sqlite3.Row
+            conn = sqlite3.connect(self.root / "workspace.db", check_same_thread=False, isolation_level=None, timeout=10)
+            conn.row_factory = sqlite3.Row
+            self._db = _Db(conn, self.root)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -251,7 +291,7 @@ class Workspace:
                 shutil.rmtree(tmp, ignore_errors=True)
                 tmp.mkdir(parents=True)
                 if src.is_dir():
-                    shutil.copytree(src, tmp / src.name)
+                    copy_model_folder(src, tmp / src.name)
                 else:
                     for f in model_files(src, fmt):
                         shutil.copy2(f, tmp / f.name)
@@ -345,6 +385,21 @@ class Workspace:
 
     def artifact_path(self, job_id: str, name: str) -> Path:
         return self.artifacts_dir / job_id / name
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All the writes inside happen, or none (a full disk mid-way leaves the workspace as it was)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                try:
+                    self._db.execute("ROLLBACK")
+                except (sqlite3.Error, EdgeStudioError):
+                    pass
+                raise
+            self._db.execute("COMMIT")
 
     def record_job(self, rec: JobRecord) -> None:
         with self._lock:

@@ -96,6 +96,10 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
         except Exception as exc:
             if type(exc).__name__ == "Cancelled":
                 raise
+            from edgestudio.core.errors import out_of_space
+
+            if out_of_space(exc, out.parent):
+                raise OptimizationError(src, f"no space left on {out.parent}") from None
             msg = " ".join(str(exc).split())[:300] or type(exc).__name__
             raise OptimizationError(src, f"{cls.key()} failed: {msg}") from None
         from edgestudio.conversion.engine import _check_output

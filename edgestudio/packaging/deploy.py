@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgestudio import __version__
-from edgestudio.core.errors import EdgeStudioError, UsageError, clean_message
+from edgestudio.core.errors import EdgeStudioError, UsageError, clean_message, display
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.inputspec import InputSpec
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
@@ -208,7 +209,8 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
         progress(0.6, "measuring accuracy")
         accuracy = evaluate(model, dataset, runtime=runtime, inputs=spec, cancel=cancel).to_dict()
     cancel.check()
-    name = model.stem if model.is_file() else model.name
+    name = safe_name(model.stem if model.is_file() else model.name)
+    packaged = name + model.suffix  # the model's file name inside the package: sanitized like the folder
     versions = {"edgestudio": __version__, "python": platform.python_version()}
     for dist in RUNTIME_PACKAGES[runtime] + ["numpy"]:
         versions[dist] = _version(dist) or "unknown"
@@ -216,18 +218,19 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
         versions.update((step.get("options") or {}).get("versions") or {})
     manifest: dict[str, Any] = {
         "package": name, "runtime": runtime, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": {"file": model.name, "format": fmt.value, "sha256": hash_model(model, fmt), **{
+        "model": {"file": packaged, "format": fmt.value, "sha256": hash_model(model, fmt), **{
             k: v for k, v in info.to_dict().items() if k in ("inputs", "outputs", "parameters", "macs", "size_bytes")}},
-        "benchmark": {**bench.to_dict(), "model": model.name}, "inputs": _relative_spec(spec), "accuracy": accuracy, "requirements": requirements_for(runtime),
-        "versions": versions, "lineage": lineage or [{"name": model.name, "format": fmt.value, "made_by": "import"}],
+        "benchmark": {**bench.to_dict(), "model": packaged}, "inputs": _relative_spec(spec), "accuracy": accuracy, "requirements": requirements_for(runtime),
+        "versions": versions, "lineage": lineage or [{"name": display(model.name), "format": fmt.value,
+                                                      "made_by": "import"}],
     }
     with tempfile.TemporaryDirectory(prefix="edgestudio-pkg-") as tmp:
         root = Path(tmp) / name
         (root / "model").mkdir(parents=True)
-        for f in model_files(model, fmt):
-            shutil.copy2(f, root / "model" / f.name)
+        for f in model_files(model, fmt):  # an IR's .xml and .bin keep one stem
+            shutil.copy2(f, root / "model" / (name + f.suffix))
         loader = _LOADERS[runtime]
-        (root / "run.py").write_text(RUNNER.format(model=model.name, runtime=runtime, version=__version__,
+        (root / "run.py").write_text(RUNNER.format(model=packaged, runtime=runtime, version=__version__,
                                                    runtime_label={"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO",
                                                                   "litert": "LiteRT"}[runtime],
                                                    loader=loader, precision=None))
@@ -252,11 +255,25 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
             for f in sorted(root.rglob("*")):
                 if f.is_file():
-                    zf.write(f, f.relative_to(Path(tmp)))
+                    zf.write(f, zip_entry(f.relative_to(Path(tmp)), name))
     progress(1.0, "done")
     manifest["output"] = str(out)
     manifest["size_bytes"] = out.stat().st_size
     return manifest
+
+
+def safe_name(stem: str) -> str:
+    """A folder/file stem that cannot leave its folder or break generated code: ``..onnx`` -> ``model``."""
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:64]
+    return clean or "model"
+
+
+def zip_entry(rel: Path, top: str) -> str:
+    """A package entry: relative, under the one top folder, no '..' (checked, not assumed)."""
+    parts = rel.parts
+    if rel.is_absolute() or not parts or parts[0] != top or any(p in ("", ".", "..") for p in parts):
+        raise EdgeStudioError(None, f"refusing to write zip entry {display(str(rel))!r} outside {top}/")
+    return "/".join(parts)
 
 
 def _relative_spec(spec: InputSpec) -> dict[str, Any]:

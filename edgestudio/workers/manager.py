@@ -81,12 +81,24 @@ class JobManager:
         if ws is None:
             return
         parent_id = self._parent.pop(rec.id, None)
-        if rec.status is JobStatus.SUCCEEDED and rec.result is not None:
+        try:
+            with ws.transaction():  # the artifacts, the result and the job's status: all recorded, or none
+                if rec.status is JobStatus.SUCCEEDED and rec.result is not None:
+                    try:
+                        self._register(ws, rec, parent_id)
+                    except EdgeStudioError as exc:
+                        if "no space left" in exc.cause:
+                            raise
+                        # "successful" but the artifact is unreadable: a failure
+                        rec.status, rec.error = (JobStatus.FAILED,
+                                                 f"the job's output is not a usable model: {exc.one_line()}")
+                ws.record_job(rec)
+        except EdgeStudioError as exc:  # the workspace could not record it (a full disk): the job failed
+            rec.status, rec.error, rec.result = JobStatus.FAILED, exc.one_line(), None
             try:
-                self._register(ws, rec, parent_id)
-            except EdgeStudioError as exc:  # "successful" but the artifact is unreadable: a failure
-                rec.status, rec.error = JobStatus.FAILED, f"the job's output is not a usable model: {exc.one_line()}"
-        ws.record_job(rec)
+                ws.record_job(rec)
+            except EdgeStudioError:
+                pass
 
     def _register(self, ws: Workspace, rec: JobRecord, parent_id: int | None) -> None:
         assert rec.result is not None

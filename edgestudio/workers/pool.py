@@ -10,6 +10,7 @@ into place only when the job succeeds, so a cancelled or crashed job leaves noth
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import multiprocessing as mp
 import multiprocessing.connection as mpc
@@ -323,7 +324,13 @@ class WorkerPool:
                 self._workers.append(idle[0])
             w = idle[0]
             self._queue.popleft()
-            staging = self._make_staging(rec)
+            try:
+                staging = self._make_staging(rec)
+            except OSError as exc:  # e.g. no space left for the staging folder: the job fails, saying so
+                from edgestudio.core.errors import describe_exception
+
+                self._finish(rec, JobStatus.FAILED, error=describe_exception(exc, rec.spec.output))
+                continue
             try:
                 w.conn.send((rec.id, rec.spec.to_dict(), str(staging) if staging else None))
             except (OSError, ValueError):
@@ -338,9 +345,11 @@ class WorkerPool:
         if not rec.spec.output:
             return None
         out = Path(rec.spec.output)
+        clean_stale_partials(out.parent)
         staging = out.parent / f".{out.name}.partial-{rec.id}"
         staging.mkdir(parents=True, exist_ok=True)
         self._staging[rec.id] = staging
+        write_owner(staging)
         return staging
 
     def _publish_artifacts(self, rec: JobRecord, result: dict[str, Any]) -> dict[str, Any]:
@@ -349,6 +358,8 @@ class WorkerPool:
             return result
         dest = Path(rec.spec.output or "").parent
         for entry in sorted(staging.iterdir()):
+            if entry.name == OWNER_FILE:
+                continue
             target = dest / entry.name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
@@ -406,3 +417,43 @@ def _shutdown_all() -> None:
 import atexit  # noqa: E402
 
 atexit.register(_shutdown_all)
+
+
+OWNER_FILE = ".edgestudio-owner"
+
+
+def _process_started(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return float(psutil.Process(pid).create_time())
+    except Exception:
+        return None
+
+
+def write_owner(staging: Path) -> None:
+    """Mark a staging folder with the process that owns it (pid and start time: pids are reused)."""
+    started = _process_started(os.getpid())
+    (staging / OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "started": started}))
+
+
+def clean_stale_partials(folder: Path) -> list[Path]:
+    """Remove ``.NAME.partial-<job>`` folders left by an EdgeStudio process that died (SIGKILL, power loss):
+    only those whose owner mark proves they are ours and that their process is gone."""
+    removed = []
+    try:
+        candidates = [c for c in folder.glob(".*.partial-*") if c.is_dir() and not c.is_symlink()]
+    except OSError:
+        return removed
+    for c in candidates:
+        try:
+            owner = json.loads((c / OWNER_FILE).read_text())
+            pid, started = int(owner["pid"]), owner.get("started")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not provably ours: leave it
+        alive = _process_started(pid)
+        if alive is not None and (started is None or abs(alive - float(started)) < 1.0):
+            continue  # its process still runs
+        shutil.rmtree(c, ignore_errors=True)
+        removed.append(c)
+    return removed

@@ -11,7 +11,9 @@ from edgestudio.backends.optimizers.base import OptimizeOptions
 def read_ir(src: Path) -> Any:
     from edgestudio.backends.runtimes.openvino import ov_core
 
-    return ov_core().read_model(str(src))
+    from edgestudio.core.formats import native_path
+
+    return ov_core().read_model(native_path(src))
 
 
 def save_ir(model: Any, dst: Path) -> None:

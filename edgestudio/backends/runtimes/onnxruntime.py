@@ -80,7 +80,10 @@ class OnnxRuntime(Runtime):
         if providers[0] != "CPUExecutionProvider":
             providers.append("CPUExecutionProvider")
         try:
-            sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
+            from edgestudio.core.formats import native_path, onnxruntime_session_options_for
+
+            so = onnxruntime_session_options_for(path, session_options(threads))
+            sess = ort.InferenceSession(native_path(path), sess_options=so, providers=providers)
         except Exception as exc:
             raise ModelFormatError(path, f"onnxruntime cannot load it: {' '.join(str(exc).split())[:300]}") from None
         return OrtSession(sess, device)

@@ -82,7 +82,9 @@ class OpenVinoRuntime(Runtime):
             # On AMX CPUs the default is bf16: "f32" is what accuracy checks want.
             config["INFERENCE_PRECISION_HINT"] = precision
         try:
-            model = core.read_model(str(path))
+            from edgestudio.core.formats import native_path
+
+            model = core.read_model(native_path(path))
             compiled = core.compile_model(model, device, config)
         except Exception as exc:
             raise ModelFormatError(path, f"openvino cannot compile it on {device}: {' '.join(str(exc).split())[:300]}") from None
