@@ -365,17 +365,6 @@ def cmd_compare(args: argparse.Namespace) -> Any:
 
 
 # -------------------------------------------------------------------------------------------- package
-def workspace_lineage(ws: Any, model: str) -> list[dict[str, Any]] | None:
-    entry = ws.model_by_path(model) if ws is not None else None
-    if entry is None:
-        return None
-    out = []
-    for e in ws.lineage(entry.id):
-        d = e.to_dict()
-        out.append({k: d[k] for k in ("name", "format", "sha256", "made_by", "job_id", "options", "created_at")})
-    return out
-
-
 def cmd_package(args: argparse.Namespace) -> Any:
     from edgestudio.core.formats import detect_format
     from edgestudio.core.jobs import JobKind, JobSpec
@@ -390,7 +379,7 @@ def cmd_package(args: argparse.Namespace) -> Any:
     lineage = None
     if args.workspace:
         with _open_workspace(args) as ws:
-            lineage = workspace_lineage(ws, str(src.resolve()))
+            lineage = ws.lineage_records(str(src.resolve()))
     inputs = _input_spec(args)
     _check_inputs(args, inputs)
     spec = JobSpec(JobKind.PACKAGE, model=str(src), runtime=runtime, output=str(out.resolve()), options={
@@ -440,7 +429,9 @@ def run_job(args: argparse.Namespace, spec: Any, output_name: str | None = None,
             print("\r" + " " * 80 + "\r", end="", file=sys.stderr)
     if rec.status is JobStatus.SUCCEEDED:
         return rec.result or {}
-    raise EdgeStudioError(None, rec.error or rec.status.value)
+    err = EdgeStudioError(None, rec.error or rec.status.value)
+    err.named = True  # the worker's message names its file already
+    raise err
 
 
 def _when(ts: float | None) -> str:
@@ -642,7 +633,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc = 2
     except EdgeStudioError as exc:
         model = getattr(args, "model", None)
-        if exc.path is None and isinstance(model, str) and Path(model).name not in exc.cause:
+        if exc.path is None and isinstance(model, str) and not getattr(exc, "named", False) \
+                and Path(model).name not in exc.cause:
             exc.path = model  # every error names the file it is about
         _error(exc.one_line(), native)
         rc = 1

@@ -85,3 +85,58 @@ def test_charts_are_built_right_after_the_window_is_shown() -> None:
 def test_registering_backends_is_cheap() -> None:
     loaded = _modules_after("from edgestudio.backends.runtimes import RUNTIMES; RUNTIMES.all()")
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+# Layers, one-way: a module may import its own layer and those below it, never one above.
+LAYERS = {"core": 0, "backends": 1, "bench": 2, "conversion": 3, "optimization": 3, "packaging": 3, "workers": 4,
+          "execution": 4, "cli": 5, "gui": 5, "__main__": 5}
+
+
+def _layer_of(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "edgestudio" or len(parts) < 2:
+        return None
+    return LAYERS.get(parts[1])
+
+
+def layer_violations() -> list[str]:
+    out = []
+    for path in sorted((ROOT / "edgestudio").rglob("*.py")):
+        rel = path.relative_to(ROOT).with_suffix("")
+        own = _layer_of(".".join(rel.parts))
+        if own is None:
+            continue
+        for mod in _imported_modules(path):
+            other = _layer_of(mod)
+            if other is not None and other > own:
+                out.append(f"{'.'.join(rel.parts)} -> {mod}")
+    return out
+
+
+def test_layers_are_one_way() -> None:
+    """core <- backends <- bench <- engines (conversion, optimization, packaging) <- workers <- cli/gui."""
+    assert layer_violations() == []
+
+
+def test_the_layer_check_catches_an_upward_import(tmp_path: Path) -> None:
+    assert _layer_of("edgestudio.cli") == 5 and _layer_of("edgestudio.core.formats") == 0
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from edgestudio.cli import workspace_lineage\n")
+    assert "edgestudio.cli" in _imported_modules(bad)
+
+
+def test_no_private_helpers_across_packages_and_gui_does_not_use_the_cli() -> None:
+    offenders = []
+    for path in sorted((ROOT / "edgestudio").rglob("*.py")):
+        rel = path.relative_to(ROOT).with_suffix("")
+        pkg = rel.parts[1] if len(rel.parts) > 2 else rel.parts[-1]
+        tree = ast.parse(path.read_text("utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("edgestudio."):
+                other = node.module.split(".")[1]
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                if private and other != pkg:
+                    offenders.append(f"{'.'.join(rel.parts)} imports {private} from {node.module}")
+                if pkg == "gui" and node.module.startswith("edgestudio.cli"):
+                    offenders.append(f"{'.'.join(rel.parts)} imports the command line ({node.module})")
+    assert offenders == []

@@ -135,17 +135,25 @@ def test_errors_name_the_file_and_native_logs_stay_off_stderr(tmp_path: Path) ->
     assert r.returncode == 0 and "Traceback" not in r.stderr and r.stderr == ""
 
 
-def test_worker_segfault_is_one_line(tmp_path: Path) -> None:
-    code = ("import sys; from edgestudio.cli import main, run_job; import argparse\n"
+def test_worker_segfault_is_one_line_on_the_cli() -> None:
+    """A worker that segfaults: faulthandler's dump goes to the native log, the CLI prints one line."""
+    code = ("import argparse, sys\n"
+            "from edgestudio import cli\n"
             "from edgestudio.core.jobs import JobKind, JobSpec\n"
             "ns = argparse.Namespace(workspace=None, json=False, model='m.onnx')\n"
-            "try:\n    run_job(ns, JobSpec(JobKind.CALL, options={'function': 'ctypes:string_at', 'kwargs': {'ptr': 0}}))\n"
-            "except Exception as e: print('error:', e, file=sys.stderr); sys.exit(1)\n")
+            "log = cli._NativeLog.start()\n"
+            "try:\n"
+            "    cli.run_job(ns, JobSpec(JobKind.CALL, options={'function': 'ctypes:string_at', 'kwargs': {'ptr': 0}}))\n"
+            "except Exception as e:\n"
+            "    cli._error(str(e), log); log.stop(keep=True); sys.exit(1)\n")
     env = dict(os.environ, PYTHONFAULTHANDLER="1")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert r.returncode == 1
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) >= 1  # the dump itself lands wherever fd 2 points; the CLI points it at its log
+    assert len(lines) == 1 and "SIGSEGV" in lines[0] and "Fatal Python error" not in r.stderr, r.stderr
+    log = lines[0].rsplit("[native log: ", 1)[1].rstrip("]")
+    assert "Fatal Python error" in Path(log).read_text()  # the dump is kept, in the log
+    Path(log).unlink()
 
 
 # -------------------------------------------------------------------------------------- 6. disk full

@@ -90,7 +90,7 @@ def test_wizard_to_openvino_gives_artifact_with_passing_parity(qtbot, window: Ma
     qtbot.waitUntil(lambda: wizard.run_page.isComplete(), timeout=LONG)
     assert not wizard.errors, wizard.errors
     report = wizard.run_page.report
-    assert report.rowCount() == 1 and report.item(0, 6).text() == "✓ passed"
+    assert report.rowCount() == 1 and report.item(0, 6).text().startswith("✓ passed")
     qtbot.waitUntil(lambda: len(children_of(window, model_id)) == 1)
     child = children_of(window, model_id)[0]
     assert child.format.value == "openvino"

@@ -72,3 +72,12 @@ def test_optimized_variant_shows_its_drift(qtbot, window: MainWindow) -> None:  
     window.show_model(leaf.id)
     text = window.details.title.text()
     assert "drift vs FP32" in text and "passed" in text and "cosine" in text, text
+
+
+def test_devices_are_detected_at_start(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    """The start-up device job once failed (run_call passed ctx= to device_dicts): every runtime showed only CPU
+    and none came from the runtimes themselves."""
+    qtbot.waitUntil(lambda: bool(window.devices), timeout=60_000)
+    runtimes = {d["runtime"] for d in window.devices}
+    assert {"onnxruntime", "openvino", "litert"} <= runtimes
+    assert all(d["description"] for d in window.devices)  # as the runtimes describe them, not a placeholder

@@ -65,7 +65,7 @@ def test_migration_from_v1_keeps_data(tmp_path: Path) -> None:
     db.commit()
     db.close()
     ws = Workspace(root)
-    assert ws.schema_version == SCHEMA_VERSION == 2
+    assert ws.schema_version == SCHEMA_VERSION == 3
     models = ws.models()
     assert [(m.name, m.made_by) for m in models] == [("m.onnx", "import"), ("m.xml", "job")]
     assert ws.results() == []

@@ -83,10 +83,24 @@ def apply_result(row: dict[str, Any], kind: JobKind | str, succeeded: bool, resu
         row.update(accuracy=result["top1"], top5=result.get("top5"))
 
 
+def pareto_front(rows: list[dict[str, Any]], acc_key: str = "accuracy", lat_key: str = "p50_ms") -> set[int]:
+    """Indices of rows no other row beats on both accuracy (higher) and latency (lower)."""
+    front = set()
+    for i, r in enumerate(rows):
+        if r.get(acc_key) is None or r.get(lat_key) is None:
+            continue
+        dominated = any(
+            o is not r and o.get(acc_key) is not None and o.get(lat_key) is not None
+            and o[acc_key] >= r[acc_key] and o[lat_key] <= r[lat_key]
+            and (o[acc_key] > r[acc_key] or o[lat_key] < r[lat_key])
+            for o in rows)
+        if not dominated:
+            front.add(i)
+    return front
+
+
 def finalize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Sort by p50 and mark the accuracy-vs-latency Pareto front (where accuracy was measured)."""
-    from edgestudio.optimization.auto import pareto_front
-
     rows = sorted(rows, key=lambda r: (r.get("p50_ms") is None, r.get("p50_ms") or 0.0))
     front = pareto_front(rows)
     for i, r in enumerate(rows):

@@ -17,7 +17,6 @@ says which. Inputs are matched by name (as converters mangle names) else by orde
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from edgestudio.core.formats import ModelFormat, detect_format
-from edgestudio.core.inputspec import (CHECK_DYNAMIC_DIM, Feeds, InputSpec, format_dims, looks_channels_last,
-                                       make_feeds, normalize_name)
+from edgestudio.core.inputspec import (CHECK_DYNAMIC_DIM, Feeds, InputSpec, format_dims, layout_perm,
+                                       looks_channels_last, make_feeds, normalize_name)
 from edgestudio.core.modelinfo import Dim, TensorSpec
 
 PASSED, FAILED, INCONCLUSIVE, NOT_CHECKED = "passed", "failed", "inconclusive", "not checked"
@@ -135,23 +134,6 @@ def _r(x: float | None) -> float | None:
 
 
 # ------------------------------------------------------------------------------------------- layout
-def _matches(shape: list[int], spec: list[Dim]) -> bool:
-    return len(shape) == len(spec) and all(not isinstance(s, int) or s < 0 or s == d for d, s in zip(shape, spec))
-
-
-def layout_perm(shape: list[int], spec: list[Dim]) -> tuple[int, ...] | None:
-    """The permutation that makes ``shape`` fit ``spec`` (None: as it is), or ValueError."""
-    if _matches(shape, spec):
-        return None
-    n = len(shape)
-    if n < 3 or n != len(spec):
-        raise ValueError(f"input shape {shape} does not fit {format_dims(spec)}")
-    channels_last_to_first = (0, n - 1, *range(1, n - 1))
-    channels_first_to_last = (0, *range(2, n), 1)
-    for perm in (channels_last_to_first, channels_first_to_last, *itertools.permutations(range(n))):
-        if _matches([shape[p] for p in perm], spec):
-            return tuple(perm)
-    raise ValueError(f"input shape {shape} does not fit {format_dims(spec)} in any layout")
 
 
 def perm_name(perm: tuple[int, ...]) -> str:

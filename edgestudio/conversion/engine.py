@@ -14,7 +14,7 @@ from typing import Any
 from edgestudio.backends.converters.base import CONVERTERS, ConversionError, ConvertOptions
 from edgestudio.conversion.planner import ConversionPlan, Hop, plan_conversion
 from edgestudio.core.errors import Cancelled, EdgeStudioError, clean_message, out_of_space
-from edgestudio.core.formats import ModelFormat, detect_format
+from edgestudio.core.formats import ModelFormat, detect_format, output_name
 from edgestudio.core.workspace import remove_model_files
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 
@@ -56,13 +56,6 @@ class ConversionReport:
                 "unavailable_converters": self.plan.unavailable}
 
 
-def output_name(stem: str, fmt: ModelFormat) -> str:
-    """``model`` + ``.onnx`` / ``.xml`` / ``.tflite``...; folders: ``model_savedmodel``, ``model_tfjs``."""
-    if fmt is ModelFormat.SAVED_MODEL:
-        return f"{stem}_savedmodel"
-    if fmt is ModelFormat.TFJS:
-        return f"{stem}_tfjs"
-    return f"{stem}{fmt.default_suffix}"
 
 
 def default_output(src: Path, target: ModelFormat, folder: Path | None = None) -> Path:
@@ -76,7 +69,7 @@ def default_output(src: Path, target: ModelFormat, folder: Path | None = None) -
     return candidate
 
 
-def _check_output(path: Path, converter: str) -> None:
+def check_output(path: Path, converter: str) -> None:
     """The converter's output must exist, be a model we can read, and have a graph."""
     from edgestudio.core.inspection import count_ops
 
@@ -173,7 +166,7 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
             raise ConversionError(current, f"no space left on {dst.parent}", converter=hop.converter) from None
         raise conv.explain(exc, current, current_fmt) from None
     seconds = time.perf_counter() - t0
-    _check_output(dst, hop.converter)
+    check_output(dst, hop.converter)
     parity = None
     from edgestudio.bench.parity import FAILED, INCONCLUSIVE, compare_models, smoke_run
     from edgestudio.core.inputspec import InputSpec

@@ -94,10 +94,11 @@ class Dataset:
         pre = pre or Preprocess.infer(spec)
         n = len(self) if limit is None else min(limit, len(self))
         if self.random_spec is not None:
-            from edgestudio.bench.inputs import make_inputs
+            from edgestudio.core.inputspec import InputSpec, make_feeds
 
             for i in range(0, n, batch):
-                yield make_inputs([replace(spec, name="x")], {"x": _batch_shape(spec, min(batch, n - i))}, seed=i)["x"]
+                shape = InputSpec(shapes={"x": _batch_shape(spec, min(batch, n - i))})
+                yield make_feeds([replace(spec, name="x")], shape, seed=i).samples[0]["x"]
             return
         for i in range(0, n, batch):
             if self.x is not None:
@@ -113,7 +114,7 @@ def _batch_shape(spec: TensorSpec, batch: int) -> list[int]:
 
 def _adapt_array(raw: np.ndarray, spec: TensorSpec, pre: Preprocess, path: str) -> np.ndarray:
     """Fit stored samples to the model input: add a channel axis, transpose NHWC<->NCHW, cast."""
-    from edgestudio.bench.parity import layout_perm
+    from edgestudio.core.inputspec import layout_perm
 
     arr = raw
     if arr.ndim == len(spec.shape) + 1 and arr.shape[1] == 1:  # a stack of batch-1 inputs, as --input files hold

@@ -369,3 +369,12 @@ def onnxruntime_session_options_for(path: str | Path, so: object) -> object:
     except ModelFormatError:
         pass
     return so
+
+
+def output_name(stem: str, fmt: ModelFormat) -> str:
+    """``model`` + ``.onnx`` / ``.xml`` / ``.tflite``...; folders: ``model_savedmodel``, ``model_tfjs``."""
+    if fmt is ModelFormat.SAVED_MODEL:
+        return f"{stem}_savedmodel"
+    if fmt is ModelFormat.TFJS:
+        return f"{stem}_tfjs"
+    return f"{stem}{fmt.default_suffix}"

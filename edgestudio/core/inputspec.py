@@ -13,6 +13,7 @@ an error that lists the real ones: nothing is silently ignored.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -279,6 +280,26 @@ def short_dim(d: Dim) -> str:
     if not text or len(text) > 24 or not re.fullmatch(r"[\w.:/-]+", text):
         return "?"
     return text
+
+
+# ------------------------------------------------------------------------------------------ layout
+def _matches(shape: list[int], spec: list[Dim]) -> bool:
+    return len(shape) == len(spec) and all(not isinstance(s, int) or s < 0 or s == d for d, s in zip(shape, spec))
+
+
+def layout_perm(shape: list[int], spec: list[Dim]) -> tuple[int, ...] | None:
+    """The permutation that makes ``shape`` fit ``spec`` (None: as it is), or ValueError."""
+    if _matches(shape, spec):
+        return None
+    n = len(shape)
+    if n < 3 or n != len(spec):
+        raise ValueError(f"input shape {shape} does not fit {format_dims(spec)}")
+    channels_last_to_first = (0, n - 1, *range(1, n - 1))
+    channels_first_to_last = (0, *range(2, n), 1)
+    for perm in (channels_last_to_first, channels_first_to_last, *itertools.permutations(range(n))):
+        if _matches([shape[p] for p in perm], spec):
+            return tuple(perm)
+    raise ValueError(f"input shape {shape} does not fit {format_dims(spec)} in any layout")
 
 
 # ------------------------------------------------------------------------------------------- feeds

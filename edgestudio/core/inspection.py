@@ -284,7 +284,7 @@ def tflite_interpreter(path: str | Path, threads: int | None = None) -> Any:
         raise ModelFormatError(path, f"corrupt TFLite model ({' '.join(str(exc).split())[:200]})") from None
 
 
-def _tflite_dims(d: dict[str, Any]) -> list[Dim]:
+def tflite_dims(d: dict[str, Any]) -> list[Dim]:
     sig = d.get("shape_signature")
     dims = list(sig if sig is not None and len(sig) else d["shape"])
     return [int(x) if int(x) >= 0 else "?" for x in dims]
@@ -296,13 +296,13 @@ def _inspect_tflite(p: Path, shapes: dict[str, list[int]] | None = None) -> Mode
     from edgestudio.core.inputspec import resolve_shapes
 
     interp = tflite_interpreter(p)
-    inputs = [TensorSpec(d["name"], _tflite_dims(d), np.dtype(d["dtype"]).name) for d in interp.get_input_details()]
+    inputs = [TensorSpec(d["name"], tflite_dims(d), np.dtype(d["dtype"]).name) for d in interp.get_input_details()]
     if shapes and any(not t.is_static for t in inputs):
         fixed = resolve_shapes(inputs, _spec(shapes), model=p)
         for d in interp.get_input_details():
             interp.resize_tensor_input(d["index"], fixed[d["name"]], strict=False)
         interp.allocate_tensors()
-    outputs = [TensorSpec(d["name"], _tflite_dims(d), np.dtype(d["dtype"]).name) for d in interp.get_output_details()]
+    outputs = [TensorSpec(d["name"], tflite_dims(d), np.dtype(d["dtype"]).name) for d in interp.get_output_details()]
     ops_details = interp._get_ops_details()
     ops = Counter(o["op_name"] for o in ops_details)
     tensor_shapes = {t["index"]: list(t["shape"]) for t in interp.get_tensor_details()}
@@ -349,7 +349,7 @@ def _tflite_constants(p: Path) -> tuple[int | None, int | None]:
 
 
 # ------------------------------------------------------------------------------------- Keras (v3, H5)
-def _keras_dims(shape: Any) -> list[Dim]:
+def keras_dims(shape: Any) -> list[Dim]:
     return [int(d) if d is not None else ("batch" if i == 0 else "?") for i, d in enumerate(shape)]
 
 
@@ -365,15 +365,15 @@ def _inspect_keras_any(p: Path, fmt: ModelFormat) -> ModelInfo:
     from edgestudio.core.loaders import load_keras_model
 
     model = load_keras_model(p, fmt)
-    inputs = [TensorSpec(t.name, _keras_dims(t.shape), str(t.dtype)) for t in model.inputs]
-    outputs = [TensorSpec(t.name, _keras_dims(t.shape), str(t.dtype)) for t in model.outputs]
+    inputs = [TensorSpec(t.name, keras_dims(t.shape), str(t.dtype)) for t in model.inputs]
+    outputs = [TensorSpec(t.name, keras_dims(t.shape), str(t.dtype)) for t in model.outputs]
     layers = list(_keras_layers(model))
     ops = Counter(type(layer).__name__ for layer in layers)
     macs = 0
     for layer in layers:
         kind = type(layer).__name__
         try:
-            out = _static(_keras_dims(layer.output.shape))
+            out = _static(keras_dims(layer.output.shape))
             kernel = getattr(layer, "kernel", None)
             kshape = [int(d) for d in kernel.shape] if kernel is not None else None
         except Exception:
@@ -411,8 +411,8 @@ def _inspect_saved_model(p: Path) -> ModelInfo:
     loaded = load_saved_model(p)
     sig = serving_signature(loaded, p)
     in_specs = sig.structured_input_signature[1]
-    inputs = [TensorSpec(name, _keras_dims(spec.shape), spec.dtype.name) for name, spec in sorted(in_specs.items())]
-    outputs = [TensorSpec(name, _keras_dims(spec.shape), spec.dtype.name)
+    inputs = [TensorSpec(name, keras_dims(spec.shape), spec.dtype.name) for name, spec in sorted(in_specs.items())]
+    outputs = [TensorSpec(name, keras_dims(spec.shape), spec.dtype.name)
                for name, spec in sorted(sig.structured_outputs.items())]
     ops: Counter[str] = Counter()
     gdef = sig.graph.as_graph_def()
@@ -558,7 +558,7 @@ def _inspect_tfjs(p: Path) -> ModelInfo:
             if cls == "InputLayer":
                 lc = layer.get("config", {})
                 shape = lc.get("batch_input_shape") or lc.get("batch_shape") or []
-                inputs.append(TensorSpec(lc.get("name", "input"), _keras_dims(shape), lc.get("dtype", "float32")))
+                inputs.append(TensorSpec(lc.get("name", "input"), keras_dims(shape), lc.get("dtype", "float32")))
             else:
                 ops[cls] += 1
     params = _check_tfjs_weights(p, mj, doc)
@@ -598,6 +598,20 @@ def _check_tfjs_weights(p: Path, mj: Path, doc: dict[str, Any]) -> int:
     return total
 
 
+ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
+               "tensor(bool)": "bool", "tensor(int16)": "int16", "tensor(uint16)": "uint16", "tensor(string)": "str"}
+
+
+def ort_spec(arg: Any) -> TensorSpec:
+    """A TensorSpec from an ONNX Runtime session's input/output description."""
+    from edgestudio.core.inputspec import short_dim
+
+    dims: list[Dim] = [(d if d >= 0 else "?") if isinstance(d, int) else (short_dim(str(d)) if d else "?")
+                       for d in (arg.shape or [])]
+    return TensorSpec(arg.name, dims, ORT_DTYPES.get(arg.type, arg.type))
+
+
 def _inspect_ort(p: Path) -> ModelInfo:
     import onnxruntime as ort
 
@@ -608,8 +622,6 @@ def _inspect_ort(p: Path) -> ModelInfo:
         sess = ort.InferenceSession(native_path(p), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise ModelFormatError(p, f"corrupt ORT model ({' '.join(str(exc).split())[:200]})") from None
-    from edgestudio.backends.runtimes.onnxruntime import ort_spec
-
     meta = sess.get_modelmeta()
     return ModelInfo(ModelFormat.ORT, str(p), 0, [ort_spec(i) for i in sess.get_inputs()],
                      [ort_spec(o) for o in sess.get_outputs()], {}, None, None, None, meta.producer_name or None)

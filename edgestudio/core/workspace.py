@@ -99,6 +99,8 @@ def _v2(db: sqlite3.Connection) -> None:
 def _v3(db: sqlite3.Connection) -> None:
     """v3: each model remembers its input specification (--input/--shape/--value), inherited by its variants."""
     db.execute("ALTER TABLE models ADD COLUMN inputs_json TEXT NOT NULL DEFAULT '{}'")
+    # the process that runs a job (pid:start time): recovery touches only the jobs of processes that are gone
+    db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
 
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]  # MIGRATIONS[i] takes version i to i+1
@@ -177,6 +179,49 @@ def hash_model(path: str | Path, fmt: ModelFormat) -> str:
     return h.hexdigest()
 
 
+def _process_started(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return float(psutil.Process(pid).create_time())
+    except Exception:
+        return None
+
+
+def current_owner() -> str:
+    """This process, as ``pid:start time`` (pids are reused; the start time tells them apart)."""
+    return f"{os.getpid()}:{_process_started(os.getpid()) or 0:.2f}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    if not owner:
+        return False  # recorded before owners were: the old rule (interrupted) applies
+    try:
+        pid_text, started_text = owner.split(":", 1)
+        pid, started = int(pid_text), float(started_text)
+    except ValueError:
+        return False
+    now = _process_started(pid)
+    return now is not None and (started == 0 or abs(now - started) < 1.0)
+
+
+def partial_is_dead(path: Path) -> bool:
+    """A staging/partial folder whose writer is gone: job staging folders carry an owner mark
+    (workers.pool.write_owner); import temporaries end in ``-<pid>-<thread>``."""
+    mark = path / ".edgestudio-owner"
+    if mark.is_file():
+        try:
+            d = json.loads(mark.read_text())
+            return not owner_alive(f"{d['pid']}:{d.get('started') or 0}")
+        except (OSError, ValueError, KeyError, TypeError):
+            return True
+    tail = path.name.rsplit(".partial-", 1)[-1]
+    pid_text = tail.split("-", 1)[0]
+    if pid_text.isdigit() and "-" in tail:  # an import temporary of process <pid>
+        return _process_started(int(pid_text)) is None
+    return True  # older layouts: nothing alive can own them
+
+
 class _Db:
     """The SQLite connection, with a full disk (or failing storage) said as one line naming the folder."""
 
@@ -232,7 +277,10 @@ class Workspace:
                 raise EdgeStudioError(self.root, f"workspace was written by a newer EdgeStudio (schema {version}, "
                                                  f"this version knows {SCHEMA_VERSION})")
             for target in range(version, SCHEMA_VERSION):
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("BEGIN IMMEDIATE")  # one process at a time from here on
+                if self.schema_version > target:  # another process migrated while this one waited for the lock
+                    self._db.execute("COMMIT")
+                    continue
                 try:
                     MIGRATIONS[target](self._db)
                     self._db.execute(f"PRAGMA user_version = {target + 1}")
@@ -242,17 +290,27 @@ class Workspace:
                     raise
 
     def recover(self) -> None:
-        """Mark jobs interrupted by a crash as failed and remove half-written files."""
+        """Mark jobs interrupted by a crash as failed and remove their half-written files: only those of
+        processes that are gone (another live process sharing this workspace keeps its running jobs)."""
         with self._lock:
-            self._db.execute(
-                "UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE status IN (?, ?)",
-                (JobStatus.FAILED.value, INTERRUPTED, time.time(), JobStatus.QUEUED.value, JobStatus.RUNNING.value))
+            rows = self._db.execute("SELECT id, owner FROM jobs WHERE status IN (?, ?)",
+                                    (JobStatus.QUEUED.value, JobStatus.RUNNING.value)).fetchall()
+            dead = [r["id"] for r in rows if not owner_alive(r["owner"])]
+            for job_id in dead:
+                self._db.execute("UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ? AND status IN (?, ?)",
+                                 (JobStatus.FAILED.value, INTERRUPTED, time.time(), job_id, JobStatus.QUEUED.value,
+                                  JobStatus.RUNNING.value))
         for folder in (self.models_dir, self.artifacts_dir):
             for leftover in list(folder.rglob(".*.partial-*")):
+                if not partial_is_dead(leftover):
+                    continue
                 shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
         for job_dir in self.artifacts_dir.iterdir():
-            if job_dir.is_dir() and not any(job_dir.iterdir()):
-                job_dir.rmdir()
+            try:
+                if job_dir.is_dir() and not any(job_dir.iterdir()):
+                    job_dir.rmdir()
+            except OSError:  # another process just wrote into it
+                pass
 
     def close(self) -> None:
         with self._lock:
@@ -279,7 +337,8 @@ class Workspace:
             return existing
         digest = hash_model(src, fmt)
         with self._lock:
-            row = self._db.execute("SELECT * FROM models WHERE sha256 = ? ORDER BY id LIMIT 1", (digest,)).fetchone()
+            row = self._db.execute("SELECT * FROM models WHERE sha256 = ? AND parent_id IS NULL ORDER BY id LIMIT 1",
+                                   (digest,)).fetchone()
             if row is not None:
                 return self._entry(row)
         stored_path = src
@@ -287,7 +346,7 @@ class Workspace:
             dest_dir = self.models_dir / digest[:16]
             stored_path = dest_dir / src.name
             if not stored_path.exists():
-                tmp = dest_dir.parent / f".{digest[:16]}.partial-{os.getpid()}"
+                tmp = dest_dir.parent / f".{digest[:16]}.partial-{os.getpid()}-{threading.get_ident()}"
                 shutil.rmtree(tmp, ignore_errors=True)
                 tmp.mkdir(parents=True)
                 if src.is_dir():
@@ -295,11 +354,17 @@ class Workspace:
                 else:
                     for f in model_files(src, fmt):
                         shutil.copy2(f, tmp / f.name)
-                if dest_dir.exists():
-                    shutil.rmtree(dest_dir)
-                os.replace(tmp, dest_dir)
-        return self._insert(stored_path, fmt, digest, parent_id=None, job_id=None, options={},
-                            stored="copy" if copy else "reference", made_by="import")
+                try:
+                    os.replace(tmp, dest_dir)  # content-addressed: another process may have put the same there
+                except OSError:
+                    shutil.rmtree(tmp, ignore_errors=True)
+        with self.transaction():  # check and insert as one step: concurrent imports of one file make one row
+            row = self._db.execute("SELECT * FROM models WHERE (sha256 = ? AND parent_id IS NULL) OR path = ? "
+                                   "ORDER BY id LIMIT 1", (digest, str(src))).fetchone()
+            if row is not None:
+                return self._entry(row)
+            return self._insert(stored_path, fmt, digest, parent_id=None, job_id=None, options={},
+                                stored="copy" if copy else "reference", made_by="import")
 
     def add_artifact(self, path: str | Path, *, parent_id: int | None, job_id: str | None,
                      options: dict[str, Any] | None = None, made_by: str = "job") -> ModelEntry:
@@ -368,6 +433,17 @@ class Workspace:
                     shutil.rmtree(p, ignore_errors=True)
 
     # ---------------------------------------------------------------------------------------- jobs
+    def lineage_records(self, model: str) -> list[dict[str, Any]] | None:
+        """How the model at ``model`` was made, oldest first, as plain records for packages (None: not here)."""
+        entry = self.model_by_path(model)
+        if entry is None:
+            return None
+        out = []
+        for e in self.lineage(entry.id):
+            d = e.to_dict()
+            out.append({k: d[k] for k in ("name", "format", "sha256", "made_by", "job_id", "options", "created_at")})
+        return out
+
     def set_inputs(self, model_id: int, spec: dict[str, Any]) -> None:
         """Remember what this model is fed (an InputSpec dict); its variants inherit it."""
         with self._lock:
@@ -405,13 +481,13 @@ class Workspace:
         with self._lock:
             self._db.execute(
                 "INSERT INTO jobs (id, kind, spec_json, status, progress, message, log_json, result_json, error,"
-                " created_at, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " created_at, started_at, finished_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(id) DO UPDATE SET status=excluded.status, progress=excluded.progress,"
                 " message=excluded.message, log_json=excluded.log_json, result_json=excluded.result_json,"
                 " error=excluded.error, started_at=excluded.started_at, finished_at=excluded.finished_at",
                 (rec.id, rec.spec.kind.value, rec.spec.to_json(), rec.status.value, rec.progress, rec.message,
                  json.dumps(rec.log[-200:]), json.dumps(rec.result, default=str) if rec.result is not None else None,
-                 rec.error, rec.created_at, rec.started_at, rec.finished_at))
+                 rec.error, rec.created_at, rec.started_at, rec.finished_at, current_owner()))
 
     def update_job_progress(self, job_id: str, status: JobStatus, progress: float, message: str,
                             started_at: float | None = None) -> None:

@@ -344,7 +344,6 @@ class MainWindow(QMainWindow):
 
     def package(self, model_id: int, out_zip: str | Path, runtime: str | None = None, tflm: bool = False) -> str:
         """Build a deployment package for the model (a job); the zip lands at ``out_zip``."""
-        from edgestudio.cli import workspace_lineage
         from edgestudio.packaging.deploy import default_package_runtime
 
         entry = self.workspace.model(model_id)
@@ -352,7 +351,7 @@ class MainWindow(QMainWindow):
         job = self.bridge.submit(JobSpec(JobKind.PACKAGE, model=entry.path, runtime=rt, output=str(Path(out_zip).resolve()),
                                          options={"dataset": self.optimize.dataset.text(), "tflm": tflm,
                                                   "inputs": self.inputs_for(model_id),
-                                                  "lineage": workspace_lineage(self.workspace, entry.path)}))
+                                                  "lineage": self.workspace.lineage_records(entry.path)}))
         self.statusBar().showMessage(f"Packaging {entry.name} for {rt}…", 5000)
         return job
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgestudio.backends.optimizers.base import OptimizeOptions
+from edgestudio.bench.compare import pareto_front
 from edgestudio.core.errors import EdgeStudioError
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.modelinfo import model_size_bytes
@@ -51,22 +52,6 @@ def candidates(src_fmt: ModelFormat, runtime: str) -> list[Candidate]:
             out += [Candidate("LiteRT INT8 full-integer", "litert", "int8-static"),
                     Candidate("LiteRT INT8 dynamic-range", "litert", "int8-dynamic")]
     return out
-
-
-def pareto_front(rows: list[dict[str, Any]], acc_key: str = "accuracy", lat_key: str = "p50_ms") -> set[int]:
-    """Indices of rows no other row beats on both accuracy (higher) and latency (lower)."""
-    front = set()
-    for i, r in enumerate(rows):
-        if r.get(acc_key) is None or r.get(lat_key) is None:
-            continue
-        dominated = any(
-            o is not r and o.get(acc_key) is not None and o.get(lat_key) is not None
-            and o[acc_key] >= r[acc_key] and o[lat_key] <= r[lat_key]
-            and (o[acc_key] > r[acc_key] or o[lat_key] < r[lat_key])
-            for o in rows)
-        if not dominated:
-            front.add(i)
-    return front
 
 
 def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOptions | None = None,

@@ -102,9 +102,9 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
                 raise OptimizationError(src, f"no space left on {out.parent}") from None
             msg = " ".join(str(exc).split())[:300] or type(exc).__name__
             raise OptimizationError(src, f"{cls.key()} failed: {msg}") from None
-        from edgestudio.conversion.engine import _check_output
+        from edgestudio.conversion.engine import check_output
 
-        _check_output(out, cls.key())
+        check_output(out, cls.key())
         if out_fmt is not wfmt:  # e.g. Keras -> TFLite INT8: compare with the FP32 TFLite, not the Keras file
             from edgestudio.conversion.engine import convert_model, default_output
 

@@ -69,8 +69,18 @@ def run_bench(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
 
 
 def run_call(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
+    """Call ``module:function`` with ``kwargs``; the job context is passed as ``ctx`` only to functions that
+    take it (the start-up device listing once failed here with a TypeError, leaving every runtime at CPU)."""
+    import inspect
+
     fn = _resolve(str(spec.options["function"]))
-    result = fn(ctx=ctx, **dict(spec.options.get("kwargs") or {}))
+    kwargs = dict(spec.options.get("kwargs") or {})
+    try:
+        params = inspect.signature(fn).parameters
+        takes_ctx = "ctx" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    except (TypeError, ValueError):  # builtins without a signature
+        takes_ctx = False
+    result = fn(ctx=ctx, **kwargs) if takes_ctx else fn(**kwargs)
     return result if isinstance(result, dict) else {"value": result}
 
 

@@ -100,7 +100,7 @@ class Converter(Requirements, abc.ABC):
 
     @classmethod
     def output_path(cls, folder: Path, stem: str) -> Path:
-        from edgestudio.conversion.engine import output_name
+        from edgestudio.core.formats import output_name
 
         return folder / output_name(stem, cls.target)
 

@@ -15,7 +15,7 @@ from edgestudio.core.modelinfo import TensorSpec
 
 class LiteRtSession(Session):
     def __init__(self, interp: Any, device: str) -> None:
-        from edgestudio.core.inspection import _tflite_dims
+        from edgestudio.core.inspection import tflite_dims
 
         self._interp = interp
         self._allocated_for: dict[str, tuple[int, ...]] | None = None
@@ -23,8 +23,8 @@ class LiteRtSession(Session):
         self.device = device
         self._in = interp.get_input_details()
         self._out = interp.get_output_details()
-        self.inputs = [TensorSpec(d["name"], _tflite_dims(d), np.dtype(d["dtype"]).name) for d in self._in]
-        self.outputs = [TensorSpec(d["name"], _tflite_dims(d), np.dtype(d["dtype"]).name) for d in self._out]
+        self.inputs = [TensorSpec(d["name"], tflite_dims(d), np.dtype(d["dtype"]).name) for d in self._in]
+        self.outputs = [TensorSpec(d["name"], tflite_dims(d), np.dtype(d["dtype"]).name) for d in self._out]
         self.precision = None
 
     def _set(self, feeds: dict[str, np.ndarray]) -> None:

@@ -11,17 +11,9 @@ import numpy as np
 from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, Runtime, Session, output_dict
 from edgestudio.core.errors import ModelFormatError
 from edgestudio.core.formats import ModelFormat
-from edgestudio.core.modelinfo import Dim, TensorSpec
+from edgestudio.core.inspection import ort_spec
 
 _NOT_DEVICES = {"AzureExecutionProvider"}  # a remote-call provider, not a place to run a model
-_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
-               "tensor(bool)": "bool", "tensor(int16)": "int16", "tensor(uint16)": "uint16", "tensor(string)": "str"}
-
-
-def ort_spec(arg: Any) -> TensorSpec:
-    dims: list[Dim] = [d if isinstance(d, int) else (str(d) if d else "?") for d in (arg.shape or [])]
-    return TensorSpec(arg.name, dims, _ORT_DTYPES.get(arg.type, arg.type))
 
 
 def provider_for(device: str) -> str:

@@ -21,14 +21,14 @@ class KerasSession(Session):
     def __init__(self, model: Any, device: str) -> None:
         import tensorflow as tf
 
-        from edgestudio.core.inspection import _keras_dims
+        from edgestudio.core.inspection import keras_dims
         from edgestudio.core.modelinfo import TensorSpec
 
         self._model = model
         self.runtime = "tensorflow"
         self.device = device
-        self.inputs = [TensorSpec(t.name, _keras_dims(t.shape), str(t.dtype)) for t in model.inputs]
-        self.outputs = [TensorSpec(t.name, _keras_dims(t.shape), str(t.dtype)) for t in model.outputs]
+        self.inputs = [TensorSpec(t.name, keras_dims(t.shape), str(t.dtype)) for t in model.inputs]
+        self.outputs = [TensorSpec(t.name, keras_dims(t.shape), str(t.dtype)) for t in model.outputs]
         self.precision = None
         self._fn = tf.function(lambda xs: model(xs, training=False), reduce_retracing=True)
 
@@ -55,15 +55,15 @@ class KerasSession(Session):
 
 class SavedModelSession(Session):
     def __init__(self, loaded: Any, sig: Any, device: str) -> None:
-        from edgestudio.core.inspection import _keras_dims
+        from edgestudio.core.inspection import keras_dims
         from edgestudio.core.modelinfo import TensorSpec
 
         self._loaded, self._sig = loaded, sig
         self.runtime = "tensorflow"
         self.device = device
         in_specs = sig.structured_input_signature[1]
-        self.inputs = [TensorSpec(n, _keras_dims(s.shape), s.dtype.name) for n, s in sorted(in_specs.items())]
-        self.outputs = [TensorSpec(n, _keras_dims(s.shape), s.dtype.name)
+        self.inputs = [TensorSpec(n, keras_dims(s.shape), s.dtype.name) for n, s in sorted(in_specs.items())]
+        self.outputs = [TensorSpec(n, keras_dims(s.shape), s.dtype.name)
                         for n, s in sorted(sig.structured_outputs.items())]
         self.precision = None
 

@@ -1,0 +1,55 @@
+"""A workspace many processes share: recovery only touches the jobs of dead processes, schema creation is
+serialized, concurrent imports of one file make one model (each reproduced the defect before the fix)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT, SAMPLES
+
+
+def _cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "edgestudio", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_listing_jobs_during_a_convert_does_not_disturb_it(tmp_path: Path) -> None:
+    ws = str(tmp_path / "ws")
+    conv = _cli("convert", str(SAMPLES / "digits_cnn.keras"), "--to", "openvino", "--workspace", ws, "--json")
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "ws").glob("artifacts/*/.*.partial-*")):
+        time.sleep(0.05)
+    assert list((tmp_path / "ws").glob("artifacts/*/.*.partial-*")), "the convert never started"
+    for _ in range(3):  # opening the workspace used to mark the running job failed and delete its staging
+        lst = subprocess.run([sys.executable, "-m", "edgestudio", "jobs", "--workspace", ws, "--json"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+        assert lst.returncode == 0, lst.stderr
+    out, err = conv.communicate(timeout=300)
+    assert conv.returncode == 0, err
+    jobs = json.loads(subprocess.run([sys.executable, "-m", "edgestudio", "jobs", "--workspace", ws, "--json"],
+                                     cwd=ROOT, capture_output=True, text=True).stdout)
+    assert [j["status"] for j in jobs] == ["succeeded"]
+
+
+def test_eight_processes_on_a_fresh_workspace(tmp_path: Path) -> None:
+    ws = str(tmp_path / "ws")
+    procs = [_cli("models", "--workspace", ws) for _ in range(8)]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    assert all(rc == 0 for rc, _ in results), [e for _, e in results if e]  # "table models already exists"
+
+
+def test_concurrent_imports_of_one_file_make_one_model(tmp_path: Path) -> None:
+    ws = str(tmp_path / "ws")
+    assert subprocess.run([sys.executable, "-m", "edgestudio", "models", "--workspace", ws], cwd=ROOT).returncode == 0
+    procs = [_cli("import", str(SAMPLES / "digits_cnn.onnx"), "--workspace", ws, "--json") for _ in range(6)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    ids = {json.loads(o)[0]["id"] for o, _ in outs}
+    assert len(ids) == 1
+    models = json.loads(subprocess.run([sys.executable, "-m", "edgestudio", "models", "--workspace", ws, "--json"],
+                                       cwd=ROOT, capture_output=True, text=True).stdout)
+    assert len(models) == 1
