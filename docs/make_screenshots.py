@@ -72,6 +72,30 @@ def main() -> int:
     win.grab().save(str(OUT / "optimize-panel.png"))
     job = win.optimize.run()
     wait(app, lambda: win.jobs.status_of(job) == "succeeded")
+    # the quantized variant: its drift from the FP32 parent, next to it in Details
+    app.processEvents()
+    variant = max(ws.models(), key=lambda m: m.id)
+    win.browser.select(variant.id)
+    win.details.tabs.setCurrentIndex(0)
+    wait(app, lambda: "drift" in win.details.title.text())
+    win.grab().save(str(OUT / "variant-drift.png"))
+    # the Inputs editor on a real stateful model (silero-vad: a sample rate that must be 16000)
+    from tests.helpers import real_models
+
+    if real_models.available():
+        import numpy as np
+
+        (vad,) = win.import_paths([real_models.model("silero_vad.onnx")])
+        win.browser.select(vad)
+        wait(app, lambda: win.details.inputs.table.rowCount() == 3)
+        np.savez(tmp / "vad.npz", **real_models.vad_inputs(4))
+        win.details.inputs.data.setText(str(tmp / "vad.npz"))
+        win.details.inputs.table.item(2, 4).setText("16000")
+        win.details.inputs.save_button.click()
+        win.details.tabs.setCurrentWidget(win.details.inputs)
+        app.processEvents()
+        win.grab().save(str(OUT / "inputs-editor.png"))
+        win.details.tabs.setCurrentIndex(0)
     # a live benchmark, caught while it runs
     bench = win.benchmark(models["openvino"].id, iterations=40_000)
     wait(app, lambda: win.live.points > 8000)
@@ -82,7 +106,7 @@ def main() -> int:
     app.processEvents()
     win.grab().save(str(OUT / "main-window.png"))
     # the comparison of all variants, with the Pareto front
-    ids = [m.id for m in ws.models() if m.format.value in ("onnx", "tflite", "openvino")]
+    ids = [m.id for m in ws.models() if m.format.value in ("onnx", "tflite", "openvino") and "silero" not in m.name]
     win.browser.select(ids[0])
     setup = win.compare_dialog(ids)
     setup.resize(560, 620)

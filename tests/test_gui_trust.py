@@ -3,6 +3,7 @@ verdicts in the wizard, drift figures next to optimized variants. Real widgets, 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,9 @@ def test_optimized_variant_shows_its_drift(qtbot, window: MainWindow) -> None:  
     window.show_model(leaf.id)
     text = window.details.title.text()
     assert "drift vs FP32" in text and "passed" in text and "cosine" in text, text
+    window.refresh()
+    badge = window.browser.item_for(leaf.id).text(3)  # the figure next to the variant in the browser
+    assert re.fullmatch(r"cos [01]\.\d{5} ✓", badge), badge
 
 
 def test_devices_are_detected_at_start(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ The pieces are separate so the CLI (which waits) and the GUI (which fills rows a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,16 +55,19 @@ def plan_rows(models: list[str], runtimes: list[str] | None, *, dataset: str | N
 
 
 def plan_matrix(models: list[str], targets: list[tuple[str, str]], *, dataset: str | None = None,
-                iterations: int = 100, warmup: int = 10, inputs: dict[str, Any] | None = None
+                iterations: int = 100, warmup: int = 10, inputs: dict[str, Any] | None = None,
+                inputs_for: Callable[[str], dict[str, Any]] | None = None
                 ) -> tuple[list[tuple[dict[str, Any], list[JobSpec]]], list[tuple[str, str, str]]]:
     """Variants x (runtime, device) targets, as one batch: a row for each pair whose runtime runs the variant's
-    format. Returns the planned rows and the pairs left out, as (model, runtime, device)."""
+    format. Returns the planned rows and the pairs left out, as (model, runtime, device). Each variant is fed
+    ``inputs_for(path)`` (its own input specification) when given, else ``inputs``."""
     out, skipped = [], []
     for model in models:
         fmt = detect_format(model)
         for rt, device in targets:
             if runs_format(rt, fmt):
-                out.append(_plan(model, fmt, rt, device, dataset, iterations, warmup, inputs))
+                spec = inputs_for(str(model)) if inputs_for is not None else inputs
+                out.append(_plan(model, fmt, rt, device, dataset, iterations, warmup, spec))
             else:
                 skipped.append((str(model), rt, device))
     return out, skipped

@@ -25,8 +25,16 @@ from typing import Any
 import numpy as np
 
 from edgestudio.core.formats import ModelFormat, detect_format
-from edgestudio.core.inputspec import (CHECK_DYNAMIC_DIM, Feeds, InputSpec, format_dims, layout_perm,
-                                       looks_channels_last, make_feeds, normalize_name)
+from edgestudio.core.inputspec import (
+    CHECK_DYNAMIC_DIM,
+    Feeds,
+    InputSpec,
+    format_dims,
+    layout_perm,
+    looks_channels_last,
+    make_feeds,
+    normalize_name,
+)
 from edgestudio.core.modelinfo import Dim, TensorSpec
 
 PASSED, FAILED, INCONCLUSIVE, NOT_CHECKED = "passed", "failed", "inconclusive", "not checked"

@@ -28,14 +28,26 @@ def human_size(n: int) -> str:
 
 
 def badge_for(entry: ModelEntry) -> str:
-    """A short quality mark from what made the artifact: parity of a conversion, accuracy of an optimization."""
+    """A short quality mark from what made the artifact: the parity verdict of a conversion; the drift from its
+    FP32 parent (worst output's cosine) and the accuracy of an optimization."""
     opts = entry.options or {}
     parity = opts.get("parity")
-    if isinstance(parity, dict) and parity.get("passed") is not None:
-        return "parity ✓" if parity["passed"] else "parity ✗"
+    if isinstance(parity, dict):
+        verdict = parity.get("verdict") or ("passed" if parity.get("passed") else "failed"
+                                            if parity.get("passed") is False else None)
+        mark = {"passed": "parity ✓", "failed": "parity ✗", "inconclusive": "parity ?"}.get(str(verdict))
+        if mark:
+            return mark + (" (random)" if (parity.get("inputs") or {}).get("random") and verdict == "passed" else "")
+    parts = []
+    drift = opts.get("drift")
+    if isinstance(drift, dict) and drift.get("worst"):
+        sign = {"passed": "✓", "failed": "✗"}.get(str(drift.get("verdict")), "?")
+        parts.append(f"cos {float(drift['worst'].get('cosine') or 0):.5f} {sign}")
     acc = opts.get("accuracy")
     if isinstance(acc, dict) and acc.get("after") is not None:
-        return f"top-1 {acc['after']:.1%}"
+        parts.append(f"top-1 {acc['after']:.1%}")
+    if parts:
+        return " · ".join(parts)
     if opts.get("method"):
         return str(opts["method"])
     return ""

@@ -399,8 +399,9 @@ class MainWindow(QMainWindow):
         entries = [self.workspace.model(i) for i in model_ids]
         if targets is None:
             targets = sorted({(rt, "CPU") for e in entries for rt in _runtimes_for(e.format)})
+        by_path = {e.path: e.id for e in entries}
         planned, skipped = plan_matrix([e.path for e in entries], targets, dataset=dataset, iterations=iterations,
-                                       inputs=self.inputs_for(entries[0].id) if entries else None)
+                                       inputs_for=lambda path: self.inputs_for(by_path[path]))
         self._compare.clear()
         self._compare_rows = []
         jobs = []

@@ -249,7 +249,7 @@ def drift_check(reference: Path, optimized: Path, opts: OptimizeOptions, cancel:
             "outputs": [{"name": o.name, "cosine": round(o.cosine, 6),
                          "snr_db": None if o.snr_db is None else round(o.snr_db, 2), "verdict": o.verdict}
                         for o in report.outputs],
-            "worst": None if worst is None else {"name": worst.name, "cosine": round(worst.cosine, 4),
+            "worst": None if worst is None else {"name": worst.name, "cosine": round(worst.cosine, 6),
                                                  "snr_db": None if worst.snr_db is None else round(worst.snr_db, 1)},
             "passed": verdict == PASSED if verdict != INCONCLUSIVE else None,
             "failed": verdict == FAILED}
