@@ -61,6 +61,8 @@ _TRACE_MARKERS = re.compile(r"(Traceback \(most recent call last\)|\bin user cod
 def clean_message(exc: BaseException | str, limit: int = 300) -> str:
     """A library's message as one line, cut before any traceback fragment it carries."""
     text = str(exc) if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    # ONNX Runtime names the path it was handed (a staging file, a link): EdgeStudio names the user's file itself
+    text = re.sub(r"Load model from .*? failed:\s*", "", text)
     m = _TRACE_MARKERS.search(text)
     if m:
         text = text[: m.start()]

@@ -225,8 +225,6 @@ class RunPage(QWizardPage):
                     item = QTableWidgetItem(v)
                     item.setToolTip(str(p.get("summary") or ""))
                     self.report.setItem(row, c, item)
-            for warning in result.get("warnings", []):
-                self.log.appendPlainText(f"[{target}] warning: {warning}")
             self.report.resizeColumnsToContents()
         else:
             bar.setFormat(f"{target}: {status}")

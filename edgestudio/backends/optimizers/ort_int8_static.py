@@ -95,5 +95,5 @@ def _load_error(path: Path) -> str | None:
         so.log_severity_level = 4
         ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        return clean_message(exc, 200)
+        return clean_message(exc, 200)  # without ORT's "Load model from <staging file> failed:"
     return None
