@@ -28,7 +28,12 @@ from tests.helpers import real_models as rm  # noqa: E402
 
 
 def main() -> None:
+    import logging
+    import warnings
+
     quiet_tensorflow()
+    warnings.filterwarnings("ignore")
+    logging.getLogger().setLevel(logging.ERROR)  # ORT quantization and NNCF log at WARNING per node
     from edgestudio.backends.converters.base import ConvertOptions
     from edgestudio.backends.optimizers.base import OptimizeOptions
     from edgestudio.conversion.engine import convert_model

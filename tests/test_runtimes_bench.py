@@ -185,3 +185,15 @@ def test_comparison_matrix_pairs_each_variant_with_the_runtimes_that_run_it() ->
     for row, specs in planned:  # a benchmark and an evaluation per row, on that runtime and device
         assert [s.kind.value for s in specs] == ["bench", "eval"]
         assert {(s.runtime, s.device) for s in specs} == {(row["runtime"], row["device"])}
+
+
+def test_runtimes_measure_themselves(sample_onnx) -> None:  # type: ignore[no-untyped-def]
+    """Runtime.benchmark is the one place a latency is measured (remote and browser runtimes override it)."""
+    from edgestudio.backends.runtimes import get_runtime
+
+    rt = get_runtime("onnxruntime")
+    sess = rt.load(sample_onnx)
+    seen: list[float] = []
+    m = rt.benchmark(sess, make_inputs(sess.inputs), iterations=25, warmup=2, on_sample=lambda i, ms: seen.append(ms))
+    assert m.samples_ms.shape == (25,) and list(m.samples_ms) == seen and m.first_ms > 0 and m.wall_s > 0
+    assert m.wall_s * 1e3 >= float(m.samples_ms.sum()) * 0.99

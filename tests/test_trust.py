@@ -273,3 +273,22 @@ def test_error_messages_carry_no_traceback_fragments() -> None:
            'line 2617, in convert  ValueError: bad')
     assert clean_message(raw) == 'Exception encountered when calling layer "x".'
     assert "onnx2tf.py" not in EdgeStudioError("model.onnx", raw).one_line()
+
+
+@needs_real
+def test_int8_of_a_model_whose_ops_live_in_if_branches_says_nothing_was_quantized(
+        tmp_path: Path, real_inputs: dict[str, Path]) -> None:
+    from edgestudio.backends.optimizers.base import OptimizeOptions
+    from edgestudio.optimization.engine import optimize_model
+
+    rep = optimize_model(rm.model("silero_vad.onnx"), "int8-static", runtime="onnxruntime", output=tmp_path / "q.onnx",
+                         options=OptimizeOptions(calibration=str(real_inputs["vad"]),
+                                                 inputs={"data": str(real_inputs["vad"]), "values": {"sr": 16000}}))
+    assert rep.details["quantized_nodes"] == 0 and any("nothing was quantized" in w for w in rep.warnings)
+
+
+def test_top1_agreement_only_for_class_scores() -> None:
+    from edgestudio.bench.parity import _looks_like_classes
+
+    assert _looks_like_classes(np.zeros((1, 10))) and _looks_like_classes(np.zeros((1, 24, 6625)))
+    assert not _looks_like_classes(np.zeros((1, 1, 96, 96)))  # a detection map: argmax over its width means nothing

@@ -9,19 +9,17 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
+from edgestudio.backends.runtimes.base import SampleCallback, timed_loop  # noqa: F401 (re-exported)
 from edgestudio.bench.inputs import ShapeOverrides, make_inputs
 from edgestudio.core.inputspec import InputSpec
 from edgestudio.bench.stats import LatencyStats
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 
-SampleCallback = Callable[[int, float], None]
 
 
 @dataclass
@@ -77,34 +75,6 @@ def peak_rss_mb() -> float:
     return ru / (1024 * 1024) if sys.platform == "darwin" else ru / 1024
 
 
-def timed_loop(call: Callable[[], Any], iterations: int, duration_s: float | None = None,
-               on_sample: SampleCallback | None = None, cancel: CancelToken | None = None,
-               progress: ProgressCallback = noop_progress) -> np.ndarray:
-    """Time ``call`` repeatedly; returns latencies in ms. The timed region holds the bare call only."""
-    clock = time.perf_counter_ns
-    out = np.empty(iterations, dtype=np.float64)
-    deadline = clock() + int(duration_s * 1e9) if duration_s else None
-    check = cancel.check if cancel is not None else None
-    report_every = max(1, iterations // 100)
-    n = 0
-    for n in range(iterations):
-        t0 = clock()
-        call()
-        t1 = clock()
-        ms = (t1 - t0) / 1e6
-        out[n] = ms
-        if on_sample is not None:
-            on_sample(n, ms)
-        if n % report_every == 0:
-            if check is not None:
-                check()
-            if deadline is None:
-                progress(n / iterations, f"iteration {n}/{iterations}")
-            else:
-                progress(min(1.0, 1 - (deadline - t1) / (duration_s * 1e9)), f"iteration {n}")  # type: ignore[operator]
-        if deadline is not None and t1 >= deadline:
-            return out[: n + 1]
-    return out[: n + 1] if iterations else out
 
 
 def run_benchmark(model: str | Path, config: BenchConfig, *, on_sample: SampleCallback | None = None,
@@ -121,20 +91,11 @@ def run_benchmark(model: str | Path, config: BenchConfig, *, on_sample: SampleCa
         cancel.check()
     # the user's data/values/shapes; a dynamic dim nothing fixes is an error, never a silent 1
     feeds = make_inputs(session.inputs, config.inputs, seed=config.seed, model=str(model))
-    call = session.bind(feeds)
-    t0 = time.perf_counter()
-    call()
-    first_ms = (time.perf_counter() - t0) * 1e3
-    progress(0.05, f"warm-up ({config.warmup})")
-    for _ in range(config.warmup):
-        call()
-        if cancel:
-            cancel.check()
-    iterations = config.iterations if not config.duration_s else 1_000_000
-    t_start = time.perf_counter()
-    lat = timed_loop(call, iterations, config.duration_s, on_sample, cancel,
-                     lambda f, m: progress(0.1 + 0.9 * f, m))
-    wall = time.perf_counter() - t_start
+    # the runtime measures itself: the default is the local timed loop; a remote or browser runtime reports
+    # the latencies measured on its device through the same call
+    measured = runtime.benchmark(session, feeds, iterations=config.iterations, warmup=config.warmup,
+                                 duration_s=config.duration_s, on_sample=on_sample, cancel=cancel, progress=progress)
+    lat, wall, first_ms = measured.samples_ms, measured.wall_s, measured.first_ms
     progress(1.0, "done")
     return BenchResult(
         runtime=config.runtime, device=session.device, model=str(model), iterations=int(lat.size),

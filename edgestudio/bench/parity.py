@@ -178,7 +178,8 @@ def default_runtime(fmt: ModelFormat) -> str | None:
 
 # ------------------------------------------------------------------------------------------ metrics
 def _looks_like_classes(a: np.ndarray) -> bool:
-    return a.ndim >= 2 and 2 <= a.shape[-1] <= 100_000 and a.size // a.shape[-1] >= 1
+    """Scores per class: [N, C] or a sequence of them [N, T, C] (a 4-D map is an image, not classes)."""
+    return a.ndim in (2, 3) and 2 <= a.shape[-1] <= 100_000
 
 
 def _degenerate(ref: list[np.ndarray]) -> str | None:

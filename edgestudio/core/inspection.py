@@ -151,16 +151,16 @@ def _check_onnx(p: Path, model: Any) -> None:
         raise ModelFormatError(p, f"invalid ONNX graph: {first[:240]}") from None
 
 
-def _onnx_graphs(graph: Any) -> Iterable[Any]:
+def onnx_graphs(graph: Any) -> Iterable[Any]:
     """The graph and every subgraph (If/Loop/Scan bodies), depth first."""
     yield graph
     for n in graph.node:
         for a in n.attribute:
             if a.type == a.GRAPH:
-                yield from _onnx_graphs(a.g)
+                yield from onnx_graphs(a.g)
             elif a.type == a.GRAPHS:
                 for g in a.graphs:
-                    yield from _onnx_graphs(g)
+                    yield from onnx_graphs(g)
 
 
 _WEIGHT_TYPES = {1, 2, 3, 10, 11, 16}  # float, uint8, int8, float16, double, bfloat16 (not shapes/indices)
@@ -169,7 +169,7 @@ _WEIGHT_TYPES = {1, 2, 3, 10, 11, 16}  # float, uint8, int8, float16, double, bf
 def _onnx_parameters(graph: Any) -> int:
     """Weights: initializers and Constant-node tensors of weight types, in the graph and its subgraphs."""
     total = 0
-    for g in _onnx_graphs(graph):
+    for g in onnx_graphs(graph):
         total += sum(_prod(i.dims) for i in g.initializer if i.data_type in _WEIGHT_TYPES)
         for n in g.node:
             if n.op_type != "Constant" or n.domain not in ("", "ai.onnx"):

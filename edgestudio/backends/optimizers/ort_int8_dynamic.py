@@ -33,4 +33,10 @@ class OrtInt8Dynamic(Optimizer):
             # Measured on this CPU: ResNet50 170-190 ms vs 27 ms FP32 (FACTS.md).
             warnings.append("dynamic INT8 makes convolutional networks several times slower with ONNX Runtime "
                             "on x86; prefer int8-static")
-        return {"warnings": warnings}
+        from edgestudio.backends.optimizers.ort_int8_static import count_quantized_nodes
+
+        quantized = count_quantized_nodes(dst)
+        if quantized == 0:
+            warnings.append("nothing was quantized: no MatMul/Gemm/Conv outside If/Loop branches; it is the FP32 "
+                            "model again")
+        return {"warnings": warnings, "quantized_nodes": quantized}

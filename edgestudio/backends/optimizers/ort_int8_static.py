@@ -81,7 +81,24 @@ class OrtInt8Static(Optimizer):
             raise OptimizationError(src, f"the INT8 model does not load in ONNX Runtime: {error}")
         if opts.activation_type == "int8":
             warnings.append("S8S8 (int8 activations) brings no speed-up on x86 with ONNX Runtime; uint8 does")
-        return {"warnings": warnings, "calibration_samples": len(samples), "preprocessed": preprocessed}
+        quantized = count_quantized_nodes(dst)
+        if quantized == 0:
+            warnings.append("nothing was quantized: the result has no QuantizeLinear/DequantizeLinear nodes (ONNX "
+                            "Runtime does not quantize ops inside If/Loop branches); it is the FP32 model again")
+        return {"warnings": warnings, "calibration_samples": len(samples), "preprocessed": preprocessed,
+                "quantized_nodes": quantized}
+
+
+def count_quantized_nodes(path: Path) -> int:
+    """QuantizeLinear/DequantizeLinear/integer nodes in an ONNX model and its subgraphs."""
+    import onnx
+
+    from edgestudio.core.inspection import onnx_graphs
+
+    model = onnx.load(str(path), load_external_data=False)
+    kinds = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger",
+             "DynamicQuantizeLinear"}
+    return sum(1 for g in onnx_graphs(model.graph) for n in g.node if n.op_type in kinds)
 
 
 def _load_error(path: Path) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,6 +66,70 @@ class Runtime(Requirements, abc.ABC):
             raise RuntimeUnavailableError(
                 None, f"{self.name} has no device {device!r} (available: {', '.join(names.values()) or 'none'})")
         return names[key]
+
+
+    def benchmark(self, session: Session, feeds: dict[str, np.ndarray], *, iterations: int, warmup: int,
+                  duration_s: float | None = None, on_sample: SampleCallback | None = None,
+                  cancel: Any = None, progress: Callable[[float, str], None] = lambda f, m="": None) -> Measured:
+        """Measure ``session`` on ``feeds``: first inference, ``warmup`` untimed runs, then ``iterations`` timed
+        ones (or ``duration_s`` seconds), each latency handed to ``on_sample`` as it is measured. The default is
+        a timed loop in this process; runtimes that run elsewhere (a device, a browser) override it and report
+        the latencies measured there."""
+        call = session.bind(feeds)
+        t0 = time.perf_counter()
+        call()
+        first_ms = (time.perf_counter() - t0) * 1e3
+        progress(0.05, f"warm-up ({warmup})")
+        for _ in range(warmup):
+            call()
+            if cancel is not None:
+                cancel.check()
+        t_start = time.perf_counter()
+        lat = timed_loop(call, iterations if not duration_s else 1_000_000, duration_s, on_sample, cancel,
+                         lambda f, m: progress(0.1 + 0.9 * f, m))
+        return Measured(first_ms, lat, time.perf_counter() - t_start)
+
+
+@dataclass
+class Measured:
+    """What :meth:`Runtime.benchmark` returns: first inference (ms), the latencies (ms), the wall time (s)."""
+
+    first_ms: float
+    samples_ms: np.ndarray
+    wall_s: float
+
+
+SampleCallback = Callable[[int, float], None]
+
+
+def timed_loop(call: Callable[[], Any], iterations: int, duration_s: float | None = None,
+               on_sample: SampleCallback | None = None, cancel: Any = None,
+               progress: Callable[[float, str], None] = lambda f, m="": None) -> np.ndarray:
+    """Time ``call`` repeatedly; returns latencies in ms. The timed region holds the bare call only."""
+    clock = time.perf_counter_ns
+    out = np.empty(iterations, dtype=np.float64)
+    deadline = clock() + int(duration_s * 1e9) if duration_s else None
+    check = cancel.check if cancel is not None else None
+    report_every = max(1, iterations // 100)
+    n = 0
+    for n in range(iterations):
+        t0 = clock()
+        call()
+        t1 = clock()
+        ms = (t1 - t0) / 1e6
+        out[n] = ms
+        if on_sample is not None:
+            on_sample(n, ms)
+        if n % report_every == 0:
+            if check is not None:
+                check()
+            if deadline is None:
+                progress(n / iterations, f"iteration {n}/{iterations}")
+            else:
+                progress(min(1.0, 1 - (deadline - t1) / (duration_s * 1e9)), f"iteration {n}")  # type: ignore[operator]
+        if deadline is not None and t1 >= deadline:
+            return out[: n + 1]
+    return out[: n + 1] if iterations else out
 
 
 RUNTIMES: Registry[Runtime] = Registry("edgestudio.backends.runtimes", key=lambda cls: cls.name)
