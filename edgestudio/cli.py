@@ -485,6 +485,8 @@ def cmd_import(args: argparse.Namespace) -> Any:
 
 # ----------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
+    from edgestudio.core import catalog  # plain data: the choices below come from the backend catalog
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     common.add_argument("--workspace", metavar="DIR", help="record the job, its artifacts and results in this "
@@ -507,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", parents=[common], help="measure latency, throughput, load time and memory")
     p.add_argument("model")
-    p.add_argument("--runtime", choices=["onnxruntime", "openvino", "litert", "tensorflow"],
+    p.add_argument("--runtime", choices=catalog.runtime_names(),
                    help="default: the natural runtime for the model's format")
     p.add_argument("--device", default="CPU")
     p.add_argument("--iterations", type=int, default=100)
@@ -540,10 +542,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("optimize", parents=[common], help="quantize / compress / prune for a runtime, with an "
                                                           "accuracy guard; --auto picks the fastest variant")
     p.add_argument("model")
-    p.add_argument("--method", choices=["fp16", "int8-dynamic", "int8-static", "int8-accuracy-aware", "weights-int8",
-                                        "weights-int4", "prune", "graph-opt"])
+    p.add_argument("--method", choices=catalog.methods())
     p.add_argument("--auto", action="store_true", help="try the sensible variants, measure, return the fastest")
-    p.add_argument("--runtime", help="onnxruntime, openvino, litert (auto: also 'any'); default from the format")
+    p.add_argument("--runtime", help=f"{', '.join(catalog.runtime_names(optimizing=True))} (auto: also 'any'); "
+                                     "default from the format")
     p.add_argument("--calibration", metavar="DATA", help=".npz/.npy, image folder, or 'random'")
     p.add_argument("--dataset", metavar="DATA", help="labeled data (.npz x,y or class folders) for the accuracy guard")
     p.add_argument("--max-drop", type=float, default=0.01, help="accuracy guard: largest top-1 loss (default 0.01)")
@@ -584,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("package", parents=[common], help="a deployment zip: model, standalone runner, pinned "
                                                          "requirements, reports, lineage (and TFLite Micro sources)")
     p.add_argument("model")
-    p.add_argument("--runtime", choices=["onnxruntime", "openvino", "litert"], help="default: from the format")
+    p.add_argument("--runtime", choices=catalog.runtime_names(packaged=True), help="default: from the format")
     p.add_argument("-o", "--output", help="the zip (default: beside the model)")
     p.add_argument("--dataset", metavar="DATA", help="labeled data: adds accuracy to the report")
     p.add_argument("--iterations", type=int, default=100, help="benchmark iterations for the report")
@@ -616,7 +618,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edgestudio.gui import launch  # imports Qt, never tensorflow/openvino/onnxruntime
 
         return launch()
-    parser = build_parser()
+    try:
+        parser = build_parser()  # its choices come from the backend catalog (which may name a bad extra file)
+    except EdgeStudioError as exc:
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

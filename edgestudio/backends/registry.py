@@ -1,14 +1,13 @@
-"""Registries of backends. Adding a backend is adding one module to its package.
-
-Modules are discovered with ``pkgutil`` and imported on first use; importing one is cheap because heavy
-libraries (tensorflow, openvino, onnxruntime) are only imported inside the functions that need them.
+"""Registries of backends. A registry imports exactly the modules the backend catalog lists
+(:mod:`edgestudio.core.catalog`), on first use; importing one is cheap because heavy libraries (tensorflow,
+openvino, onnxruntime) are only imported inside the functions that need them. Each module registers its
+class(es) with ``@REGISTRY.register``.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import pkgutil
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -37,26 +36,35 @@ class Requirements:
 class Registry(Generic[T]):
     def __init__(self, package: str, key: Callable[[type[T]], str]) -> None:
         self._package = package
+        self._kind = package.rsplit(".", 1)[-1]  # runtimes, converters, optimizers: the catalog's lists
         self._key = key
         self._items: dict[str, type[T]] = {}
         self._discovered = False
+        self._imported: list[str] = []
 
     def register(self, cls: type[T]) -> type[T]:
         self._items[self._key(cls)] = cls
         return cls
 
     def _discover(self) -> None:
-        if self._discovered:
+        from edgestudio.core import catalog
+
+        wanted = catalog.modules(self._kind)
+        if self._discovered and wanted == self._imported:
             return
+        for module in wanted:  # catalog order; an extra catalog file may add modules later
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:  # an extra catalog entry whose module is not importable here
+                raise catalog.CatalogError(None, f"catalog module {module} cannot be imported ({exc})") from None
+        self._imported = wanted
         self._discovered = True
-        pkg = importlib.import_module(self._package)
-        for mod in pkgutil.iter_modules(pkg.__path__):
-            if not mod.name.startswith("_") and mod.name != "base":
-                importlib.import_module(f"{self._package}.{mod.name}")
 
     def all(self) -> dict[str, type[T]]:
+        """The registered classes of the modules the catalog lists now (an extra catalog file can go away)."""
         self._discover()
-        return dict(self._items)
+        wanted = set(self._imported)
+        return {k: c for k, c in self._items.items() if c.__module__ in wanted}
 
     def get(self, name: str) -> type[T]:
         items = self.all()

@@ -32,7 +32,10 @@ def _session(model: str | Path, runtime: str | None, device: str, ov_precision: 
     rt = runtime or runtime_for_format(detect_format(model))
     # f32 on OpenVINO by default: the accuracy of the model, not of the CPU's default bf16 execution;
     # ov_precision=None measures what the device's default precision gives.
-    return get_runtime(rt).load(model, device=device, precision=ov_precision if rt == "openvino" else None)
+    from edgestudio.backends.runtimes.base import check_precision
+
+    # ov_precision: the check precision where the runtime has one (OpenVINO f32), None: the device default
+    return get_runtime(rt).load(model, device=device, precision=ov_precision if check_precision(rt) else None)
 
 
 def predict(session: Any, dataset: Dataset, *, limit: int | None = None, pre: Preprocess | None = None,

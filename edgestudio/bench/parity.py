@@ -284,7 +284,9 @@ def load_for_check(path: str | Path, runtime: str | None = None) -> Any:
     rt = runtime or default_runtime(detect_format(path))
     if rt is None:
         return None
-    return get_runtime(rt).load(path, precision="f32" if rt == "openvino" else None)
+    from edgestudio.backends.runtimes.base import check_precision
+
+    return get_runtime(rt).load(path, precision=check_precision(rt))
 
 
 def compare_models(parent: str | Path, child: str | Path, *, tolerance: float = 1e-4, rtol: float = DEFAULT_RTOL,

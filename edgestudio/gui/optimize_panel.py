@@ -28,13 +28,7 @@ METHOD_FIELDS: dict[str, tuple[str, ...]] = {
     "prune": ("sparsity",),
     "graph-opt": ("level",),
 }
-PRESETS = {  # runtime -> preset -> (method, options)
-    "max speed": {"onnxruntime": ("int8-static", {"activation_type": "uint8", "per_channel": True}),
-                  "openvino": ("int8-static", {"preset": "performance"}), "litert": ("int8-static", {})},
-    "balanced": {"onnxruntime": ("int8-static", {"calibration_method": "percentile"}),
-                 "openvino": ("int8-accuracy-aware", {"preset": "mixed"}), "litert": ("int8-dynamic", {})},
-    "max accuracy": {"onnxruntime": ("fp16", {}), "openvino": ("fp16", {}), "litert": ("fp16", {})},
-}
+PRESETS = ("max speed", "balanced", "max accuracy")  # each runtime's (method, options) is in the catalog
 
 
 class DataPicker(QWidget):
@@ -97,7 +91,9 @@ class OptimizePanel(QWidget):
         form = QFormLayout()
         self.runtime = QComboBox()
         self.runtime.setObjectName("opt_runtime")
-        self.runtime.addItems(["onnxruntime", "openvino", "litert"])
+        from edgestudio.core.catalog import runtime_names
+
+        self.runtime.addItems([r for r in runtime_names(optimizing=True) if r != "any"])
         self.runtime.currentTextChanged.connect(self._runtime_changed)
         form.addRow("runtime", self.runtime)
         self.device = QComboBox()
@@ -155,7 +151,9 @@ class OptimizePanel(QWidget):
     def set_model(self, entry: ModelEntry) -> None:
         self.entry = entry
         self.model_label.setText(f"<b>{entry.name}</b> ({entry.format.label})")
-        default = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}.get(entry.format.value)
+        from edgestudio.core.catalog import optimize_runtime
+
+        default = optimize_runtime(entry.format.value)
         if default:
             self.runtime.setCurrentText(default)
 
@@ -182,7 +180,13 @@ class OptimizePanel(QWidget):
         self.scroll.setWidget(self.form)
 
     def apply_preset(self, name: str) -> None:
-        method, values = PRESETS[name][self.runtime.currentText()]
+        from edgestudio.core.catalog import preset
+
+        found = preset(name, self.runtime.currentText())
+        if found is None:
+            self.message.setText(f"no '{name}' preset for {self.runtime.currentText()}")
+            return
+        method, values = found
         self.method.setCurrentText(method)
         for key, value in values.items():
             if self.form is not None and key in self.form._editors:

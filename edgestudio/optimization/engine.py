@@ -46,8 +46,14 @@ class OptimizeReport:
 
 
 def default_runtime_for(fmt: ModelFormat) -> str:
-    return {ModelFormat.ONNX: "onnxruntime", ModelFormat.ORT: "onnxruntime", ModelFormat.OPENVINO: "openvino",
-            ModelFormat.TFLITE: "litert"}.get(fmt, "litert")
+    from edgestudio.core.catalog import optimize_runtime
+
+    runtime = optimize_runtime(fmt.value)
+    if runtime is None:
+        from edgestudio.core.errors import UsageError
+
+        raise UsageError(None, f"no runtime optimizes {fmt.label} models; convert it first or give --runtime")
+    return runtime
 
 
 def optimized_name(src: Path, method: str, runtime: str, out_fmt: ModelFormat) -> str:

@@ -24,66 +24,31 @@ from edgestudio.core.inputspec import InputSpec
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 from edgestudio.core.workspace import hash_model, model_files
 
-RUNTIME_PACKAGES = {"onnxruntime": ["onnxruntime"], "openvino": ["openvino"], "litert": ["ai-edge-litert"]}
-RUNTIME_FORMATS = {"onnxruntime": {ModelFormat.ONNX, ModelFormat.ORT},
-                   "openvino": {ModelFormat.OPENVINO, ModelFormat.ONNX, ModelFormat.TFLITE},
-                   "litert": {ModelFormat.TFLITE}}
+def package_runtimes() -> list[str]:
+    """Runtimes a deployment package can be made for (from the backend catalog)."""
+    from edgestudio.core.catalog import runtime_names
+
+    return runtime_names(packaged=True)
+
+
+def _decl(runtime: str):  # type: ignore[no-untyped-def]
+    from edgestudio.core.catalog import runtime as decl
+
+    d = decl(runtime)
+    if d is None or not d.package:
+        raise UsageError(None, f"packages are made for {', '.join(package_runtimes())}, not {runtime!r}")
+    return d
 
 
 
 def default_package_runtime(fmt: ModelFormat) -> str | None:
-    """The runtime a model of this format is deployed with by default (its native one)."""
-    return {ModelFormat.ONNX: "onnxruntime", ModelFormat.ORT: "onnxruntime", ModelFormat.TFLITE: "litert",
-            ModelFormat.OPENVINO: "openvino"}.get(fmt)
+    """The runtime a model of this format is deployed with by default (its native one, if it packages)."""
+    from edgestudio.core.catalog import native_runtime
+
+    rt = native_runtime(fmt.value)
+    return rt if rt in package_runtimes() else None
 
 
-_LOADERS = {
-    "onnxruntime": '''
-def load(model, precision=None):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    sess = ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
-    names = [i.name for i in sess.get_inputs()]
-    return names, lambda feeds: sess.run(None, feeds)[0]
-''',
-    "openvino": '''
-def load(model, precision=None):
-    import openvino as ov
-
-    config = {"PERFORMANCE_HINT": "LATENCY"}
-    if precision:
-        config["INFERENCE_PRECISION_HINT"] = precision
-    compiled = ov.Core().compile_model(model, "CPU", config)
-    request = compiled.create_infer_request()
-    names = [p.get_any_name() for p in compiled.inputs]
-    return names, lambda feeds: request.infer(feeds)[compiled.outputs[0]].copy()
-''',
-    "litert": '''
-def load(model, precision=None):
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # TensorFlow's bundled interpreter will do too
-        from tensorflow.lite import Interpreter
-
-    interp = Interpreter(model_path=model)
-    interp.allocate_tensors()
-    ins, out = interp.get_input_details(), interp.get_output_details()[0]
-    names = [d["name"] for d in ins]
-
-    def run(feeds):
-        for d in ins:
-            x = feeds[d["name"]]
-            if tuple(d["shape"]) != x.shape:
-                interp.resize_tensor_input(d["index"], list(x.shape))
-                interp.allocate_tensors()
-            interp.set_tensor(d["index"], x)
-        interp.invoke()
-        return interp.get_tensor(out["index"])
-    return names, run
-''',
-}
 
 RUNNER = '''#!/usr/bin/env python3
 """Run {model} with {runtime_label}: one inference on an input, its latency, its output.
@@ -157,7 +122,7 @@ def _version(dist: str) -> str | None:
 
 def requirements_for(runtime: str) -> list[str]:
     pins = []
-    for dist in RUNTIME_PACKAGES[runtime] + ["numpy"]:
+    for dist in [*_decl(runtime).pip, "numpy"]:
         v = _version(dist)
         pins.append(f"{dist}=={v}" if v else dist)
     return pins
@@ -176,17 +141,18 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
 
     model = Path(model)
     cancel = cancel or CancelToken()
-    if runtime not in RUNTIME_PACKAGES:
-        raise UsageError(None, f"packages are made for onnxruntime, openvino or litert, not {runtime!r}")
+    decl = _decl(runtime)
     fmt = detect_format(model)
-    if fmt not in RUNTIME_FORMATS[runtime]:
+    if fmt.value not in decl.formats:
         raise EdgeStudioError(model, f"{runtime} does not run {fmt.label} models; convert it first "
                                      f"(edgestudio convert --to {'tflite' if runtime == 'litert' else 'onnx'})")
     if tflm and fmt is not ModelFormat.TFLITE:
         raise EdgeStudioError(model, "TFLite Micro export needs a .tflite model")
     progress(0.05, "reading the model")
     info = inspect_model(model, fmt)
-    session = get_runtime(runtime).load(model, precision="f32" if runtime == "openvino" else None)
+    from edgestudio.backends.runtimes.base import check_precision
+
+    session = get_runtime(runtime).load(model, precision=check_precision(runtime))
     spec = InputSpec.from_dict(inputs)
     if input_npy:
         spec = spec.merged(InputSpec(data=str(input_npy)))
@@ -212,7 +178,7 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
     name = safe_name(model.stem if model.is_file() else model.name)
     packaged = name + model.suffix  # the model's file name inside the package: sanitized like the folder
     versions = {"edgestudio": __version__, "python": platform.python_version()}
-    for dist in RUNTIME_PACKAGES[runtime] + ["numpy"]:
+    for dist in [*decl.pip, "numpy"]:
         versions[dist] = _version(dist) or "unknown"
     for step in lineage or []:
         versions.update((step.get("options") or {}).get("versions") or {})
@@ -229,10 +195,11 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
         (root / "model").mkdir(parents=True)
         for f in model_files(model, fmt):  # an IR's .xml and .bin keep one stem
             shutil.copy2(f, root / "model" / (name + f.suffix))
-        loader = _LOADERS[runtime]
+        loader = get_runtime(runtime).package_loader
+        if not loader:
+            raise EdgeStudioError(model, f"runtime {runtime} has no standalone runner for packages")
         (root / "run.py").write_text(RUNNER.format(model=packaged, runtime=runtime, version=__version__,
-                                                   runtime_label={"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO",
-                                                                  "litert": "LiteRT"}[runtime],
+                                                   runtime_label=decl.label,
                                                    loader=loader, precision=None))
         (root / "requirements.txt").write_text("\n".join(manifest["requirements"]) + "\n")
         if len(feeds) == 1:

@@ -17,8 +17,11 @@ from edgestudio.core.errors import EdgeStudioError, UsageError
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.progress import CancelToken, ProgressCallback
 
-METHODS = ("fp16", "int8-dynamic", "int8-static", "int8-accuracy-aware", "weights-int8", "weights-int4", "prune",
-           "graph-opt")
+def methods() -> list[str]:
+    """Every optimization method in the catalog."""
+    from edgestudio.core.catalog import methods as catalog_methods
+
+    return catalog_methods()
 
 
 class OptimizationError(EdgeStudioError):
@@ -81,8 +84,10 @@ class Optimizer(Requirements, abc.ABC):
 
     @classmethod
     def output_format(cls, source: ModelFormat) -> ModelFormat:
-        return {"onnxruntime": ModelFormat.ONNX, "openvino": ModelFormat.OPENVINO,
-                "litert": ModelFormat.TFLITE}.get(cls.runtime, source)
+        from edgestudio.core.catalog import output_format
+
+        fmt = output_format(cls.runtime)
+        return ModelFormat(fmt) if fmt else source
 
     @abc.abstractmethod
     def optimize(self, src: Path, fmt: ModelFormat, dst: Path, opts: OptimizeOptions, *,
@@ -104,7 +109,7 @@ def find_optimizer(method: str, runtime: str) -> type[Optimizer]:
             return cls
     offered = sorted(k.split(":")[0] for k in items if k.endswith(f":{method}"))
     if not offered:
-        raise UsageError(None, f"unknown method {method!r} (one of: {', '.join(METHODS)})")
+        raise UsageError(None, f"unknown method {method!r} (one of: {', '.join(methods())})")
     raise UsageError(None, f"{method} is not available for {runtime} (it is for: {', '.join(offered)})")
 
 

@@ -49,6 +49,9 @@ class Runtime(Requirements, abc.ABC):
     name: ClassVar[str]
     label: ClassVar[str]
     formats: ClassVar[frozenset[ModelFormat]]
+    #: Python source of ``load(model, precision) -> (input names, run(feeds) -> first output)`` for the
+    #: standalone runner of a deployment package (None: no packages for this runtime)
+    package_loader: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def devices(self) -> list[DeviceInfo]:
@@ -146,17 +149,12 @@ def get_runtime(name: str) -> Runtime:
     return cls()
 
 
-_NATIVE_RUNTIME = {
-    ModelFormat.ONNX: "onnxruntime", ModelFormat.ORT: "onnxruntime", ModelFormat.TFLITE: "litert",
-    ModelFormat.OPENVINO: "openvino", ModelFormat.KERAS: "tensorflow", ModelFormat.KERAS_H5: "tensorflow",
-    ModelFormat.SAVED_MODEL: "tensorflow",
-}
-
-
 def runtime_for_format(fmt: ModelFormat) -> str:
     """The default runtime for a format: its native one, else any installed runtime that runs it."""
+    from edgestudio.core.catalog import native_runtime
+
     runtimes = RUNTIMES.all()
-    native = _NATIVE_RUNTIME.get(fmt)
+    native = native_runtime(fmt.value)
     candidates = ([native] if native else []) + sorted(runtimes)
     for name in candidates:
         cls = runtimes.get(name)
@@ -167,8 +165,10 @@ def runtime_for_format(fmt: ModelFormat) -> str:
 
 def runtimes_for_format(fmt: ModelFormat) -> list[str]:
     """Every installed runtime that runs a format, its native one first (to compare backends)."""
+    from edgestudio.core.catalog import native_runtime
+
     runtimes = RUNTIMES.all()
-    native = _NATIVE_RUNTIME.get(fmt)
+    native = native_runtime(fmt.value)
     names = ([native] if native else []) + sorted(n for n in runtimes if n != native)
     return [n for n in names if n in runtimes and fmt in runtimes[n].formats and runtimes[n].available()]
 
@@ -188,3 +188,11 @@ def device_dicts() -> list[dict[str, str]]:
 
 def output_dict(specs: list[TensorSpec], values: list[Any]) -> dict[str, np.ndarray]:
     return {s.name: np.asarray(v) for s, v in zip(specs, values)}
+
+
+def check_precision(runtime: str) -> str | None:
+    """The precision hint for numerical checks on ``runtime`` (OpenVINO: f32, not its CPU default bf16)."""
+    from edgestudio.core.catalog import runtime as decl
+
+    d = decl(runtime)
+    return d.check_precision if d else None

@@ -53,6 +53,29 @@ class LiteRtRuntime(Runtime):
     name = "litert"
     label = "LiteRT / TFLite"
     formats = frozenset({ModelFormat.TFLITE})
+    package_loader = '''
+def load(model, precision=None):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # TensorFlow's bundled interpreter will do too
+        from tensorflow.lite import Interpreter
+
+    interp = Interpreter(model_path=model)
+    interp.allocate_tensors()
+    ins, out = interp.get_input_details(), interp.get_output_details()[0]
+    names = [d["name"] for d in ins]
+
+    def run(feeds):
+        for d in ins:
+            x = feeds[d["name"]]
+            if tuple(d["shape"]) != x.shape:
+                interp.resize_tensor_input(d["index"], list(x.shape))
+                interp.allocate_tensors()
+            interp.set_tensor(d["index"], x)
+        interp.invoke()
+        return interp.get_tensor(out["index"])
+    return names, run
+'''
     requires = ("ai_edge_litert",)
 
     @classmethod

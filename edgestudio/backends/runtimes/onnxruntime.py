@@ -55,6 +55,16 @@ class OnnxRuntime(Runtime):
     name = "onnxruntime"
     label = "ONNX Runtime"
     formats = frozenset({ModelFormat.ONNX, ModelFormat.ORT})
+    package_loader = '''
+def load(model, precision=None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    return names, lambda feeds: sess.run(None, feeds)[0]
+'''
     requires = ("onnxruntime",)
 
     def devices(self) -> list[DeviceInfo]:

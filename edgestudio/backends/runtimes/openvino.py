@@ -58,6 +58,18 @@ class OpenVinoRuntime(Runtime):
     name = "openvino"
     label = "OpenVINO"
     formats = frozenset({ModelFormat.OPENVINO, ModelFormat.ONNX, ModelFormat.TFLITE})
+    package_loader = '''
+def load(model, precision=None):
+    import openvino as ov
+
+    config = {"PERFORMANCE_HINT": "LATENCY"}
+    if precision:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    compiled = ov.Core().compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+    names = [p.get_any_name() for p in compiled.inputs]
+    return names, lambda feeds: request.infer(feeds)[compiled.outputs[0]].copy()
+'''
     requires = ("openvino",)
 
     def devices(self) -> list[DeviceInfo]:

@@ -1,0 +1,207 @@
+"""The backend catalog: the one declarative list of runtimes, converters and optimizers.
+
+Read without importing any backend (plain data, like Olive's pass manifest). The registries import exactly
+the modules listed here; the CLI's choices, the optimizers' output formats, the default runtime of a format,
+deployment packages (pip names), the GUI's runtime lists and presets are all derived from it. Adding a backend
+is one module plus one entry here, or, outside this repository, one entry in a TOML file named by the
+``EDGESTUDIO_CATALOG`` environment variable (``os.pathsep``-separated)::
+
+    [[runtime]]
+    name = "myrt"
+    label = "My runtime"
+    module = "my_package.myrt"        # importable; registers its class with @RUNTIMES.register
+    formats = ["onnx"]
+    pip = ["my-runtime"]
+
+``env`` names the Python environment a backend needs ("default": this one).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from edgestudio.core.errors import EdgeStudioError
+
+
+@dataclass(frozen=True)
+class RuntimeDecl:
+    name: str
+    label: str
+    module: str
+    formats: tuple[str, ...]  # ModelFormat values it runs
+    native: tuple[str, ...] = ()  # formats it is the default runtime of
+    optimizes: tuple[str, ...] = ()  # formats whose default optimization target it is
+    pip: tuple[str, ...] = ()  # what a deployment package (or an environment) installs for it
+    package: bool = False  # a deployment package can be made for it
+    check_precision: str | None = None  # precision hint for numerical checks (OpenVINO: f32, not bf16)
+    env: str = "default"
+    presets: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ConverterDecl:
+    name: str
+    module: str
+    sources: tuple[str, ...]
+    target: str
+    env: str = "default"
+
+
+@dataclass(frozen=True)
+class OptimizerDecl:
+    runtime: str  # whose format it produces ("any": keeps the source format)
+    method: str
+    module: str
+    env: str = "default"
+
+    @property
+    def key(self) -> str:
+        return f"{self.runtime}:{self.method}"
+
+
+_R = "edgestudio.backends.runtimes."
+_C = "edgestudio.backends.converters."
+_O = "edgestudio.backends.optimizers."
+
+BUILTIN_RUNTIMES: tuple[RuntimeDecl, ...] = (
+    RuntimeDecl("onnxruntime", "ONNX Runtime", _R + "onnxruntime", ("onnx", "ort"), native=("onnx", "ort"),
+                optimizes=("onnx", "ort"), pip=("onnxruntime",), package=True, presets={
+                    "max speed": ("int8-static", {"activation_type": "uint8", "per_channel": True}),
+                    "balanced": ("int8-static", {"calibration_method": "percentile"}),
+                    "max accuracy": ("fp16", {})}),
+    RuntimeDecl("openvino", "OpenVINO", _R + "openvino", ("openvino", "onnx", "tflite"), native=("openvino",),
+                optimizes=("openvino",), pip=("openvino",), package=True, check_precision="f32", presets={
+                    "max speed": ("int8-static", {"preset": "performance"}),
+                    "balanced": ("int8-accuracy-aware", {"preset": "mixed"}),
+                    "max accuracy": ("fp16", {})}),
+    RuntimeDecl("litert", "LiteRT / TFLite", _R + "litert", ("tflite",), native=("tflite",),
+                optimizes=("tflite", "keras", "h5", "savedmodel"), pip=("ai-edge-litert",), package=True, presets={
+                    "max speed": ("int8-static", {}), "balanced": ("int8-dynamic", {}),
+                    "max accuracy": ("fp16", {})}),
+    RuntimeDecl("tensorflow", "TensorFlow", _R + "tensorflow", ("keras", "h5", "savedmodel"),
+                native=("keras", "h5", "savedmodel"), pip=("tensorflow-cpu",)),
+)
+
+BUILTIN_CONVERTERS: tuple[ConverterDecl, ...] = (
+    ConverterDecl("keras-export", _C + "keras_to_savedmodel", ("keras", "h5"), "savedmodel"),
+    ConverterDecl("onnxslim", _C + "onnx_simplify", ("onnx",), "onnx"),
+    ConverterDecl("onnx-ort", _C + "onnx_to_ort", ("onnx",), "ort"),
+    ConverterDecl("onnx2tf", _C + "onnx_to_tflite", ("onnx",), "tflite"),
+    ConverterDecl("tf2onnx", _C + "tf_to_onnx", ("keras", "h5", "savedmodel"), "onnx"),
+    ConverterDecl("tf-tflite", _C + "tf_to_tflite", ("keras", "h5", "savedmodel"), "tflite"),
+    ConverterDecl("tflite2onnx", _C + "tflite_to_onnx", ("tflite",), "onnx"),
+    ConverterDecl("openvino", _C + "to_openvino", ("onnx", "savedmodel", "tflite"), "openvino"),
+)
+
+BUILTIN_OPTIMIZERS: tuple[OptimizerDecl, ...] = (
+    OptimizerDecl("onnxruntime", "fp16", _O + "ort_fp16"),
+    OptimizerDecl("onnxruntime", "graph-opt", _O + "ort_graph"),
+    OptimizerDecl("onnxruntime", "int8-dynamic", _O + "ort_int8_dynamic"),
+    OptimizerDecl("onnxruntime", "int8-static", _O + "ort_int8_static"),
+    OptimizerDecl("openvino", "fp16", _O + "ov_fp16"),
+    OptimizerDecl("openvino", "int8-static", _O + "ov_int8"),
+    OptimizerDecl("openvino", "int8-accuracy-aware", _O + "ov_accuracy_aware"),
+    OptimizerDecl("openvino", "weights-int8", _O + "ov_weights"),
+    OptimizerDecl("openvino", "weights-int4", _O + "ov_weights"),
+    OptimizerDecl("litert", "fp16", _O + "tflite_fp16"),
+    OptimizerDecl("litert", "int8-dynamic", _O + "tflite_dynamic"),
+    OptimizerDecl("litert", "int8-static", _O + "tflite_int8"),
+    OptimizerDecl("any", "prune", _O + "prune"),
+)
+
+
+class CatalogError(EdgeStudioError):
+    """An extra catalog file that cannot be used."""
+
+
+def _extra_files() -> list[Path]:
+    return [Path(p) for p in os.environ.get("EDGESTUDIO_CATALOG", "").split(os.pathsep) if p.strip()]
+
+
+def _tuple(d: dict[str, Any], key: str) -> tuple[str, ...]:
+    v = d.get(key, ())
+    return tuple(str(x) for x in ([v] if isinstance(v, str) else v))
+
+
+@cache
+def _load(files: tuple[Path, ...]) -> tuple[tuple[RuntimeDecl, ...], tuple[ConverterDecl, ...], tuple[OptimizerDecl, ...]]:
+    runtimes, converters, optimizers = list(BUILTIN_RUNTIMES), list(BUILTIN_CONVERTERS), list(BUILTIN_OPTIMIZERS)
+    for f in files:
+        try:
+            doc = tomllib.loads(f.read_text("utf-8"))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise CatalogError(f, f"cannot read the catalog file ({exc})") from None
+        try:
+            for d in doc.get("runtime", []):
+                runtimes.append(RuntimeDecl(
+                    str(d["name"]), str(d.get("label", d["name"])), str(d["module"]), _tuple(d, "formats"),
+                    _tuple(d, "native"), _tuple(d, "optimizes"), _tuple(d, "pip"), bool(d.get("package", False)),
+                    d.get("check_precision"), str(d.get("env", "default"))))
+            for d in doc.get("converter", []):
+                converters.append(ConverterDecl(str(d["name"]), str(d["module"]), _tuple(d, "sources"),
+                                                str(d["target"]), str(d.get("env", "default"))))
+            for d in doc.get("optimizer", []):
+                optimizers.append(OptimizerDecl(str(d["runtime"]), str(d["method"]), str(d["module"]),
+                                                str(d.get("env", "default"))))
+        except KeyError as exc:
+            raise CatalogError(f, f"an entry lacks {exc}") from None
+    return tuple(runtimes), tuple(converters), tuple(optimizers)
+
+
+def runtimes() -> tuple[RuntimeDecl, ...]:
+    return _load(tuple(_extra_files()))[0]
+
+
+def converters() -> tuple[ConverterDecl, ...]:
+    return _load(tuple(_extra_files()))[1]
+
+
+def optimizers() -> tuple[OptimizerDecl, ...]:
+    return _load(tuple(_extra_files()))[2]
+
+
+def modules(kind: str) -> list[str]:
+    """The modules a registry imports: ``kind`` is runtimes, converters or optimizers."""
+    entries: tuple[Any, ...] = {"runtimes": runtimes, "converters": converters, "optimizers": optimizers}[kind]()
+    return list(dict.fromkeys(e.module for e in entries))
+
+
+def runtime(name: str) -> RuntimeDecl | None:
+    return next((r for r in runtimes() if r.name == name), None)
+
+
+def runtime_names(*, packaged: bool = False, optimizing: bool = False) -> list[str]:
+    """Runtime names in catalog order (``packaged``: deployment package targets; ``optimizing``: runtimes
+    that have optimizers)."""
+    opt = {o.runtime for o in optimizers()}
+    return [r.name for r in runtimes() if (not packaged or r.package) and (not optimizing or r.name in opt)]
+
+
+def native_runtime(fmt: str) -> str | None:
+    """The default runtime of a format (ModelFormat value)."""
+    return next((r.name for r in runtimes() if fmt in r.native), None)
+
+
+def optimize_runtime(fmt: str) -> str | None:
+    """The runtime a model of this format is optimized for by default."""
+    return next((r.name for r in runtimes() if fmt in r.optimizes), None)
+
+
+def output_format(runtime_name: str) -> str | None:
+    """The format a runtime's optimizers produce: its first native format (None for "any")."""
+    r = runtime(runtime_name)
+    return r.native[0] if r and r.native else None
+
+
+def methods() -> list[str]:
+    return list(dict.fromkeys(o.method for o in optimizers()))
+
+
+def preset(name: str, runtime_name: str) -> tuple[str, dict[str, Any]] | None:
+    r = runtime(runtime_name)
+    return r.presets.get(name) if r else None
