@@ -220,13 +220,13 @@ def test_unsupported_op_is_actionable(scaler_onnx: Path, tmp_path: Path) -> None
 
 
 def test_empty_or_broken_output_is_a_failure(tmp_path: Path) -> None:
-    from edgestudio.conversion.engine import _check_output
+    from edgestudio.conversion.engine import check_output
 
     with pytest.raises(ConversionError, match="wrote no file"):
-        _check_output(tmp_path / "missing.onnx", "x")
+        check_output(tmp_path / "missing.onnx", "x")
     (tmp_path / "empty.tflite").write_bytes(b"")
     with pytest.raises(ConversionError, match="not a valid model"):
-        _check_output(tmp_path / "empty.tflite", "x")
+        check_output(tmp_path / "empty.tflite", "x")
     import onnx
     from onnx import TensorProto, helper
 
@@ -234,7 +234,7 @@ def test_empty_or_broken_output_is_a_failure(tmp_path: Path) -> None:
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])])
     onnx.save(helper.make_model(g), tmp_path / "nodes0.onnx")
     with pytest.raises(ConversionError, match="not a valid model|empty graph"):
-        _check_output(tmp_path / "nodes0.onnx", "x")
+        check_output(tmp_path / "nodes0.onnx", "x")
 
 
 def test_cancel_leaves_nothing(work: Path, tmp_path: Path) -> None:

@@ -166,6 +166,8 @@ class MainWindow(QMainWindow):
 
         self.actions_ = {
             "import": act("&Import…", self._import_dialog, QKeySequence.StandardKey.Open, "Add models to the workspace"),
+            "import_folder": act("Import &folder…", self._import_folder_dialog, "Ctrl+Shift+I",
+                                 "Add a SavedModel or TF.js folder to the workspace"),
             "workspace": act("Open &workspace…", self._open_workspace_dialog, None, "Switch to another workspace"),
             "quit": act("&Quit", self.close, QKeySequence.StandardKey.Quit),
             "convert": act("&Convert…", lambda: self.model_action("convert", self.browser.current_id()), "Ctrl+Shift+C",
@@ -184,7 +186,7 @@ class MainWindow(QMainWindow):
         }
         a = self.actions_
         menu = self.menuBar().addMenu("&File")
-        for key in ("import", "workspace"):
+        for key in ("import", "import_folder", "workspace"):
             menu.addAction(a[key])
         menu.addSeparator()
         menu.addAction(a["quit"])
@@ -493,6 +495,12 @@ class MainWindow(QMainWindow):
                                                 "*.xml *.ort *.json);;All files (*)")
         if files:
             self.import_paths([Path(f) for f in files])
+
+    def _import_folder_dialog(self) -> None:
+        """A model that is a folder (SavedModel, TF.js): a file dialog cannot pick it, this one can."""
+        folder = QFileDialog.getExistingDirectory(self, "Import a model folder (SavedModel, TF.js)")
+        if folder:
+            self.import_paths([Path(folder)])
 
     def _open_workspace_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open workspace")
