@@ -14,7 +14,7 @@ NAME = "edgestudio"
 
 # package -> why it is collected whole (data files, plugins, lazily imported modules)
 COLLECT_ALL = {
-    "edgestudio": "backends are discovered with pkgutil at run time",
+    "edgestudio": "backends are imported by name from the catalog at run time",
     "openvino": "no PyInstaller hook exists: plugins (CPU/AUTO/HETERO), frontends, libtbb, cache.json",
     "ai_edge_litert": "the LiteRT interpreter's shared libraries and schema",
     "netron": "the viewer's static files, served offline",

@@ -41,6 +41,7 @@ class Registry(Generic[T]):
         self._items: dict[str, type[T]] = {}
         self._discovered = False
         self._imported: list[str] = []
+        self._ever_imported: set[str] = set()
 
     def register(self, cls: type[T]) -> type[T]:
         self._items[self._key(cls)] = cls
@@ -58,13 +59,15 @@ class Registry(Generic[T]):
             except ImportError as exc:  # an extra catalog entry whose module is not importable here
                 raise catalog.CatalogError(None, f"catalog module {module} cannot be imported ({exc})") from None
         self._imported = wanted
+        self._ever_imported.update(wanted)
         self._discovered = True
 
     def all(self) -> dict[str, type[T]]:
-        """The registered classes of the modules the catalog lists now (an extra catalog file can go away)."""
+        """The registered classes, less those of catalog modules the catalog no longer lists (an extra catalog
+        file that went away); classes registered directly stay."""
         self._discover()
-        wanted = set(self._imported)
-        return {k: c for k, c in self._items.items() if c.__module__ in wanted}
+        gone = self._ever_imported - set(self._imported)
+        return {k: c for k, c in self._items.items() if c.__module__ not in gone}
 
     def get(self, name: str) -> type[T]:
         items = self.all()
