@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -81,7 +81,7 @@ class InputsEditor(QWidget):
         for r, s in enumerate(specs):
             for c, text in ((NAME, s.name), (DECLARED, format_dims(s.shape)), (DTYPE, s.dtype)):
                 item = QTableWidgetItem(text)
-                item.setFlags(item.flags() & ~item.flags().ItemIsEditable)
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 self.table.setItem(r, c, item)
             for c in (SHAPE, VALUE):
                 self.table.setItem(r, c, QTableWidgetItem(""))
