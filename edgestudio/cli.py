@@ -96,10 +96,11 @@ def cmd_inspect(args: argparse.Namespace) -> Any:
     from edgestudio.bench.inputs import parse_shape_overrides
 
     shapes = parse_shape_overrides(args.shape)
-    if args.workspace:
+    if args.workspace or args.env:
         from edgestudio.core.jobs import JobKind, JobSpec
 
-        info = run_job(args, JobSpec(JobKind.INSPECT, model=args.model, options={"shapes": shapes}))
+        info = run_job(args, JobSpec(JobKind.INSPECT, model=str(Path(args.model).resolve()),
+                                     options={"shapes": shapes}))
     else:
         from edgestudio.core.inspection import inspect_model
 
@@ -138,12 +139,16 @@ def cmd_bench(args: argparse.Namespace) -> Any:
     fmt = detect_format(args.model)
     runtime = args.runtime
     if runtime is None:
-        from edgestudio.backends.runtimes import runtime_for_format
+        from edgestudio.core.catalog import native_runtime
 
-        runtime = runtime_for_format(fmt)
-    from edgestudio.backends.runtimes import get_runtime
+        runtime = native_runtime(fmt.value) if args.env else None
+        if runtime is None:
+            from edgestudio.backends.runtimes import runtime_for_format
 
-    rt = get_runtime(runtime)
+            runtime = runtime_for_format(fmt)
+    from edgestudio.backends.runtimes import RUNTIMES
+
+    rt = RUNTIMES.get(runtime)  # the class: the runtime itself may be installed only in the environment
     if fmt not in rt.formats:
         raise EdgeStudioError(args.model, f"runtime {runtime} does not run {fmt.label} models "
                                           f"(it runs: {', '.join(sorted(f.value for f in rt.formats))})")
@@ -151,10 +156,11 @@ def cmd_bench(args: argparse.Namespace) -> Any:
     _check_inputs(args, spec)
     config = BenchConfig(runtime=runtime, device=args.device, iterations=args.iterations, warmup=args.warmup,
                          duration_s=args.duration, threads=args.threads, precision=args.precision, inputs=spec)
-    if args.workspace:
+    if args.workspace or args.env:
         from edgestudio.core.jobs import JobKind, JobSpec
 
-        result = run_job(args, JobSpec(JobKind.BENCH, model=args.model, runtime=runtime, device=args.device, options={
+        result = run_job(args, JobSpec(JobKind.BENCH, model=str(Path(args.model).resolve()), runtime=runtime,
+                                       device=args.device, options={
             "iterations": config.iterations, "warmup": config.warmup, "duration_s": config.duration_s,
             "threads": config.threads, "inputs": spec.to_dict(), "precision": config.precision}))
         result.pop("samples_ms", None)
@@ -405,6 +411,9 @@ def run_job(args: argparse.Namespace, spec: Any, output_name: str | None = None,
     """Run one job through the worker pool (recorded in ``--workspace`` when given and ``record``) and
     return its result."""
     from edgestudio.core.jobs import JobStatus
+
+    if getattr(args, "env", None):
+        return _run_in_env(args, spec)
     from edgestudio.workers.manager import JobManager
 
     ws = _open_workspace(args) if args.workspace and record else None
@@ -432,6 +441,70 @@ def run_job(args: argparse.Namespace, spec: Any, output_name: str | None = None,
     err = EdgeStudioError(None, rec.error or rec.status.value)
     err.named = True  # the worker's message names its file already
     raise err
+
+
+def _run_in_env(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
+    """Run one job in a Python environment (``--env NAME``): a process of the environment's own interpreter."""
+    from edgestudio.core.jobs import JobStatus
+    from edgestudio.core.progress import CancelToken
+    from edgestudio.execution.envs import run_in_env
+
+    if args.workspace:
+        raise UsageError(None, "--env and --workspace do not go together yet: run in an environment without "
+                               "--workspace")
+    show = sys.stderr.isatty() and not args.json
+    cancel = CancelToken()
+
+    def on_message(m: Any) -> None:
+        if show and m.type == "progress":
+            print(f"\r[{m.data['fraction']:4.0%}] {m.data['message'][:70]:<70}", end="", file=sys.stderr, flush=True)
+
+    try:
+        rec = run_in_env(args.env, spec, on_message=on_message, cancel=cancel)
+    except KeyboardInterrupt:
+        cancel.cancel()
+        raise
+    finally:
+        if show:
+            print("\r" + " " * 80 + "\r", end="", file=sys.stderr)
+    if rec.status is JobStatus.SUCCEEDED:
+        return rec.result or {}
+    err = EdgeStudioError(None, rec.error or rec.status.value)
+    err.named = True
+    raise err
+
+
+def cmd_envs(args: argparse.Namespace) -> Any:
+    from edgestudio.execution import envs
+
+    if args.action == "create":
+        if not args.name:
+            raise UsageError(None, "envs create NAME REQUIREMENT...")
+        show = sys.stderr.isatty() and not args.json
+        info = envs.create_env(args.name, list(args.requirements or []), progress=lambda f, m="": show and print(
+            f"\r[{f:4.0%}] {m[:70]:<70}", end="", file=sys.stderr, flush=True))
+        if show:
+            print("\r" + " " * 80 + "\r", end="", file=sys.stderr)
+        data: Any = info.to_dict()
+        _emit(args, data, lambda d: f"{d['name']}: ready at {d['path']} (python {d['python_version']}; "
+                                    f"{', '.join(d['requirements'])})")
+        return data
+    if args.action == "remove":
+        if not args.name:
+            raise UsageError(None, "envs remove NAME")
+        envs.remove_env(args.name)
+        _emit(args, {"removed": args.name}, lambda d: f"removed {d['removed']}")
+        return None
+    if args.action == "check":
+        data = envs.health_check(args.name).to_dict()
+        _emit(args, data, lambda d: f"{d['name']}: {'healthy' if d['healthy'] else 'BROKEN'} ({d['health']})")
+        return data
+    data = [e.to_dict() for e in envs.list_envs()]
+    _emit(args, data, lambda es: "\n".join(
+        f"{e['name']:<16} {'ok' if e['healthy'] else 'broken' if e['healthy'] is False else '?':<7} "
+        f"{e['size_bytes'] / 1e6:7.0f} MB  {', '.join(e['requirements'])}" for e in es)
+        or f"no environments yet (create one: edgestudio envs create NAME REQUIREMENT...)")
+    return data
 
 
 def _when(ts: float | None) -> str:
@@ -502,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model file or folder (format detected from content)")
     p.add_argument("--shape", action="append", metavar="NAME=1,3,224,224",
                    help="fix a dynamic input's shape for the MACs count (repeatable)")
+    p.add_argument("--env", metavar="NAME", help="run in this Python environment (edgestudio envs)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("devices", parents=[common], help="every device the installed runtimes see")
@@ -517,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="run for this many seconds instead of a fixed count")
     p.add_argument("--threads", type=int, help="intra-op threads (default: the runtime's choice)")
     p.add_argument("--precision", help="inference precision hint where supported (OpenVINO: f32, bf16, f16)")
+    p.add_argument("--env", metavar="NAME", help="run in this Python environment (edgestudio envs)")
     _add_input_args(p, "the benchmark")
     p.set_defaults(func=cmd_bench)
 
@@ -593,6 +668,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tflm", action="store_true", help="add TensorFlow Lite Micro C sources (TFLite models)")
     _add_input_args(p, "the package's sample input and benchmark")
     p.set_defaults(func=cmd_package)
+
+    p = sub.add_parser("envs", parents=[common], help="Python environments jobs can run in: list, create NAME "
+                                                     "REQUIREMENT..., check NAME, remove NAME")
+    p.add_argument("action", nargs="?", choices=["list", "create", "check", "remove"], default="list")
+    p.add_argument("name", nargs="?")
+    p.add_argument("requirements", nargs="*", help="pinned requirements (pip), e.g. onnxruntime==1.23.2")
+    p.set_defaults(func=cmd_envs)
 
     p = sub.add_parser("jobs", parents=[common], help="job history of a workspace (default: the user's)")
     p.add_argument("--limit", type=int, default=None)

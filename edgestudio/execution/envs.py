@@ -1,0 +1,281 @@
+"""Python environments as execution targets: a venv per backend need, created on demand from pinned requirements
+(pip, from the package registry), health-checked, reused, listed and removable.
+
+An environment lives in ``<user data dir>/envs/<name>/`` with ``env.json`` (requirements, python, created, last
+health check). A job runs there in a process of its own (``edgestudio.execution.env_worker``), whose
+``PYTHONPATH`` holds only EdgeStudio's package (through a link), so every other import comes from the
+environment: it can pin other versions than the app's (onnx2tf's, TF.js tooling's, PyTorch's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgestudio.core.errors import Cancelled, EdgeStudioError, UsageError, clean_message
+from edgestudio.core.jobs import JobRecord, JobSpec, JobStatus, new_job_id
+from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
+from edgestudio.execution.messages import CancelRequest, JobMessage, ProtocolError, RunRequest, decode, encode
+
+NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+class EnvError(EdgeStudioError):
+    """An environment that cannot be created, found or used."""
+
+
+@dataclass
+class EnvInfo:
+    name: str
+    path: str
+    python: str
+    requirements: list[str] = field(default_factory=list)
+    created_at: float = 0.0
+    healthy: bool | None = None
+    health: str = ""
+    python_version: str = ""
+    size_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def envs_root() -> Path:
+    override = os.environ.get("EDGESTUDIO_ENVS")
+    if override:
+        return Path(override)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("edgestudio", appauthor=False)) / "envs"
+
+
+def _check_name(name: str) -> str:
+    if not name or not set(name.lower()) <= NAME_OK or name.startswith("."):
+        raise UsageError(None, f"bad environment name {name!r}: use letters, digits, - _ .")
+    return name
+
+
+def _python(folder: Path) -> Path:
+    return folder / "bin" / "python"
+
+
+def _info(folder: Path) -> EnvInfo:
+    meta = {}
+    try:
+        meta = json.loads((folder / "env.json").read_text())
+    except (OSError, ValueError):
+        pass
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+    return EnvInfo(folder.name, str(folder), str(_python(folder)), list(meta.get("requirements", [])),
+                   float(meta.get("created_at", 0.0)), meta.get("healthy"), str(meta.get("health", "")),
+                   str(meta.get("python_version", "")), size)
+
+
+def list_envs() -> list[EnvInfo]:
+    root = envs_root()
+    if not root.is_dir():
+        return []
+    return [_info(d) for d in sorted(root.iterdir()) if d.is_dir() and (d / "env.json").is_file()]
+
+
+def get_env(name: str) -> EnvInfo:
+    folder = envs_root() / _check_name(name)
+    if not (folder / "env.json").is_file() or not _python(folder).exists():
+        known = ", ".join(e.name for e in list_envs()) or "none yet"
+        raise EnvError(None, f"no environment named {name!r} (known: {known}); create it with "
+                             f"`edgestudio envs create {name} REQUIREMENT...`")
+    return _info(folder)
+
+
+def remove_env(name: str) -> None:
+    info = get_env(name)
+    shutil.rmtree(info.path)
+
+
+def _package_path() -> Path:
+    """A folder holding only a link to EdgeStudio's package: what an environment worker gets on PYTHONPATH."""
+    import edgestudio
+
+    src = Path(edgestudio.__file__).resolve().parent
+    folder = Path(tempfile.gettempdir()) / f"edgestudio-pkg-{os.getuid()}-{abs(hash(str(src))) % 10**8}"
+    link = folder / "edgestudio"
+    if not (link.is_symlink() and link.resolve() == src):
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".edgestudio-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(src, target_is_directory=True)
+        os.replace(tmp, link)
+    return folder
+
+
+def _env_vars() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["PYTHONPATH"] = str(_package_path())
+    env["PYTHONNOUSERSITE"] = "1"
+    return env
+
+
+def health_check(name: str) -> EnvInfo:
+    """Import EdgeStudio's job runner in the environment; records the answer in env.json."""
+    info = get_env(name)
+    code = "import sys, numpy, edgestudio.workers.tasks; print(sys.version.split()[0])"
+    r = subprocess.run([info.python, "-c", code], capture_output=True, text=True, env=_env_vars(), timeout=120)
+    folder = Path(info.path)
+    meta = json.loads((folder / "env.json").read_text())
+    meta.update(healthy=r.returncode == 0, health="ok" if r.returncode == 0 else clean_message(
+        (r.stderr.strip().splitlines() or ["failed"])[-1], 200), python_version=r.stdout.strip(),
+        checked_at=time.time())
+    (folder / "env.json").write_text(json.dumps(meta, indent=2))
+    return _info(folder)
+
+
+def create_env(name: str, requirements: list[str], *, progress: ProgressCallback = noop_progress,
+               cancel: CancelToken | None = None, log: Callable[[str], None] = lambda line: None) -> EnvInfo:
+    """Create (or re-create) the environment ``name`` with pinned ``requirements`` from the package registry.
+    numpy is always added (EdgeStudio's job runner needs it). Nothing is left behind when it fails."""
+    folder = envs_root() / _check_name(name)
+    if (folder / "env.json").is_file():
+        raise EnvError(folder, f"environment {name!r} exists; remove it first (`edgestudio envs remove {name}`)")
+    reqs = list(dict.fromkeys([*requirements, *([] if any(r.split("=")[0].strip() == "numpy" for r in requirements)
+                                                 else ["numpy"])]))
+    # built in place (a venv holds absolute paths): env.json, written last, marks it complete
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        progress(0.05, f"creating a virtual environment for {name}")
+        r = subprocess.run([sys.executable, "-m", "venv", str(folder)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise EnvError(folder, f"python -m venv failed: {clean_message(r.stderr or r.stdout, 200)}")
+        progress(0.15, f"installing {', '.join(reqs)}")
+        _pip(folder, reqs, progress, cancel, log)
+        (folder / "env.json").write_text(json.dumps({"name": name, "requirements": reqs, "created_at": time.time(),
+                                                     "python": str(_python(folder))}, indent=2))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    progress(0.95, "checking the environment")
+    info = health_check(name)
+    if not info.healthy:
+        raise EnvError(folder, f"the environment was created but EdgeStudio's job runner does not import there: "
+                               f"{info.health}")
+    progress(1.0, "ready")
+    return info
+
+
+def _pip(folder: Path, reqs: list[str], progress: ProgressCallback, cancel: CancelToken | None,
+         log: Callable[[str], None]) -> None:
+    cmd = [str(_python(folder)), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off",
+           *reqs]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env_vars())
+    assert proc.stdout is not None
+    tail: list[str] = []
+    n = 0
+    for line in proc.stdout:
+        line = line.rstrip()
+        tail = (tail + [line])[-20:]
+        log(line)
+        if line.startswith(("Collecting", "Downloading", "Installing", "Successfully")):
+            n += 1
+            progress(min(0.9, 0.15 + 0.03 * n), line[:80])
+        if cancel is not None and cancel.cancelled:
+            proc.kill()
+            proc.wait()
+            raise Cancelled()
+    if proc.wait() != 0:
+        why = next((t for t in reversed(tail) if "ERROR" in t), tail[-1] if tail else "pip failed")
+        raise EnvError(folder, f"pip could not install {' '.join(reqs)}: {clean_message(why, 240)}")
+
+
+def run_in_env(name: str, spec: JobSpec, *, on_message: Callable[[JobMessage], None] | None = None,
+               cancel: CancelToken | None = None, timeout_s: float | None = None) -> JobRecord:
+    """Run ``spec`` in environment ``name`` (a process of its own); messages stream to ``on_message``.
+    Artifacts are written to a staging folder beside ``spec.output`` and moved there on success."""
+    info = get_env(name)
+    rec = JobRecord(id=new_job_id(), spec=spec, status=JobStatus.RUNNING, started_at=time.time())
+    staging = None
+    if spec.output:
+        out = Path(spec.output)
+        staging = out.parent / f".{out.name}.partial-{rec.id}"
+        staging.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([info.python, "-m", "edgestudio.execution.env_worker"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env_vars())
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(encode(RunRequest(rec.id, spec.to_dict(), str(staging) if staging else None)))
+    proc.stdin.flush()
+    stderr_tail: list[str] = []
+
+    def drain_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            stderr_tail.append(line.rstrip())
+            del stderr_tail[:-40]
+
+    threading.Thread(target=drain_stderr, daemon=True).start()
+
+    def watch_cancel() -> None:
+        deadline = time.monotonic() + timeout_s if timeout_s else None
+        while proc.poll() is None:
+            if (cancel is not None and cancel.cancelled) or (deadline is not None and time.monotonic() > deadline):
+                try:
+                    proc.stdin.write(encode(CancelRequest(rec.id)))  # type: ignore[union-attr]
+                    proc.stdin.flush()  # type: ignore[union-attr]
+                except (OSError, ValueError):
+                    pass
+                t0 = time.monotonic()
+                while proc.poll() is None and time.monotonic() - t0 < 5:
+                    time.sleep(0.05)
+                if proc.poll() is None:
+                    proc.kill()
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=watch_cancel, daemon=True).start()
+    final: JobMessage | None = None
+    for line in proc.stdout:
+        try:
+            msg = decode(line)
+        except ProtocolError as exc:
+            rec.log.append(f"protocol: {exc}")
+            continue
+        if not isinstance(msg, JobMessage):
+            continue
+        if msg.type == "log":
+            rec.log.append(str(msg.data.get("line", "")))
+        elif msg.type == "progress":
+            rec.progress, rec.message = float(msg.data.get("fraction", 0.0)), str(msg.data.get("message", ""))
+        if on_message is not None:
+            on_message(msg)
+        if msg.type in ("done", "failed", "cancelled"):
+            final = msg
+    rc = proc.wait()
+    rec.finished_at = time.time()
+    try:
+        if final is None:
+            rec.status = JobStatus.CANCELLED if cancel is not None and cancel.cancelled else JobStatus.FAILED
+            rec.error = (f"the environment's worker ended without an answer (exit code {rc})"
+                         + (f": {stderr_tail[-1]}" if stderr_tail else ""))
+        elif final.type == "done":
+            rec.status, rec.result = JobStatus.SUCCEEDED, final.data.get("result") or {}
+            if staging is not None:
+                dest = Path(spec.output or "").parent
+                for entry in sorted(staging.iterdir()):
+                    os.replace(entry, dest / entry.name)
+                rec.result = json.loads(json.dumps(rec.result).replace(str(staging), str(dest)))
+        elif final.type == "cancelled":
+            rec.status = JobStatus.CANCELLED
+        else:
+            rec.status, rec.error = JobStatus.FAILED, str(final.data.get("error", "failed"))
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return rec

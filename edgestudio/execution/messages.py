@@ -1,0 +1,67 @@
+"""The execution-target protocol: versioned messages, as JSON lines (one message a line).
+
+The same messages can travel over a pipe (an environment worker) or a socket (a remote agent, a browser
+bridge). A receiver refuses a message whose ``v`` it does not know, with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PROTOCOL_VERSION = 1
+
+
+class ProtocolError(Exception):
+    """A message this side cannot read (another version, or not a message at all)."""
+
+
+@dataclass
+class RunRequest:
+    """Run one job: ``spec`` is a JobSpec as a dict; ``staging`` the folder its artifacts go to."""
+
+    job_id: str
+    spec: dict[str, Any]
+    staging: str | None = None
+    v: int = PROTOCOL_VERSION
+    type: str = "run"
+
+
+@dataclass
+class CancelRequest:
+    job_id: str
+    v: int = PROTOCOL_VERSION
+    type: str = "cancel"
+
+
+@dataclass
+class JobMessage:
+    """From the target: ``type`` is ready, progress, log, samples, done, failed or cancelled."""
+
+    type: str
+    job_id: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+    v: int = PROTOCOL_VERSION
+
+
+_TYPES = {"run": RunRequest, "cancel": CancelRequest}
+
+
+def encode(msg: Any) -> str:
+    return json.dumps(asdict(msg), default=str) + "\n"
+
+
+def decode(line: str | bytes) -> Any:
+    try:
+        d = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"not a protocol message ({exc})") from None
+    if not isinstance(d, dict) or d.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(f"protocol version {d.get('v') if isinstance(d, dict) else '?'} is not "
+                            f"{PROTOCOL_VERSION}: the two sides run different EdgeStudio versions")
+    cls = _TYPES.get(str(d.get("type")), JobMessage)
+    try:
+        return cls(**d)
+    except TypeError as exc:
+        raise ProtocolError(f"malformed {d.get('type')} message ({exc})") from None

@@ -1,0 +1,72 @@
+"""Python environments as execution targets: created from pinned requirements (pip, from the registry), listed,
+health-checked, removed; a job runs in one, isolated from the app's own packages."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, SAMPLES
+
+
+def cli(env_root: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgestudio", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout, env=dict(os.environ, EDGESTUDIO_ENVS=str(env_root)))
+
+
+@pytest.fixture(scope="module")
+def ort_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An environment like a small edge device's: numpy and onnxruntime only (the versions installed here)."""
+    root = tmp_path_factory.mktemp("envs")
+    reqs = [f"onnxruntime=={importlib.metadata.version('onnxruntime')}", f"numpy=={importlib.metadata.version('numpy')}"]
+    r = cli(root, "envs", "create", "ortonly", *reqs, "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["healthy"] and info["requirements"] == reqs
+    return root
+
+
+def test_a_job_runs_in_the_environment(ort_env: Path) -> None:
+    r = cli(ort_env, "bench", str(SAMPLES / "digits_cnn.onnx"), "--env", "ortonly", "--iterations", "30", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["runtime"] == "onnxruntime" and d["iterations"] == 30 and d["latency_ms"]["p50"] > 0
+    assert d["executed_by"]["prefix"] == str(ort_env / "ortonly")  # measured by the environment's interpreter
+
+
+def test_the_environment_is_isolated_from_the_app(ort_env: Path) -> None:
+    """TensorFlow and LiteRT are installed in the app's venv, not in the environment: a TFLite job fails there."""
+    r = cli(ort_env, "bench", str(SAMPLES / "digits_cnn.tflite"), "--env", "ortonly", "--iterations", "5")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "digits_cnn.tflite" in r.stderr and "not installed" in r.stderr
+
+
+def test_list_check_remove_and_errors(ort_env: Path, tmp_path: Path) -> None:
+    listed = json.loads(cli(ort_env, "envs", "--json").stdout)
+    assert [e["name"] for e in listed] == ["ortonly"] and listed[0]["size_bytes"] > 10_000_000
+    checked = cli(ort_env, "envs", "check", "ortonly", "--json")
+    assert checked.returncode == 0 and json.loads(checked.stdout)["healthy"] is True
+    missing = cli(ort_env, "bench", str(SAMPLES / "digits_cnn.onnx"), "--env", "nope")
+    assert missing.returncode == 1 and "no environment named 'nope'" in missing.stderr
+    bad = cli(tmp_path, "envs", "create", "x", "edgestudio-no-such-package==0.0.1", timeout=300)
+    assert bad.returncode == 1 and "pip could not install" in bad.stderr and bad.stderr.count("\n") == 1
+    assert json.loads(cli(tmp_path, "envs", "--json").stdout) == []  # nothing half-made is left
+    assert cli(tmp_path, "envs", "create", "../evil").returncode == 2
+
+
+def test_protocol_is_versioned() -> None:
+    from edgestudio.execution.messages import JobMessage, ProtocolError, RunRequest, decode, encode
+
+    req = decode(encode(RunRequest("j1", {"kind": "inspect"})))
+    assert isinstance(req, RunRequest) and req.spec == {"kind": "inspect"}
+    assert isinstance(decode(encode(JobMessage("progress", "j1", {"fraction": 0.5}))), JobMessage)
+    with pytest.raises(ProtocolError, match="different EdgeStudio versions"):
+        decode('{"v": 2, "type": "run", "job_id": "x", "spec": {}}')
+    with pytest.raises(ProtocolError, match="not a protocol message"):
+        decode("hello")
