@@ -279,3 +279,39 @@ def run_in_env(name: str, spec: JobSpec, *, on_message: Callable[[JobMessage], N
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     return rec
+
+
+# ----------------------------------------------------------------------------------- as pool jobs (studio)
+def run_job_in_env(ctx: Any, env: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A worker-pool job (``JobKind.CALL``) that runs ``spec`` in environment ``env``: its progress, log lines
+    and live latency samples are forwarded, so the studio shows an environment's job like any other."""
+    job = JobSpec.from_dict(spec)
+
+    def forward(m: JobMessage) -> None:
+        if m.type == "progress":
+            ctx.progress(float(m.data.get("fraction", 0.0)), f"[{env}] {m.data.get('message', '')}")
+        elif m.type == "log":
+            ctx.log(f"[{env}] {m.data.get('line', '')}")
+        elif m.type == "samples":
+            for i, ms in m.data.get("samples", []):
+                ctx.sample(int(i), float(ms))
+
+    ctx.log(f"running {job.kind.value} in environment {env} ({get_env(env).python})")
+    rec = run_in_env(env, job, on_message=forward, cancel=ctx.cancel)
+    ctx.flush()
+    if rec.status is JobStatus.CANCELLED:
+        raise Cancelled()
+    if rec.status is not JobStatus.SUCCEEDED:
+        raise EnvError(job.model, rec.error or "failed")
+    result = dict(rec.result or {})
+    result["env"] = env
+    return result
+
+
+def create_env_job(ctx: Any, name: str, requirements: list[str]) -> dict[str, Any]:
+    """A worker-pool job that creates an environment, with pip's progress."""
+    return create_env(name, list(requirements), progress=ctx.progress, cancel=ctx.cancel, log=ctx.log).to_dict()
+
+
+def list_env_dicts() -> list[dict[str, Any]]:
+    return [e.to_dict() for e in list_envs()]

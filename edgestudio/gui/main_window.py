@@ -168,6 +168,8 @@ class MainWindow(QMainWindow):
             "import": act("&Import…", self._import_dialog, QKeySequence.StandardKey.Open, "Add models to the workspace"),
             "import_folder": act("Import &folder…", self._import_folder_dialog, "Ctrl+Shift+I",
                                  "Add a SavedModel or TF.js folder to the workspace"),
+            "envs": act("Python &environments…", self.environments_dialog, None,
+                        "Create environments jobs can run in; benchmark a model in one"),
             "workspace": act("Open &workspace…", self._open_workspace_dialog, None, "Switch to another workspace"),
             "quit": act("&Quit", self.close, QKeySequence.StandardKey.Quit),
             "convert": act("&Convert…", lambda: self.model_action("convert", self.browser.current_id()), "Ctrl+Shift+C",
@@ -186,7 +188,7 @@ class MainWindow(QMainWindow):
         }
         a = self.actions_
         menu = self.menuBar().addMenu("&File")
-        for key in ("import", "import_folder", "workspace"):
+        for key in ("import", "import_folder", "workspace", "envs"):
             menu.addAction(a[key])
         menu.addSeparator()
         menu.addAction(a["quit"])
@@ -357,16 +359,27 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Packaging {entry.name} for {rt}…", 5000)
         return job
 
-    def benchmark(self, model_id: int, runtime: str | None = None, iterations: int = 300) -> str:
+    def benchmark(self, model_id: int, runtime: str | None = None, iterations: int = 300,
+                  env: str | None = None) -> str:
+        """A live benchmark; with ``env``, run in that Python environment (its samples stream here all the same)."""
         entry = self.workspace.model(model_id)
-        rt = runtime or _runtimes_for(entry.format)[0]
+        if env:
+            from edgestudio.core.catalog import native_runtime
+
+            rt = runtime or native_runtime(entry.format.value) or "onnxruntime"
+        else:
+            rt = runtime or _runtimes_for(entry.format)[0]
         # keep_samples=False: the chart has them from the live stream; shipping 100k floats back through
         # the pool thread (and into SQLite) would hold the GIL long enough to stall the window.
-        job = self.bridge.submit(JobSpec(JobKind.BENCH, model=entry.path, runtime=rt,
-                                         options={"iterations": iterations, "warmup": 10, "keep_samples": False,
-                                                  "inputs": self.inputs_for(model_id)}))
+        spec = JobSpec(JobKind.BENCH, model=entry.path, runtime=rt,
+                       options={"iterations": iterations, "warmup": 10, "keep_samples": False,
+                                "inputs": self.inputs_for(model_id)})
+        if env:
+            spec = JobSpec(JobKind.CALL, model=entry.path, runtime=rt, exclusive=True, options={
+                "function": "edgestudio.execution.envs:run_job_in_env", "kwargs": {"env": env, "spec": spec.to_dict()}})
+        job = self.bridge.submit(spec)
         self._bench_jobs[job] = model_id
-        self.live.start(job, f"{entry.name} on {rt}")
+        self.live.start(job, f"{entry.name} on {rt}" + (f" in {env}" if env else ""))
         self.docks["charts"].show()
         self.docks["charts"].raise_()
         self.chart_tabs.setCurrentWidget(self.live)
@@ -461,7 +474,7 @@ class MainWindow(QMainWindow):
             self._bench_jobs.pop(job)
             self.live.finish(job, result if ok else None)
             if not ok:
-                self.statusBar().showMessage(f"Benchmark {status}: {error}", 10000)
+                self.statusBar().showMessage(f"Benchmark {status}" + (f": {error}" if error else ""), 10000)
             return
         if job in self._compare:
             from edgestudio.bench.compare import apply_result, finalize_rows
@@ -495,6 +508,13 @@ class MainWindow(QMainWindow):
                                                 "*.xml *.ort *.json);;All files (*)")
         if files:
             self.import_paths([Path(f) for f in files])
+
+    def environments_dialog(self) -> Any:
+        from edgestudio.gui.envs_dialog import EnvironmentsDialog
+
+        self.envs_dialog = EnvironmentsDialog(self)
+        self.envs_dialog.show()
+        return self.envs_dialog
 
     def _import_folder_dialog(self) -> None:
         """A model that is a folder (SavedModel, TF.js): a file dialog cannot pick it, this one can."""

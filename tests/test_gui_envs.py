@@ -1,0 +1,58 @@
+"""Python environments in the studio: created from the dialog (a pool job running pip), listed, a model
+benchmarked in one with its samples streaming to the live chart, removed."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QSettings
+
+from edgestudio.core.workspace import Workspace
+from edgestudio.gui.main_window import MainWindow
+from tests.conftest import SAMPLES
+
+LONG = 300_000
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("EDGESTUDIO_ENVS", str(tmp_path / "envs"))  # before the pool's workers start
+    ws = Workspace(tmp_path / "ws")
+    win = MainWindow(ws, use_webengine=False, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.shutdown()
+    ws.close()
+
+
+def test_create_an_environment_and_benchmark_in_it(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    window.browser.select(model_id)
+    dlg = window.environments_dialog()
+    qtbot.waitUntil(lambda: not dlg._jobs, timeout=60_000)
+    assert dlg.table.rowCount() == 0
+    dlg.name.setText("ortonly")
+    dlg.requirements.setText(f"onnxruntime=={importlib.metadata.version('onnxruntime')} "
+                             f"numpy=={importlib.metadata.version('numpy')}")
+    dlg.create_button.click()
+    assert dlg.progress.isVisible()
+    qtbot.waitUntil(lambda: dlg.table.rowCount() == 1, timeout=LONG)
+    assert dlg.table.item(0, 0).text() == "ortonly" and dlg.table.item(0, 1).text() == "ok"
+    dlg.grab().save(str(tmp_path / "envs-dialog.png"))
+    job = dlg.benchmark_selected()
+    assert job is not None
+    qtbot.waitUntil(lambda: window.bridge.manager.get(job).status.finished, timeout=LONG)
+    rec = window.bridge.manager.get(job)
+    assert rec.status.value == "succeeded", rec.error
+    assert rec.result["executed_by"]["prefix"] == str(tmp_path / "envs" / "ortonly")
+    assert window.live.points >= 300  # the environment's samples reached the live chart
+    assert "In ortonly: p50" in dlg.status.text()
+    dlg.table.selectRow(0)
+    dlg.remove_selected(confirm=False)
+    qtbot.waitUntil(lambda: dlg.table.rowCount() == 0 and not dlg._jobs, timeout=60_000)
+    assert not (tmp_path / "envs" / "ortonly").exists()
+    assert os.environ["EDGESTUDIO_ENVS"] == str(tmp_path / "envs")
