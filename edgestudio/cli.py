@@ -503,7 +503,7 @@ def cmd_envs(args: argparse.Namespace) -> Any:
     _emit(args, data, lambda es: "\n".join(
         f"{e['name']:<16} {'ok' if e['healthy'] else 'broken' if e['healthy'] is False else '?':<7} "
         f"{e['size_bytes'] / 1e6:7.0f} MB  {', '.join(e['requirements'])}" for e in es)
-        or f"no environments yet (create one: edgestudio envs create NAME REQUIREMENT...)")
+        or "no environments yet (create one: edgestudio envs create NAME REQUIREMENT...)")
     return data
 
 
