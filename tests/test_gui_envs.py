@@ -49,8 +49,8 @@ def test_create_an_environment_and_benchmark_in_it(qtbot, window: MainWindow, tm
     rec = window.bridge.manager.get(job)
     assert rec.status.value == "succeeded", rec.error
     assert rec.result["executed_by"]["prefix"] == str(tmp_path / "envs" / "ortonly")
-    assert window.live.points >= 300  # the environment's samples reached the live chart
-    assert "In ortonly: p50" in dlg.status.text()
+    qtbot.waitUntil(lambda: "In ortonly: p50" in dlg.status.text(), timeout=30_000)  # its finished signal is queued
+    qtbot.waitUntil(lambda: window.live.points >= 300, timeout=30_000)  # the environment's samples reached the chart
     dlg.table.selectRow(0)
     dlg.remove_selected(confirm=False)
     qtbot.waitUntil(lambda: dlg.table.rowCount() == 0 and not dlg._jobs, timeout=60_000)
