@@ -53,3 +53,29 @@ def test_concurrent_imports_of_one_file_make_one_model(tmp_path: Path) -> None:
     models = json.loads(subprocess.run([sys.executable, "-m", "edgestudio", "models", "--workspace", ws, "--json"],
                                        cwd=ROOT, capture_output=True, text=True).stdout)
     assert len(models) == 1
+
+
+def test_the_studio_sees_another_process_write(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A CLI importing into the studio's workspace: the browser shows the model within a few seconds."""
+    from PySide6.QtCore import QSettings
+
+    from edgestudio.core.workspace import Workspace
+    from edgestudio.gui.main_window import MainWindow
+
+    ws = Workspace(tmp_path / "ws")
+    win = MainWindow(ws, use_webengine=False, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    try:
+        assert win.browser.count() == 0
+        r = subprocess.run([sys.executable, "-m", "edgestudio", "import", str(SAMPLES / "digits_cnn.onnx"),
+                            "--workspace", str(tmp_path / "ws")], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        qtbot.waitUntil(lambda: win.browser.count() == 1, timeout=10_000)
+        b = subprocess.run([sys.executable, "-m", "edgestudio", "bench", str(SAMPLES / "digits_cnn.onnx"),
+                            "--workspace", str(tmp_path / "ws"), "--iterations", "5"], cwd=ROOT, capture_output=True,
+                           text=True)
+        assert b.returncode == 0, b.stderr
+        qtbot.waitUntil(lambda: len(win.jobs._items) == 1, timeout=10_000)  # the CLI's job, in the Jobs panel
+    finally:
+        win.shutdown()
+        ws.close()

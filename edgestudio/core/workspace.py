@@ -444,6 +444,15 @@ class Workspace:
             out.append({k: d[k] for k in ("name", "format", "sha256", "made_by", "job_id", "options", "created_at")})
         return out
 
+    def change_token(self) -> tuple[int, int]:
+        """Changes when anything commits to the workspace, in this process or another (SQLite's data_version
+        moves on other connections' commits; the model/job counts on this one's): cheap to poll."""
+        with self._lock:
+            version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            row = self._db.execute("SELECT (SELECT COUNT(*) FROM models), (SELECT MAX(id) FROM models),"
+                                   " (SELECT COUNT(*) FROM jobs)").fetchone()
+        return version, hash(tuple(row))
+
     def set_inputs(self, model_id: int, spec: dict[str, Any]) -> None:
         """Remember what this model is fed (an InputSpec dict); its variants inherit it."""
         with self._lock:

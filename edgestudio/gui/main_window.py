@@ -34,6 +34,9 @@ def _runtimes_for(fmt: Any) -> list[str]:
 WARM_UP_DELAY_MS = 150  # after the first paint of the window
 
 
+WATCH_MS = 1000  # how often the workspace is checked for other processes' writes
+
+
 class MainWindow(QMainWindow):
     def __init__(self, workspace: Workspace, bridge: JobBridge | None = None, *, use_webengine: bool = True,
                  settings: QSettings | None = None) -> None:
@@ -100,6 +103,11 @@ class MainWindow(QMainWindow):
         self._restore_layout()
         self._devices_job = self.bridge.submit(JobSpec(JobKind.CALL, options={
             "function": "edgestudio.backends.runtimes.base:device_dicts"}))
+        # another process (a CLI, a second studio) writing to this workspace shows up here within a second
+        self._change_token = workspace.change_token()
+        self._watch_timer = QTimer(self)
+        self._watch_timer.timeout.connect(self._check_workspace)
+        self._watch_timer.start(WATCH_MS)
         self._warm_timer = QTimer(self)  # a child: it dies with the window, never fires on a deleted one
         self._warm_timer.setSingleShot(True)
         self._warm_timer.timeout.connect(self._warm_up)
@@ -225,6 +233,20 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
     # -------------------------------------------------------------------------------------------- models
+    def _check_workspace(self) -> None:
+        if self.bridge.closed:
+            return
+        try:
+            token = self.workspace.change_token()
+        except Exception:  # closed or unreadable for a moment: look again next time
+            return
+        if token != self._change_token:
+            self._change_token = token
+            self.refresh()
+            # other processes' jobs, finished ones (this window's own rows follow their live events)
+            self.jobs.load_history([r for r in self.workspace.jobs(limit=50)
+                                    if r.id not in self.jobs._items and r.status.finished])
+
     def refresh(self) -> None:
         models = self.workspace.models()
         self.browser.set_models(models)
