@@ -134,6 +134,24 @@ def lambda_keras(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture
+def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The studio on a fresh workspace, shown offscreen, with settings of its own; shut down after the test."""
+    from PySide6.QtCore import QSettings
+
+    from edgestudio.core.workspace import Workspace
+    from edgestudio.gui.main_window import MainWindow
+
+    ws = Workspace(tmp_path / "ws")
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(ws, use_webengine=False, settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.shutdown()
+    ws.close()
+
+
 def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     """Run the real command line in a fresh process."""
     env = dict(os.environ, PYTHONWARNINGS="ignore")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
@@ -18,18 +17,6 @@ from tests.conftest import SAMPLES
 TEST = str(SAMPLES / "digits_test.npz")
 CALIB = str(SAMPLES / "digits_calib.npz")
 LONG = 240_000  # ms: conversions with TensorFlow in a cold worker on a slow CI machine
-
-
-@pytest.fixture
-def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
-    ws = Workspace(tmp_path / "ws")
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(ws, use_webengine=False, settings=settings)
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.shutdown()
-    ws.close()
 
 
 def drop_files(widget, paths: list[Path]) -> None:  # type: ignore[no-untyped-def]

@@ -8,25 +8,19 @@ import os
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSettings
 
-from edgestudio.core.workspace import Workspace
 from edgestudio.gui.main_window import MainWindow
 from tests.conftest import SAMPLES
 
 LONG = 300_000
 
 
-@pytest.fixture
-def window(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("EDGESTUDIO_ENVS", str(tmp_path / "envs"))  # before the pool's workers start
-    ws = Workspace(tmp_path / "ws")
-    win = MainWindow(ws, use_webengine=False, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.shutdown()
-    ws.close()
+@pytest.fixture(autouse=True)
+def envs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Environments in the test's folder: set before the studio's pool starts its workers (autouse fixtures
+    come first)."""
+    monkeypatch.setenv("EDGESTUDIO_ENVS", str(tmp_path / "envs"))
+    return tmp_path / "envs"
 
 
 def test_create_an_environment_and_benchmark_in_it(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -8,25 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
 
-from edgestudio.core.workspace import Workspace
 from edgestudio.gui.main_window import MainWindow
 from tests.conftest import SAMPLES
 from tests.helpers import real_models as rm
 
 LONG = 240_000
-
-
-@pytest.fixture
-def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
-    ws = Workspace(tmp_path / "ws")
-    win = MainWindow(ws, use_webengine=False, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.shutdown()
-    ws.close()
 
 
 @pytest.mark.skipif(not rm.available(), reason="real models not fetched")

@@ -320,11 +320,6 @@ class Feeds:
     def partly_random(self) -> bool:
         return any(v == "random" for v in self.sources.values())
 
-    def describe(self) -> str:
-        if self.random:
-            return f"{len(self.samples)} random sample(s)"
-        return f"{len(self.samples)} sample(s): " + ", ".join(f"{k} {v}" for k, v in self.sources.items())
-
     def to_dict(self) -> dict[str, Any]:
         return {"samples": len(self.samples), "sources": dict(self.sources), "random": self.random,
                 "shapes": {k: list(v.shape) for k, v in (self.samples[0] if self.samples else {}).items()},

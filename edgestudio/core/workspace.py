@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgestudio.core.errors import EdgeStudioError, ModelFormatError
+from edgestudio.core.owners import current_owner, owner_alive, partial_is_dead
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.jobs import JobRecord, JobSpec, JobStatus
 from edgestudio.core.modelinfo import model_size_bytes
@@ -177,49 +178,6 @@ def hash_model(path: str | Path, fmt: ModelFormat) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
-
-
-def _process_started(pid: int) -> float | None:
-    try:
-        import psutil
-
-        return float(psutil.Process(pid).create_time())
-    except Exception:
-        return None
-
-
-def current_owner() -> str:
-    """This process, as ``pid:start time`` (pids are reused; the start time tells them apart)."""
-    return f"{os.getpid()}:{_process_started(os.getpid()) or 0:.2f}"
-
-
-def owner_alive(owner: str | None) -> bool:
-    if not owner:
-        return False  # recorded before owners were: the old rule (interrupted) applies
-    try:
-        pid_text, started_text = owner.split(":", 1)
-        pid, started = int(pid_text), float(started_text)
-    except ValueError:
-        return False
-    now = _process_started(pid)
-    return now is not None and (started == 0 or abs(now - started) < 1.0)
-
-
-def partial_is_dead(path: Path) -> bool:
-    """A staging/partial folder whose writer is gone: job staging folders carry an owner mark
-    (workers.pool.write_owner); import temporaries end in ``-<pid>-<thread>``."""
-    mark = path / ".edgestudio-owner"
-    if mark.is_file():
-        try:
-            d = json.loads(mark.read_text())
-            return not owner_alive(f"{d['pid']}:{d.get('started') or 0}")
-        except (OSError, ValueError, KeyError, TypeError):
-            return True
-    tail = path.name.rsplit(".partial-", 1)[-1]
-    pid_text = tail.split("-", 1)[0]
-    if pid_text.isdigit() and "-" in tail:  # an import temporary of process <pid>
-        return _process_started(int(pid_text)) is None
-    return True  # older layouts: nothing alive can own them
 
 
 class _Db:

@@ -9,6 +9,7 @@ environment: it can pin other versions than the app's (onnx2tf's, TF.js tooling'
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from edgestudio.core.errors import Cancelled, EdgeStudioError, UsageError, clean
 from edgestudio.core.jobs import JobRecord, JobSpec, JobStatus, new_job_id
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 from edgestudio.execution.messages import CancelRequest, JobMessage, ProtocolError, RunRequest, decode, encode
+from edgestudio.workers.pool import publish_staging, staging_folder
 
 NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
@@ -107,7 +109,9 @@ def _package_path() -> Path:
     import edgestudio
 
     src = Path(edgestudio.__file__).resolve().parent
-    folder = Path(tempfile.gettempdir()) / f"edgestudio-pkg-{os.getuid()}-{abs(hash(str(src))) % 10**8}"
+    # a stable name per package location (str hashes change from process to process)
+    digest = hashlib.sha256(str(src).encode()).hexdigest()[:12]
+    folder = Path(tempfile.gettempdir()) / f"edgestudio-pkg-{os.getuid()}-{digest}"
     link = folder / "edgestudio"
     if not (link.is_symlink() and link.resolve() == src):
         folder.mkdir(parents=True, exist_ok=True)
@@ -202,11 +206,7 @@ def run_in_env(name: str, spec: JobSpec, *, on_message: Callable[[JobMessage], N
     Artifacts are written to a staging folder beside ``spec.output`` and moved there on success."""
     info = get_env(name)
     rec = JobRecord(id=new_job_id(), spec=spec, status=JobStatus.RUNNING, started_at=time.time())
-    staging = None
-    if spec.output:
-        out = Path(spec.output)
-        staging = out.parent / f".{out.name}.partial-{rec.id}"
-        staging.mkdir(parents=True, exist_ok=True)
+    staging = staging_folder(Path(spec.output), rec.id) if spec.output else None
     proc = subprocess.Popen([info.python, "-m", "edgestudio.execution.env_worker"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env_vars())
     assert proc.stdin is not None and proc.stdout is not None
@@ -267,10 +267,7 @@ def run_in_env(name: str, spec: JobSpec, *, on_message: Callable[[JobMessage], N
         elif final.type == "done":
             rec.status, rec.result = JobStatus.SUCCEEDED, final.data.get("result") or {}
             if staging is not None:
-                dest = Path(spec.output or "").parent
-                for entry in sorted(staging.iterdir()):
-                    os.replace(entry, dest / entry.name)
-                rec.result = json.loads(json.dumps(rec.result).replace(str(staging), str(dest)))
+                rec.result = publish_staging(staging, Path(spec.output or "").parent, rec.result)
         elif final.type == "cancelled":
             rec.status = JobStatus.CANCELLED
         else:

@@ -10,7 +10,6 @@ into place only when the job succeeds, so a cancelled or crashed job leaves noth
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import multiprocessing as mp
 import multiprocessing.connection as mpc
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus, new_job_id
+from edgestudio.core.owners import OWNER_FILE, clean_stale_partials, write_owner
 
 log = logging.getLogger(__name__)
 
@@ -344,28 +344,15 @@ class WorkerPool:
     def _make_staging(self, rec: JobRecord) -> Path | None:
         if not rec.spec.output:
             return None
-        out = Path(rec.spec.output)
-        clean_stale_partials(out.parent)
-        staging = out.parent / f".{out.name}.partial-{rec.id}"
-        staging.mkdir(parents=True, exist_ok=True)
+        staging = staging_folder(Path(rec.spec.output), rec.id)
         self._staging[rec.id] = staging
-        write_owner(staging)
         return staging
 
     def _publish_artifacts(self, rec: JobRecord, result: dict[str, Any]) -> dict[str, Any]:
         staging = self._staging.pop(rec.id, None)
         if staging is None:
             return result
-        dest = Path(rec.spec.output or "").parent
-        for entry in sorted(staging.iterdir()):
-            if entry.name == OWNER_FILE:
-                continue
-            target = dest / entry.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(entry, target)  # atomic on one filesystem
-        shutil.rmtree(staging, ignore_errors=True)
-        return _replace_prefix(result, str(staging), str(dest))
+        return publish_staging(staging, Path(rec.spec.output or "").parent, result)
 
     def _finish(self, rec: JobRecord, status: JobStatus, error: str | None = None) -> None:
         staging = self._staging.pop(rec.id, None)
@@ -383,6 +370,33 @@ class WorkerPool:
         # hooks may have amended the record (e.g. an artifact the workspace could not register)
         self._emit(JobEvent(rec.id, "finished", {"status": rec.status.value, "error": rec.error,
                                                  "result": rec.result}))
+
+
+def staging_folder(output: Path, job_id: str) -> Path:
+    """Where a job writes its artifacts before they are published beside ``output``: a hidden folder marked
+    with this process (stale ones of dead processes are removed first; nothing is left if marking fails)."""
+    clean_stale_partials(output.parent)
+    staging = output.parent / f".{output.name}.partial-{job_id}"
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        write_owner(staging)
+    except OSError:  # e.g. no space left for the mark
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging
+
+
+def publish_staging(staging: Path, dest: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """Move a finished job's artifacts from ``staging`` into ``dest`` and point its result at them."""
+    for entry in sorted(staging.iterdir()):
+        if entry.name == OWNER_FILE:
+            continue
+        target = dest / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)  # atomic on one filesystem
+    shutil.rmtree(staging, ignore_errors=True)
+    return _replace_prefix(result, str(staging), str(dest))
 
 
 def _replace_prefix(obj: Any, old: str, new: str) -> Any:
@@ -417,43 +431,3 @@ def _shutdown_all() -> None:
 import atexit  # noqa: E402
 
 atexit.register(_shutdown_all)
-
-
-OWNER_FILE = ".edgestudio-owner"
-
-
-def _process_started(pid: int) -> float | None:
-    try:
-        import psutil
-
-        return float(psutil.Process(pid).create_time())
-    except Exception:
-        return None
-
-
-def write_owner(staging: Path) -> None:
-    """Mark a staging folder with the process that owns it (pid and start time: pids are reused)."""
-    started = _process_started(os.getpid())
-    (staging / OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "started": started}))
-
-
-def clean_stale_partials(folder: Path) -> list[Path]:
-    """Remove ``.NAME.partial-<job>`` folders left by an EdgeStudio process that died (SIGKILL, power loss):
-    only those whose owner mark proves they are ours and that their process is gone."""
-    removed = []
-    try:
-        candidates = [c for c in folder.glob(".*.partial-*") if c.is_dir() and not c.is_symlink()]
-    except OSError:
-        return removed
-    for c in candidates:
-        try:
-            owner = json.loads((c / OWNER_FILE).read_text())
-            pid, started = int(owner["pid"]), owner.get("started")
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # not provably ours: leave it
-        alive = _process_started(pid)
-        if alive is not None and (started is None or abs(alive - float(started)) < 1.0):
-            continue  # its process still runs
-        shutil.rmtree(c, ignore_errors=True)
-        removed.append(c)
-    return removed

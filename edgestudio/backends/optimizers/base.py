@@ -113,18 +113,6 @@ def find_optimizer(method: str, runtime: str) -> type[Optimizer]:
     raise UsageError(None, f"{method} is not available for {runtime} (it is for: {', '.join(offered)})")
 
 
-def calibration_samples(path: str | None, spec: Any, limit: int, fallback: str | None = None) -> tuple[list[Any], list[str]]:
-    """Model-ready calibration inputs for one input (batch 1 each) and the warnings that go with them."""
-    from edgestudio.core.datasets import load_dataset
-
-    source = path or fallback
-    if source is None:
-        raise OptimizationError(None, "this method needs calibration data: --calibration DATA "
-                                      "(.npz/.npy, an image folder, or 'random')")
-    ds = load_dataset(source, spec=spec)
-    return list(ds.samples(spec, limit=limit)), list(ds.warnings)
-
-
 def calibration_feeds(opts: OptimizeOptions, specs: list[Any], model: Any = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Full feed dicts for calibration: the calibration set gives the first input (or every input, from an
     ``.npz`` keyed by input name); the others come from ``--value``/``--shape``, else random (said so)."""
