@@ -251,3 +251,20 @@ def test_sigkill_mid_convert_leaves_a_partial_the_next_run_cleans(tmp_path: Path
     r = run_cli("convert", str(SAMPLES / "digits_cnn.onnx"), "--to", "ort", "-o", str(tmp_path / "out" / "d.ort"))
     assert r.returncode == 0, r.stderr
     assert [p.name for p in (tmp_path / "out").glob(".*.partial-*")] == [other.name]  # ...cleaned: only ours
+
+
+def test_a_kill_while_the_staging_folder_is_being_marked_leaves_nothing_unclaimed(tmp_path: Path) -> None:
+    """The staging folder appears only with its owner mark; a kill before the rename leaves a temporary named
+    by the dead pid, which the next run removes (a live process's temporary is left alone)."""
+    from edgestudio.core.owners import clean_stale_partials, make_marked_folder, marked_owner
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".m.onnx.partial-job1.new-{dead.pid}"
+    stale.mkdir()
+    live = tmp_path / f".m.onnx.partial-job2.new-{os.getpid()}"
+    live.mkdir()
+    made = make_marked_folder(tmp_path / ".m.onnx.partial-job3")
+    assert marked_owner(made) is not None
+    assert clean_stale_partials(tmp_path) == [stale]
+    assert live.exists() and made.exists()

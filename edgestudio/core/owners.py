@@ -46,6 +46,28 @@ def write_owner(folder: Path) -> None:
     (folder / OWNER_FILE).write_text(json.dumps({"owner": current_owner()}))
 
 
+_NEW_SUFFIX = ".new-"
+
+
+def make_marked_folder(folder: Path) -> Path:
+    """Create ``folder`` already carrying this process's mark: it is made under a temporary name holding our
+    pid, marked, then renamed, so a kill at any moment leaves either nothing, a marked folder, or a temporary
+    :func:`clean_stale_partials` recognizes by its pid."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if (folder / OWNER_FILE).is_file() and marked_owner(folder) == current_owner():
+        return folder
+    tmp = folder.with_name(f"{folder.name}{_NEW_SUFFIX}{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write_owner(tmp)
+        os.replace(tmp, folder)
+    except OSError:  # e.g. no space left for the mark
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
 def marked_owner(folder: Path) -> str | None:
     """The owner a folder's mark names (None: no readable mark)."""
     try:
@@ -60,6 +82,9 @@ def partial_is_dead(path: Path) -> bool:
     import temporaries end in ``-<pid>-<thread>``; anything else is from an older layout nothing alive owns."""
     if (path / OWNER_FILE).is_file():
         return not owner_alive(marked_owner(path))
+    head, sep, pid_text = path.name.rpartition(_NEW_SUFFIX)
+    if sep and pid_text.isdigit():  # a staging folder being marked (make_marked_folder)
+        return process_started(int(pid_text)) is None
     tail = path.name.rsplit(".partial-", 1)[-1]
     pid_text = tail.split("-", 1)[0]
     if pid_text.isdigit() and "-" in tail:  # an import temporary of process <pid>
@@ -77,8 +102,12 @@ def clean_stale_partials(folder: Path) -> list[Path]:
         return removed
     for c in candidates:
         owner = marked_owner(c)
-        if owner is None or owner_alive(owner):
-            continue  # not provably ours, or its process still runs
+        if owner is None:
+            head, sep, pid_text = c.name.rpartition(_NEW_SUFFIX)
+            if not (sep and pid_text.isdigit() and process_started(int(pid_text)) is None):
+                continue  # not provably ours
+        elif owner_alive(owner):
+            continue  # its process still runs
         shutil.rmtree(c, ignore_errors=True)
         removed.append(c)
     return removed

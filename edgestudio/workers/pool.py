@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus, new_job_id
-from edgestudio.core.owners import OWNER_FILE, clean_stale_partials, write_owner
+from edgestudio.core.owners import OWNER_FILE, clean_stale_partials, make_marked_folder
 
 log = logging.getLogger(__name__)
 
@@ -376,14 +376,7 @@ def staging_folder(output: Path, job_id: str) -> Path:
     """Where a job writes its artifacts before they are published beside ``output``: a hidden folder marked
     with this process (stale ones of dead processes are removed first; nothing is left if marking fails)."""
     clean_stale_partials(output.parent)
-    staging = output.parent / f".{output.name}.partial-{job_id}"
-    staging.mkdir(parents=True, exist_ok=True)
-    try:
-        write_owner(staging)
-    except OSError:  # e.g. no space left for the mark
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return staging
+    return make_marked_folder(output.parent / f".{output.name}.partial-{job_id}")
 
 
 def publish_staging(staging: Path, dest: Path, result: dict[str, Any]) -> dict[str, Any]:
