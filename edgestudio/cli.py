@@ -357,8 +357,11 @@ def cmd_compare(args: argparse.Namespace) -> Any:
     from edgestudio.bench.compare import comparison_rows
     from edgestudio.workers.manager import JobManager
 
+    from edgestudio.execution.targets import executor_for
+
+    executor = executor_for(args.env, max_workers=1)
     ws = _open_workspace(args) if args.workspace else None
-    mgr = JobManager(ws, max_workers=1)
+    mgr = JobManager(ws, executor)
     try:
         rows = comparison_rows(mgr, args.models, args.runtime, dataset=args.dataset, device=args.device,
                                iterations=args.iterations, inputs=_input_spec(args).to_dict())
@@ -412,12 +415,16 @@ def run_job(args: argparse.Namespace, spec: Any, output_name: str | None = None,
     return its result."""
     from edgestudio.core.jobs import JobStatus
 
-    if getattr(args, "env", None):
-        return _run_in_env(args, spec)
+    from edgestudio.execution.targets import executor_for
     from edgestudio.workers.manager import JobManager
 
-    ws = _open_workspace(args) if args.workspace and record else None
-    mgr = JobManager(ws, max_workers=1)
+    executor = executor_for(getattr(args, "env", None), max_workers=1)  # an unknown target fails here
+    try:
+        ws = _open_workspace(args) if args.workspace and record else None
+    except BaseException:
+        executor.shutdown()
+        raise
+    mgr = JobManager(ws, executor)
     show = sys.stderr.isatty() and not args.json
     if show:
         mgr.subscribe(lambda e: e.type == "progress" and print(
@@ -443,35 +450,13 @@ def run_job(args: argparse.Namespace, spec: Any, output_name: str | None = None,
     raise err
 
 
-def _run_in_env(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
-    """Run one job in a Python environment (``--env NAME``): a process of the environment's own interpreter."""
-    from edgestudio.core.jobs import JobStatus
-    from edgestudio.core.progress import CancelToken
-    from edgestudio.execution.envs import run_in_env
+def cmd_targets(args: argparse.Namespace) -> Any:
+    from edgestudio.execution.targets import list_targets
 
-    if args.workspace:
-        raise UsageError(None, "--env and --workspace do not go together yet: run in an environment without "
-                               "--workspace")
-    show = sys.stderr.isatty() and not args.json
-    cancel = CancelToken()
-
-    def on_message(m: Any) -> None:
-        if show and m.type == "progress":
-            print(f"\r[{m.data['fraction']:4.0%}] {m.data['message'][:70]:<70}", end="", file=sys.stderr, flush=True)
-
-    try:
-        rec = run_in_env(args.env, spec, on_message=on_message, cancel=cancel)
-    except KeyboardInterrupt:
-        cancel.cancel()
-        raise
-    finally:
-        if show:
-            print("\r" + " " * 80 + "\r", end="", file=sys.stderr)
-    if rec.status is JobStatus.SUCCEEDED:
-        return rec.result or {}
-    err = EdgeStudioError(None, rec.error or rec.status.value)
-    err.named = True
-    raise err
+    targets = [t.to_dict() for t in list_targets()]
+    _emit(args, targets, lambda ts: "\n".join(f"{t['name']:<20} {t['kind']:<6} {t['detail'] or 'ready':<12} "
+                                               f"{t['description']}" for t in ts))
+    return targets
 
 
 def cmd_envs(args: argparse.Namespace) -> Any:
@@ -566,22 +551,25 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "workspace (run through the worker pool)")
     common.add_argument("--verbose", action="store_true", help="let the libraries' own log lines through to "
                                                                 "stderr (kept in a log file by default)")
+    target = argparse.ArgumentParser(add_help=False)
+    target.add_argument("--env", "--target", dest="env", metavar="NAME",
+                        help="run on this execution target: a Python environment (`edgestudio envs`; env:NAME or "
+                             "NAME) or local (default); `edgestudio targets` lists them")
     ap = _Parser(prog="edgestudio", description="EdgeStudio: take a trained model to an edge device. "
                                                 "Without a command, the studio opens.")
     ap.add_argument("--version", action="version", version=f"edgestudio {__version__}")
     sub = ap.add_subparsers(dest="command", parser_class=_Parser)
 
-    p = sub.add_parser("inspect", parents=[common], help="describe a model: I/O, ops, parameters, MACs")
+    p = sub.add_parser("inspect", parents=[common, target], help="describe a model: I/O, ops, parameters, MACs")
     p.add_argument("model", help="model file or folder (format detected from content)")
     p.add_argument("--shape", action="append", metavar="NAME=1,3,224,224",
                    help="fix a dynamic input's shape for the MACs count (repeatable)")
-    p.add_argument("--env", metavar="NAME", help="run in this Python environment (edgestudio envs)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("devices", parents=[common], help="every device the installed runtimes see")
     p.set_defaults(func=cmd_devices)
 
-    p = sub.add_parser("bench", parents=[common], help="measure latency, throughput, load time and memory")
+    p = sub.add_parser("bench", parents=[common, target], help="measure latency, throughput, load time and memory")
     p.add_argument("model")
     p.add_argument("--runtime", choices=catalog.runtime_names(),
                    help="default: the natural runtime for the model's format")
@@ -591,11 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="run for this many seconds instead of a fixed count")
     p.add_argument("--threads", type=int, help="intra-op threads (default: the runtime's choice)")
     p.add_argument("--precision", help="inference precision hint where supported (OpenVINO: f32, bf16, f16)")
-    p.add_argument("--env", metavar="NAME", help="run in this Python environment (edgestudio envs)")
     _add_input_args(p, "the benchmark")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("convert", parents=[common], help="convert to another format, checking every hop's numbers")
+    p = sub.add_parser("convert", parents=[common, target], help="convert to another format, checking every hop's numbers")
     p.add_argument("model")
     p.add_argument("--to", required=True, help="onnx, tflite, openvino, ort, savedmodel, tfjs")
     p.add_argument("-o", "--output", help="output path (default: beside the model, never overwriting)")
@@ -614,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", action="store_true", help="only show the conversion path")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("optimize", parents=[common], help="quantize / compress / prune for a runtime, with an "
+    p = sub.add_parser("optimize", parents=[common, target], help="quantize / compress / prune for a runtime, with an "
                                                           "accuracy guard; --auto picks the fastest variant")
     p.add_argument("model")
     p.add_argument("--method", choices=catalog.methods())
@@ -640,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_args(p, "calibration (other inputs) and the drift check")
     p.set_defaults(func=cmd_optimize)
 
-    p = sub.add_parser("eval", parents=[common], help="top-1/top-5 accuracy on a labeled dataset")
+    p = sub.add_parser("eval", parents=[common, target], help="top-1/top-5 accuracy on a labeled dataset")
     p.add_argument("model")
     p.add_argument("--dataset", required=True, metavar="DATA")
     p.add_argument("--runtime")
@@ -649,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_args(p, "the model's other inputs (the dataset feeds the first)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("compare", parents=[common], help="benchmark variants x runtimes side by side (Pareto front)")
+    p = sub.add_parser("compare", parents=[common, target], help="benchmark variants x runtimes side by side (Pareto front)")
     p.add_argument("models", nargs="+")
     p.add_argument("--runtime", action="append", help="repeatable; default: each model's own runtime")
     p.add_argument("--dataset", metavar="DATA", help="labeled data: adds top-1 and the accuracy/latency Pareto front")
@@ -658,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_args(p, "every benchmark")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("package", parents=[common], help="a deployment zip: model, standalone runner, pinned "
+    p = sub.add_parser("package", parents=[common, target], help="a deployment zip: model, standalone runner, pinned "
                                                          "requirements, reports, lineage (and TFLite Micro sources)")
     p.add_argument("model")
     p.add_argument("--runtime", choices=catalog.runtime_names(packaged=True), help="default: from the format")
@@ -675,6 +662,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.add_argument("requirements", nargs="*", help="pinned requirements (pip), e.g. onnxruntime==1.23.2")
     p.set_defaults(func=cmd_envs)
+
+    p = sub.add_parser("targets", parents=[common], help="where jobs can run: this Python (local) and each "
+                                                        "Python environment")
+    p.set_defaults(func=cmd_targets)
 
     p = sub.add_parser("jobs", parents=[common], help="job history of a workspace (default: the user's)")
     p.add_argument("--limit", type=int, default=None)

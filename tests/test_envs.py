@@ -70,3 +70,71 @@ def test_protocol_is_versioned() -> None:
         decode('{"v": 2, "type": "run", "job_id": "x", "spec": {}}')
     with pytest.raises(ProtocolError, match="not a protocol message"):
         decode("hello")
+
+
+def test_convert_and_optimize_run_in_the_environment_and_land_in_a_workspace(ort_env: Path, tmp_path: Path) -> None:
+    """--env works for every job command, with --workspace: the job runs in the environment's interpreter, its
+    artifacts are published and recorded with their lineage like a local job's."""
+    ws = tmp_path / "ws"
+    conv = cli(ort_env, "convert", str(SAMPLES / "digits_cnn.onnx"), "--to", "ort", "--env", "env:ortonly",
+               "--workspace", str(ws), "--json")
+    assert conv.returncode == 0, conv.stderr
+    d = json.loads(conv.stdout)
+    assert d["executed_by"]["prefix"] == str(ort_env / "ortonly") and d["verdict"] == "passed"
+    assert Path(d["output"]).is_file() and Path(d["output"]).parent.parent == ws / "artifacts"
+    opt = cli(ort_env, "optimize", str(SAMPLES / "digits_cnn.onnx"), "--method", "graph-opt", "--runtime",
+              "onnxruntime", "--target", "ortonly", "--workspace", str(ws), "--json")
+    assert opt.returncode == 0, opt.stderr
+    assert json.loads(opt.stdout)["executed_by"]["prefix"] == str(ort_env / "ortonly")
+    tree = json.loads(cli(ort_env, "models", "--workspace", str(ws), "--json").stdout)
+    root = next(m["id"] for m in tree if m["parent_id"] is None)
+    assert sorted((Path(m["path"]).suffix, m["made_by"]) for m in tree if m["parent_id"] == root) == [
+        (".onnx", "optimize"), (".ort", "convert")]
+    assert not list((ws / "artifacts").rglob(".*.partial-*"))  # staging published and removed
+
+
+def test_targets_lists_this_python_and_each_environment(ort_env: Path) -> None:
+    r = cli(ort_env, "targets", "--json")
+    assert r.returncode == 0, r.stderr
+    targets = {t["name"]: t for t in json.loads(r.stdout)}
+    assert targets["local"]["python"] == sys.executable
+    assert targets["env:ortonly"]["kind"] == "env" and targets["env:ortonly"]["detail"] == "healthy"
+    bad = cli(ort_env, "inspect", str(SAMPLES / "digits_cnn.onnx"), "--target", "agent:pi")
+    assert bad.returncode == 2 and "unknown execution target 'agent:pi'" in bad.stderr and "env:ortonly" in bad.stderr
+
+
+def test_the_environment_executor_streams_events_and_cancels(ort_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same Executor interface as the local pool: queued/started/samples/finished events, cancel of a running
+    and of a queued job, the target's description."""
+    import threading
+
+    from edgestudio.core.jobs import JobKind, JobSpec, JobStatus
+    from edgestudio.execution.targets import executor_for
+
+    monkeypatch.setenv("EDGESTUDIO_ENVS", str(ort_env))
+    events: list[tuple[str, str]] = []
+    first_sample = threading.Event()
+    with executor_for("env:ortonly") as ex:
+        assert ex.describe().name == "env:ortonly"
+
+        def on_event(e) -> None:  # noqa: ANN001
+            events.append((e.job_id, e.type))
+            if e.type == "samples":
+                first_sample.set()
+
+        ex.subscribe(on_event)
+        spec = JobSpec(JobKind.BENCH, model=str(SAMPLES / "digits_cnn.onnx"), runtime="onnxruntime",
+                       options={"duration_s": 60, "iterations": 10_000_000})
+        long_job = ex.submit(spec)
+        queued = ex.submit(JobSpec(JobKind.INSPECT, model=str(SAMPLES / "digits_cnn.onnx")))
+        assert first_sample.wait(60), events
+        ex.cancel(queued)
+        assert ex.get(queued).status is JobStatus.CANCELLED
+        ex.cancel(long_job)
+        rec = ex.wait(long_job, 30)
+        assert rec.status is JobStatus.CANCELLED
+        kinds = [t for j, t in events if j == long_job]
+        assert kinds[:2] == ["queued", "started"] and "samples" in kinds and kinds[-1] == "finished"
+        ok = ex.wait(ex.submit(JobSpec(JobKind.BENCH, model=str(SAMPLES / "digits_cnn.onnx"), runtime="onnxruntime",
+                                       options={"iterations": 5})), 60)
+        assert ok.status is JobStatus.SUCCEEDED and ok.result["env"] == "ortonly"

@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from edgestudio.backends.runtimes.base import SampleCallback, timed_loop  # noqa: F401 (re-exported)
 from edgestudio.bench.inputs import ShapeOverrides, make_inputs
-from edgestudio.core.inputspec import InputSpec
 from edgestudio.bench.stats import LatencyStats
+from edgestudio.core.inputspec import InputSpec
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
-
 
 
 @dataclass

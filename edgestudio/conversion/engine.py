@@ -15,8 +15,8 @@ from edgestudio.backends.converters.base import CONVERTERS, ConversionError, Con
 from edgestudio.conversion.planner import ConversionPlan, Hop, plan_conversion
 from edgestudio.core.errors import Cancelled, EdgeStudioError, clean_message, out_of_space
 from edgestudio.core.formats import ModelFormat, detect_format, output_name
-from edgestudio.core.workspace import remove_model_files
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
+from edgestudio.core.workspace import remove_model_files
 
 
 @dataclass

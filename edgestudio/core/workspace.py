@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from edgestudio.core.errors import EdgeStudioError, ModelFormatError
-from edgestudio.core.owners import current_owner, owner_alive, partial_is_dead
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.jobs import JobRecord, JobSpec, JobStatus
 from edgestudio.core.modelinfo import model_size_bytes
+from edgestudio.core.owners import current_owner, owner_alive, partial_is_dead
 
 INTERRUPTED = "interrupted: EdgeStudio stopped while the job was running"
 

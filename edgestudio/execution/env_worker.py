@@ -22,23 +22,30 @@ def main() -> int:
     from edgestudio.core.errors import Cancelled, EdgeStudioError, describe_exception
     from edgestudio.core.jobs import JobSpec
     from edgestudio.core.progress import CancelToken
-    from edgestudio.execution.messages import CancelRequest, JobMessage, ProtocolError, RunRequest, decode, encode
+    from edgestudio.execution.messages import (
+        CancelRequest,
+        JobMessage,
+        ProtocolError,
+        RunRequest,
+        decode,
+        encode,
+    )
     from edgestudio.workers.context import JobContext
     from edgestudio.workers.tasks import run_job
 
     lock = threading.Lock()
 
-    def send(msg: tuple[str, str | None, dict]) -> None:  # the JobContext's (type, job, data) tuples
+    def send(msg: JobMessage) -> None:
         with lock:
-            protocol.write(encode(JobMessage(msg[0], msg[1], msg[2])))
+            protocol.write(encode(msg))
 
     try:
         req = decode(sys.stdin.readline())
     except ProtocolError as exc:
-        send(("failed", None, {"error": str(exc)}))
+        send(JobMessage("failed", None, {"error": str(exc)}))
         return 2
     if not isinstance(req, RunRequest):
-        send(("failed", None, {"error": "expected a run request"}))
+        send(JobMessage("failed", None, {"error": "expected a run request"}))
         return 2
     cancel_event = threading.Event()
 
@@ -52,7 +59,7 @@ def main() -> int:
         cancel_event.set()  # the app closed the pipe: nobody waits for this job any more
 
     threading.Thread(target=watch_stdin, daemon=True).start()
-    send(("ready", req.job_id, {"pid": os.getpid(), "python": sys.executable}))
+    send(JobMessage("ready", req.job_id, {"pid": os.getpid(), "python": sys.executable}))
     spec = JobSpec.from_dict(req.spec)
     ctx = JobContext(req.job_id, send, CancelToken(cancel_event), Path(req.staging) if req.staging else None)
     try:
@@ -60,18 +67,18 @@ def main() -> int:
         ctx.flush()
         result = dict(result)
         result["executed_by"] = {"python": sys.executable, "prefix": sys.prefix}
-        send(("done", req.job_id, {"result": result}))
+        send(JobMessage("done", req.job_id, {"result": result}))
         return 0
     except Cancelled:
         ctx.flush()
-        send(("cancelled", req.job_id, {}))
+        send(JobMessage("cancelled", req.job_id, {}))
         return 0
     except BaseException as exc:  # noqa: BLE001 - report everything as one message
         ctx.flush()
         if isinstance(exc, EdgeStudioError) and exc.path is None and spec.model:
             exc.path = spec.model
         error = exc.one_line() if isinstance(exc, EdgeStudioError) else describe_exception(exc, spec.model)
-        send(("failed", req.job_id, {"error": error, "log": traceback.format_exc().splitlines()[-15:]}))
+        send(JobMessage("failed", req.job_id, {"error": error, "log": traceback.format_exc().splitlines()[-15:]}))
         return 1
 
 

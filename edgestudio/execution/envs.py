@@ -18,14 +18,16 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgestudio.core.errors import Cancelled, EdgeStudioError, UsageError, clean_message
-from edgestudio.core.jobs import JobRecord, JobSpec, JobStatus, new_job_id
+from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus, new_job_id
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
+from edgestudio.execution.base import ExecutorBase, TargetInfo
 from edgestudio.execution.messages import CancelRequest, JobMessage, ProtocolError, RunRequest, decode, encode
 from edgestudio.workers.pool import publish_staging, staging_folder
 
@@ -201,11 +203,12 @@ def _pip(folder: Path, reqs: list[str], progress: ProgressCallback, cancel: Canc
 
 
 def run_in_env(name: str, spec: JobSpec, *, on_message: Callable[[JobMessage], None] | None = None,
-               cancel: CancelToken | None = None, timeout_s: float | None = None) -> JobRecord:
+               cancel: CancelToken | None = None, timeout_s: float | None = None,
+               job_id: str | None = None) -> JobRecord:
     """Run ``spec`` in environment ``name`` (a process of its own); messages stream to ``on_message``.
     Artifacts are written to a staging folder beside ``spec.output`` and moved there on success."""
     info = get_env(name)
-    rec = JobRecord(id=new_job_id(), spec=spec, status=JobStatus.RUNNING, started_at=time.time())
+    rec = JobRecord(id=job_id or new_job_id(), spec=spec, status=JobStatus.RUNNING, started_at=time.time())
     staging = staging_folder(Path(spec.output), rec.id) if spec.output else None
     proc = subprocess.Popen([info.python, "-m", "edgestudio.execution.env_worker"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env_vars())
@@ -261,9 +264,14 @@ def run_in_env(name: str, spec: JobSpec, *, on_message: Callable[[JobMessage], N
     rec.finished_at = time.time()
     try:
         if final is None:
-            rec.status = JobStatus.CANCELLED if cancel is not None and cancel.cancelled else JobStatus.FAILED
-            rec.error = (f"the environment's worker ended without an answer (exit code {rc})"
-                         + (f": {stderr_tail[-1]}" if stderr_tail else ""))
+            if cancel is not None and cancel.cancelled:
+                rec.status = JobStatus.CANCELLED
+            elif timeout_s and time.time() - (rec.started_at or 0) >= timeout_s:
+                rec.status, rec.error = JobStatus.FAILED, f"timed out after {timeout_s:g} s"
+            else:
+                rec.status = JobStatus.FAILED
+                rec.error = (f"the environment's worker ended without an answer (exit code {rc})"
+                             + (f": {stderr_tail[-1]}" if stderr_tail else ""))
         elif final.type == "done":
             rec.status, rec.result = JobStatus.SUCCEEDED, final.data.get("result") or {}
             if staging is not None:
@@ -276,6 +284,104 @@ def run_in_env(name: str, spec: JobSpec, *, on_message: Callable[[JobMessage], N
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     return rec
+
+
+# --------------------------------------------------------------------------------- as an execution target
+class EnvExecutor(ExecutorBase):
+    """The ``env:NAME`` execution target: each job runs in a process of the environment's own interpreter,
+    speaking the versioned JSON-lines protocol; ``max_workers`` jobs at a time."""
+
+    def __init__(self, env: str, max_workers: int = 1) -> None:
+        super().__init__()
+        self.info = get_env(env)
+        self.env = env
+        self.max_workers = max(1, max_workers)
+        self._queue: deque[str] = deque()
+        self._running: dict[str, tuple[threading.Thread, CancelToken]] = {}
+        self._stopping = False
+
+    def describe(self) -> TargetInfo:
+        return target_info(self.info)
+
+    def submit(self, spec: JobSpec, job_id: str | None = None) -> str:
+        if self._stopping:
+            raise RuntimeError(f"the executor for environment {self.env} is shut down")
+        rec = JobRecord(id=job_id or new_job_id(), spec=spec)
+        with self._lock:
+            self._records[rec.id] = rec
+            self._queue.append(rec.id)
+        self._emit(JobEvent(rec.id, "queued", {"spec": spec.to_dict(), "target": f"env:{self.env}"}))
+        self._schedule()
+        return rec.id
+
+    def cancel(self, job_id: str) -> None:
+        with self._lock:
+            rec = self._records.get(job_id)
+            if rec is None or rec.status.finished:
+                return
+            if rec.status is JobStatus.QUEUED:
+                self._queue.remove(job_id)
+                self._finish(rec, JobStatus.CANCELLED)
+                return
+            running = self._running.get(job_id)
+        if running is not None:
+            running[1].cancel()
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._lock:
+            self._stopping = True
+            for job_id in list(self._queue):
+                self._finish(self._records[job_id], JobStatus.CANCELLED, error="cancelled: app closed")
+            self._queue.clear()
+            running = list(self._running.values())
+        for _, token in running:
+            token.cancel()
+        if wait:
+            for thread, _ in running:
+                thread.join(10)
+
+    def _schedule(self) -> None:
+        with self._lock:
+            while self._queue and len(self._running) < self.max_workers and not self._stopping:
+                rec = self._records[self._queue.popleft()]
+                token = CancelToken()
+                thread = threading.Thread(target=self._run, args=(rec, token), name=f"edgestudio-env-{self.env}",
+                                          daemon=True)
+                self._running[rec.id] = (thread, token)
+                rec.status, rec.started_at = JobStatus.RUNNING, time.time()
+                thread.start()
+
+    def _run(self, rec: JobRecord, token: CancelToken) -> None:
+        self._emit(JobEvent(rec.id, "started", {"target": f"env:{self.env}"}))
+
+        def on_message(m: JobMessage) -> None:
+            with self._lock:
+                self._apply(rec, m.type, m.data)
+
+        try:
+            done = run_in_env(self.env, rec.spec, on_message=on_message, cancel=token, timeout_s=rec.spec.timeout_s,
+                              job_id=rec.id)
+            status, error, result = done.status, done.error, done.result
+        except EdgeStudioError as exc:
+            status, error, result = JobStatus.FAILED, exc.one_line(), None
+        except Exception as exc:  # noqa: BLE001 - a job must end, whatever happened
+            from edgestudio.core.errors import describe_exception
+
+            status, error, result = JobStatus.FAILED, describe_exception(exc, rec.spec.model), None
+        with self._lock:
+            self._running.pop(rec.id, None)
+            if result is not None:
+                result = {**result, "env": self.env}
+            rec.result = result
+            self._finish(rec, status, error)
+        self._schedule()
+
+
+def target_info(info: EnvInfo) -> TargetInfo:
+    state = {True: "healthy", False: f"unhealthy: {info.health}", None: "not checked"}[info.healthy]
+    return TargetInfo(f"env:{info.name}", "env", info.python, f"Python environment {info.name} "
+                      f"({', '.join(info.requirements) or 'no requirements'})", info.healthy is not False, state,
+                      {"requirements": info.requirements, "python_version": info.python_version})
 
 
 # ----------------------------------------------------------------------------------- as pool jobs (studio)

@@ -12,6 +12,7 @@ from edgestudio.core.jobs import JobEvent, JobSpec
 from edgestudio.core.workspace import Workspace
 from edgestudio.workers.manager import JobManager
 
+
 # Workers run below the GUI's CPU priority: a conversion or a benchmark using every core must never delay a
 # repaint (on 2 cores a paint that costs 4 ms of CPU took 100+ ms of wall time at equal priority). The GUI is
 # idle most of the time, so this costs a job nothing then.
@@ -40,7 +41,7 @@ class JobBridge(QObject):
         from edgestudio.workers.pool import WorkerPool
 
         self.workspace = workspace
-        self.manager = JobManager(workspace, pool=WorkerPool(max_workers, warm_imports=warm_imports, nice=nice))
+        self.manager = JobManager(workspace, executor=WorkerPool(max_workers, warm_imports=warm_imports, nice=nice))
         self._unsubscribe = self.manager.subscribe(self._on_event)
         self.closed = False
 

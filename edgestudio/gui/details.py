@@ -6,11 +6,20 @@ from typing import Any
 
 from PySide6.QtCore import QModelIndex, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter
-from PySide6.QtWidgets import (QHeaderView, QLabel, QStyledItemDelegate, QStyleOptionViewItem, QTableWidget,
-                               QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QHeaderView,
+    QLabel,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
-from edgestudio.core.workspace import ModelEntry
 from edgestudio.core.modelinfo import TensorSpec
+from edgestudio.core.workspace import ModelEntry
 from edgestudio.gui.browser import human_size
 from edgestudio.gui.inputs_editor import InputsEditor
 from edgestudio.gui.netron_view import NetronView

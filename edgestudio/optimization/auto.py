@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,8 +21,8 @@ from edgestudio.bench.compare import pareto_front
 from edgestudio.core.errors import EdgeStudioError
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.modelinfo import model_size_bytes
-from edgestudio.core.workspace import remove_model_files
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
+from edgestudio.core.workspace import remove_model_files
 
 
 @dataclass

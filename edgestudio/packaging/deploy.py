@@ -24,6 +24,7 @@ from edgestudio.core.inputspec import InputSpec
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 from edgestudio.core.workspace import hash_model, model_files
 
+
 def package_runtimes() -> list[str]:
     """Runtimes a deployment package can be made for (from the backend catalog)."""
     from edgestudio.core.catalog import runtime_names

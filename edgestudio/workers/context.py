@@ -1,4 +1,7 @@
-"""What a job function gets inside a worker: progress, log, live samples, cancel token, a staging folder."""
+"""What a job function gets inside a worker: progress, log, live samples, cancel token, a staging folder.
+
+Everything it reports leaves as :class:`~edgestudio.execution.messages.JobMessage` (the execution-target
+protocol), whether the worker is a pool process, an environment's interpreter or, later, a remote agent."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgestudio.core.progress import CancelToken
+from edgestudio.execution.messages import JobMessage
 
 SAMPLE_FLUSH_S = 0.05  # latency samples travel in small batches: live on screen, cheap on the pipe
 
@@ -26,10 +30,10 @@ class JobContext:
         if fraction < 1.0 and now - self._last_progress < 0.05:
             return  # at most 20 progress events a second
         self._last_progress = now
-        self._send(("progress", self.job_id, {"fraction": float(fraction), "message": message}))
+        self._send(JobMessage("progress", self.job_id, {"fraction": float(fraction), "message": message}))
 
     def log(self, line: str) -> None:
-        self._send(("log", self.job_id, {"line": str(line)}))
+        self._send(JobMessage("log", self.job_id, {"line": str(line)}))
 
     def sample(self, index: int, ms: float) -> None:
         self._samples.append((index, ms))
@@ -39,7 +43,7 @@ class JobContext:
 
     def flush(self) -> None:
         if self._samples:
-            self._send(("samples", self.job_id, {"samples": self._samples}))
+            self._send(JobMessage("samples", self.job_id, {"samples": self._samples}))
             self._samples = []
         self._last_flush = time.monotonic()
 

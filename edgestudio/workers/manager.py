@@ -11,16 +11,20 @@ from typing import Any
 from edgestudio.core.errors import EdgeStudioError
 from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus, new_job_id
 from edgestudio.core.workspace import Workspace
-from edgestudio.workers.pool import WorkerPool
+from edgestudio.execution.base import Executor
 
 PROGRESS_PERSIST_S = 1.0
 
 
 class JobManager:
-    def __init__(self, workspace: Workspace | None = None, pool: WorkerPool | None = None,
-                 max_workers: int | None = None) -> None:
+    """Jobs on one execution target (``executor``; the local worker pool by default), recorded in a workspace."""
+
+    def __init__(self, workspace: Workspace | None = None, executor: Executor | None = None,
+                 max_workers: int | None = None, *, target: str | None = None) -> None:
+        from edgestudio.execution.targets import executor_for
+
         self.workspace = workspace
-        self.pool = pool or WorkerPool(max_workers)
+        self.pool: Executor = executor or executor_for(target, max_workers=max_workers)
         self._parent: dict[str, int | None] = {}
         self._last_persist: dict[str, float] = {}
         self.pool.add_finish_hook(self._on_finish)

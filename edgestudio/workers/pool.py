@@ -9,7 +9,6 @@ into place only when the job succeeds, so a cancelled or crashed job leaves noth
 
 from __future__ import annotations
 
-import copy
 import logging
 import multiprocessing as mp
 import multiprocessing.connection as mpc
@@ -20,17 +19,16 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus, new_job_id
 from edgestudio.core.owners import OWNER_FILE, clean_stale_partials, make_marked_folder
+from edgestudio.execution.base import ExecutorBase, TargetInfo
+from edgestudio.execution.messages import PROTOCOL_VERSION, JobMessage, RunRequest
 
 log = logging.getLogger(__name__)
 
-Subscriber = Callable[[JobEvent], None]
-LOG_LINES_KEPT = 500
 
 
 def default_max_workers() -> int:
@@ -70,8 +68,9 @@ class _Worker:
         self.conn.close()
 
 
-class WorkerPool:
-    """Run :class:`JobSpec` jobs in worker processes. Thread-safe; events go to subscribers."""
+class WorkerPool(ExecutorBase):
+    """The ``local`` execution target: run :class:`JobSpec` jobs in spawned worker processes of this Python.
+    Thread-safe; events go to subscribers."""
 
     def __init__(self, max_workers: int | None = None, *, grace_s: float = 2.0,
                  warm_imports: tuple[str, ...] = (), nice: int = 0) -> None:
@@ -81,15 +80,11 @@ class WorkerPool:
         self.grace_s = grace_s
         self._warm_imports = warm_imports
         self._nice = nice
+        super().__init__()
         self._ctx = mp.get_context("spawn")
-        self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
-        self._records: dict[str, JobRecord] = {}
         self._queue: deque[str] = deque()
         self._workers: list[_Worker] = []
         self._staging: dict[str, Path] = {}
-        self._subscribers: list[Subscriber] = []
-        self._finish_hooks: list[Callable[[JobRecord], None]] = []
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
         self._stopping = False
         self._thread = threading.Thread(target=self._supervise, name="edgestudio-pool", daemon=True)
@@ -97,16 +92,6 @@ class WorkerPool:
         _POOLS.add(self)
 
     # ------------------------------------------------------------------------------------- public API
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback(event)`` for every job event (from the pool's thread). Returns an unsubscribe."""
-        with self._lock:
-            self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
-
-    def add_finish_hook(self, hook: Callable[[JobRecord], None]) -> None:
-        """``hook(record)`` runs when a job ends, before subscribers hear of it (e.g. to persist it)."""
-        self._finish_hooks.append(hook)
-
     def submit(self, spec: JobSpec, job_id: str | None = None) -> str:
         if self._stopping:
             raise RuntimeError("the worker pool is shut down")
@@ -133,24 +118,6 @@ class WorkerPool:
                     w.cancel_requested_at = time.monotonic()
                     w.cancel_event.set()
         self._wake()
-
-    def get(self, job_id: str) -> JobRecord:
-        with self._lock:
-            return copy.deepcopy(self._records[job_id])
-
-    def jobs(self) -> list[JobRecord]:
-        with self._lock:
-            return [copy.deepcopy(r) for r in self._records.values()]
-
-    def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._changed:
-            while not self._records[job_id].status.finished:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f"job {job_id} still {self._records[job_id].status.value}")
-                self._changed.wait(left if left is not None else 1.0)
-            return copy.deepcopy(self._records[job_id])
 
     def worker_pids(self) -> list[int]:
         with self._lock:
@@ -196,13 +163,6 @@ class WorkerPool:
         except (OSError, ValueError):
             pass
 
-    def _emit(self, event: JobEvent) -> None:
-        for cb in list(self._subscribers):
-            try:
-                cb(event)
-            except Exception:  # a broken subscriber must not stop the pool
-                log.exception("job event subscriber failed")
-
     def _supervise(self) -> None:
         while not self._stopping:
             try:
@@ -234,8 +194,11 @@ class WorkerPool:
     def _drain(self, w: _Worker) -> None:
         try:
             while not w.conn.closed and w.conn.poll():
-                kind, job_id, data = w.conn.recv()
-                self._handle(w, kind, job_id, data)
+                msg = w.conn.recv()
+                if not isinstance(msg, JobMessage) or msg.v != PROTOCOL_VERSION:
+                    log.warning("ignored a message of another protocol from worker %s: %r", w.proc.pid, msg)
+                    continue
+                self._handle(w, msg.type, msg.job_id, msg.data)
         except (EOFError, OSError, ValueError):
             pass  # the worker is gone; _check_workers reports why
 
@@ -243,15 +206,8 @@ class WorkerPool:
         rec = self._records.get(job_id or "")
         if rec is None or rec.status.finished:
             return
-        if kind == "progress":
-            rec.progress, rec.message = data["fraction"], data["message"]
-            self._emit(JobEvent(rec.id, "progress", data))
-        elif kind == "log":
-            rec.log.append(data["line"])
-            del rec.log[:-LOG_LINES_KEPT]
-            self._emit(JobEvent(rec.id, "log", data))
-        elif kind == "samples":
-            self._emit(JobEvent(rec.id, "samples", data))
+        if kind in ("progress", "log", "samples"):
+            self._apply(rec, kind, data)
         elif kind == "done":
             w.job_id, w.cancel_requested_at = None, None
             try:
@@ -332,7 +288,7 @@ class WorkerPool:
                 self._finish(rec, JobStatus.FAILED, error=describe_exception(exc, rec.spec.output))
                 continue
             try:
-                w.conn.send((rec.id, rec.spec.to_dict(), str(staging) if staging else None))
+                w.conn.send(RunRequest(rec.id, rec.spec.to_dict(), str(staging) if staging else None))
             except (OSError, ValueError):
                 self._queue.appendleft(rec.id)  # that worker is dead: _check_workers replaces it
                 return
@@ -358,18 +314,13 @@ class WorkerPool:
         staging = self._staging.pop(rec.id, None)
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-        rec.status, rec.error, rec.finished_at = status, error, time.time()
-        if status is JobStatus.SUCCEEDED:
-            rec.progress = 1.0
-        for hook in self._finish_hooks:
-            try:
-                hook(rec)
-            except Exception:
-                log.exception("job finish hook failed")
-        self._changed.notify_all()
-        # hooks may have amended the record (e.g. an artifact the workspace could not register)
-        self._emit(JobEvent(rec.id, "finished", {"status": rec.status.value, "error": rec.error,
-                                                 "result": rec.result}))
+        super()._finish(rec, status, error)
+
+    def describe(self) -> TargetInfo:
+        import sys
+
+        return TargetInfo("local", "local", sys.executable, f"worker processes of this Python "
+                          f"({self.max_workers} at most)")
 
 
 def staging_folder(output: Path, job_id: str) -> Path:

@@ -34,6 +34,8 @@ _REAL_STDERR = 2
 
 
 def _capture_output(conn: Any) -> tuple[Any, list[str | None]]:
+    from edgestudio.execution.messages import JobMessage
+
     """Route everything written to fd 1 and 2 (libraries print: tf2onnx, Keras, TensorFlow's C++ logs)
     into the current job's log, so the app's own stdout (maybe ``--json``) and stderr stay clean.
 
@@ -60,7 +62,7 @@ def _capture_output(conn: Any) -> tuple[Any, list[str | None]]:
                 line = line.rstrip()
                 if line and current[0]:
                     try:
-                        send(("log", current[0], {"line": line[:2000]}))
+                        send(JobMessage("log", current[0], {"line": line[:2000]}))
                     except (OSError, ValueError):
                         return
 
@@ -89,6 +91,7 @@ def worker_main(conn: Any, cancel_event: Any, warm_imports: tuple[str, ...] = ()
     from edgestudio.core.errors import Cancelled, EdgeStudioError, describe_exception
     from edgestudio.core.jobs import JobSpec
     from edgestudio.core.progress import CancelToken
+    from edgestudio.execution.messages import PROTOCOL_VERSION, JobMessage, RunRequest
     from edgestudio.workers.context import JobContext
     from edgestudio.workers.tasks import run_job
 
@@ -97,7 +100,7 @@ def worker_main(conn: Any, cancel_event: Any, warm_imports: tuple[str, ...] = ()
             __import__(name)
         except Exception:  # a missing optional runtime must not stop the worker
             pass
-    send(("ready", None, {"pid": os.getpid()}))
+    send(JobMessage("ready", None, {"pid": os.getpid()}))
     token = CancelToken(cancel_event)
     while True:
         try:
@@ -106,7 +109,10 @@ def worker_main(conn: Any, cancel_event: Any, warm_imports: tuple[str, ...] = ()
             return  # the app is gone
         if msg is None:
             return
-        job_id, spec_dict, staging = msg
+        if not isinstance(msg, RunRequest) or msg.v != PROTOCOL_VERSION:
+            send(JobMessage("failed", getattr(msg, "job_id", None), {"error": f"not a run request: {msg!r}"[:300]}))
+            continue
+        job_id, spec_dict, staging = msg.job_id, msg.spec, msg.staging
         cancel_event.clear()
         current[0] = job_id
         spec = JobSpec.from_dict(spec_dict)
@@ -114,14 +120,14 @@ def worker_main(conn: Any, cancel_event: Any, warm_imports: tuple[str, ...] = ()
         try:
             result = run_job(spec, ctx)
             ctx.flush()
-            send(("done", job_id, {"result": result}))
+            send(JobMessage("done", job_id, {"result": result}))
         except Cancelled:
             ctx.flush()
-            send(("cancelled", job_id, {}))
+            send(JobMessage("cancelled", job_id, {}))
         except MemoryError:
             ctx.flush()
-            send(("failed", job_id, {"error": describe_exception(MemoryError("out of memory"), spec.model),
-                                           "log": []}))
+            send(JobMessage("failed", job_id, {"error": describe_exception(MemoryError("out of memory"), spec.model),
+                                                 "log": []}))
         except BaseException as exc:  # noqa: BLE001 - report everything, keep serving
             ctx.flush()
             tb = traceback.format_exc().splitlines()[-15:]
@@ -129,7 +135,7 @@ def worker_main(conn: Any, cancel_event: Any, warm_imports: tuple[str, ...] = ()
                 exc.path = spec.model  # every job error names the file it is about
             error = exc.one_line() if isinstance(exc, EdgeStudioError) else describe_exception(exc, spec.model)
             try:
-                send(("failed", job_id, {"error": error, "log": tb}))
+                send(JobMessage("failed", job_id, {"error": error, "log": tb}))
             except (OSError, ValueError):
                 return
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):

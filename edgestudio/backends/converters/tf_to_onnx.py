@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgestudio.backends.converters.base import CONVERTERS, ConversionError, Converter, ConvertOptions, rename_onnx_io
+from edgestudio.backends.converters.base import (
+    CONVERTERS,
+    ConversionError,
+    Converter,
+    ConvertOptions,
+    rename_onnx_io,
+)
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.progress import CancelToken, ProgressCallback
 

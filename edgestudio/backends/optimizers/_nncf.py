@@ -10,7 +10,6 @@ from edgestudio.backends.optimizers.base import OptimizeOptions
 
 def read_ir(src: Path) -> Any:
     from edgestudio.backends.runtimes.openvino import ov_core
-
     from edgestudio.core.formats import native_path
 
     return ov_core().read_model(native_path(src))

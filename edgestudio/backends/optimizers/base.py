@@ -17,6 +17,7 @@ from edgestudio.core.errors import EdgeStudioError, UsageError
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.progress import CancelToken, ProgressCallback
 
+
 def methods() -> list[str]:
     """Every optimization method in the catalog."""
     from edgestudio.core.catalog import methods as catalog_methods

@@ -10,7 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgestudio.backends.optimizers.base import OPTIMIZERS, OptimizationError, OptimizeOptions, Optimizer, calibration_feeds
+from edgestudio.backends.optimizers.base import (
+    OPTIMIZERS,
+    OptimizationError,
+    OptimizeOptions,
+    Optimizer,
+    calibration_feeds,
+)
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.progress import CancelToken, ProgressCallback
 
@@ -29,7 +35,13 @@ class OrtInt8Static(Optimizer):
                  progress: ProgressCallback, cancel: CancelToken) -> dict[str, Any]:
         import tempfile
 
-        from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         from edgestudio.core.inspection import inspect_model
