@@ -271,14 +271,32 @@ def _optimize_text(d: dict[str, Any]) -> str:
     return "\n".join(lines + [f"  warning: {w}" for w in d.get("warnings", [])])
 
 
+OPTIMIZE_FLAGS = "edgestudio.backends.optimizers.base:OptimizeOptions"
+
+
+def _given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The optimization options the user gave on the command line (generated flags default to None)."""
+    return {name: getattr(args, name) for name, *_ in _option_fields(OPTIMIZE_FLAGS)
+            if name != "inputs" and getattr(args, name, None) is not None}
+
+
 def _optimize_options(args: argparse.Namespace) -> Any:
     from edgestudio.backends.optimizers.base import OptimizeOptions
 
-    return OptimizeOptions(calibration=args.calibration, dataset=args.dataset, max_drop=args.max_drop,
-                           sparsity=args.sparsity, preset=args.preset, per_channel=not args.per_tensor,
-                           calibration_method=args.calibration_method, activation_type=args.activation_type,
-                           subset_size=args.subset_size, ignored_scope=_names(args.ignore) or [], level=args.level,
-                           inputs=_input_spec(args).to_dict(), min_cosine=args.min_cosine, keep_lossy=args.keep_lossy)
+    return OptimizeOptions(**_given_options(args), inputs=_input_spec(args).to_dict())
+
+
+def _check_applies(args: argparse.Namespace, method: str, runtime: str) -> None:
+    """Refuse an option the chosen method does not read (it used to be ignored silently)."""
+    from edgestudio.core.catalog import COMMON_OPTIMIZE_OPTIONS, optimizer_options
+
+    reads = set(optimizer_options(runtime, method)) | set(COMMON_OPTIMIZE_OPTIONS)
+    flags = {name: meta.get("flag", "--" + name.replace("_", "-")) for name, _, _, meta in _option_fields(OPTIMIZE_FLAGS)}
+    extra = [flags[n] for n in _given_options(args) if n not in reads]
+    if extra:
+        takes = [flags[n] for n in optimizer_options(runtime, method)]
+        raise UsageError(None, f"{', '.join(extra)} {'does' if len(extra) == 1 else 'do'} not apply to {method} for "
+                               f"{runtime} (its own options: {', '.join(takes) or 'none'})")
 
 
 def cmd_optimize(args: argparse.Namespace) -> Any:
@@ -311,6 +329,7 @@ def cmd_optimize(args: argparse.Namespace) -> Any:
 
     runtime = args.runtime or default_runtime_for(fmt)
     cls = find_optimizer(args.method, runtime)
+    _check_applies(args, args.method, runtime)
     out_fmt = cls.output_format(fmt if fmt in cls.sources else cls.sources[0])
     name = optimized_name(src, args.method, runtime, out_fmt)
     spec = JobSpec(JobKind.OPTIMIZE, model=str(src), runtime=runtime,
@@ -542,6 +561,54 @@ def cmd_import(args: argparse.Namespace) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------- main
+def _option_fields(target: str) -> list[Any]:
+    """The fields of an options dataclass named ``module:Class``, read from its source without importing the
+    module (the parser must not import backends: the CLI starts fast)."""
+    import ast
+
+    module, _, cls_name = target.partition(":")
+    parts = module.split(".")
+    assert parts[0] == "edgestudio"
+    tree = ast.parse(Path(__file__).parent.joinpath(*parts[1:]).with_suffix(".py").read_text("utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls_name)
+    out = []
+    for node in cls.body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None):
+            continue
+        default: Any = None
+        meta: dict[str, Any] = {}
+        if isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "field":
+            for kw in node.value.keywords:
+                if kw.arg == "default":
+                    default = ast.literal_eval(kw.value)
+                elif kw.arg == "metadata":
+                    meta = ast.literal_eval(kw.value)
+        else:
+            default = ast.literal_eval(node.value)
+        out.append((node.target.id, ast.unparse(node.annotation), default, meta))
+    return out
+
+
+def _add_option_args(p: argparse.ArgumentParser, target: str, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field of an options dataclass, from its declared schema (type, choices, help). Every flag
+    defaults to None, so the command knows which options the user gave (and can refuse those that do not apply)."""
+    for name, typ, default, meta in _option_fields(target):
+        if name in skip:
+            continue
+        flag = meta.get("flag", "--" + name.replace("_", "-"))
+        text = meta.get("flag_help", meta.get("help", ""))
+        if typ == "bool":
+            p.add_argument(flag, dest=name, action="store_false" if default else "store_true", default=None, help=text)
+        elif typ.startswith("list"):
+            p.add_argument(flag, dest=name, metavar="NAMES", type=lambda v: _names(v) or [], default=None,
+                           help=text + " (comma-separated)")
+        else:
+            conv = int if typ.startswith("int") else float if typ.startswith("float") else str
+            p.add_argument(flag, dest=name, type=conv, choices=meta.get("choices"), default=None,
+                           metavar=None if meta.get("choices") else meta.get("metavar", name.split("_")[-1].upper()),
+                           help=text + (f" (default {default})" if default not in (None, "", []) else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edgestudio.core import catalog  # plain data: the choices below come from the backend catalog
 
@@ -608,21 +675,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auto", action="store_true", help="try the sensible variants, measure, return the fastest")
     p.add_argument("--runtime", help=f"{', '.join(catalog.runtime_names(optimizing=True))} (auto: also 'any'); "
                                      "default from the format")
-    p.add_argument("--calibration", metavar="DATA", help=".npz/.npy, image folder, or 'random'")
-    p.add_argument("--dataset", metavar="DATA", help="labeled data (.npz x,y or class folders) for the accuracy guard")
-    p.add_argument("--max-drop", type=float, default=0.01, help="accuracy guard: largest top-1 loss (default 0.01)")
-    p.add_argument("--sparsity", type=float, default=0.5, help="pruning target (default 0.5)")
-    p.add_argument("--preset", choices=["performance", "mixed"], default="performance", help="NNCF preset")
-    p.add_argument("--per-tensor", action="store_true", help="INT8: per-tensor instead of per-channel weights")
-    p.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"], default="minmax")
-    p.add_argument("--activation-type", choices=["uint8", "int8"], default="uint8", help="ORT static INT8")
-    p.add_argument("--subset-size", type=int, default=300, help="calibration samples used at most")
-    p.add_argument("--ignore", metavar="NAMES", help="comma-separated node names (or type:Op) kept in float")
-    p.add_argument("--level", choices=["basic", "extended", "all"], default="all", help="ORT graph-opt level")
+    _add_option_args(p, "edgestudio.backends.optimizers.base:OptimizeOptions", skip=("inputs",))
     p.add_argument("--iterations", type=int, default=200, help="auto: benchmark iterations per candidate")
-    p.add_argument("--min-cosine", type=float, default=0.99,
-                   help="drift guard: lowest cosine to the FP32 model per output (default 0.99)")
-    p.add_argument("--keep-lossy", action="store_true", help="keep a result that fails the drift guard (marked)")
     p.add_argument("-o", "--output", help="output path (default: beside the model)")
     _add_input_args(p, "calibration (other inputs) and the drift check")
     p.set_defaults(func=cmd_optimize)

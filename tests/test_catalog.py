@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edgestudio.core import catalog
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SAMPLES, run_cli
 
 FAKE = textwrap.dedent('''
     """A runtime outside EdgeStudio: one module and one catalog entry."""
@@ -124,3 +124,32 @@ def test_a_bad_catalog_file_is_one_line(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "edgestudio", "devices"], capture_output=True, text=True, cwd=ROOT,
                        env=dict(os.environ, EDGESTUDIO_CATALOG=str(bad)))
     assert r.returncode != 0 and "bad.toml" in r.stderr and "lacks" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_optimize_forms_and_flags_show_only_what_the_method_reads(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """The catalog says which options each (runtime, method) reads: OpenVINO's INT8 form has NNCF's preset and
+    no ONNX Runtime calibration options; the CLI refuses a flag the method would ignore."""
+    from PySide6.QtWidgets import QWidget
+
+    from edgestudio.gui.optimize_panel import OptimizePanel
+
+    panel = OptimizePanel(None)
+    qtbot.addWidget(panel)
+
+    def fields() -> set[str]:
+        assert panel.form is not None
+        return {w.objectName()[4:] for w in panel.form.findChildren(QWidget) if w.objectName().startswith("opt_")}
+
+    panel.runtime.setCurrentText("openvino")
+    panel.method.setCurrentText("int8-static")
+    assert fields() == {"subset_size", "preset", "ignored_scope"}
+    panel.runtime.setCurrentText("onnxruntime")
+    assert panel.method.currentText() == "int8-static"
+    assert {"calibration_method", "activation_type", "weight_type"} <= fields() and "preset" not in fields()
+    panel.method.setCurrentText("graph-opt")
+    assert fields() == {"level"}
+
+    r = run_cli("optimize", str(SAMPLES / "digits_cnn.onnx"), "--method", "int8-static", "--runtime", "openvino",
+                "--calibration", "random", "--calibration-method", "entropy")
+    assert r.returncode == 2 and "--calibration-method does not apply to int8-static for openvino" in r.stderr
+    assert "--subset-size, --preset, --ignore" in r.stderr

@@ -65,7 +65,7 @@ def test_migration_from_v1_keeps_data(tmp_path: Path) -> None:
     db.commit()
     db.close()
     ws = Workspace(root)
-    assert ws.schema_version == SCHEMA_VERSION == 3
+    assert ws.schema_version == SCHEMA_VERSION == 4
     models = ws.models()
     assert [(m.name, m.made_by) for m in models] == [("m.onnx", "import"), ("m.xml", "job")]
     assert ws.results() == []
@@ -138,3 +138,22 @@ def test_app_killed_mid_job_loses_nothing(tmp_path: Path, sample_onnx: Path) -> 
     leftovers = [p for p in root.rglob("*") if ".partial-" in p.name or p.parent.name == hanging]
     assert leftovers == [] and not (root / "artifacts" / hanging).exists()
     assert [r["kind"] for r in ws.results()] == ["call", "bench"]  # nothing from the interrupted job
+
+
+def test_the_change_log_names_what_changed(tmp_path: Path, sample_onnx: Path, sample_tflite: Path) -> None:
+    """Every process sharing a workspace learns which rows changed (triggers fill the log), not just that
+    something did: the studio updates those rows only."""
+    ws = Workspace(tmp_path / "ws")
+    other = Workspace(tmp_path / "ws")  # another process's connection
+    start = ws.last_change()
+    root = other.import_model(sample_onnx)
+    child = other.add_artifact(sample_tflite, parent_id=root.id, job_id="j1", options={})
+    seq, changes = ws.changes_since(start)
+    assert changes.models == {root.id, child.id} and not changes.removed_models and not changes.everything
+    seq2, nothing = ws.changes_since(seq)
+    assert seq2 == seq and not nothing
+    other.remove_model(root.id, delete_files=False)  # the child goes with it (cascade)
+    _, gone = ws.changes_since(seq)
+    assert gone.removed_models == {root.id, child.id} and not gone.models
+    ws.trim_changes(keep=0)
+    assert ws.changes_since(start)[1].everything  # the log no longer reaches back: reload all

@@ -76,6 +76,17 @@ def test_the_studio_sees_another_process_write(qtbot, tmp_path: Path) -> None:  
                            text=True)
         assert b.returncode == 0, b.stderr
         qtbot.waitUntil(lambda: len(win.jobs._items) == 1, timeout=10_000)  # the CLI's job, in the Jobs panel
+        # only the rows that changed are touched: the first model's row survives a second process's conversion
+        first = win.browser.item_for(win.browser.current_id() or ws.models()[0].id)
+        c = subprocess.run([sys.executable, "-m", "edgestudio", "convert", str(SAMPLES / "digits_cnn.onnx"), "--to",
+                            "ort", "--workspace", str(tmp_path / "ws")], cwd=ROOT, capture_output=True, text=True)
+        assert c.returncode == 0, c.stderr
+        qtbot.waitUntil(lambda: win.browser.count() == 2, timeout=10_000)
+        assert win.browser.item_for(ws.models()[0].id) is first and first.childCount() == 1
+        assert first.child(0).text(3).startswith("parity")  # the child's badge, from the other process's check
+        ws.remove_model(ws.models()[1].id)  # a removal elsewhere takes just that row away
+        qtbot.waitUntil(lambda: win.browser.count() == 1, timeout=10_000)
+        assert win.browser.item_for(ws.models()[0].id) is first and first.childCount() == 0
     finally:
         win.shutdown()
         ws.close()

@@ -58,6 +58,7 @@ class OptimizerDecl:
     method: str
     module: str
     env: str = "default"
+    options: tuple[str, ...] = ()  # the OptimizeOptions fields it reads, besides COMMON_OPTIMIZE_OPTIONS
 
     @property
     def key(self) -> str:
@@ -98,20 +99,25 @@ BUILTIN_CONVERTERS: tuple[ConverterDecl, ...] = (
     ConverterDecl("openvino", _C + "to_openvino", ("onnx", "savedmodel", "tflite"), "openvino"),
 )
 
+# options every method takes: data, the accuracy and drift guards, the input specification
+COMMON_OPTIMIZE_OPTIONS = ("calibration", "dataset", "max_drop", "inputs", "min_cosine", "keep_lossy")
+
 BUILTIN_OPTIMIZERS: tuple[OptimizerDecl, ...] = (
     OptimizerDecl("onnxruntime", "fp16", _O + "ort_fp16"),
-    OptimizerDecl("onnxruntime", "graph-opt", _O + "ort_graph"),
-    OptimizerDecl("onnxruntime", "int8-dynamic", _O + "ort_int8_dynamic"),
-    OptimizerDecl("onnxruntime", "int8-static", _O + "ort_int8_static"),
+    OptimizerDecl("onnxruntime", "graph-opt", _O + "ort_graph", options=("level",)),
+    OptimizerDecl("onnxruntime", "int8-dynamic", _O + "ort_int8_dynamic", options=("per_channel", "weight_type")),
+    OptimizerDecl("onnxruntime", "int8-static", _O + "ort_int8_static", options=(
+        "subset_size", "calibration_method", "activation_type", "weight_type", "per_channel", "ignored_scope")),
     OptimizerDecl("openvino", "fp16", _O + "ov_fp16"),
-    OptimizerDecl("openvino", "int8-static", _O + "ov_int8"),
-    OptimizerDecl("openvino", "int8-accuracy-aware", _O + "ov_accuracy_aware"),
-    OptimizerDecl("openvino", "weights-int8", _O + "ov_weights"),
-    OptimizerDecl("openvino", "weights-int4", _O + "ov_weights"),
+    OptimizerDecl("openvino", "int8-static", _O + "ov_int8", options=("subset_size", "preset", "ignored_scope")),
+    OptimizerDecl("openvino", "int8-accuracy-aware", _O + "ov_accuracy_aware",
+                  options=("subset_size", "preset", "ignored_scope")),
+    OptimizerDecl("openvino", "weights-int8", _O + "ov_weights", options=("ignored_scope",)),
+    OptimizerDecl("openvino", "weights-int4", _O + "ov_weights", options=("ratio", "group_size", "ignored_scope")),
     OptimizerDecl("litert", "fp16", _O + "tflite_fp16"),
     OptimizerDecl("litert", "int8-dynamic", _O + "tflite_dynamic"),
-    OptimizerDecl("litert", "int8-static", _O + "tflite_int8"),
-    OptimizerDecl("any", "prune", _O + "prune"),
+    OptimizerDecl("litert", "int8-static", _O + "tflite_int8", options=("subset_size",)),
+    OptimizerDecl("any", "prune", _O + "prune", options=("sparsity",)),
 )
 
 
@@ -147,7 +153,7 @@ def _load(files: tuple[Path, ...]) -> tuple[tuple[RuntimeDecl, ...], tuple[Conve
                                                 str(d["target"]), str(d.get("env", "default"))))
             for d in doc.get("optimizer", []):
                 optimizers.append(OptimizerDecl(str(d["runtime"]), str(d["method"]), str(d["module"]),
-                                                str(d.get("env", "default"))))
+                                                str(d.get("env", "default")), _tuple(d, "options")))
         except KeyError as exc:
             raise CatalogError(f, f"an entry lacks {exc}") from None
     return tuple(runtimes), tuple(converters), tuple(optimizers)
@@ -196,6 +202,19 @@ def output_format(runtime_name: str) -> str | None:
     """The format a runtime's optimizers produce: its first native format (None for "any")."""
     r = runtime(runtime_name)
     return r.native[0] if r and r.native else None
+
+
+def optimizer(runtime_name: str, method: str) -> OptimizerDecl | None:
+    """The catalog entry of ``method`` for ``runtime_name`` (or the runtime-independent one, e.g. prune)."""
+    found = {o.key: o for o in optimizers()}
+    return found.get(f"{runtime_name}:{method}") or found.get(f"any:{method}")
+
+
+def optimizer_options(runtime_name: str, method: str) -> tuple[str, ...]:
+    """The options ``method`` for ``runtime_name`` reads, besides the common ones: what its form shows and
+    which of the CLI's option flags apply."""
+    decl = optimizer(runtime_name, method)
+    return decl.options if decl else ()
 
 
 def methods() -> list[str]:

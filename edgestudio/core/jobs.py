@@ -34,7 +34,8 @@ class JobStatus(str, enum.Enum):
 
 @dataclass
 class JobSpec:
-    """Everything a worker needs to run a job; JSON-serialisable."""
+    """Everything a worker needs to run a job; JSON-serialisable: ``kind`` and its typed request (carried as
+    ``options``, see :mod:`edgestudio.core.requests`), the model, and where and how it runs."""
 
     kind: JobKind
     model: str | None = None
@@ -48,6 +49,34 @@ class JobSpec:
 
     def __post_init__(self) -> None:
         self.kind = JobKind(self.kind)
+
+    @classmethod
+    def of(cls, request: Any, **fields: Any) -> JobSpec:
+        """A spec for a typed request: ``JobSpec.of(BenchRequest(iterations=50), model=..., runtime=...)``."""
+        from edgestudio.core.requests import kind_of, request_options
+
+        return cls(JobKind(kind_of(request)), options=request_options(request), **fields)
+
+    @property
+    def request(self) -> Any:
+        """The typed request (unknown or missing options raise a UsageError naming them)."""
+        from edgestudio.core.requests import parse_request
+
+        return parse_request(self.kind.value, self.options)
+
+    def validate(self) -> JobSpec:
+        """Raise a UsageError (naming the model) if the request is not one this kind takes."""
+        from edgestudio.core.errors import UsageError
+
+        try:
+            self.request
+        except UsageError as exc:
+            if exc.path is None and self.model:
+                exc.path = self.model
+            raise
+        except TypeError as exc:
+            raise UsageError(self.model, f"bad {self.kind.value} request: {exc}") from None
+        return self
 
     @property
     def runs_alone(self) -> bool:

@@ -104,7 +104,18 @@ def _v3(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]  # MIGRATIONS[i] takes version i to i+1
+def _v4(db: sqlite3.Connection) -> None:
+    """v4: a change log filled by triggers, so every process sharing the workspace learns exactly which models,
+    jobs and results changed (the studio updates those rows instead of rebuilding its tree)."""
+    db.execute("CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, ref TEXT NOT NULL, "
+               "op TEXT NOT NULL)")
+    for table, key in (("models", "id"), ("jobs", "id"), ("results", "model_id")):
+        for op, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD")):
+            db.execute(f"CREATE TRIGGER {table}_{op}_log AFTER {op.upper()} ON {table} BEGIN "
+                       f"INSERT INTO changes (tbl, ref, op) VALUES ('{table}', {row}.{key}, '{op}'); END")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]  # MIGRATIONS[i] takes version i to i+1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -200,6 +211,20 @@ class _Db:
         return getattr(self._conn, name)
 
 
+@dataclass
+class WorkspaceChanges:
+    """Which rows changed: model ids added or updated, model ids removed, job ids, models with new results."""
+
+    models: set[int] = field(default_factory=set)
+    removed_models: set[int] = field(default_factory=set)
+    jobs: set[str] = field(default_factory=set)
+    results: set[int] = field(default_factory=set)
+    everything: bool = False  # the log no longer reaches back: reload it all
+
+    def __bool__(self) -> bool:
+        return bool(self.models or self.removed_models or self.jobs or self.results or self.everything)
+
+
 class Workspace:
     """One workspace folder. Thread-safe (one connection behind a lock); several processes may share it."""
 
@@ -222,6 +247,7 @@ class Workspace:
         except sqlite3.DatabaseError as exc:
             raise EdgeStudioError(self.root / "workspace.db", f"cannot open the workspace database ({exc})") from None
         self.recover()
+        self.trim_changes()
 
     # ----------------------------------------------------------------------------------- lifecycle
     @property
@@ -401,6 +427,37 @@ class Workspace:
             d = e.to_dict()
             out.append({k: d[k] for k in ("name", "format", "sha256", "made_by", "job_id", "options", "created_at")})
         return out
+
+    def last_change(self) -> int:
+        """The newest entry of the change log (start :meth:`changes_since` from here)."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+            return int(row[0]) if row else 0
+
+    def changes_since(self, seq: int) -> tuple[int, WorkspaceChanges]:
+        """What changed after change ``seq``, in this process or another: ``(newest seq, changes)``. Cheap to
+        poll (one indexed query). If the log was trimmed past ``seq``, ``changes.everything`` is set."""
+        with self._lock:
+            oldest = self._db.execute("SELECT MIN(seq) FROM changes").fetchone()[0]
+            if oldest is None:  # an empty log: everything up to the high-water mark was trimmed
+                row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+                oldest = int(row[0]) + 1 if row else None
+            rows = self._db.execute("SELECT seq, tbl, ref, op FROM changes WHERE seq > ? ORDER BY seq",
+                                    (seq,)).fetchall()
+        changes = WorkspaceChanges(everything=bool(oldest is not None and oldest > seq + 1))
+        for r in rows:
+            if r["tbl"] == "models":
+                (changes.removed_models if r["op"] == "delete" else changes.models).add(int(r["ref"]))
+            elif r["tbl"] == "results" and r["ref"] is not None:
+                changes.results.add(int(r["ref"]))
+            elif r["tbl"] == "jobs":
+                changes.jobs.add(str(r["ref"]))
+        changes.models -= changes.removed_models
+        return (int(rows[-1]["seq"]) if rows else seq), changes
+
+    def trim_changes(self, keep: int = 20_000) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM changes WHERE seq <= (SELECT MAX(seq) FROM changes) - ?", (keep,))
 
     def change_token(self) -> tuple[int, int]:
         """Changes when anything commits to the workspace, in this process or another (SQLite's data_version

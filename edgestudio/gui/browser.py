@@ -196,6 +196,7 @@ class ModelBrowser(QWidget):
 
     # ---------------------------------------------------------------------------------------------- data
     def set_models(self, entries: list[ModelEntry]) -> None:
+        """Rebuild the tree (at start, or when the workspace's change log no longer reaches back)."""
         current = self.current_id()
         self.tree.clear()
         self._items.clear()
@@ -205,26 +206,69 @@ class ModelBrowser(QWidget):
 
         def add(parent_item: Any, parent_id: int | None) -> None:
             for e in by_parent.get(parent_id, []):
-                item = QTreeWidgetItem([e.name, e.format.label, human_size(e.size_bytes), badge_for(e)])
-                item.setData(0, Qt.ItemDataRole.UserRole, e.id)
-                item.setToolTip(0, f"{e.path}\nmade by: {e.made_by}" + (f" (job {e.job_id})" if e.job_id else ""))
-                item.setIcon(0, format_icon(e.format))
-                item.setForeground(1, QColor(format_color(e.format)))
-                if "✗" in item.text(3):
-                    item.setForeground(3, QColor("#c0392b"))
-                elif item.text(3):
-                    item.setForeground(3, QColor("#2e8b57"))
-                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsDragEnabled)
+                item = self._new_item(e)
                 (parent_item.addChild if parent_item else self.tree.addTopLevelItem)(item)
-                self._items[e.id] = item
                 add(item, e.id)
 
         add(None, None)
         self.tree.expandAll()
-        for col in range(4):
-            self.tree.resizeColumnToContents(col)
+        self._fit_columns()
         if current in self._items:
             self.select(current)
+
+    def apply_changes(self, entries: list[ModelEntry], removed: set[int]) -> bool:
+        """Update only the rows that changed: ``entries`` added or updated, ``removed`` ids gone (with their
+        children). Returns False when a row's parent is unknown here (the caller then rebuilds)."""
+        for model_id in removed:
+            item = self._items.get(model_id)
+            if item is None:
+                continue
+            parent = item.parent()
+            (parent.removeChild(item) if parent else self.tree.takeTopLevelItem(
+                self.tree.indexOfTopLevelItem(item)))
+            stack = [item]
+            while stack:
+                it = stack.pop()
+                self._items.pop(int(it.data(0, Qt.ItemDataRole.UserRole)), None)
+                stack.extend(it.child(i) for i in range(it.childCount()))
+        for e in sorted(entries, key=lambda e: e.id):  # parents before their children
+            item = self._items.get(e.id)
+            if item is not None:
+                self._fill(item, e)
+                continue
+            parent_item = self._items.get(e.parent_id) if e.parent_id is not None else None
+            if e.parent_id is not None and parent_item is None:
+                return False
+            item = self._new_item(e)
+            (parent_item.addChild if parent_item else self.tree.addTopLevelItem)(item)
+            if parent_item is not None:
+                parent_item.setExpanded(True)
+        if entries or removed:
+            self._fit_columns()
+        return True
+
+    def _new_item(self, e: ModelEntry) -> QTreeWidgetItem:
+        item = QTreeWidgetItem()
+        item.setData(0, Qt.ItemDataRole.UserRole, e.id)
+        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsDragEnabled)
+        self._fill(item, e)
+        self._items[e.id] = item
+        return item
+
+    def _fill(self, item: QTreeWidgetItem, e: ModelEntry) -> None:
+        for col, text in enumerate((e.name, e.format.label, human_size(e.size_bytes), badge_for(e))):
+            item.setText(col, text)
+        item.setToolTip(0, f"{e.path}\nmade by: {e.made_by}" + (f" (job {e.job_id})" if e.job_id else ""))
+        item.setIcon(0, format_icon(e.format))
+        item.setForeground(1, QColor(format_color(e.format)))
+        if "✗" in item.text(3):
+            item.setForeground(3, QColor("#c0392b"))
+        elif item.text(3):
+            item.setForeground(3, QColor("#2e8b57"))
+
+    def _fit_columns(self) -> None:
+        for col in range(4):
+            self.tree.resizeColumnToContents(col)
 
     def count(self) -> int:
         return len(self._items)

@@ -104,7 +104,7 @@ class MainWindow(QMainWindow):
         self._devices_job = self.bridge.submit(JobSpec(JobKind.CALL, options={
             "function": "edgestudio.backends.runtimes.base:device_dicts"}))
         # another process (a CLI, a second studio) writing to this workspace shows up here within a second
-        self._change_token = workspace.change_token()
+        self._change_seq = workspace.last_change()
         self._watch_timer = QTimer(self)
         self._watch_timer.timeout.connect(self._check_workspace)
         self._watch_timer.start(WATCH_MS)
@@ -237,17 +237,46 @@ class MainWindow(QMainWindow):
         if self.bridge.closed:
             return
         try:
-            token = self.workspace.change_token()
+            self.sync()
         except Exception:  # closed or unreadable for a moment: look again next time
             return
-        if token != self._change_token:
-            self._change_token = token
+
+    def sync(self) -> None:
+        """Apply what changed in the workspace since the last look, written by this window or another process
+        (a CLI, a second studio): only the rows that changed are touched."""
+        seq, changes = self.workspace.changes_since(self._change_seq)
+        self._change_seq = seq
+        if not changes:
+            return
+        if changes.everything:
             self.refresh()
-            # other processes' jobs, finished ones (this window's own rows follow their live events)
-            self.jobs.load_history([r for r in self.workspace.jobs(limit=50)
-                                    if r.id not in self.jobs._items and r.status.finished])
+        else:
+            entries = []
+            for model_id in changes.models | (changes.results - changes.removed_models):
+                try:
+                    entries.append(self.workspace.model(model_id))
+                except KeyError:
+                    changes.removed_models.add(model_id)
+            if not self.browser.apply_changes(entries, changes.removed_models):
+                self.refresh()
+            current = self.browser.current_id()
+            if current is not None and current in {e.id for e in entries}:
+                self.show_model(current)
+        # other processes' jobs, finished ones (this window's own rows follow their live events)
+        others = []
+        for job_id in changes.jobs - set(self.jobs._items):
+            try:
+                rec = self.workspace.job(job_id)
+            except KeyError:
+                continue
+            if rec.status.finished:
+                others.append(rec)
+        if others:
+            self.jobs.load_history(others)
 
     def refresh(self) -> None:
+        """Rebuild the model tree from the workspace."""
+        self._change_seq = self.workspace.last_change()
         models = self.workspace.models()
         self.browser.set_models(models)
         self.statusBar().showMessage(f"{len(models)} models in the workspace", 5000)
@@ -269,7 +298,7 @@ class MainWindow(QMainWindow):
         else:
             self.browser.clear_error()
         if ids:
-            self.refresh()
+            self.sync()
             self.browser.select(ids[-1])
         return ids
 
@@ -347,7 +376,7 @@ class MainWindow(QMainWindow):
                 != QMessageBox.StandardButton.Yes:
             return
         self.workspace.remove_model(model_id)
-        self.refresh()
+        self.sync()
 
     def convert_dropped(self, what: Any, target: str) -> str | None:
         """A model dropped on a format zone: convert it, in one gesture."""
@@ -515,7 +544,7 @@ class MainWindow(QMainWindow):
         except KeyError:
             return
         if kind in (JobKind.CONVERT, JobKind.OPTIMIZE):
-            self.refresh()
+            self.sync()
             if ok:
                 ids = (result or {}).get("model_ids") or []
                 if ids:

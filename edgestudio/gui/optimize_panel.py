@@ -27,18 +27,6 @@ from edgestudio.core.jobs import JobKind, JobSpec
 from edgestudio.core.workspace import ModelEntry
 from edgestudio.gui.forms import OptionsForm
 
-# which options each method reads (the form shows only those)
-METHOD_FIELDS: dict[str, tuple[str, ...]] = {
-    "fp16": (),
-    "int8-dynamic": ("per_channel", "weight_type"),
-    "int8-static": ("subset_size", "per_channel", "calibration_method", "activation_type", "weight_type", "preset",
-                    "ignored_scope"),
-    "int8-accuracy-aware": ("subset_size", "preset", "ignored_scope"),
-    "weights-int8": ("ignored_scope",),
-    "weights-int4": ("ratio", "group_size", "ignored_scope"),
-    "prune": ("sparsity",),
-    "graph-opt": ("level",),
-}
 PRESETS = ("max speed", "balanced", "max accuracy")  # each runtime's (method, options) is in the catalog
 
 
@@ -169,8 +157,9 @@ class OptimizePanel(QWidget):
             self.runtime.setCurrentText(default)
 
     def _runtime_changed(self, runtime: str) -> None:
-        methods = sorted({cls.method for key, cls in OPTIMIZERS.all().items()
-                          if key.startswith(runtime + ":") or key.startswith("any:")})
+        from edgestudio.core.catalog import optimizers
+
+        methods = sorted({o.method for o in optimizers() if o.runtime in (runtime, "any")})
         current = self.method.currentText()
         self.method.blockSignals(True)
         self.method.clear()
@@ -187,7 +176,10 @@ class OptimizePanel(QWidget):
             return
         cls = OPTIMIZERS.all().get(f"{self.runtime.currentText()}:{method}") or OPTIMIZERS.all().get(f"any:{method}")
         self.description.setText(cls.description if cls else "")
-        self.form = OptionsForm(OptimizeOptions, METHOD_FIELDS.get(method, ()))
+        from edgestudio.core.catalog import optimizer_options
+
+        # only the options this method reads for this runtime (the catalog says which)
+        self.form = OptionsForm(OptimizeOptions, optimizer_options(self.runtime.currentText(), method))
         self.scroll.setWidget(self.form)
 
     def apply_preset(self, name: str) -> None:

@@ -37,6 +37,7 @@ class JobManager:
     def submit(self, spec: JobSpec, *, output_name: str | None = None) -> str:
         """Queue ``spec``. With a workspace, the model is imported (once) and ``output_name`` lands in
         ``artifacts/<job id>/``; the artifact is recorded as a child of the model."""
+        spec.validate()  # a misspelt option fails here, in the caller, not silently in a worker
         job_id = new_job_id()
         parent_id = None
         if self.workspace is not None:

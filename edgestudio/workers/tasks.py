@@ -1,7 +1,8 @@
 """Job functions, one per kind: plain functions ``run_<kind>(spec, ctx) -> dict`` with no Qt.
 
-They run inside worker processes, but nothing ties them to one: tests call them directly with a
-:class:`JobContext`. Later kinds (convert, optimize, eval) register here as their engines land.
+They run inside worker processes (of any execution target), but nothing ties them to one: tests call them
+directly with a :class:`JobContext`. Each reads its kind's typed request, ``spec.request``
+(:mod:`edgestudio.core.requests`); a new kind registers its task here and its request type there.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def run_job(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     target = TASKS.get(spec.kind)
     if target is None:
         raise UsageError(spec.model, f"job kind {spec.kind.value!r} is not available in this version")
+    spec.validate()
     return _resolve(target)(spec, ctx)  # type: ignore[no-any-return]
 
 
@@ -47,7 +49,7 @@ def run_inspect(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     from edgestudio.core.inspection import inspect_model
 
     ctx.progress(0.1, "reading model")
-    info = inspect_model(spec.model or "", shapes=spec.options.get("shapes") or None)
+    info = inspect_model(spec.model or "", shapes=spec.request.shapes or None)
     ctx.progress(1.0, "done")
     return info.to_dict()
 
@@ -57,15 +59,14 @@ def run_bench(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     from edgestudio.bench.latency import BenchConfig, run_benchmark
     from edgestudio.core.formats import detect_format
 
-    opts = dict(spec.options)
+    req = spec.request
     runtime = spec.runtime or runtime_for_format(detect_format(spec.model or ""))
-    config = BenchConfig(runtime=runtime, device=spec.device or "CPU", iterations=int(opts.get("iterations", 100)),
-                         warmup=int(opts.get("warmup", 10)), duration_s=opts.get("duration_s"),
-                         threads=opts.get("threads"), shapes=dict(opts.get("shapes") or {}),
-                         precision=opts.get("precision"), inputs=opts.get("inputs") or {})
+    config = BenchConfig(runtime=runtime, device=spec.device or "CPU", iterations=int(req.iterations),
+                         warmup=int(req.warmup), duration_s=req.duration_s, threads=req.threads,
+                         shapes=dict(req.shapes), precision=req.precision, inputs=req.inputs)
     ctx.log(f"benchmark {spec.model} on {runtime}/{config.device}")
     result = run_benchmark(spec.model or "", config, on_sample=ctx.sample, progress=ctx.progress, cancel=ctx.cancel)
-    return result.to_dict(with_samples=bool(opts.get("keep_samples", True)))
+    return result.to_dict(with_samples=bool(req.keep_samples))
 
 
 def run_call(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
@@ -73,8 +74,9 @@ def run_call(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     take it (the start-up device listing once failed here with a TypeError, leaving every runtime at CPU)."""
     import inspect
 
-    fn = _resolve(str(spec.options["function"]))
-    kwargs = dict(spec.options.get("kwargs") or {})
+    req = spec.request
+    fn = _resolve(req.function)
+    kwargs = dict(req.kwargs)
     try:
         params = inspect.signature(fn).parameters
         takes_ctx = "ctx" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -92,14 +94,14 @@ def run_convert(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     from edgestudio.conversion.engine import convert_model
     from edgestudio.core.formats import ModelFormat
 
-    opts = spec.options
+    req = spec.request
     if not spec.output:
         raise UsageError(spec.model, "a conversion job needs an output path")
-    keep = bool(opts.get("keep_intermediate"))
+    keep = bool(req.keep_intermediate)
     report = convert_model(
-        spec.model or "", ModelFormat.parse(str(opts["to"])), output=ctx.staged(Path(spec.output).name),
-        options=ConvertOptions.from_dict(opts.get("convert")), via=[ModelFormat.parse(v) for v in opts.get("via") or []],
-        simplify=bool(opts.get("simplify")), intermediate_dir=ctx.staging if keep else None,
+        spec.model or "", ModelFormat.parse(req.to), output=ctx.staged(Path(spec.output).name),
+        options=ConvertOptions.from_dict(req.convert), via=[ModelFormat.parse(v) for v in req.via],
+        simplify=bool(req.simplify), intermediate_dir=ctx.staging if keep else None,
         progress=ctx.progress, cancel=ctx.cancel)
     for step in report.steps:
         parity = step.parity or {}
@@ -111,7 +113,7 @@ def run_convert(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     steps = report.steps if keep else report.steps[-1:]
     result["artifacts"] = [{"path": s.output, "parent": (i - 1 if i else None),
                             "options": {"converter": s.converter, "from": s.source, "to": s.target,
-                                        "versions": s.versions, "parity": s.parity, **(opts.get("convert") or {})}}
+                                        "versions": s.versions, "parity": s.parity, **req.convert}}
                            for i, s in enumerate(steps)]
     return result
 
@@ -122,12 +124,13 @@ def run_optimize(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
 
     from edgestudio.backends.optimizers.base import OptimizeOptions
 
-    opts = OptimizeOptions.from_dict(spec.options.get("options"))
-    if spec.options.get("auto"):
+    req = spec.request
+    opts = OptimizeOptions.from_dict(req.options)
+    if req.auto:
         from edgestudio.optimization.auto import auto_optimize
 
         table = auto_optimize(spec.model or "", runtime=spec.runtime or "any", options=opts, folder=ctx.staging,
-                              iterations=int(spec.options.get("iterations", 200)), progress=ctx.progress,
+                              iterations=int(req.iterations), progress=ctx.progress,
                               cancel=ctx.cancel, log=ctx.log)
         best = table.get("best")
         result = dict(table)
@@ -141,8 +144,8 @@ def run_optimize(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
 
     if not spec.output:
         raise UsageError(spec.model, "an optimization job needs an output path")
-    keep = bool(spec.options.get("keep_reference")) and ctx.staging is not None
-    report = optimize_model(spec.model or "", str(spec.options["method"]), runtime=spec.runtime,
+    keep = bool(req.keep_reference) and ctx.staging is not None
+    report = optimize_model(spec.model or "", str(req.method), runtime=spec.runtime,
                             output=ctx.staged(Path(spec.output).name), options=opts,
                             keep_dir=(ctx.staging / "reference") if keep and ctx.staging else None,
                             progress=ctx.progress, cancel=ctx.cancel)
@@ -154,7 +157,7 @@ def run_optimize(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
         ctx.log(f"warning: {w}")
     result = report.to_dict()
     opt_info = {"method": report.method, "runtime": report.runtime, "accuracy": report.accuracy,
-                **{k: v for k, v in (spec.options.get("options") or {}).items() if v not in (None, [], "", {})},
+                **{k: v for k, v in req.options.items() if v not in (None, [], "", {})},
                 "drift": report.details.get("drift")}
     if report.reference and keep:
         result["artifacts"] = [{"path": report.reference, "options": {"converted_for": report.method, "steps": report.steps}},
@@ -167,8 +170,9 @@ def run_optimize(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
 def run_eval(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     from edgestudio.bench.accuracy import evaluate
 
-    res = evaluate(spec.model or "", str(spec.options["dataset"]), runtime=spec.runtime, device=spec.device or "CPU",
-                   limit=spec.options.get("limit"), inputs=spec.options.get("inputs"), progress=ctx.progress,
+    req = spec.request
+    res = evaluate(spec.model or "", req.dataset, runtime=spec.runtime, device=spec.device or "CPU",
+                   limit=req.limit, inputs=req.inputs, progress=ctx.progress,
                    cancel=ctx.cancel)
     return res.to_dict()
 
@@ -181,10 +185,10 @@ def run_package(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
 
     if not spec.output:
         raise UsageError(spec.model, "a packaging job needs an output path")
-    opts = spec.options
+    req = spec.request
     result = build_package(spec.model or "", spec.runtime or "onnxruntime", ctx.staged(Path(spec.output).name),
-                           input_npy=opts.get("input"), inputs=opts.get("inputs"), dataset=opts.get("dataset"),
-                           iterations=int(opts.get("iterations", 100)), tflm=bool(opts.get("tflm")),
-                           lineage=opts.get("lineage"), progress=ctx.progress, cancel=ctx.cancel)
+                           input_npy=req.input, inputs=req.inputs, dataset=req.dataset,
+                           iterations=int(req.iterations), tflm=bool(req.tflm),
+                           lineage=req.lineage, progress=ctx.progress, cancel=ctx.cancel)
     result["package"] = result.pop("output")  # a zip, not a model: not registered as an artifact
     return result

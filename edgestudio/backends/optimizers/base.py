@@ -32,12 +32,15 @@ class OptimizationError(EdgeStudioError):
 @dataclass
 class OptimizeOptions:
     calibration: str | None = field(default=None, metadata={
-        "help": "calibration samples: .npz/.npy, a folder of images, or 'random' (results then carry a warning)"})
+        "help": "calibration samples: .npz/.npy, a folder of images, or 'random' (results then carry a warning)",
+        "metavar": "DATA"})
     dataset: str | None = field(default=None, metadata={
-        "help": "labeled evaluation data (.npz with x,y or class folders) for the accuracy guard"})
+        "help": "labeled evaluation data (.npz with x,y or class folders) for the accuracy guard", "metavar": "DATA"})
     max_drop: float = field(default=0.01, metadata={"help": "largest top-1 loss accepted (0.01 = 1 point)"})
     subset_size: int = field(default=300, metadata={"help": "calibration samples used at most"})
-    per_channel: bool = field(default=True, metadata={"help": "INT8: per-channel weight scales"})
+    per_channel: bool = field(default=True, metadata={"help": "INT8: per-channel weight scales",
+                                                      "flag": "--per-tensor", "flag_help": "INT8: per-tensor "
+                                                      "instead of per-channel weight scales"})
     calibration_method: str = field(default="minmax", metadata={
         "help": "ORT static INT8 calibration", "choices": ["minmax", "entropy", "percentile"]})
     activation_type: str = field(default="uint8", metadata={
@@ -47,7 +50,7 @@ class OptimizeOptions:
         "help": "NNCF preset: performance (symmetric) or mixed (asymmetric activations)",
         "choices": ["performance", "mixed"]})
     ignored_scope: list[str] = field(default_factory=list, metadata={
-        "help": "node names (or type:OpType) to keep in floating point"})
+        "help": "node names (or type:OpType) to keep in floating point", "flag": "--ignore"})
     level: str = field(default="all", metadata={
         "help": "ORT graph optimization level", "choices": ["basic", "extended", "all"]})
     sparsity: float = field(default=0.5, metadata={"help": "pruning: fraction of weights set to zero"})
