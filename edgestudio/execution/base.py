@@ -83,6 +83,11 @@ class Executor(abc.ABC):
     def describe(self) -> TargetInfo:
         """The target this executor runs on."""
 
+    @abc.abstractmethod
+    def reject(self, spec: JobSpec, job_id: str, error: str) -> None:
+        """Record a job that could not be started (its submission failed before it reached the target) as
+        failed with ``error``, with the usual queued and finished events."""
+
     def fetch(self, job_id: str, dest: Path) -> list[Path]:
         """Copy a finished job's artifacts into ``dest``. Targets sharing this machine's files (local pool,
         environments) have them published already; a remote target overrides this to download them."""
@@ -154,6 +159,14 @@ class ExecutorBase(Executor):
                     raise TimeoutError(f"job {job_id} still {self._records[job_id].status.value}")
                 self._changed.wait(left if left is not None else 1.0)
             return copy.deepcopy(self._records[job_id])
+
+    def reject(self, spec: JobSpec, job_id: str, error: str) -> None:
+        rec = JobRecord(id=job_id, spec=spec)
+        with self._lock:
+            self._records[job_id] = rec
+        self._emit(JobEvent(job_id, "queued", {"spec": spec.to_dict()}))
+        with self._lock:
+            self._finish(rec, JobStatus.FAILED, error)
 
     def _emit(self, event: JobEvent) -> None:
         for cb in list(self._subscribers):

@@ -62,7 +62,8 @@ class JobBridge(QObject):
             self.finished.emit(e.job_id, e.data["status"], e.data.get("error"), e.data.get("result"))
 
     def submit(self, spec: JobSpec, output_name: str | None = None) -> str:
-        return self.manager.submit(spec, output_name=output_name)
+        """Returns at once: hashing the model and the workspace's fsync happen on the manager's submitter thread."""
+        return self.manager.submit(spec, output_name=output_name, background=True)
 
     def cancel(self, job_id: str) -> None:
         self.manager.cancel(job_id)

@@ -3,10 +3,12 @@ panel (right). Docks can be rearranged; the layout is remembered. Every action i
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QSettings, Qt, QTimer, QUrl
+from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
 
@@ -38,6 +40,8 @@ WATCH_MS = 1000  # how often the workspace is checked for other processes' write
 
 
 class MainWindow(QMainWindow):
+    _imported = Signal(object, object, object)  # ids, errors, then: from the import thread to the GUI thread
+
     def __init__(self, workspace: Workspace, bridge: JobBridge | None = None, *, use_webengine: bool = True,
                  settings: QSettings | None = None) -> None:
         super().__init__()
@@ -84,7 +88,9 @@ class MainWindow(QMainWindow):
         self.status_workspace = QLabel(str(workspace.root))
         self.statusBar().addPermanentWidget(self.status_workspace)
 
-        self.browser.import_requested.connect(self.import_paths)
+        self.browser.import_requested.connect(self.import_paths_async)
+        self._imports_running = 0
+        self._imported.connect(self._on_imported)
         self.browser.selected.connect(self.show_model)
         self.browser.action.connect(self.model_action)
         self.browser.convert_dropped.connect(self.convert_dropped)
@@ -281,8 +287,8 @@ class MainWindow(QMainWindow):
         self.browser.set_models(models)
         self.statusBar().showMessage(f"{len(models)} models in the workspace", 5000)
 
-    def import_paths(self, paths: list[Path]) -> list[int]:
-        """Import dropped / chosen files. A file that is not a model shows one line and changes nothing."""
+    def _import_all(self, paths: list[Path]) -> tuple[list[int], list[str]]:
+        """Hash and copy ``paths`` into the workspace (any thread: the workspace is thread-safe)."""
         ids, errors = [], []
         for path in paths:
             try:
@@ -292,6 +298,39 @@ class MainWindow(QMainWindow):
                 errors.append(exc.one_line())
             except OSError as exc:
                 errors.append(f"{path}: {exc.strerror or exc}")
+        return ids, errors
+
+    def import_paths_async(self, paths: list[Path], then: Callable[[list[int]], Any] | None = None) -> None:
+        """Import dropped / chosen files without blocking the window: a large model takes seconds to hash and
+        copy. The browser updates when it is done; ``then(ids)`` runs on the GUI thread afterwards."""
+        paths = list(paths)
+        self.statusBar().showMessage(f"Importing {', '.join(p.name for p in paths[:3])}"
+                                     + (f" and {len(paths) - 3} more" if len(paths) > 3 else "") + "…")
+        self._imports_running += 1
+
+        def work() -> None:
+            ids, errors = self._import_all(paths)
+            if not self.bridge.closed:
+                self._imported.emit(ids, errors, then)
+
+        threading.Thread(target=work, name="edgestudio-import", daemon=True).start()
+
+    def _on_imported(self, ids: list[int], errors: list[str], then: Any) -> None:
+        self._imports_running -= 1
+        if self.bridge.closed:
+            return
+        self._show_imported(ids, errors)
+        if then is not None and ids:
+            then(ids)
+
+    def import_paths(self, paths: list[Path]) -> list[int]:
+        """Import files now (scripts, tests); drops and File ▸ Import use :meth:`import_paths_async`.
+        A file that is not a model shows one line and changes nothing."""
+        ids, errors = self._import_all(paths)
+        self._show_imported(ids, errors)
+        return ids
+
+    def _show_imported(self, ids: list[int], errors: list[str]) -> None:
         if errors:
             self.browser.show_error("Not imported: " + "\n".join(errors))
             self.statusBar().showMessage(errors[0], 10000)
@@ -300,7 +339,8 @@ class MainWindow(QMainWindow):
         if ids:
             self.sync()
             self.browser.select(ids[-1])
-        return ids
+            if not errors:
+                self.statusBar().showMessage(f"Imported {len(ids)} model{'s' if len(ids) > 1 else ''}", 5000)
 
     def show_model(self, model_id: int) -> None:
         try:
@@ -380,11 +420,9 @@ class MainWindow(QMainWindow):
 
     def convert_dropped(self, what: Any, target: str) -> str | None:
         """A model dropped on a format zone: convert it, in one gesture."""
-        if isinstance(what, Path):
-            ids = self.import_paths([what])
-            if not ids:
-                return None
-            what = ids[0]
+        if isinstance(what, Path):  # a file dropped on a format: import it (off this thread), then convert
+            self.import_paths_async([what], then=lambda ids: self.convert_dropped(ids[0], target))
+            return None
         entry = self.workspace.model(int(what))
         fmt = ModelFormat(target)
         from edgestudio.backends.converters.base import ConvertOptions
@@ -558,7 +596,7 @@ class MainWindow(QMainWindow):
         files, _ = QFileDialog.getOpenFileNames(self, "Import models", "", "Models (*.onnx *.tflite *.keras *.h5 "
                                                 "*.xml *.ort *.json);;All files (*)")
         if files:
-            self.import_paths([Path(f) for f in files])
+            self.import_paths_async([Path(f) for f in files])
 
     def environments_dialog(self) -> Any:
         from edgestudio.gui.envs_dialog import EnvironmentsDialog
@@ -571,7 +609,7 @@ class MainWindow(QMainWindow):
         """A model that is a folder (SavedModel, TF.js): a file dialog cannot pick it, this one can."""
         folder = QFileDialog.getExistingDirectory(self, "Import a model folder (SavedModel, TF.js)")
         if folder:
-            self.import_paths([Path(folder)])
+            self.import_paths_async([Path(folder)])
 
     def _open_workspace_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open workspace")

@@ -3,8 +3,10 @@ workspace. The GUI and the CLI both go through it; without a workspace it is a t
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,9 @@ class JobManager:
         self.workspace = workspace
         self.pool: Executor = executor or executor_for(target, max_workers=max_workers)
         self._parent: dict[str, int | None] = {}
+        self._pending: dict[str, threading.Event] = {}
+        self._pending_lock = threading.Lock()
+        self._submitter: ThreadPoolExecutor | None = None
         self._last_persist: dict[str, float] = {}
         self.pool.add_finish_hook(self._on_finish)
         if workspace is not None:
@@ -34,11 +39,27 @@ class JobManager:
     def subscribe(self, callback: Callable[[JobEvent], None]) -> Callable[[], None]:
         return self.pool.subscribe(callback)
 
-    def submit(self, spec: JobSpec, *, output_name: str | None = None) -> str:
+    def submit(self, spec: JobSpec, *, output_name: str | None = None, background: bool = False) -> str:
         """Queue ``spec``. With a workspace, the model is imported (once) and ``output_name`` lands in
-        ``artifacts/<job id>/``; the artifact is recorded as a child of the model."""
+        ``artifacts/<job id>/``; the artifact is recorded as a child of the model.
+
+        ``background``: return the job id at once and do the workspace work (hashing the model, the database's
+        fsync) on a submitter thread, in submission order: the studio's GUI thread never waits on the disk.
+        A job that cannot be recorded then ends as failed, saying why, like any other."""
         spec.validate()  # a misspelt option fails here, in the caller, not silently in a worker
         job_id = new_job_id()
+        if not background:
+            self._submit_now(spec, output_name, job_id)
+            return job_id
+        done = threading.Event()
+        with self._pending_lock:
+            self._pending[job_id] = done
+            if self._submitter is None:
+                self._submitter = ThreadPoolExecutor(1, thread_name_prefix="edgestudio-submit")
+            self._submitter.submit(self._submit_in_background, spec, output_name, job_id, done)
+        return job_id
+
+    def _submit_now(self, spec: JobSpec, output_name: str | None, job_id: str) -> None:
         parent_id = None
         if self.workspace is not None:
             if spec.model:
@@ -47,15 +68,42 @@ class JobManager:
                 spec.output = str(self.workspace.artifact_path(job_id, output_name))
             self.workspace.record_job(JobRecord(id=job_id, spec=spec))
         self._parent[job_id] = parent_id
-        return self.pool.submit(spec, job_id)
+        self.pool.submit(spec, job_id)
+
+    def _submit_in_background(self, spec: JobSpec, output_name: str | None, job_id: str, done: threading.Event) -> None:
+        try:
+            self._submit_now(spec, output_name, job_id)
+        except Exception as exc:  # noqa: BLE001 - e.g. the model vanished, or the disk is full
+            from edgestudio.core.errors import describe_exception
+
+            error = exc.one_line() if isinstance(exc, EdgeStudioError) else describe_exception(exc, spec.model)
+            self._parent.pop(job_id, None)
+            try:
+                self.pool.reject(spec, job_id, error)
+            except Exception:  # the pool is shut down: nobody listens any more
+                pass
+        finally:
+            done.set()
+            with self._pending_lock:
+                self._pending.pop(job_id, None)
+
+    def _submitted(self, job_id: str) -> None:
+        """Wait until a background submission of ``job_id`` reached the executor."""
+        with self._pending_lock:
+            done = self._pending.get(job_id)
+        if done is not None:
+            done.wait()
 
     def cancel(self, job_id: str) -> None:
+        self._submitted(job_id)
         self.pool.cancel(job_id)
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        self._submitted(job_id)
         return self.pool.wait(job_id, timeout)
 
     def get(self, job_id: str) -> JobRecord:
+        self._submitted(job_id)
         return self.pool.get(job_id)
 
     def history(self, limit: int | None = None) -> list[JobRecord]:
@@ -67,6 +115,8 @@ class JobManager:
         return [current.get(r.id, r) for r in stored]
 
     def shutdown(self) -> None:
+        if self._submitter is not None:
+            self._submitter.shutdown(wait=True)  # every accepted job reaches the executor (and is cancelled there)
         self.pool.shutdown()
 
     # ------------------------------------------------------------------------------------- persisting
