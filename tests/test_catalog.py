@@ -42,7 +42,7 @@ def fake_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "fakert_mod.py").write_text(FAKE)
     toml = tmp_path / "extra.toml"
     toml.write_text('[[runtime]]\nname = "fakert"\nlabel = "Fake runtime"\nmodule = "fakert_mod"\n'
-                    'formats = ["onnx"]\npip = ["fakert"]\n')
+                    'formats = ["onnx"]\npip = ["fakert"]\nauto = [{label = "Fake FP32"}]\n')
     monkeypatch.setenv("EDGESTUDIO_CATALOG", str(toml))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(ROOT)]))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -96,6 +96,10 @@ def test_a_fake_backend_appears_in_the_cli(fake_backend: Path) -> None:
     devices = json.loads(subprocess.run([sys.executable, "-m", "edgestudio", "devices", "--json"],
                                         capture_output=True, text=True, cwd=ROOT, env=env).stdout)
     assert {(d["runtime"], d["device"]) for d in devices} >= {("fakert", "NPU0"), ("fakert", "NPU1")}
+    from edgestudio.core.formats import ModelFormat
+    from edgestudio.optimization.auto import candidates
+
+    assert [(c.label, c.runtime) for c in candidates(ModelFormat.ONNX, "fakert")] == [("Fake FP32", "fakert")]
 
 
 def test_a_fake_backend_appears_in_the_gui(qtbot, fake_backend: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

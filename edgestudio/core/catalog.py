@@ -12,6 +12,7 @@ is one module plus one entry here, or, outside this repository, one entry in a T
     module = "my_package.myrt"        # importable; registers its class with @RUNTIMES.register
     formats = ["onnx"]
     pip = ["my-runtime"]
+    auto = [{label = "My runtime FP32"}]   # what auto-optimize tries on it (method, precision, options, sources)
 
 ``env`` names the Python environment a backend needs ("default": this one).
 """
@@ -29,6 +30,17 @@ from edgestudio.core.errors import EdgeStudioError
 
 
 @dataclass(frozen=True)
+class AutoCandidate:
+    """A variant auto-optimize tries on a runtime: ``method`` None is the FP32 model in the runtime's format."""
+
+    label: str
+    method: str | None = None
+    precision: str | None = None  # inference precision hint (OpenVINO); None: the device default
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    sources: tuple[str, ...] | None = None  # only from these formats (None: any the runtime can be reached from)
+
+
+@dataclass(frozen=True)
 class RuntimeDecl:
     name: str
     label: str
@@ -41,6 +53,7 @@ class RuntimeDecl:
     check_precision: str | None = None  # precision hint for numerical checks (OpenVINO: f32, not bf16)
     env: str = "default"
     presets: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict, hash=False, compare=False)
+    auto: tuple[AutoCandidate, ...] = ()  # what auto-optimize tries on it (traps measured on x86 left out)
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,7 @@ class OptimizerDecl:
         return f"{self.runtime}:{self.method}"
 
 
+_TF = ("keras", "h5", "savedmodel")
 _R = "edgestudio.backends.runtimes."
 _C = "edgestudio.backends.converters."
 _O = "edgestudio.backends.optimizers."
@@ -74,16 +88,27 @@ BUILTIN_RUNTIMES: tuple[RuntimeDecl, ...] = (
                 optimizes=("onnx", "ort"), pip=("onnxruntime",), package=True, presets={
                     "max speed": ("int8-static", {"activation_type": "uint8", "per_channel": True}),
                     "balanced": ("int8-static", {"calibration_method": "percentile"}),
-                    "max accuracy": ("fp16", {})}),
+                    "max accuracy": ("fp16", {})}, auto=(
+                    AutoCandidate("ORT FP32"),
+                    # not dynamic INT8 (several times slower for CNNs), not S8S8 (gains nothing on x86)
+                    AutoCandidate("ORT INT8 static U8S8", "int8-static", options={
+                        "activation_type": "uint8", "weight_type": "int8", "per_channel": True}))),
     RuntimeDecl("openvino", "OpenVINO", _R + "openvino", ("openvino", "onnx", "tflite"), native=("openvino",),
                 optimizes=("openvino",), pip=("openvino",), package=True, check_precision="f32", presets={
                     "max speed": ("int8-static", {"preset": "performance"}),
                     "balanced": ("int8-accuracy-aware", {"preset": "mixed"}),
-                    "max accuracy": ("fp16", {})}),
+                    "max accuracy": ("fp16", {})}, auto=(
+                    AutoCandidate("OpenVINO FP32 (device default precision)"),  # bf16 on AMX: its own accuracy
+                    AutoCandidate("OpenVINO FP32 (f32 hint)", precision="f32"),
+                    AutoCandidate("OpenVINO INT8 NNCF", "int8-static", options={"preset": "performance"}))),
     RuntimeDecl("litert", "LiteRT / TFLite", _R + "litert", ("tflite",), native=("tflite",),
                 optimizes=("tflite", "keras", "h5", "savedmodel"), pip=("ai-edge-litert",), package=True, presets={
                     "max speed": ("int8-static", {}), "balanced": ("int8-dynamic", {}),
-                    "max accuracy": ("fp16", {})}),
+                    "max accuracy": ("fp16", {})}, auto=(
+                    AutoCandidate("LiteRT FP32", sources=(*_TF, "tflite")),
+                    # TFLite quantization needs the TensorFlow model
+                    AutoCandidate("LiteRT INT8 full-integer", "int8-static", sources=_TF),
+                    AutoCandidate("LiteRT INT8 dynamic-range", "int8-dynamic", sources=_TF))),
     RuntimeDecl("tensorflow", "TensorFlow", _R + "tensorflow", ("keras", "h5", "savedmodel"),
                 native=("keras", "h5", "savedmodel"), pip=("tensorflow-cpu",)),
 )
@@ -147,7 +172,9 @@ def _load(files: tuple[Path, ...]) -> tuple[tuple[RuntimeDecl, ...], tuple[Conve
                 runtimes.append(RuntimeDecl(
                     str(d["name"]), str(d.get("label", d["name"])), str(d["module"]), _tuple(d, "formats"),
                     _tuple(d, "native"), _tuple(d, "optimizes"), _tuple(d, "pip"), bool(d.get("package", False)),
-                    d.get("check_precision"), str(d.get("env", "default"))))
+                    d.get("check_precision"), str(d.get("env", "default")), auto=tuple(
+                        AutoCandidate(str(a["label"]), a.get("method"), a.get("precision"), dict(a.get("options", {})),
+                                      _tuple(a, "sources") or None) for a in d.get("auto", []))))
             for d in doc.get("converter", []):
                 converters.append(ConverterDecl(str(d["name"]), str(d["module"]), _tuple(d, "sources"),
                                                 str(d["target"]), str(d.get("env", "default"))))

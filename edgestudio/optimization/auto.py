@@ -1,7 +1,7 @@
 """Auto-optimize: try the sensible variants (runtime x precision x key options), measure each, drop those
 that break the accuracy guard, return the fastest with the whole table.
 
-The candidate list steers clear of traps measured on x86 CPUs (see ../shared/FACTS.md): no ONNX Runtime
+The candidate list (the backend catalog's ``auto`` entries) steers clear of traps measured on x86 CPUs (see ../shared/FACTS.md): no ONNX Runtime
 dynamic INT8 for CNNs (several times slower), ONNX Runtime static INT8 with uint8 activations (S8S8 gains
 nothing), OpenVINO measured at its default precision (bf16 on AMX) *and* with the f32 hint, each with its
 own accuracy, and sessions that do not spin.
@@ -35,22 +35,12 @@ class Candidate:
 
 
 def candidates(src_fmt: ModelFormat, runtime: str) -> list[Candidate]:
-    tf_source = src_fmt in (ModelFormat.KERAS, ModelFormat.KERAS_H5, ModelFormat.SAVED_MODEL)
-    out: list[Candidate] = []
-    if runtime in ("any", "onnxruntime"):
-        out += [Candidate("ORT FP32", "onnxruntime", None),
-                Candidate("ORT INT8 static U8S8", "onnxruntime", "int8-static",
-                          options={"activation_type": "uint8", "weight_type": "int8", "per_channel": True})]
-    if runtime in ("any", "openvino"):
-        out += [Candidate("OpenVINO FP32 (device default precision)", "openvino", None, precision=None),
-                Candidate("OpenVINO FP32 (f32 hint)", "openvino", None, precision="f32"),
-                Candidate("OpenVINO INT8 NNCF", "openvino", "int8-static", options={"preset": "performance"})]
-    if runtime in ("any", "litert") and (tf_source or src_fmt is ModelFormat.TFLITE):
-        out.append(Candidate("LiteRT FP32", "litert", None))
-        if tf_source:  # TFLite quantization needs the TensorFlow model
-            out += [Candidate("LiteRT INT8 full-integer", "litert", "int8-static"),
-                    Candidate("LiteRT INT8 dynamic-range", "litert", "int8-dynamic")]
-    return out
+    """What to try, from the backend catalog's ``auto`` entries of each runtime (``runtime`` "any": all)."""
+    from edgestudio.core.catalog import runtimes
+
+    return [Candidate(c.label, r.name, c.method, c.precision, dict(c.options))
+            for r in runtimes() if runtime in ("any", r.name)
+            for c in r.auto if c.sources is None or src_fmt.value in c.sources]
 
 
 def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOptions | None = None,
