@@ -417,9 +417,18 @@ def cmd_package(args: argparse.Namespace) -> Any:
     lat = result["benchmark"]["latency_ms"]
     _emit(args, result, lambda d: f"{d['package']}\n  {d['runtime']}: p50 {lat['p50']:.3f} ms"
           + (f", top-1 {d['accuracy']['top1']:.4f}" if d.get("accuracy") else "")
-          + (f"\n  TFLite Micro: tflm/{d['tflm']['source']}, arena ~{d['tflm']['arena_bytes']:,} bytes" if d.get("tflm") else "")
+          + (_tflm_text(d["tflm"]) if d.get("tflm") else "")
           + f"\n  requirements: {', '.join(d['requirements'])}")
     return result
+
+
+def _tflm_text(t: dict[str, Any]) -> str:
+    if not t.get("arena_measured"):
+        return f"\n  TFLite Micro: tflm/{t['source']}, arena ESTIMATED at {t['arena_bytes']:,} bytes (TFLM not run)"
+    parts, par = t.get("arena_parts") or {}, t.get("parity") or {}
+    return (f"\n  TFLite Micro: tflm/{t['source']} + main.cc; arena {t['arena_bytes']:,} bytes measured in TFLM "
+            f"(head {parts.get('head', 0):,} + tail {parts.get('tail', 0):,}; 64-bit host), flash {t['flash_bytes']:,} "
+            f"bytes; TFLM vs LiteRT {par.get('verdict')} (max abs diff {par.get('max_abs_diff', 0):.3g})")
 
 
 # ---------------------------------------------------------------------------------- jobs and workspace

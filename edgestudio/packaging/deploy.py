@@ -209,9 +209,19 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
             np.savez(root / "input.npz", **feeds)
         np.save(root / "expected_output.npy", expected)
         if tflm:
-            from edgestudio.packaging.tflm import export_c_array
+            from edgestudio.packaging.tflm import TflmError, export_c_array, verify_tflm
 
-            manifest["tflm"] = export_c_array(model, root / "tflm", name)
+            progress(0.8, "running the model in TensorFlow Lite Micro (arena search)")
+            try:
+                verified = verify_tflm(model, spec)
+            except TflmError as exc:
+                if "not installed" not in exc.cause:
+                    raise  # an op TFLM lacks, or a model it cannot run: no package that would fail on the device
+                verified = None
+                manifest.setdefault("warnings", []).append(
+                    "TensorFlow Lite Micro is not installed here: the arena in tflm/ is an ESTIMATE "
+                    "(pip install tflite-micro to measure it)")
+            manifest["tflm"] = export_c_array(model, root / "tflm", name, verified=verified)
         (root / "report.json").write_text(json.dumps(manifest, indent=2, default=str))
         (root / "lineage.json").write_text(json.dumps({"lineage": manifest["lineage"], "versions": versions},
                                                       indent=2, default=str))
@@ -271,8 +281,21 @@ def _markdown(m: dict[str, Any]) -> str:
     lines += ["", "## Versions", ""] + [f"- {k} {v}" for k, v in sorted(m["versions"].items())]
     if m.get("tflm"):
         t = m["tflm"]
-        lines += ["", "## TensorFlow Lite Micro", "", f"`tflm/{t['source']}` / `tflm/{t['header']}`; estimated tensor "
-                  f"arena {t['arena_bytes']:,} bytes."]
+        lines += ["", "## TensorFlow Lite Micro", "", f"`tflm/{t['source']}`, `tflm/{t['header']}`, `tflm/{t['main']}` "
+                  f"(op resolver with exactly: {', '.join(t['ops'])})."]
+        if t.get("arena_measured"):
+            parts = t.get("arena_parts") or {}
+            par = t.get("parity") or {}
+            lines += [f"- RAM: tensor arena **{t['arena_bytes']:,} bytes**, measured in the TFLM interpreter "
+                      f"(head {parts.get('head', 0):,} activations, tail {parts.get('tail', 0):,} persistent) on a "
+                      f"{t['measured_on']}; the graph-replay estimate was {t['estimate_bytes']:,}.",
+                      f"- Flash: model {t['flash_bytes']:,} bytes (plus the TFLM library and your code).",
+                      f"- TFLM vs LiteRT on {par.get('samples')} {'random' if par.get('random_inputs') else 'given'} "
+                      f"inputs: {par.get('verdict')} (max abs diff {par.get('max_abs_diff'):.3g}, cosine "
+                      f"{par.get('cosine')})."]
+        else:
+            lines += [f"- RAM: tensor arena ESTIMATED at {t['arena_bytes']:,} bytes (TFLM was not run here).",
+                      f"- Flash: model {t['model_bytes']:,} bytes."]
     return "\n".join(lines) + "\n"
 
 
