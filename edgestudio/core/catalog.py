@@ -118,6 +118,7 @@ BUILTIN_CONVERTERS: tuple[ConverterDecl, ...] = (
     ConverterDecl("onnxslim", _C + "onnx_simplify", ("onnx",), "onnx"),
     ConverterDecl("onnx-ort", _C + "onnx_to_ort", ("onnx",), "ort"),
     ConverterDecl("onnx2tf", _C + "onnx_to_tflite", ("onnx",), "tflite"),
+    ConverterDecl("onnx2tf-savedmodel", _C + "onnx_to_savedmodel", ("onnx",), "savedmodel"),
     ConverterDecl("tf2onnx", _C + "tf_to_onnx", ("keras", "h5", "savedmodel"), "onnx"),
     ConverterDecl("tf-tflite", _C + "tf_to_tflite", ("keras", "h5", "savedmodel"), "tflite"),
     ConverterDecl("tflite2onnx", _C + "tflite_to_onnx", ("tflite",), "onnx"),
@@ -141,7 +142,7 @@ BUILTIN_OPTIMIZERS: tuple[OptimizerDecl, ...] = (
     OptimizerDecl("openvino", "weights-int4", _O + "ov_weights", options=("ratio", "group_size", "ignored_scope")),
     OptimizerDecl("litert", "fp16", _O + "tflite_fp16"),
     OptimizerDecl("litert", "int8-dynamic", _O + "tflite_dynamic"),
-    OptimizerDecl("litert", "int8-static", _O + "tflite_int8", options=("subset_size",)),
+    OptimizerDecl("litert", "int8-static", _O + "tflite_int8", options=("subset_size", "io_type")),
     OptimizerDecl("any", "prune", _O + "prune", options=("sparsity",)),
 )
 

@@ -136,7 +136,7 @@ def _try_arena(runtime: Any, data: bytes, size: int, feeds: list[list[np.ndarray
             it = runtime.Interpreter.from_bytes(data, arena_size=size)
             for sample in feeds[:1]:
                 for i, x in enumerate(sample):
-                    it.set_input(x, i)
+                    it.set_input(_tflm_in(it, i, x), i)
                 if it.invoke() != 0:
                     raise RuntimeError("invoke failed")
             ok, why = True, ""
@@ -271,9 +271,9 @@ def _verify_here(path: Path, inputs: Any = None, *, samples: int = 4) -> dict[st
         feed = dict(zip(names, sample))
         ref.append(np.asarray(next(iter(session.run(feed).values())), dtype=np.float64))
         for i, x in enumerate(sample):
-            it.set_input(x, i)
+            it.set_input(_tflm_in(it, i, x), i)
         it.invoke()
-        got.append(np.asarray(it.get_output(0), dtype=np.float64))
+        got.append(np.asarray(_tflm_out(it, 0), dtype=np.float64))
     a, b = np.concatenate([r.ravel() for r in ref]), np.concatenate([g.ravel() for g in got])
     diff = float(np.max(np.abs(a - b))) if a.size else 0.0
     denom = float(np.linalg.norm(a) * np.linalg.norm(b))
@@ -299,11 +299,35 @@ def _verify_here(path: Path, inputs: Any = None, *, samples: int = 4) -> dict[st
 def _output_scale(session: Any) -> float | None:
     """The output's quantization step (one LSB) when the model's output is quantized, else None."""
     try:
-        details = session.interpreter.get_output_details()[0]
-        scale = float(details.get("quantization", (0.0, 0))[0])
+        details = session._out[0]
+        scale = float(details.get("quantization", (0.0, 0))[0]) if np.dtype(details["dtype"]).kind in "iu" else 0.0
     except Exception:
         return None
     return scale or None
+
+
+def _tflm_q(details: dict[str, Any]) -> tuple[float, int] | None:
+    q = details.get("quantization_parameters") or {}
+    scales, zeros = q.get("scales"), q.get("zero_points")
+    if np.dtype(details["dtype"]).kind not in "iu" or scales is None or not len(scales):
+        return None
+    return float(scales[0]), int(zeros[0]) if zeros is not None and len(zeros) else 0
+
+
+def _tflm_in(it: Any, i: int, x: np.ndarray) -> np.ndarray:
+    """A float sample quantized for TFLM's integer input ``i`` (TFLM takes the tensor's own type)."""
+    d = it.get_input_details(i)
+    q = _tflm_q(d)
+    if q is None or x.dtype.kind != "f":
+        return x.astype(d["dtype"])
+    info = np.iinfo(np.dtype(d["dtype"]))
+    return np.clip(np.round(x / q[0] + q[1]), info.min, info.max).astype(d["dtype"])
+
+
+def _tflm_out(it: Any, i: int) -> np.ndarray:
+    y = it.get_output(i)
+    q = _tflm_q(it.get_output_details(i))
+    return y if q is None else (y.astype(np.float32) - q[1]) * q[0]
 
 
 def main_cc(ident: str, ops: list[str]) -> str:

@@ -39,31 +39,9 @@ class OnnxToTflite(Converter):
 
     def convert(self, src: Path, fmt: ModelFormat, dst: Path, opts: ConvertOptions, *,
                 progress: ProgressCallback, cancel: CancelToken) -> None:
-        from edgestudio.core.loaders import quiet_tensorflow
-
-        quiet_tensorflow()
-        import onnx2tf
-        import onnx2tf.onnx2tf as impl
-
-        from edgestudio.backends.converters.onnx_simplify import slim
-
-        impl.download_test_image_data = _synthetic_test_images  # never reach for the network
         with tempfile.TemporaryDirectory(prefix="edgestudio-onnx2tf-") as tmp:
-            work = Path(tmp)
-            progress(0.05, "simplifying (constant weights for onnx2tf)")
-            slim(src, work / "model.onnx")
-            cancel.check()
-            progress(0.2, "converting with onnx2tf")
-            kwargs: dict = {"non_verbose": True, "output_signaturedefs": True, "disable_strict_mode": True}
-            if opts.shapes:
-                kwargs["overwrite_input_shape"] = [f"{k}:{','.join(map(str, v))}" for k, v in opts.shapes.items() if k]
-            keep = _input_names(work / "model.onnx") if opts.layout == "nchw" else _channels_last_inputs(work / "model.onnx")
-            if keep:  # onnx2tf reads every 4-D input as NCHW: an NHWC input would be transposed once more
-                # (onnx2tf renames 'a:0' to 'a__0' before it looks the names up; unknown names are ignored)
-                kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = keep + [k.replace(":", "__") for k in keep if ":" in k]
-            onnx2tf.convert(input_onnx_file_path=str(work / "model.onnx"), output_folder_path=str(work / "out"),
-                            **kwargs)
-            produced = work / "out" / "model_float32.tflite"
+            out = run_onnx2tf(src, opts, Path(tmp), progress=progress, cancel=cancel)
+            produced = out / "model_float32.tflite"
             if not produced.exists():
                 raise ConversionError(src, "onnx2tf finished without writing a float32 TFLite model",
                                       converter=self.name)
@@ -77,6 +55,34 @@ class OnnxToTflite(Converter):
         err.hint = ("convert the original Keras/SavedModel to TFLite directly, or keep the model on "
                     "onnxruntime / openvino")
         return err
+
+
+def run_onnx2tf(src: Path, opts: ConvertOptions, work: Path, *, progress: ProgressCallback,
+                cancel: CancelToken) -> Path:
+    """Run onnx2tf on a simplified copy of ``src`` in ``work``; returns its output folder (a SavedModel with
+    signatures, and float32/float16 TFLite files)."""
+    from edgestudio.core.loaders import quiet_tensorflow
+
+    quiet_tensorflow()
+    import onnx2tf
+    import onnx2tf.onnx2tf as impl
+
+    from edgestudio.backends.converters.onnx_simplify import slim
+
+    impl.download_test_image_data = _synthetic_test_images  # never reach for the network
+    progress(0.05, "simplifying (constant weights for onnx2tf)")
+    slim(src, work / "model.onnx")  # a copy: onnx2tf rewrites its input in place
+    cancel.check()
+    progress(0.2, "converting with onnx2tf")
+    kwargs: dict = {"non_verbose": True, "output_signaturedefs": True, "disable_strict_mode": True}
+    if opts.shapes:
+        kwargs["overwrite_input_shape"] = [f"{k}:{','.join(map(str, v))}" for k, v in opts.shapes.items() if k]
+    keep = _input_names(work / "model.onnx") if opts.layout == "nchw" else _channels_last_inputs(work / "model.onnx")
+    if keep:  # onnx2tf reads every 4-D input as NCHW: an NHWC input would be transposed once more
+        # (onnx2tf renames 'a:0' to 'a__0' before it looks the names up; unknown names are ignored)
+        kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = keep + [k.replace(":", "__") for k in keep if ":" in k]
+    onnx2tf.convert(input_onnx_file_path=str(work / "model.onnx"), output_folder_path=str(work / "out"), **kwargs)
+    return work / "out"
 
 
 def _input_names(path: Path) -> list[str]:

@@ -45,6 +45,9 @@ class OptimizeOptions:
         "help": "ORT static INT8 calibration", "choices": ["minmax", "entropy", "percentile"]})
     activation_type: str = field(default="uint8", metadata={
         "help": "ORT static INT8 activations; uint8 (U8S8) is the fast choice on x86", "choices": ["uint8", "int8"]})
+    io_type: str = field(default="float", metadata={
+        "help": "LiteRT full INT8: the model's input/output type: float (a drop-in model), int8 or uint8 (what "
+                "microcontrollers feed it)", "choices": ["float", "int8", "uint8"]})
     weight_type: str = field(default="int8", metadata={"help": "ORT INT8 weights", "choices": ["int8", "uint8"]})
     preset: str = field(default="performance", metadata={
         "help": "NNCF preset: performance (symmetric) or mixed (asymmetric activations)",

@@ -1,4 +1,6 @@
-"""LiteRT full-integer INT8 with a representative dataset (float32 inputs/outputs kept: a drop-in model)."""
+"""LiteRT full-integer INT8 with a representative dataset; float32 inputs/outputs by default (a drop-in model),
+or int8/uint8 ones (``io_type``: what a microcontroller feeds it). ONNX and TFLite sources come through a
+SavedModel (onnx2tf)."""
 
 from __future__ import annotations
 
@@ -40,7 +42,10 @@ class TfliteInt8(Optimizer):
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.representative_dataset = representative
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if opts.io_type != "float":
+                conv.inference_input_type = conv.inference_output_type = {"int8": tf.int8, "uint8": tf.uint8}[
+                    opts.io_type]
 
         progress(0.2, f"calibrating on {len(samples)} samples and converting to full INT8")
         convert(src, fmt, dst, configure)
-        return {"warnings": warnings, "calibration_samples": len(samples)}
+        return {"warnings": warnings, "calibration_samples": len(samples), "io_type": opts.io_type}

@@ -13,6 +13,28 @@ from edgestudio.core.formats import ModelFormat
 from edgestudio.core.modelinfo import TensorSpec
 
 
+def _scale(d: dict[str, Any]) -> tuple[float, int] | None:
+    """(scale, zero point) of a quantized integer input/output tensor, else None."""
+    if np.dtype(d["dtype"]).kind not in "iu":
+        return None
+    scale, zero = d.get("quantization", (0.0, 0))
+    return (float(scale), int(zero)) if scale else None
+
+
+def quantize(x: np.ndarray, d: dict[str, Any]) -> np.ndarray:
+    """A float feed for a quantized integer input, quantized with the tensor's parameters (others unchanged)."""
+    q = _scale(d)
+    if q is None or np.asarray(x).dtype.kind != "f":
+        return x
+    info = np.iinfo(np.dtype(d["dtype"]))
+    return np.clip(np.round(np.asarray(x) / q[0] + q[1]), info.min, info.max).astype(d["dtype"])
+
+
+def dequantize(y: np.ndarray, d: dict[str, Any]) -> np.ndarray:
+    q = _scale(d)
+    return y if q is None else ((y.astype(np.float32) - q[1]) * q[0]).astype(np.float32)
+
+
 class LiteRtSession(Session):
     def __init__(self, interp: Any, device: str) -> None:
         from edgestudio.core.inspection import tflite_dims
@@ -23,8 +45,12 @@ class LiteRtSession(Session):
         self.device = device
         self._in = interp.get_input_details()
         self._out = interp.get_output_details()
-        self.inputs = [TensorSpec(d["name"], tflite_dims(d), np.dtype(d["dtype"]).name) for d in self._in]
-        self.outputs = [TensorSpec(d["name"], tflite_dims(d), np.dtype(d["dtype"]).name) for d in self._out]
+        # a full-integer model's int8/uint8 inputs and outputs are offered as float32: feeds are quantized with the
+        # tensor's scale and zero point, outputs dequantized, so every check compares real values
+        self.inputs = [TensorSpec(d["name"], tflite_dims(d), "float32" if _scale(d) else np.dtype(d["dtype"]).name)
+                       for d in self._in]
+        self.outputs = [TensorSpec(d["name"], tflite_dims(d), "float32" if _scale(d) else np.dtype(d["dtype"]).name)
+                        for d in self._out]
         self.precision = None
 
     def _set(self, feeds: dict[str, np.ndarray]) -> None:
@@ -36,12 +62,12 @@ class LiteRtSession(Session):
             self._interp.allocate_tensors()
             self._allocated_for = shapes
         for d in self._in:
-            self._interp.set_tensor(d["index"], feeds[d["name"]])
+            self._interp.set_tensor(d["index"], quantize(feeds[d["name"]], d))
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._set(feeds)
         self._interp.invoke()
-        return {spec.name: self._interp.get_tensor(d["index"]) for spec, d in zip(self.outputs, self._out)}
+        return {spec.name: dequantize(self._interp.get_tensor(d["index"]), d) for spec, d in zip(self.outputs, self._out)}
 
     def bind(self, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
         self._set(feeds)
@@ -71,9 +97,17 @@ def load(model, precision=None):
             if tuple(d["shape"]) != x.shape:
                 interp.resize_tensor_input(d["index"], list(x.shape))
                 interp.allocate_tensors()
+            scale, zero = d["quantization"]
+            if scale and x.dtype.kind == "f" and np.dtype(d["dtype"]).kind in "iu":  # an INT8-I/O model
+                info = np.iinfo(d["dtype"])
+                x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(d["dtype"])
             interp.set_tensor(d["index"], x)
         interp.invoke()
-        return interp.get_tensor(out["index"])
+        y = interp.get_tensor(out["index"])
+        scale, zero = out["quantization"]
+        if scale and np.dtype(out["dtype"]).kind in "iu":
+            y = ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+        return y
     return names, run
 '''
     requires = ("ai_edge_litert",)
