@@ -57,8 +57,9 @@ def _check_inputs(args: argparse.Namespace, spec: Any) -> None:
         return
     from edgestudio.core.formats import ModelFormat, detect_format
 
-    if detect_format(args.model) in (ModelFormat.KERAS, ModelFormat.KERAS_H5, ModelFormat.SAVED_MODEL):
-        return  # reading their inputs needs TensorFlow; the job checks them
+    if detect_format(args.model) in (ModelFormat.KERAS, ModelFormat.KERAS_H5, ModelFormat.SAVED_MODEL) or \
+            _other_env(args.model):
+        return  # reading their inputs needs TensorFlow (or another environment's PyTorch); the job checks them
     from edgestudio.core.inspection import inspect_model
 
     spec.check_names(inspect_model(args.model).inputs, args.model)
@@ -92,11 +93,19 @@ def _inspect_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _other_env(model: str) -> bool:
+    """Is this model read in another Python environment (a PyTorch file: the ``torch`` environment)?"""
+    from edgestudio.core.catalog import current_env, format_env
+    from edgestudio.core.formats import detect_format
+
+    return format_env(detect_format(model).value) not in ("default", current_env())
+
+
 def cmd_inspect(args: argparse.Namespace) -> Any:
     from edgestudio.bench.inputs import parse_shape_overrides
 
     shapes = parse_shape_overrides(args.shape)
-    if args.workspace or args.env:
+    if args.workspace or args.env or _other_env(args.model):
         from edgestudio.core.jobs import JobKind, JobSpec
 
         info = run_job(args, JobSpec(JobKind.INSPECT, model=str(Path(args.model).resolve()),
@@ -156,7 +165,7 @@ def cmd_bench(args: argparse.Namespace) -> Any:
     _check_inputs(args, spec)
     config = BenchConfig(runtime=runtime, device=args.device, iterations=args.iterations, warmup=args.warmup,
                          duration_s=args.duration, threads=args.threads, precision=args.precision, inputs=spec)
-    if args.workspace or args.env:
+    if args.workspace or args.env or _other_env(args.model):
         from edgestudio.core.jobs import JobKind, JobSpec
 
         result = run_job(args, JobSpec(JobKind.BENCH, model=str(Path(args.model).resolve()), runtime=runtime,
@@ -198,6 +207,8 @@ def cmd_convert(args: argparse.Namespace) -> Any:
     except ValueError as exc:
         raise UsageError(None, str(exc)) from None
     src = Path(args.model)
+    if args.int8:
+        return _convert_int8(args, src, target)
     plan = plan_conversion(detect_format(src), target, via=via, simplify=args.simplify)
     if args.plan:
         data = plan.to_dict()
@@ -223,6 +234,67 @@ def cmd_convert(args: argparse.Namespace) -> Any:
         result = run_job(args, JobSpec(JobKind.CONVERT, model=str(src), options=options, output=str(out.resolve())))
     result.pop("artifacts", None)
     _emit(args, result, _convert_text)
+    return result
+
+
+def _convert_int8(args: argparse.Namespace, src: Path, target: Any) -> dict[str, Any]:
+    """``convert --to tflite --int8 --calibration DATA``: a full-integer TFLite model (what TFLite Micro runs),
+    in one command: PyTorch files go to ONNX first (in the torch environment, checked against PyTorch), then
+    the model is calibrated and quantized (int8-static for LiteRT: ONNX -> SavedModel -> INT8 TFLite), with the
+    drift guard. With --workspace both results join the lineage."""
+    from edgestudio.core.formats import ModelFormat, detect_format
+    from edgestudio.core.jobs import JobKind, JobSpec
+
+    if target is not ModelFormat.TFLITE:
+        raise UsageError(None, "--int8 goes with --to tflite (a full-integer TFLite model for LiteRT / TFLite Micro); "
+                               "other runtimes: edgestudio optimize --method int8-static")
+    if not args.calibration:
+        raise UsageError(None, "--int8 needs --calibration DATA: real samples (.npz/.npy or an image folder), or "
+                               "'random' for a smoke test whose accuracy is unknown")
+    if args.calibration != "random" and not Path(args.calibration).exists():
+        raise UsageError(None, f"{args.calibration}: no such file or folder")
+    spec = _input_spec(args)
+    _check_inputs(args, spec)
+    model, steps, warnings = src, [], []
+    if _other_env(str(src)):  # PyTorch: to ONNX in its environment first
+        from edgestudio.backends.converters.base import ConvertOptions
+        from edgestudio.bench.inputs import parse_shape_overrides
+        from edgestudio.conversion.engine import default_output
+
+        copts = ConvertOptions(opset=args.opset, shapes=parse_shape_overrides(args.shape), inputs=spec.to_dict(),
+                               tolerance=args.tolerance)
+        options = {"to": "onnx", "keep_intermediate": bool(args.workspace), "convert": copts.to_dict()}
+        if args.workspace:
+            first = run_job(args, JobSpec(JobKind.CONVERT, model=str(src), options=options),
+                            output_name=default_output(src, ModelFormat.ONNX, folder=Path("/nonexistent")).name)
+        else:
+            out = (Path(args.output).parent if args.output else src.parent)
+            first = run_job(args, JobSpec(JobKind.CONVERT, model=str(src), options=options, output=str(
+                default_output(src, ModelFormat.ONNX, folder=out).resolve())))
+        model, steps, warnings = Path(first["output"]), list(first.get("steps", [])), list(first.get("warnings", []))
+        from edgestudio.core.inputspec import InputSpec
+
+        spec = InputSpec(data=spec.data, values=spec.values)  # the ONNX model has its shapes now (NHWC after it)
+    from edgestudio.backends.optimizers.base import OptimizeOptions
+
+    opts = OptimizeOptions(calibration=args.calibration, io_type=args.io_type or "float", inputs=spec.to_dict(),
+                           keep_lossy=False)
+    name = f"{src.stem}_int8{'_' + args.io_type + 'io' if args.io_type and args.io_type != 'float' else ''}.tflite"
+    ospec = JobSpec(JobKind.OPTIMIZE, model=str(model), runtime="litert",
+                    options={"method": "int8-static", "options": opts.to_dict(), "keep_reference": bool(args.workspace)})
+    if args.workspace:
+        result = run_job(args, ospec, output_name=Path(args.output).name if args.output else name)
+        if args.output:
+            _copy_model(Path(result["output"]), Path(args.output), ModelFormat.TFLITE)
+            result["output"] = str(Path(args.output).resolve())
+    else:
+        ospec.output = str((Path(args.output) if args.output else src.parent / name).resolve())
+        result = run_job(args, ospec)
+    result.pop("artifacts", None)
+    result["conversion"] = {"steps": steps, "warnings": warnings, "onnx": str(model) if model != src else None}
+    _emit(args, result, lambda d: "\n".join(
+        [f"{s['from']:>12} -> {s['to']:<10} {s['converter']:<12} parity " + str((s.get('parity') or {}).get('summary'))
+         for s in steps] + [_optimize_text(d)]))
     return result
 
 
@@ -374,9 +446,8 @@ def _compare_text(rows: list[dict[str, Any]]) -> str:
 
 def cmd_compare(args: argparse.Namespace) -> Any:
     from edgestudio.bench.compare import comparison_rows
-    from edgestudio.workers.manager import JobManager
-
     from edgestudio.execution.targets import executor_for
+    from edgestudio.workers.manager import JobManager
 
     executor = executor_for(args.env, max_workers=1)
     ws = _open_workspace(args) if args.workspace else None
@@ -442,7 +513,6 @@ def run_job(args: argparse.Namespace, spec: Any, output_name: str | None = None,
     """Run one job through the worker pool (recorded in ``--workspace`` when given and ``record``) and
     return its result."""
     from edgestudio.core.jobs import JobStatus
-
     from edgestudio.execution.targets import executor_for
     from edgestudio.workers.manager import JobManager
 
@@ -675,6 +745,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, help="max abs diff accepted by the parity check")
     p.add_argument("--no-validate", action="store_true", help="skip the parity check")
     p.add_argument("--plan", action="store_true", help="only show the conversion path")
+    p.add_argument("--int8", action="store_true", help="with --to tflite: a full-integer TFLite model (what TFLite "
+                                                       "Micro runs), calibrated on --calibration")
+    p.add_argument("--calibration", metavar="DATA", help="--int8: calibration samples (.npz/.npy, image folder)")
+    p.add_argument("--io-type", choices=["float", "int8", "uint8"], help="--int8: the model's input/output type "
+                                                                         "(default float; int8 for a microcontroller)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("optimize", parents=[common, target], help="quantize / compress / prune for a runtime, with an "

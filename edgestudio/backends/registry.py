@@ -25,7 +25,21 @@ class Requirements:
     requires: tuple[str, ...] = ()
 
     @classmethod
+    def env(cls) -> str:
+        """The Python environment the catalog runs this backend in ("default": the app's)."""
+        from edgestudio.core.catalog import module_env
+
+        return module_env(cls.__module__)
+
+    @classmethod
     def missing_packages(cls) -> list[str]:
+        """What is missing to use it from here: packages, or (for a backend of another environment) that
+        environment, whose packages are checked when it is created."""
+        from edgestudio.core.catalog import current_env, env_ready
+
+        env = cls.env()
+        if env not in ("default", current_env()):
+            return [] if env_ready(env) else [f"the '{env}' environment (edgestudio envs create {env})"]
         return packages_available(cls.requires)
 
     @classmethod

@@ -111,6 +111,9 @@ BUILTIN_RUNTIMES: tuple[RuntimeDecl, ...] = (
                     AutoCandidate("LiteRT INT8 dynamic-range", "int8-dynamic", sources=_TF))),
     RuntimeDecl("tensorflow", "TensorFlow", _R + "tensorflow", ("keras", "h5", "savedmodel"),
                 native=("keras", "h5", "savedmodel"), pip=("tensorflow-cpu",)),
+    # PyTorch lives in an environment of its own (a ~190 MB CPU wheel the app does not need otherwise)
+    RuntimeDecl("torch", "PyTorch", _R + "torch", ("torchscript", "pt2"), native=("torchscript", "pt2"),
+                pip=("torch",), env="torch"),
 )
 
 BUILTIN_CONVERTERS: tuple[ConverterDecl, ...] = (
@@ -123,7 +126,68 @@ BUILTIN_CONVERTERS: tuple[ConverterDecl, ...] = (
     ConverterDecl("tf-tflite", _C + "tf_to_tflite", ("keras", "h5", "savedmodel"), "tflite"),
     ConverterDecl("tflite2onnx", _C + "tflite_to_onnx", ("tflite",), "onnx"),
     ConverterDecl("openvino", _C + "to_openvino", ("onnx", "savedmodel", "tflite"), "openvino"),
+    ConverterDecl("torch.onnx", _C + "torch_to_onnx", ("torchscript", "pt2"), "onnx", env="torch"),
 )
+
+
+def _pinned(dist: str) -> str:
+    """``dist==<the version installed here>`` (an environment then matches the app), or plain ``dist``."""
+    import importlib.metadata
+
+    try:
+        return f"{dist}=={importlib.metadata.version(dist)}"
+    except importlib.metadata.PackageNotFoundError:
+        return dist
+
+
+#: Python environments backends need, by name: what `edgestudio envs create NAME` installs when given no
+#: requirements. onnx/onnxruntime/numpy are pinned to the app's, so checks in the environment match the app's.
+ENVIRONMENTS: dict[str, Any] = {
+    "torch": lambda: ["torch==2.13.0", "onnxscript==0.7.2", _pinned("onnx"), _pinned("onnxruntime"), _pinned("numpy")],
+}
+
+
+def environment_requirements(name: str) -> list[str] | None:
+    """The catalog's requirements for environment ``name`` (None: not one the catalog declares)."""
+    make = ENVIRONMENTS.get(name)
+    return list(make()) if make else None
+
+
+def current_env() -> str:
+    """The environment this process runs in ("default": the app's own)."""
+    return os.environ.get("EDGESTUDIO_ENV", "default")
+
+
+def envs_root() -> Path:
+    """Where Python environments live (``EDGESTUDIO_ENVS`` moves them)."""
+    override = os.environ.get("EDGESTUDIO_ENVS")
+    if override:
+        return Path(override)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("edgestudio", appauthor=False)) / "envs"
+
+
+def env_ready(name: str) -> bool:
+    return (envs_root() / name / "env.json").is_file()
+
+
+def format_env(fmt: str) -> str:
+    """The environment models of this format run in (their native runtime's)."""
+    r = next((r for r in runtimes() if fmt in r.native), None)
+    return r.env if r else "default"
+
+
+def converter_env(name: str) -> str:
+    return next((c.env for c in converters() if c.name == name), "default")
+
+
+def module_env(module: str) -> str:
+    """The environment of the backend implemented in ``module`` ("default" unless the catalog says)."""
+    for entry in (*runtimes(), *converters(), *optimizers()):
+        if entry.module == module:
+            return entry.env
+    return "default"
 
 # options every method takes: data, the accuracy and drift guards, the input specification
 COMMON_OPTIMIZE_OPTIONS = ("calibration", "dataset", "max_drop", "inputs", "min_cosine", "keep_lossy")

@@ -20,6 +20,8 @@ class ModelFormat(str, enum.Enum):
     SAVED_MODEL = "savedmodel"
     OPENVINO = "openvino"  # IR: .xml + .bin
     TFJS = "tfjs"
+    TORCHSCRIPT = "torchscript"  # torch.jit.save (.pt)
+    PT2 = "pt2"  # torch.export.save: an ExportedProgram (.pt2)
 
     @property
     def label(self) -> str:
@@ -33,7 +35,8 @@ class ModelFormat(str, enum.Enum):
     def parse(cls, text: str) -> ModelFormat:
         key = text.strip().lower().lstrip(".")
         aliases = {"ir": "openvino", "xml": "openvino", "saved_model": "savedmodel", "hdf5": "h5",
-                   "lite": "tflite", "litert": "tflite", "tf.js": "tfjs", "tensorflowjs": "tfjs"}
+                   "lite": "tflite", "litert": "tflite", "tf.js": "tfjs", "tensorflowjs": "tfjs",
+                   "pt": "torchscript", "jit": "torchscript", "exportedprogram": "pt2", "torch.export": "pt2"}
         key = aliases.get(key, key)
         try:
             return cls(key)
@@ -51,6 +54,8 @@ _LABELS = {
     ModelFormat.SAVED_MODEL: "TensorFlow SavedModel",
     ModelFormat.OPENVINO: "OpenVINO IR",
     ModelFormat.TFJS: "TensorFlow.js",
+    ModelFormat.TORCHSCRIPT: "PyTorch TorchScript",
+    ModelFormat.PT2: "PyTorch ExportedProgram",
 }
 _SUFFIXES = {
     ModelFormat.ONNX: ".onnx",
@@ -61,6 +66,8 @@ _SUFFIXES = {
     ModelFormat.SAVED_MODEL: "",
     ModelFormat.OPENVINO: ".xml",
     ModelFormat.TFJS: "",
+    ModelFormat.TORCHSCRIPT: ".pt",
+    ModelFormat.PT2: ".pt2",
 }
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -196,7 +203,65 @@ def _detect_zip(p: Path) -> ModelFormat:
         raise ModelFormatError(p, f"corrupt or truncated zip archive ({exc})") from None
     if "config.json" in names and ("model.weights.h5" in names or "metadata.json" in names):
         return ModelFormat.KERAS
-    raise ModelFormatError(p, "zip archive is not a Keras v3 model (no config.json / model.weights.h5)")
+    torch_kind = _torch_archive(p, names)
+    if torch_kind is not None:
+        return torch_kind
+    raise ModelFormatError(p, "zip archive is not a Keras v3 or PyTorch model (no config.json / model.weights.h5, "
+                              "no TorchScript code or ExportedProgram)")
+
+
+EXPORT_HINT = ("export it instead: torch.export.save(torch.export.export(model, example_inputs), 'model.pt2'), "
+               "or torch.jit.save(torch.jit.trace(model, example), 'model.pt')")
+
+
+def _torch_archive(p: Path, names: set[str]) -> ModelFormat | None:
+    """PyTorch's zip archives (one top folder): an ExportedProgram, a TorchScript module, or a pickled object
+    (``torch.save``), which is refused: unpickling runs code the file names. Which one it is comes from the
+    archive's entries and, for pickles, from the globals its data.pkl references (read, never executed)."""
+    tops = {n.split("/", 1)[0] for n in names if "/" in n}
+    if len(tops) != 1:
+        return None
+    top = next(iter(tops))
+    if f"{top}/archive_format" in names:
+        return ModelFormat.PT2
+    if f"{top}/constants.pkl" in names and any(n.startswith(f"{top}/code/") for n in names):
+        return ModelFormat.TORCHSCRIPT
+    if f"{top}/data.pkl" in names:
+        refs = _pickle_globals(p, f"{top}/data.pkl")
+        weights_only = refs <= {("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"),
+                                ("torch._utils", "_rebuild_parameter")} | {
+            ("torch", n) for n in ("FloatStorage", "HalfStorage", "BFloat16Storage", "LongStorage", "IntStorage",
+                                   "ByteStorage", "BoolStorage", "DoubleStorage", "float32", "Size")}
+        if weights_only:
+            raise ModelFormatError(p, "PyTorch weights only (a state_dict saved with torch.save): there is no "
+                                      "graph to run or convert", hint="load them into your model and " + EXPORT_HINT)
+        classes = sorted({f"{m}.{n}" for m, n in refs if not m.startswith(("torch", "collections", "builtins", "__builtin__"))})
+        raise ModelFormatError(p, "a pickled PyTorch module (torch.save(model)): loading it would run code named "
+                                  "by the file" + (f" ({', '.join(classes[:3])})" if classes else "")
+                                  + ", so EdgeStudio does not", hint=EXPORT_HINT)
+    return None
+
+
+def _pickle_globals(p: Path, member: str) -> set[tuple[str, str]]:
+    """The (module, name) pairs a pickle references, read with pickletools (nothing is unpickled)."""
+    import pickletools
+
+    out: set[tuple[str, str]] = set()
+    try:
+        with zipfile.ZipFile(p) as zf:
+            data = zf.read(member)
+        strings: list[str] = []
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(str(arg))
+            elif op.name == "GLOBAL":
+                mod, _, name = str(arg).partition(" ")
+                out.add((mod, name))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                out.add((strings[-2], strings[-1]))
+    except Exception:  # noqa: BLE001 - unreadable: treat it as code, the safe answer
+        out.add(("?", "unreadable pickle"))
+    return out
 
 
 def _detect_h5(p: Path) -> ModelFormat:

@@ -352,12 +352,18 @@ def make_feeds(specs: Sequence[TensorSpec], spec: InputSpec | None = None, *, co
     spec = spec or InputSpec()
     spec.check_names(specs, model)
     given = spec.arrays(specs)
+    notes: list[str] = []
+    for s in specs:  # a batch of N given to a model whose batch is fixed at 1: N samples of batch 1
+        arr = given.get(s.name)
+        if (arr is not None and s.shape != ["?"] and len(s.shape) > 1 and arr.ndim == len(s.shape)
+                and s.shape[0] == 1 and arr.shape[0] > 1):
+            given[s.name] = arr[:, None]
+            notes.append(f"{s.name}: {arr.shape[0]} samples of batch 1 (the model's batch is fixed at 1)")
     real = [s.name for s in specs]
     values = {match_name(k, real): v for k, v in spec.values.items()}
     shapes = resolve_shapes(specs, spec, dynamic_default=dynamic_default, model=model, given=given)
     per_input: dict[str, list[np.ndarray] | np.ndarray] = {}
     sources: dict[str, str] = {}
-    notes: list[str] = []
     stacked_n: set[int] = set()
     for s in specs:
         dtype = spec_dtype(s)

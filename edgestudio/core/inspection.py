@@ -627,6 +627,63 @@ def _inspect_ort(p: Path) -> ModelInfo:
                      [ort_spec(o) for o in sess.get_outputs()], {}, None, None, None, meta.producer_name or None)
 
 
+def _torch_dims(shape: Any) -> list[Any]:
+    return [int(d) if isinstance(d, int) or str(d).isdigit() else "?" for d in shape]
+
+
+def load_torch(path: str | Path) -> tuple[Any, list[TensorSpec], list[TensorSpec]]:
+    """(callable module, input specs, output specs) of a TorchScript or ExportedProgram file."""
+    import torch
+
+    path = Path(path)
+    fmt = detect_format(path)
+    try:
+        if fmt is ModelFormat.PT2:
+            ep = torch.export.load(str(path))
+            sig = ep.graph_signature
+            inputs, outputs = [], []
+            for node in ep.graph.nodes:
+                val = node.meta.get("val")
+                if node.op == "placeholder" and node.name in sig.user_inputs and val is not None:
+                    inputs.append(TensorSpec(node.name, _torch_dims(val.shape), str(val.dtype).removeprefix("torch.")))
+                if node.op == "output":
+                    vals = node.args[0] if isinstance(node.args[0], (list, tuple)) else [node.args[0]]
+                    for name, arg in zip(sig.user_outputs, vals):
+                        v = getattr(arg, "meta", {}).get("val")
+                        outputs.append(TensorSpec(str(name), _torch_dims(v.shape) if v is not None else ["?"],
+                                                  str(v.dtype).removeprefix("torch.") if v is not None else "float32"))
+            return ep.module(), inputs, outputs
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+        names = [a.name for a in module.forward.schema.arguments[1:]]
+        return module, [TensorSpec(n, ["?"], "float32") for n in names], [TensorSpec("output", ["?"], "float32")]
+    except ModelFormatError:
+        raise
+    except Exception as exc:
+        raise ModelFormatError(path, f"PyTorch cannot load it: {' '.join(str(exc).split())[:300]}") from None
+
+
+def _inspect_torch(p: Path) -> ModelInfo:
+    """TorchScript / ExportedProgram (in the ``torch`` environment): I/O, aten ops, parameters."""
+    from collections import Counter
+
+    import torch
+
+    fmt = detect_format(p)
+    module, inputs, outputs = load_torch(p)
+    if fmt is ModelFormat.PT2:
+        ep = torch.export.load(str(p))
+        ops = Counter(str(getattr(n.target, "__name__", n.target)).split(".")[0]
+                      for n in ep.graph.nodes if n.op == "call_function")
+        params = sum(int(v.numel()) for v in ep.state_dict.values()) + sum(
+            int(getattr(v, "numel", lambda: 0)()) for v in ep.constants.values())
+    else:
+        ops = Counter(n.kind().split("::")[-1] for n in module.inlined_graph.nodes()
+                      if not n.kind().startswith("prim::"))
+        params = sum(int(t.numel()) for t in module.parameters()) + sum(int(t.numel()) for t in module.buffers())
+    return ModelInfo(fmt, str(p), 0, inputs, outputs, dict(ops.most_common()), params, None, None,
+                     f"PyTorch {torch.__version__}")
+
+
 _SHAPED = {ModelFormat.ONNX, ModelFormat.TFLITE, ModelFormat.OPENVINO}  # inspectors that take shapes (MACs)
 
 _INSPECTORS: dict[ModelFormat, Any] = {
@@ -638,4 +695,6 @@ _INSPECTORS: dict[ModelFormat, Any] = {
     ModelFormat.SAVED_MODEL: _inspect_saved_model,
     ModelFormat.OPENVINO: _inspect_openvino,
     ModelFormat.TFJS: _inspect_tfjs,
+    ModelFormat.TORCHSCRIPT: _inspect_torch,
+    ModelFormat.PT2: _inspect_torch,
 }

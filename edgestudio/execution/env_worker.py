@@ -75,7 +75,7 @@ def main() -> int:
         return 0
     except BaseException as exc:  # noqa: BLE001 - report everything as one message
         ctx.flush()
-        if isinstance(exc, EdgeStudioError) and exc.path is None and spec.model:
+        if isinstance(exc, EdgeStudioError) and exc.path is None and spec.model and not getattr(exc, "named", False):
             exc.path = spec.model
         error = exc.one_line() if isinstance(exc, EdgeStudioError) else describe_exception(exc, spec.model)
         send(JobMessage("failed", req.job_id, {"error": error, "log": traceback.format_exc().splitlines()[-15:]}))

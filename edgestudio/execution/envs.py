@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgestudio.core.catalog import envs_root
 from edgestudio.core.errors import Cancelled, EdgeStudioError, UsageError, clean_message
 from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus, new_job_id
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
@@ -54,13 +55,6 @@ class EnvInfo:
         return asdict(self)
 
 
-def envs_root() -> Path:
-    override = os.environ.get("EDGESTUDIO_ENVS")
-    if override:
-        return Path(override)
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("edgestudio", appauthor=False)) / "envs"
 
 
 def _check_name(name: str) -> str:
@@ -124,10 +118,12 @@ def _package_path() -> Path:
     return folder
 
 
-def _env_vars() -> dict[str, str]:
+def _env_vars(name: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env["PYTHONPATH"] = str(_package_path())
     env["PYTHONNOUSERSITE"] = "1"
+    if name:
+        env["EDGESTUDIO_ENV"] = name  # the process knows where it runs: backends of this environment are local
     return env
 
 
@@ -152,6 +148,12 @@ def create_env(name: str, requirements: list[str], *, progress: ProgressCallback
     folder = envs_root() / _check_name(name)
     if (folder / "env.json").is_file():
         raise EnvError(folder, f"environment {name!r} exists; remove it first (`edgestudio envs remove {name}`)")
+    if not requirements:
+        from edgestudio.core.catalog import environment_requirements
+
+        requirements = environment_requirements(name) or []
+        if not requirements:
+            raise UsageError(None, f"give the requirements of environment {name!r} (the catalog declares none for it)")
     reqs = list(dict.fromkeys([*requirements, *([] if any(r.split("=")[0].strip() == "numpy" for r in requirements)
                                                  else ["numpy"])]))
     # built in place (a venv holds absolute paths): env.json, written last, marks it complete
@@ -211,7 +213,7 @@ def run_in_env(name: str, spec: JobSpec, *, on_message: Callable[[JobMessage], N
     rec = JobRecord(id=job_id or new_job_id(), spec=spec, status=JobStatus.RUNNING, started_at=time.time())
     staging = staging_folder(Path(spec.output), rec.id) if spec.output else None
     proc = subprocess.Popen([info.python, "-m", "edgestudio.execution.env_worker"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env_vars())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env_vars(name))
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(encode(RunRequest(rec.id, spec.to_dict(), str(staging) if staging else None)))
     proc.stdin.flush()

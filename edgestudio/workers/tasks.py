@@ -42,7 +42,64 @@ def run_job(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     if target is None:
         raise UsageError(spec.model, f"job kind {spec.kind.value!r} is not available in this version")
     spec.validate()
+    env = _model_env(spec)
+    if env is not None and spec.kind is not JobKind.CONVERT:
+        return forward_to_env(env, spec, ctx)  # e.g. inspecting or benchmarking a PyTorch model
     return _resolve(target)(spec, ctx)  # type: ignore[no-any-return]
+
+
+def _model_env(spec: JobSpec) -> str | None:
+    """The environment a job's model must be read in, when it is not this process's (None: here)."""
+    if not spec.model or spec.kind is JobKind.CALL:
+        return None
+    from edgestudio.core.catalog import current_env, format_env
+    from edgestudio.core.formats import detect_format
+
+    try:
+        env = format_env(detect_format(spec.model).value)
+    except Exception:  # noqa: BLE001 - an unreadable model fails in the task, with its own message
+        return None
+    return env if env not in ("default", current_env()) else None
+
+
+def forward_to_env(env: str, spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
+    """Run ``spec`` in environment ``env``: its progress, log and samples are relayed; its artifacts land in
+    this job's staging folder (published with it)."""
+    from pathlib import Path
+
+    from edgestudio.core.catalog import env_ready
+    from edgestudio.core.errors import Cancelled
+    from edgestudio.core.jobs import JobStatus
+    from edgestudio.execution.envs import EnvError, run_in_env
+
+    if not env_ready(env):
+        from edgestudio.core.catalog import environment_requirements
+
+        reqs = environment_requirements(env) or []
+        raise EnvError(spec.model, f"this model runs in the '{env}' Python environment, which does not exist yet",
+                       hint=f"edgestudio envs create {env}" + (f" (installs {', '.join(reqs)})" if reqs else ""))
+    sub = JobSpec.from_dict(spec.to_dict())
+    if spec.output and ctx.staging is not None:
+        sub.output = str(ctx.staged(Path(spec.output).name))
+
+    def relay(m: Any) -> None:
+        if m.type == "progress":
+            ctx.progress(float(m.data.get("fraction", 0.0)), f"[{env}] {m.data.get('message', '')}")
+        elif m.type == "log":
+            ctx.log(f"[{env}] {m.data.get('line', '')}")
+        elif m.type == "samples":
+            for i, ms in m.data.get("samples", []):
+                ctx.sample(int(i), float(ms))
+
+    rec = run_in_env(env, sub, on_message=relay, cancel=ctx.cancel)
+    ctx.flush()
+    if rec.status is JobStatus.CANCELLED:
+        raise Cancelled()
+    if rec.status is not JobStatus.SUCCEEDED:
+        err = EnvError(None, rec.error or "failed")
+        err.named = True  # the environment's message names its file already
+        raise err
+    return dict(rec.result or {})
 
 
 def run_inspect(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
@@ -98,6 +155,9 @@ def run_convert(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     if not spec.output:
         raise UsageError(spec.model, "a conversion job needs an output path")
     keep = bool(req.keep_intermediate)
+    env = _model_env(spec)
+    if env is not None:
+        return _convert_across_envs(spec, ctx, env)
     report = convert_model(
         spec.model or "", ModelFormat.parse(req.to), output=ctx.staged(Path(spec.output).name),
         options=ConvertOptions.from_dict(req.convert), via=[ModelFormat.parse(v) for v in req.via],
@@ -192,3 +252,49 @@ def run_package(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
                            lineage=req.lineage, progress=ctx.progress, cancel=ctx.cancel)
     result["package"] = result.pop("output")  # a zip, not a model: not registered as an artifact
     return result
+
+
+def _convert_across_envs(spec: JobSpec, ctx: JobContext, env: str) -> dict[str, Any]:
+    """A conversion whose first hops need another environment (PyTorch -> ONNX in ``torch``): those hops run
+    there, the rest here, and the two reports become one chain (lineage, parity per hop)."""
+    from pathlib import Path
+
+    from edgestudio.conversion.planner import plan_conversion
+    from edgestudio.core.catalog import converter_env
+    from edgestudio.core.formats import ModelFormat, detect_format
+
+    req = spec.request
+    target = ModelFormat.parse(req.to)
+    plan = plan_conversion(detect_format(spec.model or ""), target, via=[ModelFormat.parse(v) for v in req.via],
+                           simplify=bool(req.simplify))
+    n = 0
+    while n < len(plan.hops) and converter_env(plan.hops[n].converter) == env:
+        n += 1
+    if n == 0:
+        raise UsageError(spec.model, f"no converter in the '{env}' environment reads this model")
+    mid = ModelFormat(plan.hops[n - 1].target)
+    out = Path(spec.output or "")
+    first_out = out if n == len(plan.hops) else out.with_name(f"{Path(spec.model or '').stem}{mid.default_suffix}")
+    first = JobSpec(spec.kind, model=spec.model, options={**spec.options, "to": mid.value, "via": []},
+                    output=str(first_out))
+    ctx.log(f"{' -> '.join([plan.hops[0].source] + [h.target for h in plan.hops[:n]])} in environment {env}")
+    head = forward_to_env(env, first, ctx)
+    if n == len(plan.hops):
+        return head
+    mid_path = Path(head["output"])
+    rest = JobSpec(spec.kind, model=str(mid_path), options={**spec.options, "via": []}, output=spec.output)
+    tail = run_convert(rest, ctx)
+    steps = head.get("steps", []) + tail.get("steps", [])
+    arts_head = head.get("artifacts") or [{"path": str(mid_path), "parent": None}]
+    arts_tail = tail.get("artifacts") or []
+    k = len(arts_head)
+    arts = list(arts_head) + [{**a, "parent": (a["parent"] + k if a.get("parent") is not None else k - 1)}
+                              for a in arts_tail]
+    if not req.keep_intermediate:
+        arts = arts[-1:]
+        arts[0] = {**arts[0], "parent": None}
+    verdicts = [head.get("verdict"), tail.get("verdict")]
+    return {**tail, "steps": steps, "artifacts": arts, "warnings": head.get("warnings", []) + tail.get("warnings", []),
+            "seconds": float(head.get("seconds", 0)) + float(tail.get("seconds", 0)),
+            "verdict": next((v for v in ("failed", "inconclusive") if v in verdicts), tail.get("verdict")),
+            "source": spec.model, "executed_by": head.get("executed_by")}

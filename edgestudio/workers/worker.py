@@ -131,7 +131,7 @@ def worker_main(conn: Any, cancel_event: Any, warm_imports: tuple[str, ...] = ()
         except BaseException as exc:  # noqa: BLE001 - report everything, keep serving
             ctx.flush()
             tb = traceback.format_exc().splitlines()[-15:]
-            if isinstance(exc, EdgeStudioError) and exc.path is None and spec.model:
+            if isinstance(exc, EdgeStudioError) and exc.path is None and spec.model and not getattr(exc, "named", False):
                 exc.path = spec.model  # every job error names the file it is about
             error = exc.one_line() if isinstance(exc, EdgeStudioError) else describe_exception(exc, spec.model)
             try:
