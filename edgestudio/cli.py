@@ -242,7 +242,7 @@ def _convert_int8(args: argparse.Namespace, src: Path, target: Any) -> dict[str,
     in one command: PyTorch files go to ONNX first (in the torch environment, checked against PyTorch), then
     the model is calibrated and quantized (int8-static for LiteRT: ONNX -> SavedModel -> INT8 TFLite), with the
     drift guard. With --workspace both results join the lineage."""
-    from edgestudio.core.formats import ModelFormat, detect_format
+    from edgestudio.core.formats import ModelFormat
     from edgestudio.core.jobs import JobKind, JobSpec
 
     if target is not ModelFormat.TFLITE:

@@ -594,7 +594,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------------------------------- dialogs
     def _import_dialog(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Import models", "", "Models (*.onnx *.tflite *.keras *.h5 "
-                                                "*.xml *.ort *.json);;All files (*)")
+                                                "*.xml *.ort *.json *.pt *.pt2);;All files (*)")
         if files:
             self.import_paths_async([Path(f) for f in files])
 

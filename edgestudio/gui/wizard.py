@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFormLayout,
     QGroupBox,
     QLabel,
     QPlainTextEdit,
@@ -59,6 +61,9 @@ class ConversionWizard(QWizard):
     def targets(self) -> list[ModelFormat]:
         return [f for f, box in self.target_page.boxes.items() if box.isChecked()]
 
+    def microcontroller(self) -> bool:
+        return self.target_page.mcu.isChecked()
+
     def options(self) -> ConvertOptions:
         opts = ConvertOptions.from_dict(self.options_page.form.values() if self.options_page.form else {})
         if self.inputs_for is not None:
@@ -95,6 +100,13 @@ class TargetPage(QWizardPage):
             box.toggled.connect(self.completeChanged)
             self.boxes[fmt] = box
             lay.addWidget(box)
+        self.mcu = QCheckBox("Microcontroller: full-INT8 TFLite + TensorFlow Lite Micro sources "
+                             "(arena measured in the TFLM interpreter)")
+        self.mcu.setObjectName("target_microcontroller")
+        self.mcu.setToolTip("PyTorch/Keras/ONNX -> INT8 TFLite (calibrated, drift-guarded) -> a package with the C "
+                            "model array, main.cc and the arena TFLM needed")
+        self.mcu.toggled.connect(self.completeChanged)
+        lay.addWidget(self.mcu)
         self.simplify = QCheckBox("Simplify the ONNX hop (onnxslim)")
         lay.addWidget(self.simplify)
         lay.addStretch(1)
@@ -110,9 +122,10 @@ class TargetPage(QWizardPage):
                 box.setChecked(False)
                 box.setEnabled(False)
                 box.setToolTip(exc.cause)
+        self.mcu.setEnabled(self.boxes[ModelFormat.TFLITE].isEnabled())
 
     def isComplete(self) -> bool:  # noqa: N802
-        return any(b.isChecked() for b in self.boxes.values())
+        return any(b.isChecked() for b in self.boxes.values()) or self.mcu.isChecked()
 
 
 class OptionsPage(QWizardPage):
@@ -123,6 +136,23 @@ class OptionsPage(QWizardPage):
         self.setSubTitle("Only the options the planned converters honour; hover for a description.")
         self.lay = QVBoxLayout(self)
         self.form: OptionsForm | None = None
+        from edgestudio.gui.optimize_panel import DataPicker
+
+        self.mcu_box = QGroupBox("Microcontroller")
+        mcu = QFormLayout(self.mcu_box)
+        self.calibration = DataPicker("calibration samples: .npz/.npy or an image folder (real data)")
+        self.calibration.setObjectName("mcu_calibration")
+        self.calibration.edit.textChanged.connect(lambda _text: self.completeChanged.emit())
+        mcu.addRow("calibration", self.calibration)
+        self.io_type = QComboBox()
+        self.io_type.addItems(["int8", "uint8", "float"])
+        self.io_type.setToolTip("the INT8 model's input/output type: int8 is what a microcontroller feeds it")
+        mcu.addRow("input/output type", self.io_type)
+        self.lay.addWidget(self.mcu_box)
+        self.mcu_box.hide()
+
+    def isComplete(self) -> bool:  # noqa: N802
+        return not self.w.microcontroller() or bool(self.calibration.text())
 
     def initializePage(self) -> None:  # noqa: N802
         if self.form is not None:
@@ -135,6 +165,7 @@ class OptionsPage(QWizardPage):
                 used |= set(CONVERTERS.get(hop.converter).uses)
         self.form = OptionsForm(ConvertOptions, tuple(sorted(used)))
         self.lay.addWidget(self.form)
+        self.mcu_box.setVisible(self.w.microcontroller())
 
 
 class PlanPage(QWizardPage):
@@ -159,6 +190,11 @@ class PlanPage(QWizardPage):
             lines.append(f"<p><b>{fmt.label}</b>: {chain}</p>")
             for name, missing in plan.unavailable.items():
                 lines.append(f"<p style='color:gray'>unavailable: {name} (needs {', '.join(missing)})</p>")
+        if self.w.microcontroller():
+            first = "<b>torch.onnx</b> → onnx → " if src in (ModelFormat.PT2, ModelFormat.TORCHSCRIPT) else ""
+            lines.append(f"<p><b>Microcontroller</b>: {src.value} → {first}<b>int8-static (LiteRT)</b> → INT8 tflite "
+                         f"({self.w.options_page.io_type.currentText()} I/O) → <b>TFLite Micro</b>: arena measured, "
+                         "C sources</p>")
         self.text.setText("".join(lines))
 
 
@@ -183,6 +219,13 @@ class RunPage(QWizardPage):
                                                "parity"])
         self.report.verticalHeader().setVisible(False)
         lay.addWidget(self.report, 1)
+        self.mcu_summary = QLabel()
+        self.mcu_summary.setObjectName("mcu_summary")
+        self.mcu_summary.setWordWrap(True)
+        self.mcu_summary.setTextInteractionFlags(self.mcu_summary.textInteractionFlags()
+                                                 | Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.mcu_summary.hide()
+        lay.addWidget(self.mcu_summary)
         wizard.bridge.progress.connect(self._progress)
         wizard.bridge.log.connect(self._log)
         wizard.bridge.finished.connect(self._finished)
@@ -198,11 +241,23 @@ class RunPage(QWizardPage):
             name = default_output(Path(src.path), fmt, folder=Path("/nonexistent")).name
             job = w.bridge.submit(spec, output_name=name)
             w.jobs[job] = fmt.value
-            bar = QProgressBar()
-            bar.setRange(0, 1000)
-            bar.setFormat(f"{fmt.label}: queued")
-            self.bar_lay.addWidget(bar)
-            self.bars[job] = bar
+            self._bar(job, fmt.label)
+        if w.microcontroller():
+            inputs = dict(w.inputs_for(src.id)) if w.inputs_for is not None else {}
+            job = w.bridge.submit(JobSpec(JobKind.CALL, model=src.path, options={
+                "function": "edgestudio.workers.tasks:run_microcontroller",
+                "kwargs": {"model": src.path, "calibration": w.options_page.calibration.text(),
+                           "io_type": w.options_page.io_type.currentText(), "inputs": inputs}}),
+                output_name=f"{Path(src.path).stem}_mcu")
+            w.jobs[job] = "microcontroller"
+            self._bar(job, "Microcontroller")
+
+    def _bar(self, job: str, label: str) -> None:
+        bar = QProgressBar()
+        bar.setRange(0, 1000)
+        bar.setFormat(f"{label}: queued")
+        self.bar_lay.addWidget(bar)
+        self.bars[job] = bar
 
     def _progress(self, job: str, fraction: float, message: str) -> None:
         if job in self.bars:
@@ -236,12 +291,39 @@ class RunPage(QWizardPage):
                     item = QTableWidgetItem(v)
                     item.setToolTip(str(p.get("summary") or ""))
                     self.report.setItem(row, c, item)
+            if target == "microcontroller":
+                self._show_microcontroller(result)
             self.report.resizeColumnsToContents()
         else:
             bar.setFormat(f"{target}: {status}")
             self.w.errors[job] = error or status
             self.log.appendPlainText(f"[{target}] {status}: {error}")
+            if target == "microcontroller":
+                self.mcu_summary.setText(f"<span style='color:#c0392b'><b>Microcontroller</b>: {error}</span>")
+                self.mcu_summary.show()
         self.completeChanged.emit()
+
+    def _show_microcontroller(self, result: dict[str, Any]) -> None:
+        t = result.get("tflm") or {}
+        drift = result.get("drift") or {}
+        par = t.get("parity") or {}
+        parts = t.get("arena_parts") or {}
+        rows = [("microcontroller", "FP32 → INT8 tflite", "int8-static", "", "",
+                 str((drift.get("worst") or {}).get("cosine", "-")), f"drift {drift.get('verdict', 'not checked')}"),
+                ("microcontroller", "tflite → TFLite Micro", "tflite-micro", "", str(par.get("max_abs_diff", "-")),
+                 str(par.get("cosine", "-")), f"TFLM vs LiteRT {par.get('verdict', '-')}")]
+        for values in rows:
+            row = self.report.rowCount()
+            self.report.insertRow(row)
+            for c, v in enumerate(values):
+                self.report.setItem(row, c, QTableWidgetItem(v))
+        measured = "measured in the TFLM interpreter" if t.get("arena_measured") else "ESTIMATED (TFLM not run)"
+        self.mcu_summary.setText(
+            f"<b>Microcontroller</b>: tensor arena <b>{t.get('arena_bytes', 0):,} bytes</b> {measured} "
+            f"(activations {parts.get('head', 0):,} + persistent {parts.get('tail', 0):,}; 64-bit host, a 32-bit MCU "
+            f"needs a little less) · flash {t.get('flash_bytes', t.get('model_bytes', 0)):,} bytes · ops "
+            f"{', '.join(t.get('ops', []))} · unsupported: none<br>package: {result.get('package')}")
+        self.mcu_summary.show()
 
     def isComplete(self) -> bool:  # noqa: N802
         return len(self.w.results) + len(self.w.errors) == len(self.w.jobs) and bool(self.w.jobs)

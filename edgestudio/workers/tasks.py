@@ -298,3 +298,49 @@ def _convert_across_envs(spec: JobSpec, ctx: JobContext, env: str) -> dict[str, 
             "seconds": float(head.get("seconds", 0)) + float(tail.get("seconds", 0)),
             "verdict": next((v for v in ("failed", "inconclusive") if v in verdicts), tail.get("verdict")),
             "source": spec.model, "executed_by": head.get("executed_by")}
+
+
+def run_microcontroller(ctx: JobContext, model: str, calibration: str, io_type: str = "int8",
+                        inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The microcontroller path in one job (the studio's "Microcontroller" target): a PyTorch model goes to ONNX
+    first (in its environment, checked against PyTorch); then full-INT8 TFLite calibrated on ``calibration``
+    (drift-guarded); then a deployment package with TFLite Micro sources whose arena is measured in the TFLM
+    interpreter. Artifacts: the ONNX (when made), the FP32 TFLite reference and the INT8 TFLite, in one lineage."""
+    from pathlib import Path
+
+    from edgestudio.backends.converters.base import ConvertOptions
+    from edgestudio.backends.optimizers.base import OptimizeOptions
+    from edgestudio.core.inputspec import InputSpec
+    from edgestudio.packaging.deploy import build_package
+
+    if ctx.staging is None:
+        raise UsageError(model, "the microcontroller job needs an output folder")
+    src = Path(model)
+    spec = InputSpec.from_dict(inputs)
+    artifacts: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = []
+    current = src
+    if _model_env(JobSpec(JobKind.INSPECT, model=model)) is not None:
+        ctx.progress(0.02, "PyTorch -> ONNX (in its environment)")
+        conv = run_convert(JobSpec(JobKind.CONVERT, model=model, output=str(ctx.staged(f"{src.stem}.onnx")), options={
+            "to": "onnx", "convert": ConvertOptions(inputs=spec.to_dict()).to_dict()}), ctx)
+        current = Path(conv["output"])
+        steps += conv.get("steps", [])
+        artifacts.append({"path": str(current), "options": {"converter": "torch.onnx", "from": "pytorch", "to": "onnx",
+                                                            "parity": (conv["steps"][-1] or {}).get("parity")}})
+        spec = InputSpec(data=spec.data, values=spec.values)  # the ONNX model has its shapes now
+    ctx.progress(0.3, "full INT8 TFLite (calibrating)")
+    opts = OptimizeOptions(calibration=calibration, io_type=io_type, inputs=spec.to_dict())
+    int8_name = f"{src.stem}_int8.tflite"
+    opt = run_optimize(JobSpec(JobKind.OPTIMIZE, model=str(current), runtime="litert", output=str(ctx.staged(int8_name)),
+                               options={"method": "int8-static", "options": opts.to_dict(), "keep_reference": True}), ctx)
+    base = len(artifacts)
+    for a in opt.get("artifacts") or []:
+        parent = a.get("parent")
+        artifacts.append({**a, "parent": (parent + base) if parent is not None else (base - 1 if base else None)})
+    ctx.progress(0.75, "TensorFlow Lite Micro: measuring the arena in the interpreter")
+    manifest = build_package(opt["output"], "litert", ctx.staged(f"{src.stem}_mcu.zip"), inputs=spec, iterations=50,
+                             tflm=True, cancel=ctx.cancel)
+    return {"output": opt["output"], "artifacts": artifacts, "steps": steps + opt.get("steps", []),
+            "drift": (opt.get("details") or {}).get("drift"), "warnings": opt.get("warnings", []),
+            "package": manifest["output"], "tflm": manifest["tflm"], "size_bytes": opt.get("size_bytes")}

@@ -1,0 +1,183 @@
+"""From PyTorch to a microcontroller, for real: a small CNN trained on the digits in PyTorch, saved as an
+ExportedProgram and as TorchScript, inspected, converted to ONNX (checked against PyTorch), quantized to
+full-integer TFLite with int8 I/O, and run in the TFLite Micro interpreter with the arena the package states.
+
+PyTorch runs in the catalog's ``torch`` environment (created once in ``.cache/envs``, ~250 MB from the registry;
+``make test`` reuses it). Pickled modules are refused without the environment: nothing is unpickled."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, SAMPLES
+
+ENVS = ROOT / ".cache" / "envs"
+
+
+def cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgestudio", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout, env=dict(os.environ, EDGESTUDIO_ENVS=str(ENVS)))
+
+
+@pytest.fixture(scope="session")
+def torch_env() -> Path:
+    """The catalog's torch environment (created with its declared requirements when missing)."""
+    if not (ENVS / "torch" / "env.json").is_file():
+        r = cli("envs", "create", "torch", "--json", timeout=1800)
+        assert r.returncode == 0, r.stderr
+    return ENVS / "torch" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def digits_net(torch_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained digits CNN, saved four ways (see tests/helpers/torch_digits.py)."""
+    from edgestudio.samples import load_digits_split
+
+    folder = tmp_path_factory.mktemp("torch")
+    x_train, _, y_train, _ = load_digits_split(0)
+    np.savez(folder / "train.npz", x=x_train.transpose(0, 3, 1, 2), y=y_train)
+    r = subprocess.run([str(torch_env), str(ROOT / "tests" / "helpers" / "torch_digits.py"), str(folder / "train.npz"),
+                        str(folder)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return folder
+
+
+def test_pickled_modules_and_weights_are_refused_saying_why(digits_net: Path) -> None:
+    from edgestudio.core.errors import ModelFormatError
+    from edgestudio.core.formats import ModelFormat, detect_format
+
+    assert detect_format(digits_net / "digits_net.pt2") is ModelFormat.PT2
+    assert detect_format(digits_net / "digits_net.pt") is ModelFormat.TORCHSCRIPT
+    with pytest.raises(ModelFormatError, match=r"pickled PyTorch module .*DigitsNet.* torch\.export\.save"):
+        detect_format(digits_net / "digits_net_pickled.pt")
+    with pytest.raises(ModelFormatError, match="weights only"):
+        detect_format(digits_net / "digits_net_weights.pt")
+    r = cli("inspect", str(digits_net / "digits_net_pickled.pt"))
+    assert r.returncode == 1 and "would run code" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_inspect_runs_in_the_torch_environment(digits_net: Path) -> None:
+    r = cli("inspect", str(digits_net / "digits_net.pt2"), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["format"] == "pt2" and d["inputs"][0]["shape"] == [1, 1, 8, 8] and d["parameters"] == 3818
+    assert d["ops"]["conv2d"] == 2 and d["producer"].startswith("PyTorch")
+    ts = json.loads(cli("inspect", str(digits_net / "digits_net.pt"), "--json").stdout)
+    assert ts["format"] == "torchscript" and ts["parameters"] == 3818
+    assert "unknown rank" in (ts.get("macs_note") or "")  # TorchScript keeps no input shapes: said, not guessed
+
+
+def test_pytorch_to_int8_tflite_to_tflite_micro(digits_net: Path, tmp_path: Path) -> None:
+    """The whole path, from the CLI: .pt2 -> ONNX (parity vs PyTorch) -> full INT8 TFLite with int8 I/O
+    (calibrated, drift-guarded) within 2 points of PyTorch's top-1 -> a package whose TFLM arena is measured."""
+    test = str(SAMPLES / "digits_test.npz")  # NHWC samples: datasets adapt them to the NCHW model
+    ref = cli("eval", str(digits_net / "digits_net.pt2"), "--dataset", test, "--json")
+    assert ref.returncode == 0, ref.stderr
+    top1_torch = json.loads(ref.stdout)["top1"]
+    assert top1_torch > 0.9
+    ws = tmp_path / "ws"
+    r = cli("convert", str(digits_net / "digits_net.pt2"), "--to", "tflite", "--int8", "--io-type", "int8",
+            "--calibration", str(SAMPLES / "digits_calib.npz"), "--workspace", str(ws), "-o",
+            str(tmp_path / "digits_int8.tflite"), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    step = d["conversion"]["steps"][0]
+    assert step["converter"] == "torch.onnx" and step["parity"]["verdict"] == "passed"
+    assert step["parity"]["parent_runtime"] == "torch"
+    assert d["details"]["drift"]["verdict"] == "passed" and d["details"]["io_type"] == "int8"
+    int8 = tmp_path / "digits_int8.tflite"
+    ev = json.loads(cli("eval", str(int8), "--dataset", test, "--json").stdout)
+    assert ev["top1"] >= top1_torch - 0.02
+    from ai_edge_litert.interpreter import Interpreter
+
+    assert Interpreter(model_path=str(int8)).get_input_details()[0]["dtype"] == np.int8  # what an MCU feeds
+    models = json.loads(cli("models", "--workspace", str(ws), "--json").stdout)
+    # one lineage across environments: PyTorch -> ONNX -> FP32 TFLite (the drift reference) -> INT8 TFLite
+    assert [m["format"] for m in models] == ["pt2", "onnx", "tflite", "tflite"]
+    assert [m["parent_id"] for m in models] == [None] + [m["id"] for m in models[:-1]]
+
+    pkg = cli("package", str(int8), "--tflm", "--input", test, "-o", str(tmp_path / "d.zip"), "--json")
+    assert pkg.returncode == 0, pkg.stderr
+    t = json.loads(pkg.stdout)["tflm"]
+    assert t["arena_measured"] and t["parity"]["verdict"] == "passed" and t["flash_bytes"] == int8.stat().st_size
+    with zipfile.ZipFile(tmp_path / "d.zip") as zf:
+        header = next(zf.read(n).decode() for n in zf.namelist() if n.endswith("_model_data.h"))
+        assert f"ArenaSize = {t['arena_bytes']};" in header
+        assert any(n.endswith("tflm/main.cc") for n in zf.namelist())
+    from tflite_micro.python.tflite_micro import runtime
+
+    data = int8.read_bytes()
+    runtime.Interpreter.from_bytes(data, arena_size=t["arena_bytes"])  # runs with the stated arena...
+    with pytest.raises(RuntimeError):
+        runtime.Interpreter.from_bytes(data, arena_size=t["arena_bytes"] - 16)  # ...and not with less
+
+
+def test_torchscript_needs_its_shape_and_converts_with_it(digits_net: Path, tmp_path: Path) -> None:
+    src = str(digits_net / "digits_net.pt")
+    r = cli("convert", src, "--to", "onnx", "-o", str(tmp_path / "ts.onnx"))
+    assert r.returncode == 1 and "unknown rank: give --shape x=" in r.stderr
+    ok = cli("convert", src, "--to", "onnx", "--shape", "x=1,1,8,8", "-o", str(tmp_path / "ts.onnx"), "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["verdict"] == "passed"
+
+
+@pytest.fixture
+def torch_window(qtbot, tmp_path: Path, torch_env: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The studio, with the torch environment where its workers look for it."""
+    monkeypatch.setenv("EDGESTUDIO_ENVS", str(ENVS))
+    from PySide6.QtCore import QSettings
+
+    from edgestudio.core.workspace import Workspace
+    from edgestudio.gui.main_window import MainWindow
+
+    ws = Workspace(tmp_path / "ws")
+    win = MainWindow(ws, use_webengine=False, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.shutdown()
+    ws.close()
+
+
+def test_the_studio_takes_a_pytorch_model_to_a_microcontroller(qtbot, torch_window, digits_net: Path) -> None:  # type: ignore[no-untyped-def]
+    """Drop a .pt2: it is listed and inspected (in the torch environment); the wizard's Microcontroller target
+    gives INT8 TFLite in the lineage and a summary with the arena measured in TFLM."""
+    from tests.test_gui import drop_files
+
+    win = torch_window
+    drop_files(win.browser.tree, [digits_net / "digits_net.pt2"])
+    qtbot.waitUntil(lambda: win.browser.count() == 1, timeout=30_000)
+    root = win.browser.current_id()
+    assert win.browser.item_for(root).text(1) == "PyTorch ExportedProgram"
+    qtbot.waitUntil(lambda: win.details.ops.rowCount() > 0, timeout=120_000)  # inspected by PyTorch itself
+    assert "PyTorch" in win.details.summary.text()
+    wizard = win.model_action("convert", root)
+    qtbot.addWidget(wizard)
+    wizard.next()
+    from edgestudio.core.formats import ModelFormat
+
+    assert wizard.target_page.boxes[ModelFormat.ONNX].isEnabled()  # torch.onnx, from the torch environment
+    wizard.target_page.mcu.setChecked(True)
+    wizard.next()
+    assert not wizard.options_page.isComplete()  # calibration data first
+    wizard.options_page.calibration.set_text(str(SAMPLES / "digits_calib.npz"))
+    assert wizard.options_page.isComplete()
+    wizard.next()
+    assert "TFLite Micro" in wizard.plan_page.text.text() and "torch.onnx" in wizard.plan_page.text.text()
+    wizard.next()
+    qtbot.waitUntil(lambda: wizard.run_page.isComplete(), timeout=600_000)
+    assert not wizard.errors, wizard.errors
+    summary = wizard.run_page.mcu_summary.text()
+    assert "measured in the TFLM interpreter" in summary and "unsupported: none" in summary
+    formats = [m.format.value for m in win.workspace.models()]
+    assert formats[:2] == ["pt2", "onnx"] and formats.count("tflite") == 2
+    (ROOT / "build").mkdir(exist_ok=True)
+    wizard.run_page.grab().save(str(ROOT / "build" / "wizard-microcontroller.png"))
