@@ -11,7 +11,10 @@ setup: $(STAMP)
 
 # onnx2tf (ONNX -> TFLite) pins exact old versions of the whole stack (tensorflow 2.19, numpy 1.26, ...);
 # it runs fine on ours, so it and its small helpers are installed without their pins.
-NODEPS := onnx2tf==1.29.24 onnx_graphsurgeon==0.6.1 sng4onnx==2.0.1 tf_keras==2.21.0
+# tensorflowjs pins TF 2.19 (through tensorflow-decision-forests, which its SavedModel path never uses): it runs
+# on ours without its pins, as does tfjs-graph-converter (TF.js graph models back into TF, for parity checks).
+NODEPS := onnx2tf==1.29.24 onnx_graphsurgeon==0.6.1 sng4onnx==2.0.1 tf_keras==2.21.0 \
+	tensorflowjs==4.22.0 tensorflow-hub==0.16.1 tfjs-graph-converter==1.6.3
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \

@@ -220,6 +220,7 @@ def cmd_convert(args: argparse.Namespace) -> Any:
     opts = ConvertOptions(opset=args.opset, shapes=parse_shape_overrides(args.shape), layout=args.layout,
                           input_names=_names(args.input_names), output_names=_names(args.output_names),
                           compress_fp16=args.fp16, allow_tf_ops=args.allow_tf_ops, tolerance=args.tolerance,
+                          tfjs_quantization=args.tfjs_quantization,
                           validate=not args.no_validate, inputs=spec.to_dict())
     options = {"to": target.value, "via": [v.value for v in via], "simplify": args.simplify,
                "keep_intermediate": bool(args.workspace), "convert": opts.to_dict()}
@@ -741,6 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-names", help="comma-separated new input names (ONNX results)")
     p.add_argument("--output-names", help="comma-separated new output names (ONNX results)")
     p.add_argument("--fp16", action="store_true", help="OpenVINO IR: FP16 weights")
+    p.add_argument("--tfjs-quantization", choices=["none", "float16", "uint8"], default="none",
+                   help="TF.js: float16 or uint8 weights (smaller download; checked with a cosine floor)")
     p.add_argument("--allow-tf-ops", action="store_true", help="TFLite: allow TensorFlow ops (Flex delegate)")
     p.add_argument("--tolerance", type=float, help="max abs diff accepted by the parity check")
     p.add_argument("--no-validate", action="store_true", help="skip the parity check")

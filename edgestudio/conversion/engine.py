@@ -177,7 +177,9 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
         if opts.validate:
             hop_progress(0.85, "checking parity against the parent")
             # FP16 weights are judged by cosine, unless the user set an explicit element-wise tolerance
-            lossy = opts.compress_fp16 and hop.target is ModelFormat.OPENVINO and opts.tolerance is None
+            lossy = opts.tolerance is None and (
+                (opts.compress_fp16 and hop.target is ModelFormat.OPENVINO)
+                or (opts.tfjs_quantization != "none" and hop.target is ModelFormat.TFJS))
             tol = opts.tolerance if opts.tolerance is not None else cls.tolerance
             report = compare_models(current, dst, tolerance=tol, inputs=inputs, mode="lossy" if lossy else "exact",
                                     min_cosine=0.999 if lossy else None, expected_layout=conv.layout_change(opts))

@@ -111,6 +111,8 @@ BUILTIN_RUNTIMES: tuple[RuntimeDecl, ...] = (
                     AutoCandidate("LiteRT INT8 dynamic-range", "int8-dynamic", sources=_TF))),
     RuntimeDecl("tensorflow", "TensorFlow", _R + "tensorflow", ("keras", "h5", "savedmodel"),
                 native=("keras", "h5", "savedmodel"), pip=("tensorflow-cpu",)),
+    RuntimeDecl("tfjs-graph", "TF.js graph in TensorFlow", _R + "tfjs_graph", ("tfjs",), native=("tfjs",),
+                pip=("tfjs-graph-converter", "tensorflow-cpu")),
     # PyTorch lives in an environment of its own (a ~190 MB CPU wheel the app does not need otherwise)
     RuntimeDecl("torch", "PyTorch", _R + "torch", ("torchscript", "pt2"), native=("torchscript", "pt2"),
                 pip=("torch",), env="torch"),
@@ -126,6 +128,7 @@ BUILTIN_CONVERTERS: tuple[ConverterDecl, ...] = (
     ConverterDecl("tf-tflite", _C + "tf_to_tflite", ("keras", "h5", "savedmodel"), "tflite"),
     ConverterDecl("tflite2onnx", _C + "tflite_to_onnx", ("tflite",), "onnx"),
     ConverterDecl("openvino", _C + "to_openvino", ("onnx", "savedmodel", "tflite"), "openvino"),
+    ConverterDecl("tensorflowjs", _C + "tf_to_tfjs", ("keras", "h5", "savedmodel"), "tfjs"),
     ConverterDecl("torch.onnx", _C + "torch_to_onnx", ("torchscript", "pt2"), "onnx", env="torch"),
 )
 

@@ -46,6 +46,9 @@ class ConvertOptions:
         "help": "OpenVINO IR: store weights as FP16 (half the size, small numeric change)"})
     allow_tf_ops: bool = field(default=False, metadata={
         "help": "TFLite: keep TensorFlow ops TFLite lacks (SELECT_TF_OPS); the device then needs the Flex delegate"})
+    tfjs_quantization: str = field(default="none", metadata={
+        "help": "TF.js: store weights as float16 or uint8 (affine) instead of float32 (half / a quarter the size; "
+                "a small numeric change, checked with a cosine floor)", "choices": ["none", "float16", "uint8"]})
     tolerance: float | None = field(default=None, metadata={
         "help": "largest absolute output difference the parity check accepts (default: per converter)"})
     validate: bool = field(default=True, metadata={"help": "check each result numerically against its parent"})

@@ -1,0 +1,80 @@
+"""TF.js graph models run by TensorFlow in Python (``tfjs-graph-converter`` loads model.json back into a TF graph):
+the native check of a TF.js export. Browsers run them with TF.js itself (the ``tfjs`` browser runtime)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, Runtime, Session
+from edgestudio.core.errors import ModelFormatError
+from edgestudio.core.formats import ModelFormat
+
+
+class TfjsGraphSession(Session):
+    def __init__(self, graph: Any) -> None:
+        import tensorflow as tf
+
+        from edgestudio.core.inspection import inspect_model
+
+        self._graph = graph
+        self._sess = tf.compat.v1.Session(graph=graph)
+        self.runtime = "tfjs-graph"
+        self.device = "CPU"
+        self.precision = None
+        self._path = None
+        ops = {op.name: op for op in graph.get_operations()}
+        self._inputs = [ops[n].outputs[0] for n in sorted(ops) if ops[n].type == "Placeholder"]
+        consumed = {t.name for op in graph.get_operations() for t in op.inputs}
+        self._outputs = [op.outputs[0] for op in graph.get_operations()
+                         if op.outputs and op.outputs[0].name not in consumed and op.type not in ("Const", "NoOp")]
+        from edgestudio.core.modelinfo import TensorSpec
+
+        def dims(t: Any) -> list[Any]:
+            try:
+                return [d if d is not None else "?" for d in t.shape.as_list()]
+            except ValueError:
+                return ["?"]
+
+        self.inputs = [TensorSpec(t.op.name, dims(t), t.dtype.name) for t in self._inputs]
+        self.outputs = [TensorSpec(t.op.name, dims(t), t.dtype.name) for t in self._outputs]
+        del inspect_model
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self._sess.run(self._outputs, {t: feeds[s.name] for t, s in zip(self._inputs, self.inputs)})
+        return {s.name: np.asarray(v) for s, v in zip(self.outputs, values)}
+
+    def bind(self, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
+        feed = {t: feeds[s.name] for t, s in zip(self._inputs, self.inputs)}
+        outs, run = self._outputs, self._sess.run
+        return lambda: run(outs, feed)
+
+
+@RUNTIMES.register
+class TfjsGraphRuntime(Runtime):
+    name = "tfjs-graph"
+    label = "TF.js graph in TensorFlow"
+    formats = frozenset({ModelFormat.TFJS})
+    requires = ("tfjs_graph_converter", "tensorflow")
+
+    def devices(self) -> list[DeviceInfo]:
+        return [DeviceInfo(self.name, "CPU", "TF.js graph models in TensorFlow (tfjs-graph-converter)")]
+
+    def load(self, path: str | Path, *, device: str = "CPU", threads: int | None = None,
+             precision: str | None = None) -> Session:
+        from edgestudio.core.loaders import quiet_tensorflow
+
+        quiet_tensorflow()
+        self.check_device(device)
+        try:
+            import tfjs_graph_converter.api as api
+
+            folder = Path(path)
+            graph = api.load_graph_model(str(folder if folder.is_dir() else folder.parent))
+        except Exception as exc:
+            raise ModelFormatError(path, f"cannot load the TF.js graph model: {' '.join(str(exc).split())[:300]}") \
+                from None
+        return TfjsGraphSession(graph)
