@@ -136,7 +136,10 @@ def _bench_text(d: dict[str, Any]) -> str:
             f"\n  latency ms  mean {lat['mean']:.3f}  std {lat['std']:.3f}  min {lat['min']:.3f}  p50 {lat['p50']:.3f}"
             f"  p90 {lat['p90']:.3f}  p95 {lat['p95']:.3f}  p99 {lat['p99']:.3f}  max {lat['max']:.3f}"
             f"\n  throughput {d['throughput_fps']:.1f} inferences/s"
-            f"\n  inputs     " + ", ".join(f"{k} {v}" for k, v in (d.get("input_shapes") or {}).items()))
+            f"\n  inputs     " + ", ".join(f"{k} {v}" for k, v in (d.get("input_shapes") or {}).items())
+            + (f"\n  target     {d['target'].get('browser')}: {d['target'].get('runtime')}, "
+               f"{d['target'].get('threads')} wasm threads, crossOriginIsolated {d['target'].get('crossOriginIsolated')}"
+               if (d.get("target") or {}).get("browser") else ""))
 
 
 def cmd_bench(args: argparse.Namespace) -> Any:

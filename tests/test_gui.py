@@ -66,7 +66,8 @@ def test_wizard_to_openvino_gives_artifact_with_passing_parity(qtbot, window: Ma
     wizard = window.model_action("convert", model_id)
     qtbot.addWidget(wizard)
     wizard.next()  # source -> targets
-    assert not wizard.target_page.boxes[ModelFormat.SAVED_MODEL].isEnabled()
+    assert wizard.target_page.boxes[ModelFormat.SAVED_MODEL].isEnabled()  # ONNX -> SavedModel: onnx2tf
+    assert wizard.target_page.mcu.isEnabled()
     wizard.target_page.boxes[ModelFormat.OPENVINO].setChecked(True)
     wizard.next()  # -> options, generated from the converters' schema
     assert wizard.options_page.form is not None and "opt_compress_fp16" in [

@@ -26,7 +26,8 @@ PAIRS = [("digits_cnn.onnx", "onnxruntime"), ("digits_cnn.onnx", "openvino"), ("
 
 def test_all_four_runtimes_registered_and_available() -> None:
     assert set(RUNTIMES.all()) >= {"onnxruntime", "openvino", "litert", "tensorflow"}
-    assert all(cls.available() for cls in RUNTIMES.all().values())
+    # every runtime of this process is installed; PyTorch (its own environment) and the browser ones may not be
+    assert all(cls.available() for name, cls in RUNTIMES.all().items() if name not in ("torch", "ort-web"))
 
 
 def test_devices_cover_every_runtime() -> None:

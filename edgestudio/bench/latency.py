@@ -54,6 +54,7 @@ class BenchResult:
     threads: int | None
     input_shapes: dict[str, list[int]]
     samples_ms: list[float] = field(repr=False, default_factory=list)
+    target: dict[str, Any] = field(default_factory=dict)  # where it ran, as the runtime saw it (browser, threads...)
 
     def to_dict(self, with_samples: bool = False) -> dict[str, Any]:
         d = {
@@ -63,6 +64,8 @@ class BenchResult:
             "peak_rss_mb": round(self.peak_rss_mb, 1), "precision": self.precision, "threads": self.threads,
             "input_shapes": self.input_shapes,
         }
+        if self.target:
+            d["target"] = dict(self.target)
         if with_samples:
             d["samples_ms"] = [round(x, 5) for x in self.samples_ms]
         return d
@@ -100,5 +103,5 @@ def run_benchmark(model: str | Path, config: BenchConfig, *, on_sample: SampleCa
         latency_ms=LatencyStats.from_ms(lat), throughput_fps=lat.size / wall if wall > 0 else 0.0,
         load_ms=load_ms, first_inference_ms=first_ms, peak_rss_mb=peak_rss_mb(), precision=session.precision,
         threads=config.threads, input_shapes={k: list(v.shape) for k, v in feeds.items()},
-        samples_ms=lat.tolist(),
+        samples_ms=lat.tolist(), target=dict(getattr(session, "facts", {}) or {}),
     )

@@ -174,10 +174,19 @@ def runtimes_for_format(fmt: ModelFormat) -> list[str]:
 
 
 def list_devices() -> list[DeviceInfo]:
+    """Every device the runtimes installed here see; a runtime of another Python environment (ready) shows as
+    one CPU entry naming the environment (its library is not importable in this process)."""
+    from edgestudio.core.catalog import current_env
+
     out: list[DeviceInfo] = []
     for name, cls in sorted(RUNTIMES.all().items()):
-        if cls.available():
-            out.extend(cls().devices())
+        if not cls.available():
+            continue
+        env = cls.env()
+        if env not in ("default", current_env()):
+            out.append(DeviceInfo(name, "CPU", f"{cls.label} in the '{env}' Python environment"))
+            continue
+        out.extend(cls().devices())
     return out
 
 

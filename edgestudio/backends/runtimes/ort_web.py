@@ -1,0 +1,155 @@
+"""ONNX Runtime Web (wasm, SIMD, threads) in a real browser: headless Chromium found on the system, the page
+served from loopback with the cross-origin-isolation headers, onnxruntime-web's files vendored from npm.
+
+Latencies are measured in the page and streamed live; results carry the browser, its version, the effective
+number of wasm threads and ``crossOriginIsolated`` (without it threads silently drop to one). ``run`` (for parity
+checks) sends the inputs to the page and brings the outputs back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, Measured, Runtime, Session
+from edgestudio.core.errors import RuntimeUnavailableError
+from edgestudio.core.formats import ModelFormat
+
+
+class OrtWebSession(Session):
+    """A model served to the browser; each :meth:`run` is one page call (a browser starts on first use)."""
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        from edgestudio.core.inspection import inspect_model
+
+        info = inspect_model(path)
+        self.path = path
+        self.threads = threads
+        self.runtime = "ort-web"
+        self.device = "wasm"
+        self.inputs = info.inputs
+        self.outputs = info.outputs
+        self.precision = None
+        self.facts: dict[str, Any] = {}
+        self._browser: Any = None
+        self._server: Any = None
+
+    def _page(self) -> Any:
+        from edgestudio.backends.browser import Browser, WebServer, runtime_files, web_root
+
+        if self._browser is None:
+            self._server = WebServer({"/ort/": runtime_files("ort"), "/model/": self.path.parent,
+                                      "/bench.html": web_root() / "bench.html"})
+            self._browser = Browser()
+            self._browser.navigate(f"{self._server.url}/bench.html")
+            self.facts = {"browser": self._browser.version}
+        return self._browser
+
+    def call(self, feeds: dict[str, np.ndarray], *, iterations: int = 0, warmup: int = 0,
+             duration_s: float | None = None, on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        import json
+
+        from edgestudio.backends.browser import encode_array
+
+        page = self._page()
+        page.on_event = on_event or (lambda msg: None)
+        cfg = {"file": self.path.name, "threads": self.threads or 0, "iterations": iterations, "warmup": warmup,
+               "duration_s": duration_s, "inputs": {k: encode_array(v) for k, v in feeds.items()}}
+        page.evaluate("new Promise(r => { const w = () => window.ready ? r() : setTimeout(w, 10); w(); })")
+        result = page.evaluate(f"window.runOrt({json.dumps(cfg)})")
+        self.facts.update({k: result[k] for k in ("threads", "crossOriginIsolated", "hardwareConcurrency", "userAgent",
+                                                  "webgpu", "runtime")})
+        self.facts["page_load_ms"] = round(float(result["loadMs"]), 3)
+        return result  # type: ignore[no-any-return]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from edgestudio.backends.browser import decode_array
+
+        result = self.call(feeds)
+        return {name: decode_array(a) for name, a in result["outputs"].items()}
+
+    def bind(self, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
+        return lambda: self.run(feeds)  # a round trip to the page: benchmarks use OrtWebRuntime.benchmark
+
+    def close(self) -> None:
+        if self._browser is not None:
+            self._browser.close()
+            self._server.close()
+            self._browser = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+@RUNTIMES.register
+class OrtWebRuntime(Runtime):
+    name = "ort-web"
+    label = "ONNX Runtime Web (browser)"
+    formats = frozenset({ModelFormat.ONNX, ModelFormat.ORT})
+    requires = ()
+
+    @classmethod
+    def missing_packages(cls) -> list[str]:
+        from edgestudio.backends.browser import find_browser, web_root
+
+        missing = [] if find_browser() else ["a Chromium-family browser (apt-get install chromium)"]
+        if not (web_root() / "node_modules" / "onnxruntime-web").is_dir():
+            missing.append("onnxruntime-web (npm ci in web/)")
+        return missing
+
+    def devices(self) -> list[DeviceInfo]:
+        from edgestudio.backends.browser import find_browser
+
+        found = find_browser()
+        return [DeviceInfo(self.name, "wasm", f"onnxruntime-web wasm (SIMD, threads) in {found[1] if found else '?'}")]
+
+    def load(self, path: str | Path, *, device: str = "wasm", threads: int | None = None,
+             precision: str | None = None) -> Session:
+        if device.upper() not in ("WASM", "CPU"):
+            raise RuntimeUnavailableError(None, f"ort-web has no device {device!r} (available: wasm)")
+        return OrtWebSession(Path(path).resolve(), threads)
+
+    def benchmark(self, session: Session, feeds: dict[str, np.ndarray], *, iterations: int, warmup: int,
+                  duration_s: float | None = None, on_sample: Any = None, cancel: Any = None,
+                  progress: Callable[[float, str], None] = lambda f, m="": None) -> Measured:
+        """Timed in the page; each latency arrives as a DevTools console event and goes to ``on_sample``."""
+        import json
+
+        assert isinstance(session, OrtWebSession)
+        n_seen = [0]
+        total = iterations if not duration_s else 0
+
+        def on_event(msg: dict[str, Any]) -> None:
+            if msg.get("method") != "Runtime.consoleAPICalled":
+                return
+            args = msg.get("params", {}).get("args") or []
+            text = str(args[0].get("value", "")) if args else ""
+            if text.startswith("ES_SAMPLES "):
+                for i, ms in json.loads(text[len("ES_SAMPLES "):]):
+                    if on_sample is not None:
+                        on_sample(int(i), float(ms))
+                    n_seen[0] += 1
+                if total:
+                    progress(0.1 + 0.9 * n_seen[0] / total, f"iteration {n_seen[0]}/{total} in the browser")
+                if cancel is not None and cancel.cancelled:
+                    session.close()  # the page call then fails: the job ends as cancelled
+
+        progress(0.05, "starting the browser")
+        t0 = time.perf_counter()
+        try:
+            result = session.call(feeds, iterations=iterations if not duration_s else 10_000_000, warmup=warmup,
+                                  duration_s=duration_s, on_event=on_event)
+        except Exception:
+            if cancel is not None:
+                cancel.check()
+            raise
+        del t0
+        return Measured(float(result["firstMs"]), np.asarray(result["samples"], dtype=np.float64),
+                        float(result["wallS"]))
