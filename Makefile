@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgestudio-installed
 
-.PHONY: setup run test samples bench clean package package-lite screenshots real-models
+.PHONY: setup run test samples bench clean package package-lite screenshots real-models web browser
 
 setup: $(STAMP)
 
@@ -38,7 +38,24 @@ $(REAL_MODELS): tests/helpers/real_models.py | $(STAMP)
 	$(BIN)/python tests/helpers/real_models.py
 	@touch $@
 
-test: setup real-models
+# Browser runtimes (ONNX Runtime Web): their JS/wasm files come from npm (web/package-lock.json pins them; served
+# from loopback, never a CDN), and the browser is Debian's chromium (installed with apt-get when no Chromium or
+# Chrome is found: root is needed for that one step).
+WEB := web/node_modules/.installed
+
+web: $(WEB)
+
+$(WEB): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "npm missing; installing it"; apt-get update -qq && apt-get install -y -qq npm; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+browser:
+	@command -v chromium >/dev/null || command -v google-chrome >/dev/null || { \
+	  echo "no Chromium/Chrome; installing Debian's chromium (apt-get)"; \
+	  apt-get update -qq && apt-get install -y -qq chromium; }
+
+test: setup real-models web browser
 	QT_QPA_PLATFORM=offscreen PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 samples: setup

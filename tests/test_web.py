@@ -40,3 +40,31 @@ def test_tfjs_uint8_weights_are_smaller_and_checked_with_a_cosine_floor(tmp_path
         return sum(f.stat().st_size for f in folder.glob("*.bin"))
 
     assert size(small) * 3 < size(full)
+
+
+def test_ort_web_runs_in_headless_chromium_with_native_outputs_and_live_samples(tmp_path: Path) -> None:
+    """ONNX Runtime Web (wasm, threads) in a real browser: the page is cross-origin isolated, the latencies are
+    measured in the page and stream out one by one, the outputs equal native ONNX Runtime's."""
+    import numpy as np
+
+    from edgestudio.backends.runtimes import get_runtime
+    from edgestudio.bench.latency import BenchConfig, run_benchmark
+
+    model = SAMPLES / "digits_cnn.onnx"
+    seen: list[tuple[int, float]] = []
+    res = run_benchmark(model, BenchConfig(runtime="ort-web", device="wasm", iterations=60, warmup=5, threads=2),
+                        on_sample=lambda i, ms: seen.append((i, ms)))
+    assert res.iterations == 60 and [i for i, _ in seen] == list(range(60))
+    assert res.target["crossOriginIsolated"] is True and res.target["threads"] == 2
+    assert res.target["browser"].startswith(("Chromium", "Google Chrome")) and res.latency_ms.p50 > 0
+    x = np.load(SAMPLES / "digits_test.npz")["x"][:1].astype(np.float32)
+    web = get_runtime("ort-web").load(model)
+    try:
+        got = next(iter(web.run({"image": x}).values()))
+    finally:
+        web.close()  # type: ignore[attr-defined]
+    native = next(iter(get_runtime("onnxruntime").load(model).run({"image": x}).values()))
+    np.testing.assert_allclose(got, native, atol=1e-5)
+    r = run_cli("bench", str(model), "--runtime", "ort-web", "--iterations", "20", "--json", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["target"]["runtime"].startswith("onnxruntime-web")

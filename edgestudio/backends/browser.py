@@ -109,7 +109,8 @@ class WebServer:
         return f"http://127.0.0.1:{self.port}"
 
     def close(self) -> None:
-        self.httpd.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for the loop: never call it on a stopped thread
+            self.httpd.shutdown()
         self.httpd.server_close()
 
 
@@ -144,6 +145,7 @@ class Browser:
         self._reader = os.fdopen(self._from_r, "rb", buffering=0)
         self._buf = b""
         self._next_id = 0
+        self.timeout_s = 120.0  # the longest silence accepted from the browser (a page streams samples meanwhile)
         self._lock = threading.Lock()
         self.on_event: Callable[[dict[str, Any]], None] = lambda msg: None
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -158,7 +160,14 @@ class Browser:
             raise BrowserError(None, f"the browser is gone ({self._why()}): {exc}") from None
 
     def _read(self) -> dict[str, Any]:
+        import select
+        import time
+
+        deadline = time.monotonic() + self.timeout_s
         while b"\0" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._from_r], [], [], left)[0]:
+                raise BrowserError(None, f"no answer from the browser in {self.timeout_s:g} s ({self._why()})")
             chunk = self._reader.read(1 << 16)
             if not chunk:
                 raise BrowserError(None, f"the browser closed the DevTools pipe ({self._why()})")

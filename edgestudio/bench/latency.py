@@ -94,8 +94,14 @@ def run_benchmark(model: str | Path, config: BenchConfig, *, on_sample: SampleCa
     feeds = make_inputs(session.inputs, config.inputs, seed=config.seed, model=str(model))
     # the runtime measures itself: the default is the local timed loop; a remote or browser runtime reports
     # the latencies measured on its device through the same call
-    measured = runtime.benchmark(session, feeds, iterations=config.iterations, warmup=config.warmup,
-                                 duration_s=config.duration_s, on_sample=on_sample, cancel=cancel, progress=progress)
+    try:
+        measured = runtime.benchmark(session, feeds, iterations=config.iterations, warmup=config.warmup,
+                                     duration_s=config.duration_s, on_sample=on_sample, cancel=cancel,
+                                     progress=progress)
+    finally:
+        close = getattr(session, "close", None)  # a browser, a remote connection: released now
+        if callable(close):
+            close()
     lat, wall, first_ms = measured.samples_ms, measured.wall_s, measured.first_ms
     progress(1.0, "done")
     return BenchResult(

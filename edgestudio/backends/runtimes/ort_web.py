@@ -76,16 +76,12 @@ class OrtWebSession(Session):
         return lambda: self.run(feeds)  # a round trip to the page: benchmarks use OrtWebRuntime.benchmark
 
     def close(self) -> None:
+        """Stop the browser and the server (a browser left running also exits when this process does: its
+        DevTools pipe closes)."""
         if self._browser is not None:
             self._browser.close()
             self._server.close()
             self._browser = None
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 @RUNTIMES.register
