@@ -68,3 +68,23 @@ def test_ort_web_runs_in_headless_chromium_with_native_outputs_and_live_samples(
     r = run_cli("bench", str(model), "--runtime", "ort-web", "--iterations", "20", "--json", timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["target"]["runtime"].startswith("onnxruntime-web")
+
+
+def test_the_studio_compares_native_and_browser_side_by_side(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    """The comparison dialog offers ONNX Runtime Web next to the native runtimes; its rows carry the browser's
+    measurements and top-1 like any other."""
+    from edgestudio.gui.main_window import MainWindow
+
+    assert isinstance(window, MainWindow)
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    qtbot.waitUntil(lambda: any(d["runtime"] == "ort-web" for d in getattr(window, "devices", [])), timeout=120_000)
+    dialog = window.model_action("compare", model_id)
+    dialog.set_checked([model_id], [("onnxruntime", "CPU"), ("ort-web", "wasm")])
+    assert dialog.run_count()[0] == 2
+    dialog.dataset.setText(str(SAMPLES / "digits_test.npz"))
+    dialog.iterations.setValue(30)
+    dialog.run_button.click()
+    qtbot.waitUntil(lambda: window.comparison.rows and not window._compare, timeout=300_000)
+    rows = {r["runtime"]: r for r in window.comparison.rows}
+    assert set(rows) == {"onnxruntime", "ort-web"}, [r.get("error") for r in window.comparison.rows]
+    assert rows["ort-web"]["p50_ms"] > 0 and abs(rows["ort-web"]["accuracy"] - rows["onnxruntime"]["accuracy"]) < 1e-9

@@ -65,7 +65,7 @@ def test_migration_from_v1_keeps_data(tmp_path: Path) -> None:
     db.commit()
     db.close()
     ws = Workspace(root)
-    assert ws.schema_version == SCHEMA_VERSION == 4
+    assert ws.schema_version == SCHEMA_VERSION == 5
     models = ws.models()
     assert [(m.name, m.made_by) for m in models] == [("m.onnx", "import"), ("m.xml", "job")]
     assert ws.results() == []
@@ -155,5 +155,7 @@ def test_the_change_log_names_what_changed(tmp_path: Path, sample_onnx: Path, sa
     other.remove_model(root.id, delete_files=False)  # the child goes with it (cascade)
     _, gone = ws.changes_since(seq)
     assert gone.removed_models == {root.id, child.id} and not gone.models
+    ws.add_result(None, None, "call", {"value": 1})  # a result of no model is recorded (and not logged)
+    assert ws.changes_since(ws.last_change())[1].results == set()
     ws.trim_changes(keep=0)
     assert ws.changes_since(start)[1].everything  # the log no longer reaches back: reload all

@@ -109,13 +109,25 @@ def _v4(db: sqlite3.Connection) -> None:
     jobs and results changed (the studio updates those rows instead of rebuilding its tree)."""
     db.execute("CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, ref TEXT NOT NULL, "
                "op TEXT NOT NULL)")
+    _change_triggers(db)
+
+
+def _change_triggers(db: sqlite3.Connection) -> None:
     for table, key in (("models", "id"), ("jobs", "id"), ("results", "model_id")):
         for op, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD")):
-            db.execute(f"CREATE TRIGGER {table}_{op}_log AFTER {op.upper()} ON {table} BEGIN "
+            db.execute(f"DROP TRIGGER IF EXISTS {table}_{op}_log")
+            # a result of no model (a job's plain answer) is no row anyone shows: nothing to log
+            db.execute(f"CREATE TRIGGER {table}_{op}_log AFTER {op.upper()} ON {table} "
+                       f"WHEN {row}.{key} IS NOT NULL BEGIN "
                        f"INSERT INTO changes (tbl, ref, op) VALUES ('{table}', {row}.{key}, '{op}'); END")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]  # MIGRATIONS[i] takes version i to i+1
+def _v5(db: sqlite3.Connection) -> None:
+    """v5: v4's triggers logged results of no model as NULL, which the log refuses (the result was lost)."""
+    _change_triggers(db)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]  # MIGRATIONS[i] takes version i to i+1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
