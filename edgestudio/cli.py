@@ -490,6 +490,12 @@ def cmd_package(args: argparse.Namespace) -> Any:
         "lineage": lineage})
     result = run_job(args, spec, record=False)  # the zip goes where asked, not into the workspace
     lat = result["benchmark"]["latency_ms"]
+    if runtime == "ort-web":
+        chk = result["page_check"]
+        _emit(args, result, lambda d: f"{d['package']}\n  ort-web: p50 {lat['p50']:.3f} ms in {chk['browser']}; the "
+              f"package's page ran in it and matched native ONNX Runtime (max abs diff {chk['max_abs_diff_vs_native']:.3g})"
+              f"\n  serve it with: python serve.py (sets the COOP/COEP headers wasm threads need)")
+        return result
     _emit(args, result, lambda d: f"{d['package']}\n  {d['runtime']}: p50 {lat['p50']:.3f} ms"
           + (f", top-1 {d['accuracy']['top1']:.4f}" if d.get("accuracy") else "")
           + (_tflm_text(d["tflm"]) if d.get("tflm") else "")

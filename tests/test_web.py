@@ -88,3 +88,48 @@ def test_the_studio_compares_native_and_browser_side_by_side(qtbot, window) -> N
     rows = {r["runtime"]: r for r in window.comparison.rows}
     assert set(rows) == {"onnxruntime", "ort-web"}, [r.get("error") for r in window.comparison.rows]
     assert rows["ort-web"]["p50_ms"] > 0 and abs(rows["ort-web"]["accuracy"] - rows["onnxruntime"]["accuracy"]) < 1e-9
+
+
+def test_web_package_serves_itself_and_runs_in_the_browser(tmp_path: Path) -> None:
+    """package --runtime ort-web: a static folder whose own serve.py (with the COOP/COEP headers) serves a page
+    that runs the model in headless Chromium and gives EdgeStudio's expected output."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import zipfile
+
+    import numpy as np
+
+    from edgestudio.backends.browser import Browser
+
+    r = run_cli("package", str(SAMPLES / "digits_cnn.onnx"), "--runtime", "ort-web", "-o", str(tmp_path / "w.zip"),
+                "--json", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["page_check"]["max_abs_diff_vs_native"] < 1e-5
+    with zipfile.ZipFile(tmp_path / "w.zip") as zf:
+        zf.extractall(tmp_path / "u")
+    root = tmp_path / "u" / "digits_cnn"
+    assert {"index.html", "serve.py", "model/digits_cnn.onnx", "ort/ort.wasm.min.mjs"} <= {
+        str(f.relative_to(root)) for f in root.rglob("*") if f.is_file()}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "serve.py", str(port)], cwd=root, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        with Browser() as browser:
+            browser.navigate(f"http://127.0.0.1:{port}/index.html")
+            got = browser.evaluate("new Promise(r => { const w = () => window.result ? r(window.result) : "
+                                   "setTimeout(w, 20); w(); })")
+    finally:
+        server.kill()
+        server.wait()
+    assert "error" not in got and got["crossOriginIsolated"] is True
+    np.testing.assert_allclose(np.asarray(got["output"]).reshape(got["shape"]), np.load(root / "expected_output.npy"),
+                               atol=1e-5)
