@@ -133,3 +133,28 @@ def test_web_package_serves_itself_and_runs_in_the_browser(tmp_path: Path) -> No
     assert "error" not in got and got["crossOriginIsolated"] is True
     np.testing.assert_allclose(np.asarray(got["output"]).reshape(got["shape"]), np.load(root / "expected_output.npy"),
                                atol=1e-5)
+
+
+def test_tfjs_runs_in_the_browser_with_the_exports_outputs(tmp_path: Path) -> None:
+    """A TF.js export benchmarked with TF.js itself in headless Chromium (wasm and plain-JS backends): the
+    page's outputs equal the export run back in TensorFlow."""
+    import numpy as np
+
+    from edgestudio.backends.runtimes import get_runtime
+    from edgestudio.bench.latency import BenchConfig, run_benchmark
+
+    out = tmp_path / "web"
+    assert run_cli("convert", str(SAMPLES / "digits_cnn.keras"), "--to", "tfjs", "-o", str(out),
+                   timeout=600).returncode == 0
+    res = run_benchmark(out, BenchConfig(runtime="tfjs", device="wasm", iterations=30, warmup=3))
+    assert res.iterations == 30 and res.target["runtime"].startswith("tfjs 4.22") and "(wasm)" in res.target["runtime"]
+    x = np.load(SAMPLES / "digits_test.npz")["x"][:1].astype(np.float32)
+    ref = next(iter(get_runtime("tfjs-graph").load(out).run({get_runtime("tfjs-graph").load(out).inputs[0].name: x})
+                    .values()))
+    for device in ("wasm", "js"):
+        web = get_runtime("tfjs").load(out, device=device)
+        try:
+            got = next(iter(web.run({web.inputs[0].name: x}).values()))
+        finally:
+            web.close()  # type: ignore[attr-defined]
+        np.testing.assert_allclose(got, ref, atol=1e-5)

@@ -41,9 +41,14 @@ def web_root() -> Path:
     return Path(override) if override else Path(__file__).resolve().parents[2] / "web"
 
 
+RUNTIME_DIRS = {"ort": "onnxruntime-web/dist", "tfjs-core": "@tensorflow/tfjs-core/dist",
+                "tfjs-cpu": "@tensorflow/tfjs-backend-cpu/dist", "tfjs-converter": "@tensorflow/tfjs-converter/dist",
+                "tfjs-wasm": "@tensorflow/tfjs-backend-wasm/dist"}
+
+
 def runtime_files(kind: str) -> Path:
-    """Where a browser runtime's files are: ``ort`` (onnxruntime-web's dist)."""
-    folder = web_root() / "node_modules" / {"ort": "onnxruntime-web/dist"}[kind]
+    """Where a browser runtime's files are (``ort``: onnxruntime-web; ``tfjs-*``: TF.js core and backends)."""
+    folder = web_root() / "node_modules" / RUNTIME_DIRS[kind]
     if not folder.is_dir():
         raise RuntimeUnavailableError(None, f"the browser runtime files are not installed ({folder})",
                                       hint="make setup runs `npm ci` in web/")

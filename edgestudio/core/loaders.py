@@ -70,3 +70,16 @@ def serving_signature(loaded: Any, path: str | Path) -> Any:
     if sigs:
         return next(iter(sigs.values()))
     raise ModelFormatError(path, "SavedModel has no serving signature")
+
+
+def stub_tfjs_extras() -> None:
+    """tensorflowjs imports tensorflow-decision-forests (which pins TF 2.19 and does not load on ours) and JAX
+    support at import time; the SavedModel/graph-model paths use neither: register empty stand-ins first."""
+    import sys
+    import types
+
+    for name in ("tensorflow_decision_forests", "tensorflowjs.converters.jax_conversion"):
+        if name not in sys.modules:
+            stub = types.ModuleType(name)
+            stub.convert_jax = None  # type: ignore[attr-defined]
+            sys.modules[name] = stub

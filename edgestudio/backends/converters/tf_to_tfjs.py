@@ -8,9 +8,7 @@ tfjs (an upstream bug), graph models do. Weights can be stored as float16 or uin
 
 from __future__ import annotations
 
-import sys
 import tempfile
-import types
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +19,10 @@ from edgestudio.core.progress import CancelToken, ProgressCallback
 
 def import_tfjs_converter() -> Any:
     """``tensorflowjs.converters.tf_saved_model_conversion_v2``, on this TensorFlow (stubs for TF-DF and JAX)."""
-    from edgestudio.core.loaders import quiet_tensorflow
+    from edgestudio.core.loaders import quiet_tensorflow, stub_tfjs_extras
 
     quiet_tensorflow()
-    for name in ("tensorflow_decision_forests", "tensorflowjs.converters.jax_conversion"):
-        if name not in sys.modules:
-            stub = types.ModuleType(name)
-            stub.convert_jax = None  # type: ignore[attr-defined]
-            sys.modules[name] = stub
+    stub_tfjs_extras()
     from tensorflowjs.converters import tf_saved_model_conversion_v2
 
     return tf_saved_model_conversion_v2

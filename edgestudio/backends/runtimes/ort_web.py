@@ -1,4 +1,4 @@
-"""ONNX Runtime Web (wasm, SIMD, threads) in a real browser: headless Chromium found on the system, the page
+"""Browser runtimes. ONNX Runtime Web (wasm, SIMD, threads) in a real browser: headless Chromium found on the system, the page
 served from loopback with the cross-origin-isolation headers, onnxruntime-web's files vendored from npm.
 
 Latencies are measured in the page and streamed live; results carry the browser, its version, the effective
@@ -20,17 +20,20 @@ from edgestudio.core.errors import RuntimeUnavailableError
 from edgestudio.core.formats import ModelFormat
 
 
-class OrtWebSession(Session):
-    """A model served to the browser; each :meth:`run` is one page call (a browser starts on first use)."""
+class BrowserSession(Session):
+    """A model served to the browser; each :meth:`run` is one page call (a browser starts on first use).
+    ``function`` is the page's entry (``runOrt``, ``runTfjs``), ``routes`` the runtime files it loads."""
 
-    def __init__(self, path: Path, threads: int | None) -> None:
+    function = "runOrt"
+
+    def __init__(self, path: Path, threads: int | None, *, runtime: str = "ort-web", device: str = "wasm") -> None:
         from edgestudio.core.inspection import inspect_model
 
         info = inspect_model(path)
         self.path = path
         self.threads = threads
-        self.runtime = "ort-web"
-        self.device = "wasm"
+        self.runtime = runtime
+        self.device = device
         self.inputs = info.inputs
         self.outputs = info.outputs
         self.precision = None
@@ -38,12 +41,16 @@ class OrtWebSession(Session):
         self._browser: Any = None
         self._server: Any = None
 
+    def routes(self) -> dict[str, Path]:
+        from edgestudio.backends.browser import runtime_files
+
+        return {"/ort/": runtime_files("ort"), "/model/": self.path.parent}
+
     def _page(self) -> Any:
-        from edgestudio.backends.browser import Browser, WebServer, runtime_files, web_root
+        from edgestudio.backends.browser import Browser, WebServer, web_root
 
         if self._browser is None:
-            self._server = WebServer({"/ort/": runtime_files("ort"), "/model/": self.path.parent,
-                                      "/bench.html": web_root() / "bench.html"})
+            self._server = WebServer({**self.routes(), "/bench.html": web_root() / "bench.html"})
             self._browser = Browser()
             self._browser.navigate(f"{self._server.url}/bench.html")
             self.facts = {"browser": self._browser.version}
@@ -58,9 +65,10 @@ class OrtWebSession(Session):
         page = self._page()
         page.on_event = on_event or (lambda msg: None)
         cfg = {"file": self.path.name, "threads": self.threads or 0, "iterations": iterations, "warmup": warmup,
-               "duration_s": duration_s, "inputs": {k: encode_array(v) for k, v in feeds.items()}}
+               "duration_s": duration_s, "backend": self.device, "inputs": {k: encode_array(v) for k, v in feeds.items()},
+               "order": [s.name for s in self.inputs]}
         page.evaluate("new Promise(r => { const w = () => window.ready ? r() : setTimeout(w, 10); w(); })")
-        result = page.evaluate(f"window.runOrt({json.dumps(cfg)})")
+        result = page.evaluate(f"window.{self.function}({json.dumps(cfg)})")
         self.facts.update({k: result[k] for k in ("threads", "crossOriginIsolated", "hardwareConcurrency", "userAgent",
                                                   "webgpu", "runtime")})
         self.facts["page_load_ms"] = round(float(result["loadMs"]), 3)
@@ -70,7 +78,9 @@ class OrtWebSession(Session):
         from edgestudio.backends.browser import decode_array
 
         result = self.call(feeds)
-        return {name: decode_array(a) for name, a in result["outputs"].items()}
+        values = [decode_array(a) for a in result["outputs"].values()]
+        names = [s.name for s in self.outputs] if len(self.outputs) == len(values) else list(result["outputs"])
+        return dict(zip(names, values))
 
     def bind(self, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
         return lambda: self.run(feeds)  # a round trip to the page: benchmarks use OrtWebRuntime.benchmark
@@ -110,7 +120,7 @@ class OrtWebRuntime(Runtime):
              precision: str | None = None) -> Session:
         if device.upper() not in ("WASM", "CPU"):
             raise RuntimeUnavailableError(None, f"ort-web has no device {device!r} (available: wasm)")
-        return OrtWebSession(Path(path).resolve(), threads)
+        return BrowserSession(Path(path).resolve(), threads)
 
     def benchmark(self, session: Session, feeds: dict[str, np.ndarray], *, iterations: int, warmup: int,
                   duration_s: float | None = None, on_sample: Any = None, cancel: Any = None,
@@ -118,7 +128,7 @@ class OrtWebRuntime(Runtime):
         """Timed in the page; each latency arrives as a DevTools console event and goes to ``on_sample``."""
         import json
 
-        assert isinstance(session, OrtWebSession)
+        assert isinstance(session, BrowserSession)
         n_seen = [0]
         total = iterations if not duration_s else 0
 

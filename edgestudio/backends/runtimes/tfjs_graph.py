@@ -65,9 +65,10 @@ class TfjsGraphRuntime(Runtime):
 
     def load(self, path: str | Path, *, device: str = "CPU", threads: int | None = None,
              precision: str | None = None) -> Session:
-        from edgestudio.core.loaders import quiet_tensorflow
+        from edgestudio.core.loaders import quiet_tensorflow, stub_tfjs_extras
 
         quiet_tensorflow()
+        stub_tfjs_extras()
         self.check_device(device)
         try:
             import tfjs_graph_converter.api as api
