@@ -52,6 +52,8 @@ class Runtime(Requirements, abc.ABC):
     #: Python source of ``load(model, precision) -> (input names, run(feeds) -> first output)`` for the
     #: standalone runner of a deployment package (None: no packages for this runtime)
     package_loader: ClassVar[str | None] = None
+    #: what a deployment package of it is: "python" (run.py around ``package_loader``) or "web" (a static folder)
+    package_kind: ClassVar[str] = "python"
 
     @abc.abstractmethod
     def devices(self) -> list[DeviceInfo]:

@@ -8,7 +8,6 @@ checks) sends the inputs to the page and brings the outputs back.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,6 +99,7 @@ class OrtWebRuntime(Runtime):
     label = "ONNX Runtime Web (browser)"
     formats = frozenset({ModelFormat.ONNX, ModelFormat.ORT})
     requires = ()
+    package_kind = "web"  # packaging/web.py: model, runtime files, index.html, serve.py
 
     @classmethod
     def missing_packages(cls) -> list[str]:
@@ -148,7 +148,6 @@ class OrtWebRuntime(Runtime):
                     session.close()  # the page call then fails: the job ends as cancelled
 
         progress(0.05, "starting the browser")
-        t0 = time.perf_counter()
         try:
             result = session.call(feeds, iterations=iterations if not duration_s else 10_000_000, warmup=warmup,
                                   duration_s=duration_s, on_event=on_event)
@@ -156,6 +155,5 @@ class OrtWebRuntime(Runtime):
             if cancel is not None:
                 cancel.check()
             raise
-        del t0
         return Measured(float(result["firstMs"]), np.asarray(result["samples"], dtype=np.float64),
                         float(result["wallS"]))
