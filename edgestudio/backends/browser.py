@@ -12,6 +12,7 @@ crashes the job fails with the reason; it never takes the app down.
 from __future__ import annotations
 
 import base64
+import functools
 import http.server
 import json
 import os
@@ -56,8 +57,13 @@ def runtime_files(kind: str) -> Path:
 
 
 def find_browser() -> tuple[str, str] | None:
-    """(path, version) of a Chromium-family browser on this machine, or None."""
-    override = os.environ.get("EDGESTUDIO_BROWSER")
+    """(path, version) of a Chromium-family browser on this machine, or None (asked once per process: runtime
+    availability checks call this often, the GUI among them)."""
+    return _find_browser(os.environ.get("EDGESTUDIO_BROWSER"))
+
+
+@functools.lru_cache(maxsize=4)
+def _find_browser(override: str | None) -> tuple[str, str] | None:
     for name in ([override] if override else []) + list(BROWSERS):
         path = shutil.which(name) if name else None
         if path:
