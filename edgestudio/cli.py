@@ -231,7 +231,9 @@ def cmd_convert(args: argparse.Namespace) -> Any:
         name = default_output(src, target, folder=Path("/nonexistent")).name if not args.output else Path(args.output).name
         result = run_job(args, JobSpec(JobKind.CONVERT, model=str(src), options=options), output_name=name)
         if args.output:  # also put a copy where the user asked for it
-            _copy_model(Path(result["output"]), Path(args.output), target)
+            from edgestudio.core.workspace import copy_model
+
+            copy_model(Path(result["output"]), Path(args.output))
             result["output"] = str(Path(args.output).resolve())
     else:
         out = Path(args.output) if args.output else default_output(src, target)
@@ -289,7 +291,9 @@ def _convert_int8(args: argparse.Namespace, src: Path, target: Any) -> dict[str,
     if args.workspace:
         result = run_job(args, ospec, output_name=Path(args.output).name if args.output else name)
         if args.output:
-            _copy_model(Path(result["output"]), Path(args.output), ModelFormat.TFLITE)
+            from edgestudio.core.workspace import copy_model
+
+            copy_model(Path(result["output"]), Path(args.output))
             result["output"] = str(Path(args.output).resolve())
     else:
         ospec.output = str((Path(args.output) if args.output else src.parent / name).resolve())
@@ -300,18 +304,6 @@ def _convert_int8(args: argparse.Namespace, src: Path, target: Any) -> dict[str,
         [f"{s['from']:>12} -> {s['to']:<10} {s['converter']:<12} parity " + str((s.get('parity') or {}).get('summary'))
          for s in steps] + [_optimize_text(d)]))
     return result
-
-
-def _copy_model(src: Path, dst: Path, fmt: Any) -> None:
-    import shutil
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if src.is_dir():
-        shutil.copytree(src, dst, dirs_exist_ok=True)
-    else:
-        shutil.copy2(src, dst)
-        if src.suffix == ".xml" and src.with_suffix(".bin").exists():
-            shutil.copy2(src.with_suffix(".bin"), dst.with_suffix(".bin"))
 
 
 # ------------------------------------------------------------------------------- optimize, eval, compare

@@ -162,6 +162,17 @@ def model_files(path: Path, fmt: ModelFormat) -> list[Path]:
     return [path]
 
 
+def copy_model(src: Path, dst: Path) -> None:
+    """Copy a model to ``dst``: a folder, a file, and an IR's .bin beside its .xml."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+    else:
+        shutil.copy2(src, dst)
+        if src.suffix == ".xml" and src.with_suffix(".bin").exists():
+            shutil.copy2(src.with_suffix(".bin"), dst.with_suffix(".bin"))
+
+
 def remove_model_files(path: str | Path) -> None:
     """Delete a model from disk: a folder, a file, and an IR's .bin beside its .xml. Missing is fine."""
     p = Path(path)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import abc
 import copy
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -94,18 +93,14 @@ class Executor(abc.ABC):
         rec = self.get(job_id)
         if rec.status is not JobStatus.SUCCEEDED or not rec.result:
             raise ValueError(f"job {job_id} has no artifacts ({rec.status.value})")
+        from edgestudio.core.workspace import copy_model
+
         dest.mkdir(parents=True, exist_ok=True)
         out: list[Path] = []
-        for art in artifact_paths(rec.result):
-            src = Path(art)
-            target = dest / src.name
-            if src.is_dir():
-                shutil.copytree(src, target, dirs_exist_ok=True)
-            else:
-                shutil.copy2(src, target)
-                if src.suffix == ".xml" and src.with_suffix(".bin").exists():
-                    shutil.copy2(src.with_suffix(".bin"), target.with_suffix(".bin"))
-            out.append(target)
+        for art in artifacts_of(rec.result):
+            src = Path(art["path"])
+            copy_model(src, dest / src.name)
+            out.append(dest / src.name)
         return out
 
     def __enter__(self) -> Executor:
@@ -115,13 +110,13 @@ class Executor(abc.ABC):
         self.shutdown()
 
 
-def artifact_paths(result: dict[str, Any]) -> list[str]:
-    """The model files a job's result names: ``artifacts`` (each a dict with ``path``) or ``output``."""
-    arts = result.get("artifacts")
-    if arts:
-        return [str(a["path"] if isinstance(a, dict) else a) for a in arts]
+def artifacts_of(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a job made: ``result["artifacts"]`` (each with a ``path`` and an optional ``parent`` index into the
+    list, for multi-hop chains), or a single ``result["output"]``."""
+    if result.get("artifacts"):
+        return [a if isinstance(a, dict) else {"path": a} for a in result["artifacts"]]
     out = result.get("output")
-    return [str(out)] if out and Path(str(out)).exists() else []
+    return [{"path": str(out)}] if out and Path(str(out)).exists() else []
 
 
 class ExecutorBase(Executor):

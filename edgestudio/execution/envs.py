@@ -390,25 +390,11 @@ def target_info(info: EnvInfo) -> TargetInfo:
 def run_job_in_env(ctx: Any, env: str, spec: dict[str, Any]) -> dict[str, Any]:
     """A worker-pool job (``JobKind.CALL``) that runs ``spec`` in environment ``env``: its progress, log lines
     and live latency samples are forwarded, so the studio shows an environment's job like any other."""
+    from edgestudio.workers.tasks import forward_to_env
+
     job = JobSpec.from_dict(spec)
-
-    def forward(m: JobMessage) -> None:
-        if m.type == "progress":
-            ctx.progress(float(m.data.get("fraction", 0.0)), f"[{env}] {m.data.get('message', '')}")
-        elif m.type == "log":
-            ctx.log(f"[{env}] {m.data.get('line', '')}")
-        elif m.type == "samples":
-            for i, ms in m.data.get("samples", []):
-                ctx.sample(int(i), float(ms))
-
     ctx.log(f"running {job.kind.value} in environment {env} ({get_env(env).python})")
-    rec = run_in_env(env, job, on_message=forward, cancel=ctx.cancel)
-    ctx.flush()
-    if rec.status is JobStatus.CANCELLED:
-        raise Cancelled()
-    if rec.status is not JobStatus.SUCCEEDED:
-        raise EnvError(job.model, rec.error or "failed")
-    result = dict(rec.result or {})
+    result = forward_to_env(env, job, ctx)
     result["env"] = env
     return result
 

@@ -227,17 +227,22 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
                                                       indent=2, default=str))
         (root / "report.md").write_text(_markdown(manifest))
         (root / "README.md").write_text(_readme(manifest))
-        out = Path(out_zip)
-        out.parent.mkdir(parents=True, exist_ok=True)
         progress(0.9, "writing the zip")
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-            for f in sorted(root.rglob("*")):
-                if f.is_file():
-                    zf.write(f, zip_entry(f.relative_to(Path(tmp)), name))
+        out = write_package_zip(root, Path(out_zip))
     progress(1.0, "done")
     manifest["output"] = str(out)
     manifest["size_bytes"] = out.stat().st_size
     return manifest
+
+
+def write_package_zip(root: Path, out_zip: Path) -> Path:
+    """Zip the package folder ``root`` (its name is the zip's one top folder; every entry checked)."""
+    out_zip.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out_zip, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(root.rglob("*")):
+            if f.is_file():
+                zf.write(f, zip_entry(f.relative_to(root.parent), root.name))
+    return out_zip
 
 
 def safe_name(stem: str) -> str:

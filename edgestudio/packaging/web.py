@@ -13,7 +13,6 @@ import json
 import shutil
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +80,7 @@ def build_web_package(model: str | Path, out_zip: str | Path, *, inputs: Any = N
     from edgestudio.bench.latency import BenchConfig, run_benchmark
     from edgestudio.core.formats import ModelFormat, detect_format
     from edgestudio.core.inputspec import InputSpec, make_feeds
-    from edgestudio.packaging.deploy import safe_name, zip_entry
+    from edgestudio.packaging.deploy import safe_name, write_package_zip
 
     model = Path(model)
     cancel = cancel or CancelToken()
@@ -129,12 +128,7 @@ def build_web_package(model: str | Path, out_zip: str | Path, *, inputs: Any = N
                                    "crossOriginIsolated": got.get("crossOriginIsolated")},
                     "files": sorted(str(f.relative_to(root)) for f in root.rglob("*") if f.is_file())}
         (root / "report.json").write_text(json.dumps(manifest, indent=2, default=str))
-        out_zip = Path(out_zip)
-        out_zip.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(out_zip, "w", zipfile.ZIP_DEFLATED) as zf:
-            for f in sorted(root.rglob("*")):
-                if f.is_file():
-                    zf.write(f, zip_entry(f.relative_to(Path(tmp)), name))
+        out_zip = write_package_zip(root, Path(out_zip))
     progress(1.0, "done")
     manifest["output"] = str(out_zip)
     manifest["size_bytes"] = out_zip.stat().st_size

@@ -7,13 +7,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
 from edgestudio.core.errors import EdgeStudioError
 from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus, new_job_id
 from edgestudio.core.workspace import Workspace
-from edgestudio.execution.base import Executor
+from edgestudio.execution.base import Executor, artifacts_of
 
 PROGRESS_PERSIST_S = 1.0
 
@@ -160,7 +158,7 @@ class JobManager:
         model_id = parent_id
         ids: list[int] = []
         base = {"kind": rec.spec.kind.value, **({"runtime": rec.spec.runtime} if rec.spec.runtime else {})}
-        for art in _artifacts(rec.result):
+        for art in artifacts_of(rec.result):
             parent = ids[art["parent"]] if art.get("parent") is not None else parent_id
             options = {**base, **(art.get("options") or {k: v for k, v in rec.spec.options.items()})}
             entry = ws.add_artifact(art["path"], parent_id=parent, job_id=rec.id, options=options,
@@ -170,12 +168,3 @@ class JobManager:
         if ids:
             rec.result["model_ids"] = ids
         ws.add_result(rec.id, model_id, rec.spec.kind.value, rec.result)
-
-
-def _artifacts(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """What a job made: ``result["artifacts"]`` (each with an optional ``parent`` index into the list, for
-    multi-hop chains), or a single ``result["output"]``."""
-    if result.get("artifacts"):
-        return [a if isinstance(a, dict) else {"path": a} for a in result["artifacts"]]
-    out = result.get("output")
-    return [{"path": str(out)}] if out and Path(str(out)).exists() else []

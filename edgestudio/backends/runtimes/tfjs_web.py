@@ -6,6 +6,7 @@ converter and backends are vendored from npm and served from loopback, like ONNX
 from __future__ import annotations
 
 from pathlib import Path
+
 from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, Runtime, Session
 from edgestudio.backends.runtimes.ort_web import BrowserSession, OrtWebRuntime
 from edgestudio.core.errors import RuntimeUnavailableError
