@@ -138,7 +138,8 @@ def _bench_text(d: dict[str, Any]) -> str:
             f"\n  throughput {d['throughput_fps']:.1f} inferences/s"
             f"\n  inputs     " + ", ".join(f"{k} {v}" for k, v in (d.get("input_shapes") or {}).items())
             + (f"\n  target     {d['target'].get('browser')}: {d['target'].get('runtime')}, "
-               f"{d['target'].get('threads')} wasm threads, crossOriginIsolated {d['target'].get('crossOriginIsolated')}"
+               f"{d['target'].get('threads')} wasm threads, crossOriginIsolated {d['target'].get('crossOriginIsolated')}, "
+               f"WebGPU adapter {'yes' if d['target'].get('webgpu') else 'no'}"
                if (d.get("target") or {}).get("browser") else ""))
 
 
@@ -166,6 +167,10 @@ def cmd_bench(args: argparse.Namespace) -> Any:
                                           f"(it runs: {', '.join(sorted(f.value for f in rt.formats))})")
     spec = _input_spec(args)
     _check_inputs(args, spec)
+    if args.browser:
+        from edgestudio.backends.runtimes.ort_web import browser_device
+
+        args.device = browser_device(runtime, args.device, args.browser)
     config = BenchConfig(runtime=runtime, device=args.device, iterations=args.iterations, warmup=args.warmup,
                          duration_s=args.duration, threads=args.threads, precision=args.precision, inputs=spec)
     if args.workspace or args.env or _other_env(args.model):
@@ -189,6 +194,8 @@ def _convert_text(d: dict[str, Any]) -> str:
         p = s.get("parity") or {}
         check = "parity not checked (the result was run once)" if not p else f"parity {p.get('summary')}"
         lines.append(f"  {s['from']:>10} -> {s['to']:<10} {s['converter']:<12} {s['seconds']:6.2f} s   {check}")
+        for rt, extra in (p.get("also") or {}).items():
+            lines.append(f"  {'':>10}    {'':<10} {'':<12} {'':>8}   also run on {rt}: parity {extra.get('summary')}")
     return "\n".join(lines + [f"warning: {w}" for w in d.get("warnings", [])])
 
 
@@ -450,7 +457,7 @@ def cmd_compare(args: argparse.Namespace) -> Any:
     mgr = JobManager(ws, executor)
     try:
         rows = comparison_rows(mgr, args.models, args.runtime, dataset=args.dataset, device=args.device,
-                               iterations=args.iterations, inputs=_input_spec(args).to_dict())
+                               iterations=args.iterations, inputs=_input_spec(args).to_dict(), browser=args.browser)
     finally:
         mgr.shutdown()
         if ws is not None:
@@ -482,10 +489,11 @@ def cmd_package(args: argparse.Namespace) -> Any:
         "lineage": lineage})
     result = run_job(args, spec, record=False)  # the zip goes where asked, not into the workspace
     lat = result["benchmark"]["latency_ms"]
-    if runtime == "ort-web":
+    if runtime in ("ort-web", "tfjs"):
         chk = result["page_check"]
-        _emit(args, result, lambda d: f"{d['package']}\n  ort-web: p50 {lat['p50']:.3f} ms in {chk['browser']}; the "
-              f"package's page ran in it and matched native ONNX Runtime (max abs diff {chk['max_abs_diff_vs_native']:.3g})"
+        _emit(args, result, lambda d: f"{d['package']}\n  {runtime}: p50 {lat['p50']:.3f} ms in {chk['browser']}; the "
+              f"package's page ran in it and matched the native run ({chk['native_runtime']}, max abs diff "
+              f"{chk['max_abs_diff_vs_native']:.3g})"
               f"\n  serve it with: python serve.py (sets the COOP/COEP headers wasm threads need)")
         return result
     _emit(args, result, lambda d: f"{d['package']}\n  {d['runtime']}: p50 {lat['p50']:.3f} ms"
@@ -727,6 +735,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="run for this many seconds instead of a fixed count")
     p.add_argument("--threads", type=int, help="intra-op threads (default: the runtime's choice)")
     p.add_argument("--precision", help="inference precision hint where supported (OpenVINO: f32, bf16, f16)")
+    p.add_argument("--browser", choices=["chromium", "qtwebengine"],
+                   help="browser runtimes (ort-web, tfjs): the browser to run in (default: Chromium/Chrome when "
+                        "installed, else QtWebEngine)")
     _add_input_args(p, "the benchmark")
     p.set_defaults(func=cmd_bench)
 
@@ -784,6 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", metavar="DATA", help="labeled data: adds top-1 and the accuracy/latency Pareto front")
     p.add_argument("--device", default="CPU")
     p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--browser", choices=["chromium", "qtwebengine"], help="the browser of the browser runtimes")
     _add_input_args(p, "every benchmark")
     p.set_defaults(func=cmd_compare)
 

@@ -15,6 +15,24 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "resources" / "samples"
 
 
+def _listing(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file() or p.is_dir()}
+
+
+@pytest.fixture(autouse=True)
+def resources_stay_untouched():  # type: ignore[no-untyped-def]
+    """Nothing may write into resources/ (the shipped samples): every test is checked before and after."""
+    before = _listing(ROOT / "resources")
+    yield
+    after = _listing(ROOT / "resources")
+    added = sorted(set(after) - set(before))
+    changed = sorted(k for k in set(after) & set(before) if after[k] != before[k] and not Path(k).suffix == "")
+    assert not added and not changed and set(before) <= set(after), (
+        f"this test wrote into resources/: added {added[:5]}, changed {changed[:5]}, "
+        f"removed {sorted(set(before) - set(after))[:5]}")
+
+
 def zoo_models() -> list[Path]:
     import onnx
 

@@ -20,6 +20,8 @@ def test_tfjs_export_runs_and_matches(sample: str, tmp_path: Path) -> None:
     step = d["steps"][-1]
     assert step["converter"] == "tensorflowjs" and step["parity"]["verdict"] == "passed"
     assert step["parity"]["child_runtime"] == "tfjs-graph" and step["parity"]["max_abs_diff"] < 1e-5
+    browser = step["parity"]["also"]["tfjs"]  # and run where it will be deployed: TF.js in a real browser
+    assert browser["verdict"] == "passed" and browser["child_runtime"] == "tfjs" and browser["max_abs_diff"] < 1e-4
     doc = json.loads((out / "model.json").read_text())
     assert doc["format"] == "graph-model"  # Keras-3 layers models do not load in tfjs: graph models do
     assert not list(out.parent.glob("*.keras.*"))  # nothing unpacked beside the input
@@ -158,3 +160,118 @@ def test_tfjs_runs_in_the_browser_with_the_exports_outputs(tmp_path: Path) -> No
         finally:
             web.close()  # type: ignore[attr-defined]
         np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_qtwebengine_is_the_other_browser_with_the_same_answers(tmp_path: Path) -> None:
+    """--browser qtwebengine (the studio's own Chromium, in a process of its own): the same page, cross-origin
+    isolated with wasm threads, and outputs equal to native ONNX Runtime; the result names the browser."""
+    import numpy as np
+
+    from edgestudio.backends.runtimes import get_runtime
+
+    model = SAMPLES / "digits_cnn.onnx"
+    r = run_cli("bench", str(model), "--runtime", "ort-web", "--browser", "qtwebengine", "--threads", "2",
+                "--iterations", "30", "--json", timeout=300)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["device"] == "wasm@qtwebengine" and d["target"]["browser"].startswith("QtWebEngine")
+    assert d["target"]["crossOriginIsolated"] is True and d["target"]["threads"] == 2 and d["iterations"] == 30
+    x = np.load(SAMPLES / "digits_test.npz")["x"][:2].astype(np.float32)
+    web = get_runtime("ort-web").load(model, device="wasm@qtwebengine")
+    try:
+        got = next(iter(web.run({"image": x}).values()))
+    finally:
+        web.close()  # type: ignore[attr-defined]
+    native = next(iter(get_runtime("onnxruntime").load(model).run({"image": x}).values()))
+    np.testing.assert_allclose(got, native, atol=1e-5)
+    bad = run_cli("bench", str(model), "--browser", "qtwebengine")  # onnxruntime is not a browser runtime
+    assert bad.returncode != 0 and "--browser applies to the browser runtimes" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("browser", ["chromium", "qtwebengine"])
+def test_a_browser_that_dies_mid_benchmark_is_a_failed_job(browser: str) -> None:
+    """The browser is a process of its own: killed mid-benchmark, the job fails with the reason in one line."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-m", "edgestudio", "bench", str(SAMPLES / "digits_cnn.onnx"),
+                             "--runtime", "ort-web", "--browser", browser, "--duration", "60", "--iterations",
+                             "10000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        name = "chromium" if browser == "chromium" else "webengine"
+        victim = None
+        deadline = time.monotonic() + 120
+        while victim is None and time.monotonic() < deadline and proc.poll() is None:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    if name in " ".join(child.cmdline()) and child.ppid() == proc.pid:
+                        victim = child
+                except psutil.Error:
+                    pass
+            time.sleep(0.5)
+        assert victim is not None, "the browser never started"
+        time.sleep(3)  # the page is loaded and measuring by now
+        victim.send_signal(signal.SIGKILL)
+        out, err = proc.communicate(timeout=150)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert "Traceback" not in err and lines and lines[-1].startswith("error:"), err
+    assert any(w in lines[-1] for w in ("browser", "QtWebEngine")), lines[-1]
+
+
+def test_tfjs_web_package_runs_its_page_with_the_exports_outputs(tmp_path: Path) -> None:
+    """package of a TF.js model (default runtime: tfjs): model.json + shards, TF.js files, index.html and
+    serve.py; served by its own server, the page's output equals the export run in TensorFlow."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import zipfile
+
+    import numpy as np
+
+    from edgestudio.backends.browser import Browser
+
+    web = tmp_path / "digits_web"
+    assert run_cli("convert", str(SAMPLES / "digits_cnn.keras"), "--to", "tfjs", "-o", str(web),
+                   timeout=600).returncode == 0
+    r = run_cli("package", str(web), "-o", str(tmp_path / "w.zip"), "--json", timeout=300)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["runtime"] == "tfjs" and d["page_check"]["native_runtime"] == "tfjs-graph"
+    assert d["page_check"]["max_abs_diff_vs_native"] < 1e-4 and d["benchmark"]["runtime"] == "tfjs"
+    with zipfile.ZipFile(tmp_path / "w.zip") as zf:
+        zf.extractall(tmp_path / "u")
+    root = tmp_path / "u" / "digits_web"
+    files = {str(f.relative_to(root)) for f in root.rglob("*") if f.is_file()}
+    assert {"index.html", "serve.py", "model/model.json", "tfjs/tf-core.min.js",
+            "tfjs/tfjs-backend-wasm-simd.wasm"} <= files
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "serve.py", str(port)], cwd=root, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        with Browser() as browser:
+            browser.navigate(f"http://127.0.0.1:{port}/index.html")
+            got = browser.evaluate("new Promise(r => { const w = () => window.result ? r(window.result) : "
+                                   "setTimeout(w, 20); w(); })")
+    finally:
+        server.kill()
+        server.wait()
+    assert "error" not in got and got["crossOriginIsolated"] is True
+    np.testing.assert_allclose(np.asarray(got["output"]).reshape(got["shape"]), np.load(root / "expected_output.npy"),
+                               atol=1e-4)

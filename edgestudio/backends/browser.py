@@ -125,9 +125,133 @@ class WebServer:
         self.httpd.server_close()
 
 
+def qtwebengine_available() -> bool:
+    """Whether PySide6's QtWebEngine is installed (checked without importing Qt)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("PySide6.QtWebEngineCore") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+BROWSER_KINDS = ("chromium", "qtwebengine")
+
+
+def available_browsers() -> list[str]:
+    """The browser kinds this machine can run pages in, the preferred first."""
+    return [k for k, ok in (("chromium", find_browser() is not None), ("qtwebengine", qtwebengine_available())) if ok]
+
+
+def open_browser(kind: str | None = None) -> Browser | QtWebEngineBrowser:
+    """A page driver: ``chromium`` (a Chromium-family browser found on the system, over DevTools), ``qtwebengine``
+    (PySide6's, in a process of its own), or None: the first of those this machine has."""
+    if kind not in (None, *BROWSER_KINDS):
+        raise EdgeStudioError(None, f"unknown browser {kind!r} (known: {', '.join(BROWSER_KINDS)})")
+    if kind is None:
+        have = available_browsers()
+        if not have:
+            raise RuntimeUnavailableError(None, "no browser: neither Chromium/Chrome nor QtWebEngine is installed",
+                                          hint="apt-get install chromium")
+        kind = have[0]
+    return Browser() if kind == "chromium" else QtWebEngineBrowser()
+
+
+class QtWebEngineBrowser:
+    """QtWebEngine as the browser (``edgestudio.gui.webengine_host`` in a process of its own, JSON lines on its
+    stdio): the same interface as :class:`Browser`, console messages delivered as DevTools-shaped events."""
+
+    kind = "qtwebengine"
+
+    def __init__(self) -> None:
+        import sys
+
+        if not qtwebengine_available():
+            raise RuntimeUnavailableError(None, "QtWebEngine is not installed (PySide6-Addons)")
+        env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+        self.proc = subprocess.Popen([sys.executable, "-m", "edgestudio.gui.webengine_host"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=None if os.environ.get("EDGESTUDIO_DEBUG_BROWSER") else subprocess.DEVNULL, env=env)
+        self._buf = b""
+        self._next_id = 0
+        self.timeout_s = 120.0
+        self.on_event: Callable[[dict[str, Any]], None] = lambda msg: None
+        hello = self._read()
+        self.version = str((hello.get("hello") or {}).get("version", "QtWebEngine"))
+
+    def _why(self) -> str:
+        code = self.proc.poll()
+        return "still running" if code is None else f"exit code {code}"
+
+    def _read(self) -> dict[str, Any]:
+        import select
+        import time
+
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + self.timeout_s
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise BrowserError(None, f"no answer from QtWebEngine in {self.timeout_s:g} s ({self._why()})")
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise BrowserError(None, f"QtWebEngine is gone ({self._why()})")
+            self._buf += chunk
+        raw, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(raw)  # type: ignore[no-any-return]
+
+    def _call(self, op: str, **params: Any) -> Any:
+        assert self.proc.stdin is not None
+        self._next_id += 1
+        try:
+            self.proc.stdin.write(json.dumps({"id": self._next_id, "op": op, **params}).encode() + b"\n")
+            self.proc.stdin.flush()
+        except OSError as exc:
+            raise BrowserError(None, f"QtWebEngine is gone ({self._why()}): {exc}") from None
+        while True:
+            msg = self._read()
+            if "event" in msg:
+                self.on_event({"method": "Runtime.consoleAPICalled",
+                               "params": {"args": [{"value": msg.get("text", "")}]}})
+            elif msg.get("id") == self._next_id:
+                if "error" in msg:
+                    text = str(msg["error"]).splitlines()[0][:300]
+                    raise BrowserError(None, f"the page failed: {text}")
+                return msg.get("result")
+
+    def navigate(self, url: str) -> None:
+        self._call("navigate", url=url)
+
+    def evaluate(self, expression: str) -> Any:
+        return self._call("eval", expr=expression)
+
+    def close(self) -> None:
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(b'{"op": "close"}\n')
+            self.proc.stdin.close()
+        except (OSError, ValueError):
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> QtWebEngineBrowser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class Browser:
     """Headless Chromium over ``--remote-debugging-pipe`` (fd 3: to the browser, fd 4: from it; NUL-separated
     JSON messages). One page, one session."""
+
+    kind = "chromium"
 
     def __init__(self, *, threads: int | None = None) -> None:
         found = find_browser()

@@ -41,16 +41,20 @@ def _plan(model: str, fmt: ModelFormat, runtime: str, device: str, dataset: str 
 
 
 def plan_rows(models: list[str], runtimes: list[str] | None, *, dataset: str | None = None, device: str = "CPU",
-              iterations: int = 100, warmup: int = 10,
-              inputs: dict[str, Any] | None = None) -> list[tuple[dict[str, Any], list[JobSpec]]]:
-    """A row per model x runtime, with the jobs that fill it (none, and an error, where it cannot run)."""
-    from edgestudio.backends.runtimes import runtime_for_format
+              iterations: int = 100, warmup: int = 10, inputs: dict[str, Any] | None = None,
+              browser: str | None = None) -> list[tuple[dict[str, Any], list[JobSpec]]]:
+    """A row per model x runtime, with the jobs that fill it (none, and an error, where it cannot run).
+    ``browser`` picks the browser of the browser runtimes (chromium, qtwebengine)."""
+    from edgestudio.backends.runtimes import RUNTIMES, runtime_for_format
+    from edgestudio.backends.runtimes.ort_web import browser_device
 
     out = []
     for model in models:
         fmt = detect_format(model)
         for rt in runtimes or [runtime_for_format(fmt)]:
-            out.append(_plan(model, fmt, rt, device, dataset, iterations, warmup, inputs))
+            in_browser = browser and getattr(RUNTIMES.all().get(rt), "in_browser", False)
+            dev = browser_device(rt, device, browser) if in_browser else device
+            out.append(_plan(model, fmt, rt, dev, dataset, iterations, warmup, inputs))
     return out
 
 
@@ -113,13 +117,13 @@ def finalize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def comparison_rows(manager: Any, models: list[str], runtimes: list[str] | None, *, dataset: str | None = None,
-                    device: str = "CPU", iterations: int = 100, warmup: int = 10,
+                    device: str = "CPU", iterations: int = 100, warmup: int = 10, browser: str | None = None,
                     inputs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Submit every job through ``manager``, wait for all, return the finished table."""
     from edgestudio.core.jobs import JobStatus
 
     planned = plan_rows(models, runtimes, dataset=dataset, device=device, iterations=iterations, warmup=warmup,
-                        inputs=inputs)
+                        inputs=inputs, browser=browser)
     submitted = [(row, [(spec.kind, manager.submit(spec)) for spec in specs]) for row, specs in planned]
     for row, jobs in submitted:
         for kind, job_id in jobs:

@@ -306,68 +306,74 @@ def compare_models(parent: str | Path, child: str | Path, *, tolerance: float = 
         return ParityReport(NOT_CHECKED, [], tolerance, 0, prt, crt, mode,
                             note=f"no installed runtime runs {missing.label} models")
     ps, cs = load_for_check(parent, prt), load_for_check(child, crt)
-    feeds: Feeds = make_feeds(ps.inputs, spec, count=samples, seed=seed, dynamic_default=CHECK_DYNAMIC_DIM,
-                              data=data, data_source=data_source, model=parent)
-    in_pairs = _pair(ps.inputs, cs.inputs, "input")
-    out_pairs = _pair(ps.outputs, cs.outputs, "output")
-    changes: list[str] = []
-    unasked: list[str] = []
-    perms: dict[str, tuple[int, ...] | None] = {}
-    first = feeds.samples[0]
-    for p, c in in_pairs:
-        if c.name != p.name and normalize_name(c.name) != normalize_name(p.name):
-            changes.append(f"input {p.name!r} is named {c.name!r} in the child")
-        if c.shape != ["?"] and p.shape != ["?"] and len(c.shape) != len(p.shape):
-            changes.append(f"input {p.name!r} changed rank: {format_dims(p.shape)} -> {format_dims(c.shape)}")
-        if c.dtype != p.dtype and "unknown" not in (c.dtype, p.dtype):
-            changes.append(f"input {p.name!r} changed dtype: {p.dtype} -> {c.dtype}")
-        perm = layout_perm(list(first[p.name].shape), c.shape) if first[p.name].ndim == len(c.shape) else None
-        perms[p.name] = perm
-        if perm:
-            text = f"input {p.name!r} changed layout, {perm_name(perm)}: {format_dims(p.shape)} -> {format_dims(c.shape)}"
-            changes.append(text)
-            if not _layout_asked(perm, p.shape, expected_layout):
-                unasked.append(text)
-    p_out: list[list[np.ndarray]] = [[] for _ in out_pairs]
-    c_out: list[list[np.ndarray]] = [[] for _ in out_pairs]
-    out_changes: set[str] = set()
-    for feed in feeds.samples:
-        child_feed = {}
+    try:
+        feeds: Feeds = make_feeds(ps.inputs, spec, count=samples, seed=seed, dynamic_default=CHECK_DYNAMIC_DIM,
+                                  data=data, data_source=data_source, model=parent)
+        in_pairs = _pair(ps.inputs, cs.inputs, "input")
+        out_pairs = _pair(ps.outputs, cs.outputs, "output")
+        changes: list[str] = []
+        unasked: list[str] = []
+        perms: dict[str, tuple[int, ...] | None] = {}
+        first = feeds.samples[0]
         for p, c in in_pairs:
-            arr = feed[p.name]
-            perm = perms[p.name]
-            arr = arr.transpose(perm) if perm else arr
-            if c.shape == [] and arr.ndim == 1 and arr.size == 1:
-                arr = arr.reshape(())
-            child_feed[c.name] = np.ascontiguousarray(arr.astype(np.dtype(c.dtype), copy=False)) \
-                if c.dtype not in ("unknown", "str") else arr
-        pr, cr = ps.run(feed), cs.run(child_feed)
-        for k, (po, co) in enumerate(out_pairs):
-            a = np.asarray(pr[po.name])
-            b, how = _align_output(np.asarray(cr[co.name]), a)
-            if how:
-                out_changes.add(f"output {po.name!r} {'changed layout' if how == 'layout' else 'was reshaped'}: "
-                                f"{list(np.asarray(cr[co.name]).shape)} vs {list(a.shape)}")
-            p_out[k].append(a)
-            c_out[k].append(b)
-    changes += sorted(out_changes)
-    checks = [check_output(po.name, co.name, p_out[k], c_out[k], mode=mode, atol=tolerance, rtol=rtol,
-                           min_cosine=min_cos) for k, (po, co) in enumerate(out_pairs)]
-    verdict = overall([c.verdict for c in checks])
-    bad_changes = [ch for ch in changes if "changed rank" in ch or ("changed dtype" in ch and mode == "exact")]
-    bad_changes += unasked
-    note = None
-    if bad_changes:
-        verdict = FAILED
-        note = "the child's interface changed without being asked: " + "; ".join(bad_changes)
-    elif verdict == INCONCLUSIVE:
-        note = ("the reference output cannot tell a correct model from a broken one: "
-                + next(c.reason for c in checks if c.verdict == INCONCLUSIVE)
-                + ("; give real inputs with --input" if feeds.partly_random else ""))
-    elif feeds.notes:
-        note = "; ".join(feeds.notes)
-    return ParityReport(verdict, checks, tolerance if mode == "exact" else min_cos, len(feeds.samples), prt, crt,
-                        mode, feeds.to_dict(), changes, note)
+            if c.name != p.name and normalize_name(c.name) != normalize_name(p.name):
+                changes.append(f"input {p.name!r} is named {c.name!r} in the child")
+            if c.shape != ["?"] and p.shape != ["?"] and len(c.shape) != len(p.shape):
+                changes.append(f"input {p.name!r} changed rank: {format_dims(p.shape)} -> {format_dims(c.shape)}")
+            if c.dtype != p.dtype and "unknown" not in (c.dtype, p.dtype):
+                changes.append(f"input {p.name!r} changed dtype: {p.dtype} -> {c.dtype}")
+            perm = layout_perm(list(first[p.name].shape), c.shape) if first[p.name].ndim == len(c.shape) else None
+            perms[p.name] = perm
+            if perm:
+                text = f"input {p.name!r} changed layout, {perm_name(perm)}: {format_dims(p.shape)} -> {format_dims(c.shape)}"
+                changes.append(text)
+                if not _layout_asked(perm, p.shape, expected_layout):
+                    unasked.append(text)
+        p_out: list[list[np.ndarray]] = [[] for _ in out_pairs]
+        c_out: list[list[np.ndarray]] = [[] for _ in out_pairs]
+        out_changes: set[str] = set()
+        for feed in feeds.samples:
+            child_feed = {}
+            for p, c in in_pairs:
+                arr = feed[p.name]
+                perm = perms[p.name]
+                arr = arr.transpose(perm) if perm else arr
+                if c.shape == [] and arr.ndim == 1 and arr.size == 1:
+                    arr = arr.reshape(())
+                child_feed[c.name] = np.ascontiguousarray(arr.astype(np.dtype(c.dtype), copy=False)) \
+                    if c.dtype not in ("unknown", "str") else arr
+            pr, cr = ps.run(feed), cs.run(child_feed)
+            for k, (po, co) in enumerate(out_pairs):
+                a = np.asarray(pr[po.name])
+                b, how = _align_output(np.asarray(cr[co.name]), a)
+                if how:
+                    out_changes.add(f"output {po.name!r} {'changed layout' if how == 'layout' else 'was reshaped'}: "
+                                    f"{list(np.asarray(cr[co.name]).shape)} vs {list(a.shape)}")
+                p_out[k].append(a)
+                c_out[k].append(b)
+        changes += sorted(out_changes)
+        checks = [check_output(po.name, co.name, p_out[k], c_out[k], mode=mode, atol=tolerance, rtol=rtol,
+                               min_cosine=min_cos) for k, (po, co) in enumerate(out_pairs)]
+        verdict = overall([c.verdict for c in checks])
+        bad_changes = [ch for ch in changes if "changed rank" in ch or ("changed dtype" in ch and mode == "exact")]
+        bad_changes += unasked
+        note = None
+        if bad_changes:
+            verdict = FAILED
+            note = "the child's interface changed without being asked: " + "; ".join(bad_changes)
+        elif verdict == INCONCLUSIVE:
+            note = ("the reference output cannot tell a correct model from a broken one: "
+                    + next(c.reason for c in checks if c.verdict == INCONCLUSIVE)
+                    + ("; give real inputs with --input" if feeds.partly_random else ""))
+        elif feeds.notes:
+            note = "; ".join(feeds.notes)
+        return ParityReport(verdict, checks, tolerance if mode == "exact" else min_cos, len(feeds.samples), prt, crt,
+                            mode, feeds.to_dict(), changes, note)
+    finally:
+        for session in (ps, cs):  # a browser or a remote device behind a session: released now
+            close = getattr(session, "close", None)
+            if callable(close):
+                close()
 
 
 def smoke_run(path: str | Path, inputs: InputSpec | None = None, runtime: str | None = None) -> dict[str, Any]:

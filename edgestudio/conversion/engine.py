@@ -138,6 +138,29 @@ def convert_model(src: str | Path, target: ModelFormat, *, output: str | Path | 
 
 
 
+def _also_check(i: int, hop: Hop, cls: Any, current: Path, dst: Path, parity: dict[str, Any],
+                report: Any, check_kw: dict[str, Any], warnings: list[str], hop_progress: ProgressCallback,
+                cancel: CancelToken) -> None:
+    """Run the result where it will be deployed too (``also_check_on``: a TF.js model in the browser), with the
+    same inputs and criteria as the main check; a runtime this machine lacks is a warning, never a silent skip."""
+    from edgestudio.backends.runtimes import RUNTIMES
+    from edgestudio.bench.parity import FAILED, compare_models
+
+    for name in getattr(cls, "also_check_on", ()):
+        cancel.check()
+        missing = RUNTIMES.get(name).missing_packages()
+        if missing:
+            warnings.append(f"step {i + 1} ({hop.source.value} -> {hop.target.value}): not run on {name} "
+                            f"({', '.join(missing)})")
+            continue
+        hop_progress(0.92, f"running the result on {name}")
+        extra = compare_models(current, dst, **check_kw, child_runtime=name)
+        parity.setdefault("also", {})[name] = extra.to_dict()
+        if extra.verdict == FAILED:
+            raise ConversionError(dst, f"the result runs on {report.child_runtime} but not the same on {name}: "
+                                       f"{extra.note or extra.summary()}", converter=hop.converter)
+
+
 def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, final: Path | None, inter: Path,
              stem: str, opts: ConvertOptions, steps: list[StepReport], warnings: list[str],
              progress: ProgressCallback, cancel: CancelToken) -> tuple[Path, ModelFormat]:
@@ -181,8 +204,9 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
                 (opts.compress_fp16 and hop.target is ModelFormat.OPENVINO)
                 or (opts.tfjs_quantization != "none" and hop.target is ModelFormat.TFJS))
             tol = opts.tolerance if opts.tolerance is not None else cls.tolerance
-            report = compare_models(current, dst, tolerance=tol, inputs=inputs, mode="lossy" if lossy else "exact",
-                                    min_cosine=0.999 if lossy else None, expected_layout=conv.layout_change(opts))
+            check_kw = dict(tolerance=tol, inputs=inputs, mode="lossy" if lossy else "exact",
+                            min_cosine=0.999 if lossy else None, expected_layout=conv.layout_change(opts))
+            report = compare_models(current, dst, **check_kw)
         else:  # not compared, but never called a success without running once
             hop_progress(0.85, "running the result once")
             smoke_run(dst, inputs)
@@ -206,6 +230,7 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
         elif report.inputs.get("random"):
             warnings.append(f"step {i + 1} ({hop.source.value} -> {hop.target.value}): parity checked on random "
                             "inputs only; give real ones with --input for a stronger check")
+        _also_check(i, hop, cls, current, dst, parity, report, check_kw, warnings, hop_progress, cancel)
     steps.append(StepReport(hop.source.value, hop.target.value, hop.converter, str(dst), seconds, parity,
                             cls.versions()))
     return dst, hop.target

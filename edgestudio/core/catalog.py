@@ -113,7 +113,7 @@ BUILTIN_RUNTIMES: tuple[RuntimeDecl, ...] = (
                 native=("keras", "h5", "savedmodel"), pip=("tensorflow-cpu",)),
     # in a real browser (headless Chromium; onnxruntime-web vendored from npm, served from loopback)
     RuntimeDecl("ort-web", "ONNX Runtime Web (browser)", _R + "ort_web", ("onnx", "ort"), package=True),
-    RuntimeDecl("tfjs", "TensorFlow.js (browser)", _R + "tfjs_web", ("tfjs",)),
+    RuntimeDecl("tfjs", "TensorFlow.js (browser)", _R + "tfjs_web", ("tfjs",), package=True),
     RuntimeDecl("tfjs-graph", "TF.js graph in TensorFlow", _R + "tfjs_graph", ("tfjs",), native=("tfjs",),
                 pip=("tfjs-graph-converter", "tensorflow-cpu")),
     # PyTorch lives in an environment of its own (a ~190 MB CPU wheel the app does not need otherwise)

@@ -39,6 +39,18 @@ WARM_UP_DELAY_MS = 150  # after the first paint of the window
 WATCH_MS = 1000  # how often the workspace is checked for other processes' writes
 
 
+def package_runtimes_for(fmt: str) -> list[tuple[str, str]]:
+    """(runtime, label) of each runtime a model of format ``fmt`` can be packaged for, the default first."""
+    from edgestudio.core.catalog import runtime as decl
+    from edgestudio.core.formats import ModelFormat
+    from edgestudio.packaging.deploy import default_package_runtime, package_runtimes
+
+    default = default_package_runtime(ModelFormat(fmt))
+    names = [r for r in package_runtimes() if fmt in decl(r).formats]
+    names.sort(key=lambda r: r != default)
+    return [(r, decl(r).label) for r in names]
+
+
 class MainWindow(QMainWindow):
     _imported = Signal(object, object, object)  # ids, errors, then: from the import thread to the GUI thread
 
@@ -396,9 +408,19 @@ class MainWindow(QMainWindow):
         if name == "compare":
             return self.compare_dialog(self.browser.selected_ids() or [model_id])
         if name == "package":
+            runtime = None
+            choices = package_runtimes_for(entry.format.value)
+            if len(choices) > 1:  # e.g. ONNX: a Python runner (ONNX Runtime, OpenVINO) or a web page (ORT Web)
+                from PySide6.QtWidgets import QInputDialog
+
+                label, ok = QInputDialog.getItem(self, "Deployment package", "Package for", [c[1] for c in choices],
+                                                 0, False)
+                if not ok:
+                    return None
+                runtime = next(c[0] for c in choices if c[1] == label)
             path, _ = QFileDialog.getSaveFileName(self, "Deployment package", str(Path.home() / f"{Path(entry.path).stem}.zip"),
                                                   "Zip (*.zip)")
-            return self.package(model_id, path) if path else None
+            return self.package(model_id, path, runtime=runtime) if path else None
         if name == "reveal":
             folder = Path(entry.path).parent
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))

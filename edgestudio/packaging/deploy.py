@@ -46,8 +46,13 @@ def default_package_runtime(fmt: ModelFormat) -> str | None:
     """The runtime a model of this format is deployed with by default (its native one, if it packages)."""
     from edgestudio.core.catalog import native_runtime
 
+    from edgestudio.core.catalog import runtime as decl
+
     rt = native_runtime(fmt.value)
-    return rt if rt in package_runtimes() else None
+    if rt in package_runtimes():
+        return rt
+    # no package for the native runtime (TF.js graphs run natively in TensorFlow): the first that packages it
+    return next((r for r in package_runtimes() if fmt.value in decl(r).formats), None)
 
 
 

@@ -246,10 +246,11 @@ def run_package(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     if not spec.output:
         raise UsageError(spec.model, "a packaging job needs an output path")
     req = spec.request
-    if spec.runtime == "ort-web":  # a static web folder, checked in the browser
+    if spec.runtime in ("ort-web", "tfjs"):  # a static web folder, checked in the browser
         from edgestudio.packaging.web import build_web_package
 
-        result = build_web_package(spec.model or "", ctx.staged(Path(spec.output).name), inputs=req.inputs,
+        result = build_web_package(spec.model or "", ctx.staged(Path(spec.output).name), runtime=spec.runtime,
+                                   inputs=req.inputs,
                                    iterations=int(req.iterations), progress=ctx.progress, cancel=ctx.cancel)
         result["package"] = result.pop("output")
         return result

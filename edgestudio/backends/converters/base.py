@@ -85,6 +85,8 @@ class Converter(Requirements, abc.ABC):
     uses: ClassVar[tuple[str, ...]] = ()  # ConvertOptions fields this converter honours
     preference: ClassVar[int] = 50  # among paths of equal length, lower wins
     tolerance: ClassVar[float] = 1e-4  # default max abs diff for the parity check of its output
+    # runtimes the result is also run on (where a runtime is missing the report says so): e.g. TF.js in a browser
+    also_check_on: ClassVar[tuple[str, ...]] = ()
 
     def layout_change(self, opts: ConvertOptions) -> str | None:
         """The input layout this converter moves channels-first/last inputs to with these options

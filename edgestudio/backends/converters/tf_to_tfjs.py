@@ -39,6 +39,7 @@ class TfToTfjs(Converter):
     uses = ("tfjs_quantization",)
     preference = 20
     tolerance = 1e-4
+    also_check_on = ("tfjs",)  # besides TensorFlow (tfjs-graph-converter): in a real browser, where it will run
 
     def convert(self, src: Path, fmt: ModelFormat, dst: Path, opts: ConvertOptions, *,
                 progress: ProgressCallback, cancel: CancelToken) -> None:

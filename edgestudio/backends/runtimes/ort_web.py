@@ -25,14 +25,17 @@ class BrowserSession(Session):
 
     function = "runOrt"
 
-    def __init__(self, path: Path, threads: int | None, *, runtime: str = "ort-web", device: str = "wasm") -> None:
+    def __init__(self, path: Path, threads: int | None, *, runtime: str = "ort-web", device: str = "wasm",
+                 browser: str | None = None) -> None:
         from edgestudio.core.inspection import inspect_model
 
         info = inspect_model(path)
         self.path = path
         self.threads = threads
         self.runtime = runtime
-        self.device = device
+        self.backend = device  # the page's backend (wasm; TF.js: wasm or cpu)
+        self.browser = browser  # chromium, qtwebengine, or None: the first this machine has
+        self.device = f"{device}@{browser}" if browser else device
         self.inputs = info.inputs
         self.outputs = info.outputs
         self.precision = None
@@ -46,13 +49,20 @@ class BrowserSession(Session):
         return {"/ort/": runtime_files("ort"), "/model/": self.path.parent}
 
     def _page(self) -> Any:
-        from edgestudio.backends.browser import Browser, WebServer, web_root
+        from edgestudio.backends.browser import WebServer, open_browser, web_root
 
         if self._browser is None:
             self._server = WebServer({**self.routes(), "/bench.html": web_root() / "bench.html"})
-            self._browser = Browser()
-            self._browser.navigate(f"{self._server.url}/bench.html")
-            self.facts = {"browser": self._browser.version}
+            try:
+                self._browser = open_browser(self.browser)
+                self._browser.navigate(f"{self._server.url}/bench.html")
+            except BaseException:
+                if self._browser is not None:
+                    self._browser.close()
+                    self._browser = None
+                self._server.close()
+                raise
+            self.facts = {"browser": self._browser.version, "browser_kind": self._browser.kind}
         return self._browser
 
     def call(self, feeds: dict[str, np.ndarray], *, iterations: int = 0, warmup: int = 0,
@@ -64,7 +74,7 @@ class BrowserSession(Session):
         page = self._page()
         page.on_event = on_event or (lambda msg: None)
         cfg = {"file": self.path.name, "threads": self.threads or 0, "iterations": iterations, "warmup": warmup,
-               "duration_s": duration_s, "backend": self.device, "inputs": {k: encode_array(v) for k, v in feeds.items()},
+               "duration_s": duration_s, "backend": self.backend, "inputs": {k: encode_array(v) for k, v in feeds.items()},
                "order": [s.name for s in self.inputs]}
         page.evaluate("new Promise(r => { const w = () => window.ready ? r() : setTimeout(w, 10); w(); })")
         result = page.evaluate(f"window.{self.function}({json.dumps(cfg)})")
@@ -93,34 +103,76 @@ class BrowserSession(Session):
             self._browser = None
 
 
+def split_device(device: str) -> tuple[str, str | None]:
+    """A browser runtime's device: ``BACKEND[@BROWSER]`` (``wasm``, ``wasm@qtwebengine``) -> (backend, browser)."""
+    from edgestudio.backends.browser import BROWSER_KINDS
+
+    backend, _, browser = device.partition("@")
+    if browser and browser.lower() not in BROWSER_KINDS:
+        raise RuntimeUnavailableError(None, f"unknown browser {browser!r} in device {device!r} "
+                                            f"(known: {', '.join(BROWSER_KINDS)})")
+    return backend, (browser.lower() or None)
+
+
+def browser_device(runtime: str, device: str | None, browser: str | None) -> str:
+    """The device string that runs ``runtime`` in ``browser`` (``--browser``): ``wasm@qtwebengine``. Runtimes that
+    do not run in a browser refuse a browser; without one the device is unchanged."""
+    from edgestudio.backends.browser import BROWSER_KINDS
+    from edgestudio.backends.runtimes import RUNTIMES
+    from edgestudio.core.errors import UsageError
+
+    if not browser:
+        return device or "CPU"
+    if browser not in BROWSER_KINDS:
+        raise UsageError(None, f"unknown browser {browser!r} (known: {', '.join(BROWSER_KINDS)})")
+    if not getattr(RUNTIMES.get(runtime), "in_browser", False):
+        raise UsageError(None, f"--browser applies to the browser runtimes (ort-web, tfjs), not {runtime}")
+    backend = (device or "wasm").partition("@")[0]
+    return f"{'wasm' if backend.upper() == 'CPU' else backend}@{browser}"
+
+
+def browser_devices(runtime: str, backends: list[tuple[str, str]]) -> list[DeviceInfo]:
+    """Each backend in the default browser (the first found), and ``@qtwebengine``/``@chromium`` spelled out
+    for the others this machine has."""
+    from edgestudio.backends.browser import available_browsers, find_browser
+
+    have = available_browsers()
+    out = []
+    for i, kind in enumerate(have):
+        where = (find_browser() or ("", "Chromium"))[1] if kind == "chromium" else "QtWebEngine"
+        for backend, what in backends:
+            out.append(DeviceInfo(runtime, backend if i == 0 else f"{backend}@{kind}", f"{what} in {where}"))
+    return out
+
+
 @RUNTIMES.register
 class OrtWebRuntime(Runtime):
     name = "ort-web"
     label = "ONNX Runtime Web (browser)"
     formats = frozenset({ModelFormat.ONNX, ModelFormat.ORT})
     requires = ()
+    in_browser = True
     package_kind = "web"  # packaging/web.py: model, runtime files, index.html, serve.py
 
     @classmethod
     def missing_packages(cls) -> list[str]:
-        from edgestudio.backends.browser import find_browser, web_root
+        from edgestudio.backends.browser import available_browsers, web_root
 
-        missing = [] if find_browser() else ["a Chromium-family browser (apt-get install chromium)"]
+        missing = [] if available_browsers() else ["a browser (apt-get install chromium; or PySide6's QtWebEngine)"]
         if not (web_root() / "node_modules" / "onnxruntime-web").is_dir():
             missing.append("onnxruntime-web (npm ci in web/)")
         return missing
 
     def devices(self) -> list[DeviceInfo]:
-        from edgestudio.backends.browser import find_browser
-
-        found = find_browser()
-        return [DeviceInfo(self.name, "wasm", f"onnxruntime-web wasm (SIMD, threads) in {found[1] if found else '?'}")]
+        return browser_devices(self.name, [("wasm", "onnxruntime-web wasm (SIMD, threads)")])
 
     def load(self, path: str | Path, *, device: str = "wasm", threads: int | None = None,
              precision: str | None = None) -> Session:
-        if device.upper() not in ("WASM", "CPU"):
-            raise RuntimeUnavailableError(None, f"ort-web has no device {device!r} (available: wasm)")
-        return BrowserSession(Path(path).resolve(), threads)
+        backend, browser = split_device(device)
+        if backend.upper() not in ("WASM", "CPU"):
+            raise RuntimeUnavailableError(None, f"ort-web has no device {device!r} (available: wasm, "
+                                                "wasm@chromium, wasm@qtwebengine)")
+        return BrowserSession(Path(path).resolve(), threads, browser=browser)
 
     def benchmark(self, session: Session, feeds: dict[str, np.ndarray], *, iterations: int, warmup: int,
                   duration_s: float | None = None, on_sample: Any = None, cancel: Any = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, Runtime, Session
-from edgestudio.backends.runtimes.ort_web import BrowserSession, OrtWebRuntime
+from edgestudio.backends.runtimes.ort_web import BrowserSession, OrtWebRuntime, browser_devices, split_device
 from edgestudio.core.errors import RuntimeUnavailableError
 from edgestudio.core.formats import ModelFormat
 
@@ -30,29 +30,29 @@ class TfjsRuntime(Runtime):
     label = "TensorFlow.js (browser)"
     formats = frozenset({ModelFormat.TFJS})
     requires = ()
+    in_browser = True
+    package_kind = "web"  # packaging/web.py: model.json + shards, TF.js files, index.html, serve.py
     benchmark = OrtWebRuntime.benchmark  # timed in the page, streamed as console events
 
     @classmethod
     def missing_packages(cls) -> list[str]:
-        from edgestudio.backends.browser import find_browser, web_root
+        from edgestudio.backends.browser import available_browsers, web_root
 
-        missing = [] if find_browser() else ["a Chromium-family browser (apt-get install chromium)"]
+        missing = [] if available_browsers() else ["a browser (apt-get install chromium; or PySide6's QtWebEngine)"]
         if not (web_root() / "node_modules" / "@tensorflow" / "tfjs-backend-wasm").is_dir():
             missing.append("TF.js (npm ci in web/)")
         return missing
 
     def devices(self) -> list[DeviceInfo]:
-        from edgestudio.backends.browser import find_browser
-
-        found = find_browser()
-        where = found[1] if found else "?"
-        return [DeviceInfo(self.name, "wasm", f"TF.js wasm backend in {where}"),
-                DeviceInfo(self.name, "js", f"TF.js plain JavaScript (cpu) backend in {where}")]
+        return browser_devices(self.name, [("wasm", "TF.js wasm backend"), ("js", "TF.js plain JavaScript (cpu) backend")])
 
     def load(self, path: str | Path, *, device: str = "wasm", threads: int | None = None,
              precision: str | None = None) -> Session:
-        backend = {"WASM": "wasm", "CPU": "wasm", "JS": "cpu"}.get(device.upper(), device.lower())
+        name, browser = split_device(device)
+        backend = {"WASM": "wasm", "CPU": "wasm", "JS": "cpu"}.get(name.upper(), name.lower())
         if backend not in ("wasm", "cpu"):
-            raise RuntimeUnavailableError(None, f"tfjs has no device {device!r} (available: wasm, js)")
+            raise RuntimeUnavailableError(None, f"tfjs has no device {device!r} (available: wasm, js; "
+                                                "@chromium or @qtwebengine picks the browser)")
         folder = Path(path).resolve()
-        return TfjsSession(folder if folder.is_dir() else folder.parent, threads, runtime="tfjs", device=backend)
+        return TfjsSession(folder if folder.is_dir() else folder.parent, threads, runtime="tfjs", device=backend,
+                           browser=browser)
