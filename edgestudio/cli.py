@@ -120,11 +120,56 @@ def cmd_inspect(args: argparse.Namespace) -> Any:
 
 # -------------------------------------------------------------------------------------------- devices
 def cmd_devices(args: argparse.Namespace) -> Any:
-    from edgestudio.backends.runtimes import list_devices
+    """``devices``: every device the runtimes here and on the registered remote devices see; ``devices add|list|
+    remove``: the remote devices (agents)."""
+    from edgestudio.execution import remote
 
-    devices = [d.to_dict() for d in list_devices()]
-    _emit(args, devices, lambda ds: "\n".join(f"{d['runtime']:<12} {d['device']:<10} {d['description']}" for d in ds))
+    if args.action == "add":
+        if not (args.name and args.host and args.token):
+            raise UsageError(None, "devices add NAME --host HOST [--port PORT] --token TOKEN")
+        data: Any = remote.add_device(args.name, args.host, args.port, args.token, tls=args.tls,
+                                      check=not args.no_check)
+        f = data.get("facts") or {}
+        _emit(args, data, lambda d: f"added {d['name']} ({d['host']}:{d['port']})" + (
+            f": {f.get('cpu')}, {f.get('cores')} cores, {f.get('os')}; runtimes "
+            + ", ".join(f"{k} {v}" for k, v in (f.get("runtimes") or {}).items() if k != "numpy") if f else
+            " (not checked)") + f"\n  use it with --target agent:{d['name']}")
+        return data
+    if args.action == "remove":
+        if not args.name:
+            raise UsageError(None, "devices remove NAME")
+        remote.remove_device(args.name)
+        _emit(args, {"removed": args.name}, lambda d: f"removed {d['removed']}")
+        return None
+    if args.action == "list":
+        data = [remote.device_health(e) for e in remote.registered_devices()]
+
+        def text(ds: list[dict[str, Any]]) -> str:
+            lines = []
+            for d in ds:
+                f = d["facts"]
+                state = (f"online ({d['rtt_ms']} ms): {f.get('cpu')}, {f.get('cores')} cores, {f.get('machine')}, "
+                         f"{(f.get('memory_bytes') or 0) / 2**30:.1f} GiB, " + ", ".join(
+                             f"{k} {v}" for k, v in (f.get("runtimes") or {}).items() if k != "numpy")
+                         + "".join(f", {k} {v:.0f} C" for k, v in list((f.get("temperature_c") or {}).items())[:2])
+                         if d["online"] else f"OFFLINE: {d['error']}")
+                lines.append(f"{d['target']:<20} {d['host']}:{d['port']:<6} {state}")
+            return "\n".join(lines) or ("no remote devices (start `edgestudio agent serve` on one, then "
+                                        "`edgestudio devices add NAME --host H --token T`)")
+
+        _emit(args, data, text)
+        return data
+    devices = remote.all_device_dicts()
+    _emit(args, devices, lambda ds: "\n".join(f"{d['runtime']:<12} {d['device']:<16} {d['description']}" for d in ds))
     return devices
+
+
+def cmd_agent(args: argparse.Namespace) -> Any:
+    from edgestudio.agent.server import run_from_args
+
+    if run_from_args(args):
+        raise SystemExit(1)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- bench
@@ -140,7 +185,15 @@ def _bench_text(d: dict[str, Any]) -> str:
             + (f"\n  target     {d['target'].get('browser')}: {d['target'].get('runtime')}, "
                f"{d['target'].get('threads')} wasm threads, crossOriginIsolated {d['target'].get('crossOriginIsolated')}, "
                f"WebGPU adapter {'yes' if d['target'].get('webgpu') else 'no'}"
-               if (d.get("target") or {}).get("browser") else ""))
+               if (d.get("target") or {}).get("browser") else "")
+            + (_agent_text(d["agent"]) if d.get("agent") else ""))
+
+
+def _agent_text(a: dict[str, Any]) -> str:
+    on = a.get("executed_on") or {}
+    return (f"\n  device     {a['device']} ({a['host']}:{a['port']}): {on.get('cpu', '?')}, {on.get('cores', '?')} "
+            f"cores, {on.get('os', '')}; latencies measured on the device (model transfer {a['transfer_s']:.2f} s, "
+            "not included)")
 
 
 def cmd_bench(args: argparse.Namespace) -> Any:
@@ -437,10 +490,12 @@ def cmd_eval(args: argparse.Namespace) -> Any:
 
 
 def _compare_text(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'variant':<40}{'runtime':<12}{'p50 ms':>9}{'p99 ms':>9}{'fps':>9}{'size':>10}{'top-1':>8}  pareto"]
+    lines = [f"{'variant':<32}{'runtime':<12}{'device':<18}{'p50 ms':>9}{'p99 ms':>9}{'fps':>9}{'size':>10}"
+             f"{'top-1':>8}  pareto"]
     for r in rows:
         f = lambda k, fmt: fmt.format(r[k]) if r.get(k) is not None else "-"  # noqa: E731
-        lines.append(f"{Path(r['model']).name[:39]:<40}{r['runtime']:<12}{f('p50_ms', '{:.3f}'):>9}"
+        lines.append(f"{Path(r['model']).name[:31]:<32}{r['runtime']:<12}{str(r.get('device') or '')[:17]:<18}"
+                     f"{f('p50_ms', '{:.3f}'):>9}"
                      f"{f('p99_ms', '{:.3f}'):>9}{f('throughput_fps', '{:.0f}'):>9}{r['size_bytes'] / 1024:>8.0f}KB"
                      f"{f('accuracy', '{:.4f}'):>8}  {'*' if r['pareto'] else ''}"
                      + (f"  ({r['error']})" if r.get("error") else ""))
@@ -449,14 +504,17 @@ def _compare_text(rows: list[dict[str, Any]]) -> str:
 
 def cmd_compare(args: argparse.Namespace) -> Any:
     from edgestudio.bench.compare import comparison_rows
-    from edgestudio.execution.targets import executor_for
+    from edgestudio.execution.targets import agent_name, executor_for
     from edgestudio.workers.manager import JobManager
 
     executor = executor_for(args.env, max_workers=1)
+    remote = agent_name(args.env)
+    devices = args.device or ["CPU"]
+    device = [f"{d}@agent:{remote}" if remote else d for d in devices]  # the rows name the remote device
     ws = _open_workspace(args) if args.workspace else None
     mgr = JobManager(ws, executor)
     try:
-        rows = comparison_rows(mgr, args.models, args.runtime, dataset=args.dataset, device=args.device,
+        rows = comparison_rows(mgr, args.models, args.runtime, dataset=args.dataset, device=device,
                                iterations=args.iterations, inputs=_input_spec(args).to_dict(), browser=args.browser)
     finally:
         mgr.shutdown()
@@ -710,7 +768,8 @@ def build_parser() -> argparse.ArgumentParser:
     target = argparse.ArgumentParser(add_help=False)
     target.add_argument("--env", "--target", dest="env", metavar="NAME",
                         help="run on this execution target: a Python environment (`edgestudio envs`; env:NAME or "
-                             "NAME) or local (default); `edgestudio targets` lists them")
+                             "NAME), a remote device (agent:NAME, `edgestudio devices`) or local (default); "
+                             "`edgestudio targets` lists them")
     ap = _Parser(prog="edgestudio", description="EdgeStudio: take a trained model to an edge device. "
                                                 "Without a command, the studio opens.")
     ap.add_argument("--version", action="version", version=f"edgestudio {__version__}")
@@ -722,8 +781,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix a dynamic input's shape for the MACs count (repeatable)")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("devices", parents=[common], help="every device the installed runtimes see")
+    p = sub.add_parser("devices", parents=[common], help="every device the installed runtimes (and the remote "
+                                                        "devices) see; add|list|remove remote devices (agents)")
+    p.add_argument("action", nargs="?", choices=["add", "list", "remove"])
+    p.add_argument("name", nargs="?", help="the device's name (its target: agent:NAME)")
+    p.add_argument("--host", help="add: the agent's host name or address")
+    p.add_argument("--port", type=int, default=8765, help="add: the agent's port (default 8765)")
+    p.add_argument("--token", help="add: the token the agent printed at its first start")
+    p.add_argument("--tls", action="store_true", help="add: the agent serves TLS (wss://)")
+    p.add_argument("--no-check", action="store_true", help="add: do not connect to check it now")
     p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("agent", parents=[common], help="run on an edge device: serve EdgeStudio's bench, eval, "
+                                                      "inspect and parity jobs to the studio")
+    p.add_argument("action", choices=["serve"])
+    from edgestudio.agent.server import add_serve_args
+
+    add_serve_args(p)
+    p.set_defaults(func=cmd_agent)
 
     p = sub.add_parser("bench", parents=[common, target], help="measure latency, throughput, load time and memory")
     p.add_argument("model")
@@ -793,7 +868,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+")
     p.add_argument("--runtime", action="append", help="repeatable; default: each model's own runtime")
     p.add_argument("--dataset", metavar="DATA", help="labeled data: adds top-1 and the accuracy/latency Pareto front")
-    p.add_argument("--device", default="CPU")
+    p.add_argument("--device", action="append", help="repeatable: e.g. CPU and CPU@agent:pi side by side "
+                                                     "(default CPU; `edgestudio devices` lists them)")
     p.add_argument("--iterations", type=int, default=100)
     p.add_argument("--browser", choices=["chromium", "qtwebengine"], help="the browser of the browser runtimes")
     _add_input_args(p, "every benchmark")
@@ -817,8 +893,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("requirements", nargs="*", help="pinned requirements (pip), e.g. onnxruntime==1.23.2")
     p.set_defaults(func=cmd_envs)
 
-    p = sub.add_parser("targets", parents=[common], help="where jobs can run: this Python (local) and each "
-                                                        "Python environment")
+    p = sub.add_parser("targets", parents=[common], help="where jobs can run: this Python (local), each "
+                                                        "Python environment, each remote device")
     p.set_defaults(func=cmd_targets)
 
     p = sub.add_parser("jobs", parents=[common], help="job history of a workspace (default: the user's)")

@@ -10,11 +10,11 @@ import pytest
 
 from edgestudio.backends.runtimes import RUNTIMES, get_runtime, list_devices, runtime_for_format
 from edgestudio.bench.inputs import make_inputs, parse_shape_overrides
-from edgestudio.core.inputspec import InputSpec, resolve_shapes
 from edgestudio.bench.latency import BenchConfig, run_benchmark, timed_loop
 from edgestudio.bench.stats import LatencyStats
 from edgestudio.core.errors import Cancelled, RuntimeUnavailableError, UsageError
 from edgestudio.core.formats import ModelFormat
+from edgestudio.core.inputspec import InputSpec, resolve_shapes
 from edgestudio.core.modelinfo import TensorSpec
 from edgestudio.core.progress import CancelToken
 from tests.conftest import SAMPLES, softmax_like_zoo, zoo_body, zoo_expected, zoo_models

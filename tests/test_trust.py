@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from edgestudio.core.errors import UsageError
-
 from tests.conftest import run_cli
 from tests.helpers import real_models as rm
 

@@ -40,7 +40,8 @@ def _plan(model: str, fmt: ModelFormat, runtime: str, device: str, dataset: str 
     return row, specs
 
 
-def plan_rows(models: list[str], runtimes: list[str] | None, *, dataset: str | None = None, device: str = "CPU",
+def plan_rows(models: list[str], runtimes: list[str] | None, *, dataset: str | None = None,
+              device: str | list[str] = "CPU",
               iterations: int = 100, warmup: int = 10, inputs: dict[str, Any] | None = None,
               browser: str | None = None) -> list[tuple[dict[str, Any], list[JobSpec]]]:
     """A row per model x runtime, with the jobs that fill it (none, and an error, where it cannot run).
@@ -52,9 +53,10 @@ def plan_rows(models: list[str], runtimes: list[str] | None, *, dataset: str | N
     for model in models:
         fmt = detect_format(model)
         for rt in runtimes or [runtime_for_format(fmt)]:
-            in_browser = browser and getattr(RUNTIMES.all().get(rt), "in_browser", False)
-            dev = browser_device(rt, device, browser) if in_browser else device
-            out.append(_plan(model, fmt, rt, dev, dataset, iterations, warmup, inputs))
+            for one in ([device] if isinstance(device, str) else device):  # e.g. CPU and CPU@agent:pi side by side
+                in_browser = browser and getattr(RUNTIMES.all().get(rt), "in_browser", False)
+                dev = browser_device(rt, one, browser) if in_browser else one
+                out.append(_plan(model, fmt, rt, dev, dataset, iterations, warmup, inputs))
     return out
 
 
@@ -117,7 +119,8 @@ def finalize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def comparison_rows(manager: Any, models: list[str], runtimes: list[str] | None, *, dataset: str | None = None,
-                    device: str = "CPU", iterations: int = 100, warmup: int = 10, browser: str | None = None,
+                    device: str | list[str] = "CPU", iterations: int = 100, warmup: int = 10,
+                    browser: str | None = None,
                     inputs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Submit every job through ``manager``, wait for all, return the finished table."""
     from edgestudio.core.jobs import JobStatus

@@ -169,8 +169,10 @@ def envs_root() -> Path:
     override = os.environ.get("EDGESTUDIO_ENVS")
     if override:
         return Path(override)
-    from platformdirs import user_data_dir
-
+    try:
+        from platformdirs import user_data_dir
+    except ImportError:  # a device agent's minimal install: the XDG default platformdirs would give
+        return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "edgestudio" / "envs"
     return Path(user_data_dir("edgestudio", appauthor=False)) / "envs"
 
 

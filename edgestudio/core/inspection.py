@@ -182,8 +182,35 @@ def _onnx_parameters(graph: Any) -> int:
     return total
 
 
+def _inspect_onnx_with_ort(p: Path) -> ModelInfo:
+    """Where the ``onnx`` package is not installed (a device agent with ONNX Runtime only): inputs and outputs
+    from ONNX Runtime's session; ops, parameters and MACs are not counted (the note says why)."""
+    import onnxruntime as ort
+
+    from edgestudio.core.modelinfo import TensorSpec
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
+
+    def spec(a: Any) -> TensorSpec:
+        dtype = str(a.type).removeprefix("tensor(").removesuffix(")")
+        dtype = {"float": "float32", "double": "float64", "string": "object"}.get(dtype, dtype)
+        return TensorSpec(a.name, [d if isinstance(d, int) else (d or "?") for d in a.shape], dtype)
+
+    meta = sess.get_modelmeta()
+    info = ModelInfo(ModelFormat.ONNX, str(p), 0, [spec(a) for a in sess.get_inputs()],
+                     [spec(a) for a in sess.get_outputs()], producer=meta.producer_name or None)
+    info.macs_note = "ops, parameters and MACs not counted: the onnx package is not installed here"
+    return info
+
+
 def _inspect_onnx(p: Path, shapes: dict[str, list[int]] | None = None) -> ModelInfo:
-    import onnx
+    try:
+        import onnx
+    except ImportError:
+        return _inspect_onnx_with_ort(p)
     from onnx import numpy_helper
 
     try:

@@ -204,16 +204,19 @@ def _pip(folder: Path, reqs: list[str], progress: ProgressCallback, cancel: Canc
         raise EnvError(folder, f"pip could not install {' '.join(reqs)}: {clean_message(why, 240)}")
 
 
-def run_in_env(name: str, spec: JobSpec, *, on_message: Callable[[JobMessage], None] | None = None,
+def run_in_env(name: str | None, spec: JobSpec, *, on_message: Callable[[JobMessage], None] | None = None,
                cancel: CancelToken | None = None, timeout_s: float | None = None,
-               job_id: str | None = None) -> JobRecord:
+               job_id: str | None = None, python: str | None = None,
+               env_vars: dict[str, str] | None = None) -> JobRecord:
     """Run ``spec`` in environment ``name`` (a process of its own); messages stream to ``on_message``.
-    Artifacts are written to a staging folder beside ``spec.output`` and moved there on success."""
-    info = get_env(name)
+    Artifacts are written to a staging folder beside ``spec.output`` and moved there on success. With ``python``
+    (and ``env_vars``) instead of a name, that interpreter runs it (a device agent runs jobs in its own)."""
+    interpreter = python or get_env(name or "").python
     rec = JobRecord(id=job_id or new_job_id(), spec=spec, status=JobStatus.RUNNING, started_at=time.time())
     staging = staging_folder(Path(spec.output), rec.id) if spec.output else None
-    proc = subprocess.Popen([info.python, "-m", "edgestudio.execution.env_worker"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env_vars(name))
+    proc = subprocess.Popen([interpreter, "-m", "edgestudio.execution.env_worker"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env_vars if env_vars is not None else _env_vars(name))
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(encode(RunRequest(rec.id, spec.to_dict(), str(staging) if staging else None)))
     proc.stdin.flush()
@@ -294,25 +297,37 @@ class EnvExecutor(ExecutorBase):
     speaking the versioned JSON-lines protocol; ``max_workers`` jobs at a time."""
 
     def __init__(self, env: str, max_workers: int = 1) -> None:
-        super().__init__()
         self.info = get_env(env)
         self.env = env
+        self._start(f"env:{env}", max_workers)
+
+    def _start(self, target_name: str, max_workers: int) -> None:
+        super().__init__()
+        self.target_name = target_name
         self.max_workers = max(1, max_workers)
         self._queue: deque[str] = deque()
         self._running: dict[str, tuple[threading.Thread, CancelToken]] = {}
         self._stopping = False
+
+    def _execute(self, rec: JobRecord, on_message: Callable[[JobMessage], None], token: CancelToken) -> JobRecord:
+        """Run one job where this executor runs them (here: the environment's interpreter)."""
+        return run_in_env(self.env, rec.spec, on_message=on_message, cancel=token, timeout_s=rec.spec.timeout_s,
+                          job_id=rec.id)
+
+    def _tag(self, result: dict[str, Any]) -> dict[str, Any]:
+        return {**result, "env": self.env}
 
     def describe(self) -> TargetInfo:
         return target_info(self.info)
 
     def submit(self, spec: JobSpec, job_id: str | None = None) -> str:
         if self._stopping:
-            raise RuntimeError(f"the executor for environment {self.env} is shut down")
+            raise RuntimeError(f"the executor for {self.target_name} is shut down")
         rec = JobRecord(id=job_id or new_job_id(), spec=spec)
         with self._lock:
             self._records[rec.id] = rec
             self._queue.append(rec.id)
-        self._emit(JobEvent(rec.id, "queued", {"spec": spec.to_dict(), "target": f"env:{self.env}"}))
+        self._emit(JobEvent(rec.id, "queued", {"spec": spec.to_dict(), "target": self.target_name}))
         self._schedule()
         return rec.id
 
@@ -347,22 +362,21 @@ class EnvExecutor(ExecutorBase):
             while self._queue and len(self._running) < self.max_workers and not self._stopping:
                 rec = self._records[self._queue.popleft()]
                 token = CancelToken()
-                thread = threading.Thread(target=self._run, args=(rec, token), name=f"edgestudio-env-{self.env}",
-                                          daemon=True)
+                thread = threading.Thread(target=self._run, args=(rec, token), daemon=True,
+                                          name=f"edgestudio-{self.target_name}")
                 self._running[rec.id] = (thread, token)
                 rec.status, rec.started_at = JobStatus.RUNNING, time.time()
                 thread.start()
 
     def _run(self, rec: JobRecord, token: CancelToken) -> None:
-        self._emit(JobEvent(rec.id, "started", {"target": f"env:{self.env}"}))
+        self._emit(JobEvent(rec.id, "started", {"target": self.target_name}))
 
         def on_message(m: JobMessage) -> None:
             with self._lock:
                 self._apply(rec, m.type, m.data)
 
         try:
-            done = run_in_env(self.env, rec.spec, on_message=on_message, cancel=token, timeout_s=rec.spec.timeout_s,
-                              job_id=rec.id)
+            done = self._execute(rec, on_message, token)
             status, error, result = done.status, done.error, done.result
         except EdgeStudioError as exc:
             status, error, result = JobStatus.FAILED, exc.one_line(), None
@@ -373,7 +387,7 @@ class EnvExecutor(ExecutorBase):
         with self._lock:
             self._running.pop(rec.id, None)
             if result is not None:
-                result = {**result, "env": self.env}
+                result = self._tag(result)
             rec.result = result
             self._finish(rec, status, error)
         self._schedule()

@@ -69,6 +69,7 @@ class MainWindow(QMainWindow):
         self._compare: dict[str, tuple[dict[str, Any], str]] = {}  # job -> (row, kind)
         self._compare_rows: list[dict[str, Any]] = []
         self.devices: list[dict[str, str]] = []
+        self._devices_job: str | None = None
         self.compare_setup: Any = None
 
         self.details = DetailsView(use_webengine)
@@ -77,6 +78,10 @@ class MainWindow(QMainWindow):
         self.browser = ModelBrowser()
         self.jobs = JobsPanel()
         self.optimize = OptimizePanel(self.bridge)
+        from edgestudio.gui.devices_panel import DevicesPanel
+
+        self.devices_panel = DevicesPanel(self.bridge)
+        self.devices_panel.changed.connect(self.detect_devices)
         # The charts (pyqtgraph + superqt: ~0.4 s of imports) are built just after the window is shown, or on
         # first use, whichever comes first: until then the tabs hold placeholders.
         self._live: LiveLatencyChart | None = None
@@ -91,8 +96,10 @@ class MainWindow(QMainWindow):
             "jobs": self._dock("Jobs", self.jobs, Qt.DockWidgetArea.BottomDockWidgetArea),
             "charts": self._dock("Charts", self.chart_tabs, Qt.DockWidgetArea.RightDockWidgetArea),
             "optimize": self._dock("Optimize", self.optimize, Qt.DockWidgetArea.RightDockWidgetArea),
+            "devices": self._dock("Devices", self.devices_panel, Qt.DockWidgetArea.RightDockWidgetArea),
         }
         self.tabifyDockWidget(self.docks["charts"], self.docks["optimize"])
+        self.tabifyDockWidget(self.docks["optimize"], self.docks["devices"])
         self.docks["charts"].raise_()
         self.resizeDocks([self.docks["models"], self.docks["charts"]], [330, 560], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["jobs"]], [210], Qt.Orientation.Vertical)
@@ -119,8 +126,7 @@ class MainWindow(QMainWindow):
         self.jobs.load_history(workspace.jobs(limit=200))
         self.refresh()
         self._restore_layout()
-        self._devices_job = self.bridge.submit(JobSpec(JobKind.CALL, options={
-            "function": "edgestudio.backends.runtimes.base:device_dicts"}))
+        self.detect_devices()
         # another process (a CLI, a second studio) writing to this workspace shows up here within a second
         self._change_seq = workspace.last_change()
         self._watch_timer = QTimer(self)
@@ -168,6 +174,13 @@ class MainWindow(QMainWindow):
         self._ensure_charts()
         assert self._comparison is not None
         return self._comparison
+
+    def detect_devices(self) -> str:
+        """List every device the runtimes here and on the registered remote devices see (a job: remote ones are
+        asked over the network)."""
+        self._devices_job = self.bridge.submit(JobSpec(JobKind.CALL, options={
+            "function": "edgestudio.execution.remote:all_device_dicts"}))
+        return self._devices_job
 
     def _samples(self, job_id: str, samples: list[tuple[int, float]]) -> None:
         if self._live is not None:  # a benchmark started from this window has built the charts

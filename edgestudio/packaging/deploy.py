@@ -45,7 +45,6 @@ def _decl(runtime: str):  # type: ignore[no-untyped-def]
 def default_package_runtime(fmt: ModelFormat) -> str | None:
     """The runtime a model of this format is deployed with by default (its native one, if it packages)."""
     from edgestudio.core.catalog import native_runtime
-
     from edgestudio.core.catalog import runtime as decl
 
     rt = native_runtime(fmt.value)

@@ -42,6 +42,10 @@ def run_job(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     if target is None:
         raise UsageError(spec.model, f"job kind {spec.kind.value!r} is not available in this version")
     spec.validate()
+    if spec.device and "@agent:" in spec.device:  # a remote device: the agent runs it, this worker relays
+        from edgestudio.execution.remote import forward_to_agent
+
+        return forward_to_agent(spec.device, spec, ctx)
     env = _model_env(spec)
     if env is not None and spec.kind is not JobKind.CONVERT:
         return forward_to_env(env, spec, ctx)  # e.g. inspecting or benchmarking a PyTorch model
