@@ -379,6 +379,9 @@ def _optimize_text(d: dict[str, Any]) -> str:
                          f"{'*' if r['pareto'] else ''}" + (f"  ({r['error']})" if r.get("error") else ""))
         best = d.get("best")
         lines.append(f"pick: {best['label']} -> {best['path']}" if best else "no candidate passed the accuracy guard")
+        if d.get("bench_device"):
+            lines.append(f"latencies measured on {d['bench_device']} (the variants were made and their accuracy "
+                         "checked here)")
         return "\n".join(lines + [f"warning: {w}" for w in d.get("warnings", [])])
     sb = d["size_bytes"]
     lines = [f"{d['output']}", f"  {d['method']} for {d['runtime']} in {d['seconds']:.1f} s; size {sb['before']:,} -> "
@@ -439,8 +442,14 @@ def cmd_optimize(args: argparse.Namespace) -> Any:
         if data and data != "random" and not Path(data).exists():
             raise UsageError(None, f"{data}: no such file or folder")
     if args.auto:
+        from edgestudio.execution.targets import agent_name
+
+        device = agent_name(args.env)
         spec = JobSpec(JobKind.OPTIMIZE, model=str(src), runtime=args.runtime or "any", exclusive=True,
-                       options={"auto": True, "options": opts.to_dict(), "iterations": args.iterations})
+                       options={"auto": True, "options": opts.to_dict(), "iterations": args.iterations,
+                                "bench_device": f"CPU@agent:{device}" if device else None})
+        if device:  # the candidates are made here (converters, quantizers) and measured on the device
+            args.env = None
         if args.workspace:
             result = run_job(args, spec, output_name="auto")
         else:

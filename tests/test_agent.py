@@ -122,6 +122,16 @@ def test_a_pi_like_device_benchmarks_and_compares_next_to_local(agent: Agent, de
     # uploads are content-addressed and cached: one folder per distinct model, inside the agent's folder
     stored = sorted(p.name for p in (agent.folder / "models").iterdir())
     assert len(stored) == 3 and all(len(s) == 64 for s in stored)  # onnx, tflite, the dataset
+    # auto-optimize for the device: variants made and checked here, measured there; runtimes it lacks are skipped
+    r = run_cli("optimize", str(SAMPLES / "digits_cnn.onnx"), "--auto", "--target", "agent:pi", "--dataset",
+                str(SAMPLES / "digits_test.npz"), "--calibration", str(SAMPLES / "digits_calib.npz"), "--iterations",
+                "50", "-o", str(agent.folder.parent / "auto"), "--json", timeout=600)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["bench_device"] == "CPU@agent:pi" and d["best"]["runtime"] == "onnxruntime"
+    rows = {c["label"]: c for c in d["candidates"]}
+    assert rows["ORT INT8 static U8S8"]["device"] == "CPU@agent:pi" and rows["ORT INT8 static U8S8"]["p50_ms"] > 0
+    assert "not on the device" in rows["OpenVINO INT8 NNCF"]["error"] and rows["OpenVINO INT8 NNCF"]["path"] is None
 
 
 def test_live_samples_stream_from_the_device_and_a_cancel_stops_the_job(agent: Agent) -> None:
@@ -341,3 +351,29 @@ def test_the_studio_adds_a_device_and_compares_on_it(qtbot, devices: Path, agent
     if os.environ.get("EDGESTUDIO_SHOTS"):
         window.comparison.resize(900, 560)
         window.comparison.grab().save(str(ROOT / "docs" / "screenshots" / "comparison-remote.png"))
+
+
+def test_tls_agent_with_a_certificate_the_studio_trusts(device_python: str, tmp_path: Path, devices: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """--certfile/--keyfile: the agent serves wss://; the studio connects with --tls when it trusts the certificate
+    (SSL_CERT_FILE here) and refuses one it does not."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out",
+                        str(cert)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    a = Agent(device_python, tmp_path / "agent", "--certfile", str(cert), "--keyfile", str(key))
+    try:
+        untrusted = run_cli("devices", "add", "tls", "--host", "127.0.0.1", "--port", str(a.port), "--token",
+                            a.token or "", "--tls")
+        assert untrusted.returncode != 0 and "certificate is not trusted" in untrusted.stderr
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        ok = run_cli("devices", "add", "tls", "--host", "127.0.0.1", "--port", str(a.port), "--token",
+                     a.token or "", "--tls", "--json")
+        assert ok.returncode == 0, ok.stderr
+        r = run_cli("bench", str(SAMPLES / "digits_cnn.tflite"), "--target", "agent:tls", "--iterations", "20",
+                    "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["device"] == "CPU@agent:tls"
+    finally:
+        a.kill()

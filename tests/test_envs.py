@@ -99,8 +99,10 @@ def test_targets_lists_this_python_and_each_environment(ort_env: Path) -> None:
     targets = {t["name"]: t for t in json.loads(r.stdout)}
     assert targets["local"]["python"] == sys.executable
     assert targets["env:ortonly"]["kind"] == "env" and targets["env:ortonly"]["detail"] == "healthy"
-    bad = cli(ort_env, "inspect", str(SAMPLES / "digits_cnn.onnx"), "--target", "agent:pi")
-    assert bad.returncode == 2 and "unknown execution target 'agent:pi'" in bad.stderr and "env:ortonly" in bad.stderr
+    bad = cli(ort_env, "inspect", str(SAMPLES / "digits_cnn.onnx"), "--target", "cluster:x")
+    assert bad.returncode == 2 and "unknown execution target 'cluster:x'" in bad.stderr and "env:ortonly" in bad.stderr
+    bad = cli(ort_env, "inspect", str(SAMPLES / "digits_cnn.onnx"), "--target", "agent:nosuchdevice")
+    assert bad.returncode == 2 and "no device named 'nosuchdevice'" in bad.stderr
 
 
 def test_the_environment_executor_streams_events_and_cancels(ort_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

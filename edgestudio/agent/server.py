@@ -73,6 +73,8 @@ def ensure_token(folder: Path, *, new: bool = False) -> str | None:
         token: str | None = given
     elif new or not meta.get("token_sha256"):
         token = secrets.token_urlsafe(32)
+        while not token[0].isalnum():  # a leading "-" reads as an option on a command line (--token -abc)
+            token = secrets.token_urlsafe(32)
     else:
         return None
     meta.update(token_sha256=_hash_token(token), token_created=time.time())

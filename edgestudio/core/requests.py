@@ -52,6 +52,7 @@ class OptimizeRequest:
     keep_reference: bool = False
     auto: bool = False
     iterations: int = 200
+    bench_device: str | None = None  # auto: measure the candidates on this device (e.g. CPU@agent:pi)
 
     def __post_init__(self) -> None:
         if not self.method and not self.auto:

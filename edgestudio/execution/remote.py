@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edgestudio.core.errors import Cancelled, EdgeStudioError, UsageError
-from edgestudio.core.jobs import JobRecord, JobSpec, JobStatus, new_job_id
+from edgestudio.core.jobs import JobKind, JobRecord, JobSpec, JobStatus, new_job_id
 from edgestudio.core.progress import CancelToken
 from edgestudio.execution.base import TargetInfo
 from edgestudio.execution.envs import EnvExecutor
@@ -190,6 +190,11 @@ class AgentClient:
                                        "`edgestudio agent serve --new-token` makes a new one") from None
             raise RemoteError(None, f"{where} answered HTTP {code}: is it an EdgeStudio agent?") from None
         except (OSError, TimeoutError, WebSocketException) as exc:
+            import ssl
+
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                raise RemoteError(None, f"{where}: its TLS certificate is not trusted ({exc.verify_message})",
+                                  hint="point SSL_CERT_FILE at the agent's certificate (or its CA)") from None
             why = "nothing listens there" if isinstance(exc, ConnectionRefusedError) else str(exc) or type(exc).__name__
             raise RemoteError(None, f"cannot reach {where}: {why}",
                               hint="start it there with `edgestudio agent serve`") from None
@@ -342,6 +347,32 @@ def is_local_path(value: Any) -> bool:
 
 def run_on_agent(device: str, spec: JobSpec, **kwargs: Any) -> JobRecord:
     return AgentClient(get_device(device)).run(spec, **kwargs)
+
+
+def remote_bench(device: str, log: Callable[[str], None] = lambda s: None) -> Callable[..., dict[str, Any]]:
+    """A ``bench(path, config, cancel)`` for auto-optimize that measures each candidate on ``device``
+    (``CPU@agent:pi`` or ``agent:pi``): a runtime the device lacks is that candidate's error."""
+    local, name = split_remote(device if DEVICE_MARK in device else f"CPU{DEVICE_MARK}{device.removeprefix(AGENT_PREFIX)}")
+    assert name is not None
+    client = AgentClient(get_device(name))
+
+    def bench(path: Path, config: Any, cancel: CancelToken | None = None) -> dict[str, Any]:
+        spec = JobSpec(JobKind.BENCH, model=str(path), runtime=config.runtime, device=local, options={
+            "iterations": config.iterations, "warmup": config.warmup, "precision": config.precision,
+            "keep_samples": False, "inputs": config.inputs.to_dict()})
+        rec = client.run(spec, cancel=cancel)
+        if rec.status is JobStatus.CANCELLED:
+            raise Cancelled()
+        if rec.status is not JobStatus.SUCCEEDED:
+            raise RemoteError(path, rec.error or "failed")
+        log(f"{Path(path).name} on {config.runtime}/{local} at {name}: p50 "
+            f"{rec.result['latency_ms']['p50']:.3f} ms" if rec.result else "")
+        return dict(rec.result or {})
+
+    facts = client.facts()  # which runtimes the device has, and that it answers, before anything is built
+    bench.runtimes = sorted({d["runtime"] for d in facts.get("devices", [])  # type: ignore[attr-defined]
+                             if d.get("device") == local})
+    return bench
 
 
 def split_remote(device: str | None) -> tuple[str | None, str | None]:

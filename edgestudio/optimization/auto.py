@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -46,10 +46,14 @@ def candidates(src_fmt: ModelFormat, runtime: str) -> list[Candidate]:
 def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOptions | None = None,
                   folder: Path | None = None, iterations: int = 200, warmup: int = 20,
                   progress: ProgressCallback = noop_progress, cancel: CancelToken | None = None,
-                  log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+                  log: Callable[[str], None] = lambda line: None,
+                  bench: Callable[..., dict[str, Any]] | None = None,
+                  bench_runtimes: Collection[str] | None = None) -> dict[str, Any]:
     """Returns ``{"best": row, "candidates": [rows]}``; each row has label, runtime, method, precision, path,
     size_bytes, p50_ms, p99_ms, throughput_fps, accuracy (top-1, or top-1 agreement without labels),
-    accuracy_kind, passed, pareto, error."""
+    accuracy_kind, passed, pareto, error. ``bench(path, config, cancel)`` measures a candidate elsewhere (a remote
+    device: the workers pass one) and returns a benchmark result as a dict; by default it runs here.
+    ``bench_runtimes``: the runtimes where it measures (a device's): other candidates are not built."""
     from edgestudio.bench.accuracy import agreement, evaluate
     from edgestudio.bench.latency import BenchConfig, run_benchmark
     from edgestudio.conversion.engine import convert_model, default_output
@@ -76,6 +80,9 @@ def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOpt
             row: dict[str, Any] = {"label": cand.label, "runtime": cand.runtime, "method": cand.method or "fp32",
                                    "precision": cand.precision, "path": None, "error": None}
             rows.append(row)
+            if bench_runtimes is not None and cand.runtime not in bench_runtimes:
+                row["error"] = f"{cand.runtime} is not on the device (it has: {', '.join(sorted(bench_runtimes))})"
+                continue
             try:
                 if cand.method is None:
                     target = {"onnxruntime": ModelFormat.ONNX, "openvino": ModelFormat.OPENVINO,
@@ -100,10 +107,13 @@ def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOpt
                 row["path"] = str(path)
                 row["size_bytes"] = model_size_bytes(path, detect_format(path))
                 progress(frac + 0.4 / len(cands), f"{cand.label}: benchmarking")
-                bench = run_benchmark(path, BenchConfig(runtime=cand.runtime, iterations=iterations, warmup=warmup,
-                                                        precision=cand.precision), cancel=cancel)
-                row.update(p50_ms=bench.latency_ms.p50, p99_ms=bench.latency_ms.p99,
-                           throughput_fps=bench.throughput_fps, precision_used=bench.precision)
+                config = BenchConfig(runtime=cand.runtime, iterations=iterations, warmup=warmup,
+                                     precision=cand.precision)
+                measured = (bench(path, config, cancel) if bench is not None
+                            else run_benchmark(path, config, cancel=cancel).to_dict())
+                row.update(p50_ms=measured["latency_ms"]["p50"], p99_ms=measured["latency_ms"]["p99"],
+                           throughput_fps=measured["throughput_fps"], precision_used=measured.get("precision"),
+                           device=measured.get("device"))
                 progress(frac + 0.7 / len(cands), f"{cand.label}: accuracy")
                 if opts.dataset:
                     acc = evaluate(path, opts.dataset, runtime=cand.runtime, ov_precision=cand.precision, cancel=cancel)

@@ -193,9 +193,17 @@ def run_optimize(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     if req.auto:
         from edgestudio.optimization.auto import auto_optimize
 
+        bench, bench_runtimes = None, None
+        if req.bench_device:  # candidates made here, measured on the device (a remote agent)
+            from edgestudio.execution.remote import remote_bench
+
+            bench = remote_bench(req.bench_device, ctx.log)
+            bench_runtimes = bench.runtimes  # type: ignore[attr-defined]
         table = auto_optimize(spec.model or "", runtime=spec.runtime or "any", options=opts, folder=ctx.staging,
                               iterations=int(req.iterations), progress=ctx.progress,
-                              cancel=ctx.cancel, log=ctx.log)
+                              cancel=ctx.cancel, log=ctx.log, bench=bench, bench_runtimes=bench_runtimes)
+        if req.bench_device:
+            table["bench_device"] = req.bench_device
         best = table.get("best")
         result = dict(table)
         if best:
