@@ -183,10 +183,12 @@ def _bench_text(d: dict[str, Any]) -> str:
             f"\n  throughput {d['throughput_fps']:.1f} inferences/s"
             f"\n  inputs     " + ", ".join(f"{k} {v}" for k, v in (d.get("input_shapes") or {}).items())
             + (f"\n  target     {d['target'].get('browser')}: {d['target'].get('runtime')}, "
-               f"{d['target'].get('threads')} wasm threads, crossOriginIsolated {d['target'].get('crossOriginIsolated')}, "
+               f"{d['target'].get('threads')} threads, crossOriginIsolated {d['target'].get('crossOriginIsolated')}, "
                f"WebGPU adapter {'yes' if d['target'].get('webgpu') else 'no'}"
                if (d.get("target") or {}).get("browser") else "")
-            + (_agent_text(d["agent"]) if d.get("agent") else ""))
+            + (_agent_text(d["agent"]) if d.get("agent") else "")
+            + (f"\n  outputs    vs {d['parity_vs_native']['native_runtime']}: {d['parity_vs_native']['summary']}"
+               if d.get("parity_vs_native") else ""))
 
 
 def _agent_text(a: dict[str, Any]) -> str:
@@ -236,6 +238,14 @@ def cmd_bench(args: argparse.Namespace) -> Any:
         result.pop("samples_ms", None)
     else:
         result = run_benchmark(args.model, config).to_dict()
+    if getattr(rt, "in_browser", False):  # the browser's answers, checked against the native runtime's
+        from edgestudio.bench.parity import compare_models
+        from edgestudio.core.catalog import native_runtime
+
+        native = native_runtime(fmt.value)
+        report = compare_models(args.model, args.model, inputs=spec, parent_runtime=native, child_runtime=runtime,
+                                child_device=args.device)
+        result["parity_vs_native"] = {"native_runtime": native, **report.to_dict()}
     _emit(args, result, _bench_text)
     return result
 
@@ -579,6 +589,58 @@ def _tflm_text(t: dict[str, Any]) -> str:
             f"bytes; TFLM vs LiteRT {par.get('verdict')} (max abs diff {par.get('max_abs_diff', 0):.3g})")
 
 
+# ------------------------------------------------------------------------------------------ debug, profile
+def _debug_text(d: dict[str, Any]) -> str:
+    first = d.get("first_diverging")
+    head = {"agrees": "every matched layer agrees", "diverges": "the child diverges",
+            "inconclusive": "inconclusive"}[d["verdict"]]
+    lines = [f"{d['child']} vs {d['parent']}: {head} ({d['matched']} tensors matched, {d['matched_by_name']} by "
+             f"name; {len(d['unmatched_parent'])} of the parent's and {len(d['unmatched_child'])} of the child's "
+             f"unmatched; {d['samples']} samples)"]
+    if d.get("note"):
+        lines.append(f"  note: {d['note']}")
+    if first:
+        lines.append(f"  first diverging layer: {first['node']} ({first['op']}) -> {first['parent']}: cosine "
+                     f"{first['cosine']}, SNR {first['snr_db']} dB, max abs diff {first['max_abs_diff']:.4g}")
+    lines.append(f"  {'#':>4} {'op':<16}{'tensor':<44}{'matched':<12}{'cosine':>10}{'SNR dB':>9}{'max abs':>11}")
+    for p in d["pairs"][:60]:
+        snr = "inf" if p["snr_db"] is None else f"{p['snr_db']:.1f}"
+        lines.append(f"  {p['order']:>4} {p['op'][:15]:<16}{p['parent'][-43:]:<44}{p['matched_by']:<12}"
+                     f"{p['cosine'] if p['cosine'] is not None else '-':>10}{snr:>9}{p['max_abs_diff']:>11.4g}"
+                     + ("  <- diverges" if p["diverges"] else ""))
+    return "\n".join(lines)
+
+
+def cmd_debug(args: argparse.Namespace) -> Any:
+    from edgestudio.bench.layers import compare_layers
+
+    for path in (args.child, args.parent):
+        if not Path(path).exists():
+            raise UsageError(None, f"{path}: no such file or folder")
+    result = compare_layers(args.parent, args.child, inputs=_input_spec(args), samples=args.samples)
+    _emit(args, result, _debug_text)
+    return result
+
+
+def _profile_text(d: dict[str, Any]) -> str:
+    lines = [f"{d['model']} on {d['runtime']}: {d['total_layer_ms']:.3f} ms in layers (median of {d['runs']} runs)",
+             f"  {'op type':<22}{'layers':>7}{'ms':>10}{'share':>8}"]
+    lines += [f"  {r['op']:<22}{r['count']:>7}{r['ms']:>10.4f}{r['share']:>8.1%}" for r in d["by_op"][:12]]
+    lines.append(f"  {'slowest layers':<40}{'kernel':<26}{'ms':>10}{'share':>8}")
+    lines += [f"  {r['node'][-39:]:<40}{str(r['kernel'] or '')[:25]:<26}{r['ms']:>10.4f}{r['share']:>8.1%}"
+              for r in d["layers"][:15]]
+    return "\n".join(lines)
+
+
+def cmd_profile(args: argparse.Namespace) -> Any:
+    from edgestudio.bench.profile import profile_model
+
+    result = profile_model(args.model, runtime=args.runtime, runs=args.runs, threads=args.threads,
+                           inputs=_input_spec(args))
+    _emit(args, result, _profile_text)
+    return result
+
+
 # ---------------------------------------------------------------------------------- jobs and workspace
 def _open_workspace(args: argparse.Namespace) -> Any:
     from edgestudio.core.workspace import Workspace
@@ -883,6 +945,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--browser", choices=["chromium", "qtwebengine"], help="the browser of the browser runtimes")
     _add_input_args(p, "every benchmark")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("debug", parents=[common], help="per-layer comparison of a converted or quantized model "
+                                                      "with its parent: the first layer where they part")
+    p.add_argument("child", help="the converted or quantized model (ONNX, OpenVINO IR, TFLite)")
+    p.add_argument("--parent", required=True, help="the model it was made from")
+    p.add_argument("--samples", type=int, default=4, help="input samples to run (from --input when given)")
+    _add_input_args(p, "both models (real data: a verdict that means something)")
+    p.set_defaults(func=cmd_debug)
+
+    p = sub.add_parser("profile", parents=[common], help="time per layer and per op type, from the runtime's own "
+                                                        "profiler (ONNX Runtime, OpenVINO)")
+    p.add_argument("model")
+    p.add_argument("--runtime", choices=["onnxruntime", "openvino", "litert"], help="default: the format's own")
+    p.add_argument("--runs", type=int, default=50, help="profiled runs (after 5 warm-up runs)")
+    p.add_argument("--threads", type=int)
+    _add_input_args(p, "the profiled runs")
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("package", parents=[common, target], help="a deployment zip: model, standalone runner, pinned "
                                                          "requirements, reports, lineage (and TFLite Micro sources)")

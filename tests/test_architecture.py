@@ -89,7 +89,7 @@ def test_registering_backends_is_cheap() -> None:
 
 # Layers, one-way: a module may import its own layer and those below it, never one above.
 LAYERS = {"core": 0, "backends": 1, "bench": 2, "conversion": 3, "optimization": 3, "packaging": 3, "workers": 4,
-          "execution": 4, "cli": 5, "gui": 5, "__main__": 5}
+          "execution": 4, "agent": 4, "cli": 5, "gui": 5, "__main__": 5}
 
 
 def _layer_of(module: str) -> int | None:

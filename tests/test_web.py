@@ -176,6 +176,7 @@ def test_qtwebengine_is_the_other_browser_with_the_same_answers(tmp_path: Path) 
     d = json.loads(r.stdout)
     assert d["device"] == "wasm@qtwebengine" and d["target"]["browser"].startswith("QtWebEngine")
     assert d["target"]["crossOriginIsolated"] is True and d["target"]["threads"] == 2 and d["iterations"] == 30
+    assert d["parity_vs_native"]["verdict"] == "passed" and d["parity_vs_native"]["child_runtime"] == "ort-web"
     x = np.load(SAMPLES / "digits_test.npz")["x"][:2].astype(np.float32)
     web = get_runtime("ort-web").load(model, device="wasm@qtwebengine")
     try:

@@ -277,7 +277,7 @@ def _pair(parent: list[TensorSpec], child: list[TensorSpec], what: str) -> list[
     return list(zip(parent, child))
 
 
-def load_for_check(path: str | Path, runtime: str | None = None) -> Any:
+def load_for_check(path: str | Path, runtime: str | None = None, device: str | None = None) -> Any:
     """A session for numerical checks: OpenVINO in f32 (its CPU default may be bf16)."""
     from edgestudio.backends.runtimes import get_runtime
 
@@ -286,6 +286,8 @@ def load_for_check(path: str | Path, runtime: str | None = None) -> Any:
         return None
     from edgestudio.backends.runtimes.base import check_precision
 
+    if device:
+        return get_runtime(rt).load(path, device=device, precision=check_precision(rt))
     return get_runtime(rt).load(path, precision=check_precision(rt))
 
 
@@ -294,7 +296,7 @@ def compare_models(parent: str | Path, child: str | Path, *, tolerance: float = 
                    samples: int = 4, seed: int = 0, mode: str = "exact", min_cosine: float | None = None,
                    expected_layout: str | None = None, data: dict[str, list[np.ndarray]] | None = None,
                    data_source: str = "dataset", parent_runtime: str | None = None,
-                   child_runtime: str | None = None) -> ParityReport:
+                   child_runtime: str | None = None, child_device: str | None = None) -> ParityReport:
     """Run parent and child on the same inputs and judge every output (see the module docstring)."""
     spec = (inputs or InputSpec()).merged(InputSpec(shapes=dict(shapes))) if shapes else (inputs or InputSpec())
     min_cos = min_cosine if min_cosine is not None else (EXACT_MIN_COSINE if mode == "exact" else LOSSY_MIN_COSINE)
@@ -305,7 +307,7 @@ def compare_models(parent: str | Path, child: str | Path, *, tolerance: float = 
         missing = pf if prt is None else cf
         return ParityReport(NOT_CHECKED, [], tolerance, 0, prt, crt, mode,
                             note=f"no installed runtime runs {missing.label} models")
-    ps, cs = load_for_check(parent, prt), load_for_check(child, crt)
+    ps, cs = load_for_check(parent, prt), load_for_check(child, crt, child_device)
     try:
         feeds: Feeds = make_feeds(ps.inputs, spec, count=samples, seed=seed, dynamic_default=CHECK_DYNAMIC_DIM,
                                   data=data, data_source=data_source, model=parent)

@@ -168,7 +168,9 @@ class OptimizePanel(QWidget):
         self.method.setCurrentText(current if current in methods else methods[0])
         self._method_changed(self.method.currentText())
         self.device.clear()
-        devices = [d["device"] for d in getattr(self, "_devices", []) if d["runtime"] == runtime] or ["CPU"]
+        # optimizing runs here: a remote device (CPU@agent:pi) is for measuring the result, in compare/bench
+        devices = [d["device"] for d in getattr(self, "_devices", [])
+                   if d["runtime"] == runtime and "@agent:" not in d["device"]] or ["CPU"]
         self.device.addItems(devices)
 
     def _method_changed(self, method: str) -> None:

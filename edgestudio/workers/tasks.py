@@ -45,6 +45,10 @@ def run_job(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     if spec.device and "@agent:" in spec.device:  # a remote device: the agent runs it, this worker relays
         from edgestudio.execution.remote import forward_to_agent
 
+        if spec.kind not in (JobKind.BENCH, JobKind.EVAL, JobKind.INSPECT):
+            raise UsageError(spec.model, f"a {spec.kind.value} job runs here, not on {spec.device}: make the "
+                                         "variant here, then bench or compare it on the device")
+
         return forward_to_agent(spec.device, spec, ctx)
     env = _model_env(spec)
     if env is not None and spec.kind is not JobKind.CONVERT:

@@ -1,0 +1,88 @@
+"""Per-layer truth on models where the answer is known: a child with one layer deliberately broken, the same
+model converted to OpenVINO IR and to TFLite (every layer agrees), and per-layer time from the runtimes' own
+profilers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import SAMPLES, run_cli
+
+
+@pytest.fixture(scope="module")
+def real_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    x = np.load(SAMPLES / "digits_test.npz")["x"][:8].astype(np.float32)[:, None]  # 8 samples of batch 1
+    path = tmp_path_factory.mktemp("inputs") / "digits8.npz"
+    np.savez(path, image=x)
+    return path
+
+
+def test_the_first_diverging_layer_is_the_one_that_was_broken(tmp_path: Path, real_inputs: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(SAMPLES / "digits_cnn.onnx"))
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    weight = convs[1].input[1]  # the second convolution's weights: scaled, a wrong layer on purpose
+    for i, init in enumerate(model.graph.initializer):
+        if init.name == weight:
+            w = numpy_helper.to_array(init) * 1.5 + 0.05
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(w.astype(np.float32), weight))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    r = run_cli("debug", str(broken), "--parent", str(SAMPLES / "digits_cnn.onnx"), "--input", str(real_inputs),
+                "--samples", "8", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["verdict"] == "diverges" and d["samples"] == 8 and d["note"] is None
+    first = d["first_diverging"]
+    assert first["node"] in (convs[1].name, *[n.name for n in model.graph.node if convs[1].output[0] in n.input])
+    assert "conv2" in first["parent"]
+    before = [p for p in d["pairs"] if p["order"] < first["order"]]
+    assert before and all(p["cosine"] > 0.99999 for p in before)  # everything before it agrees
+    text = run_cli("debug", str(broken), "--parent", str(SAMPLES / "digits_cnn.onnx"), "--input",
+                   str(real_inputs)).stdout
+    assert "first diverging layer" in text and "<- diverges" in text
+
+
+@pytest.mark.parametrize("child", ["openvino", "tflite"])
+def test_a_faithful_conversion_agrees_layer_by_layer(child: str, tmp_path: Path, real_inputs: Path) -> None:
+    """Names kept by the converter match by name (TFLite's fused ops: the last op they fused); layouts undone."""
+    if child == "openvino":
+        path = tmp_path / "digits.xml"
+        assert run_cli("convert", str(SAMPLES / "digits_cnn.onnx"), "--to", "openvino", "-o", str(path)).returncode == 0
+    else:
+        path = SAMPLES / "digits_cnn.tflite"  # the same Keras model, through TFLite's converter
+    r = run_cli("debug", str(path), "--parent", str(SAMPLES / "digits_cnn.onnx"), "--input", str(real_inputs),
+                "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["verdict"] == "agrees" and d["first_diverging"] is None, d["first_diverging"]
+    assert d["matched_by_name"] >= 5 and all(p["cosine"] > 0.9999 for p in d["pairs"])
+
+
+def test_random_inputs_only_are_inconclusive(tmp_path: Path) -> None:
+    r = run_cli("debug", str(SAMPLES / "digits_cnn.tflite"), "--parent", str(SAMPLES / "digits_cnn.onnx"), "--json")
+    d = json.loads(r.stdout)
+    assert d["verdict"] == "inconclusive" and "random" in d["note"]
+    bad = run_cli("debug", str(SAMPLES / "digits_cnn.keras"), "--parent", str(SAMPLES / "digits_cnn.onnx"))
+    assert bad.returncode != 0 and "convert it first" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_profile_says_where_time_goes(runtime: str) -> None:
+    r = run_cli("profile", str(SAMPLES / "digits_cnn.onnx"), "--runtime", runtime, "--runs", "20", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    ops = {o["op"] for o in d["by_op"]}
+    assert ops & {"Conv", "Convolution", "FusedConv"} and d["runs"] == 20
+    assert abs(sum(x["ms"] for x in d["layers"]) - d["total_layer_ms"]) < 1e-6
+    assert abs(sum(x["share"] for x in d["by_op"]) - 1.0) < 1e-6 and all(x["ms"] >= 0 for x in d["layers"])
+    if runtime == "openvino":
+        assert all(x["kernel"] for x in d["layers"])  # the kernel that ran it (e.g. brgemm_avx2_f32)
+    lite = run_cli("profile", str(SAMPLES / "digits_cnn.tflite"))
+    assert lite.returncode != 0 and "no per-op profiler" in lite.stderr
