@@ -641,6 +641,37 @@ def cmd_profile(args: argparse.Namespace) -> Any:
     return result
 
 
+def _rescue_text(d: dict[str, Any]) -> str:
+    guard = (f"top-1 drop <= {d['guard']['max_drop']}" if "max_drop" in d["guard"]
+             else f"output cosine >= {d['guard']['min_output_cosine']}")
+    lines = [f"{d['parent']}: INT8 ({d['runtime']} {d['method']}) with the fewest layers kept in float, guard: {guard}",
+             f"  {'step':>4} {'kept in float':<44}{'p50 ms':>9}{'size KB':>9}{'cosine':>9}{'top-1':>8}  guard"]
+    for r in d["steps"]:
+        kept = ", ".join("/".join(n.split("/")[-2:]) for n in r["kept_in_float"]) or "-"
+        cos = f"{r['output_cosine']:.4f}" if r["output_cosine"] is not None else "-"
+        top1 = f"{r['top1']:.4f}" if r.get("top1") is not None else "-"
+        lines.append(f"  {r['step']:>4} {kept[:43]:<44}{r['p50_ms']:>9.3f}{r['size_bytes'] / 1024:>9.0f}{cos:>9}"
+                     f"{top1:>8}  {'ok' if r['passed'] else 'fails'}")
+    lines.append(f"result: {d['output']}" if d["passed"] else "no step passed the guard: nothing written")
+    return "\n".join(lines)
+
+
+def cmd_rescue(args: argparse.Namespace) -> Any:
+    from edgestudio.optimization.rescue import rescue
+
+    src = Path(args.model)
+    if not src.exists():
+        raise UsageError(None, f"{src}: no such file or folder")
+    out = Path(args.output) if args.output else src.parent / f"{src.stem}_int8_rescued{src.suffix}"
+    opts = _optimize_options(args)
+    result = rescue(src, out, runtime=args.runtime, options=opts, inputs=_input_spec(args),
+                    max_drop=opts.max_drop, max_steps=args.max_steps)
+    _emit(args, result, _rescue_text)
+    if not result["passed"]:
+        raise SystemExit(1)
+    return result
+
+
 # ---------------------------------------------------------------------------------- jobs and workspace
 def _open_workspace(args: argparse.Namespace) -> Any:
     from edgestudio.core.workspace import Workspace
@@ -962,6 +993,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int)
     _add_input_args(p, "the profiled runs")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("rescue", parents=[common], help="INT8 with the fewest layers kept in float so the accuracy "
+                                                       "guard passes (searched with the per-layer comparison)")
+    p.add_argument("model", help="the float model (ONNX)")
+    p.add_argument("--runtime", choices=["onnxruntime"], default="onnxruntime")
+    p.add_argument("--max-steps", type=int, default=8, help="at most this many layers kept in float")
+    _add_option_args(p, "edgestudio.backends.optimizers.base:OptimizeOptions", skip=("inputs",))
+    p.add_argument("-o", "--output", help="the rescued model (default: beside the model)")
+    _add_input_args(p, "the per-layer comparison")
+    p.set_defaults(func=cmd_rescue)
 
     p = sub.add_parser("package", parents=[common, target], help="a deployment zip: model, standalone runner, pinned "
                                                          "requirements, reports, lineage (and TFLite Micro sources)")

@@ -86,3 +86,63 @@ def test_profile_says_where_time_goes(runtime: str) -> None:
         assert all(x["kernel"] for x in d["layers"])  # the kernel that ran it (e.g. brgemm_avx2_f32)
     lite = run_cli("profile", str(SAMPLES / "digits_cnn.tflite"))
     assert lite.returncode != 0 and "no per-op profiler" in lite.stderr
+
+
+def test_the_studio_shows_where_a_variant_parts_and_where_time_goes(qtbot, window, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                    real_inputs: Path) -> None:
+    """'Why did accuracy drop?' on a variant: the table marks the diverging layers, the chart plots cosine along the
+    graph; 'Profile layers' shows time per op type and per layer."""
+    import os
+
+    import onnx
+    from onnx import numpy_helper
+
+    from tests.conftest import ROOT
+
+    model = onnx.load(str(SAMPLES / "digits_cnn.onnx"))
+    fc = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm")][0]
+    for i, init in enumerate(model.graph.initializer):
+        if init.name in fc.input:
+            w = numpy_helper.to_array(init)
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array((-w).astype(w.dtype), init.name))
+    broken = tmp_path / "digits_broken_fc.onnx"
+    onnx.save(model, str(broken))
+    (parent_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    child = window.workspace.add_artifact(broken, parent_id=parent_id, job_id=None, options={"method": "test"})
+    window.refresh()
+    dialog = window.layer_debug(child.id, inputs={"data": str(real_inputs)})
+    qtbot.waitUntil(lambda: dialog.result is not None or "failed" in dialog.status.text(), timeout=120_000)
+    assert dialog.result is not None, dialog.status.text()
+    assert dialog.result["verdict"] == "diverges" and "fc1" in dialog.result["first_diverging"]["parent"]
+    assert "First diverging layer" in dialog.status.text() and dialog.table.rowCount() == dialog.result["matched"]
+    from PySide6.QtCore import Qt
+
+    marked = [i for i in range(dialog.table.rowCount())
+              if dialog.table.item(i, 0).background().style() != Qt.BrushStyle.NoBrush]
+    assert marked and all(dialog.result["pairs"][i]["diverges"] for i in marked)
+    prof = window.model_action("profile", parent_id)
+    qtbot.waitUntil(lambda: prof.result is not None or "failed" in prof.status.text(), timeout=120_000)
+    assert prof.result is not None and prof.by_op.rowCount() > 0 and prof.layers.rowCount() > 0
+    if os.environ.get("EDGESTUDIO_SHOTS"):
+        dialog.grab().save(str(ROOT / "docs" / "screenshots" / "why-accuracy-dropped.png"))
+        prof.grab().save(str(ROOT / "docs" / "screenshots" / "profile-layers.png"))
+    dialog.close()
+    prof.close()
+
+
+def test_rescue_keeps_the_fewest_layers_in_float_to_pass_the_guard(tmp_path: Path, real_inputs: Path) -> None:
+    """ORT static INT8 of the digits CNN loses one test image (0.9778 -> 0.9756); with no drop allowed the search
+    keeps the layer the comparison blames in float, each step measured, and writes the model that passes."""
+    out = tmp_path / "rescued.onnx"
+    r = run_cli("rescue", str(SAMPLES / "digits_cnn.onnx"), "--calibration", str(SAMPLES / "digits_calib.npz"),
+                "--dataset", str(SAMPLES / "digits_test.npz"), "--max-drop", "0", "--input", str(real_inputs), "-o",
+                str(out), "--json", timeout=600)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    first, last = d["steps"][0], d["steps"][-1]
+    assert not first["passed"] and first["top1"] < d["reference_top1"] and first["kept_in_float"] == []
+    assert last["passed"] and last["top1"] == d["reference_top1"] and 1 <= len(last["kept_in_float"]) <= 3
+    assert all(s["p50_ms"] > 0 and s["size_bytes"] > 0 for s in d["steps"]) and out.is_file()
+    from edgestudio.bench.accuracy import evaluate
+
+    assert evaluate(out, SAMPLES / "digits_test.npz").top1 == d["reference_top1"]  # the artifact is the one that passed

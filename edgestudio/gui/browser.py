@@ -308,11 +308,12 @@ class ModelBrowser(QWidget):
             return
         menu = QMenu(self)
         for name, label in (("convert", "Convert…"), ("optimize", "Optimize…"), ("benchmark", "Benchmark"),
-                            ("compare", "Compare selected"), ("package", "Deployment package…"),
+                            ("compare", "Compare selected"), ("why", "Why did accuracy drop?…"),
+                            ("profile", "Profile layers…"), ("package", "Deployment package…"),
                             ("reveal", "Reveal in folder"), ("delete", "Delete")):
             act = QAction(label, menu)
             act.triggered.connect(lambda _=False, n=name: self.action.emit(n, model_id))
             menu.addAction(act)
-            if name in ("compare", "package"):
+            if name in ("compare", "profile", "package"):
                 menu.addSeparator()
         menu.exec(self.tree.viewport().mapToGlobal(pos))

@@ -219,6 +219,10 @@ class MainWindow(QMainWindow):
                              "Measure latency live"),
             "compare": act("Co&mpare selected", lambda: self.model_action("compare", self.browser.current_id()),
                            "Ctrl+Shift+B", "Benchmark the selected variants on every runtime that runs them"),
+            "why": act("&Why did accuracy drop?…", lambda: self.model_action("why", self.browser.current_id()), None,
+                       "Compare the selected variant with its parent layer by layer: where they part"),
+            "profile": act("&Profile layers…", lambda: self.model_action("profile", self.browser.current_id()), None,
+                           "Time per layer and per op type, from the runtime's profiler"),
             "reveal": act("&Reveal in folder", lambda: self.model_action("reveal", self.browser.current_id())),
             "delete": act("&Delete", lambda: self.model_action("delete", self.browser.current_id()),
                           QKeySequence.StandardKey.Delete),
@@ -232,7 +236,7 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addAction(a["quit"])
         menu = self.menuBar().addMenu("&Model")
-        for key in ("convert", "optimize", "benchmark", "compare", "reveal", "delete"):
+        for key in ("convert", "optimize", "benchmark", "compare", "why", "profile", "reveal", "delete"):
             menu.addAction(a[key])
         menu = self.menuBar().addMenu("&View")
         for dock in self.docks.values():
@@ -420,6 +424,15 @@ class MainWindow(QMainWindow):
             return self.benchmark(model_id)
         if name == "compare":
             return self.compare_dialog(self.browser.selected_ids() or [model_id])
+        if name == "why":
+            return self.layer_debug(model_id)
+        if name == "profile":
+            from edgestudio.gui.layers_view import ProfileDialog
+
+            self.profile_dialog = ProfileDialog(self, entry.path)
+            self.profile_dialog.show()
+            self.profile_dialog.run()
+            return self.profile_dialog
         if name == "package":
             runtime = None
             choices = package_runtimes_for(entry.format.value)
@@ -441,6 +454,23 @@ class MainWindow(QMainWindow):
         if name == "delete":
             return self.delete_model(model_id)
         return None
+
+    def layer_debug(self, model_id: int, inputs: dict[str, Any] | None = None) -> Any:
+        """A variant against its parent in the lineage, layer by layer (runs at once when inputs are known)."""
+        from edgestudio.gui.layers_view import LayerDebugDialog
+
+        entry = self.workspace.model(model_id)
+        if entry.parent_id is None:
+            QMessageBox.information(self, "Why did accuracy drop?", f"{entry.name} has no parent in the workspace: "
+                                    "pick a converted or optimized variant.")
+            return None
+        parent = self.workspace.model(entry.parent_id)
+        spec = inputs if inputs is not None else self.inputs_for(model_id)
+        self.debug_dialog = LayerDebugDialog(self, parent.path, entry.path, spec)
+        self.debug_dialog.show()
+        if (spec or {}).get("data"):
+            self.debug_dialog.run()
+        return self.debug_dialog
 
     def delete_model(self, model_id: int, confirm: bool = True) -> None:
         entry = self.workspace.model(model_id)

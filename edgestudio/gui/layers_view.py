@@ -1,0 +1,206 @@
+"""Per-layer truth in the studio: "Why did accuracy drop?" (a variant against its parent, layer by layer: where
+they part) and "Profile" (where the time goes). Each runs as a job; the dialog shows a table and a chart along the
+graph's order (cosine per layer, the first diverging one marked; or time per op type and per layer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from edgestudio.core.jobs import JobKind, JobSpec
+
+BAD = QColor(220, 80, 60, 90)
+
+
+def _table(headers: list[str]) -> QTableWidget:
+    t = QTableWidget(0, len(headers))
+    t.setHorizontalHeaderLabels(headers)
+    t.verticalHeader().setVisible(False)
+    t.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    t.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+    t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    return t
+
+
+def _fill(t: QTableWidget, rows: list[list[Any]], bad: list[bool] | None = None) -> None:
+    t.setRowCount(len(rows))
+    for i, row in enumerate(rows):
+        for j, v in enumerate(row):
+            item = QTableWidgetItem("" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)))
+            if isinstance(v, (int, float)):
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            if bad and bad[i]:
+                item.setBackground(QBrush(BAD))
+            t.setItem(i, j, item)
+
+
+class _JobDialog(QDialog):
+    """A dialog whose content is one job's result (a CALL job in the pool): it never blocks the window."""
+
+    function = ""
+
+    def __init__(self, window: Any, title: str) -> None:
+        super().__init__(window)
+        self.window = window
+        self.bridge = window.bridge
+        self.job: str | None = None
+        self.result: dict[str, Any] | None = None
+        self.setWindowTitle(title)
+        self.resize(980, 640)
+        self.lay = QVBoxLayout(self)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.bridge.finished.connect(self._finished)
+
+    def _chart(self, left: str, bottom: str) -> Any:
+        import pyqtgraph as pg
+
+        plot = pg.PlotWidget()
+        plot.setBackground("w")
+        plot.showGrid(x=True, y=True, alpha=0.3)
+        plot.setLabel("left", left)
+        plot.setLabel("bottom", bottom)
+        plot.setMinimumHeight(200)
+        plot.setMaximumHeight(300)
+        plot.getAxis("left").enableAutoSIPrefix(False)
+        return plot
+
+    def start(self, **kwargs: Any) -> str:
+        self.result = None
+        self.status.setText("running…")
+        self.job = self.bridge.submit(JobSpec(JobKind.CALL, options={"function": self.function, "kwargs": kwargs}))
+        return self.job
+
+    def _finished(self, job: str, status: str, error: Any, result: Any) -> None:
+        if job != self.job or self.bridge.closed:
+            return
+        if status != "succeeded":
+            self.status.setText(f"<b>failed</b>: {error}")
+            return
+        self.result = result
+        self.show_result(result)
+
+    def show_result(self, result: dict[str, Any]) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class LayerDebugDialog(_JobDialog):
+    """A variant against its parent, layer by layer (``edgestudio debug``)."""
+
+    function = "edgestudio.bench.layers:compare_layers"
+
+    def __init__(self, window: Any, parent_path: str, child_path: str, inputs: dict[str, Any] | None = None) -> None:
+        super().__init__(window, "Why did accuracy drop? — layer by layer")
+        self.parent_path, self.child_path = parent_path, child_path
+        head = QLabel(f"<b>{child_path}</b><br>against its parent <b>{parent_path}</b>: every intermediate tensor "
+                      "of both, on the same inputs (give real ones: random inputs cannot tell).")
+        head.setWordWrap(True)
+        self.lay.addWidget(head)
+        row = QHBoxLayout()
+        self.inputs = QLineEdit((inputs or {}).get("data") or "")
+        self.inputs.setPlaceholderText("inputs: .npz keyed by input name (a stack of samples)")
+        self.run_button = QPushButton("Compare layers")
+        self.run_button.clicked.connect(self.run)
+        row.addWidget(self.inputs, 1)
+        row.addWidget(self.run_button)
+        self.lay.addLayout(row)
+        self.lay.addWidget(self.status)
+        self.plot = self._chart("cosine to the parent", "layer (graph order)")
+        self.lay.addWidget(self.plot)
+        self.table = _table(["#", "op", "node", "tensor", "matched by", "cosine", "SNR dB", "max abs diff"])
+        self.lay.addWidget(self.table, 1)
+        self._spec = dict(inputs or {})
+
+    def run(self) -> str:
+        spec = dict(self._spec)
+        if self.inputs.text().strip():
+            spec["data"] = self.inputs.text().strip()
+        return self.start(parent=self.parent_path, child=self.child_path, inputs=spec, samples=8)
+
+    def show_result(self, d: dict[str, Any]) -> None:
+        import pyqtgraph as pg
+
+        first = d.get("first_diverging")
+        verdict = {"agrees": "every matched layer agrees", "diverges": "the child diverges",
+                   "inconclusive": "inconclusive"}[d["verdict"]]
+        text = (f"<b>{verdict}</b> — {d['matched']} tensors matched ({d['matched_by_name']} by name), "
+                f"{len(d['unmatched_parent'])} of the parent's unmatched; {d['samples']} samples.")
+        if first:
+            text += (f"<br>First diverging layer: <b>{first['node']}</b> ({first['op']}), cosine {first['cosine']}, "
+                     f"SNR {first['snr_db']} dB. Keep it in float (Optimize ▸ ignored scope) or "
+                     "<code>edgestudio rescue</code>.")
+        if d.get("note"):
+            text += f"<br><i>{d['note']}</i>"
+        self.status.setText(text)
+        pairs = d["pairs"]
+        _fill(self.table, [[p["order"], p["op"], p["node"], p["parent"], p["matched_by"], p["cosine"],
+                            "inf" if p["snr_db"] is None else p["snr_db"], p["max_abs_diff"]] for p in pairs],
+              [p["diverges"] for p in pairs])
+        self.plot.clear()
+        xs = [p["order"] for p in pairs]
+        ys = [p["cosine"] if p["cosine"] is not None else 1.0 for p in pairs]
+        self.plot.plot(xs, ys, pen=pg.mkPen("#3b6fd6", width=2), symbol="o", symbolSize=7,
+                       symbolBrush=["#d04a3a" if p["diverges"] else "#3b6fd6" for p in pairs])
+        self.plot.addLine(y=d["thresholds"]["min_cosine"], pen=pg.mkPen("#999", style=Qt.PenStyle.DashLine))
+        if first:
+            self.plot.addLine(x=first["order"], pen=pg.mkPen("#d04a3a", width=1))
+
+
+class ProfileDialog(_JobDialog):
+    """Time per layer and per op type from the runtime's profiler (``edgestudio profile``)."""
+
+    function = "edgestudio.bench.profile:profile_model"
+
+    def __init__(self, window: Any, path: str) -> None:
+        super().__init__(window, f"Profile — {path}")
+        self.path = path
+        row = QHBoxLayout()
+        self.runtime = QComboBox()
+        self.runtime.addItems(["onnxruntime", "openvino"] if path.endswith(".onnx") else ["openvino"])
+        self.run_button = QPushButton("Profile")
+        self.run_button.clicked.connect(self.run)
+        row.addWidget(QLabel("runtime"))
+        row.addWidget(self.runtime)
+        row.addWidget(self.run_button)
+        row.addStretch(1)
+        self.lay.addLayout(row)
+        self.lay.addWidget(self.status)
+        self.plot = self._chart("ms (median per run)", "op type")
+        self.lay.addWidget(self.plot)
+        tables = QHBoxLayout()
+        self.by_op = _table(["op type", "layers", "ms", "share"])
+        self.layers = _table(["layer", "op", "kernel", "ms", "share"])
+        tables.addWidget(self.by_op, 2)
+        tables.addWidget(self.layers, 3)
+        self.lay.addLayout(tables, 1)
+
+    def run(self) -> str:
+        return self.start(path=self.path, runtime=self.runtime.currentText(), runs=50)
+
+    def show_result(self, d: dict[str, Any]) -> None:
+        import pyqtgraph as pg
+
+        self.status.setText(f"<b>{d['total_layer_ms']:.3f} ms</b> in layers on {d['runtime']} (median of "
+                            f"{d['runs']} runs after warm-up)")
+        ops = d["by_op"][:12]
+        _fill(self.by_op, [[o["op"], o["count"], o["ms"], f"{o['share']:.1%}"] for o in ops])
+        _fill(self.layers, [[r["node"], r["op"], r["kernel"], r["ms"], f"{r['share']:.1%}"] for r in d["layers"][:40]])
+        self.plot.clear()
+        bars = pg.BarGraphItem(x=list(range(len(ops))), height=[o["ms"] for o in ops], width=0.7, brush="#3b6fd6")
+        self.plot.addItem(bars)
+        self.plot.getAxis("bottom").setTicks([[(i, o["op"]) for i, o in enumerate(ops)]])
