@@ -21,7 +21,6 @@ from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.modelinfo import model_size_bytes
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 
-
 WEIGHTED = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 
