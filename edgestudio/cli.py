@@ -180,7 +180,13 @@ def _bench_text(d: dict[str, Any]) -> str:
             f"{d['first_inference_ms']:.2f} ms   peak RSS {d['peak_rss_mb']:.0f} MB"
             f"\n  latency ms  mean {lat['mean']:.3f}  std {lat['std']:.3f}  min {lat['min']:.3f}  p50 {lat['p50']:.3f}"
             f"  p90 {lat['p90']:.3f}  p95 {lat['p95']:.3f}  p99 {lat['p99']:.3f}  max {lat['max']:.3f}"
-            f"\n  throughput {d['throughput_fps']:.1f} inferences/s"
+            + (f"\n  p50 95% CI [{d['ci_ms']['p50'][0]:.4f}, {d['ci_ms']['p50'][1]:.4f}] ms   warm-up "
+               f"{d.get('warmup_runs')} runs" + (" (steady)" if d.get("steady") else " (not steady at the cap)"
+                                                 if d.get("steady") is False else "")
+               + f"   threads {d.get('threads')} ({d.get('threads_source')})"
+               + (f"   load {d['machine']['load_average'][0]} on {d['machine']['cpu']}"
+                  if (d.get("machine") or {}).get("load_average") else "") if d.get("ci_ms") else "")
+            + f"\n  throughput {d['throughput_fps']:.1f} inferences/s"
             f"\n  inputs     " + ", ".join(f"{k} {v}" for k, v in (d.get("input_shapes") or {}).items())
             + (f"\n  target     {d['target'].get('browser')}: {d['target'].get('runtime')}, "
                f"{d['target'].get('threads')} threads, crossOriginIsolated {d['target'].get('crossOriginIsolated')}, "
@@ -389,6 +395,14 @@ def _optimize_text(d: dict[str, Any]) -> str:
                          f"{'*' if r['pareto'] else ''}" + (f"  ({r['error']})" if r.get("error") else ""))
         best = d.get("best")
         lines.append(f"pick: {best['label']} -> {best['path']}" if best else "no candidate passed the accuracy guard")
+        if d.get("paired_final"):
+            pf = d["paired_final"]
+            lines.append(f"picked in a paired final round of the top {sum(1 for r in d['candidates'] if r.get('paired_rank'))}"
+                         f" ({pf['blocks']} alternating blocks of {pf['block']}): " + ", ".join(
+                             f"{r['label']} {r['paired_p50_ms']:.3f} ms [{r['paired_ci_ms'][0]:.3f}, "
+                             f"{r['paired_ci_ms'][1]:.3f}]" + (" tie" if r.get("tied") else "")
+                             for r in sorted((r for r in d["candidates"] if r.get("paired_rank")),
+                                             key=lambda r: r["paired_rank"])))
         if d.get("bench_device"):
             lines.append(f"latencies measured on {d['bench_device']} (the variants were made and their accuracy "
                          "checked here)")
@@ -509,15 +523,20 @@ def cmd_eval(args: argparse.Namespace) -> Any:
 
 
 def _compare_text(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'variant':<32}{'runtime':<12}{'device':<18}{'p50 ms':>9}{'p99 ms':>9}{'fps':>9}{'size':>10}"
-             f"{'top-1':>8}  pareto"]
+    lines = [f"{'variant':<32}{'runtime':<12}{'device':<18}{'p50 ms':>9}{'paired p50 [95% CI]':>27}{'p99 ms':>9}"
+             f"{'fps':>9}{'size':>10}{'top-1':>8}  pareto"]
     for r in rows:
         f = lambda k, fmt: fmt.format(r[k]) if r.get(k) is not None else "-"  # noqa: E731
+        paired = (f"{r['paired_p50_ms']:.3f} [{r['paired_ci_ms'][0]:.3f}, {r['paired_ci_ms'][1]:.3f}]"
+                  + (" tie" if r.get("tied") else "    ") if r.get("paired_p50_ms") is not None else "-")
         lines.append(f"{Path(r['model']).name[:31]:<32}{r['runtime']:<12}{str(r.get('device') or '')[:17]:<18}"
-                     f"{f('p50_ms', '{:.3f}'):>9}"
+                     f"{f('p50_ms', '{:.3f}'):>9}{paired:>27}"
                      f"{f('p99_ms', '{:.3f}'):>9}{f('throughput_fps', '{:.0f}'):>9}{r['size_bytes'] / 1024:>8.0f}KB"
                      f"{f('accuracy', '{:.4f}'):>8}  {'*' if r['pareto'] else ''}"
                      + (f"  ({r['error']})" if r.get("error") else ""))
+    if any(r.get("paired_p50_ms") is not None for r in rows):
+        lines.append("ranked by the paired round (variants loaded once, timed in alternating blocks); "
+                     "'tie': its interval overlaps the fastest's, this measurement cannot tell them apart")
     return "\n".join(lines)
 
 
@@ -534,7 +553,8 @@ def cmd_compare(args: argparse.Namespace) -> Any:
     mgr = JobManager(ws, executor)
     try:
         rows = comparison_rows(mgr, args.models, args.runtime, dataset=args.dataset, device=device,
-                               iterations=args.iterations, inputs=_input_spec(args).to_dict(), browser=args.browser)
+                               iterations=args.iterations, inputs=_input_spec(args).to_dict(), browser=args.browser,
+                               paired=not args.no_paired)
     finally:
         mgr.shutdown()
         if ws is not None:
@@ -974,6 +994,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "(default CPU; `edgestudio devices` lists them)")
     p.add_argument("--iterations", type=int, default=100)
     p.add_argument("--browser", choices=["chromium", "qtwebengine"], help="the browser of the browser runtimes")
+    p.add_argument("--no-paired", action="store_true", help="skip the final paired round (all local variants "
+                                                           "loaded once, timed in alternating blocks, ranked with CIs)")
     _add_input_args(p, "every benchmark")
     p.set_defaults(func=cmd_compare)
 

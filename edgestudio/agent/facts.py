@@ -9,47 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8",
-             "asimd", "asimddp", "asimdhp", "sve", "i8mm", "bf16", "neon", "vfpv4")
+from edgestudio.core.machine import cpu_model, isa_flags, memory_bytes
+
 RUNTIME_DISTS = ("onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "tflite-runtime", "openvino", "numpy")
-
-
-def _cpuinfo() -> dict[str, str]:
-    out: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip().lower()
-            if key and key not in out:
-                out[key] = value.strip()
-    except OSError:
-        pass
-    return out
-
-
-def cpu_model() -> str:
-    info = _cpuinfo()
-    return info.get("model name") or info.get("hardware") or info.get("cpu model") or platform.processor() or \
-        platform.machine()
-
-
-def isa_flags() -> list[str]:
-    info = _cpuinfo()
-    have = set((info.get("flags") or info.get("features") or "").split())
-    return [f for f in ISA_FLAGS if f in have]
-
-
-def memory_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def temperatures_c() -> dict[str, float]:

@@ -27,7 +27,8 @@ def runs_format(runtime: str, fmt: ModelFormat) -> bool:
 def _plan(model: str, fmt: ModelFormat, runtime: str, device: str, dataset: str | None, iterations: int,
           warmup: int, inputs: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[JobSpec]]:
     row: dict[str, Any] = {"model": str(model), "format": fmt.value, "runtime": runtime, "device": device,
-                           "size_bytes": model_size_bytes(Path(model), fmt), "error": None}
+                           "size_bytes": model_size_bytes(Path(model), fmt), "error": None,
+                           "inputs": dict(inputs or {})}
     if not runs_format(runtime, fmt):
         row["error"] = f"{runtime} does not run {fmt.label} models"
         return row, []
@@ -109,9 +110,43 @@ def pareto_front(rows: list[dict[str, Any]], acc_key: str = "accuracy", lat_key:
     return front
 
 
+def paired_spec(rows: list[dict[str, Any]], *, blocks: int = 6, block: int = 50) -> JobSpec | None:
+    """The final round: every measured local row again, all loaded at once and timed in alternating blocks
+    (None when fewer than two rows can take part)."""
+    from edgestudio.backends.runtimes import RUNTIMES
+
+    def local(r: dict[str, Any]) -> bool:  # browser and remote rows were measured where they run, alone
+        return "@" not in (r.get("device") or "") and not getattr(RUNTIMES.all().get(r["runtime"]), "in_browser",
+                                                                  False)
+
+    variants = [{"model": r["model"], "runtime": r["runtime"], "device": r.get("device") or "CPU",
+                 "inputs": r.get("inputs") or {}} for r in rows if r.get("p50_ms") is not None and local(r)]
+    if len(variants) < 2:
+        return None
+    return JobSpec(JobKind.CALL, exclusive=True, options={
+        "function": "edgestudio.bench.paired:paired_benchmark",
+        "kwargs": {"variants": variants, "blocks": blocks, "block": block}})
+
+
+def apply_paired(rows: list[dict[str, Any]], paired: dict[str, Any]) -> None:
+    """Put the paired round's figures on the rows (matched by model, runtime, device)."""
+    by_key = {(v["model"], v["runtime"], v.get("device") or "CPU"): v for v in paired.get("variants", [])}
+    for r in rows:
+        v = by_key.get((r["model"], r["runtime"], r.get("device") or "CPU"))
+        if v is None:
+            continue
+        if v.get("p50_ms") is not None:
+            r.update(paired_p50_ms=v["p50_ms"], paired_ci_ms=v["ci_ms"], rank=v["rank"], tied=v["tied"],
+                     threads=v.get("threads"))
+        else:
+            r["paired_note"] = v.get("error")
+
+
 def finalize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Sort by p50 and mark the accuracy-vs-latency Pareto front (where accuracy was measured)."""
-    rows = sorted(rows, key=lambda r: (r.get("p50_ms") is None, r.get("p50_ms") or 0.0))
+    """Sort (by the paired round's p50 where there was one, else by p50) and mark the accuracy-vs-latency Pareto
+    front (where accuracy was measured)."""
+    rows = sorted(rows, key=lambda r: (r.get("p50_ms") is None, r.get("rank") is None, r.get("rank") or 0,
+                                       r.get("p50_ms") or 0.0))
     front = pareto_front(rows)
     for i, r in enumerate(rows):
         r["pareto"] = i in front
@@ -120,8 +155,8 @@ def finalize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def comparison_rows(manager: Any, models: list[str], runtimes: list[str] | None, *, dataset: str | None = None,
                     device: str | list[str] = "CPU", iterations: int = 100, warmup: int = 10,
-                    browser: str | None = None,
-                    inputs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                    browser: str | None = None, inputs: dict[str, Any] | None = None,
+                    paired: bool = True) -> list[dict[str, Any]]:
     """Submit every job through ``manager``, wait for all, return the finished table."""
     from edgestudio.core.jobs import JobStatus
 
@@ -132,7 +167,13 @@ def comparison_rows(manager: Any, models: list[str], runtimes: list[str] | None,
         for kind, job_id in jobs:
             rec = manager.wait(job_id)
             apply_result(row, kind, rec.status is JobStatus.SUCCEEDED, rec.result, rec.error)
-    rows = finalize_rows([row for row, _ in submitted])
+    rows = [row for row, _ in submitted]
+    spec = paired_spec(rows) if paired else None
+    if spec is not None:
+        rec = manager.wait(manager.submit(spec))
+        if rec.status is JobStatus.SUCCEEDED and rec.result:
+            apply_paired(rows, rec.result)
+    rows = finalize_rows(rows)
     if not any(r.get("p50_ms") is not None for r in rows):
         raise EdgeStudioError(None, "no variant could be measured: " + "; ".join(r["error"] or "" for r in rows))
     return rows

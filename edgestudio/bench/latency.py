@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgestudio.backends.runtimes.base import SampleCallback, timed_loop  # noqa: F401 (re-exported)
 from edgestudio.bench.inputs import ShapeOverrides, make_inputs
-from edgestudio.bench.stats import LatencyStats
+from edgestudio.bench.stats import LatencyStats, bootstrap_ci
 from edgestudio.core.inputspec import InputSpec
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 
@@ -55,6 +57,11 @@ class BenchResult:
     input_shapes: dict[str, list[int]]
     samples_ms: list[float] = field(repr=False, default_factory=list)
     target: dict[str, Any] = field(default_factory=dict)  # where it ran, as the runtime saw it (browser, threads...)
+    ci_ms: dict[str, list[float]] = field(default_factory=dict)  # 95 % bootstrap intervals of p50/p90/p99
+    warmup_runs: int | None = None
+    steady: bool | None = None
+    threads_source: str = "user"  # user, or "equal default" (every runtime the same count)
+    machine: dict[str, Any] = field(default_factory=dict)  # CPU, ISA, clock and load when measured
 
     def to_dict(self, with_samples: bool = False) -> dict[str, Any]:
         d = {
@@ -64,6 +71,8 @@ class BenchResult:
             "peak_rss_mb": round(self.peak_rss_mb, 1), "precision": self.precision, "threads": self.threads,
             "input_shapes": self.input_shapes,
         }
+        d.update(ci_ms=self.ci_ms, warmup_runs=self.warmup_runs, steady=self.steady,
+                 threads_source=self.threads_source, machine=self.machine)
         if self.target:
             d["target"] = dict(self.target)
         if with_samples:
@@ -82,11 +91,18 @@ def run_benchmark(model: str | Path, config: BenchConfig, *, on_sample: SampleCa
                   progress: ProgressCallback = noop_progress, cancel: CancelToken | None = None) -> BenchResult:
     """Benchmark ``model`` on ``config.runtime``/``config.device``; see module docstring."""
     from edgestudio.backends.runtimes import get_runtime
+    from edgestudio.core.machine import default_threads, machine_facts
 
     runtime = get_runtime(config.runtime)
     progress(0.0, f"loading on {config.runtime}/{config.device}")
+    # the same thread count on every runtime unless the user gave one (LiteRT alone defaults to 1); a browser
+    # picks its own wasm threads from the page unless told
+    threads, source = config.threads, "user"
+    if threads is None and not getattr(runtime, "in_browser", False):
+        threads, source = default_threads(), "equal default"
+    machine = machine_facts()  # the load and clock just before measuring
     t0 = time.perf_counter()
-    session = runtime.load(model, device=config.device, threads=config.threads, precision=config.precision)
+    session = runtime.load(model, device=config.device, threads=threads, precision=config.precision)
     load_ms = (time.perf_counter() - t0) * 1e3
     if cancel:
         cancel.check()
@@ -108,6 +124,8 @@ def run_benchmark(model: str | Path, config: BenchConfig, *, on_sample: SampleCa
         runtime=config.runtime, device=session.device, model=str(model), iterations=int(lat.size),
         latency_ms=LatencyStats.from_ms(lat), throughput_fps=lat.size / wall if wall > 0 else 0.0,
         load_ms=load_ms, first_inference_ms=first_ms, peak_rss_mb=peak_rss_mb(), precision=session.precision,
-        threads=config.threads, input_shapes={k: list(v.shape) for k, v in feeds.items()},
+        threads=threads, input_shapes={k: list(v.shape) for k, v in feeds.items()},
         samples_ms=lat.tolist(), target=dict(getattr(session, "facts", {}) or {}),
+        ci_ms=bootstrap_ci(lat if lat.size <= 20_000 else np.random.default_rng(0).choice(lat, 20_000)),
+        warmup_runs=measured.warmup_runs, steady=measured.steady, threads_source=source, machine=machine,
     )

@@ -359,7 +359,7 @@ class ComparisonView(_Themed):
             n += measured
             vals = [f"#{n}" if measured else "", Path(r["model"]).name, f"{r['runtime']}/{r.get('device', 'CPU')}", _fmt(r.get("p50_ms"), 3), _fmt(r.get("p99_ms"), 3),
                     _fmt(r.get("throughput_fps"), 0), _fmt(r["size_bytes"] / 1024, 0), _fmt(r.get("accuracy"), 4),
-                    "★" if r.get("pareto") else "", r.get("error") or (r.get("precision") or "")]
+                    "★" if r.get("pareto") else "", r.get("error") or _paired_note(r)]
             for c, v in enumerate(vals):
                 self.table.setItem(i, c, QTableWidgetItem(v))
 
@@ -439,3 +439,13 @@ def _nearby_groups(points: list[tuple[float, float]], frac: float = 0.04) -> lis
 
 def _fmt(v: Any, digits: int) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _paired_note(r: dict[str, Any]) -> str:
+    """The paired round's figure for a row (rank, p50 and its 95 % interval; "tie" when the interval overlaps the
+    fastest's), else the precision."""
+    if r.get("paired_p50_ms") is not None:
+        lo, hi = r["paired_ci_ms"]
+        return (f"paired #{r['rank']}: {r['paired_p50_ms']:.4g} ms [{lo:.4g}, {hi:.4g}]"
+                + (" tie" if r.get("tied") else "") + (f", {r['threads']} threads" if r.get("threads") else ""))
+    return r.get("paired_note") or r.get("precision") or ""

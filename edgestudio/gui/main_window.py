@@ -631,7 +631,7 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage(f"Benchmark {status}" + (f": {error}" if error else ""), 10000)
             return
         if job in self._compare:
-            from edgestudio.bench.compare import apply_result, finalize_rows
+            from edgestudio.bench.compare import apply_result, finalize_rows, paired_spec
 
             row, kind = self._compare.pop(job)
             apply_result(row, kind, ok, result, error)
@@ -639,8 +639,23 @@ class MainWindow(QMainWindow):
                 self.live.finish(job, result if ok else None)
             rows = finalize_rows(self._compare_rows)
             left = len(self._compare)
+            paired = paired_spec(self._compare_rows) if not left else None
+            if paired is not None:  # the final ranking: every local variant loaded once, alternating blocks
+                self._paired_job = self.bridge.submit(paired)
             self.comparison.set_rows(rows, f"Comparison of {len({r['model'] for r in rows})} variants"
-                                     + (f" ({left} jobs left)" if left else " — done"))
+                                     + (f" ({left} jobs left)" if left else " — paired round running…"
+                                        if paired is not None else " — done"))
+            return
+        if job == getattr(self, "_paired_job", None):
+            from edgestudio.bench.compare import apply_paired, finalize_rows
+
+            self._paired_job = None
+            if ok:
+                apply_paired(self._compare_rows, result)
+            rows = finalize_rows(self._compare_rows)
+            self.comparison.set_rows(rows, f"Comparison of {len({r['model'] for r in rows})} variants — done"
+                                     + (", ranked by a paired round (alternating blocks; 95 % CIs in the notes)"
+                                        if ok else f" (paired round {status}: {error})"))
             return
         try:
             kind = self.bridge.get(job).spec.kind

@@ -144,6 +144,22 @@ def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOpt
             r["pareto"] = i in front
         ok = [r for r in rows if r["passed"] and r.get("p50_ms") is not None]
         best = min(ok, key=lambda r: r["p50_ms"]) if ok else None
+        final = None
+        top = sorted(ok, key=lambda r: r["p50_ms"])[:3]
+        if len(top) >= 2 and bench is None:  # the pick is made in a paired round: one-off timings drift 20-40 %
+            from edgestudio.bench.paired import paired_benchmark
+
+            progress(0.95, f"paired final round of the top {len(top)}")
+            final = paired_benchmark([{"model": r["path"], "runtime": r["runtime"], "precision": r["precision"],
+                                       "inputs": opts.inputs} for r in top], blocks=6,
+                                     block=max(20, iterations // 4), cancel=cancel)
+            for r, v in zip(top, final["variants"]):
+                if v.get("p50_ms") is not None:
+                    r.update(paired_p50_ms=v["p50_ms"], paired_ci_ms=v["ci_ms"], paired_rank=v["rank"],
+                             tied=v["tied"])
+            ranked = [r for r in top if r.get("paired_rank")]
+            if ranked:
+                best = min(ranked, key=lambda r: r["paired_rank"])
         for r in rows:
             r["kept"] = bool(folder is not None and r is best)
         if folder is not None:  # keep only the pick (and what it was converted from) in the output folder
@@ -156,6 +172,8 @@ def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOpt
         progress(1.0, "done")
         return {"best": best, "candidates": sorted(rows, key=lambda r: (r.get("p50_ms") is None, r.get("p50_ms") or 0)),
                 "reference_accuracy": reference, "max_drop": opts.max_drop,
+                "paired_final": {"blocks": final["blocks"], "block": final["block"],
+                                 "repeatable": final["repeatable"]} if final else None,
                 "accuracy_kind": "top1" if opts.dataset else "top1_agreement",
                 "warnings": [] if opts.calibration != "random" else
                 ["no data given: calibrated on random data and accuracy measured as agreement on random inputs"]}

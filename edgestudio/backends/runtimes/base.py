@@ -84,15 +84,12 @@ class Runtime(Requirements, abc.ABC):
         t0 = time.perf_counter()
         call()
         first_ms = (time.perf_counter() - t0) * 1e3
-        progress(0.05, f"warm-up ({warmup})")
-        for _ in range(warmup):
-            call()
-            if cancel is not None:
-                cancel.check()
+        progress(0.05, f"warm-up (at least {warmup}, until steady)")
+        warm, steady = warm_up(call, warmup, cancel)
         t_start = time.perf_counter()
         lat = timed_loop(call, iterations if not duration_s else 1_000_000, duration_s, on_sample, cancel,
                          lambda f, m: progress(0.1 + 0.9 * f, m))
-        return Measured(first_ms, lat, time.perf_counter() - t_start)
+        return Measured(first_ms, lat, time.perf_counter() - t_start, warm, steady)
 
 
 @dataclass
@@ -102,6 +99,36 @@ class Measured:
     first_ms: float
     samples_ms: np.ndarray
     wall_s: float
+    warmup_runs: int | None = None  # how many untimed runs came first (None: the runtime did not say)
+    steady: bool | None = None  # whether the warm-up reached a steady state before the cap
+
+
+WARMUP_CAP_RUNS = 500
+WARMUP_CAP_S = 10.0
+
+
+def warm_up(call: Callable[[], Any], minimum: int, cancel: Any = None) -> tuple[int, bool | None]:
+    """Run ``call`` at least ``minimum`` times, then on until its latency is steady (four windows of ten runs
+    whose medians agree within 5 %; at most 500 runs or 10 s): caches, JIT paths and clocks settle first.
+    ``minimum`` 0 means no warm-up at all (the user asked for cold numbers). Returns (runs, steady)."""
+    from edgestudio.bench.stats import steady_state
+
+    if minimum <= 0:
+        return 0, None
+    clock = time.perf_counter
+    deadline = clock() + WARMUP_CAP_S
+    times: list[float] = []
+    while True:
+        t0 = clock()
+        call()
+        times.append(clock() - t0)
+        n = len(times)
+        if cancel is not None and n % 10 == 0:
+            cancel.check()
+        if n >= minimum and n % 10 == 0 and steady_state(times[-40:]) is not None:
+            return n, True
+        if n >= max(minimum, WARMUP_CAP_RUNS) or (n >= minimum and clock() > deadline):
+            return n, False
 
 
 SampleCallback = Callable[[int, float], None]

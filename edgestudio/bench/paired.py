@@ -1,0 +1,77 @@
+"""Paired comparison: every variant loaded once, then timed in alternating blocks (the order rotating from block to
+block), so the machine's drift (20-40 % between runs on a shared machine) hits all of them alike. The ranking
+comes with 95 % bootstrap intervals of each p50; variants whose intervals overlap the fastest one's are tied:
+the measurement cannot tell them apart, and says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
+
+LOCAL_ONLY = "a paired round runs the variants in one process: browser and remote runtimes are measured alone"
+
+
+def paired_benchmark(variants: list[dict[str, Any]], *, blocks: int = 6, block: int = 50, warmup: int = 10,
+                     progress: ProgressCallback = noop_progress, cancel: CancelToken | None = None) -> dict[str, Any]:
+    """``variants``: dicts with ``model``, ``runtime`` and optionally ``device``, ``threads``, ``precision``,
+    ``inputs`` (an InputSpec dict). Returns ``{"variants": [...], "blocks", "block", "fastest"}``; each variant
+    gets ``p50_ms``, ``ci_ms`` (its p50's interval), ``block_p50_ms``, ``rank`` and ``tied`` (its interval overlaps
+    the fastest's), or an ``error``."""
+    from edgestudio.backends.runtimes import RUNTIMES, get_runtime
+    from edgestudio.backends.runtimes.base import timed_loop, warm_up
+    from edgestudio.bench.inputs import make_inputs
+    from edgestudio.bench.stats import bootstrap_ci, overlaps
+    from edgestudio.core.inputspec import InputSpec
+    from edgestudio.core.machine import default_threads, machine_facts
+
+    cancel = cancel or CancelToken()
+    out: list[dict[str, Any]] = []
+    calls: list[Any] = []
+    for v in variants:
+        row = {**v, "error": None}
+        out.append(row)
+        cls = RUNTIMES.all().get(v["runtime"])
+        device = v.get("device") or "CPU"
+        if cls is None or getattr(cls, "in_browser", False) or "@" in device:
+            row["error"] = LOCAL_ONLY
+            calls.append(None)
+            continue
+        try:
+            threads = v.get("threads") or default_threads()
+            session = get_runtime(v["runtime"]).load(v["model"], device=device, threads=threads,
+                                                     precision=v.get("precision"))
+            feeds = make_inputs(session.inputs, InputSpec.from_dict(v.get("inputs") or {}), model=str(v["model"]))
+            call = session.bind(feeds)
+            call()
+            row["threads"] = threads
+            row["warmup_runs"], row["steady"] = warm_up(call, warmup, cancel)
+            calls.append(call)
+        except Exception as exc:  # noqa: BLE001 - one variant that cannot load leaves the others measured
+            from edgestudio.core.errors import describe_exception
+
+            row["error"] = describe_exception(exc, v["model"])
+            calls.append(None)
+    live = [i for i, c in enumerate(calls) if c is not None]
+    samples: dict[int, list[np.ndarray]] = {i: [] for i in live}
+    machine = machine_facts()
+    for b in range(blocks):
+        order = live[b % len(live):] + live[: b % len(live)] if live else []  # rotate: no variant always first
+        for i in order:
+            cancel.check()
+            samples[i].append(timed_loop(calls[i], block))
+        progress((b + 1) / blocks, f"block {b + 1}/{blocks}")
+    for i in live:
+        lat = np.concatenate(samples[i])
+        out[i].update(p50_ms=float(np.median(lat)), ci_ms=bootstrap_ci(lat, (50,))["p50"],
+                      block_p50_ms=[round(float(np.median(s)), 5) for s in samples[i]], samples=int(lat.size))
+    ranked = sorted(live, key=lambda i: out[i]["p50_ms"])
+    for r, i in enumerate(ranked):
+        out[i]["rank"] = r + 1
+        out[i]["tied"] = r > 0 and overlaps(out[i]["ci_ms"], out[ranked[0]]["ci_ms"])
+    return {"variants": out, "blocks": blocks, "block": block, "machine": machine,
+            "fastest": out[ranked[0]] if ranked else None,
+            "repeatable": not any(out[i]["tied"] for i in ranked[1:2])}

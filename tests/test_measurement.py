@@ -1,0 +1,120 @@
+"""Measurements a user can trust: warm-up until steady, bootstrap intervals, equal threads by default, the machine
+recorded with every result, and the paired round that ranks variants (alternating blocks, ties said)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import SAMPLES, run_cli
+
+
+def test_steady_state_detector_on_known_series() -> None:
+    from edgestudio.bench.stats import steady_state
+
+    rng = np.random.default_rng(0)
+    warm = np.concatenate([np.linspace(5.0, 1.0, 50), 1 + 0.02 * rng.standard_normal(200)])
+    idx = steady_state(warm)
+    assert idx is not None and 40 <= idx <= 60  # found where the cold start ends
+    assert steady_state(1 + 0.02 * rng.standard_normal(100)) == 0  # steady from the start
+    assert steady_state(np.linspace(5.0, 1.0, 300)) is None  # a drift never settles
+    assert steady_state([1.0] * 30) is None  # too few samples to say
+
+
+def test_bootstrap_intervals_cover_and_narrow() -> None:
+    from edgestudio.bench.stats import bootstrap_ci, overlaps
+
+    rng = np.random.default_rng(1)
+    small = bootstrap_ci(rng.exponential(1.0, 200))
+    big = bootstrap_ci(rng.exponential(1.0, 20_000))
+    true_median = np.log(2)
+    assert big["p50"][0] <= true_median <= big["p50"][1]
+    assert big["p50"][1] - big["p50"][0] < small["p50"][1] - small["p50"][0]
+    assert big["p50"][1] < big["p90"][0] < big["p99"][0]
+    assert bootstrap_ci([1.0, 2.0, 3.0], seed=3) == bootstrap_ci([1.0, 2.0, 3.0], seed=3)
+    assert overlaps([1, 2], [1.5, 3]) and not overlaps([1, 2], [2.1, 3])
+
+
+def test_every_runtime_gets_the_same_threads_and_results_carry_the_machine() -> None:
+    from edgestudio.bench.latency import BenchConfig, run_benchmark
+    from edgestudio.core.machine import default_threads
+
+    lite = run_benchmark(SAMPLES / "digits_cnn.tflite", BenchConfig(runtime="litert", iterations=50)).to_dict()
+    ort = run_benchmark(SAMPLES / "digits_cnn.onnx", BenchConfig(runtime="onnxruntime", iterations=50)).to_dict()
+    for d in (lite, ort):  # LiteRT's own default is 1 thread: not here
+        assert d["threads"] == default_threads() and d["threads_source"] == "equal default"
+        assert d["ci_ms"]["p50"][0] <= d["latency_ms"]["p50"] <= d["ci_ms"]["p50"][1]
+        assert d["warmup_runs"] >= 10 and d["steady"] in (True, False)
+        assert d["machine"]["cpu"] and d["machine"]["cores"] >= 1 and "isa" in d["machine"]
+    one = run_benchmark(SAMPLES / "digits_cnn.tflite", BenchConfig(runtime="litert", iterations=20, threads=1))
+    assert one.threads == 1 and one.threads_source == "user"
+
+
+def _matmul_chain(path: Path, n: int) -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32) * 0.05, "w")
+    nodes, prev = [], "x"
+    for i in range(n):
+        nodes.append(helper.make_node("MatMul", [prev, "w"], [f"h{i}"]))
+        prev = f"h{i}"
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 256])],
+                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [64, 256])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_the_paired_round_ranks_by_alternating_blocks_and_says_what_it_cannot_tell(tmp_path: Path) -> None:
+    from edgestudio.bench.paired import LOCAL_ONLY, paired_benchmark
+
+    fast, slow = _matmul_chain(tmp_path / "fast.onnx", 1), _matmul_chain(tmp_path / "slow.onnx", 12)
+    r = paired_benchmark([{"model": str(slow), "runtime": "onnxruntime"}, {"model": str(fast), "runtime": "onnxruntime"},
+                          {"model": str(fast), "runtime": "ort-web"}], blocks=4, block=30)
+    s, f, web = r["variants"]
+    assert f["rank"] == 1 and s["rank"] == 2 and not s["tied"] and r["fastest"]["model"] == str(fast)
+    assert s["p50_ms"] > 3 * f["p50_ms"] and len(f["block_p50_ms"]) == 4 and f["samples"] == 120
+    assert f["ci_ms"][0] <= f["p50_ms"] <= f["ci_ms"][1]
+    assert web["error"] == LOCAL_ONLY and "p50_ms" not in web
+
+
+def test_compare_and_auto_optimize_rank_with_a_paired_round(tmp_path: Path) -> None:
+    r = run_cli("compare", str(SAMPLES / "digits_cnn.onnx"), str(SAMPLES / "digits_cnn.tflite"), "--runtime",
+                "onnxruntime", "--runtime", "litert", "--iterations", "50", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = [x for x in json.loads(r.stdout) if x.get("p50_ms") is not None]
+    assert len(rows) == 2 and sorted(x["rank"] for x in rows) == [1, 2]
+    assert all(x["paired_ci_ms"][0] <= x["paired_p50_ms"] <= x["paired_ci_ms"][1] for x in rows)
+    assert [x["rank"] for x in json.loads(r.stdout) if x.get("rank")] == [1, 2]  # listed in the paired order
+    r = run_cli("optimize", str(SAMPLES / "digits_cnn.onnx"), "--auto", "--calibration",
+                str(SAMPLES / "digits_calib.npz"), "--iterations", "40", "-o", str(tmp_path / "auto"), "--json",
+                timeout=600)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["paired_final"]["blocks"] == 6
+    finalists = [c for c in d["candidates"] if c.get("paired_rank")]
+    assert len(finalists) >= 2 and d["best"]["paired_rank"] == 1
+
+
+@pytest.mark.parametrize("flag", ["--no-paired"])
+def test_the_paired_round_can_be_skipped(flag: str) -> None:
+    r = run_cli("compare", str(SAMPLES / "digits_cnn.onnx"), "--runtime", "onnxruntime", "--runtime", "openvino",
+                "--iterations", "30", flag, "--json")
+    assert r.returncode == 0, r.stderr
+    assert not any(x.get("rank") for x in json.loads(r.stdout))
+
+
+def test_the_studio_ranks_its_comparison_with_a_paired_round(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    (onnx_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    (tfl_id,) = window.import_paths([SAMPLES / "digits_cnn.tflite"])
+    window.compare([onnx_id, tfl_id], iterations=30, dataset="",
+                   targets=[("onnxruntime", "CPU"), ("litert", "CPU")])
+    qtbot.waitUntil(lambda: not window._compare and getattr(window, "_paired_job", None) is None
+                    and any(r.get("rank") for r in window.comparison.rows), timeout=180_000)
+    ranked = sorted((r for r in window.comparison.rows if r.get("rank")), key=lambda r: r["rank"])
+    assert [r["rank"] for r in ranked] == [1, 2] and "paired round" in window.comparison.title.text()
+    notes = [window.comparison.table.item(i, 9).text() for i in range(window.comparison.table.rowCount())]
+    assert any(n.startswith("paired #1:") and "[" in n for n in notes)
