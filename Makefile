@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	  echo "python venv module missing; installing python3-venv"; \
 	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PY) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,ray]'
 	$(BIN)/python -m pip install -q --no-deps $(NODEPS)
 	@touch $(STAMP)
 

@@ -529,7 +529,8 @@ def _compare_text(rows: list[dict[str, Any]]) -> str:
         f = lambda k, fmt: fmt.format(r[k]) if r.get(k) is not None else "-"  # noqa: E731
         paired = (f"{r['paired_p50_ms']:.3f} [{r['paired_ci_ms'][0]:.3f}, {r['paired_ci_ms'][1]:.3f}]"
                   + (" tie" if r.get("tied") else "    ") if r.get("paired_p50_ms") is not None else "-")
-        lines.append(f"{Path(r['model']).name[:31]:<32}{r['runtime']:<12}{str(r.get('device') or '')[:17]:<18}"
+        where = str(r.get("device") or "") + (f" x{r['threads']}" if r.get("threads") else "")
+        lines.append(f"{Path(r['model']).name[:31]:<32}{r['runtime']:<12}{where[:17]:<18}"
                      f"{f('p50_ms', '{:.3f}'):>9}{paired:>27}"
                      f"{f('p99_ms', '{:.3f}'):>9}{f('throughput_fps', '{:.0f}'):>9}{r['size_bytes'] / 1024:>8.0f}KB"
                      f"{f('accuracy', '{:.4f}'):>8}  {'*' if r['pareto'] else ''}"
@@ -607,6 +608,50 @@ def _tflm_text(t: dict[str, Any]) -> str:
     return (f"\n  TFLite Micro: tflm/{t['source']} + main.cc; arena {t['arena_bytes']:,} bytes measured in TFLM "
             f"(head {parts.get('head', 0):,} + tail {parts.get('tail', 0):,}; 64-bit host), flash {t['flash_bytes']:,} "
             f"bytes; TFLM vs LiteRT {par.get('verdict')} (max abs diff {par.get('max_abs_diff', 0):.3g})")
+
+
+def cmd_sweep(args: argparse.Namespace) -> Any:
+    import time
+
+    from edgestudio.bench.compare import apply_result, finalize_rows
+    from edgestudio.bench.sweep import load_config, sweep_plan
+    from edgestudio.core.jobs import JobStatus
+    from edgestudio.execution.targets import executor_for
+    from edgestudio.workers.manager import JobManager
+
+    planned = sweep_plan(load_config(args.config))
+    n_jobs = sum(len(specs) for _, specs in planned)
+    if args.executor == "ray":
+        executor = executor_for("ray" + (f":{args.address}" if args.address else ""), max_workers=n_jobs)
+    else:
+        executor = executor_for(args.env, max_workers=1)
+    ws = _open_workspace(args) if args.workspace else None
+    mgr = JobManager(ws, executor)
+    t0 = time.perf_counter()
+    show = not args.json
+    try:
+        submitted = [(row, [(spec.kind, mgr.submit(spec)) for spec in specs]) for row, specs in planned]
+        done = 0
+        for row, jobs in submitted:
+            for kind, job_id in jobs:
+                rec = mgr.wait(job_id)
+                apply_result(row, kind, rec.status is JobStatus.SUCCEEDED, rec.result, rec.error)
+                done += 1
+            if show:
+                print(f"[{done}/{n_jobs}] {Path(row['model']).name} {row['runtime']}/{row['device']}"
+                      f" threads {row.get('threads')}: " + (f"p50 {row['p50_ms']:.3f} ms" if row.get("p50_ms")
+                                                            is not None else f"failed: {row['error']}"),
+                      file=sys.stderr, flush=True)
+    finally:
+        mgr.shutdown()
+        if ws is not None:
+            ws.close()
+    rows = finalize_rows([row for row, _ in submitted])
+    result = {"executor": args.executor + (f":{args.address}" if args.address else ""), "configs": len(rows),
+              "jobs": n_jobs, "seconds": round(time.perf_counter() - t0, 2), "rows": rows}
+    _emit(args, result, lambda d: _compare_text(d["rows"]) + f"\n{d['configs']} configurations ({d['jobs']} jobs) "
+          f"on {d['executor']} in {d['seconds']:.1f} s")
+    return result
 
 
 # ------------------------------------------------------------------------------------------ debug, profile
@@ -998,6 +1043,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "loaded once, timed in alternating blocks, ranked with CIs)")
     _add_input_args(p, "every benchmark")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("sweep", parents=[common, target], help="models x runtimes x devices x threads from a YAML "
+                                                                "file, on the local pool or a Ray cluster")
+    p.add_argument("config", help="the sweep file (YAML or JSON: models, runtimes, devices, threads, iterations, "
+                                  "dataset)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="ray: each job a Ray task (a local cluster, or --address); benchmarks get a node alone")
+    p.add_argument("--address", help="a running Ray cluster (ray://host:10001 or host:6379)")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("debug", parents=[common], help="per-layer comparison of a converted or quantized model "
                                                       "with its parent: the first layer where they part")

@@ -118,3 +118,38 @@ def test_the_studio_ranks_its_comparison_with_a_paired_round(qtbot, window) -> N
     assert [r["rank"] for r in ranked] == [1, 2] and "paired round" in window.comparison.title.text()
     notes = [window.comparison.table.item(i, 9).text() for i in range(window.comparison.table.rowCount())]
     assert any(n.startswith("paired #1:") and "[" in n for n in notes)
+
+
+def _sweep_file(tmp_path: Path) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(f"""models: [{SAMPLES / 'digits_cnn.onnx'}, {SAMPLES / 'digits_cnn.tflite'}]
+runtimes: [onnxruntime, litert]
+threads: [1, 2]
+iterations: 40
+dataset: {SAMPLES / 'digits_test.npz'}
+""")
+    return path
+
+
+def test_a_sweep_runs_on_ray_with_the_same_results_as_locally(tmp_path: Path) -> None:
+    """4 configurations (2 models x their runtime x 2 thread counts) on a local Ray cluster and on the local pool:
+    the same rows, the same accuracy; each benchmark had a node to itself; results are in the workspace."""
+    ws = tmp_path / "ws"
+    runs = {}
+    for executor in ("local", "ray"):
+        r = run_cli("sweep", str(_sweep_file(tmp_path)), "--executor", executor, "--workspace", str(ws), "--json",
+                    timeout=600)
+        assert r.returncode == 0, r.stderr
+        runs[executor] = json.loads(r.stdout)
+    key = lambda x: (x["model"], x["runtime"], x["threads"])  # noqa: E731
+    local, ray = ({key(x): x for x in runs[e]["rows"]} for e in ("local", "ray"))
+    assert set(local) == set(ray) and len(local) == 4
+    for k in local:
+        assert local[k]["accuracy"] == ray[k]["accuracy"] > 0.9 and ray[k]["p50_ms"] > 0 and not ray[k]["error"]
+        assert ray[k]["executed_on"]["pid"]  # ran in a Ray worker process
+    jobs = json.loads(run_cli("jobs", "--workspace", str(ws), "--json").stdout)
+    assert sum(1 for j in jobs if j["status"] == "succeeded") >= 16  # 8 jobs per sweep, recorded as they ended
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("modles: [x.onnx]\n")
+    r = run_cli("sweep", str(bad))
+    assert r.returncode != 0 and "models" in r.stderr and "Traceback" not in r.stderr

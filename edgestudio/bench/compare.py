@@ -89,7 +89,12 @@ def apply_result(row: dict[str, Any], kind: JobKind | str, succeeded: bool, resu
     if JobKind(kind) is JobKind.BENCH:
         lat = result["latency_ms"]
         row.update(p50_ms=lat["p50"], p90_ms=lat["p90"], p99_ms=lat["p99"], mean_ms=lat["mean"],
-                   throughput_fps=result["throughput_fps"], load_ms=result["load_ms"], precision=result.get("precision"))
+                   throughput_fps=result["throughput_fps"], load_ms=result["load_ms"], precision=result.get("precision"),
+                   ci_ms=result.get("ci_ms"))
+        if row.get("threads") is None:
+            row["threads"] = result.get("threads")
+        if result.get("executed_on"):
+            row["executed_on"] = result["executed_on"]
     elif JobKind(kind) is JobKind.EVAL:
         row.update(accuracy=result["top1"], top5=result.get("top5"))
 

@@ -1,7 +1,8 @@
 """Every execution target this machine knows, and the executor for one by name.
 
 Names: ``local`` (this Python's worker pool), ``env:NAME`` (a Python environment; a bare ``NAME`` works too) and
-``agent:NAME`` (a remote device running ``edgestudio agent serve``; a bare registered device name works too).
+``agent:NAME`` (a remote device running ``edgestudio agent serve``; a bare registered device name works too) and
+``ray`` / ``ray:ADDRESS`` (a local Ray cluster started on demand, or a running one).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def env_name(target: str | None) -> str | None:
         return None
     if target.startswith("env:"):
         return target[4:]
+    if target == "ray" or target.startswith("ray:"):
+        return None
     if ":" in target:
         raise UsageError(None, f"unknown execution target {target!r} (known: "
                                + ", ".join(t.name for t in list_targets()) + ")")
@@ -51,6 +54,10 @@ def env_name(target: str | None) -> str | None:
 
 def executor_for(target: str | None, *, max_workers: int | None = None, **pool_options: object) -> Executor:
     """An executor for ``target`` (``local`` when None)."""
+    if target and (target == "ray" or target.startswith("ray:")):
+        from edgestudio.execution.ray_executor import RayExecutor
+
+        return RayExecutor(target[4:] or None if target.startswith("ray:") else None)
     device = agent_name(target)
     if device is not None:
         from edgestudio.execution.remote import RemoteExecutor

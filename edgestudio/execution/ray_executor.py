@@ -1,0 +1,121 @@
+"""Ray as an execution target: the same typed job requests, run as Ray tasks on a local or remote Ray cluster
+(``ray`` is an optional extra: ``pip install edgestudio[ray]``).
+
+Each job is one task running EdgeStudio's job runner in a Ray worker process (a crash fails the task, not the
+driver). A benchmark asks for every CPU of a node (``num_cpus`` = the node's CPUs), so Ray never places two
+benchmarks, or a benchmark and anything else, on one machine at the same time; other jobs ask for one CPU.
+Results arrive as each task ends (the workspace records them then; the studio's comparison fills row by row);
+live latency samples stay on the node (a Ray task has no event stream back here).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from edgestudio.core.errors import EdgeStudioError, UsageError
+from edgestudio.core.jobs import JobKind, JobRecord, JobSpec, JobStatus
+from edgestudio.core.progress import CancelToken
+from edgestudio.execution.base import TargetInfo
+from edgestudio.execution.envs import EnvExecutor
+from edgestudio.execution.messages import JobMessage
+
+
+def _run_task(spec_dict: dict[str, Any], job_id: str) -> dict[str, Any]:
+    """In a Ray worker: run one job with EdgeStudio's own runner; its log lines come back with the result."""
+    import platform
+
+    from edgestudio.core.errors import Cancelled, describe_exception
+    from edgestudio.core.jobs import JobSpec
+    from edgestudio.workers.context import JobContext
+    from edgestudio.workers.tasks import run_job
+
+    lines: list[str] = []
+
+    def send(msg: Any) -> None:
+        if msg.type == "log":
+            lines.append(str(msg.data.get("line", "")))
+
+    spec = JobSpec.from_dict(spec_dict)
+    ctx = JobContext(job_id, send, CancelToken(), None)
+    node = {"node": platform.node(), "pid": os.getpid()}
+    try:
+        result = dict(run_job(spec, ctx))
+        ctx.flush()
+        result["executed_on"] = node
+        return {"status": "succeeded", "result": result, "log": lines[-50:]}
+    except Cancelled:
+        return {"status": "cancelled", "log": lines[-50:]}
+    except BaseException as exc:  # noqa: BLE001 - the driver gets one message, never a Ray traceback
+        error = exc.one_line() if isinstance(exc, EdgeStudioError) else describe_exception(exc, spec.model)
+        return {"status": "failed", "error": error, "log": lines[-50:]}
+
+
+class RayExecutor(EnvExecutor):
+    """The ``ray`` execution target (``ray:ADDRESS`` for a running cluster; plain ``ray`` starts a local one)."""
+
+    def __init__(self, address: str | None = None, max_workers: int = 64, num_cpus: int | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UsageError(None, "Ray is not installed: pip install 'edgestudio[ray]' (or ray)") from None
+        self.env = ""
+        self.address = address
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                      "configure_logging": False}
+            if address:
+                kwargs["address"] = address
+            else:
+                kwargs["num_cpus"] = num_cpus or os.cpu_count()
+            ray.init(**kwargs)
+        self._ray = ray
+        self._task = ray.remote(max_retries=0)(_run_task)
+        self._start("ray" + (f":{address}" if address else ""), max_workers)
+
+    def describe(self) -> TargetInfo:
+        res = self._ray.cluster_resources()
+        nodes = [n for n in self._ray.nodes() if n.get("Alive")]
+        return TargetInfo(self.target_name, "ray", "", f"Ray cluster ({len(nodes)} node(s), "
+                          f"{res.get('CPU', 0):g} CPUs)", True, "connected", {"resources": res})
+
+    def _node_cpus(self) -> float:
+        return max((n["Resources"].get("CPU", 1.0) for n in self._ray.nodes() if n.get("Alive")), default=1.0)
+
+    def _execute(self, rec: JobRecord, on_message: Callable[[JobMessage], None], token: CancelToken) -> JobRecord:
+        # a benchmark takes a whole node: nothing else runs beside it to disturb its timings
+        alone = rec.spec.exclusive if rec.spec.exclusive is not None else rec.spec.kind is JobKind.BENCH
+        cpus = self._node_cpus() if alone else 1
+        spec = JobSpec.from_dict(rec.spec.to_dict())
+        spec.output = None  # artifacts stay on the node; sweeps measure
+        ref = self._task.options(num_cpus=cpus).remote(spec.to_dict(), rec.id)
+        on_message(JobMessage("progress", rec.id, {"fraction": 0.0, "message": f"submitted to Ray ({cpus:g} CPUs)"}))
+        out = JobRecord(id=rec.id, spec=rec.spec, status=JobStatus.RUNNING, started_at=time.time())
+        while True:
+            ready, _ = self._ray.wait([ref], timeout=0.2)
+            if ready:
+                break
+            if token.cancelled:
+                self._ray.cancel(ref, force=True)
+                out.status, out.finished_at = JobStatus.CANCELLED, time.time()
+                return out
+        try:
+            answer = self._ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - a worker that died: the task's error, one line
+            out.status, out.error = JobStatus.FAILED, f"the Ray task failed: {type(exc).__name__}: {str(exc)[:200]}"
+            out.finished_at = time.time()
+            return out
+        for line in answer.get("log", []):
+            on_message(JobMessage("log", rec.id, {"line": line}))
+        out.status = JobStatus(answer["status"])
+        out.result, out.error = answer.get("result"), answer.get("error")
+        out.finished_at = time.time()
+        return out
+
+    def _tag(self, result: dict[str, Any]) -> dict[str, Any]:
+        return {**result, "executor": self.target_name}
+
+    def shutdown(self, wait: bool = True) -> None:
+        super().shutdown(wait)
