@@ -204,12 +204,55 @@ def _agent_text(a: dict[str, Any]) -> str:
             "not included)")
 
 
+def _int_list(text: str | None, what: str) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(None, f"{what} takes comma-separated whole numbers, e.g. 1,2,4 (got {text!r})") from None
+    if not values or min(values) < 1:
+        raise UsageError(None, f"{what} values must be >= 1 (got {text!r})")
+    return values
+
+
+def _throughput_text(d: dict[str, Any]) -> str:
+    streams, batches = d["streams"], d["batches"]
+    cell = {(c["batch"], c["streams"]): c for c in d["cells"]}
+    lines = [f"{d['model']} on {d['runtime']}: throughput (samples/s), batch x streams, {d['duration_s']:g} s a cell, "
+             f"{d['cores']} cores split across the streams",
+             f"  {'batch':>6} " + "".join(f"{f'{s} stream' + ('s' if s > 1 else ''):>28}" for s in streams)]
+    for b in batches:
+        row = []
+        for s in streams:
+            c = cell[(b, s)]
+            row.append("error" if c["error"] else f"{c['fps']:.0f} fps, p50 {c['p50_ms']:.3f} ms")
+        lines.append(f"  {b:>6} " + "".join(f"{x:>28}" for x in row))
+    best = d.get("best")
+    if best:
+        lines.append(f"best: batch {best['batch']}, {best['streams']} stream(s): {best['fps']:.0f} samples/s")
+    lines += [f"  batch {c['batch']}, {c['streams']} streams: {c['error']}" for c in d["cells"] if c["error"]]
+    return "\n".join(lines)
+
+
+def _bench_throughput(args: argparse.Namespace) -> Any:
+    from edgestudio.bench.throughput import throughput_sweep
+
+    result = throughput_sweep(args.model, runtime=args.runtime, batches=_int_list(args.batch, "--batch"),
+                              streams=_int_list(args.streams, "--streams"), duration_s=args.duration or 2.0,
+                              inputs=_input_spec(args))
+    _emit(args, result, _throughput_text)
+    return result
+
+
 def cmd_bench(args: argparse.Namespace) -> Any:
     from edgestudio.bench.latency import BenchConfig, run_benchmark
     from edgestudio.core.formats import detect_format
 
     if args.iterations < 1 or args.warmup < 0:
         raise UsageError(None, "--iterations must be >= 1 and --warmup >= 0")
+    if args.throughput:
+        return _bench_throughput(args)
     fmt = detect_format(args.model)
     runtime = args.runtime
     if runtime is None:
@@ -980,6 +1023,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--browser", choices=["chromium", "qtwebengine"],
                    help="browser runtimes (ort-web, tfjs): the browser to run in (default: Chromium/Chrome when "
                         "installed, else QtWebEngine)")
+    p.add_argument("--throughput", action="store_true", help="throughput mode: overlapping requests, a batch x "
+                                                            "streams grid of samples/s and request latency")
+    p.add_argument("--batch", metavar="1,4,8", help="--throughput: batch sizes (default 1)")
+    p.add_argument("--streams", metavar="1,2", help="--throughput: parallel requests (OpenVINO streams; ONNX "
+                                                   "Runtime/LiteRT threads), default 1,2")
     _add_input_args(p, "the benchmark")
     p.set_defaults(func=cmd_bench)
 

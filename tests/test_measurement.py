@@ -153,3 +153,35 @@ def test_a_sweep_runs_on_ray_with_the_same_results_as_locally(tmp_path: Path) ->
     bad.write_text("modles: [x.onnx]\n")
     r = run_cli("sweep", str(bad))
     assert r.returncode != 0 and "models" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("runtime,model", [("openvino", "digits_cnn.onnx"), ("onnxruntime", "digits_cnn.onnx"),
+                                           ("litert", "digits_cnn.tflite")])
+def test_throughput_mode_sweeps_batch_and_streams(runtime: str, model: str) -> None:
+    r = run_cli("bench", str(SAMPLES / model), "--runtime", runtime, "--throughput", "--batch", "1,8", "--streams",
+                "1,2", "--duration", "0.5", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    cells = {(c["batch"], c["streams"]): c for c in d["cells"]}
+    assert set(cells) == {(1, 1), (1, 2), (8, 1), (8, 2)} and not any(c["error"] for c in cells.values())
+    assert all(c["fps"] > 0 and c["requests"] > 0 and c["p50_ms"] > 0 for c in cells.values())
+    assert cells[(1, 2)]["threads_per_stream"] * 2 <= max(2, d["cores"])  # the cores are split, not oversubscribed
+    assert cells[(8, 1)]["fps"] > cells[(1, 1)]["fps"]  # a batch of 8 does more samples a second on a CNN this small
+    assert d["best"]["fps"] == max(c["fps"] for c in cells.values())
+    bad = run_cli("bench", str(SAMPLES / model), "--throughput", "--batch", "0")
+    assert bad.returncode == 2 and "--batch values must be >= 1" in bad.stderr
+
+
+def test_the_studio_shows_the_throughput_heatmap(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from tests.conftest import ROOT
+
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    dialog = window.model_action("throughput", model_id)
+    qtbot.waitUntil(lambda: dialog.result is not None or "failed" in dialog.status.text(), timeout=120_000)
+    assert dialog.result is not None, dialog.status.text()
+    assert dialog.table.rowCount() == 6 and "best" in dialog.status.text()
+    if os.environ.get("EDGESTUDIO_SHOTS"):
+        dialog.grab().save(str(ROOT / "docs" / "screenshots" / "throughput-heatmap.png"))
+    dialog.close()

@@ -309,11 +309,12 @@ class ModelBrowser(QWidget):
         menu = QMenu(self)
         for name, label in (("convert", "Convert…"), ("optimize", "Optimize…"), ("benchmark", "Benchmark"),
                             ("compare", "Compare selected"), ("why", "Why did accuracy drop?…"),
-                            ("profile", "Profile layers…"), ("package", "Deployment package…"),
+                            ("profile", "Profile layers…"), ("throughput", "Throughput sweep…"),
+                            ("package", "Deployment package…"),
                             ("reveal", "Reveal in folder"), ("delete", "Delete")):
             act = QAction(label, menu)
             act.triggered.connect(lambda _=False, n=name: self.action.emit(n, model_id))
             menu.addAction(act)
-            if name in ("compare", "profile", "package"):
+            if name in ("compare", "throughput", "package"):
                 menu.addSeparator()
         menu.exec(self.tree.viewport().mapToGlobal(pos))

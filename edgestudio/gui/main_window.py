@@ -426,6 +426,15 @@ class MainWindow(QMainWindow):
             return self.compare_dialog(self.browser.selected_ids() or [model_id])
         if name == "why":
             return self.layer_debug(model_id)
+        if name == "throughput":
+            from edgestudio.gui.throughput_view import ThroughputDialog
+
+            runs = [rt for rt in ("onnxruntime", "openvino", "litert") if rt in _runtimes_for(entry.format)]
+            self.throughput_dialog = ThroughputDialog(self, entry.path, runs or ["onnxruntime"])
+            self.throughput_dialog.show()
+            if runs:
+                self.throughput_dialog.run()
+            return self.throughput_dialog
         if name == "profile":
             from edgestudio.gui.layers_view import ProfileDialog
 
