@@ -580,7 +580,8 @@ def _compare_text(rows: list[dict[str, Any]]) -> str:
                      + (f"  ({r['error']})" if r.get("error") else ""))
     if any(r.get("paired_p50_ms") is not None for r in rows):
         lines.append("ranked by the paired round (variants loaded once, timed in alternating blocks); "
-                     "'tie': its interval overlaps the fastest's, this measurement cannot tell them apart")
+                     "'tie': not slower than the row above in every block, or their intervals overlap: this "
+                     "measurement cannot tell the two apart")
     return "\n".join(lines)
 
 

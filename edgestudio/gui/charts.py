@@ -442,8 +442,8 @@ def _fmt(v: Any, digits: int) -> str:
 
 
 def _paired_note(r: dict[str, Any]) -> str:
-    """The paired round's figure for a row (rank, p50 and its 95 % interval; "tie" when the interval overlaps the
-    fastest's), else the precision."""
+    """The paired round's figure for a row (rank, p50 and its 95 % interval; "tie" when the paired evidence cannot
+    tell it from the row ranked above it), else the precision."""
     if r.get("paired_p50_ms") is not None:
         lo, hi = r["paired_ci_ms"]
         return (f"paired #{r['rank']}: {r['paired_p50_ms']:.4g} ms [{lo:.4g}, {hi:.4g}]"
