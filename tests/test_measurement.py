@@ -185,3 +185,21 @@ def test_the_studio_shows_the_throughput_heatmap(qtbot, window) -> None:  # type
     if os.environ.get("EDGESTUDIO_SHOTS"):
         dialog.grab().save(str(ROOT / "docs" / "screenshots" / "throughput-heatmap.png"))
     dialog.close()
+
+
+def test_the_studio_runs_a_comparison_on_ray(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    """Run on ▸ Ray: each job a task on a local Ray cluster; the rows fill as the tasks end, the results land in the
+    workspace, the paired round ranks them here."""
+    (onnx_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    (tfl_id,) = window.import_paths([SAMPLES / "digits_cnn.tflite"])
+    dialog = window.model_action("compare", onnx_id)
+    dialog.set_checked([onnx_id, tfl_id], [("onnxruntime", "CPU"), ("litert", "CPU")])
+    dialog.run_on.setCurrentIndex(dialog.run_on.findData("ray"))
+    dialog.dataset.setText(str(SAMPLES / "digits_test.npz"))
+    dialog.iterations.setValue(30)
+    dialog.run_button.click()
+    qtbot.waitUntil(lambda: not window._compare and getattr(window, "_paired_job", None) is None
+                    and any(r.get("rank") for r in window.comparison.rows), timeout=240_000)
+    rows = [r for r in window.comparison.rows if r.get("p50_ms") is not None]
+    assert len(rows) == 2 and all(r["accuracy"] > 0.9 and r["executed_on"]["pid"] for r in rows)
+    assert sum(1 for j in window.workspace.jobs(limit=50) if j.status.value == "succeeded") >= 4

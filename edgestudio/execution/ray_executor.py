@@ -63,7 +63,8 @@ class RayExecutor(EnvExecutor):
             raise UsageError(None, "Ray is not installed: pip install 'edgestudio[ray]' (or ray)") from None
         self.env = ""
         self.address = address
-        if not ray.is_initialized():
+        self._owns_ray = not ray.is_initialized()  # started here: stopped with this executor
+        if self._owns_ray:
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                       "configure_logging": False}
             if address:
@@ -119,3 +120,5 @@ class RayExecutor(EnvExecutor):
 
     def shutdown(self, wait: bool = True) -> None:
         super().shutdown(wait)
+        if self._owns_ray and self._ray.is_initialized():
+            self._ray.shutdown()

@@ -36,12 +36,14 @@ class JobBridge(QObject):
     finished = Signal(str, str, object, object)  # job id, status, error, result
 
     def __init__(self, workspace: Workspace | None, max_workers: int | None = None,
-                 warm_imports: tuple[str, ...] = (), nice: int = WORKER_NICE) -> None:
+                 warm_imports: tuple[str, ...] = (), nice: int = WORKER_NICE, executor: Any = None) -> None:
+        """``executor``: where the jobs run (default: the local worker pool; e.g. a Ray cluster)."""
         super().__init__()
         from edgestudio.workers.pool import WorkerPool
 
         self.workspace = workspace
-        self.manager = JobManager(workspace, executor=WorkerPool(max_workers, warm_imports=warm_imports, nice=nice))
+        self.manager = JobManager(workspace, executor=executor or WorkerPool(max_workers, warm_imports=warm_imports,
+                                                                             nice=nice))
         self._unsubscribe = self.manager.subscribe(self._on_event)
         self.closed = False
 

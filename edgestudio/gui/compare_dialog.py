@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -85,6 +86,15 @@ class CompareDialog(QDialog):
         self.iterations.setRange(10, 1_000_000)
         self.iterations.setValue(iterations)
         form.addRow("Iterations", self.iterations)
+        self.run_on = QComboBox()
+        self.run_on.addItem("this machine (worker pool)", "local")
+        self.run_on.addItem("Ray (a local cluster; each job a task, rows fill as tasks end)", "ray")
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:  # the optional extra is not installed
+            self.run_on.model().item(1).setEnabled(False)
+            self.run_on.setItemData(1, "pip install 'edgestudio[ray]'", Qt.ItemDataRole.ToolTipRole)
+        form.addRow("Run on", self.run_on)
         lay.addLayout(form)
 
         self.summary = QLabel()

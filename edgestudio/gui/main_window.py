@@ -560,16 +560,35 @@ class MainWindow(QMainWindow):
         dlg = CompareDialog(self.workspace.models(), model_ids, self.devices, runs,
                             dataset=self.optimize.dataset.text(), parent=self)
         dlg.accepted.connect(lambda: self.compare(dlg.model_ids(), dataset=dlg.dataset.text().strip(),
-                                                  iterations=dlg.iterations.value(), targets=dlg.chosen_targets()))
+                                                  iterations=dlg.iterations.value(), targets=dlg.chosen_targets(),
+                                                  executor=dlg.run_on.currentData()))
         self.compare_setup = dlg
         dlg.show()
         return dlg
 
+    def ray_bridge(self) -> JobBridge:
+        """Jobs on a local Ray cluster (started on first use), reported like the pool's: the jobs panel lists them,
+        their results land in the workspace and fill the comparison as each task ends."""
+        if getattr(self, "_ray_bridge", None) is None:
+            from edgestudio.execution.ray_executor import RayExecutor
+
+            rb = JobBridge(self.workspace, executor=RayExecutor())
+            rb.queued.connect(self.jobs.on_queued)
+            rb.started.connect(self.jobs.on_started)
+            rb.progress.connect(self.jobs.on_progress)
+            rb.log.connect(self.jobs.on_log)
+            rb.finished.connect(self._job_finished)
+            self._ray_bridge = rb
+        return self._ray_bridge
+
     def compare(self, model_ids: list[int], dataset: str | None = None, iterations: int = 100,
-                targets: list[tuple[str, str]] | None = None) -> list[str]:
+                targets: list[tuple[str, str]] | None = None, executor: str = "local") -> list[str]:
         """Benchmark (and evaluate) the variants as one batch: on ``targets`` (runtime, device) pairs where the
-        runtime runs the variant's format, by default on every runtime that runs it, on the CPU."""
+        runtime runs the variant's format, by default on every runtime that runs it, on the CPU; ``executor``
+        ``ray`` runs each job as a task on a local Ray cluster (the final paired round runs here)."""
         from edgestudio.bench.compare import plan_matrix
+
+        bridge = self.ray_bridge() if executor == "ray" else self.bridge
 
         if dataset is None:
             dataset = self.optimize.dataset.text()
@@ -586,7 +605,7 @@ class MainWindow(QMainWindow):
         for row, specs in planned:
             self._compare_rows.append(row)
             for spec in specs:
-                job = self.bridge.submit(spec)
+                job = bridge.submit(spec)
                 self._compare[job] = (row, spec.kind.value)
                 jobs.append(job)
         note = f"; {len(skipped)} pairs left out (runtime does not run that format)" if skipped else ""
@@ -602,6 +621,8 @@ class MainWindow(QMainWindow):
         """Stop the jobs; call before closing the workspace (no slot touches it afterwards)."""
         self.details.graph.stop()
         self.bridge.shutdown()
+        if getattr(self, "_ray_bridge", None) is not None:
+            self._ray_bridge.shutdown()
 
     def _job_started(self, job: str) -> None:
         """A comparison's benchmarks run one at a time: the live chart follows each as it runs."""
