@@ -166,7 +166,8 @@ def test_throughput_mode_sweeps_batch_and_streams(runtime: str, model: str) -> N
     assert set(cells) == {(1, 1), (1, 2), (8, 1), (8, 2)} and not any(c["error"] for c in cells.values())
     assert all(c["fps"] > 0 and c["requests"] > 0 and c["p50_ms"] > 0 for c in cells.values())
     assert cells[(1, 2)]["threads_per_stream"] * 2 <= max(2, d["cores"])  # the cores are split, not oversubscribed
-    assert cells[(8, 1)]["fps"] > cells[(1, 1)]["fps"]  # a batch of 8 does more samples a second on a CNN this small
+    for c in cells.values():  # samples/s = requests x batch over the cell's wall time (0.5 s, plus the joins)
+        assert c["requests"] * c["batch"] / 1.5 <= c["fps"] <= c["requests"] * c["batch"] / 0.45
     assert d["best"]["fps"] == max(c["fps"] for c in cells.values())
     bad = run_cli("bench", str(SAMPLES / model), "--throughput", "--batch", "0")
     assert bad.returncode == 2 and "--batch values must be >= 1" in bad.stderr

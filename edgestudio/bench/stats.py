@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from edgestudio.backends.runtimes.base import steady_state  # noqa: F401 - lives with the warm-up that uses it
+
 
 @dataclass(frozen=True)
 class LatencyStats:
@@ -57,19 +59,3 @@ def bootstrap_ci(samples_ms: Any, percentiles: tuple[float, ...] = (50, 90, 99),
 def overlaps(a: list[float], b: list[float]) -> bool:
     """Whether two intervals overlap: then the two figures are not told apart by this measurement."""
     return a[0] <= b[1] and b[0] <= a[1]
-
-
-def steady_state(samples_ms: Any, *, window: int = 10, tolerance: float = 0.05, stable_windows: int = 4) -> int | None:
-    """The index from which a latency series is steady: the start of the first ``stable_windows`` consecutive
-    windows of ``window`` samples whose medians all lie within ``tolerance`` (relative) of each other (a drift
-    never settles: None). None also when there are too few samples yet: keep warming up."""
-    a = np.asarray(samples_ms, dtype=np.float64)
-    n = a.size // window
-    if n < stable_windows:
-        return None
-    med = np.median(a[: n * window].reshape(n, window), axis=1)
-    for i in range(n - stable_windows + 1):
-        run = med[i:i + stable_windows]
-        if float(run.max() - run.min()) <= tolerance * max(float(np.median(run)), 1e-12):
-            return i * window
-    return None

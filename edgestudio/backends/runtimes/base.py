@@ -103,6 +103,22 @@ class Measured:
     steady: bool | None = None  # whether the warm-up reached a steady state before the cap
 
 
+def steady_state(samples_ms: Any, *, window: int = 10, tolerance: float = 0.05, stable_windows: int = 4) -> int | None:
+    """The index from which a latency series is steady: the start of the first ``stable_windows`` consecutive
+    windows of ``window`` samples whose medians all lie within ``tolerance`` (relative) of each other (a drift
+    never settles: None). None also when there are too few samples yet: keep warming up."""
+    a = np.asarray(samples_ms, dtype=np.float64)
+    n = a.size // window
+    if n < stable_windows:
+        return None
+    med = np.median(a[: n * window].reshape(n, window), axis=1)
+    for i in range(n - stable_windows + 1):
+        run = med[i:i + stable_windows]
+        if float(run.max() - run.min()) <= tolerance * max(float(np.median(run)), 1e-12):
+            return i * window
+    return None
+
+
 WARMUP_CAP_RUNS = 500
 WARMUP_CAP_S = 10.0
 
@@ -111,8 +127,6 @@ def warm_up(call: Callable[[], Any], minimum: int, cancel: Any = None) -> tuple[
     """Run ``call`` at least ``minimum`` times, then on until its latency is steady (four windows of ten runs
     whose medians agree within 5 %; at most 500 runs or 10 s): caches, JIT paths and clocks settle first.
     ``minimum`` 0 means no warm-up at all (the user asked for cold numbers). Returns (runs, steady)."""
-    from edgestudio.bench.stats import steady_state
-
     if minimum <= 0:
         return 0, None
     clock = time.perf_counter
