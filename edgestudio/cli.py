@@ -442,8 +442,9 @@ def _optimize_text(d: dict[str, Any]) -> str:
             pf = d["paired_final"]
             lines.append(f"picked in a paired final round of the top {sum(1 for r in d['candidates'] if r.get('paired_rank'))}"
                          f" ({pf['blocks']} alternating blocks of {pf['block']}): " + ", ".join(
-                             f"{r['label']} {r['paired_p50_ms']:.3f} ms [{r['paired_ci_ms'][0]:.3f}, "
-                             f"{r['paired_ci_ms'][1]:.3f}]" + (" tie" if r.get("tied") else "")
+                             f"{r['label']} x{r.get('threads')} threads {r['paired_p50_ms']:.3f} ms "
+                             f"[{r['paired_ci_ms'][0]:.3f}, {r['paired_ci_ms'][1]:.3f}]" + (" tie" if r.get("tied")
+                                                                                              else "")
                              for r in sorted((r for r in d["candidates"] if r.get("paired_rank")),
                                              key=lambda r: r["paired_rank"])))
         if d.get("bench_device"):

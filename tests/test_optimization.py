@@ -208,7 +208,10 @@ def test_auto_optimize_picks_the_fastest_that_passes(work: Path, tmp_path: Path)
     assert not any("dynamic" in r["label"] and r["runtime"] == "onnxruntime" for r in rows)  # the known trap
     measured = [r for r in rows if r["passed"]]
     best = table["best"]
-    assert best["p50_ms"] == min(r["p50_ms"] for r in measured)
+    # picked in the paired final round among the three fastest one-off measurements
+    top3 = sorted(measured, key=lambda r: r["p50_ms"])[:3]
+    assert best["label"] in {r["label"] for r in top3} and best["paired_rank"] == 1
+    assert table["paired_final"]["blocks"] == 6 and best["threads"] >= 1
     assert Path(best["path"]).exists() and Path(best["path"]).is_relative_to(out)
     assert any(r["pareto"] for r in rows)
     assert all(r["error"] is None for r in rows), [r["error"] for r in rows]

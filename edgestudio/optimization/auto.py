@@ -37,10 +37,18 @@ class Candidate:
 def candidates(src_fmt: ModelFormat, runtime: str) -> list[Candidate]:
     """What to try, from the backend catalog's ``auto`` entries of each runtime (``runtime`` "any": all)."""
     from edgestudio.core.catalog import runtimes
+    from edgestudio.core.machine import isa_flags
 
-    return [Candidate(c.label, r.name, c.method, c.precision, dict(c.options))
-            for r in runtimes() if runtime in ("any", r.name)
-            for c in r.auto if c.sources is None or src_fmt.value in c.sources]
+    out = [Candidate(c.label, r.name, c.method, c.precision, dict(c.options))
+           for r in runtimes() if runtime in ("any", r.name)
+           for c in r.auto if c.sources is None or src_fmt.value in c.sources]
+    # ISA-aware: OpenVINO's CPU default precision is bf16 only where the CPU computes bf16 natively (AMX,
+    # AVX-512 BF16); elsewhere it is f32, the same candidate as the f32 hint: measured once, not twice
+    isa = set(isa_flags())
+    if not isa & {"amx_tile", "amx_bf16", "avx512_bf16"} and any(c.runtime == "openvino" and c.precision == "f32"
+                                                                 for c in out):
+        out = [c for c in out if not (c.runtime == "openvino" and c.method is None and c.precision is None)]
+    return out
 
 
 def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOptions | None = None,
@@ -150,13 +158,22 @@ def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOpt
             from edgestudio.bench.paired import paired_benchmark
 
             progress(0.95, f"paired final round of the top {len(top)}")
+            from edgestudio.core.machine import default_threads
+
+            # the finalists at every core count and at one thread (on a busy or small device one thread can win)
+            counts = sorted({default_threads(), 1}, reverse=True)
+            entries = [(r, t) for r in top for t in counts]
             final = paired_benchmark([{"model": r["path"], "runtime": r["runtime"], "precision": r["precision"],
-                                       "inputs": opts.inputs} for r in top], blocks=6,
+                                       "threads": t, "inputs": opts.inputs} for r, t in entries], blocks=6,
                                      block=max(20, iterations // 4), cancel=cancel)
-            for r, v in zip(top, final["variants"]):
-                if v.get("p50_ms") is not None:
+            results = [(r, t, v) for (r, t), v in zip(entries, final["variants"]) if v.get("p50_ms") is not None]
+            for r in top:  # each finalist's row: its best thread count
+                mine = [(t, v) for rr, t, v in results if rr is r]
+                if mine:
+                    t, v = min(mine, key=lambda tv: tv[1]["rank"])
                     r.update(paired_p50_ms=v["p50_ms"], paired_ci_ms=v["ci_ms"], paired_rank=v["rank"],
-                             tied=v["tied"])
+                             tied=v["tied"], threads=t,
+                             paired_by_threads={str(tt): round(vv["p50_ms"], 5) for tt, vv in mine})
             ranked = [r for r in top if r.get("paired_rank")]
             if ranked:
                 best = min(ranked, key=lambda r: r["paired_rank"])
