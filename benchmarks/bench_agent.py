@@ -22,17 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import mobilenet_onnx  # noqa: E402
+
 SAMPLES = ROOT / "resources" / "samples"
-
-
-def _mobilenet(folder: Path) -> Path:
-    keras_path = folder / "mobilenetv2.keras"
-    subprocess.run([sys.executable, "-c", "import keras; keras.applications.MobileNetV2(weights=None)"
-                    f".save({str(keras_path)!r})"], check=True, capture_output=True)
-    out = folder / "mobilenetv2.onnx"
-    subprocess.run([sys.executable, "-m", "edgestudio", "convert", str(keras_path), "--to", "onnx", "-o", str(out)],
-                   check=True, capture_output=True, cwd=ROOT)
-    return out
 
 
 def main() -> int:
@@ -58,7 +51,7 @@ def main() -> int:
         token = agent.stdout.readline().rsplit(" ", 1)[1].strip()
         client = AgentClient(DeviceEntry("bench", "127.0.0.1", port, token))
         try:
-            models = {"digits CNN": SAMPLES / "digits_cnn.onnx", "MobileNetV2 224": _mobilenet(Path(tmp))}
+            models = {"digits CNN": SAMPLES / "digits_cnn.onnx", "MobileNetV2 224": mobilenet_onnx(Path(tmp))}
             print(f"agent: {python}; paired, {args.blocks} alternating blocks of {args.block}, {args.threads} threads")
             print(f"{'model':<18}{'local p50 ms':>14}{'device p50 ms':>15}{'device/local':>14}{'first upload s':>16}"
                   f"{'job round trip s':>18}")

@@ -12,24 +12,16 @@ from __future__ import annotations
 
 import argparse
 import collections
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import mobilenet_onnx  # noqa: E402
+
 SAMPLES = ROOT / "resources" / "samples"
-
-
-def _mobilenet(folder: Path) -> Path:
-    keras_path = folder / "mobilenetv2.keras"
-    subprocess.run([sys.executable, "-c", "import keras; keras.applications.MobileNetV2(weights=None)"
-                    f".save({str(keras_path)!r})"], check=True, capture_output=True)
-    out = folder / "mobilenetv2.onnx"
-    subprocess.run([sys.executable, "-m", "edgestudio", "convert", str(keras_path), "--to", "onnx", "-o", str(out)],
-                   check=True, capture_output=True, cwd=ROOT)
-    return out
 
 
 def main() -> int:
@@ -41,7 +33,7 @@ def main() -> int:
     from edgestudio.bench.paired import paired_benchmark
 
     with tempfile.TemporaryDirectory() as tmp:
-        mnv2 = _mobilenet(Path(tmp))
+        mnv2 = mobilenet_onnx(Path(tmp))
         sets = {
             "digits CNN x3 runtimes": [(SAMPLES / "digits_cnn.onnx", "onnxruntime"),
                                        (SAMPLES / "digits_cnn.onnx", "openvino"),

@@ -7,7 +7,6 @@ loaded once and timed in alternating blocks, so the machine's drift hits both al
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -16,18 +15,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import mobilenet_onnx  # noqa: E402
+
 SAMPLES = ROOT / "resources" / "samples"
-
-
-def _mobilenet(folder: Path) -> Path:
-    """MobileNetV2 (Keras, weights=None, 224x224) converted to ONNX with the CLI."""
-    keras_path = folder / "mobilenetv2.keras"
-    subprocess.run([sys.executable, "-c", "import keras; keras.applications.MobileNetV2(weights=None)"
-                    f".save({str(keras_path)!r})"], check=True, capture_output=True)
-    out = folder / "mobilenetv2.onnx"
-    subprocess.run([sys.executable, "-m", "edgestudio", "convert", str(keras_path), "--to", "onnx", "-o", str(out)],
-                   check=True, capture_output=True, cwd=ROOT)
-    return out
 
 
 def main() -> int:
@@ -41,7 +32,7 @@ def main() -> int:
     from edgestudio.core.inputspec import make_feeds
 
     with tempfile.TemporaryDirectory() as tmp:
-        models = {"digits CNN": SAMPLES / "digits_cnn.onnx", "MobileNetV2 224": _mobilenet(Path(tmp))}
+        models = {"digits CNN": SAMPLES / "digits_cnn.onnx", "MobileNetV2 224": mobilenet_onnx(Path(tmp))}
         print(f"paired, {args.blocks} alternating blocks of {args.block}, {args.threads} threads")
         print(f"{'model':<18}{'native p50 ms':>15}{'web p50 ms':>12}{'web/native':>12}  browser")
         for name, path in models.items():

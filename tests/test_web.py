@@ -11,6 +11,37 @@ import pytest
 from tests.conftest import SAMPLES, run_cli
 
 
+def _serve_and_open(root: Path) -> dict:  # type: ignore[type-arg]
+    """Start the package's own serve.py on a free port, open its index.html in headless Chromium, wait for the
+    page's ``window.result``."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from edgestudio.backends.browser import Browser
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "serve.py", str(port)], cwd=root, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        with Browser() as browser:
+            browser.navigate(f"http://127.0.0.1:{port}/index.html")
+            got = browser.evaluate("new Promise(r => { const w = () => window.result ? r(window.result) : "
+                                   "setTimeout(w, 20); w(); })")
+    finally:
+        server.kill()
+        server.wait()
+    return got  # type: ignore[no-any-return]
+
+
 @pytest.mark.parametrize("sample", ["digits_cnn.keras", "digits_cnn_savedmodel"])
 def test_tfjs_export_runs_and_matches(sample: str, tmp_path: Path) -> None:
     out = tmp_path / "web"
@@ -95,15 +126,10 @@ def test_the_studio_compares_native_and_browser_side_by_side(qtbot, window) -> N
 def test_web_package_serves_itself_and_runs_in_the_browser(tmp_path: Path) -> None:
     """package --runtime ort-web: a static folder whose own serve.py (with the COOP/COEP headers) serves a page
     that runs the model in headless Chromium and gives EdgeStudio's expected output."""
-    import socket
-    import subprocess
-    import sys
-    import time
     import zipfile
 
     import numpy as np
 
-    from edgestudio.backends.browser import Browser
 
     r = run_cli("package", str(SAMPLES / "digits_cnn.onnx"), "--runtime", "ort-web", "-o", str(tmp_path / "w.zip"),
                 "--json", timeout=300)
@@ -114,24 +140,7 @@ def test_web_package_serves_itself_and_runs_in_the_browser(tmp_path: Path) -> No
     root = tmp_path / "u" / "digits_cnn"
     assert {"index.html", "serve.py", "model/digits_cnn.onnx", "ort/ort.wasm.min.mjs"} <= {
         str(f.relative_to(root)) for f in root.rglob("*") if f.is_file()}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "serve.py", str(port)], cwd=root, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        with Browser() as browser:
-            browser.navigate(f"http://127.0.0.1:{port}/index.html")
-            got = browser.evaluate("new Promise(r => { const w = () => window.result ? r(window.result) : "
-                                   "setTimeout(w, 20); w(); })")
-    finally:
-        server.kill()
-        server.wait()
+    got = _serve_and_open(root)
     assert "error" not in got and got["crossOriginIsolated"] is True
     np.testing.assert_allclose(np.asarray(got["output"]).reshape(got["shape"]), np.load(root / "expected_output.npy"),
                                atol=1e-5)
@@ -231,15 +240,10 @@ def test_a_browser_that_dies_mid_benchmark_is_a_failed_job(browser: str) -> None
 def test_tfjs_web_package_runs_its_page_with_the_exports_outputs(tmp_path: Path) -> None:
     """package of a TF.js model (default runtime: tfjs): model.json + shards, TF.js files, index.html and
     serve.py; served by its own server, the page's output equals the export run in TensorFlow."""
-    import socket
-    import subprocess
-    import sys
-    import time
     import zipfile
 
     import numpy as np
 
-    from edgestudio.backends.browser import Browser
 
     web = tmp_path / "digits_web"
     assert run_cli("convert", str(SAMPLES / "digits_cnn.keras"), "--to", "tfjs", "-o", str(web),
@@ -255,24 +259,7 @@ def test_tfjs_web_package_runs_its_page_with_the_exports_outputs(tmp_path: Path)
     files = {str(f.relative_to(root)) for f in root.rglob("*") if f.is_file()}
     assert {"index.html", "serve.py", "model/model.json", "tfjs/tf-core.min.js",
             "tfjs/tfjs-backend-wasm-simd.wasm"} <= files
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "serve.py", str(port)], cwd=root, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        with Browser() as browser:
-            browser.navigate(f"http://127.0.0.1:{port}/index.html")
-            got = browser.evaluate("new Promise(r => { const w = () => window.result ? r(window.result) : "
-                                   "setTimeout(w, 20); w(); })")
-    finally:
-        server.kill()
-        server.wait()
+    got = _serve_and_open(root)
     assert "error" not in got and got["crossOriginIsolated"] is True
     np.testing.assert_allclose(np.asarray(got["output"]).reshape(got["shape"]), np.load(root / "expected_output.npy"),
                                atol=1e-4)

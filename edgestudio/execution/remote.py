@@ -440,21 +440,5 @@ def forward_to_agent(device: str, spec: JobSpec, ctx: Any) -> dict[str, Any]:
     sub = JobSpec.from_dict(spec.to_dict())
     sub.device = local
 
-    def relay(m: JobMessage) -> None:
-        if m.type == "progress":
-            ctx.progress(float(m.data.get("fraction", 0.0)), f"[{name}] {m.data.get('message', '')}")
-        elif m.type == "log":
-            ctx.log(f"[{name}] {m.data.get('line', '')}")
-        elif m.type == "samples":
-            for i, ms in m.data.get("samples", []):
-                ctx.sample(int(i), float(ms))
-
-    rec = run_on_agent(name, sub, on_message=relay, cancel=ctx.cancel)
-    ctx.flush()
-    if rec.status is JobStatus.CANCELLED:
-        raise Cancelled()
-    if rec.status is not JobStatus.SUCCEEDED:
-        err = RemoteError(None, rec.error or "failed")
-        err.named = True  # type: ignore[attr-defined]
-        raise err
-    return dict(rec.result or {})
+    rec = run_on_agent(name, sub, on_message=ctx.relay(name), cancel=ctx.cancel)
+    return ctx.finish_forwarded(rec, RemoteError)

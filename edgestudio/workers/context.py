@@ -52,3 +52,33 @@ class JobContext:
         if self.staging is None:
             raise RuntimeError("this job has no staging folder (no output was requested)")
         return self.staging / name
+
+    def relay(self, where: str) -> Any:
+        """A message handler that passes another process's job messages (an environment's worker, a device
+        agent) on as this job's own: progress and log lines tagged ``[where]``, latency samples as they are."""
+
+        def on_message(m: Any) -> None:
+            if m.type == "progress":
+                self.progress(float(m.data.get("fraction", 0.0)), f"[{where}] {m.data.get('message', '')}")
+            elif m.type == "log":
+                self.log(f"[{where}] {m.data.get('line', '')}")
+            elif m.type == "samples":
+                for i, ms in m.data.get("samples", []):
+                    self.sample(int(i), float(ms))
+
+        return on_message
+
+    def finish_forwarded(self, rec: Any, error_type: Any) -> dict[str, Any]:
+        """The result of a forwarded job, or its failure raised here as ``error_type`` (its message names its
+        file already), or Cancelled."""
+        from edgestudio.core.errors import Cancelled
+        from edgestudio.core.jobs import JobStatus
+
+        self.flush()
+        if rec.status is JobStatus.CANCELLED:
+            raise Cancelled()
+        if rec.status is not JobStatus.SUCCEEDED:
+            err = error_type(None, rec.error or "failed")
+            err.named = True
+            raise err
+        return dict(rec.result or {})

@@ -76,8 +76,6 @@ def forward_to_env(env: str, spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     from pathlib import Path
 
     from edgestudio.core.catalog import env_ready
-    from edgestudio.core.errors import Cancelled
-    from edgestudio.core.jobs import JobStatus
     from edgestudio.execution.envs import EnvError, run_in_env
 
     if not env_ready(env):
@@ -90,24 +88,8 @@ def forward_to_env(env: str, spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     if spec.output and ctx.staging is not None:
         sub.output = str(ctx.staged(Path(spec.output).name))
 
-    def relay(m: Any) -> None:
-        if m.type == "progress":
-            ctx.progress(float(m.data.get("fraction", 0.0)), f"[{env}] {m.data.get('message', '')}")
-        elif m.type == "log":
-            ctx.log(f"[{env}] {m.data.get('line', '')}")
-        elif m.type == "samples":
-            for i, ms in m.data.get("samples", []):
-                ctx.sample(int(i), float(ms))
-
-    rec = run_in_env(env, sub, on_message=relay, cancel=ctx.cancel)
-    ctx.flush()
-    if rec.status is JobStatus.CANCELLED:
-        raise Cancelled()
-    if rec.status is not JobStatus.SUCCEEDED:
-        err = EnvError(None, rec.error or "failed")
-        err.named = True  # the environment's message names its file already
-        raise err
-    return dict(rec.result or {})
+    rec = run_in_env(env, sub, on_message=ctx.relay(env), cancel=ctx.cancel)
+    return ctx.finish_forwarded(rec, EnvError)
 
 
 def run_inspect(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:

@@ -1,0 +1,21 @@
+"""What the benchmark scripts share: the model they build where a bigger one than the digits CNN is needed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "resources" / "samples"
+
+
+def mobilenet_onnx(folder: Path) -> Path:
+    """MobileNetV2 (Keras, weights=None, 224x224) converted to ONNX with the CLI (nothing is downloaded)."""
+    keras_path = folder / "mobilenetv2.keras"
+    subprocess.run([sys.executable, "-c", "import keras; keras.applications.MobileNetV2(weights=None)"
+                    f".save({str(keras_path)!r})"], check=True, capture_output=True)
+    out = folder / "mobilenetv2.onnx"
+    subprocess.run([sys.executable, "-m", "edgestudio", "convert", str(keras_path), "--to", "onnx", "-o", str(out)],
+                   check=True, capture_output=True, cwd=ROOT)
+    return out
