@@ -235,7 +235,8 @@ def test_cli_optimize_eval_compare(tmp_path: Path) -> None:
     rows = json.loads(r.stdout)
     assert len(rows) == 2 and all(row["accuracy"] > 0.96 and row["p50_ms"] > 0 for row in rows)
     assert any(row["pareto"] for row in rows)
-    assert rows[0]["p50_ms"] <= rows[1]["p50_ms"]
+    assert [row["rank"] for row in rows] == [1, 2]  # listed in the order of the paired round
+    assert rows[0]["paired_p50_ms"] <= rows[1]["paired_p50_ms"]
 
 
 def test_cli_bad_dataset_is_one_line(tmp_path: Path) -> None:
