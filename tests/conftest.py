@@ -175,3 +175,19 @@ def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     return subprocess.run([sys.executable, "-m", "edgestudio", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=ROOT)
+
+
+def compare_in_studio(qtbot, window, model_ids: list[int], targets: list[tuple[str, str]], *, runs: int,  # type: ignore[no-untyped-def]
+                      run_on: str = "local", timeout: int = 300_000) -> list[dict]:  # type: ignore[type-arg]
+    """Open the studio's comparison dialog on ``model_ids`` x ``targets`` (the dialog must count ``runs`` runs) with
+    the digits test split and 30 iterations, run it (``run_on``: local or ray) and wait until every row's jobs
+    have ended; the rows."""
+    dialog = window.model_action("compare", model_ids[0])
+    dialog.set_checked(model_ids, targets)
+    assert dialog.run_count()[0] == runs
+    dialog.run_on.setCurrentIndex(dialog.run_on.findData(run_on))
+    dialog.dataset.setText(str(SAMPLES / "digits_test.npz"))
+    dialog.iterations.setValue(30)
+    dialog.run_button.click()
+    qtbot.waitUntil(lambda: window.comparison.rows and not window._compare, timeout=timeout)
+    return list(window.comparison.rows)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, SAMPLES, run_cli
+from tests.conftest import ROOT, SAMPLES, compare_in_studio, run_cli
 
 ENVS = ROOT / ".cache" / "envs"
 DEVICE_REQS = ["onnxruntime", "ai-edge-litert", "websockets>=13,<16"]
@@ -338,15 +338,10 @@ def test_the_studio_adds_a_device_and_compares_on_it(qtbot, devices: Path, agent
     (model_id,) = window.import_paths([SAMPLES / "digits_cnn.tflite"])
     qtbot.waitUntil(lambda: any(d["device"] == "CPU@agent:pi2" for d in getattr(window, "devices", [])),
                     timeout=60_000)
-    dialog = window.model_action("compare", model_id)
-    dialog.set_checked([model_id], [("litert", "CPU"), ("litert", "CPU@agent:pi2")])
-    assert dialog.run_count()[0] == 2
-    dialog.dataset.setText(str(SAMPLES / "digits_test.npz"))
-    dialog.iterations.setValue(30)
-    dialog.run_button.click()
-    qtbot.waitUntil(lambda: window.comparison.rows and not window._compare, timeout=180_000)
-    rows = {r["device"]: r for r in window.comparison.rows}
-    assert set(rows) == {"CPU", "CPU@agent:pi2"}, [r.get("error") for r in window.comparison.rows]
+    found = compare_in_studio(qtbot, window, [model_id], [("litert", "CPU"), ("litert", "CPU@agent:pi2")],
+                              runs=2, timeout=180_000)
+    rows = {r["device"]: r for r in found}
+    assert set(rows) == {"CPU", "CPU@agent:pi2"}, [r.get("error") for r in found]
     assert rows["CPU@agent:pi2"]["p50_ms"] > 0 and rows["CPU@agent:pi2"]["accuracy"] == rows["CPU"]["accuracy"]
     if os.environ.get("EDGESTUDIO_SHOTS"):
         window.comparison.resize(900, 560)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import SAMPLES, run_cli
+from tests.conftest import SAMPLES, compare_in_studio, run_cli
 
 
 def test_steady_state_detector_on_known_series() -> None:
@@ -193,12 +193,8 @@ def test_the_studio_runs_a_comparison_on_ray(qtbot, window) -> None:  # type: ig
     workspace, the paired round ranks them here."""
     (onnx_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
     (tfl_id,) = window.import_paths([SAMPLES / "digits_cnn.tflite"])
-    dialog = window.model_action("compare", onnx_id)
-    dialog.set_checked([onnx_id, tfl_id], [("onnxruntime", "CPU"), ("litert", "CPU")])
-    dialog.run_on.setCurrentIndex(dialog.run_on.findData("ray"))
-    dialog.dataset.setText(str(SAMPLES / "digits_test.npz"))
-    dialog.iterations.setValue(30)
-    dialog.run_button.click()
+    compare_in_studio(qtbot, window, [onnx_id, tfl_id], [("onnxruntime", "CPU"), ("litert", "CPU")], runs=2,
+                      run_on="ray", timeout=240_000)
     qtbot.waitUntil(lambda: not window._compare and getattr(window, "_paired_job", None) is None
                     and any(r.get("rank") for r in window.comparison.rows), timeout=240_000)
     rows = [r for r in window.comparison.rows if r.get("p50_ms") is not None]

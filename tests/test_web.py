@@ -8,7 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLES, run_cli
+from tests.conftest import SAMPLES, compare_in_studio, run_cli
+
+
+def _page_equals_native(model: Path, *, samples: int, device: str = "wasm") -> None:
+    """The digits test images run by ONNX Runtime Web in the browser give native ONNX Runtime's outputs."""
+    import numpy as np
+
+    from edgestudio.backends.runtimes import get_runtime
+
+    x = np.load(SAMPLES / "digits_test.npz")["x"][:samples].astype(np.float32)
+    web = get_runtime("ort-web").load(model, device=device)
+    try:
+        got = next(iter(web.run({"image": x}).values()))
+    finally:
+        web.close()  # type: ignore[attr-defined]
+    native = next(iter(get_runtime("onnxruntime").load(model).run({"image": x}).values()))
+    np.testing.assert_allclose(got, native, atol=1e-5)
 
 
 def _serve_and_open(root: Path) -> dict:  # type: ignore[type-arg]
@@ -78,9 +94,7 @@ def test_tfjs_uint8_weights_are_smaller_and_checked_with_a_cosine_floor(tmp_path
 def test_ort_web_runs_in_headless_chromium_with_native_outputs_and_live_samples(tmp_path: Path) -> None:
     """ONNX Runtime Web (wasm, threads) in a real browser: the page is cross-origin isolated, the latencies are
     measured in the page and stream out one by one, the outputs equal native ONNX Runtime's."""
-    import numpy as np
 
-    from edgestudio.backends.runtimes import get_runtime
     from edgestudio.bench.latency import BenchConfig, run_benchmark
 
     model = SAMPLES / "digits_cnn.onnx"
@@ -90,14 +104,7 @@ def test_ort_web_runs_in_headless_chromium_with_native_outputs_and_live_samples(
     assert res.iterations == 60 and [i for i, _ in seen] == list(range(60))
     assert res.target["crossOriginIsolated"] is True and res.target["threads"] == 2
     assert res.target["browser"].startswith(("Chromium", "Google Chrome")) and res.latency_ms.p50 > 0
-    x = np.load(SAMPLES / "digits_test.npz")["x"][:1].astype(np.float32)
-    web = get_runtime("ort-web").load(model)
-    try:
-        got = next(iter(web.run({"image": x}).values()))
-    finally:
-        web.close()  # type: ignore[attr-defined]
-    native = next(iter(get_runtime("onnxruntime").load(model).run({"image": x}).values()))
-    np.testing.assert_allclose(got, native, atol=1e-5)
+    _page_equals_native(model, samples=1)
     r = run_cli("bench", str(model), "--runtime", "ort-web", "--iterations", "20", "--json", timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["target"]["runtime"].startswith("onnxruntime-web")
@@ -111,15 +118,9 @@ def test_the_studio_compares_native_and_browser_side_by_side(qtbot, window) -> N
     assert isinstance(window, MainWindow)
     (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
     qtbot.waitUntil(lambda: any(d["runtime"] == "ort-web" for d in getattr(window, "devices", [])), timeout=120_000)
-    dialog = window.model_action("compare", model_id)
-    dialog.set_checked([model_id], [("onnxruntime", "CPU"), ("ort-web", "wasm")])
-    assert dialog.run_count()[0] == 2
-    dialog.dataset.setText(str(SAMPLES / "digits_test.npz"))
-    dialog.iterations.setValue(30)
-    dialog.run_button.click()
-    qtbot.waitUntil(lambda: window.comparison.rows and not window._compare, timeout=300_000)
-    rows = {r["runtime"]: r for r in window.comparison.rows}
-    assert set(rows) == {"onnxruntime", "ort-web"}, [r.get("error") for r in window.comparison.rows]
+    found = compare_in_studio(qtbot, window, [model_id], [("onnxruntime", "CPU"), ("ort-web", "wasm")], runs=2)
+    rows = {r["runtime"]: r for r in found}
+    assert set(rows) == {"onnxruntime", "ort-web"}, [r.get("error") for r in found]
     assert rows["ort-web"]["p50_ms"] > 0 and abs(rows["ort-web"]["accuracy"] - rows["onnxruntime"]["accuracy"]) < 1e-9
 
 
@@ -174,9 +175,7 @@ def test_tfjs_runs_in_the_browser_with_the_exports_outputs(tmp_path: Path) -> No
 def test_qtwebengine_is_the_other_browser_with_the_same_answers(tmp_path: Path) -> None:
     """--browser qtwebengine (the studio's own Chromium, in a process of its own): the same page, cross-origin
     isolated with wasm threads, and outputs equal to native ONNX Runtime; the result names the browser."""
-    import numpy as np
 
-    from edgestudio.backends.runtimes import get_runtime
 
     model = SAMPLES / "digits_cnn.onnx"
     r = run_cli("bench", str(model), "--runtime", "ort-web", "--browser", "qtwebengine", "--threads", "2",
@@ -186,14 +185,7 @@ def test_qtwebengine_is_the_other_browser_with_the_same_answers(tmp_path: Path) 
     assert d["device"] == "wasm@qtwebengine" and d["target"]["browser"].startswith("QtWebEngine")
     assert d["target"]["crossOriginIsolated"] is True and d["target"]["threads"] == 2 and d["iterations"] == 30
     assert d["parity_vs_native"]["verdict"] == "passed" and d["parity_vs_native"]["child_runtime"] == "ort-web"
-    x = np.load(SAMPLES / "digits_test.npz")["x"][:2].astype(np.float32)
-    web = get_runtime("ort-web").load(model, device="wasm@qtwebengine")
-    try:
-        got = next(iter(web.run({"image": x}).values()))
-    finally:
-        web.close()  # type: ignore[attr-defined]
-    native = next(iter(get_runtime("onnxruntime").load(model).run({"image": x}).values()))
-    np.testing.assert_allclose(got, native, atol=1e-5)
+    _page_equals_native(model, samples=2, device="wasm@qtwebengine")
     bad = run_cli("bench", str(model), "--browser", "qtwebengine")  # onnxruntime is not a browser runtime
     assert bad.returncode != 0 and "--browser applies to the browser runtimes" in bad.stderr
     assert "Traceback" not in bad.stderr

@@ -118,14 +118,11 @@ def pareto_front(rows: list[dict[str, Any]], acc_key: str = "accuracy", lat_key:
 def paired_spec(rows: list[dict[str, Any]], *, blocks: int = 6, block: int = 50) -> JobSpec | None:
     """The final round: every measured local row again, all loaded at once and timed in alternating blocks
     (None when fewer than two rows can take part)."""
-    from edgestudio.backends.runtimes import RUNTIMES
-
-    def local(r: dict[str, Any]) -> bool:  # browser and remote rows were measured where they run, alone
-        return "@" not in (r.get("device") or "") and not getattr(RUNTIMES.all().get(r["runtime"]), "in_browser",
-                                                                  False)
+    from edgestudio.bench.paired import pairable
 
     variants = [{"model": r["model"], "runtime": r["runtime"], "device": r.get("device") or "CPU",
-                 "inputs": r.get("inputs") or {}} for r in rows if r.get("p50_ms") is not None and local(r)]
+                 "inputs": r.get("inputs") or {}} for r in rows
+                if r.get("p50_ms") is not None and pairable(r["runtime"], r.get("device"))]
     if len(variants) < 2:
         return None
     return JobSpec(JobKind.CALL, exclusive=True, options={

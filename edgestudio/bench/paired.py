@@ -17,13 +17,22 @@ from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progres
 LOCAL_ONLY = "a paired round runs the variants in one process: browser and remote runtimes are measured alone"
 
 
+def pairable(runtime: str, device: str | None) -> bool:
+    """Whether a variant can take part in a paired round: a runtime in this process, not a browser's or a
+    remote device's (those are measured where they run)."""
+    from edgestudio.backends.runtimes import RUNTIMES
+
+    cls = RUNTIMES.all().get(runtime)
+    return cls is not None and not getattr(cls, "in_browser", False) and "@" not in (device or "")
+
+
 def paired_benchmark(variants: list[dict[str, Any]], *, blocks: int = 6, block: int = 50, warmup: int = 10,
                      progress: ProgressCallback = noop_progress, cancel: CancelToken | None = None) -> dict[str, Any]:
     """``variants``: dicts with ``model``, ``runtime`` and optionally ``device``, ``threads``, ``precision``,
     ``inputs`` (an InputSpec dict). Returns ``{"variants": [...], "blocks", "block", "fastest"}``; each variant
     gets ``p50_ms``, ``ci_ms`` (its p50's interval), ``block_p50_ms``, ``rank`` and ``tied`` (its interval overlaps
     the fastest's), or an ``error``."""
-    from edgestudio.backends.runtimes import RUNTIMES, get_runtime
+    from edgestudio.backends.runtimes import get_runtime
     from edgestudio.backends.runtimes.base import timed_loop, warm_up
     from edgestudio.bench.inputs import make_inputs
     from edgestudio.bench.stats import bootstrap_ci, overlaps
@@ -36,9 +45,8 @@ def paired_benchmark(variants: list[dict[str, Any]], *, blocks: int = 6, block: 
     for v in variants:
         row = {**v, "error": None}
         out.append(row)
-        cls = RUNTIMES.all().get(v["runtime"])
         device = v.get("device") or "CPU"
-        if cls is None or getattr(cls, "in_browser", False) or "@" in device:
+        if not pairable(v["runtime"], device):
             row["error"] = LOCAL_ONLY
             calls.append(None)
             continue

@@ -6,6 +6,8 @@ It can cancel a job, describe the target it runs on, and fetch a finished job's 
 
 - ``local``: the spawned worker pool (:class:`edgestudio.workers.pool.WorkerPool`);
 - ``env:NAME``: a Python environment's own interpreter (:class:`edgestudio.execution.envs.EnvExecutor`);
+- ``agent:NAME``: a remote device (:class:`edgestudio.execution.remote.RemoteExecutor`);
+- ``ray``: a Ray cluster (:class:`edgestudio.execution.ray_executor.RayExecutor`);
 
 and, as they land, a remote agent, a browser and a cluster. The job bookkeeping every executor needs (records,
 subscribers, finish hooks, waiting) lives here once, in :class:`ExecutorBase`.
@@ -18,12 +20,16 @@ import copy
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus
+from edgestudio.core.errors import EdgeStudioError, describe_exception
+from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus, new_job_id
+from edgestudio.core.progress import CancelToken
+from edgestudio.execution.messages import JobMessage
 
 log = logging.getLogger(__name__)
 
@@ -196,3 +202,93 @@ class ExecutorBase(Executor):
         # hooks may have amended the record (e.g. an artifact the workspace could not register)
         self._emit(JobEvent(rec.id, "finished", {"status": rec.status.value, "error": rec.error,
                                                  "result": rec.result}))
+
+
+class ThreadedExecutor(ExecutorBase):
+    """Jobs that run somewhere else (another interpreter, a device, a cluster), each watched by a thread here:
+    a queue, ``max_workers`` at a time, cooperative cancel. Subclasses say how one job runs (:meth:`_execute`),
+    what its result is tagged with (:meth:`_tag`) and where they run (:meth:`describe`)."""
+
+    def __init__(self, target_name: str, max_workers: int = 1) -> None:
+        super().__init__()
+        self.target_name = target_name
+        self.max_workers = max(1, max_workers)
+        self._queue: deque[str] = deque()
+        self._running: dict[str, tuple[threading.Thread, CancelToken]] = {}
+        self._stopping = False
+
+    @abc.abstractmethod
+    def _execute(self, rec: JobRecord, on_message: Callable[[JobMessage], None], token: CancelToken) -> JobRecord:
+        """Run one job to its end; messages (progress, log, samples) go to ``on_message``."""
+
+    def _tag(self, result: dict[str, Any]) -> dict[str, Any]:
+        return result
+    def submit(self, spec: JobSpec, job_id: str | None = None) -> str:
+        if self._stopping:
+            raise RuntimeError(f"the executor for {self.target_name} is shut down")
+        rec = JobRecord(id=job_id or new_job_id(), spec=spec)
+        with self._lock:
+            self._records[rec.id] = rec
+            self._queue.append(rec.id)
+        self._emit(JobEvent(rec.id, "queued", {"spec": spec.to_dict(), "target": self.target_name}))
+        self._schedule()
+        return rec.id
+
+    def cancel(self, job_id: str) -> None:
+        with self._lock:
+            rec = self._records.get(job_id)
+            if rec is None or rec.status.finished:
+                return
+            if rec.status is JobStatus.QUEUED:
+                self._queue.remove(job_id)
+                self._finish(rec, JobStatus.CANCELLED)
+                return
+            running = self._running.get(job_id)
+        if running is not None:
+            running[1].cancel()
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._lock:
+            self._stopping = True
+            for job_id in list(self._queue):
+                self._finish(self._records[job_id], JobStatus.CANCELLED, error="cancelled: app closed")
+            self._queue.clear()
+            running = list(self._running.values())
+        for _, token in running:
+            token.cancel()
+        if wait:
+            for thread, _ in running:
+                thread.join(10)
+
+    def _schedule(self) -> None:
+        with self._lock:
+            while self._queue and len(self._running) < self.max_workers and not self._stopping:
+                rec = self._records[self._queue.popleft()]
+                token = CancelToken()
+                thread = threading.Thread(target=self._run, args=(rec, token), daemon=True,
+                                          name=f"edgestudio-{self.target_name}")
+                self._running[rec.id] = (thread, token)
+                rec.status, rec.started_at = JobStatus.RUNNING, time.time()
+                thread.start()
+
+    def _run(self, rec: JobRecord, token: CancelToken) -> None:
+        self._emit(JobEvent(rec.id, "started", {"target": self.target_name}))
+
+        def on_message(m: JobMessage) -> None:
+            with self._lock:
+                self._apply(rec, m.type, m.data)
+
+        try:
+            done = self._execute(rec, on_message, token)
+            status, error, result = done.status, done.error, done.result
+        except EdgeStudioError as exc:
+            status, error, result = JobStatus.FAILED, exc.one_line(), None
+        except Exception as exc:  # noqa: BLE001 - a job must end, whatever happened
+            status, error, result = JobStatus.FAILED, describe_exception(exc, rec.spec.model), None
+        with self._lock:
+            self._running.pop(rec.id, None)
+            if result is not None:
+                result = self._tag(result)
+            rec.result = result
+            self._finish(rec, status, error)
+        self._schedule()

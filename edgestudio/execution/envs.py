@@ -18,7 +18,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,9 +25,9 @@ from typing import Any
 
 from edgestudio.core.catalog import envs_root
 from edgestudio.core.errors import Cancelled, EdgeStudioError, UsageError, clean_message
-from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus, new_job_id
+from edgestudio.core.jobs import JobRecord, JobSpec, JobStatus, new_job_id
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
-from edgestudio.execution.base import ExecutorBase, TargetInfo
+from edgestudio.execution.base import TargetInfo, ThreadedExecutor
 from edgestudio.execution.messages import CancelRequest, JobMessage, ProtocolError, RunRequest, decode, encode
 from edgestudio.workers.pool import publish_staging, staging_folder
 
@@ -292,25 +291,17 @@ def run_in_env(name: str | None, spec: JobSpec, *, on_message: Callable[[JobMess
 
 
 # --------------------------------------------------------------------------------- as an execution target
-class EnvExecutor(ExecutorBase):
+class EnvExecutor(ThreadedExecutor):
     """The ``env:NAME`` execution target: each job runs in a process of the environment's own interpreter,
     speaking the versioned JSON-lines protocol; ``max_workers`` jobs at a time."""
 
     def __init__(self, env: str, max_workers: int = 1) -> None:
         self.info = get_env(env)
         self.env = env
-        self._start(f"env:{env}", max_workers)
-
-    def _start(self, target_name: str, max_workers: int) -> None:
-        super().__init__()
-        self.target_name = target_name
-        self.max_workers = max(1, max_workers)
-        self._queue: deque[str] = deque()
-        self._running: dict[str, tuple[threading.Thread, CancelToken]] = {}
-        self._stopping = False
+        super().__init__(f"env:{env}", max_workers)
 
     def _execute(self, rec: JobRecord, on_message: Callable[[JobMessage], None], token: CancelToken) -> JobRecord:
-        """Run one job where this executor runs them (here: the environment's interpreter)."""
+        """Run one job in the environment's interpreter."""
         return run_in_env(self.env, rec.spec, on_message=on_message, cancel=token, timeout_s=rec.spec.timeout_s,
                           job_id=rec.id)
 
@@ -319,78 +310,6 @@ class EnvExecutor(ExecutorBase):
 
     def describe(self) -> TargetInfo:
         return target_info(self.info)
-
-    def submit(self, spec: JobSpec, job_id: str | None = None) -> str:
-        if self._stopping:
-            raise RuntimeError(f"the executor for {self.target_name} is shut down")
-        rec = JobRecord(id=job_id or new_job_id(), spec=spec)
-        with self._lock:
-            self._records[rec.id] = rec
-            self._queue.append(rec.id)
-        self._emit(JobEvent(rec.id, "queued", {"spec": spec.to_dict(), "target": self.target_name}))
-        self._schedule()
-        return rec.id
-
-    def cancel(self, job_id: str) -> None:
-        with self._lock:
-            rec = self._records.get(job_id)
-            if rec is None or rec.status.finished:
-                return
-            if rec.status is JobStatus.QUEUED:
-                self._queue.remove(job_id)
-                self._finish(rec, JobStatus.CANCELLED)
-                return
-            running = self._running.get(job_id)
-        if running is not None:
-            running[1].cancel()
-
-    def shutdown(self, wait: bool = True) -> None:
-        with self._lock:
-            self._stopping = True
-            for job_id in list(self._queue):
-                self._finish(self._records[job_id], JobStatus.CANCELLED, error="cancelled: app closed")
-            self._queue.clear()
-            running = list(self._running.values())
-        for _, token in running:
-            token.cancel()
-        if wait:
-            for thread, _ in running:
-                thread.join(10)
-
-    def _schedule(self) -> None:
-        with self._lock:
-            while self._queue and len(self._running) < self.max_workers and not self._stopping:
-                rec = self._records[self._queue.popleft()]
-                token = CancelToken()
-                thread = threading.Thread(target=self._run, args=(rec, token), daemon=True,
-                                          name=f"edgestudio-{self.target_name}")
-                self._running[rec.id] = (thread, token)
-                rec.status, rec.started_at = JobStatus.RUNNING, time.time()
-                thread.start()
-
-    def _run(self, rec: JobRecord, token: CancelToken) -> None:
-        self._emit(JobEvent(rec.id, "started", {"target": self.target_name}))
-
-        def on_message(m: JobMessage) -> None:
-            with self._lock:
-                self._apply(rec, m.type, m.data)
-
-        try:
-            done = self._execute(rec, on_message, token)
-            status, error, result = done.status, done.error, done.result
-        except EdgeStudioError as exc:
-            status, error, result = JobStatus.FAILED, exc.one_line(), None
-        except Exception as exc:  # noqa: BLE001 - a job must end, whatever happened
-            from edgestudio.core.errors import describe_exception
-
-            status, error, result = JobStatus.FAILED, describe_exception(exc, rec.spec.model), None
-        with self._lock:
-            self._running.pop(rec.id, None)
-            if result is not None:
-                result = self._tag(result)
-            rec.result = result
-            self._finish(rec, status, error)
-        self._schedule()
 
 
 def target_info(info: EnvInfo) -> TargetInfo:

@@ -18,8 +18,7 @@ from typing import Any
 from edgestudio.core.errors import EdgeStudioError, UsageError
 from edgestudio.core.jobs import JobKind, JobRecord, JobSpec, JobStatus
 from edgestudio.core.progress import CancelToken
-from edgestudio.execution.base import TargetInfo
-from edgestudio.execution.envs import EnvExecutor
+from edgestudio.execution.base import TargetInfo, ThreadedExecutor
 from edgestudio.execution.messages import JobMessage
 
 
@@ -53,7 +52,7 @@ def _run_task(spec_dict: dict[str, Any], job_id: str) -> dict[str, Any]:
         return {"status": "failed", "error": error, "log": lines[-50:]}
 
 
-class RayExecutor(EnvExecutor):
+class RayExecutor(ThreadedExecutor):
     """The ``ray`` execution target (``ray:ADDRESS`` for a running cluster; plain ``ray`` starts a local one)."""
 
     def __init__(self, address: str | None = None, max_workers: int = 64, num_cpus: int | None = None) -> None:
@@ -61,7 +60,6 @@ class RayExecutor(EnvExecutor):
             import ray
         except ImportError:
             raise UsageError(None, "Ray is not installed: pip install 'edgestudio[ray]' (or ray)") from None
-        self.env = ""
         self.address = address
         self._owns_ray = not ray.is_initialized()  # started here: stopped with this executor
         if self._owns_ray:
@@ -74,7 +72,7 @@ class RayExecutor(EnvExecutor):
             ray.init(**kwargs)
         self._ray = ray
         self._task = ray.remote(max_retries=0)(_run_task)
-        self._start("ray" + (f":{address}" if address else ""), max_workers)
+        super().__init__("ray" + (f":{address}" if address else ""), max_workers)
 
     def describe(self) -> TargetInfo:
         res = self._ray.cluster_resources()

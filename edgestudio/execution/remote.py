@@ -30,8 +30,7 @@ from typing import Any
 from edgestudio.core.errors import Cancelled, EdgeStudioError, UsageError
 from edgestudio.core.jobs import JobKind, JobRecord, JobSpec, JobStatus, new_job_id
 from edgestudio.core.progress import CancelToken
-from edgestudio.execution.base import TargetInfo
-from edgestudio.execution.envs import EnvExecutor
+from edgestudio.execution.base import TargetInfo, ThreadedExecutor
 from edgestudio.execution.messages import CancelRequest, JobMessage, RunRequest, decode, encode
 
 AGENT_PREFIX = "agent:"
@@ -349,9 +348,11 @@ def run_on_agent(device: str, spec: JobSpec, **kwargs: Any) -> JobRecord:
     return AgentClient(get_device(device)).run(spec, **kwargs)
 
 
-def remote_bench(device: str, log: Callable[[str], None] = lambda s: None) -> Callable[..., dict[str, Any]]:
+def remote_bench(device: str, log: Callable[[str], None] = lambda s: None
+                 ) -> tuple[Callable[..., dict[str, Any]], list[str]]:
     """A ``bench(path, config, cancel)`` for auto-optimize that measures each candidate on ``device``
-    (``CPU@agent:pi`` or ``agent:pi``): a runtime the device lacks is that candidate's error."""
+    (``CPU@agent:pi`` or ``agent:pi``), and the runtimes the device has there (asked once, before anything is
+    built: candidates for the others are not made)."""
     local, name = split_remote(device if DEVICE_MARK in device else f"CPU{DEVICE_MARK}{device.removeprefix(AGENT_PREFIX)}")
     assert name is not None
     client = AgentClient(get_device(name))
@@ -369,10 +370,8 @@ def remote_bench(device: str, log: Callable[[str], None] = lambda s: None) -> Ca
             f"{rec.result['latency_ms']['p50']:.3f} ms" if rec.result else "")
         return dict(rec.result or {})
 
-    facts = client.facts()  # which runtimes the device has, and that it answers, before anything is built
-    bench.runtimes = sorted({d["runtime"] for d in facts.get("devices", [])  # type: ignore[attr-defined]
-                             if d.get("device") == local})
-    return bench
+    facts = client.facts()
+    return bench, sorted({d["runtime"] for d in facts.get("devices", []) if d.get("device") == local})
 
 
 def split_remote(device: str | None) -> tuple[str | None, str | None]:
@@ -384,13 +383,12 @@ def split_remote(device: str | None) -> tuple[str | None, str | None]:
 
 
 # ------------------------------------------------------------------------------------- as an execution target
-class RemoteExecutor(EnvExecutor):
+class RemoteExecutor(ThreadedExecutor):
     """The ``agent:NAME`` execution target: each job runs on the device, one connection per job."""
 
     def __init__(self, device: str, max_workers: int = 1) -> None:
         self.entry = get_device(device)
-        self.env = ""
-        self._start(AGENT_PREFIX + self.entry.name, max_workers)
+        super().__init__(AGENT_PREFIX + self.entry.name, max_workers)
 
     def describe(self) -> TargetInfo:
         health = device_health(self.entry)
@@ -400,9 +398,6 @@ class RemoteExecutor(EnvExecutor):
         spec = JobSpec.from_dict(rec.spec.to_dict())
         spec.device, _ = split_remote(spec.device)
         return AgentClient(self.entry).run(spec, on_message=on_message, cancel=token, job_id=rec.id)
-
-    def _tag(self, result: dict[str, Any]) -> dict[str, Any]:
-        return result
 
 
 def target_info(health: dict[str, Any]) -> TargetInfo:

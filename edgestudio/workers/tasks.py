@@ -183,8 +183,7 @@ def run_optimize(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
         if req.bench_device:  # candidates made here, measured on the device (a remote agent)
             from edgestudio.execution.remote import remote_bench
 
-            bench = remote_bench(req.bench_device, ctx.log)
-            bench_runtimes = bench.runtimes  # type: ignore[attr-defined]
+            bench, bench_runtimes = remote_bench(req.bench_device, ctx.log)
         table = auto_optimize(spec.model or "", runtime=spec.runtime or "any", options=opts, folder=ctx.staging,
                               iterations=int(req.iterations), progress=ctx.progress,
                               cancel=ctx.cancel, log=ctx.log, bench=bench, bench_runtimes=bench_runtimes)
