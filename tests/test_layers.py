@@ -146,3 +146,27 @@ def test_rescue_keeps_the_fewest_layers_in_float_to_pass_the_guard(tmp_path: Pat
     from edgestudio.bench.accuracy import evaluate
 
     assert evaluate(out, SAMPLES / "digits_test.npz").top1 == d["reference_top1"]  # the artifact is the one that passed
+
+
+def test_a_real_quantized_model_is_compared_layer_by_layer_without_stand_ins(tmp_path: Path) -> None:
+    """PP-OCR's text-direction classifier (real weights), ORT static INT8 on real text-line images: the quantizer
+    inserts Quantize/DequantizeLinear copies and fuses Add+Clip; the copies must not stand in for the fused layers
+    (they once made a fused Add the 'first diverging layer'). Every pair is matched by name; what was fused away is
+    reported unmatched."""
+    from tests.helpers import real_models as rm
+
+    if not rm.available():
+        pytest.skip("real models not fetched: python tests/helpers/real_models.py")
+    lines = tmp_path / "lines.npz"
+    np.savez(lines, x=rm.ppocr_line_input(4))  # 4 samples of batch 1 (n, 1, 3, H, W)
+    child = tmp_path / "cls_int8.onnx"
+    r = run_cli("optimize", str(rm.model("ppocr_cls.onnx")), "--method", "int8-static", "--calibration", str(lines),
+                "--keep-lossy", "-o", str(child), timeout=600)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("debug", str(child), "--parent", str(rm.model("ppocr_cls.onnx")), "--input", str(lines), "--json",
+                timeout=600)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["matched"] > 150 and d["matched_by_name"] == d["matched"] and d["note"] is None
+    assert not any("QuantizeLinear" in p["child"] for p in d["pairs"])
+    assert "Add@0" in d["unmatched_parent"]  # fused with its Clip by the quantizer: no partner, not a wrong one

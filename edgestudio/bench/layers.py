@@ -7,8 +7,9 @@ optimizations off, so nothing is fused away), OpenVINO IR (an output added on ev
 
 Matching: by tensor name where the converter kept it (normalized: ``:0`` suffixes, case), else by order and
 element count along the graph (the shapes may differ by a layout change: NCHW vs NHWC is undone before
-comparing). Quantized tensors are dequantized with their scale and zero point; integer tensors of a QDQ graph
-(the quantized copies themselves) are not compared. Each pair says how it was matched; tensors that could not
+comparing). Quantized tensors are dequantized with their scale and zero point; the Quantize/DequantizeLinear copies
+of a QDQ graph are not layers and are not compared (matched by size they would stand in for a layer the quantizer
+fused away: a real PP-OCR model was blamed at a fused Add that way). Each pair says how it was matched; tensors that could not
 be matched are counted and named.
 """
 
@@ -27,6 +28,7 @@ from edgestudio.core.formats import ModelFormat, detect_format
 
 MIN_COSINE = 0.99  # below this (or SNR under MIN_SNR_DB), a layer is said to diverge
 MIN_SNR_DB = 20.0
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
 
 
 @dataclass
@@ -80,6 +82,8 @@ def _onnx_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor
     inits = {i.name for i in model.graph.initializer}
     order: list[Tensor] = []
     for i, node in enumerate(model.graph.node):
+        if node.op_type in QDQ_OPS:  # a quantized copy of a tensor (and its float twin), not a layer's output
+            continue
         for out in node.output:
             if out and out not in inits:
                 order.append(Tensor(out, node.op_type, node.name or out, i))
