@@ -721,12 +721,49 @@ def _debug_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cmd_debug(args: argparse.Namespace) -> Any:
-    from edgestudio.bench.layers import compare_layers
+def _chain_text(d: dict[str, Any]) -> str:
+    n = len(d["hops"])
+    lines = [f"the chain, hop by hop ({n} hop{'s' if n != 1 else ''}; verdict for the whole: {d['verdict']})"]
+    for s in d["skipped"]:
+        lines.append(f"  skipped {s['model']}: {s['reason']}")
+    for i, h in enumerate([*d["hops"], d["whole"]] if n > 1 else d["hops"]):
+        whole = i == len(d["hops"])
+        first = h["first_diverging"]
+        cos = "-" if h["output_cosine"] is None else f"{h['output_cosine']:.6f}"
+        mark = "  <- the loss enters here" if i == d["loss_enters_at"] else ""
+        lines.append(f"  {'whole' if whole else f'hop {i + 1}'}: {Path(h['parent']).name} -> {Path(h['child']).name}: "
+                     f"{h['verdict']}, output cosine {cos}"
+                     + (f", first diverging {first['node']} ({first['op']})" if first else "") + mark)
+    if d.get("note"):
+        lines.append(f"  note: {d['note']}")
+    return "\n".join(lines)
 
-    for path in (args.child, args.parent):
-        if not Path(path).exists():
-            raise UsageError(None, f"{path}: no such file or folder")
+
+def cmd_debug(args: argparse.Namespace) -> Any:
+    from edgestudio.bench.layers import compare_chain, compare_layers
+
+    if not Path(args.child).exists():
+        raise UsageError(None, f"{args.child}: no such file or folder")
+    if args.chain:
+        if not args.workspace:
+            raise UsageError(None, "--chain walks the child's lineage: give the --workspace it was made in")
+        from edgestudio.core.workspace import Workspace
+
+        ws = Workspace(args.workspace)
+        try:
+            entry = ws.model_by_path(args.child)
+            if entry is None:
+                raise UsageError(None, f"{args.child}: not in the workspace {args.workspace}")
+            models = [m.path for m in ws.lineage(entry.id)]
+        finally:
+            ws.close()
+        result = compare_chain(models, inputs=_input_spec(args), samples=args.samples)
+        _emit(args, result, _chain_text)
+        return result
+    if not args.parent:
+        raise UsageError(None, "give --parent (the model it was made from) or --chain with --workspace")
+    if not Path(args.parent).exists():
+        raise UsageError(None, f"{args.parent}: no such file or folder")
     result = compare_layers(args.parent, args.child, inputs=_input_spec(args), samples=args.samples)
     _emit(args, result, _debug_text)
     return result
@@ -1106,7 +1143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("debug", parents=[common], help="per-layer comparison of a converted or quantized model "
                                                       "with its parent: the first layer where they part")
     p.add_argument("child", help="the converted or quantized model (ONNX, OpenVINO IR, TFLite)")
-    p.add_argument("--parent", required=True, help="the model it was made from")
+    p.add_argument("--parent", help="the model it was made from")
+    p.add_argument("--chain", action="store_true", help="every hop of the child's lineage in --workspace, and the "
+                                                        "whole chain: the hop where accuracy left")
     p.add_argument("--samples", type=int, default=4, help="input samples to run (from --input when given)")
     _add_input_args(p, "both models (real data: a verdict that means something)")
     p.set_defaults(func=cmd_debug)

@@ -44,6 +44,9 @@ def test_the_first_diverging_layer_is_the_one_that_was_broken(tmp_path: Path, re
     assert "conv2" in first["parent"]
     before = [p for p in d["pairs"] if p["order"] < first["order"]]
     assert before and all(p["cosine"] > 0.99999 for p in before)  # everything before it agrees
+    heat = d["graph"]["nodes"]  # the overlay painted on the parent's graph: hot at the broken layer, cold before
+    assert heat[first["node"]]["heat"] >= 0.5 and "first diverging" in heat[first["node"]]["label"]
+    assert all(heat[p["node"]]["heat"] < 0.01 for p in before) and d["graph"]["model"] == str(SAMPLES / "digits_cnn.onnx")
     text = run_cli("debug", str(broken), "--parent", str(SAMPLES / "digits_cnn.onnx"), "--input",
                    str(real_inputs)).stdout
     assert "first diverging layer" in text and "<- diverges" in text
@@ -84,8 +87,57 @@ def test_profile_says_where_time_goes(runtime: str) -> None:
     assert abs(sum(x["share"] for x in d["by_op"]) - 1.0) < 1e-6 and all(x["ms"] >= 0 for x in d["layers"])
     if runtime == "openvino":
         assert all(x["kernel"] for x in d["layers"])  # the kernel that ran it (e.g. brgemm_avx2_f32)
+    # on the graph: the runtime's kernels mapped back to the model's nodes (fused and re-laid-out names undone);
+    # what the runtime inserted itself (reorders) has no node, and is said
+    import onnx
+
+    graph = d["graph"]
+    names = {n.name: n.op_type for n in onnx.load(str(SAMPLES / "digits_cnn.onnx")).graph.node}
+    assert set(graph["nodes"]) <= set(names) and sum(names[n] == "Conv" for n in graph["nodes"]) == 2
+    assert graph["not_on_graph_ms"] < 0.5 * d["total_layer_ms"]
+    assert max(v["heat"] for v in graph["nodes"].values()) == 1.0
     lite = run_cli("profile", str(SAMPLES / "digits_cnn.tflite"))
     assert lite.returncode != 0 and "no per-op profiler" in lite.stderr
+
+
+def _broken(tmp_path: Path, op: str = "Conv", index: int = 1) -> Path:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(SAMPLES / "digits_cnn.onnx"))
+    node = [n for n in model.graph.node if n.op_type == op][index]
+    for i, init in enumerate(model.graph.initializer):
+        if init.name == node.input[1]:
+            w = numpy_helper.to_array(init) * 1.5 + 0.05
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(w.astype(np.float32), init.name))
+    path = tmp_path / f"digits_broken_{op.lower()}{index}.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_the_whole_chain_names_the_hop_where_accuracy_left(tmp_path: Path, real_inputs: Path) -> None:
+    """A lineage of three: the original, a faithful TFLite twin, then a child with a broken convolution. Each hop is
+    compared with its parent and the whole with the original: the first hop agrees, the loss enters at the second."""
+    from edgestudio.core.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    root = ws.import_model(SAMPLES / "digits_cnn.onnx")
+    mid = ws.add_artifact(SAMPLES / "digits_cnn.tflite", parent_id=root.id, job_id=None, options={"to": "tflite"})
+    leaf = ws.add_artifact(_broken(tmp_path), parent_id=mid.id, job_id=None, options={"method": "test"})
+    ws.close()
+    r = run_cli("debug", leaf.path, "--chain", "--workspace", str(tmp_path / "ws"), "--input", str(real_inputs),
+                "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert [h["verdict"] for h in d["hops"]] == ["agrees", "diverges"] and d["loss_enters_at"] == 1
+    assert d["whole"]["verdict"] == "diverges" and "conv2" in d["whole"]["first_diverging"]["parent"]
+    assert "conv2" in d["hops"][1]["first_diverging"]["parent"]  # TFLite parent, ONNX child: fused names split
+    assert d["models"] == [root.path, mid.path, leaf.path]
+    text = run_cli("debug", leaf.path, "--chain", "--workspace", str(tmp_path / "ws"), "--input",
+                   str(real_inputs)).stdout
+    assert "hop 2" in text and "<- the loss enters here" in text.splitlines()[2]
+    bad = run_cli("debug", leaf.path, "--chain")
+    assert bad.returncode != 0 and "--workspace" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_the_studio_shows_where_a_variant_parts_and_where_time_goes(qtbot, window, tmp_path: Path,  # type: ignore[no-untyped-def]
@@ -120,14 +172,31 @@ def test_the_studio_shows_where_a_variant_parts_and_where_time_goes(qtbot, windo
     marked = [i for i in range(dialog.table.rowCount())
               if dialog.table.item(i, 0).background().style() != Qt.BrushStyle.NoBrush]
     assert marked and all(dialog.result["pairs"][i]["diverges"] for i in marked)
+    assert dialog.tabs.count() == 2 and dialog.graph.overlay is dialog.result["graph"]  # "On the graph"
+    assert not dialog.chain_button.isEnabled()  # one hop: nothing more to walk
     prof = window.model_action("profile", parent_id)
     qtbot.waitUntil(lambda: prof.result is not None or "failed" in prof.status.text(), timeout=120_000)
     assert prof.result is not None and prof.by_op.rowCount() > 0 and prof.layers.rowCount() > 0
+    assert prof.graph is not None and prof.graph.overlay["nodes"] and prof.graph.url  # Netron serves the model
+    # a lineage of three: "Whole chain" compares every hop and names the one where the loss entered
+    twin = window.workspace.add_artifact(SAMPLES / "digits_cnn.tflite", parent_id=parent_id, job_id=None,
+                                         options={"to": "tflite"})
+    leaf = window.workspace.add_artifact(_broken(tmp_path), parent_id=twin.id, job_id=None, options={"method": "t"})
+    window.refresh()
+    chain = window.layer_debug(leaf.id, inputs={"data": str(real_inputs)})
+    assert chain.chain_button.isEnabled() and len(chain.chain) == 3
+    qtbot.waitUntil(lambda: chain.result is not None, timeout=120_000)  # the one-hop comparison runs first
+    chain.chain_button.click()
+    qtbot.waitUntil(lambda: chain.chain_result is not None or "failed" in chain.status.text(), timeout=120_000)
+    assert chain.chain_result is not None, chain.status.text()
+    assert chain.chain_result["loss_enters_at"] == 1 and chain.chain_table.rowCount() == 3
+    assert "hop 2" in chain.status.text() and chain.tabs.currentWidget() is chain.chain_table
     if os.environ.get("EDGESTUDIO_SHOTS"):
         dialog.grab().save(str(ROOT / "docs" / "screenshots" / "why-accuracy-dropped.png"))
         prof.grab().save(str(ROOT / "docs" / "screenshots" / "profile-layers.png"))
-    dialog.close()
-    prof.close()
+        chain.grab().save(str(ROOT / "docs" / "screenshots" / "debug-whole-chain.png"))
+    for d in (dialog, prof, chain):
+        d.close()
 
 
 def test_rescue_keeps_the_fewest_layers_in_float_to_pass_the_guard(tmp_path: Path, real_inputs: Path) -> None:

@@ -22,3 +22,22 @@ def test_embedded_netron_shows_the_graph() -> None:
     assert report["status"] == "Graph of digits_cnn.onnx (Netron)" and report["url"].startswith("http://localhost:")
     assert report["has_conv"], "the graph's nodes are on the page"
     assert not report["consent_banner"] and not report["cjk_brackets"]
+
+
+def test_per_layer_time_is_painted_on_the_graph(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The profile's heat overlay on the embedded Netron graph: every mapped node found on the page and coloured
+    (Netron has no overlay API: the nodes are found by their SVG ids)."""
+    pytest.importorskip("PySide6.QtWebEngineWidgets")
+    from edgestudio.bench.profile import profile_model
+
+    heat = profile_model(SAMPLES / "digits_cnn.onnx", runs=5)["graph"]
+    overlay = tmp_path / "overlay.json"
+    overlay.write_text(json.dumps(heat))
+    shot = ROOT / "docs" / "screenshots" / "profile-on-graph.png" if os.environ.get("EDGESTUDIO_SHOTS") else ""
+    r = subprocess.run([sys.executable, "-m", "tests.helpers.netron_probe", str(SAMPLES / "digits_cnn.onnx"),
+                        str(shot), str(overlay)], capture_output=True, text=True, timeout=180, cwd=ROOT,
+                       env=dict(os.environ))
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report["overlay"] == {"painted": len(heat["nodes"]), "total": len(heat["nodes"])}
+    assert report["fill"].startswith("rgb(")  # a painted node's header is coloured

@@ -225,16 +225,24 @@ def match_tensors(parent: list[Tensor], child: list[Tensor]) -> tuple[list[Layer
     """Pairs along the parent's order; the parent's and the child's tensors left unmatched."""
     parent = [t for t in parent if not _constant(t)]  # folded constants (a reshaped bias): not layers
     child = [t for t in child if not _constant(t)]
-    # by name: a child tensor may carry several names (TFLite names a fused op's output after every op it
-    # fused: Conv;BiasAdd;Relu): it is the output of the *last* of them in the parent's order
-    by_name = {_norm(t.name): t for t in parent}
+    # by name. A tensor may carry several names: TFLite names a fused op's output after every op it fused
+    # (Conv;BiasAdd;Relu), on either side of the hop. Such a tensor is the output of the *last* op of the group
+    # on the other side: parents are taken from the last, each with the last unused child it shares a name with.
+    def aliases(t: Tensor) -> set[str]:
+        return {_norm(a) for a in t.name.split(";") if a}
+
+    pos = {id(c): i for i, c in enumerate(child)}
+    c_by_alias: dict[str, list[Tensor]] = {}
+    for c in child:
+        for a in aliases(c):
+            c_by_alias.setdefault(a, []).append(c)
     pairs: list[LayerPair] = []
     used: set[int] = set()
     taken: set[int] = set()
-    for c in child:
-        cands = sorted((by_name[_norm(a)] for a in c.name.split(";") if _norm(a) in by_name), key=lambda t: -t.order)
-        for t in cands:
-            if id(t) in taken:
+    for t in sorted(parent, key=lambda t: -t.order):
+        cands = {id(c): c for a in aliases(t) for c in c_by_alias.get(a, [])}
+        for c in sorted(cands.values(), key=lambda c: -pos[id(c)]):
+            if id(c) in used:
                 continue
             al = _aligned(c.values, t.values)
             if al is not None:
@@ -245,7 +253,6 @@ def match_tensors(parent: list[Tensor], child: list[Tensor]) -> tuple[list[Layer
     pending = [t for t in parent if id(t) not in taken]
     # the rest: by element count, only between the child tensors of their name-matched neighbours (a tensor a
     # converter fused away has no partner there, and gets none)
-    pos = {id(c): i for i, c in enumerate(child)}
     anchors = sorted((t.order, pos[id(c)]) for t, c in _named_pairs(parent, child, pairs))
     still: list[str] = []
     for t in pending:
@@ -280,24 +287,115 @@ def compare_layers(parent: str | Path, child: str | Path, *, inputs: Any = None,
                    seed: int = 0) -> dict[str, Any]:
     """Every matched intermediate of ``child`` against ``parent`` on the same inputs (``inputs``: an InputSpec or
     its dict; real data makes the verdicts meaningful), and the first layer where they part."""
-    from edgestudio.bench.parity import load_for_check
+    from edgestudio.bench.parity import feeds_for_child, load_for_check
     from edgestudio.core.inputspec import InputSpec, make_feeds
 
     spec = InputSpec.from_dict(inputs) if isinstance(inputs, dict) else (inputs or InputSpec())
     session = load_for_check(parent)
     feeds = make_feeds(session.inputs, spec, count=samples, seed=seed, model=parent)
+    child_session = load_for_check(child)
+    try:
+        child_samples = feeds_for_child(session.inputs, child_session.inputs, feeds.samples)
+    except ValueError as exc:
+        raise EdgeStudioError(child, f"cannot feed it the parent's inputs: {exc}") from None
     p_t = intermediate_tensors(parent, feeds.samples)
-    c_t = intermediate_tensors(child, feeds.samples)
+    c_t = intermediate_tensors(child, child_samples)
     pairs, lone_parent, lone_child = match_tensors(p_t, c_t)
     first = next((p for p in pairs if p.diverges), None)
     worst = min((p for p in pairs if p.cosine is not None), key=lambda p: p.cosine or 0.0, default=None)
     note = None
     if feeds.partly_random:
         note = "on random inputs only: give real ones with --input for a verdict that means something"
-    return {"parent": str(parent), "child": str(child), "samples": len(feeds.samples), "inputs": feeds.to_dict(),
+    result = {"parent": str(parent), "child": str(child), "samples": len(feeds.samples), "inputs": feeds.to_dict(),
             "pairs": [p.to_dict() for p in pairs], "matched": len(pairs),
             "matched_by_name": sum(p.matched_by == "name" for p in pairs),
             "unmatched_parent": lone_parent, "unmatched_child": lone_child,
             "first_diverging": first.to_dict() if first else None, "worst": worst.to_dict() if worst else None,
             "thresholds": {"min_cosine": MIN_COSINE, "min_snr_db": MIN_SNR_DB}, "note": note,
             "verdict": ("inconclusive" if note else "diverges" if first else "agrees")}
+    result["graph"] = graph_heat(result)
+    return result
+
+
+def graph_heat(result: dict[str, Any]) -> dict[str, Any]:
+    """A heat overlay for the parent's graph from :func:`compare_layers`'s result: per parent node, how far its
+    output parts from the child's (0: cosine 1; 0.5: at the divergence threshold; 1: twice past it)."""
+    nodes: dict[str, dict[str, Any]] = {}
+    span = 2 * (1 - result["thresholds"]["min_cosine"])
+    for p in result["pairs"]:
+        cos = p["cosine"] if p["cosine"] is not None else 1.0
+        heat = min(1.0, max(0.0, (1 - cos) / span))
+        if p["diverges"]:
+            heat = max(heat, 0.5)
+        snr = "inf" if p["snr_db"] is None else f"{p['snr_db']:.1f}"
+        prev = nodes.get(p["node"])
+        if prev is None or heat > prev["heat"]:
+            nodes[p["node"]] = {"heat": heat, "label": f"cosine {cos:.5f}, SNR {snr} dB, max diff "
+                                                       f"{p['max_abs_diff']:.3g}" + (" (diverges)" if p["diverges"]
+                                                                                      else "")}
+    first = result.get("first_diverging")
+    if first and first["node"] in nodes:
+        nodes[first["node"]]["label"] += " — first diverging layer"
+    return {"model": result["parent"], "title": "child vs parent, per layer", "low": "cosine 1",
+            "high": f"cosine {1 - span:.3g}", "nodes": nodes}
+
+
+LAYERED = (ModelFormat.ONNX, ModelFormat.OPENVINO, ModelFormat.TFLITE)
+
+
+def _outputs(parent: Path, child: Path, inputs: Any, samples: int, seed: int) -> dict[str, Any]:
+    """The models' own outputs compared (the parity check's figures): the worst output's cosine and top-1."""
+    from edgestudio.bench.parity import compare_models
+    from edgestudio.core.inputspec import InputSpec
+
+    spec = InputSpec.from_dict(inputs) if isinstance(inputs, dict) else (inputs or InputSpec())
+    report = compare_models(parent, child, inputs=spec, samples=samples, seed=seed, mode="lossy")
+    worst = min(report.outputs, key=lambda c: c.cosine, default=None)
+    return {"output_cosine": None if worst is None else round(worst.cosine, 6),
+            "top1_agreement": None if worst is None else worst.top1_agreement}
+
+
+def compare_chain(models: list[str | Path], *, inputs: Any = None, samples: int = 4, seed: int = 0,
+                  cancel: Any = None) -> dict[str, Any]:
+    """A whole lineage (original -> converted -> ... -> quantized), layer by layer: every hop against its parent,
+    and the last model against the first, so the hop where the accuracy left is named. Models whose format has
+    no exposed intermediates (Keras, SavedModel) are skipped, and said so: the next hop starts from the one before."""
+    paths = [Path(m) for m in models]
+    if len(paths) < 2:
+        raise EdgeStudioError(paths[0] if paths else None, "a chain needs at least two models")
+    layered, skipped = [], []
+    for p in paths:
+        fmt = detect_format(p)
+        if fmt in LAYERED:
+            layered.append(p)
+        else:
+            skipped.append({"model": str(p), "reason": f"{fmt.label}: no intermediate tensors exposed (its converted "
+                                                       "children are compared to each other)"})
+    if len(layered) < 2:
+        raise EdgeStudioError(paths[-1], "fewer than two models of the chain are ONNX, OpenVINO IR or TFLite")
+    hops = []
+    for parent, child in zip(layered, layered[1:]):
+        if cancel is not None:
+            cancel.check()
+        r = compare_layers(parent, child, inputs=inputs, samples=samples, seed=seed)
+        hops.append(r)
+    whole = compare_layers(layered[0], layered[-1], inputs=inputs, samples=samples, seed=seed) \
+        if len(layered) > 2 else hops[0]
+
+    def row(r: dict[str, Any]) -> dict[str, Any]:
+        return {"parent": r["parent"], "child": r["child"], "verdict": r["verdict"], "matched": r["matched"],
+                **_outputs(Path(r["parent"]), Path(r["child"]), inputs, samples, seed),
+                "first_diverging": r["first_diverging"]}
+
+    rows = [row(r) for r in hops]
+    # where the loss enters: the hop whose output moves furthest from its parent's
+    # (saturated outputs, a softmax at 0.9999, may hide it: then the first hop whose layers part)
+    scored = [(x["output_cosine"] if x["output_cosine"] is not None else 1.0, i) for i, x in enumerate(rows)]
+    worst_cos, worst = min(scored)
+    if worst_cos >= 1 - 1e-6:
+        worst_cos, worst = 0.0, next((i for i, x in enumerate(rows) if x["verdict"] == "diverges"), None)
+    verdicts = {r["verdict"] for r in hops}
+    return {"models": [str(p) for p in paths], "skipped": skipped, "hops": rows, "whole": row(whole),
+            "details": hops, "loss_enters_at": worst,
+            "verdict": "inconclusive" if "inconclusive" in verdicts else whole["verdict"],
+            "note": next((r["note"] for r in hops if r.get("note")), None)}

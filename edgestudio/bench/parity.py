@@ -277,6 +277,32 @@ def _pair(parent: list[TensorSpec], child: list[TensorSpec], what: str) -> list[
     return list(zip(parent, child))
 
 
+def _child_feed(feed: dict[str, np.ndarray], in_pairs: list[tuple[TensorSpec, TensorSpec]],
+                perms: dict[str, tuple[int, ...] | None]) -> dict[str, np.ndarray]:
+    """The parent's sample as the child takes it: its input names, layout and dtypes."""
+    child_feed = {}
+    for p, c in in_pairs:
+        arr = feed[p.name]
+        perm = perms[p.name]
+        arr = arr.transpose(perm) if perm else arr
+        if c.shape == [] and arr.ndim == 1 and arr.size == 1:
+            arr = arr.reshape(())
+        child_feed[c.name] = np.ascontiguousarray(arr.astype(np.dtype(c.dtype), copy=False)) \
+            if c.dtype not in ("unknown", "str") else arr
+    return child_feed
+
+
+def feeds_for_child(parent_inputs: list[TensorSpec], child_inputs: list[TensorSpec],
+                    samples: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """The parent's samples renamed, re-laid-out and cast for the child (a converter may rename inputs and change
+    NCHW to NHWC)."""
+    pairs = _pair(parent_inputs, child_inputs, "input")
+    first = samples[0]
+    perms = {p.name: layout_perm(list(first[p.name].shape), c.shape) if first[p.name].ndim == len(c.shape) else None
+             for p, c in pairs}
+    return [_child_feed(f, pairs, perms) for f in samples]
+
+
 def load_for_check(path: str | Path, runtime: str | None = None, device: str | None = None) -> Any:
     """A session for numerical checks: OpenVINO in f32 (its CPU default may be bf16)."""
     from edgestudio.backends.runtimes import get_runtime
@@ -335,16 +361,7 @@ def compare_models(parent: str | Path, child: str | Path, *, tolerance: float = 
         c_out: list[list[np.ndarray]] = [[] for _ in out_pairs]
         out_changes: set[str] = set()
         for feed in feeds.samples:
-            child_feed = {}
-            for p, c in in_pairs:
-                arr = feed[p.name]
-                perm = perms[p.name]
-                arr = arr.transpose(perm) if perm else arr
-                if c.shape == [] and arr.ndim == 1 and arr.size == 1:
-                    arr = arr.reshape(())
-                child_feed[c.name] = np.ascontiguousarray(arr.astype(np.dtype(c.dtype), copy=False)) \
-                    if c.dtype not in ("unknown", "str") else arr
-            pr, cr = ps.run(feed), cs.run(child_feed)
+            pr, cr = ps.run(feed), cs.run(_child_feed(feed, in_pairs, perms))
             for k, (po, co) in enumerate(out_pairs):
                 a = np.asarray(pr[po.name])
                 b, how = _align_output(np.asarray(cr[co.name]), a)

@@ -8,6 +8,7 @@ op profiler: it says so rather than guess. Times are the median over the profile
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import tempfile
 from collections import defaultdict
@@ -114,4 +115,65 @@ def profile_model(path: str | Path, *, runtime: str | None = None, runs: int = 5
         raise EdgeStudioError(path, f"onnxruntime does not run {fmt.label} models")
     result = fn(path, feeds, runs, threads)
     result.update(model=str(path), threads=threads)
+    result["graph"] = graph_heat(result)
     return result
+
+
+_RUNTIME_SUFFIXES = re.compile(r"(_nchwc|/MatMulAddFusion|_token_\\d+|/WithoutBiases|/fq_weights_\\d+|_output_0)$")
+
+
+def _graph(path: Path) -> tuple[dict[str, str], dict[str, str], dict[str, list[str]]]:
+    """The model's nodes as Netron names them: {name: op type}, {tensor: producing node}, {node: input tensors}."""
+    fmt = detect_format(path)
+    if fmt is ModelFormat.ONNX:
+        import onnx
+
+        g = onnx.load(str(path), load_external_data=False).graph
+        return ({n.name: n.op_type for n in g.node if n.name}, {o: n.name for n in g.node for o in n.output},
+                {n.name: list(n.input) for n in g.node})
+    if fmt is ModelFormat.OPENVINO:
+        import xml.etree.ElementTree as ET
+
+        root = ET.parse(str(path)).getroot()
+        return ({ly.get("name", ""): ly.get("type", "") for ly in root.iter("layer")}, {}, {})
+    return {}, {}, {}
+
+
+def resolve_nodes(path: str | Path, layers: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """Map a profiler's layers to the graph's nodes. Runtimes rename what they fuse or re-lay out (ORT: ``fused X``,
+    ``X:0_nchwc``, ``X/MatMulAddFusion``; OpenVINO: ``X/WithoutBiases``); what they insert themselves (reorders)
+    has no node. Returns {graph node: [profiled layers]} and the names that stay unmatched."""
+    types, producer, inputs = _graph(Path(path))
+    mapped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    lone: list[str] = []
+    for r in layers:
+        name = r["node"].removeprefix("fused ")
+        for _ in range(3):
+            name = _RUNTIME_SUFFIXES.sub("", name)
+        node = name if name in types else producer.get(name) or producer.get(f"{name}:0")
+        if node is None:  # the longest node name it extends (X/Sub/Op)
+            node = max((n for n in types if name.startswith(n + "/")), key=len, default=None)
+        if node is None:
+            lone.append(r["node"])
+            continue
+        # a kernel named after its output (ORT's NCHWc Conv+Relu is named X/Relu:0): the node of its op type
+        if r.get("op") and types.get(node) != r["op"]:
+            up = [producer.get(t) for t in inputs.get(node, [])]
+            node = next((u for u in up if u and types.get(u) == r["op"]), node)
+        mapped[node].append(r)
+    return dict(mapped), lone
+
+
+def graph_heat(result: dict[str, Any]) -> dict[str, Any]:
+    """A heat overlay for the profiled model's graph: each node's time (the kernels mapped to it) against the
+    slowest node's."""
+    mapped, lone = resolve_nodes(result["model"], result["layers"])
+    ms = {n: sum(r["ms"] for r in rs) for n, rs in mapped.items()}
+    top = max(ms.values(), default=0.0) or 1.0
+    total = result["total_layer_ms"] or 1.0
+    nodes = {n: {"heat": v / top, "label": f"{v:.3f} ms ({v / total:.1%}) — "
+                                           + ", ".join(f"{r['op']} on {r['kernel']}" for r in mapped[n])}
+             for n, v in ms.items()}
+    return {"model": result["model"], "title": f"time per layer ({result['runtime']})", "low": "0 ms",
+            "high": f"{top:.3f} ms", "nodes": nodes, "not_on_graph": lone,
+            "not_on_graph_ms": sum(r["ms"] for r in result["layers"] if r["node"] in set(lone))}

@@ -1,6 +1,7 @@
 """Per-layer truth in the studio: "Why did accuracy drop?" (a variant against its parent, layer by layer: where
 they part) and "Profile" (where the time goes). Each runs as a job; the dialog shows a table and a chart along the
-graph's order (cosine per layer, the first diverging one marked; or time per op type and per layer)."""
+graph's order (cosine per layer, the first diverging one marked; or time per op type and per layer), and the same
+figures painted on the model's graph (Netron, embedded: a heat overlay per node)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from PySide6.QtWidgets import (
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
+    QWidget,
 )
 
 from edgestudio.core.jobs import JobKind, JobSpec
@@ -66,6 +69,33 @@ class _JobDialog(QDialog):
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.bridge.finished.connect(self._finished)
+        self.tabs = QTabWidget()
+        self.figures = QWidget()
+        self.figures_lay = QVBoxLayout(self.figures)
+        self.figures_lay.setContentsMargins(0, 0, 0, 0)
+        self.tabs.addTab(self.figures, "Table and chart")
+        self.graph: Any = None  # the Netron view, made on the first result (QtWebEngine starts then)
+
+    def show_on_graph(self, heat: dict[str, Any] | None) -> None:
+        """Paint the result on the model's graph, in the "On the graph" tab."""
+        if not heat:
+            return
+        from edgestudio.gui.netron_view import NetronView
+
+        if self.graph is None:
+            self.graph = NetronView(getattr(self.window, "use_webengine", True))
+            self.tabs.addTab(self.graph, "On the graph")
+        self.graph.set_overlay(heat)
+        self.graph.show_model(heat["model"])
+        lone = heat.get("not_on_graph") or []
+        self.graph.status.setText(self.graph.status.text() + f" — {len(heat['nodes'])} nodes painted"
+                                  + (f"; {len(lone)} runtime-inserted layers ({heat.get('not_on_graph_ms', 0):.3f} ms)"
+                                     " have no node" if lone else ""))
+
+    def done(self, result: int) -> None:  # noqa: D102 - stop the Netron server with the dialog
+        if self.graph is not None:
+            self.graph.stop()
+        super().done(result)
 
     def _chart(self, left: str, bottom: str) -> Any:
         import pyqtgraph as pg
@@ -104,9 +134,13 @@ class LayerDebugDialog(_JobDialog):
 
     function = "edgestudio.bench.layers:compare_layers"
 
-    def __init__(self, window: Any, parent_path: str, child_path: str, inputs: dict[str, Any] | None = None) -> None:
+    def __init__(self, window: Any, parent_path: str, child_path: str, inputs: dict[str, Any] | None = None,
+                 chain: list[str] | None = None) -> None:
         super().__init__(window, "Why did accuracy drop? — layer by layer")
         self.parent_path, self.child_path = parent_path, child_path
+        self.chain = list(chain or [])  # the whole lineage, original first (when longer than one hop)
+        self.chain_job: str | None = None
+        self.chain_result: dict[str, Any] | None = None
         head = QLabel(f"<b>{child_path}</b><br>against its parent <b>{parent_path}</b>: every intermediate tensor "
                       "of both, on the same inputs (give real ones: random inputs cannot tell).")
         head.setWordWrap(True)
@@ -116,21 +150,75 @@ class LayerDebugDialog(_JobDialog):
         self.inputs.setPlaceholderText("inputs: .npz keyed by input name (a stack of samples)")
         self.run_button = QPushButton("Compare layers")
         self.run_button.clicked.connect(self.run)
+        self.chain_button = QPushButton(f"Whole chain ({max(len(self.chain) - 1, 0)} hops)")
+        self.chain_button.setToolTip("Every hop of the lineage against its parent, and the last against the original:"
+                                     " the hop where the accuracy left")
+        self.chain_button.setEnabled(len(self.chain) > 2)
+        self.chain_button.clicked.connect(self.run_chain)
         row.addWidget(self.inputs, 1)
         row.addWidget(self.run_button)
+        row.addWidget(self.chain_button)
         self.lay.addLayout(row)
         self.lay.addWidget(self.status)
         self.plot = self._chart("cosine to the parent", "layer (graph order)")
-        self.lay.addWidget(self.plot)
+        self.figures_lay.addWidget(self.plot)
         self.table = _table(["#", "op", "node", "tensor", "matched by", "cosine", "SNR dB", "max abs diff"])
-        self.lay.addWidget(self.table, 1)
+        self.figures_lay.addWidget(self.table, 1)
+        self.lay.addWidget(self.tabs, 1)
         self._spec = dict(inputs or {})
 
-    def run(self) -> str:
+    def _input_spec(self) -> dict[str, Any]:
         spec = dict(self._spec)
         if self.inputs.text().strip():
             spec["data"] = self.inputs.text().strip()
-        return self.start(parent=self.parent_path, child=self.child_path, inputs=spec, samples=8)
+        return spec
+
+    def run(self) -> str:
+        return self.start(parent=self.parent_path, child=self.child_path, inputs=self._input_spec(), samples=8)
+
+    def run_chain(self) -> str:
+        self.chain_result = None
+        self.status.setText("comparing every hop of the chain…")
+        self.chain_job = self.bridge.submit(JobSpec(JobKind.CALL, options={
+            "function": "edgestudio.bench.layers:compare_chain",
+            "kwargs": {"models": self.chain, "inputs": self._input_spec(), "samples": 8}}))
+        return self.chain_job
+
+    def _finished(self, job: str, status: str, error: Any, result: Any) -> None:
+        if job == self.chain_job and not self.bridge.closed:
+            if status != "succeeded":
+                self.status.setText(f"<b>failed</b>: {error}")
+            else:
+                self.chain_result = result
+                self.show_chain(result)
+            return
+        super()._finished(job, status, error, result)
+
+    def show_chain(self, d: dict[str, Any]) -> None:
+        from pathlib import Path
+
+        if not hasattr(self, "chain_table"):
+            self.chain_table = _table(["hop", "parent", "child", "verdict", "output cosine", "top-1 agreement",
+                                       "first diverging layer"])
+            self.tabs.addTab(self.chain_table, "Whole chain")
+        hops = d["hops"] + ([d["whole"]] if len(d["hops"]) > 1 else [])
+        rows = [["whole" if i == len(d["hops"]) else i + 1, Path(h["parent"]).name, Path(h["child"]).name,
+                 h["verdict"], h["output_cosine"], h["top1_agreement"],
+                 f"{h['first_diverging']['node']} ({h['first_diverging']['op']})" if h["first_diverging"] else ""]
+                for i, h in enumerate(hops)]
+        _fill(self.chain_table, rows, [i == d["loss_enters_at"] for i in range(len(rows))])
+        self.tabs.setCurrentWidget(self.chain_table)
+        at = d["loss_enters_at"]
+        text = f"<b>whole chain: {d['verdict']}</b> over {len(d['hops'])} hops"
+        if at is not None:
+            h = d["hops"][at]
+            text += (f"; the output moves most at hop {at + 1}, {Path(h['parent']).name} → {Path(h['child']).name}"
+                     f" (cosine {h['output_cosine']:.6f})")
+        if d["skipped"]:
+            text += "<br>skipped: " + "; ".join(f"{Path(x['model']).name} ({x['reason']})" for x in d["skipped"])
+        if d.get("note"):
+            text += f"<br><i>{d['note']}</i>"
+        self.status.setText(text)
 
     def show_result(self, d: dict[str, Any]) -> None:
         import pyqtgraph as pg
@@ -159,6 +247,7 @@ class LayerDebugDialog(_JobDialog):
         self.plot.addLine(y=d["thresholds"]["min_cosine"], pen=pg.mkPen("#999", style=Qt.PenStyle.DashLine))
         if first:
             self.plot.addLine(x=first["order"], pen=pg.mkPen("#d04a3a", width=1))
+        self.show_on_graph(d.get("graph"))
 
 
 class ProfileDialog(_JobDialog):
@@ -181,13 +270,14 @@ class ProfileDialog(_JobDialog):
         self.lay.addLayout(row)
         self.lay.addWidget(self.status)
         self.plot = self._chart("ms (median per run)", "op type")
-        self.lay.addWidget(self.plot)
+        self.figures_lay.addWidget(self.plot)
         tables = QHBoxLayout()
         self.by_op = _table(["op type", "layers", "ms", "share"])
         self.layers = _table(["layer", "op", "kernel", "ms", "share"])
         tables.addWidget(self.by_op, 2)
         tables.addWidget(self.layers, 3)
-        self.lay.addLayout(tables, 1)
+        self.figures_lay.addLayout(tables, 1)
+        self.lay.addWidget(self.tabs, 1)
 
     def run(self) -> str:
         return self.start(path=self.path, runtime=self.runtime.currentText(), runs=50)
@@ -204,3 +294,4 @@ class ProfileDialog(_JobDialog):
         bars = pg.BarGraphItem(x=list(range(len(ops))), height=[o["ms"] for o in ops], width=0.7, brush="#3b6fd6")
         self.plot.addItem(bars)
         self.plot.getAxis("bottom").setTicks([[(i, o["op"]) for i, o in enumerate(ops)]])
+        self.show_on_graph(d.get("graph"))

@@ -58,6 +58,7 @@ class MainWindow(QMainWindow):
                  settings: QSettings | None = None) -> None:
         super().__init__()
         self.workspace = workspace
+        self.use_webengine = use_webengine
         self.bridge = bridge or JobBridge(workspace)
         self.settings = settings or QSettings("EdgeStudio", "EdgeStudio")
         self.setWindowTitle(f"EdgeStudio {__version__} — {workspace.root}")
@@ -475,7 +476,8 @@ class MainWindow(QMainWindow):
             return None
         parent = self.workspace.model(entry.parent_id)
         spec = inputs if inputs is not None else self.inputs_for(model_id)
-        self.debug_dialog = LayerDebugDialog(self, parent.path, entry.path, spec)
+        chain = [m.path for m in self.workspace.lineage(model_id)]
+        self.debug_dialog = LayerDebugDialog(self, parent.path, entry.path, spec, chain=chain)
         self.debug_dialog.show()
         if (spec or {}).get("data"):
             self.debug_dialog.run()

@@ -36,6 +36,67 @@ _BRACKETS_JS = """
 """
 
 
+# A heat overlay on Netron's graph (Netron has no overlay API: its SVG nodes carry ``id="node-name-NAME"``, which
+# this script colours, titles and counts). ``data``: {"title", "nodes": {name: {"heat": 0..1, "label"}}}. The
+# graph is drawn after the page loads and redrawn on some clicks: the script repaints until the count settles.
+_OVERLAY_JS = """
+(function (data) {
+  const color = (h) => {
+    h = Math.max(0, Math.min(1, h));
+    const hue = 120 * (1 - h);  // green (0) -> yellow (0.5) -> red (1)
+    return `hsl(${hue}, 75%, ${h > 0.5 ? 45 : 40}%)`;
+  };
+  const paint = () => {
+    let painted = 0;
+    for (const [name, d] of Object.entries(data.nodes)) {
+      const el = document.getElementById('node-name-' + name);
+      if (!el) continue;
+      painted++;
+      const head = el.querySelector('.node-item-type path');
+      if (head) head.style.fill = color(d.heat);
+      const border = el.querySelector('path.node-border');
+      if (border) { border.style.stroke = color(d.heat); border.style.strokeWidth = d.heat >= 0.5 ? '3px' : '2px'; }
+      let title = el.querySelector('title.edgestudio');
+      if (!title) {
+        title = document.createElementNS('http://www.w3.org/2000/svg', 'title');
+        title.setAttribute('class', 'edgestudio');
+        el.insertBefore(title, el.firstChild);
+      }
+      title.textContent = name + ': ' + d.label;
+    }
+    let legend = document.getElementById('edgestudio-legend');
+    if (!legend) {
+      legend = document.createElement('div');
+      legend.id = 'edgestudio-legend';
+      legend.style.cssText = 'position:fixed;right:12px;bottom:12px;z-index:9;background:#fff;border:1px solid #bbb;' +
+        'padding:6px 10px;font:12px sans-serif;border-radius:4px';
+      document.body.appendChild(legend);
+    }
+    const bar = 'display:inline-block;width:120px;height:10px;vertical-align:middle;margin:0 6px;' +
+      'background:linear-gradient(to right,hsl(120,75%,40%),hsl(60,75%,40%),hsl(0,75%,45%))';
+    legend.innerHTML = `<b>${data.title}</b><br>${data.low}<span style="${bar}"></span>${data.high}` +
+      `<br>${painted} of ${Object.keys(data.nodes).length} layers on this graph`;
+    window.__edgestudioOverlay = { painted: painted, total: Object.keys(data.nodes).length };
+    return painted;
+  };
+  let last = -1, stable = 0, tries = 0;
+  const tick = () => {
+    const n = paint();
+    stable = (n === last && n > 0) ? stable + 1 : 0;
+    last = n;
+    if (++tries < 150 && stable < 3) setTimeout(tick, 200);
+  };
+  tick();
+  if (!window.__edgestudioObserver) {
+    window.__edgestudioObserver = new MutationObserver(() => { clearTimeout(window.__edgestudioRepaint);
+      window.__edgestudioRepaint = setTimeout(paint, 100); });
+    const root = document.getElementById('canvas') || document.body;
+    window.__edgestudioObserver.observe(root, { childList: true, subtree: true });
+  }
+})(__DATA__);
+"""
+
+
 def _webengine() -> Any:
     # As root, Chromium refuses to start without --no-sandbox (and takes the whole process down).
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -57,6 +118,7 @@ class NetronView(QWidget):
         self._view: Any = None
         self._interceptor: Any = None
         self._use_webengine = use_webengine
+        self.overlay: dict[str, Any] | None = None
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         self.status = QLabel("Select a model to see its graph.")
@@ -131,6 +193,28 @@ class NetronView(QWidget):
         name = Path(self._path or "").name
         self.status.setText(f"Graph of {name} (Netron)" if ok else
                             f"The Netron view did not load for {name}; use the button to open it in a browser.")
+        if ok and self.overlay:
+            self._paint()
+
+    def set_overlay(self, overlay: dict[str, Any] | None) -> None:
+        """Paint per-node figures on the graph: ``{"title", "low", "high", "nodes": {node name: {"heat": 0..1,
+        "label": text}}}`` (see :func:`edgestudio.bench.layers.graph_heat`). Kept across reloads of the page."""
+        self.overlay = overlay
+        if self._view is not None and overlay:
+            self._paint()
+
+    def _paint(self) -> None:
+        import json
+
+        self._view.page().runJavaScript(_OVERLAY_JS.replace("__DATA__", json.dumps(self.overlay)), 0)
+
+    def overlay_count(self, callback: Any) -> None:
+        """``callback({"painted", "total"})`` once the page reports it (None without QtWebEngine)."""
+        if self._view is None:
+            callback(None)
+            return
+        self._view.page().runJavaScript("JSON.stringify(window.__edgestudioOverlay || null)", 0,
+                                        lambda v: callback(__import__("json").loads(v) if v else None))
 
     def open_in_browser(self) -> None:
         if self.url:
