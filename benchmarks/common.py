@@ -12,10 +12,15 @@ SAMPLES = ROOT / "resources" / "samples"
 
 def mobilenet_onnx(folder: Path) -> Path:
     """MobileNetV2 (Keras, weights=None, 224x224) converted to ONNX with the CLI (nothing is downloaded)."""
-    keras_path = folder / "mobilenetv2.keras"
-    subprocess.run([sys.executable, "-c", "import keras; keras.applications.MobileNetV2(weights=None)"
+    return keras_app_onnx(folder, "MobileNetV2")
+
+
+def keras_app_onnx(folder: Path, app: str) -> Path:
+    """A ``keras.applications`` model (weights=None: nothing is downloaded) converted to ONNX with the CLI."""
+    keras_path = folder / f"{app.lower()}.keras"
+    subprocess.run([sys.executable, "-c", f"import keras; keras.applications.{app}(weights=None)"
                     f".save({str(keras_path)!r})"], check=True, capture_output=True)
-    out = folder / "mobilenetv2.onnx"
+    out = folder / f"{app.lower()}.onnx"
     subprocess.run([sys.executable, "-m", "edgestudio", "convert", str(keras_path), "--to", "onnx", "-o", str(out)],
                    check=True, capture_output=True, cwd=ROOT)
     return out

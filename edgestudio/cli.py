@@ -809,10 +809,15 @@ def cmd_rescue(args: argparse.Namespace) -> Any:
     src = Path(args.model)
     if not src.exists():
         raise UsageError(None, f"{src}: no such file or folder")
-    out = Path(args.output) if args.output else src.parent / f"{src.stem}_int8_rescued{src.suffix}"
+    from edgestudio.optimization.rescue import SUFFIX
+
+    out = Path(args.output) if args.output else src.parent / f"{src.stem}_int8_rescued{SUFFIX[args.runtime]}"
     opts = _optimize_options(args)
-    result = rescue(src, out, runtime=args.runtime, options=opts, inputs=_input_spec(args),
-                    max_drop=opts.max_drop, max_steps=args.max_steps)
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):  # TensorFlow's exporters print to stdout: keep --json clean
+        result = rescue(src, out, runtime=args.runtime, options=opts, inputs=_input_spec(args),
+                        max_drop=opts.max_drop, min_cosine=opts.min_cosine or 0.999, max_steps=args.max_steps)
     _emit(args, result, _rescue_text)
     if not result["passed"]:
         raise SystemExit(1)
@@ -1161,8 +1166,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rescue", parents=[common], help="INT8 with the fewest layers kept in float so the accuracy "
                                                        "guard passes (searched with the per-layer comparison)")
-    p.add_argument("model", help="the float model (ONNX)")
-    p.add_argument("--runtime", choices=["onnxruntime"], default="onnxruntime")
+    p.add_argument("model", help="the float model: ONNX (onnxruntime, openvino), OpenVINO IR (openvino), Keras or "
+                                 "SavedModel (litert)")
+    p.add_argument("--runtime", choices=["onnxruntime", "openvino", "litert"], default="onnxruntime",
+                   help="whose INT8: ORT nodes_to_exclude, NNCF ignored_scope, TFLite debugger denylist")
     p.add_argument("--max-steps", type=int, default=8, help="at most this many layers kept in float")
     _add_option_args(p, "edgestudio.backends.optimizers.base:OptimizeOptions", skip=("inputs",))
     p.add_argument("-o", "--output", help="the rescued model (default: beside the model)")

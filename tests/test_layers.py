@@ -217,6 +217,40 @@ def test_rescue_keeps_the_fewest_layers_in_float_to_pass_the_guard(tmp_path: Pat
     assert evaluate(out, SAMPLES / "digits_test.npz").top1 == d["reference_top1"]  # the artifact is the one that passed
 
 
+def test_rescue_with_nncf_and_the_tflite_denylist(tmp_path: Path, real_inputs: Path) -> None:
+    """NNCF INT8 of the digits CNN loses one test image; the search keeps the op it blames in float (its NNCF name)
+    and the IR it writes has the float model's top-1. LiteRT: each step denylists one more weighted op (the TFLite
+    quantization debugger), which then runs in float (the model grows by its float weights)."""
+    out = tmp_path / "rescued.xml"
+    r = run_cli("rescue", str(SAMPLES / "digits_cnn.onnx"), "--runtime", "openvino", "--calibration",
+                str(SAMPLES / "digits_calib.npz"), "--dataset", str(SAMPLES / "digits_test.npz"), "--max-drop", "0",
+                "--input", str(real_inputs), "-o", str(out), "--json", timeout=600)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert not d["steps"][0]["passed"] and d["steps"][-1]["passed"] and 1 <= len(d["kept_in_float"]) <= 3
+    from edgestudio.bench.accuracy import evaluate
+
+    assert out.is_file() and out.with_suffix(".bin").is_file()
+    assert evaluate(out, SAMPLES / "digits_test.npz").top1 == d["reference_top1"]
+
+    lite = run_cli("rescue", str(SAMPLES / "digits_cnn.keras"), "--runtime", "litert", "--calibration",
+                   str(SAMPLES / "digits_calib.npz"), "--min-cosine", "1.0", "--max-steps", "1", "--input",
+                   str(real_inputs), "-o", str(tmp_path / "r.tflite"), "--json", timeout=600)
+    assert lite.returncode == 1 and not (tmp_path / "r.tflite").exists()  # a guard nothing can pass: nothing written
+    steps = json.loads(lite.stdout)["steps"]
+    assert [len(s["kept_in_float"]) for s in steps] == [0, 1] and steps[1]["size_bytes"] > steps[0]["size_bytes"]
+    kept = steps[1]["kept_in_float"][0]
+    one = tmp_path / "one.tflite"
+    r = run_cli("optimize", str(SAMPLES / "digits_cnn.keras"), "--method", "int8-static", "--runtime", "litert",
+                "--calibration", str(SAMPLES / "digits_calib.npz"), "--ignore", kept, "-o", str(one), timeout=600)
+    assert r.returncode == 0, r.stderr
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(str(one))
+    dtypes = {t["name"]: t["dtype"] for t in interp.get_tensor_details()}
+    assert dtypes[kept] == np.float32 and any(v == np.int8 for v in dtypes.values())  # that op in float, the rest INT8
+
+
 def test_a_real_quantized_model_is_compared_layer_by_layer_without_stand_ins(tmp_path: Path) -> None:
     """PP-OCR's text-direction classifier (real weights), ORT static INT8 on real text-line images: the quantizer
     inserts Quantize/DequantizeLinear copies and fuses Add+Clip; the copies must not stand in for the fused layers
@@ -239,3 +273,37 @@ def test_a_real_quantized_model_is_compared_layer_by_layer_without_stand_ins(tmp
     assert d["matched"] > 150 and d["matched_by_name"] == d["matched"] and d["note"] is None
     assert not any("QuantizeLinear" in p["child"] for p in d["pairs"])
     assert "Add@0" in d["unmatched_parent"]  # fused with its Clip by the quantizer: no partner, not a wrong one
+
+
+def test_the_studio_rescues_a_lossy_int8_variant_into_the_workspace(qtbot, window, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                     real_inputs: Path) -> None:
+    """'Rescue' in the layer dialog of an INT8 variant: the search runs as a job, its steps fill a table, and the
+    rescued model joins the lineage under the float parent with what was kept in float."""
+    import os
+
+    from edgestudio.optimization.engine import optimize_model
+    from tests.conftest import ROOT
+
+    (root_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    lossy = tmp_path / "digits_int8.onnx"
+    optimize_model(SAMPLES / "digits_cnn.onnx", "int8-static", runtime="onnxruntime", output=lossy,
+                   options=__import__("edgestudio.backends.optimizers.base", fromlist=["x"]).OptimizeOptions(
+                       calibration=str(SAMPLES / "digits_calib.npz")))
+    child = window.workspace.add_artifact(lossy, parent_id=root_id, job_id=None, options={
+        "method": "int8-static", "runtime": "onnxruntime", "calibration": str(SAMPLES / "digits_calib.npz"),
+        "dataset": str(SAMPLES / "digits_test.npz"), "max_drop": 0.0})
+    window.refresh()
+    dialog = window.layer_debug(child.id, inputs={"data": str(real_inputs)})
+    qtbot.waitUntil(lambda: dialog.result is not None, timeout=120_000)
+    assert dialog.rescue_button.isEnabled()
+    dialog.rescue_button.click()
+    qtbot.waitUntil(lambda: dialog.rescue_result is not None or "failed" in dialog.status.text(), timeout=300_000)
+    d = dialog.rescue_result
+    assert d is not None and d["passed"], dialog.status.text()
+    assert dialog.rescue_table.rowCount() == len(d["steps"]) >= 2 and "joined the workspace" in dialog.status.text()
+    rescued = [m for m in window.workspace.children(root_id) if m.options.get("rescued")]
+    assert len(rescued) == 1 and rescued[0].options["kept_in_float"] == d["kept_in_float"]
+    assert Path(rescued[0].path).is_file() and Path(rescued[0].path).is_relative_to(window.workspace.root)
+    if os.environ.get("EDGESTUDIO_SHOTS"):
+        dialog.grab().save(str(ROOT / "docs" / "screenshots" / "rescue.png"))
+    dialog.close()

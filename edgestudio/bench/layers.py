@@ -343,7 +343,7 @@ def graph_heat(result: dict[str, Any]) -> dict[str, Any]:
 LAYERED = (ModelFormat.ONNX, ModelFormat.OPENVINO, ModelFormat.TFLITE)
 
 
-def _outputs(parent: Path, child: Path, inputs: Any, samples: int, seed: int) -> dict[str, Any]:
+def output_agreement(parent: Path, child: Path, inputs: Any, samples: int = 8, seed: int = 0) -> dict[str, Any]:
     """The models' own outputs compared (the parity check's figures): the worst output's cosine and top-1."""
     from edgestudio.bench.parity import compare_models
     from edgestudio.core.inputspec import InputSpec
@@ -351,7 +351,7 @@ def _outputs(parent: Path, child: Path, inputs: Any, samples: int, seed: int) ->
     spec = InputSpec.from_dict(inputs) if isinstance(inputs, dict) else (inputs or InputSpec())
     report = compare_models(parent, child, inputs=spec, samples=samples, seed=seed, mode="lossy")
     worst = min(report.outputs, key=lambda c: c.cosine, default=None)
-    return {"output_cosine": None if worst is None else round(worst.cosine, 6),
+    return {"output_cosine": None if worst is None else float(worst.cosine),
             "top1_agreement": None if worst is None else worst.top1_agreement}
 
 
@@ -384,7 +384,7 @@ def compare_chain(models: list[str | Path], *, inputs: Any = None, samples: int 
 
     def row(r: dict[str, Any]) -> dict[str, Any]:
         return {"parent": r["parent"], "child": r["child"], "verdict": r["verdict"], "matched": r["matched"],
-                **_outputs(Path(r["parent"]), Path(r["child"]), inputs, samples, seed),
+                **output_agreement(Path(r["parent"]), Path(r["child"]), inputs, samples, seed),
                 "first_diverging": r["first_diverging"]}
 
     rows = [row(r) for r in hops]

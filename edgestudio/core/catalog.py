@@ -214,7 +214,7 @@ BUILTIN_OPTIMIZERS: tuple[OptimizerDecl, ...] = (
     OptimizerDecl("openvino", "weights-int4", _O + "ov_weights", options=("ratio", "group_size", "ignored_scope")),
     OptimizerDecl("litert", "fp16", _O + "tflite_fp16"),
     OptimizerDecl("litert", "int8-dynamic", _O + "tflite_dynamic"),
-    OptimizerDecl("litert", "int8-static", _O + "tflite_int8", options=("subset_size", "io_type")),
+    OptimizerDecl("litert", "int8-static", _O + "tflite_int8", options=("subset_size", "io_type", "ignored_scope")),
     OptimizerDecl("any", "prune", _O + "prune", options=("sparsity",)),
 )
 

@@ -135,12 +135,15 @@ class LayerDebugDialog(_JobDialog):
     function = "edgestudio.bench.layers:compare_layers"
 
     def __init__(self, window: Any, parent_path: str, child_path: str, inputs: dict[str, Any] | None = None,
-                 chain: list[str] | None = None) -> None:
+                 chain: list[str] | None = None, child_options: dict[str, Any] | None = None) -> None:
         super().__init__(window, "Why did accuracy drop? — layer by layer")
         self.parent_path, self.child_path = parent_path, child_path
         self.chain = list(chain or [])  # the whole lineage, original first (when longer than one hop)
         self.chain_job: str | None = None
         self.chain_result: dict[str, Any] | None = None
+        self.child_options = dict(child_options or {})
+        self.rescue_job: str | None = None
+        self.rescue_result: dict[str, Any] | None = None
         head = QLabel(f"<b>{child_path}</b><br>against its parent <b>{parent_path}</b>: every intermediate tensor "
                       "of both, on the same inputs (give real ones: random inputs cannot tell).")
         head.setWordWrap(True)
@@ -155,9 +158,16 @@ class LayerDebugDialog(_JobDialog):
                                      " the hop where the accuracy left")
         self.chain_button.setEnabled(len(self.chain) > 2)
         self.chain_button.clicked.connect(self.run_chain)
+        self.rescue_button = QPushButton("Rescue: keep layers in float")
+        self.rescue_button.setToolTip("Quantize the float parent again, keeping in float the fewest layers (the ones "
+                                      "this comparison blames) until the accuracy guard passes; the result joins the "
+                                      "workspace as a new variant")
+        self.rescue_button.setEnabled(self._rescue_runtime() is not None)
+        self.rescue_button.clicked.connect(self.run_rescue)
         row.addWidget(self.inputs, 1)
         row.addWidget(self.run_button)
         row.addWidget(self.chain_button)
+        row.addWidget(self.rescue_button)
         self.lay.addLayout(row)
         self.lay.addWidget(self.status)
         self.plot = self._chart("cosine to the parent", "layer (graph order)")
@@ -184,7 +194,73 @@ class LayerDebugDialog(_JobDialog):
             "kwargs": {"models": self.chain, "inputs": self._input_spec(), "samples": 8}}))
         return self.chain_job
 
+    def _rescue_runtime(self) -> str | None:
+        """Whose INT8 the variant is (its recorded runtime, else its format's): None when it is not an INT8 one."""
+        o = self.child_options
+        if o.get("method") not in ("int8-static", "int8-accuracy-aware") or o.get("rescued"):
+            return None
+        suffix = self.child_path.rsplit(".", 1)[-1].lower()
+        return o.get("runtime") or {"onnx": "onnxruntime", "xml": "openvino", "tflite": "litert"}.get(suffix)
+
+    def run_rescue(self) -> str | None:
+        import os
+        from pathlib import Path
+
+        from edgestudio.optimization.rescue import SUFFIX
+
+        runtime = self._rescue_runtime()
+        if runtime is None:
+            return None
+        opts = {k: v for k, v in self.child_options.items() if k not in ("drift", "accuracy", "kind", "runtime")}
+        for key in ("calibration", "dataset"):  # as recorded; dropped when the file is gone
+            if opts.get(key) and not os.path.exists(str(opts[key])):
+                opts.pop(key)
+        spec = self._input_spec()
+        if not opts.get("calibration") and spec.get("data"):
+            opts["calibration"] = spec["data"]
+        self.rescue_result = None
+        self.status.setText(f"rescuing: {runtime} INT8 with the fewest layers kept in float…")
+        name = f"{Path(self.parent_path.rstrip('/')).stem}_int8_rescued{SUFFIX[runtime]}"
+        self.rescue_job = self.bridge.submit(JobSpec(JobKind.CALL, model=self.parent_path, runtime=runtime, options={
+            "function": "edgestudio.optimization.rescue:rescue",
+            "kwargs": {"parent": self.parent_path, "runtime": runtime, "method": self.child_options.get("method"),
+                       "options": opts, "inputs": spec,
+                       "max_drop": float(0.01 if opts.get("max_drop") is None else opts["max_drop"]),
+                       "min_cosine": 0.999}}), output_name=name)
+        return self.rescue_job
+
+    def show_rescue(self, d: dict[str, Any]) -> None:
+        from pathlib import Path
+
+        if not hasattr(self, "rescue_table"):
+            self.rescue_table = _table(["step", "kept in float", "p50 ms", "size KB", "output cosine", "top-1",
+                                        "guard"])
+            self.tabs.addTab(self.rescue_table, "Rescue")
+        rows = [[r["step"], ", ".join(n.split(";")[0] for n in r["kept_in_float"]) or "-", r["p50_ms"],
+                 round(r["size_bytes"] / 1024), r["output_cosine"], r.get("top1"), "ok" if r["passed"] else "fails"]
+                for r in d["steps"]]
+        _fill(self.rescue_table, rows, [not r["passed"] for r in d["steps"]])
+        self.tabs.setCurrentWidget(self.rescue_table)
+        guard = (f"top-1 drop ≤ {d['guard']['max_drop']}" if "max_drop" in d["guard"]
+                 else f"output cosine ≥ {d['guard']['min_output_cosine']}")
+        if d["passed"]:
+            self.status.setText(f"<b>rescued</b>: {len(d['kept_in_float'])} layer(s) kept in float pass the guard "
+                                f"({guard}); <b>{Path(d['output']).name}</b> joined the workspace.")
+            refresh = getattr(self.window, "refresh", None)
+            if callable(refresh):
+                refresh()
+        else:
+            self.status.setText(f"<b>no step passed the guard</b> ({guard}) within {len(d['steps']) - 1} layers kept "
+                                "in float: nothing was added. Try int8-accuracy-aware, or a larger drop allowed.")
+
     def _finished(self, job: str, status: str, error: Any, result: Any) -> None:
+        if job == self.rescue_job and not self.bridge.closed:
+            if status != "succeeded":
+                self.status.setText(f"<b>rescue failed</b>: {error}")
+            else:
+                self.rescue_result = result
+                self.show_rescue(result)
+            return
         if job == self.chain_job and not self.bridge.closed:
             if status != "succeeded":
                 self.status.setText(f"<b>failed</b>: {error}")

@@ -477,7 +477,8 @@ class MainWindow(QMainWindow):
         parent = self.workspace.model(entry.parent_id)
         spec = inputs if inputs is not None else self.inputs_for(model_id)
         chain = [m.path for m in self.workspace.lineage(model_id)]
-        self.debug_dialog = LayerDebugDialog(self, parent.path, entry.path, spec, chain=chain)
+        self.debug_dialog = LayerDebugDialog(self, parent.path, entry.path, spec, chain=chain,
+                                             child_options=entry.options)
         self.debug_dialog.show()
         if (spec or {}).get("data"):
             self.debug_dialog.run()

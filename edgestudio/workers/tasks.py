@@ -120,6 +120,7 @@ def run_call(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     """Call ``module:function`` with ``kwargs``; the job context is passed as ``ctx`` only to functions that
     take it (the start-up device listing once failed here with a TypeError, leaving every runtime at CPU)."""
     import inspect
+    from pathlib import Path
 
     req = spec.request
     fn = _resolve(req.function)
@@ -127,6 +128,14 @@ def run_call(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     try:
         params = inspect.signature(fn).parameters
         takes_ctx = "ctx" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        # a function that writes a model: its output goes to the job's staging folder (published with the job);
+        # one that reports progress or can stop: the job's own
+        if spec.output and ctx.staging is not None and "output" in params and "output" not in kwargs:
+            kwargs["output"] = str(ctx.staged(Path(spec.output).name))
+        if "progress" in params:
+            kwargs.setdefault("progress", ctx.progress)
+        if "cancel" in params:
+            kwargs.setdefault("cancel", ctx.cancel)
     except (TypeError, ValueError):  # builtins without a signature
         takes_ctx = False
     result = fn(ctx=ctx, **kwargs) if takes_ctx else fn(**kwargs)

@@ -46,6 +46,22 @@ class TfliteInt8(Optimizer):
                 conv.inference_input_type = conv.inference_output_type = {"int8": tf.int8, "uint8": tf.uint8}[
                     opts.io_type]
 
+        if opts.ignored_scope:  # mixed precision: the quantization debugger's denylist keeps those ops in float
+            from edgestudio.backends.converters.tf_to_tflite import tflite_converter
+
+            nodes = [n for n in opts.ignored_scope if not n.startswith("type:")]
+            ops = [n[5:] for n in opts.ignored_scope if n.startswith("type:")]
+            progress(0.2, f"calibrating on {len(samples)} samples; {len(opts.ignored_scope)} kept in float")
+            conv = tflite_converter(src, fmt)
+            configure(conv)
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=conv, debug_dataset=representative,
+                debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes or None,
+                                                                            denylisted_ops=ops or None))
+            dst.write_bytes(debugger.get_nondebug_quantized_model())
+            return {"warnings": warnings, "calibration_samples": len(samples), "io_type": opts.io_type,
+                    "kept_in_float": list(opts.ignored_scope)}
         progress(0.2, f"calibrating on {len(samples)} samples and converting to full INT8")
         convert(src, fmt, dst, configure)
         return {"warnings": warnings, "calibration_samples": len(samples), "io_type": opts.io_type}
