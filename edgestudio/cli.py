@@ -586,6 +586,23 @@ def _compare_text(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _threads_arg(text: str | None) -> list[int] | None:
+    """``--threads 2``, ``--threads 1,2,4`` or ``--threads all`` (1 to this machine's cores)."""
+    if not text:
+        return None
+    if text.strip() == "all":
+        from edgestudio.core.machine import default_threads
+
+        return list(range(1, default_threads() + 1))
+    try:
+        counts = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise UsageError(None, f"--threads {text}: give a count, a list (1,2,4) or 'all'") from None
+    if not counts or min(counts) < 1:
+        raise UsageError(None, f"--threads {text}: thread counts start at 1")
+    return counts
+
+
 def cmd_compare(args: argparse.Namespace) -> Any:
     from edgestudio.bench.compare import comparison_rows
     from edgestudio.execution.targets import agent_name, executor_for
@@ -600,7 +617,7 @@ def cmd_compare(args: argparse.Namespace) -> Any:
     try:
         rows = comparison_rows(mgr, args.models, args.runtime, dataset=args.dataset, device=device,
                                iterations=args.iterations, inputs=_input_spec(args).to_dict(), browser=args.browser,
-                               paired=not args.no_paired)
+                               paired=not args.no_paired, threads=_threads_arg(args.threads))
     finally:
         mgr.shutdown()
         if ws is not None:
@@ -1130,6 +1147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", action="append", help="repeatable: e.g. CPU and CPU@agent:pi side by side "
                                                      "(default CPU; `edgestudio devices` lists them)")
     p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--threads", metavar="N[,N..]|all", help="a thread sweep: each variant at each count (default: the "
+                                                             "same count on every runtime, this machine's cores)")
     p.add_argument("--browser", choices=["chromium", "qtwebengine"], help="the browser of the browser runtimes")
     p.add_argument("--no-paired", action="store_true", help="skip the final paired round (all local variants "
                                                            "loaded once, timed in alternating blocks, ranked with CIs)")

@@ -178,12 +178,15 @@ def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
 
 
 def compare_in_studio(qtbot, window, model_ids: list[int], targets: list[tuple[str, str]], *, runs: int,  # type: ignore[no-untyped-def]
-                      run_on: str = "local", timeout: int = 300_000) -> list[dict]:  # type: ignore[type-arg]
+                      run_on: str = "local", timeout: int = 300_000, threads: str | None = None
+                      ) -> list[dict]:  # type: ignore[type-arg]
     """Open the studio's comparison dialog on ``model_ids`` x ``targets`` (the dialog must count ``runs`` runs) with
-    the digits test split and 30 iterations, run it (``run_on``: local or ray) and wait until every row's jobs
-    have ended; the rows."""
+    the digits test split and 30 iterations, run it (``run_on``: local or ray; ``threads``: a sweep such as "1,2")
+    and wait until every row's jobs have ended; the rows."""
     dialog = window.model_action("compare", model_ids[0])
     dialog.set_checked(model_ids, targets)
+    if threads is not None:  # a thread sweep, typed as a user would
+        dialog.threads.setEditText(threads)
     assert dialog.run_count()[0] == runs
     dialog.run_on.setCurrentIndex(dialog.run_on.findData(run_on))
     dialog.dataset.setText(str(SAMPLES / "digits_test.npz"))

@@ -200,3 +200,36 @@ def test_the_studio_runs_a_comparison_on_ray(qtbot, window) -> None:  # type: ig
     rows = [r for r in window.comparison.rows if r.get("p50_ms") is not None]
     assert len(rows) == 2 and all(r["accuracy"] > 0.9 and r["executed_on"]["pid"] for r in rows)
     assert sum(1 for j in window.workspace.jobs(limit=50) if j.status.value == "succeeded") >= 4
+
+
+def test_a_thread_sweep_from_the_cli_and_the_studio(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    """compare --threads 1,2: each variant at each count, ranked together by the paired round at its own count
+    (LiteRT at 1 thread is a different variant from LiteRT at 2); the studio's dialog takes the same list and
+    draws p50 against threads."""
+    import os
+
+    from tests.conftest import ROOT
+
+    r = run_cli("compare", str(SAMPLES / "digits_cnn.tflite"), "--runtime", "litert", "--threads", "1,2",
+                "--iterations", "50", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert sorted(x["threads"] for x in rows) == [1, 2] and all(x["paired_p50_ms"] for x in rows)
+    assert {x["rank"] for x in rows} == {1, 2}
+    bad = run_cli("compare", str(SAMPLES / "digits_cnn.tflite"), "--threads", "0")
+    assert bad.returncode != 0 and "start at 1" in bad.stderr and "Traceback" not in bad.stderr
+
+    (onnx_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    (tfl_id,) = window.import_paths([SAMPLES / "digits_cnn.tflite"])
+    found = compare_in_studio(qtbot, window, [onnx_id, tfl_id], [("onnxruntime", "CPU"), ("litert", "CPU")], runs=4,
+                              threads="1,2")
+    qtbot.waitUntil(lambda: getattr(window, "_paired_job", None) is None
+                    and any(r.get("rank") for r in window.comparison.rows), timeout=240_000)
+    rows = [r for r in window.comparison.rows if r.get("p50_ms") is not None]
+    assert sorted((r["runtime"], r["threads"]) for r in rows) == [("litert", 1), ("litert", 2), ("onnxruntime", 1),
+                                                                    ("onnxruntime", 2)], found
+    assert sum(r.get("accuracy") is not None for r in rows) == 2  # accuracy once per variant: threads do not change it
+    assert window.comparison.threads_plot.isVisibleTo(window.comparison)
+    assert any("×2" in window.comparison.table.item(i, 2).text() for i in range(window.comparison.table.rowCount()))
+    if os.environ.get("EDGESTUDIO_SHOTS"):
+        window.comparison.grab().save(str(ROOT / "docs" / "screenshots" / "thread-sweep.png"))

@@ -25,8 +25,10 @@ def runs_format(runtime: str, fmt: ModelFormat) -> bool:
 
 
 def _plan(model: str, fmt: ModelFormat, runtime: str, device: str, dataset: str | None, iterations: int,
-          warmup: int, inputs: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[JobSpec]]:
+          warmup: int, inputs: dict[str, Any] | None = None, threads: int | None = None
+          ) -> tuple[dict[str, Any], list[JobSpec]]:
     row: dict[str, Any] = {"model": str(model), "format": fmt.value, "runtime": runtime, "device": device,
+                           "threads": threads, "threads_asked": threads is not None,
                            "size_bytes": model_size_bytes(Path(model), fmt), "error": None,
                            "inputs": dict(inputs or {})}
     if not runs_format(runtime, fmt):
@@ -34,19 +36,26 @@ def _plan(model: str, fmt: ModelFormat, runtime: str, device: str, dataset: str 
         return row, []
     specs = [JobSpec(JobKind.BENCH, model=str(model), runtime=runtime, device=device,
                      options={"iterations": iterations, "warmup": warmup, "keep_samples": False,
-                              "inputs": dict(inputs or {})})]
+                              "inputs": dict(inputs or {}), "threads": threads})]
     if dataset:
         specs.append(JobSpec(JobKind.EVAL, model=str(model), runtime=runtime, device=device,
                              options={"dataset": dataset, "inputs": dict(inputs or {})}))
     return row, specs
 
 
+def _thread_list(threads: list[int] | None) -> list[int | None]:
+    """A thread sweep (each count once, in order), or [None]: the engine's default (equal on every runtime)."""
+    return list(dict.fromkeys(int(t) for t in threads)) if threads else [None]
+
+
 def plan_rows(models: list[str], runtimes: list[str] | None, *, dataset: str | None = None,
               device: str | list[str] = "CPU",
               iterations: int = 100, warmup: int = 10, inputs: dict[str, Any] | None = None,
-              browser: str | None = None) -> list[tuple[dict[str, Any], list[JobSpec]]]:
-    """A row per model x runtime, with the jobs that fill it (none, and an error, where it cannot run).
-    ``browser`` picks the browser of the browser runtimes (chromium, qtwebengine)."""
+              browser: str | None = None, threads: list[int] | None = None
+              ) -> list[tuple[dict[str, Any], list[JobSpec]]]:
+    """A row per model x runtime (x thread count, for a thread sweep), with the jobs that fill it (none, and an
+    error, where it cannot run). ``browser`` picks the browser of the browser runtimes (chromium, qtwebengine).
+    Accuracy is evaluated once per model and runtime (at the sweep's first thread count)."""
     from edgestudio.backends.runtimes import RUNTIMES, runtime_for_format
     from edgestudio.backends.runtimes.ort_web import browser_device
 
@@ -57,13 +66,15 @@ def plan_rows(models: list[str], runtimes: list[str] | None, *, dataset: str | N
             for one in ([device] if isinstance(device, str) else device):  # e.g. CPU and CPU@agent:pi side by side
                 in_browser = browser and getattr(RUNTIMES.all().get(rt), "in_browser", False)
                 dev = browser_device(rt, one, browser) if in_browser else one
-                out.append(_plan(model, fmt, rt, dev, dataset, iterations, warmup, inputs))
+                counts = _thread_list(threads) if runs_format(rt, fmt) else [None]  # one row says it cannot run
+                for i, t in enumerate(counts):
+                    out.append(_plan(model, fmt, rt, dev, dataset if i == 0 else None, iterations, warmup, inputs, t))
     return out
 
 
 def plan_matrix(models: list[str], targets: list[tuple[str, str]], *, dataset: str | None = None,
                 iterations: int = 100, warmup: int = 10, inputs: dict[str, Any] | None = None,
-                inputs_for: Callable[[str], dict[str, Any]] | None = None
+                inputs_for: Callable[[str], dict[str, Any]] | None = None, threads: list[int] | None = None
                 ) -> tuple[list[tuple[dict[str, Any], list[JobSpec]]], list[tuple[str, str, str]]]:
     """Variants x (runtime, device) targets, as one batch: a row for each pair whose runtime runs the variant's
     format. Returns the planned rows and the pairs left out, as (model, runtime, device). Each variant is fed
@@ -74,7 +85,8 @@ def plan_matrix(models: list[str], targets: list[tuple[str, str]], *, dataset: s
         for rt, device in targets:
             if runs_format(rt, fmt):
                 spec = inputs_for(str(model)) if inputs_for is not None else inputs
-                out.append(_plan(model, fmt, rt, device, dataset, iterations, warmup, spec))
+                for i, t in enumerate(_thread_list(threads)):  # accuracy once: it does not change with threads
+                    out.append(_plan(model, fmt, rt, device, dataset if i == 0 else None, iterations, warmup, spec, t))
             else:
                 skipped.append((str(model), rt, device))
     return out, skipped
@@ -121,7 +133,8 @@ def paired_spec(rows: list[dict[str, Any]], *, blocks: int = 6, block: int = 50)
     from edgestudio.bench.paired import pairable
 
     variants = [{"model": r["model"], "runtime": r["runtime"], "device": r.get("device") or "CPU",
-                 "inputs": r.get("inputs") or {}} for r in rows
+                 "inputs": r.get("inputs") or {}, **({"threads": r["threads"]} if r.get("threads_asked") else {})}
+                for r in rows
                 if r.get("p50_ms") is not None and pairable(r["runtime"], r.get("device"))]
     if len(variants) < 2:
         return None
@@ -132,9 +145,14 @@ def paired_spec(rows: list[dict[str, Any]], *, blocks: int = 6, block: int = 50)
 
 def apply_paired(rows: list[dict[str, Any]], paired: dict[str, Any]) -> None:
     """Put the paired round's figures on the rows (matched by model, runtime, device)."""
-    by_key = {(v["model"], v["runtime"], v.get("device") or "CPU"): v for v in paired.get("variants", [])}
+    sweep = any(r.get("threads_asked") for r in rows)  # threads asked (a sweep): the count is part of the key
+
+    def key(x: dict[str, Any]) -> tuple[Any, ...]:
+        return (x["model"], x["runtime"], x.get("device") or "CPU", x.get("threads") if sweep else None)
+
+    by_key = {key(v): v for v in paired.get("variants", [])}
     for r in rows:
-        v = by_key.get((r["model"], r["runtime"], r.get("device") or "CPU"))
+        v = by_key.get(key(r))
         if v is None:
             continue
         if v.get("p50_ms") is not None:
@@ -158,12 +176,12 @@ def finalize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def comparison_rows(manager: Any, models: list[str], runtimes: list[str] | None, *, dataset: str | None = None,
                     device: str | list[str] = "CPU", iterations: int = 100, warmup: int = 10,
                     browser: str | None = None, inputs: dict[str, Any] | None = None,
-                    paired: bool = True) -> list[dict[str, Any]]:
+                    paired: bool = True, threads: list[int] | None = None) -> list[dict[str, Any]]:
     """Submit every job through ``manager``, wait for all, return the finished table."""
     from edgestudio.core.jobs import JobStatus
 
     planned = plan_rows(models, runtimes, dataset=dataset, device=device, iterations=iterations, warmup=warmup,
-                        inputs=inputs, browser=browser)
+                        inputs=inputs, browser=browser, threads=threads)
     submitted = [(row, [(spec.kind, manager.submit(spec)) for spec in specs]) for row, specs in planned]
     for row, jobs in submitted:
         for kind, job_id in jobs:

@@ -268,7 +268,16 @@ class ComparisonView(_Themed):
         self.scatter.sigClicked.connect(self._clicked)
         self.front_curve = self.scatter_plot.plot([], [], pen=pg.mkPen("#2e8b57", width=2, style=Qt.PenStyle.DashLine))
         self.scatter_plot.addItem(self.scatter)
-        lay.addWidget(self.scatter_plot, 2)
+        lower = QHBoxLayout()
+        lower.addWidget(self.scatter_plot, 3)
+        # a thread sweep: p50 against the thread count, a line per variant and runtime (hidden otherwise)
+        self.threads_plot = pg.PlotWidget(title="p50 (ms) by threads")
+        self.threads_plot.setLabel("bottom", "threads")
+        self.threads_plot.showGrid(x=True, y=True, alpha=0.2)
+        self.threads_plot.addLegend(offset=(-10, 10))
+        self.threads_plot.setVisible(False)
+        lower.addWidget(self.threads_plot, 2)
+        lay.addLayout(lower, 2)
         self.table = QTableWidget(0, 10)
         self.table.setHorizontalHeaderLabels(["#", "variant", "runtime/device", "p50 ms", "p99 ms", "fps", "size KB", "top-1",
                                               "pareto", "note"])
@@ -290,14 +299,35 @@ class ComparisonView(_Themed):
         self._labels: list[pg.TextItem] = []
 
     def _views(self) -> list[pg.GraphicsView]:
-        return [self.bars, self.fps, self.scatter_plot]
+        return [self.bars, self.fps, self.scatter_plot, self.threads_plot]
 
     def _plots(self) -> list[pg.PlotItem]:
         return [v.getPlotItem() for v in self._views()]
 
     @staticmethod
     def label(row: dict[str, Any]) -> str:
-        return f"{Path(row['model']).name} · {row['runtime']}/{row.get('device', 'CPU')}"
+        threads = f" ×{row['threads']}" if row.get("threads_asked") and row.get("threads") else ""
+        return f"{Path(row['model']).name} · {row['runtime']}/{row.get('device', 'CPU')}{threads}"
+
+    def _draw_threads(self, measured: list[dict[str, Any]]) -> None:
+        """Lines of p50 (the paired round's where there was one) against threads, when the rows are a sweep."""
+        self.threads_plot.clear()
+        swept = [r for r in measured if r.get("threads_asked") and r.get("threads")]
+        lines: dict[str, list[tuple[int, float]]] = {}
+        for r in swept:
+            key = f"{Path(r['model']).name} · {r['runtime']}"
+            lines.setdefault(key, []).append((int(r["threads"]), r.get("paired_p50_ms") or r["p50_ms"]))
+        show = len({int(r["threads"]) for r in swept}) > 1
+        self.threads_plot.setVisible(show)
+        if not show:
+            return
+        for k, (name, pts) in enumerate(sorted(lines.items())):
+            pts.sort()
+            self.threads_plot.plot([p[0] for p in pts], [p[1] for p in pts], name=name, symbol="o", symbolSize=7,
+                                   pen=pg.mkPen(PALETTE[k % len(PALETTE)], width=2),
+                                   symbolBrush=PALETTE[k % len(PALETTE)])
+        counts = sorted({int(r["threads"]) for r in swept})
+        self.threads_plot.getAxis("bottom").setTicks([[(t, str(t)) for t in counts]])
 
     def set_rows(self, rows: list[dict[str, Any]], title: str | None = None) -> None:
         self.rows = rows
@@ -319,6 +349,7 @@ class ComparisonView(_Themed):
             self.bars.getAxis("bottom").setTicks(ticks)
             self.fps.getAxis("bottom").setTicks(ticks)
         self._draw_scatter(measured)
+        self._draw_threads(measured)
         self._fill_table(rows)
 
     def _draw_scatter(self, measured: list[dict[str, Any]]) -> None:
@@ -357,7 +388,10 @@ class ComparisonView(_Themed):
         for i, r in enumerate(rows):
             measured = r.get("p50_ms") is not None
             n += measured
-            vals = [f"#{n}" if measured else "", Path(r["model"]).name, f"{r['runtime']}/{r.get('device', 'CPU')}", _fmt(r.get("p50_ms"), 3), _fmt(r.get("p99_ms"), 3),
+            threads = f" ×{r['threads']}" if r.get("threads_asked") and r.get("threads") else ""
+            vals = [f"#{n}" if measured else "", Path(r["model"]).name,
+                    f"{r['runtime']}/{r.get('device', 'CPU')}{threads}", _fmt(r.get("p50_ms"), 3),
+                    _fmt(r.get("p99_ms"), 3),
                     _fmt(r.get("throughput_fps"), 0), _fmt(r["size_bytes"] / 1024, 0), _fmt(r.get("accuracy"), 4),
                     "★" if r.get("pareto") else "", r.get("error") or _paired_note(r)]
             for c, v in enumerate(vals):
@@ -375,13 +409,16 @@ class ComparisonView(_Themed):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         out = []
-        for name, w in (("latency", self.bars), ("throughput", self.fps), ("accuracy_vs_latency", self.scatter_plot)):
+        views = [("latency", self.bars), ("throughput", self.fps), ("accuracy_vs_latency", self.scatter_plot)]
+        if self.threads_plot.isVisibleTo(self):
+            views.append(("latency_by_threads", self.threads_plot))
+        for name, w in views:
             export_png(w, folder / f"{name}.png")
             out.append(folder / f"{name}.png")
         return out
 
     def export_csv(self, path: str | Path) -> None:
-        keys = ["model", "runtime", "device", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_fps", "size_bytes",
+        keys = ["model", "runtime", "device", "threads", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_fps", "size_bytes",
                 "accuracy", "pareto", "precision", "error"]
         with open(path, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")

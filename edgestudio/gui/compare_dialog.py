@@ -86,6 +86,18 @@ class CompareDialog(QDialog):
         self.iterations.setRange(10, 1_000_000)
         self.iterations.setValue(iterations)
         form.addRow("Iterations", self.iterations)
+        from edgestudio.core.machine import default_threads
+
+        cores = default_threads()
+        self.threads = QComboBox()
+        self.threads.setEditable(True)
+        self.threads.addItem(f"the same on every runtime: {cores} (this machine's cores)", None)
+        self.threads.addItem(f"sweep 1…{cores}", list(range(1, cores + 1)))
+        if cores > 1:
+            self.threads.addItem("1 (a single-core device)", [1])
+        self.threads.setToolTip("Type a list such as 1,2,4 for a thread sweep: each variant at each count")
+        self.threads.currentTextChanged.connect(self._update)
+        form.addRow("Threads", self.threads)
         self.run_on = QComboBox()
         self.run_on.addItem("this machine (worker pool)", "local")
         self.run_on.addItem("Ray (a local cluster; each job a task, rows fill as tasks end)", "ray")
@@ -134,12 +146,24 @@ class CompareDialog(QDialog):
                 on = tuple(item.data(Qt.ItemDataRole.UserRole)) in targets
                 item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
 
+    def thread_counts(self) -> list[int] | None:
+        """None: the default (the same count on every runtime); else the sweep's counts (typed or picked)."""
+        i = self.threads.currentIndex()
+        if i >= 0 and self.threads.itemText(i) == self.threads.currentText():
+            return self.threads.itemData(i)
+        try:
+            counts = [int(x) for x in self.threads.currentText().replace(" ", "").split(",") if x]
+        except ValueError:
+            return []
+        return counts if counts and min(counts) >= 1 else []
+
     def run_count(self) -> tuple[int, int]:
         """(runs, pairs left out because the runtime does not run that format)."""
         fmts = [i.data(Qt.ItemDataRole.UserRole + 1) for i in self._checked(self.models)]
         targets = self.chosen_targets()
-        runs = sum(1 for f in fmts for rt, _ in targets if rt in self._runs.get(f, []))
-        return runs, len(fmts) * len(targets) - runs
+        pairs = sum(1 for f in fmts for rt, _ in targets if rt in self._runs.get(f, []))
+        counts = self.thread_counts()
+        return pairs * (len(counts) if counts else 1), len(fmts) * len(targets) - pairs
 
     def _update(self, *_: object) -> None:
         runs, skipped = self.run_count()
@@ -147,7 +171,13 @@ class CompareDialog(QDialog):
         text = f"{n_models} variants × {n_targets} runtimes/devices → <b>{runs} runs</b>"
         if skipped:
             text += f" ({skipped} pairs left out: that runtime does not run that format)"
-        if not runs:
+        counts = self.thread_counts()
+        if counts:
+            text += f" at {', '.join(map(str, counts))} thread{'s' if counts != [1] else ''}"
+        if counts == []:
+            runs = 0
+            text = "Threads: give a count or a list such as 1,2,4."
+        elif not runs:
             text = "Pick at least one variant and a runtime that runs it."
         self.summary.setText(text)
         self.run_button.setEnabled(runs > 0)

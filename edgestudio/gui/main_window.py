@@ -564,7 +564,7 @@ class MainWindow(QMainWindow):
                             dataset=self.optimize.dataset.text(), parent=self)
         dlg.accepted.connect(lambda: self.compare(dlg.model_ids(), dataset=dlg.dataset.text().strip(),
                                                   iterations=dlg.iterations.value(), targets=dlg.chosen_targets(),
-                                                  executor=dlg.run_on.currentData()))
+                                                  executor=dlg.run_on.currentData(), threads=dlg.thread_counts()))
         self.compare_setup = dlg
         dlg.show()
         return dlg
@@ -585,10 +585,12 @@ class MainWindow(QMainWindow):
         return self._ray_bridge
 
     def compare(self, model_ids: list[int], dataset: str | None = None, iterations: int = 100,
-                targets: list[tuple[str, str]] | None = None, executor: str = "local") -> list[str]:
+                targets: list[tuple[str, str]] | None = None, executor: str = "local",
+                threads: list[int] | None = None) -> list[str]:
         """Benchmark (and evaluate) the variants as one batch: on ``targets`` (runtime, device) pairs where the
         runtime runs the variant's format, by default on every runtime that runs it, on the CPU; ``executor``
-        ``ray`` runs each job as a task on a local Ray cluster (the final paired round runs here)."""
+        ``ray`` runs each job as a task on a local Ray cluster (the final paired round runs here); ``threads``: a
+        thread sweep (each variant at each count; default: the same count on every runtime)."""
         from edgestudio.bench.compare import plan_matrix
 
         bridge = self.ray_bridge() if executor == "ray" else self.bridge
@@ -601,7 +603,7 @@ class MainWindow(QMainWindow):
             targets = sorted({(rt, "CPU") for e in entries for rt in _runtimes_for(e.format)})
         by_path = {e.path: e.id for e in entries}
         planned, skipped = plan_matrix([e.path for e in entries], targets, dataset=dataset, iterations=iterations,
-                                       inputs_for=lambda path: self.inputs_for(by_path[path]))
+                                       inputs_for=lambda path: self.inputs_for(by_path[path]), threads=threads)
         self._compare.clear()
         self._compare_rows = []
         jobs = []
