@@ -155,6 +155,29 @@ def test_a_sweep_runs_on_ray_with_the_same_results_as_locally(tmp_path: Path) ->
     assert r.returncode != 0 and "models" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_benchmarks_on_a_two_node_ray_cluster_each_have_a_node_to_themselves() -> None:
+    """Two Ray nodes (two raylets on this host, 1 CPU each): 4 benchmarks, never two at once on one node (a task that
+    waited on Ray once handed its CPU back and let a second benchmark in), live samples back. (Which nodes Ray picks
+    is its own business: SPREAD usually uses both, but a node whose workers are still starting may get none.)"""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    pytest.importorskip("ray")
+    r = subprocess.run([sys.executable, "-m", "tests.helpers.ray_two_nodes", str(SAMPLES / "digits_cnn.onnx")],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    runs = d["runs"]
+    assert d["nodes"] == 2 and all(x["status"] == "succeeded" for x in runs), runs
+    for node in {x["node"] for x in runs}:
+        spans = sorted((x["started"], x["finished"]) for x in runs if x["node"] == node)
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans  # one after the other on a node
+    assert all(x["samples"] >= 1000 for x in runs)  # every timed run came back live
+
+
 @pytest.mark.parametrize("runtime,model", [("openvino", "digits_cnn.onnx"), ("onnxruntime", "digits_cnn.onnx"),
                                            ("litert", "digits_cnn.tflite")])
 def test_throughput_mode_sweeps_batch_and_streams(runtime: str, model: str) -> None:
@@ -193,12 +216,16 @@ def test_the_studio_runs_a_comparison_on_ray(qtbot, window) -> None:  # type: ig
     workspace, the paired round ranks them here."""
     (onnx_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
     (tfl_id,) = window.import_paths([SAMPLES / "digits_cnn.tflite"])
+    seen: dict[str, int] = {}  # live latency samples of Ray benchmarks, as they ran (through a Ray queue)
+    window.live.add_samples = lambda job, samples, _orig=window.live.add_samples: (
+        seen.__setitem__(job, seen.get(job, 0) + len(samples)), _orig(job, samples))
     compare_in_studio(qtbot, window, [onnx_id, tfl_id], [("onnxruntime", "CPU"), ("litert", "CPU")], runs=2,
                       run_on="ray", timeout=240_000)
     qtbot.waitUntil(lambda: not window._compare and getattr(window, "_paired_job", None) is None
                     and any(r.get("rank") for r in window.comparison.rows), timeout=240_000)
     rows = [r for r in window.comparison.rows if r.get("p50_ms") is not None]
     assert len(rows) == 2 and all(r["accuracy"] > 0.9 and r["executed_on"]["pid"] for r in rows)
+    assert len(seen) == 2 and all(n >= 30 for n in seen.values()), seen  # every timed run, live
     assert sum(1 for j in window.workspace.jobs(limit=50) if j.status.value == "succeeded") >= 4
 
 

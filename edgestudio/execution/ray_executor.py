@@ -4,8 +4,10 @@
 Each job is one task running EdgeStudio's job runner in a Ray worker process (a crash fails the task, not the
 driver). A benchmark asks for every CPU of a node (``num_cpus`` = the node's CPUs), so Ray never places two
 benchmarks, or a benchmark and anything else, on one machine at the same time; other jobs ask for one CPU.
-Results arrive as each task ends (the workspace records them then; the studio's comparison fills row by row);
-live latency samples stay on the node (a Ray task has no event stream back here).
+Results arrive as each task ends (the workspace records them then; the studio's comparison fills row by row).
+While a task runs, its progress, log lines and live latency samples come back through a Ray queue (an actor that
+takes no CPU, so it never competes with a benchmark for its node): the studio's live chart follows a Ray benchmark
+as it follows a local one.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from edgestudio.execution.base import TargetInfo, ThreadedExecutor
 from edgestudio.execution.messages import JobMessage
 
 
-def _run_task(spec_dict: dict[str, Any], job_id: str) -> dict[str, Any]:
-    """In a Ray worker: run one job with EdgeStudio's own runner; its log lines come back with the result."""
+def _run_task(spec_dict: dict[str, Any], job_id: str, live: Any = None) -> dict[str, Any]:
+    """In a Ray worker: run one job with EdgeStudio's own runner; its messages go to the ``live`` queue as they
+    happen (dropped, never waited for, when the queue is full), and its log lines also come back with the result."""
     import platform
 
     from edgestudio.core.errors import Cancelled, describe_exception
@@ -36,14 +39,25 @@ def _run_task(spec_dict: dict[str, Any], job_id: str) -> dict[str, Any]:
     def send(msg: Any) -> None:
         if msg.type == "log":
             lines.append(str(msg.data.get("line", "")))
+        if live is not None and msg.type in ("progress", "log", "samples"):
+            # fire and forget: a task that waits on Ray (queue.put_nowait does a ray.get) hands its CPUs back
+            # while it waits, and Ray would place another benchmark on its node meanwhile
+            live.actor.put_nowait.remote((msg.type, msg.data))
 
     spec = JobSpec.from_dict(spec_dict)
     ctx = JobContext(job_id, send, CancelToken(), None)
     node = {"node": platform.node(), "pid": os.getpid()}
     try:
+        import ray
+
+        node["ray_node"] = ray.get_runtime_context().get_node_id()  # one host may run several Ray nodes
+    except Exception:  # noqa: BLE001 - outside a Ray worker (tests call this directly)
+        pass
+    started = time.time()
+    try:
         result = dict(run_job(spec, ctx))
         ctx.flush()
-        result["executed_on"] = node
+        result["executed_on"] = {**node, "started": started, "finished": time.time()}
         return {"status": "succeeded", "result": result, "log": lines[-50:]}
     except Cancelled:
         return {"status": "cancelled", "log": lines[-50:]}
@@ -89,25 +103,49 @@ class RayExecutor(ThreadedExecutor):
         cpus = self._node_cpus() if alone else 1
         spec = JobSpec.from_dict(rec.spec.to_dict())
         spec.output = None  # artifacts stay on the node; sweeps measure
-        ref = self._task.options(num_cpus=cpus).remote(spec.to_dict(), rec.id)
+        from ray.util.queue import Queue
+
+        live = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
+        # SPREAD: benchmarks go to the idle nodes first (the default packs the driver's node and queues there)
+        ref = self._task.options(num_cpus=cpus, scheduling_strategy="SPREAD" if alone else "DEFAULT").remote(
+            spec.to_dict(), rec.id, live)
         on_message(JobMessage("progress", rec.id, {"fraction": 0.0, "message": f"submitted to Ray ({cpus:g} CPUs)"}))
         out = JobRecord(id=rec.id, spec=rec.spec, status=JobStatus.RUNNING, started_at=time.time())
-        while True:
-            ready, _ = self._ray.wait([ref], timeout=0.2)
-            if ready:
-                break
-            if token.cancelled:
-                self._ray.cancel(ref, force=True)
-                out.status, out.finished_at = JobStatus.CANCELLED, time.time()
-                return out
+        relayed_logs = 0
+
+        def drain() -> int:
+            n_logs = 0
+            try:
+                batch = live.get_nowait_batch(live.qsize())
+            except Exception:  # noqa: BLE001 - empty, or the queue's actor is gone
+                return 0
+            for kind, data in batch:
+                n_logs += kind == "log"
+                on_message(JobMessage(kind, rec.id, data))
+            return n_logs
+
+        try:
+            while True:
+                ready, _ = self._ray.wait([ref], timeout=0.2)
+                relayed_logs += drain()
+                if ready:
+                    break
+                if token.cancelled:
+                    self._ray.cancel(ref, force=True)
+                    out.status, out.finished_at = JobStatus.CANCELLED, time.time()
+                    return out
+            relayed_logs += drain()
+        finally:
+            live.shutdown()
         try:
             answer = self._ray.get(ref)
         except Exception as exc:  # noqa: BLE001 - a worker that died: the task's error, one line
             out.status, out.error = JobStatus.FAILED, f"the Ray task failed: {type(exc).__name__}: {str(exc)[:200]}"
             out.finished_at = time.time()
             return out
-        for line in answer.get("log", []):
-            on_message(JobMessage("log", rec.id, {"line": line}))
+        if not relayed_logs:  # the live queue lost them: the result carries the last ones
+            for line in answer.get("log", []):
+                on_message(JobMessage("log", rec.id, {"line": line}))
         out.status = JobStatus(answer["status"])
         out.result, out.error = answer.get("result"), answer.get("error")
         out.finished_at = time.time()

@@ -578,6 +578,8 @@ class MainWindow(QMainWindow):
             rb = JobBridge(self.workspace, executor=RayExecutor())
             rb.queued.connect(self.jobs.on_queued)
             rb.started.connect(self.jobs.on_started)
+            rb.started.connect(self._job_started)  # the live chart follows a Ray benchmark too: its samples
+            rb.samples.connect(self._samples)      # come back through a Ray queue as it runs
             rb.progress.connect(self.jobs.on_progress)
             rb.log.connect(self.jobs.on_log)
             rb.finished.connect(self._job_finished)
