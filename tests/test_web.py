@@ -160,6 +160,13 @@ def test_tfjs_runs_in_the_browser_with_the_exports_outputs(tmp_path: Path) -> No
                    timeout=600).returncode == 0
     res = run_benchmark(out, BenchConfig(runtime="tfjs", device="wasm", iterations=30, warmup=3))
     assert res.iterations == 30 and res.target["runtime"].startswith("tfjs 4.22") and "(wasm)" in res.target["runtime"]
+    # asked for the same threads as every runtime; the row says what the page really ran with (tfjs-backend-wasm
+    # caps it at hardwareConcurrency/2)
+    assert res.threads == res.target["threads"] and res.threads_source.startswith("equal default")
+    from edgestudio.core.machine import default_threads
+
+    if res.threads != default_threads():
+        assert f"asked {default_threads()}, the browser's runtime ran {res.threads}" in res.threads_source
     x = np.load(SAMPLES / "digits_test.npz")["x"][:1].astype(np.float32)
     ref = next(iter(get_runtime("tfjs-graph").load(out).run({get_runtime("tfjs-graph").load(out).inputs[0].name: x})
                     .values()))

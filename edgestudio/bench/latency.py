@@ -95,10 +95,10 @@ def run_benchmark(model: str | Path, config: BenchConfig, *, on_sample: SampleCa
 
     runtime = get_runtime(config.runtime)
     progress(0.0, f"loading on {config.runtime}/{config.device}")
-    # the same thread count on every runtime unless the user gave one (LiteRT alone defaults to 1); a browser
-    # picks its own wasm threads from the page unless told
+    # the same thread count on every runtime unless the user gave one (LiteRT alone defaults to 1), browsers
+    # included (their page sets its wasm threads; what it really ran with is read back below)
     threads, source = config.threads, "user"
-    if threads is None and not getattr(runtime, "in_browser", False):
+    if threads is None:
         threads, source = default_threads(), "equal default"
     machine = machine_facts()  # the load and clock just before measuring
     t0 = time.perf_counter()
@@ -119,6 +119,11 @@ def run_benchmark(model: str | Path, config: BenchConfig, *, on_sample: SampleCa
         if callable(close):
             close()
     lat, wall, first_ms = measured.samples_ms, measured.wall_s, measured.first_ms
+    ran = (getattr(session, "facts", {}) or {}).get("threads")
+    if getattr(runtime, "in_browser", False) and isinstance(ran, int) and ran and ran != threads:
+        # e.g. tfjs-backend-wasm caps its threads at hardwareConcurrency/2: say what ran, not what was asked
+        source = f"{source}; asked {threads}, the browser's runtime ran {ran}"
+        threads = ran
     progress(1.0, "done")
     return BenchResult(
         runtime=config.runtime, device=session.device, model=str(model), iterations=int(lat.size),
