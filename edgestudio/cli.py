@@ -329,6 +329,8 @@ def cmd_convert(args: argparse.Namespace) -> Any:
     except ValueError as exc:
         raise UsageError(None, str(exc)) from None
     src = Path(args.model)
+    if args.tvm_trials < 0 or (args.tvm_minutes is not None and args.tvm_minutes <= 0):
+        raise UsageError(None, "--tvm-trials must be >= 0 and --tvm-minutes > 0")
     if args.int8:
         return _convert_int8(args, src, target)
     plan = plan_conversion(detect_format(src), target, via=via, simplify=args.simplify)
@@ -342,8 +344,8 @@ def cmd_convert(args: argparse.Namespace) -> Any:
     opts = ConvertOptions(opset=args.opset, shapes=parse_shape_overrides(args.shape), layout=args.layout,
                           input_names=_names(args.input_names), output_names=_names(args.output_names),
                           compress_fp16=args.fp16, allow_tf_ops=args.allow_tf_ops, tolerance=args.tolerance,
-                          tfjs_quantization=args.tfjs_quantization,
-                          validate=not args.no_validate, inputs=spec.to_dict())
+                          tfjs_quantization=args.tfjs_quantization, tvm_trials=args.tvm_trials,
+                          tvm_minutes=args.tvm_minutes, validate=not args.no_validate, inputs=spec.to_dict())
     options = {"to": target.value, "via": [v.value for v in via], "simplify": args.simplify,
                "keep_intermediate": bool(args.workspace), "convert": opts.to_dict()}
     if args.workspace:
@@ -1108,6 +1110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tfjs-quantization", choices=["none", "float16", "uint8"], default="none",
                    help="TF.js: float16 or uint8 weights (smaller download; checked with a cosine floor)")
     p.add_argument("--allow-tf-ops", action="store_true", help="TFLite: allow TensorFlow ops (Flex delegate)")
+    p.add_argument("--tvm-trials", type=int, default=0, help="TVM: MetaSchedule tuning trials (0: untuned)")
+    p.add_argument("--tvm-minutes", type=float, help="TVM: stop tuning after this many minutes (keeps what was measured)")
     p.add_argument("--tolerance", type=float, help="max abs diff accepted by the parity check")
     p.add_argument("--no-validate", action="store_true", help="skip the parity check")
     p.add_argument("--plan", action="store_true", help="only show the conversion path")

@@ -150,10 +150,15 @@ def apply_paired(rows: list[dict[str, Any]], paired: dict[str, Any]) -> None:
     def key(x: dict[str, Any]) -> tuple[Any, ...]:
         return (x["model"], x["runtime"], x.get("device") or "CPU", x.get("threads") if sweep else None)
 
+    from edgestudio.bench.paired import not_pairable_because
+
     by_key = {key(v): v for v in paired.get("variants", [])}
     for r in rows:
         v = by_key.get(key(r))
         if v is None:
+            why = not_pairable_because(r["runtime"], r.get("device")) if r.get("p50_ms") is not None else None
+            if why:
+                r["paired_note"] = f"not in the paired round ({why}): its own run's figures"
             continue
         if v.get("p50_ms") is not None:
             r.update(paired_p50_ms=v["p50_ms"], paired_ci_ms=v["ci_ms"], rank=v["rank"], tied=v["tied"],

@@ -18,12 +18,25 @@ LOCAL_ONLY = "a paired round runs the variants in one process: browser and remot
 
 
 def pairable(runtime: str, device: str | None) -> bool:
-    """Whether a variant can take part in a paired round: a runtime in this process, not a browser's or a
-    remote device's (those are measured where they run)."""
+    """Whether a variant can take part in a paired round: a runtime in this process, not a browser's, a remote
+    device's or another Python environment's (those are measured where they run)."""
+    return not_pairable_because(runtime, device) is None
+
+
+def not_pairable_because(runtime: str, device: str | None) -> str | None:
     from edgestudio.backends.runtimes import RUNTIMES
+    from edgestudio.core.catalog import current_env
 
     cls = RUNTIMES.all().get(runtime)
-    return cls is not None and not getattr(cls, "in_browser", False) and "@" not in (device or "")
+    if cls is None:
+        return f"{runtime} is not installed here"
+    if getattr(cls, "in_browser", False):
+        return "measured in the browser"
+    if "@" in (device or ""):
+        return "measured on its device"
+    if cls.env() not in ("default", current_env()):
+        return f"measured in the '{cls.env()}' Python environment"
+    return None
 
 
 def paired_benchmark(variants: list[dict[str, Any]], *, blocks: int = 6, block: int = 50, warmup: int = 10,

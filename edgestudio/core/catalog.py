@@ -119,6 +119,9 @@ BUILTIN_RUNTIMES: tuple[RuntimeDecl, ...] = (
     # PyTorch lives in an environment of its own (a ~190 MB CPU wheel the app does not need otherwise)
     RuntimeDecl("torch", "PyTorch", _R + "torch", ("torchscript", "pt2"), native=("torchscript", "pt2"),
                 pip=("torch",), env="torch"),
+    # Apache TVM: a compiler; its compiled libraries run in its environment (its FFI pin clashes with nothing here,
+    # but it is 450 MB the app does not need otherwise)
+    RuntimeDecl("tvm", "Apache TVM", _R + "tvm", ("tvm",), native=("tvm",), pip=("apache-tvm",), env="tvm"),
 )
 
 BUILTIN_CONVERTERS: tuple[ConverterDecl, ...] = (
@@ -133,6 +136,7 @@ BUILTIN_CONVERTERS: tuple[ConverterDecl, ...] = (
     ConverterDecl("openvino", _C + "to_openvino", ("onnx", "savedmodel", "tflite"), "openvino"),
     ConverterDecl("tensorflowjs", _C + "tf_to_tfjs", ("keras", "h5", "savedmodel"), "tfjs"),
     ConverterDecl("torch.onnx", _C + "torch_to_onnx", ("torchscript", "pt2"), "onnx", env="torch"),
+    ConverterDecl("tvm-relax", _C + "onnx_to_tvm", ("onnx",), "tvm", env="tvm"),
 )
 
 
@@ -150,6 +154,10 @@ def _pinned(dist: str) -> str:
 #: requirements. onnx/onnxruntime/numpy are pinned to the app's, so checks in the environment match the app's.
 ENVIRONMENTS: dict[str, Any] = {
     "torch": lambda: ["torch==2.13.0", "onnxscript==0.7.2", _pinned("onnx"), _pinned("onnxruntime"), _pinned("numpy")],
+    # apache-tvm-ffi 0.1.15 crashes (SIGSEGV in ToJSONGraph) when MetaSchedule tunes: pinned to 0.1.14.post0;
+    # xgboost-cpu is MetaSchedule's cost model; psutil and cloudpickle its builder/runner pool
+    "tvm": lambda: ["apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post0", "xgboost-cpu==3.2.0", "scipy",
+                    "psutil", "cloudpickle", _pinned("onnx"), _pinned("onnxruntime"), _pinned("numpy")],
 }
 
 

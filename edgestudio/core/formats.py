@@ -22,6 +22,7 @@ class ModelFormat(str, enum.Enum):
     TFJS = "tfjs"
     TORCHSCRIPT = "torchscript"  # torch.jit.save (.pt)
     PT2 = "pt2"  # torch.export.save: an ExportedProgram (.pt2)
+    TVM = "tvm"  # Apache TVM: a folder with the compiled library (model.so) and tvm.json
 
     @property
     def label(self) -> str:
@@ -56,6 +57,7 @@ _LABELS = {
     ModelFormat.TFJS: "TensorFlow.js",
     ModelFormat.TORCHSCRIPT: "PyTorch TorchScript",
     ModelFormat.PT2: "PyTorch ExportedProgram",
+    ModelFormat.TVM: "Apache TVM (compiled)",
 }
 _SUFFIXES = {
     ModelFormat.ONNX: ".onnx",
@@ -68,6 +70,7 @@ _SUFFIXES = {
     ModelFormat.TFJS: "",
     ModelFormat.TORCHSCRIPT: ".pt",
     ModelFormat.PT2: ".pt2",
+    ModelFormat.TVM: "",
 }
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -158,7 +161,12 @@ def _detect_folder(p: Path) -> ModelFormat:
     if (p / "model.json").is_file():
         _detect_json(p / "model.json")
         return ModelFormat.TFJS
-    raise ModelFormatError(p, "folder is neither a SavedModel (no saved_model.pb) nor a TF.js model (no model.json)")
+    if (p / "tvm.json").is_file():
+        if not (p / "model.so").is_file():
+            raise ModelFormatError(p, "TVM model folder without its compiled library model.so")
+        return ModelFormat.TVM
+    raise ModelFormatError(p, "folder is neither a SavedModel (no saved_model.pb), a TF.js model (no model.json) nor "
+                              "a compiled TVM model (no tvm.json)")
 
 
 def _check_flatbuffer(p: Path, head: bytes, size: int, what: str) -> None:
@@ -441,4 +449,6 @@ def output_name(stem: str, fmt: ModelFormat) -> str:
         return f"{stem}_savedmodel"
     if fmt is ModelFormat.TFJS:
         return f"{stem}_tfjs"
+    if fmt is ModelFormat.TVM:
+        return f"{stem}_tvm"
     return f"{stem}{fmt.default_suffix}"

@@ -593,6 +593,19 @@ def _inspect_tfjs(p: Path) -> ModelInfo:
                      doc.get("convertedBy") or doc.get("generatedBy"))
 
 
+# ------------------------------------------------------------------------------------------------ TVM
+def _inspect_tvm(p: Path) -> ModelInfo:
+    """What the compiler recorded beside the library (reading it needs no TVM)."""
+    try:
+        doc = json.loads((p / "tvm.json").read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelFormatError(p, f"unreadable tvm.json ({exc})") from None
+    specs = [[TensorSpec(t["name"], list(t["shape"]), t["dtype"]) for t in doc.get(k, [])] for k in ("inputs", "outputs")]
+    return ModelInfo(ModelFormat.TVM, str(p), 0, specs[0], specs[1], dict(doc.get("ops") or {}), doc.get("parameters"),
+                     None, None, f"apache-tvm {doc.get('tvm_version', '?')} ({doc.get('target', {}).get('mcpu', '?')}"
+                     f", {'tuned ' + str(doc.get('tuning', {}).get('trials')) + ' trials' if doc.get('tuning') else 'untuned'})")
+
+
 _TFJS_BYTES = {"float32": 4, "int32": 4, "bool": 1, "float16": 2, "uint8": 1, "int8": 1, "uint16": 2, "int16": 2,
                "complex64": 8}
 
@@ -724,4 +737,5 @@ _INSPECTORS: dict[ModelFormat, Any] = {
     ModelFormat.TFJS: _inspect_tfjs,
     ModelFormat.TORCHSCRIPT: _inspect_torch,
     ModelFormat.PT2: _inspect_torch,
+    ModelFormat.TVM: _inspect_tvm,
 }

@@ -31,7 +31,8 @@ from edgestudio.core.workspace import ModelEntry
 from edgestudio.gui.forms import OptionsForm
 from edgestudio.gui.icons import format_icon
 
-TARGETS = (ModelFormat.ONNX, ModelFormat.TFLITE, ModelFormat.OPENVINO, ModelFormat.ORT, ModelFormat.SAVED_MODEL)
+TARGETS = (ModelFormat.ONNX, ModelFormat.TFLITE, ModelFormat.OPENVINO, ModelFormat.ORT, ModelFormat.SAVED_MODEL,
+           ModelFormat.TVM)
 
 
 class ConversionWizard(QWizard):

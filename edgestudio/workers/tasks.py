@@ -70,6 +70,22 @@ def _model_env(spec: JobSpec) -> str | None:
     return env if env not in ("default", current_env()) else None
 
 
+def _other_hop_env(spec: JobSpec) -> str | None:
+    """The environment of a hop whose converter does not run in this process (ONNX -> TVM: ``tvm``), or None."""
+    from edgestudio.conversion.planner import plan_conversion
+    from edgestudio.core.catalog import converter_env, current_env
+    from edgestudio.core.formats import ModelFormat, detect_format
+
+    req = spec.request
+    try:
+        plan = plan_conversion(detect_format(spec.model or ""), ModelFormat.parse(req.to),
+                               via=[ModelFormat.parse(v) for v in req.via], simplify=bool(req.simplify))
+    except Exception:  # noqa: BLE001 - no plan: the conversion itself says why, with its own message
+        return None
+    others = [converter_env(h.converter) for h in plan.hops]
+    return next((e for e in others if e not in ("default", current_env())), None)
+
+
 def forward_to_env(env: str, spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     """Run ``spec`` in environment ``env``: its progress, log and samples are relayed; its artifacts land in
     this job's staging folder (published with it)."""
@@ -154,7 +170,7 @@ def run_convert(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     if not spec.output:
         raise UsageError(spec.model, "a conversion job needs an output path")
     keep = bool(req.keep_intermediate)
-    env = _model_env(spec)
+    env = _model_env(spec) or _other_hop_env(spec)
     if env is not None:
         return _convert_across_envs(spec, ctx, env)
     report = convert_model(
@@ -269,49 +285,68 @@ def run_package(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
 
 
 def _convert_across_envs(spec: JobSpec, ctx: JobContext, env: str) -> dict[str, Any]:
-    """A conversion whose first hops need another environment (PyTorch -> ONNX in ``torch``): those hops run
-    there, the rest here, and the two reports become one chain (lineage, parity per hop)."""
+    """A conversion whose hops need different environments (PyTorch -> ONNX in ``torch``, then TFLite here; Keras ->
+    ONNX here, then TVM in ``tvm``): the plan is cut where the environment changes, each segment runs where its
+    converters live (forwarded, or here), and the reports become one chain (lineage, parity per hop)."""
     from pathlib import Path
 
     from edgestudio.conversion.planner import plan_conversion
-    from edgestudio.core.catalog import converter_env
-    from edgestudio.core.formats import ModelFormat, detect_format
+    from edgestudio.core.catalog import converter_env, current_env
+    from edgestudio.core.formats import ModelFormat, detect_format, output_name
 
     req = spec.request
     target = ModelFormat.parse(req.to)
     plan = plan_conversion(detect_format(spec.model or ""), target, via=[ModelFormat.parse(v) for v in req.via],
                            simplify=bool(req.simplify))
-    n = 0
-    while n < len(plan.hops) and converter_env(plan.hops[n].converter) == env:
-        n += 1
-    if n == 0:
+    here = current_env()
+
+    def where(hop: Any) -> str:
+        e = converter_env(hop.converter)
+        return here if e in ("default", here) else e
+
+    segments: list[list[Any]] = []
+    for hop in plan.hops:
+        if segments and where(segments[-1][-1]) == where(hop):
+            segments[-1].append(hop)
+        else:
+            segments.append([hop])
+    if len(segments) == 1 and where(segments[0][0]) == here:
         raise UsageError(spec.model, f"no converter in the '{env}' environment reads this model")
-    mid = ModelFormat(plan.hops[n - 1].target)
     out = Path(spec.output or "")
-    first_out = out if n == len(plan.hops) else out.with_name(f"{Path(spec.model or '').stem}{mid.default_suffix}")
-    first = JobSpec(spec.kind, model=spec.model, options={**spec.options, "to": mid.value, "via": []},
-                    output=str(first_out))
-    ctx.log(f"{' -> '.join([plan.hops[0].source] + [h.target for h in plan.hops[:n]])} in environment {env}")
-    head = forward_to_env(env, first, ctx)
-    if n == len(plan.hops):
-        return head
-    mid_path = Path(head["output"])
-    rest = JobSpec(spec.kind, model=str(mid_path), options={**spec.options, "via": []}, output=spec.output)
-    tail = run_convert(rest, ctx)
-    steps = head.get("steps", []) + tail.get("steps", [])
-    arts_head = head.get("artifacts") or [{"path": str(mid_path), "parent": None}]
-    arts_tail = tail.get("artifacts") or []
-    k = len(arts_head)
-    arts = list(arts_head) + [{**a, "parent": (a["parent"] + k if a.get("parent") is not None else k - 1)}
-                              for a in arts_tail]
+    model = spec.model
+    steps: list[dict[str, Any]] = []
+    arts: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    seconds, verdicts, result, executed_by = 0.0, [], {}, None
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        fmt = ModelFormat(seg[-1].target)
+        seg_out = out if last else out.with_name(output_name(Path(spec.model or "model").stem, fmt))
+        sub = JobSpec(spec.kind, model=str(model), options={**spec.options, "to": fmt.value,
+                                                            "via": [h.target for h in seg[:-1]]}, output=str(seg_out))
+        seg_env = where(seg[0])
+        chain = " -> ".join([seg[0].source] + [h.target for h in seg])
+        if seg_env != here:
+            ctx.log(f"{chain} in environment {seg_env}")
+            result = forward_to_env(seg_env, sub, ctx)
+        else:
+            result = run_convert(sub, ctx)
+        k = len(arts)
+        seg_arts = result.get("artifacts") or [{"path": result["output"], "parent": None}]
+        arts += [{**a, "parent": (a["parent"] + k if a.get("parent") is not None else (k - 1 if k else None))}
+                 for a in seg_arts]
+        steps += result.get("steps", [])
+        warnings += result.get("warnings", [])
+        seconds += float(result.get("seconds", 0))
+        verdicts.append(result.get("verdict"))
+        executed_by = result.get("executed_by") or executed_by
+        model = result["output"]
     if not req.keep_intermediate:
         arts = arts[-1:]
         arts[0] = {**arts[0], "parent": None}
-    verdicts = [head.get("verdict"), tail.get("verdict")]
-    return {**tail, "steps": steps, "artifacts": arts, "warnings": head.get("warnings", []) + tail.get("warnings", []),
-            "seconds": float(head.get("seconds", 0)) + float(tail.get("seconds", 0)),
-            "verdict": next((v for v in ("failed", "inconclusive") if v in verdicts), tail.get("verdict")),
-            "source": spec.model, "executed_by": head.get("executed_by")}
+    return {**result, "steps": steps, "artifacts": arts, "warnings": warnings, "seconds": seconds,
+            "verdict": next((v for v in ("failed", "inconclusive") if v in verdicts), result.get("verdict")),
+            "source": spec.model, "executed_by": executed_by}
 
 
 def run_microcontroller(ctx: JobContext, model: str, calibration: str, io_type: str = "int8",

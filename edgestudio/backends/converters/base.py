@@ -49,6 +49,11 @@ class ConvertOptions:
     tfjs_quantization: str = field(default="none", metadata={
         "help": "TF.js: store weights as float16 or uint8 (affine) instead of float32 (half / a quarter the size; "
                 "a small numeric change, checked with a cosine floor)", "choices": ["none", "float16", "uint8"]})
+    tvm_trials: int = field(default=0, metadata={
+        "help": "TVM: MetaSchedule tuning trials (0: untuned, Relax's default CPU schedules; a few hundred tune a "
+                "small CNN)"})
+    tvm_minutes: float | None = field(default=None, metadata={
+        "help": "TVM: stop tuning after this many minutes and keep what was measured"})
     tolerance: float | None = field(default=None, metadata={
         "help": "largest absolute output difference the parity check accepts (default: per converter)"})
     validate: bool = field(default=True, metadata={"help": "check each result numerically against its parent"})
