@@ -139,7 +139,7 @@ def paired_spec(rows: list[dict[str, Any]], *, blocks: int = 6, block: int = 50)
     if len(variants) < 2:
         return None
     return JobSpec(JobKind.CALL, exclusive=True, options={
-        "function": "edgestudio.bench.paired:paired_benchmark",
+        "function": "edgestudio.execution.block_server:paired_benchmark",  # other envs too
         "kwargs": {"variants": variants, "blocks": blocks, "block": block}})
 
 

@@ -8,6 +8,7 @@ overlap; otherwise the two are tied ("tie"): this measurement cannot tell them a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ def pairable(runtime: str, device: str | None) -> bool:
 
 def not_pairable_because(runtime: str, device: str | None) -> str | None:
     from edgestudio.backends.runtimes import RUNTIMES
-    from edgestudio.core.catalog import current_env
+    from edgestudio.core.catalog import current_env, env_ready
 
     cls = RUNTIMES.all().get(runtime)
     if cls is None:
@@ -34,27 +35,41 @@ def not_pairable_because(runtime: str, device: str | None) -> str | None:
         return "measured in the browser"
     if "@" in (device or ""):
         return "measured on its device"
-    if cls.env() not in ("default", current_env()):
-        return f"measured in the '{cls.env()}' Python environment"
+    if cls.env() not in ("default", current_env()) and not env_ready(cls.env()):
+        return f"its '{cls.env()}' Python environment does not exist here"
     return None
 
 
 def paired_benchmark(variants: list[dict[str, Any]], *, blocks: int = 6, block: int = 50, warmup: int = 10,
-                     progress: ProgressCallback = noop_progress, cancel: CancelToken | None = None) -> dict[str, Any]:
+                     progress: ProgressCallback = noop_progress, cancel: CancelToken | None = None,
+                     elsewhere: Callable[[str, dict[str, Any], int], Any] | None = None) -> dict[str, Any]:
     """``variants``: dicts with ``model``, ``runtime`` and optionally ``device``, ``threads``, ``precision``,
     ``inputs`` (an InputSpec dict). Returns ``{"variants": [...], "blocks", "block", "fastest"}``; each variant
     gets ``p50_ms``, ``ci_ms`` (its p50's interval), ``block_p50_ms``, ``rank`` and ``tied`` (its interval overlaps
-    the fastest's), or an ``error``."""
-    from edgestudio.backends.runtimes import get_runtime
-    from edgestudio.backends.runtimes.base import timed_loop, warm_up
-    from edgestudio.bench.inputs import make_inputs
-    from edgestudio.bench.stats import bootstrap_ci, overlaps
-    from edgestudio.core.inputspec import InputSpec
-    from edgestudio.core.machine import default_threads, machine_facts
-
+    the fastest's), or an ``error``. ``elsewhere(env, variant, warmup)`` opens a variant whose runtime lives in
+    another Python environment: an object whose ``block(n)`` times n runs there (and ``close()``)."""
     cancel = cancel or CancelToken()
     out: list[dict[str, Any]] = []
     calls: list[Any] = []
+    opened: list[Any] = []
+    try:
+        return _paired(variants, blocks, block, warmup, progress, cancel, elsewhere, out, calls, opened)
+    finally:
+        for handle in opened:
+            handle.close()
+
+
+def _paired(variants: list[dict[str, Any]], blocks: int, block: int, warmup: int, progress: ProgressCallback,
+            cancel: CancelToken, elsewhere: Any, out: list[dict[str, Any]], calls: list[Any],
+            opened: list[Any]) -> dict[str, Any]:
+    from edgestudio.backends.runtimes import RUNTIMES, get_runtime
+    from edgestudio.backends.runtimes.base import timed_loop, warm_up
+    from edgestudio.bench.inputs import make_inputs
+    from edgestudio.bench.stats import bootstrap_ci, overlaps
+    from edgestudio.core.catalog import current_env
+    from edgestudio.core.inputspec import InputSpec
+    from edgestudio.core.machine import default_threads, machine_facts
+
     for v in variants:
         row = {**v, "error": None}
         out.append(row)
@@ -64,6 +79,16 @@ def paired_benchmark(variants: list[dict[str, Any]], *, blocks: int = 6, block: 
             calls.append(None)
             continue
         try:
+            env = RUNTIMES.all()[v["runtime"]].env()
+            if env not in ("default", current_env()):  # timed in its environment's process, block by block
+                if elsewhere is None:
+                    raise RuntimeError(f"{v['runtime']} runs in the '{env}' Python environment")
+                blocks_there = elsewhere(env, {**v, "device": device}, warmup)
+                opened.append(blocks_there)
+                row.update(threads=blocks_there.facts["threads"], warmup_runs=blocks_there.facts["warmup_runs"],
+                           steady=blocks_there.facts["steady"], measured_in=env)
+                calls.append(blocks_there)
+                continue
             threads = v.get("threads") or default_threads()
             session = get_runtime(v["runtime"]).load(v["model"], device=device, threads=threads,
                                                      precision=v.get("precision"))
@@ -85,7 +110,8 @@ def paired_benchmark(variants: list[dict[str, Any]], *, blocks: int = 6, block: 
         order = live[b % len(live):] + live[: b % len(live)] if live else []  # rotate: no variant always first
         for i in order:
             cancel.check()
-            samples[i].append(timed_loop(calls[i], block))
+            c = calls[i]
+            samples[i].append(c.block(block) if hasattr(c, "block") else timed_loop(c, block))
         progress((b + 1) / blocks, f"block {b + 1}/{blocks}")
     for i in live:
         lat = np.concatenate(samples[i])
