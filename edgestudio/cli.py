@@ -843,6 +843,47 @@ def cmd_rescue(args: argparse.Namespace) -> Any:
     return result
 
 
+def _distill_text(d: dict[str, Any]) -> str:
+    lines = [f"{d['output']}: {d['student']}, {d['student_params']:,} parameters ({d['param_ratio']:.0%} of the "
+             f"teacher's {d['teacher_params']:,}); {d['epochs']} epochs on {d['inputs']} unlabeled inputs at "
+             f"T={d['temperature']:g} in {d['seconds']:.1f} s; distillation loss {d['loss'][0]:.4f} -> {d['loss'][-1]:.4f}"]
+    if d.get("student_top1") is not None:
+        lines.append(f"  top-1 on the labeled set: teacher {d['teacher_top1']:.4f}, student {d['student_top1']:.4f} "
+                     f"({(d["student_top1"] - d["teacher_top1"]) * 100:+.2f} points)")
+    else:
+        lines.append("  accuracy not measured: give --dataset (labeled data) to compare teacher and student")
+    return "\n".join(lines)
+
+
+def cmd_distill(args: argparse.Namespace) -> Any:
+    from edgestudio.core.jobs import JobKind, JobSpec
+
+    src = Path(args.model)
+    for path in (src, Path(args.data)):
+        if not path.exists():
+            raise UsageError(None, f"{path}: no such file or folder")
+    kwargs = {"teacher": str(src.resolve()), "data": str(Path(args.data).resolve()),
+              "student": str(Path(args.student).resolve()) if args.student else None, "width": args.width,
+              "temperature": args.temperature, "epochs": args.epochs, "batch_size": args.batch_size,
+              "dataset": str(Path(args.dataset).resolve()) if args.dataset else None}
+    spec = JobSpec(JobKind.CALL, model=str(src.resolve()),
+                   options={"function": "edgestudio.optimization.distill:distill", "kwargs": kwargs})
+    name = Path(args.output).name if args.output else f"{src.stem}_student.keras"
+    if args.workspace:
+        result = run_job(args, spec, output_name=name)
+        if args.output:
+            from edgestudio.core.workspace import copy_model
+
+            copy_model(Path(result["output"]), Path(args.output))
+            result["output"] = str(Path(args.output).resolve())
+    else:
+        spec.output = str((Path(args.output) if args.output else src.parent / name).resolve())
+        result = run_job(args, spec, record=False)
+    result.pop("artifacts", None)
+    _emit(args, result, _distill_text)
+    return result
+
+
 # ---------------------------------------------------------------------------------- jobs and workspace
 def _open_workspace(args: argparse.Namespace) -> Any:
     from edgestudio.core.workspace import Workspace
@@ -1198,6 +1239,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="the rescued model (default: beside the model)")
     _add_input_args(p, "the per-layer comparison")
     p.set_defaults(func=cmd_rescue)
+
+    p = sub.add_parser("distill", parents=[common], help="knowledge distillation: train a smaller Keras student to "
+                                                        "match the teacher's soft outputs on unlabeled inputs")
+    p.add_argument("model", help="the Keras teacher (.keras, .h5)")
+    p.add_argument("--data", required=True, help="unlabeled inputs: .npz with an 'x' array (or .npy)")
+    p.add_argument("--student", help="a Keras student model (default: the teacher's architecture at --width)")
+    p.add_argument("--width", type=float, default=0.5, help="the student's width multiplier (filters and units)")
+    p.add_argument("--temperature", type=float, default=4.0, help="softens both models' outputs")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--dataset", metavar="DATA", help="labeled data: top-1 of teacher and student afterwards")
+    p.add_argument("-o", "--output", help="the student (.keras; default: beside the teacher)")
+    p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("package", parents=[common, target], help="a deployment zip: model, standalone runner, pinned "
                                                          "requirements, reports, lineage (and TFLite Micro sources)")

@@ -245,3 +245,60 @@ def test_cli_bad_dataset_is_one_line(tmp_path: Path) -> None:
     assert r.returncode == 1 and "Traceback" not in r.stderr
     (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert line.startswith(f"error: {tmp_path / 'bad.npz'}: ")
+
+
+def test_distillation_makes_a_smaller_student_within_two_points(tmp_path: Path) -> None:
+    """The digits CNN teaches the same architecture at half width on unlabeled inputs (the train split's images,
+    no labels): under half the parameters, top-1 within 2 points of the teacher's on the test split; the loss
+    falls; --workspace puts the student in the lineage under its teacher."""
+    import numpy as np
+
+    from edgestudio.samples import load_digits_split
+
+    x_train = load_digits_split(0)[0]
+    unlabeled = tmp_path / "unlabeled.npz"
+    np.savez(unlabeled, x=x_train)
+    ws = tmp_path / "ws"
+    r = run_cli("distill", str(SAMPLES / "digits_cnn.keras"), "--data", str(unlabeled), "--dataset",
+                str(SAMPLES / "digits_test.npz"), "--epochs", "20", "--workspace", str(ws), "--json", timeout=600)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["student_params"] * 2 <= d["teacher_params"] and d["student_top1"] >= d["teacher_top1"] - 0.02
+    assert len(d["loss"]) == 20 and d["loss"][-1] < d["loss"][0] / 5
+    from edgestudio.core.workspace import Workspace
+
+    with Workspace(ws) as w:
+        student = next(m for m in w.models() if m.options.get("method") == "distill")
+        assert w.model(student.parent_id).format.value == "keras" and student.options["param_ratio"] < 0.5
+    bad = run_cli("distill", str(SAMPLES / "digits_cnn.onnx"), "--data", str(unlabeled))
+    assert bad.returncode != 0 and "Keras teacher" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_studio_distills_with_a_live_loss_curve(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    import numpy as np
+
+    from edgestudio.samples import load_digits_split
+    from tests.conftest import ROOT
+
+    unlabeled = tmp_path / "unlabeled.npz"
+    np.savez(unlabeled, x=load_digits_split(0)[0])
+    (teacher,) = window.import_paths([SAMPLES / "digits_cnn.keras"])
+    dialog = window.model_action("distill", teacher)
+    dialog.data.set_text(str(unlabeled))
+    dialog.dataset.set_text(str(SAMPLES / "digits_test.npz"))
+    dialog.epochs.setValue(15)
+    dialog.start_button.click()
+    qtbot.waitUntil(lambda: dialog.result is not None or "failed" in dialog.status.text(), timeout=300_000)
+    d = dialog.result
+    assert d is not None, dialog.status.text()
+    assert [e for e, _ in dialog.losses] == list(range(1, 16))  # every epoch's loss arrived while it trained
+    assert "joined the workspace" in dialog.status.text() and "top-1" in dialog.status.text()
+    students = [m for m in window.workspace.children(teacher) if m.options.get("method") == "distill"]
+    assert len(students) == 1 and Path(students[0].path).suffix == ".keras"
+    if os.environ.get("EDGESTUDIO_SHOTS"):
+        dialog.grab().save(str(ROOT / "docs" / "screenshots" / "distill.png"))
+    dialog.close()
+    onnx = window.model_action("distill", window.import_paths([SAMPLES / "digits_cnn.onnx"])[0])
+    assert onnx is None  # not a Keras model: said in a message box, nothing started

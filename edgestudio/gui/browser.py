@@ -310,6 +310,7 @@ class ModelBrowser(QWidget):
         for name, label in (("convert", "Convert…"), ("optimize", "Optimize…"), ("benchmark", "Benchmark"),
                             ("compare", "Compare selected"), ("why", "Why did accuracy drop?…"),
                             ("profile", "Profile layers…"), ("throughput", "Throughput sweep…"),
+                            ("distill", "Distill a smaller student…"),
                             ("package", "Deployment package…"),
                             ("reveal", "Reveal in folder"), ("delete", "Delete")):
             act = QAction(label, menu)

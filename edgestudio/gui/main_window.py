@@ -224,6 +224,8 @@ class MainWindow(QMainWindow):
                        "Compare the selected variant with its parent layer by layer: where they part"),
             "profile": act("&Profile layers…", lambda: self.model_action("profile", self.browser.current_id()), None,
                            "Time per layer and per op type, from the runtime's profiler"),
+            "distill": act("Di&still a smaller student…", lambda: self.model_action("distill", self.browser.current_id()),
+                           None, "Knowledge distillation: train a smaller Keras student on unlabeled inputs"),
             "reveal": act("&Reveal in folder", lambda: self.model_action("reveal", self.browser.current_id())),
             "delete": act("&Delete", lambda: self.model_action("delete", self.browser.current_id()),
                           QKeySequence.StandardKey.Delete),
@@ -237,7 +239,7 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addAction(a["quit"])
         menu = self.menuBar().addMenu("&Model")
-        for key in ("convert", "optimize", "benchmark", "compare", "why", "profile", "reveal", "delete"):
+        for key in ("convert", "optimize", "benchmark", "compare", "why", "profile", "distill", "reveal", "delete"):
             menu.addAction(a[key])
         menu = self.menuBar().addMenu("&View")
         for dock in self.docks.values():
@@ -427,6 +429,16 @@ class MainWindow(QMainWindow):
             return self.compare_dialog(self.browser.selected_ids() or [model_id])
         if name == "why":
             return self.layer_debug(model_id)
+        if name == "distill":
+            if entry.format.value not in ("keras", "h5"):
+                self.statusBar().showMessage(f"Distill: {entry.name} is not a Keras model; distillation trains a Keras "
+                                             "student from a Keras teacher (import the .keras or .h5).", 10000)
+                return None
+            from edgestudio.gui.distill_view import DistillDialog
+
+            self.distill_dialog = DistillDialog(self, model_id)
+            self.distill_dialog.show()
+            return self.distill_dialog
         if name == "throughput":
             from edgestudio.gui.throughput_view import ThroughputDialog
 

@@ -152,6 +152,8 @@ def run_call(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
             kwargs.setdefault("progress", ctx.progress)
         if "cancel" in params:
             kwargs.setdefault("cancel", ctx.cancel)
+        if "on_sample" in params:  # a live series: latencies for a benchmark, the loss per epoch for training
+            kwargs.setdefault("on_sample", ctx.sample)
     except (TypeError, ValueError):  # builtins without a signature
         takes_ctx = False
     result = fn(ctx=ctx, **kwargs) if takes_ctx else fn(**kwargs)
