@@ -849,7 +849,7 @@ def _distill_text(d: dict[str, Any]) -> str:
              f"T={d['temperature']:g} in {d['seconds']:.1f} s; distillation loss {d['loss'][0]:.4f} -> {d['loss'][-1]:.4f}"]
     if d.get("student_top1") is not None:
         lines.append(f"  top-1 on the labeled set: teacher {d['teacher_top1']:.4f}, student {d['student_top1']:.4f} "
-                     f"({(d["student_top1"] - d["teacher_top1"]) * 100:+.2f} points)")
+                     f"({(d['student_top1'] - d['teacher_top1']) * 100:+.2f} points)")
     else:
         lines.append("  accuracy not measured: give --dataset (labeled data) to compare teacher and student")
     return "\n".join(lines)

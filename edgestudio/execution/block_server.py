@@ -68,8 +68,8 @@ def paired_benchmark(variants: list[dict[str, Any]], *, blocks: int = 6, block: 
 def main() -> None:
     from edgestudio.backends.runtimes import get_runtime
     from edgestudio.backends.runtimes.base import timed_loop, warm_up
-    from edgestudio.core.errors import describe_exception
     from edgestudio.bench.inputs import make_inputs
+    from edgestudio.core.errors import describe_exception
     from edgestudio.core.inputspec import InputSpec
     from edgestudio.core.machine import default_threads
 

@@ -144,7 +144,7 @@ class DistillDialog(QDialog):
                 f"{d['seconds']:.1f} s.")
         if d.get("student_top1") is not None:
             text += (f"<br>top-1: teacher <b>{d['teacher_top1']:.4f}</b>, student <b>{d['student_top1']:.4f}</b> "
-                     f"({(d["student_top1"] - d["teacher_top1"]) * 100:+.2f} points).")
+                     f"({(d['student_top1'] - d['teacher_top1']) * 100:+.2f} points).")
         else:
             text += "<br>Accuracy not measured: give labeled data to compare the two."
         self.status.setText(text)
