@@ -308,6 +308,7 @@ class ModelBrowser(QWidget):
             return
         menu = QMenu(self)
         for name, label in (("convert", "Convert…"), ("optimize", "Optimize…"), ("benchmark", "Benchmark"),
+                            ("bench_settings", "Benchmark with settings…"),
                             ("compare", "Compare selected"), ("why", "Why did accuracy drop?…"),
                             ("profile", "Profile layers…"), ("throughput", "Throughput sweep…"),
                             ("distill", "Distill a smaller student…"),

@@ -106,6 +106,10 @@ class DetailsView(QWidget):
         self.summary.setObjectName("details_summary")
         self.summary.setWordWrap(True)
         lay.addWidget(self.summary)
+        self.last_bench = QLabel()
+        self.last_bench.setObjectName("details_last_bench")
+        self.last_bench.setWordWrap(True)
+        lay.addWidget(self.last_bench)
         self.tabs = QTabWidget()
         self.io = _table(["", "Name", "Shape", "Type"])
         self.ops = _table(["Op", "Count"])
@@ -142,6 +146,28 @@ class DetailsView(QWidget):
         _fill(self.ops, [])
         if self.tabs.currentWidget() is self.graph:
             self._show_graph()
+
+    def show_measurements(self, results: list[dict[str, Any]]) -> None:
+        """The model's last benchmark and accuracy, as recorded in the workspace (they survive a restart)."""
+        import time
+
+        bench = [r for r in results if r["kind"] == "bench"]
+        acc = [r for r in results if r["kind"] == "eval"]
+        parts = []
+        if bench:
+            r = bench[-1]
+            d = r["data"]
+            lat = d.get("latency_ms") or {}
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
+            parts.append(f"last benchmark ({when}): <b>p50 {lat.get('p50', 0):.3f} ms</b>, p99 {lat.get('p99', 0):.3f} ms"
+                         f" on {d.get('runtime')}/{d.get('device', 'CPU')}"
+                         + (f", {d['threads']} threads" if d.get("threads") else "")
+                         + f", {d.get('iterations')} runs" + (f" ({len(bench)} recorded)" if len(bench) > 1 else ""))
+        if acc:
+            d = acc[-1]["data"]
+            parts.append(f"last accuracy: top-1 <b>{d.get('top1', 0):.4f}</b> on {d.get('n', '?')} samples ({d.get('runtime')})")
+        self.last_bench.setText("<br>".join(parts))
+        self.last_bench.setVisible(bool(parts))
 
     def show_info(self, info: dict[str, Any]) -> None:
         from edgestudio.core.inputspec import format_dims

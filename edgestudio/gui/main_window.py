@@ -147,6 +147,8 @@ class MainWindow(QMainWindow):
         from edgestudio.backends.converters import CONVERTERS
 
         CONVERTERS.all()
+        if not self._compare and not self.comparison.rows:
+            self.reopen_comparison()  # the last comparison of this workspace, as it was recorded
 
     def _ensure_charts(self) -> None:
         if self._live is not None:
@@ -217,7 +219,10 @@ class MainWindow(QMainWindow):
             "optimize": act("&Optimize…", lambda: self.model_action("optimize", self.browser.current_id()),
                             "Ctrl+Shift+O", "Quantize, compress or prune the selected model"),
             "benchmark": act("&Benchmark", lambda: self.model_action("benchmark", self.browser.current_id()), "Ctrl+B",
-                             "Measure latency live"),
+                             "Measure latency live (300 runs, the format's runtime, equal threads)"),
+            "bench_settings": act("Benchmark with &settings…",
+                                  lambda: self.model_action("bench_settings", self.browser.current_id()),
+                                  "Ctrl+Shift+Alt+B", "Pick the runtime, device, threads, iterations or duration"),
             "compare": act("Co&mpare selected", lambda: self.model_action("compare", self.browser.current_id()),
                            "Ctrl+Shift+B", "Benchmark the selected variants on every runtime that runs them"),
             "why": act("&Why did accuracy drop?…", lambda: self.model_action("why", self.browser.current_id()), None,
@@ -239,11 +244,15 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addAction(a["quit"])
         menu = self.menuBar().addMenu("&Model")
-        for key in ("convert", "optimize", "benchmark", "compare", "why", "profile", "distill", "reveal", "delete"):
+        for key in ("convert", "optimize", "benchmark", "bench_settings", "compare", "why", "profile", "distill",
+                    "reveal", "delete"):
             menu.addAction(a[key])
         menu = self.menuBar().addMenu("&View")
         for dock in self.docks.values():
             menu.addAction(dock.toggleViewAction())
+        menu.addSeparator()
+        self.comparisons_menu = menu.addMenu("Reopen a &comparison")
+        self.comparisons_menu.aboutToShow.connect(self._fill_comparisons_menu)
         menu.addSeparator()
         menu.addAction(a["reset"])
         self.menuBar().addMenu("&Help").addAction(a["about"])
@@ -380,6 +389,7 @@ class MainWindow(QMainWindow):
         except KeyError:
             return
         self.details.show_entry(entry, self.workspace.lineage(model_id), self.workspace.inputs_for(model_id))
+        self.details.show_measurements(self.workspace.results(model_id))
         self.optimize.set_model(entry)
         self.optimize.set_inputs(self.workspace.inputs_for(model_id))
         info = self._info.get(entry.path)
@@ -425,6 +435,8 @@ class MainWindow(QMainWindow):
             return None
         if name == "benchmark":
             return self.benchmark(model_id)
+        if name == "bench_settings":
+            return self.benchmark_dialog(model_id)
         if name == "compare":
             return self.compare_dialog(self.browser.selected_ids() or [model_id])
         if name == "why":
@@ -537,8 +549,20 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Packaging {entry.name} for {rt}…", 5000)
         return job
 
+    def benchmark_dialog(self, model_id: int) -> Any:
+        """Benchmark with settings: runtime, device, threads, iterations or duration, warm-up."""
+        from edgestudio.gui.bench_dialog import BenchDialog
+
+        entry = self.workspace.model(model_id)
+        dlg = BenchDialog(self, model_id, _runtimes_for(entry.format), self.devices)
+        dlg.accepted.connect(lambda: self.benchmark(model_id, **dlg.settings()))
+        self.bench_setup = dlg
+        dlg.show()
+        return dlg
+
     def benchmark(self, model_id: int, runtime: str | None = None, iterations: int = 300,
-                  env: str | None = None) -> str:
+                  env: str | None = None, *, device: str = "CPU", threads: int | None = None, warmup: int = 10,
+                  duration_s: float | None = None) -> str:
         """A live benchmark; with ``env``, run in that Python environment (its samples stream here all the same)."""
         entry = self.workspace.model(model_id)
         if env:
@@ -549,15 +573,16 @@ class MainWindow(QMainWindow):
             rt = runtime or _runtimes_for(entry.format)[0]
         # keep_samples=False: the chart has them from the live stream; shipping 100k floats back through
         # the pool thread (and into SQLite) would hold the GIL long enough to stall the window.
-        spec = JobSpec(JobKind.BENCH, model=entry.path, runtime=rt,
-                       options={"iterations": iterations, "warmup": 10, "keep_samples": False,
-                                "inputs": self.inputs_for(model_id)})
+        spec = JobSpec(JobKind.BENCH, model=entry.path, runtime=rt, device=device,
+                       options={"iterations": iterations, "warmup": warmup, "keep_samples": False,
+                                "threads": threads, "duration_s": duration_s, "inputs": self.inputs_for(model_id)})
         if env:
             spec = JobSpec(JobKind.CALL, model=entry.path, runtime=rt, exclusive=True, options={
                 "function": "edgestudio.execution.envs:run_job_in_env", "kwargs": {"env": env, "spec": spec.to_dict()}})
         job = self.bridge.submit(spec)
         self._bench_jobs[job] = model_id
-        self.live.start(job, f"{entry.name} on {rt}" + (f" in {env}" if env else ""))
+        self.live.start(job, f"{entry.name} on {rt}" + (f"/{device}" if device != "CPU" else "")
+                        + (f" ×{threads} threads" if threads else "") + (f" in {env}" if env else ""))
         self.docks["charts"].show()
         self.docks["charts"].raise_()
         self.chart_tabs.setCurrentWidget(self.live)
@@ -580,6 +605,39 @@ class MainWindow(QMainWindow):
         self.compare_setup = dlg
         dlg.show()
         return dlg
+
+    def _keep_comparison(self, rows: list[dict[str, Any]]) -> None:
+        """A finished comparison is recorded in the workspace: restored at the next start, reopened from the menu."""
+        self.workspace.add_result(None, None, "comparison", {"rows": rows, "title": self.comparison.title.text()})
+
+    def comparisons(self) -> list[dict[str, Any]]:
+        return self.workspace.results(kind="comparison")
+
+    def reopen_comparison(self, result_id: int | None = None) -> bool:
+        """Show a recorded comparison (the last one by default) in the comparison view."""
+        import time
+
+        found = [r for r in self.comparisons() if result_id is None or r["id"] == result_id]
+        if not found:
+            return False
+        r = found[-1]
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
+        self.comparison.set_rows(r["data"]["rows"], f"{r['data'].get('title') or 'Comparison'} (recorded {when})")
+        return True
+
+    def _fill_comparisons_menu(self) -> None:
+        import time
+
+        self.comparisons_menu.clear()
+        recorded = self.comparisons()[-15:]
+        if not recorded:
+            self.comparisons_menu.addAction("(none recorded yet)").setEnabled(False)
+        for r in reversed(recorded):
+            names = sorted({Path(x["model"]).name for x in r["data"]["rows"]})
+            label = (f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(r['created_at']))} — "
+                     f"{', '.join(names)[:60]} ({len(r['data']['rows'])} rows)")
+            act = self.comparisons_menu.addAction(label)
+            act.triggered.connect(lambda _=False, rid=r["id"]: self.reopen_comparison(rid))
 
     def ray_bridge(self) -> JobBridge:
         """Jobs on a local Ray cluster (started on first use), reported like the pool's: the jobs panel lists them,
@@ -674,8 +732,10 @@ class MainWindow(QMainWindow):
                 self.details.show_error(error or status)
             return
         if job in self._bench_jobs:
-            self._bench_jobs.pop(job)
+            model_id = self._bench_jobs.pop(job)
             self.live.finish(job, result if ok else None)
+            if ok and self.browser.current_id() == model_id:
+                self.details.show_measurements(self.workspace.results(model_id))
             if not ok:
                 self.statusBar().showMessage(f"Benchmark {status}" + (f": {error}" if error else ""), 10000)
             return
@@ -694,6 +754,8 @@ class MainWindow(QMainWindow):
             self.comparison.set_rows(rows, f"Comparison of {len({r['model'] for r in rows})} variants"
                                      + (f" ({left} jobs left)" if left else " — paired round running…"
                                         if paired is not None else " — done"))
+            if not left and paired is None:
+                self._keep_comparison(rows)
             return
         if job == getattr(self, "_paired_job", None):
             from edgestudio.bench.compare import apply_paired, finalize_rows
@@ -705,6 +767,7 @@ class MainWindow(QMainWindow):
             self.comparison.set_rows(rows, f"Comparison of {len({r['model'] for r in rows})} variants — done"
                                      + (", ranked by a paired round (alternating blocks; 95 % CIs in the notes)"
                                         if ok else f" (paired round {status}: {error})"))
+            self._keep_comparison(rows)
             return
         try:
             kind = self.bridge.get(job).spec.kind
