@@ -884,6 +884,43 @@ def cmd_distill(args: argparse.Namespace) -> Any:
     return result
 
 
+def _run_text(d: dict[str, Any]) -> str:
+    lines = [f"{d['recipe']}: {'all gates passed' if d['passed'] else 'FAILED'} ({d['completed']} of {d['of']} steps)"]
+    for r in d["steps"]:
+        figure = (f" p50 {r['p50_ms']:.4f} ms" if r.get("p50_ms") is not None else
+                  f" top-1 {r['top1']:.4f}" if r.get("top1") is not None else
+                  f" -> {Path(r['output']).name}" if r.get("output") else "")
+        gates = "; ".join(f"{g['gate']} {g['got']} (want {g['want']}) {'ok' if g['passed'] else 'FAILED'}"
+                          for g in r["gates"])
+        lines.append(f"  {r['step']:>2}. {r['kind']:<8} {r['id']:<14}{figure}  {r['seconds']:.1f} s"
+                     + (f"  [{gates}]" if gates else ""))
+    lines.append(f"artifacts in {d['output']}")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> Any:
+    """``run RECIPE.yaml``: replay a recipe; exit code 1 when a gate fails."""
+    from edgestudio.core.jobs import JobKind, JobSpec
+    from edgestudio.workers.recipes import load_recipe
+
+    recipe = Path(args.recipe).resolve()
+    doc = load_recipe(recipe)  # a bad file: its one-line error before anything runs
+    model = doc["model"] if Path(doc["model"]).is_absolute() else str((recipe.parent / doc["model"]).resolve())
+    spec = JobSpec(JobKind.CALL, model=model, options={
+        "function": "edgestudio.workers.recipes:run_recipe", "kwargs": {"recipe": str(recipe)}})
+    if args.workspace:
+        result = run_job(args, spec, output_name=recipe.stem)
+    else:
+        out = Path(args.output) if args.output else recipe.parent / f"{recipe.stem}_out"
+        spec.output = str((out / recipe.stem).resolve())
+        result = run_job(args, spec, record=False)
+    result.pop("artifacts", None)
+    _emit(args, result, _run_text)
+    if not result["passed"]:
+        raise SystemExit(1)
+    return result
+
+
 # ---------------------------------------------------------------------------------- jobs and workspace
 def _open_workspace(args: argparse.Namespace) -> Any:
     from edgestudio.core.workspace import Workspace
@@ -1239,6 +1276,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="the rescued model (default: beside the model)")
     _add_input_args(p, "the per-layer comparison")
     p.set_defaults(func=cmd_rescue)
+
+    p = sub.add_parser("run", parents=[common], help="replay a recipe (steps with their options, input spec and "
+                                                    "quality gates); exit code 1 when a gate fails")
+    p.add_argument("recipe", help="a recipe YAML (File ▸ Export recipe in the studio, or written by hand)")
+    p.add_argument("-o", "--output", help="folder for the artifacts (default: RECIPE_out beside the recipe); with "
+                                          "--workspace they join its lineage instead")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("distill", parents=[common], help="knowledge distillation: train a smaller Keras student to "
                                                         "match the teacher's soft outputs on unlabeled inputs")

@@ -66,3 +66,69 @@ def test_results_come_back_after_a_restart(qtbot, tmp_path: Path) -> None:  # ty
     finally:
         win2.shutdown()
         ws2.close()
+
+
+def test_a_studio_session_becomes_a_recipe_that_replays_headless(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Convert, optimize, benchmark and evaluate in the studio; File ▸ Export recipe; `edgestudio run` replays it
+    from a clean folder with the same artifacts and verdicts; a gate set out of reach fails the run (exit 1); the
+    studio runs the recipe too, its artifacts joining the lineage."""
+    import json
+    import shutil
+
+    import numpy as np
+    import yaml
+
+    from edgestudio.core.jobs import JobKind, JobSpec
+    from tests.conftest import compare_in_studio, run_cli
+
+    work = tmp_path / "project"
+    work.mkdir()
+    for name in ("digits_cnn.keras", "digits_calib.npz", "digits_test.npz"):
+        shutil.copy(SAMPLES / name, work / name)
+    np.savez(work / "digits8.npz", image=np.load(SAMPLES / "digits_test.npz")["x"][:8].astype(np.float32)[:, None])
+    (root,) = window.import_paths([work / "digits_cnn.keras"])
+    window.workspace.set_inputs(root, {"data": str(work / "digits8.npz")})
+    job = window.bridge.submit(JobSpec(JobKind.CONVERT, model=window.workspace.model(root).path, options={
+        "to": "onnx", "convert": {"inputs": window.inputs_for(root)}}), output_name="digits_cnn.onnx")
+    qtbot.waitUntil(lambda: window.bridge.get(job).status.finished, timeout=300_000)
+    onnx = next(m for m in window.workspace.models() if m.format.value == "onnx")
+    job = window.bridge.submit(JobSpec(JobKind.OPTIMIZE, model=onnx.path, runtime="onnxruntime", options={
+        "method": "int8-static", "options": {"calibration": str(work / "digits_calib.npz"),
+                                             "inputs": window.inputs_for(onnx.id)}}), output_name="digits_int8.onnx")
+    qtbot.waitUntil(lambda: window.bridge.get(job).status.finished, timeout=300_000)
+    window.sync()
+    int8 = next(m for m in window.workspace.models() if m.options.get("method") == "int8-static")
+    compare_in_studio(qtbot, window, [int8.id], [("onnxruntime", "CPU")], runs=1)  # a benchmark and an evaluation
+    recipe_path = work / "digits_recipe.yaml"
+    recipe = window.export_recipe(int8.id, recipe_path)
+    kinds = [next(k for k in ("convert", "optimize", "bench", "eval") if k in s) for s in recipe["steps"]]
+    assert kinds == ["convert", "optimize", "bench", "eval"], recipe
+    text = recipe_path.read_text()
+    assert "digits_calib.npz" in text and "/" not in recipe["model"] and "max_p50_ms" in text  # relative, gated
+
+    r = run_cli("run", str(recipe_path), "-o", str(tmp_path / "replay"), "--json", timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = json.loads(r.stdout)
+    assert d["passed"] and [s["kind"] for s in d["steps"]] == kinds
+    made = [Path(s["output"]) for s in d["steps"] if s.get("output")]
+    assert [p.suffix for p in made] == [".onnx", ".onnx"] and all(p.is_file() for p in made)
+    assert all(g["passed"] for s in d["steps"] for g in s["gates"])
+    # the same verdict as in the studio, on the same inputs: the replayed INT8 model's top-1 within its gate
+    assert d["steps"][3]["top1"] >= recipe["steps"][3]["gates"]["min_top1"]
+
+    strict = yaml.safe_load(recipe_path.read_text())
+    strict["steps"][2]["gates"]["max_p50_ms"] = 1e-6  # a latency no CPU reaches
+    (work / "strict.yaml").write_text(yaml.safe_dump(strict))
+    r = run_cli("run", str(work / "strict.yaml"), "-o", str(tmp_path / "strict"))
+    assert r.returncode == 1 and "max_p50_ms" in r.stdout and "FAILED" in r.stdout
+    bad = run_cli("run", str(SAMPLES / "digits_test.npz"))
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+    before = len(window.workspace.models())
+    job = window.open_recipe(recipe_path)
+    qtbot.waitUntil(lambda: job in window.recipe_results or job not in window._recipe_jobs, timeout=300_000)
+    assert window.recipe_results[job]["passed"], window.statusBar().currentMessage()
+    assert len(window.workspace.models()) == before + 2  # the replayed ONNX and INT8, in the lineage
+    replayed = [m for m in window.workspace.models() if m.options.get("recipe") == recipe_path.name]
+    assert {m.options["kind"] for m in replayed} == {"convert", "optimize"}
+    assert not any(p.name.endswith("_out") for p in work.iterdir())  # nothing written beside the user's files

@@ -370,7 +370,9 @@ class Workspace:
                                    "ORDER BY id LIMIT 1", (digest, str(src))).fetchone()
             if row is not None:
                 return self._entry(row)
-            return self._insert(stored_path, fmt, digest, parent_id=None, job_id=None, options={},
+            # where it came from: a recipe names the user's file, not the workspace's copy
+            return self._insert(stored_path, fmt, digest, parent_id=None, job_id=None,
+                                options={"imported_from": str(src)} if copy else {},
                                 stored="copy" if copy else "reference", made_by="import")
 
     def add_artifact(self, path: str | Path, *, parent_id: int | None, job_id: str | None,

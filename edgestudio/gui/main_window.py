@@ -67,6 +67,8 @@ class MainWindow(QMainWindow):
         self._info: dict[str, dict[str, Any]] = {}
         self._inspect_jobs: dict[str, str] = {}  # job -> model path
         self._bench_jobs: dict[str, int] = {}
+        self._recipe_jobs: dict[str, str] = {}  # job -> recipe file name
+        self.recipe_results: dict[str, dict[str, Any]] = {}
         self._compare: dict[str, tuple[dict[str, Any], str]] = {}  # job -> (row, kind)
         self._compare_rows: list[dict[str, Any]] = []
         self.devices: list[dict[str, str]] = []
@@ -213,6 +215,11 @@ class MainWindow(QMainWindow):
             "envs": act("Python &environments…", self.environments_dialog, None,
                         "Create environments jobs can run in; benchmark a model in one"),
             "workspace": act("Open &workspace…", self._open_workspace_dialog, None, "Switch to another workspace"),
+            "export_recipe": act("E&xport recipe…", self._export_recipe_dialog, None,
+                                 "Write how the selected model was made (every step, option, input and gate) as a "
+                                 "YAML recipe that `edgestudio run` replays headless"),
+            "open_recipe": act("&Run a recipe…", self._open_recipe_dialog, None,
+                               "Replay a recipe here: its artifacts join this workspace's lineage"),
             "quit": act("&Quit", self.close, QKeySequence.StandardKey.Quit),
             "convert": act("&Convert…", lambda: self.model_action("convert", self.browser.current_id()), "Ctrl+Shift+C",
                            "Convert the selected model to other formats"),
@@ -240,6 +247,9 @@ class MainWindow(QMainWindow):
         a = self.actions_
         menu = self.menuBar().addMenu("&File")
         for key in ("import", "import_folder", "workspace", "envs"):
+            menu.addAction(a[key])
+        menu.addSeparator()
+        for key in ("export_recipe", "open_recipe"):
             menu.addAction(a[key])
         menu.addSeparator()
         menu.addAction(a["quit"])
@@ -731,6 +741,17 @@ class MainWindow(QMainWindow):
             elif entry is not None and entry.path == path:
                 self.details.show_error(error or status)
             return
+        if job in self._recipe_jobs:
+            name = self._recipe_jobs.pop(job)
+            self.sync()
+            if ok:
+                self.recipe_results[job] = result
+                failed = [f"step {r['step']} {g['gate']}" for r in result["steps"] for g in r["gates"] if not g["passed"]]
+                self.statusBar().showMessage(f"Recipe {name}: " + ("all gates passed" if result["passed"] else
+                                             "FAILED: " + ", ".join(failed)), 30000)
+            else:
+                self.statusBar().showMessage(f"Recipe {name} {status}: {error}", 30000)
+            return
         if job in self._bench_jobs:
             model_id = self._bench_jobs.pop(job)
             self.live.finish(job, result if ok else None)
@@ -802,6 +823,55 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Import a model folder (SavedModel, TF.js)")
         if folder:
             self.import_paths_async([Path(folder)])
+
+    # ------------------------------------------------------------------------------------------- recipes
+    def export_recipe(self, model_id: int, path: str | Path) -> dict[str, Any]:
+        from edgestudio.workers.recipes import export_recipe
+
+        recipe = export_recipe(self.workspace, model_id, path)
+        self.statusBar().showMessage(f"Recipe written to {path} ({len(recipe['steps'])} steps): "
+                                     f"edgestudio run {Path(path).name}", 15000)
+        return recipe
+
+    def _export_recipe_dialog(self) -> None:
+        model_id = self.browser.current_id()
+        if model_id is None:
+            self.statusBar().showMessage("Select the model whose recipe to export.", 5000)
+            return
+        entry = self.workspace.model(model_id)
+        start = self.settings.value("last_dir", str(Path.cwd()))
+        path, _ = QFileDialog.getSaveFileName(self, "Export recipe", str(Path(start) / f"{Path(entry.path).stem}"
+                                                                                        "_recipe.yaml"),
+                                              "Recipe (*.yaml *.yml)")
+        if path:
+            self.settings.setValue("last_dir", str(Path(path).parent))
+            self.export_recipe(model_id, path)
+
+    def open_recipe(self, path: str | Path) -> str:
+        """Replay a recipe as a job: its artifacts join this workspace's lineage; the verdicts go to the job log and
+        the status bar."""
+        from edgestudio.workers.recipes import load_recipe
+
+        recipe = Path(path).resolve()
+        doc = load_recipe(recipe)
+        model = doc["model"] if Path(doc["model"]).is_absolute() else str((recipe.parent / doc["model"]).resolve())
+        job = self.bridge.submit(JobSpec(JobKind.CALL, model=model, options={
+            "function": "edgestudio.workers.recipes:run_recipe", "kwargs": {"recipe": str(recipe)}}),
+            output_name=recipe.stem)
+        self._recipe_jobs[job] = recipe.name
+        self.docks["jobs"].show()
+        return job
+
+    def _open_recipe_dialog(self) -> None:
+        start = self.settings.value("last_dir", str(Path.cwd()))
+        path, _ = QFileDialog.getOpenFileName(self, "Run a recipe", str(start), "Recipe (*.yaml *.yml)")
+        if not path:
+            return
+        self.settings.setValue("last_dir", str(Path(path).parent))
+        try:
+            self.open_recipe(path)
+        except EdgeStudioError as exc:
+            QMessageBox.warning(self, "Recipe", exc.one_line())
 
     def _open_workspace_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open workspace")

@@ -154,6 +154,8 @@ def run_call(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
             kwargs.setdefault("cancel", ctx.cancel)
         if "on_sample" in params:  # a live series: latencies for a benchmark, the loss per epoch for training
             kwargs.setdefault("on_sample", ctx.sample)
+        if "log" in params:
+            kwargs.setdefault("log", ctx.log)
     except (TypeError, ValueError):  # builtins without a signature
         takes_ctx = False
     result = fn(ctx=ctx, **kwargs) if takes_ctx else fn(**kwargs)
@@ -258,7 +260,7 @@ def run_eval(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     res = evaluate(spec.model or "", req.dataset, runtime=spec.runtime, device=spec.device or "CPU",
                    limit=req.limit, inputs=req.inputs, progress=ctx.progress,
                    cancel=ctx.cancel)
-    return res.to_dict()
+    return {**res.to_dict(), "dataset": str(req.dataset)}  # which data: a recipe replays it
 
 
 def run_package(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
