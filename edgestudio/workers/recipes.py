@@ -200,7 +200,7 @@ def run_recipe(recipe: str | Path, output: str | Path, *, progress: ProgressCall
     result and gate verdicts, ``passed`` (all gates), and ``artifacts`` (for a workspace: the lineage)."""
     from edgestudio.backends.converters.base import ConvertOptions
     from edgestudio.backends.optimizers.base import OptimizeOptions
-    from edgestudio.core.formats import ModelFormat, detect_format, output_name
+    from edgestudio.core.formats import ModelFormat, output_name
     from edgestudio.core.jobs import JobKind, JobSpec
     from edgestudio.workers.context import JobContext
     from edgestudio.workers.tasks import run_job
