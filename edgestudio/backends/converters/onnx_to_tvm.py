@@ -45,7 +45,8 @@ def _tune_child(mod_json: str, target: dict[str, Any], work: str, trials: int) -
 
     mod = tvm.ir.load_json(Path(mod_json).read_text())
     ms.relax_integration.tune_relax(mod, {}, tvm.target.Target(target), work, max_trials_global=trials,
-                                    num_trials_per_iter=max(2, min(16, trials // 8)))
+                                    num_trials_per_iter=max(2, min(16, trials // 8)),
+                                    strategy=os.environ.get("EDGESTUDIO_TVM_STRATEGY", "replay-trace"))
 
 
 def _clean_database(work: Path) -> int:
