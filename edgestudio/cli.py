@@ -1339,10 +1339,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edgestudio.gui.selftest import run_self_test
 
         return run_self_test()
-    if not argv:
+    if not argv or (argv[0] in ("--workspace", "gui") and len(argv) <= 3):
+        # the studio (`edgestudio`, `edgestudio --workspace DIR`, `edgestudio gui [--workspace DIR]`)
+        rest = argv[1:] if argv and argv[0] == "gui" else argv
+        if rest and (rest[0] != "--workspace" or len(rest) != 2):
+            print("usage: edgestudio [gui] [--workspace DIR]", file=sys.stderr)
+            return 2
         from edgestudio.gui import launch  # imports Qt, never tensorflow/openvino/onnxruntime
 
-        return launch()
+        return launch(workspace=rest[1] if rest else None)
     try:
         parser = build_parser()  # its choices come from the backend catalog (which may name a bad extra file)
     except EdgeStudioError as exc:

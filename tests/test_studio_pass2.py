@@ -132,3 +132,43 @@ def test_a_studio_session_becomes_a_recipe_that_replays_headless(qtbot, window, 
     replayed = [m for m in window.workspace.models() if m.options.get("recipe") == recipe_path.name]
     assert {m.options["kind"] for m in replayed} == {"convert", "optimize"}
     assert not any(p.name.endswith("_out") for p in work.iterdir())  # nothing written beside the user's files
+
+
+def test_another_workspace_opens_now_and_the_gui_takes_one(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """File ▸ Open or new workspace switches at once (a new window on it; an empty folder becomes a workspace);
+    `edgestudio --workspace DIR` starts the studio on it."""
+    import subprocess
+    import sys
+
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    new = window.switch_workspace(tmp_path / "other", confirm=False)
+    assert new is not None
+    qtbot.addWidget(new)
+    try:
+        assert new.workspace.root == (tmp_path / "other").resolve() and new.isVisible() and not window.isVisible()
+        assert new.workspace.models() == [] and window.bridge.closed
+        assert window.settings.value("workspace") == str(new.workspace.root)
+    finally:
+        new.shutdown()
+        new.workspace.close()
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
+    r = subprocess.run([sys.executable, "-m", "edgestudio", "--workspace", str(tmp_path / "third")],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"workspace {(tmp_path / 'third').resolve()}" in r.stderr and (tmp_path / "third" / "workspace.db").exists()
+
+
+def test_quitting_with_jobs_running_asks_first(qtbot, window, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Closing the window while a job runs asks; 'No' keeps the window and the job (offscreen nobody could answer,
+    so the question is only asked on a real display: here it is switched on and answered)."""
+    from PySide6.QtWidgets import QMessageBox
+
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    job = window.benchmark(model_id, iterations=200_000)
+    qtbot.waitUntil(lambda: any(r.id == job for r in window.running_jobs()), timeout=60_000)
+    asked: list[str] = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.No)
+    window.confirm_quit = True
+    window.close()
+    assert window.isVisible() and asked and "still running" in asked[0] and "bench digits_cnn.onnx" in asked[0]
+    window.bridge.cancel(job)

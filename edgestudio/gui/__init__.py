@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def launch(argv: list[str] | None = None) -> int:
+def launch(argv: list[str] | None = None, workspace: str | None = None) -> int:
     from edgestudio.gui.app import main
 
-    return main(argv)
+    return main(argv, workspace=workspace)

@@ -37,7 +37,7 @@ def open_workspace(path: str | None = None):  # type: ignore[no-untyped-def]
     return ws
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, workspace: str | None = None) -> int:
     headless = not _has_display()
     if headless:
         # No screen (a server, CI): run offscreen, save a screenshot, and say so instead of failing.
@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         app.setWindowIcon(QIcon(str(icon)))
     from edgestudio.gui.main_window import MainWindow
 
-    ws = open_workspace(os.environ.get("EDGESTUDIO_WORKSPACE"))
+    ws = open_workspace(workspace or os.environ.get("EDGESTUDIO_WORKSPACE"))
     window = MainWindow(ws, use_webengine=not headless)
+    window.confirm_quit = not headless
     samples_test = samples_dir() / "digits_test.npz"
     if samples_test.exists():
         window.optimize.dataset.set_text(str(samples_test))

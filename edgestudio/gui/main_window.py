@@ -27,6 +27,13 @@ if TYPE_CHECKING:
     from edgestudio.gui.charts import ComparisonView, LiveLatencyChart
 
 
+def _job_label(spec: Any) -> str:
+    """``bench digits.onnx``, ``convert model.keras``, or a call's function name."""
+    if spec.kind is JobKind.CALL:
+        return str((spec.options or {}).get("function", "call")).rsplit(":", 1)[-1].replace("_", " ")
+    return f"{spec.kind.value} {Path(spec.model or '').name}".strip()
+
+
 def _runtimes_for(fmt: Any) -> list[str]:
     from edgestudio.backends.runtimes import runtimes_for_format
 
@@ -68,6 +75,10 @@ class MainWindow(QMainWindow):
         self._inspect_jobs: dict[str, str] = {}  # job -> model path
         self._bench_jobs: dict[str, int] = {}
         self._recipe_jobs: dict[str, str] = {}  # job -> recipe file name
+        from PySide6.QtGui import QGuiApplication
+
+        # closing with jobs running asks first (not offscreen: nobody could answer)
+        self.confirm_quit = QGuiApplication.platformName() != "offscreen"
         self.recipe_results: dict[str, dict[str, Any]] = {}
         self._compare: dict[str, tuple[dict[str, Any], str]] = {}  # job -> (row, kind)
         self._compare_rows: list[dict[str, Any]] = []
@@ -143,6 +154,8 @@ class MainWindow(QMainWindow):
     def _warm_up(self) -> None:
         """After the window is up: build the charts, import the engines' light modules (no heavy runtime),
         so that the first click does not wait for them."""
+        if self.bridge.closed:  # the window went away before its warm-up (a workspace switch)
+            return
         self._ensure_charts()
         import edgestudio.bench.compare  # noqa: F401
         import edgestudio.conversion.engine  # noqa: F401
@@ -214,7 +227,8 @@ class MainWindow(QMainWindow):
                                  "Add a SavedModel or TF.js folder to the workspace"),
             "envs": act("Python &environments…", self.environments_dialog, None,
                         "Create environments jobs can run in; benchmark a model in one"),
-            "workspace": act("Open &workspace…", self._open_workspace_dialog, None, "Switch to another workspace"),
+            "workspace": act("Open or new &workspace…", self._open_workspace_dialog, None,
+                             "Switch to another workspace now (an empty folder becomes a new one)"),
             "export_recipe": act("E&xport recipe…", self._export_recipe_dialog, None,
                                  "Write how the selected model was made (every step, option, input and gate) as a "
                                  "YAML recipe that `edgestudio run` replays headless"),
@@ -283,9 +297,18 @@ class MainWindow(QMainWindow):
         self.restoreState(self._default_state)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        ask = self.confirm_quit and not getattr(self, "_switching", False)
+        running = self.running_jobs() if ask else []
+        if running and QMessageBox.question(
+                self, "Quit", f"{len(running)} job(s) are still running (" + ", ".join(
+                    _job_label(r.spec) for r in running[:3]) +
+                "). Quit and cancel them? Finished results are kept.") != QMessageBox.StandardButton.Yes:
+            event.ignore()
+            return
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("state", self.saveState())
-        self.settings.setValue("workspace", str(self.workspace.root))
+        if not getattr(self, "_switching", False):
+            self.settings.setValue("workspace", str(self.workspace.root))
         self.details.graph.stop()
         super().closeEvent(event)
 
@@ -873,11 +896,48 @@ class MainWindow(QMainWindow):
         except EdgeStudioError as exc:
             QMessageBox.warning(self, "Recipe", exc.one_line())
 
+    def running_jobs(self) -> list[Any]:
+        if self.bridge.closed:
+            return []
+        return [r for r in self.bridge.manager.pool.jobs() if not r.status.finished]
+
+    def switch_workspace(self, folder: str | Path, *, confirm: bool = True) -> MainWindow | None:
+        """Open another workspace now: a window on it replaces this one (jobs of this one are stopped first, after
+        asking when some are running). A folder that is not a workspace yet becomes one."""
+        from PySide6.QtWidgets import QApplication
+
+        from edgestudio.core.workspace import Workspace
+
+        running = self.running_jobs()
+        if confirm and running and QMessageBox.question(
+                self, "Open workspace", f"{len(running)} job(s) are running in this workspace; stop them and switch?"
+        ) != QMessageBox.StandardButton.Yes:
+            return None
+        try:
+            ws = Workspace(folder)
+        except EdgeStudioError as exc:
+            QMessageBox.warning(self, "Open workspace", exc.one_line())
+            return None
+        win = MainWindow(ws, use_webengine=self.use_webengine, settings=self.settings)
+        app = QApplication.instance()
+        if app is not None:  # the app closes the new workspace when it quits
+            app.aboutToQuit.connect(win.shutdown)
+            app.aboutToQuit.connect(ws.close)
+        self.settings.setValue("workspace", str(ws.root))
+        win.show()
+        self._switching = True
+        self.shutdown()
+        self.close()
+        self.workspace.close()
+        return win
+
     def _open_workspace_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open workspace")
+        start = self.settings.value("last_dir", str(self.workspace.root.parent))
+        folder = QFileDialog.getExistingDirectory(self, "Open or create a workspace (an empty folder makes a new one)",
+                                                  str(start))
         if folder:
-            self.settings.setValue("workspace", folder)
-            QMessageBox.information(self, "Workspace", "EdgeStudio opens this workspace the next time it starts.")
+            self.settings.setValue("last_dir", folder)
+            self.next_window = self.switch_workspace(folder)
 
     def _about(self) -> None:
         QMessageBox.about(self, "About EdgeStudio", f"EdgeStudio {__version__}\nTake a trained model to an edge device.")
