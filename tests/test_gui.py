@@ -159,6 +159,10 @@ def test_the_whole_flow(qtbot, window: MainWindow, tmp_path: Path) -> None:  # t
     assert clicked == int8.path or _same_spot(window.comparison, clicked, int8.path)
     pngs = window.comparison.export_png(tmp_path / "charts")
     assert all(p.stat().st_size > 1000 for p in pngs)
+    from PySide6.QtGui import QImage
+
+    figure = QImage(str(window.comparison.export_figure(tmp_path / "comparison.png")))  # one labeled picture
+    assert figure.width() >= 1400 and figure.height() >= 1000
     window.comparison.export_csv(tmp_path / "table.csv")
     assert len((tmp_path / "table.csv").read_text().splitlines()) == len(rows) + 1
 

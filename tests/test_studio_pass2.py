@@ -172,3 +172,21 @@ def test_quitting_with_jobs_running_asks_first(qtbot, window, monkeypatch) -> No
     window.close()
     assert window.isVisible() and asked and "still running" in asked[0] and "bench digits_cnn.onnx" in asked[0]
     window.bridge.cancel(job)
+
+
+def test_reveal_says_where_and_dialogs_remember_the_folder(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Reveal in folder names the folder (and copies it when no file manager answers); file dialogs start where
+    the user last picked something."""
+    from PySide6.QtWidgets import QApplication
+
+    from edgestudio.gui.paths import remember, start_dir
+
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    window.model_action("reveal", model_id)
+    folder = str(Path(window.workspace.model(model_id).path).parent)
+    message = window.statusBar().currentMessage()
+    assert folder in message
+    if "copied" in message:
+        assert QApplication.clipboard().text() == folder
+    remember(tmp_path / "some.npz")
+    assert start_dir() == str(tmp_path)

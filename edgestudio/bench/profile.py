@@ -2,7 +2,8 @@
 
 ONNX Runtime: its profiling JSON (a ``*_kernel_time`` event per node and run); OpenVINO: the performance
 counters of an infer request (node, type, the kernel that ran it, real time). LiteRT's Python interpreter has no
-op profiler: it says so rather than guess. Times are the median over the profiled runs, after warm-up.
+op profiler: it says so rather than guess. Times are the median over the profiled runs, after warm-up; ``wall_ms`` is the median wall time of those same
+runs (profiling itself costs time: compare the layers' total with it, and it with a plain benchmark).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import re
 import statistics
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -50,8 +52,11 @@ def _profile_onnx(path: Path, feeds: dict[str, Any], runs: int, threads: int | N
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         for _ in range(5):
             sess.run(None, feeds)
+        walls = []
         for _ in range(runs):
+            t0 = time.perf_counter()
             sess.run(None, feeds)
+            walls.append((time.perf_counter() - t0) * 1000.0)
         events = json.loads(Path(sess.end_profiling()).read_text())
     per_node: dict[str, list[float]] = defaultdict(list)
     types: dict[str, str] = {}
@@ -64,7 +69,7 @@ def _profile_onnx(path: Path, feeds: dict[str, Any], runs: int, threads: int | N
             kernels[node] = (e.get("args") or {}).get("provider")
     # the first 5 runs are warm-up: keep the last ``runs`` samples of each node
     per_node = {k: v[-runs:] for k, v in per_node.items()}
-    return _table(per_node, types, kernels, runs, "onnxruntime")
+    return {**_table(per_node, types, kernels, runs, "onnxruntime"), "wall_ms": statistics.median(walls)}
 
 
 def _profile_openvino(path: Path, feeds: dict[str, Any], runs: int, threads: int | None) -> dict[str, Any]:
@@ -81,14 +86,17 @@ def _profile_openvino(path: Path, feeds: dict[str, Any], runs: int, threads: int
     per_node: dict[str, list[float]] = defaultdict(list)
     types: dict[str, str] = {}
     kernels: dict[str, str] = {}
+    walls = []
     for _ in range(runs):
+        t0 = time.perf_counter()
         req.infer(feeds)
+        walls.append((time.perf_counter() - t0) * 1000.0)
         for info in req.get_profiling_info():
             if str(info.status).endswith("EXECUTED"):
                 per_node[info.node_name].append(info.real_time.total_seconds() * 1000.0)
                 types[info.node_name] = info.node_type
                 kernels[info.node_name] = info.exec_type
-    return _table(per_node, types, kernels, runs, "openvino")
+    return {**_table(per_node, types, kernels, runs, "openvino"), "wall_ms": statistics.median(walls)}
 
 
 def profile_model(path: str | Path, *, runtime: str | None = None, runs: int = 50, threads: int | None = None,

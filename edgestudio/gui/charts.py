@@ -286,7 +286,7 @@ class ComparisonView(_Themed):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         lay.addWidget(self.table, 2)
         buttons = QHBoxLayout()
-        self.png_button = QPushButton("Export charts as PNG…")
+        self.png_button = QPushButton("Export as PNG…")
         self.png_button.clicked.connect(self._export_png_dialog)
         self.csv_button = QPushButton("Export table as CSV…")
         self.csv_button.clicked.connect(self._export_csv_dialog)
@@ -426,14 +426,34 @@ class ComparisonView(_Themed):
             for r in self.rows:
                 w.writerow(r)
 
+    def export_figure(self, path: str | Path) -> Path:
+        """The whole comparison as one picture: its title, every chart with its axes and legend, and the table."""
+        from PySide6.QtCore import QSize
+
+        size = self.size()
+        self.resize(QSize(max(size.width(), 1400), max(size.height(), 1000)))  # a readable figure, not a thumbnail
+        try:
+            self.grab().save(str(path))
+        finally:
+            self.resize(size)
+        return Path(path)
+
     def _export_png_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export charts to folder")
-        if folder:
-            self.export_png(folder)
+        from edgestudio.gui.paths import remember, start_dir
+
+        path, _ = QFileDialog.getSaveFileName(self, "Export the comparison as PNG",
+                                              str(Path(start_dir()) / "comparison.png"), "PNG (*.png)")
+        if path:
+            remember(path)
+            self.export_figure(path)
 
     def _export_csv_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export table", "comparison.csv", "CSV (*.csv)")
+        from edgestudio.gui.paths import remember, start_dir
+
+        path, _ = QFileDialog.getSaveFileName(self, "Export table", str(Path(start_dir()) / "comparison.csv"),
+                                              "CSV (*.csv)")
         if path:
+            remember(path)
             self.export_csv(path)
 
 

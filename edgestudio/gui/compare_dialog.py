@@ -6,8 +6,6 @@ before anything starts.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
@@ -183,6 +181,10 @@ class CompareDialog(QDialog):
         self.run_button.setEnabled(runs > 0)
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Evaluation data", str(Path.home()), "Data (*.npz);;All files (*)")
+        from edgestudio.gui.paths import remember, start_dir
+
+        path, _ = QFileDialog.getOpenFileName(self, "Evaluation data", start_dir(), "Data (*.npz);;All files (*)")
+        if path:
+            remember(path)
         if path:
             self.dataset.setText(path)

@@ -511,12 +511,19 @@ class MainWindow(QMainWindow):
                 if not ok:
                     return None
                 runtime = next(c[0] for c in choices if c[1] == label)
-            path, _ = QFileDialog.getSaveFileName(self, "Deployment package", str(Path.home() / f"{Path(entry.path).stem}.zip"),
-                                                  "Zip (*.zip)")
+            from edgestudio.gui.paths import remember, start_dir
+
+            path, _ = QFileDialog.getSaveFileName(self, "Deployment package",
+                                                  str(Path(start_dir()) / f"{Path(entry.path).stem}.zip"), "Zip (*.zip)")
+            if path:
+                remember(path)
             return self.package(model_id, path, runtime=runtime) if path else None
         if name == "reveal":
+            from edgestudio.gui.paths import show_or_copy
+
             folder = Path(entry.path).parent
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+            opened = QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+            self.statusBar().showMessage(show_or_copy(self, str(folder), opened), 15000)
             return None
         if name == "delete":
             return self.delete_model(model_id)
@@ -829,9 +836,12 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------------------- dialogs
     def _import_dialog(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Import models", "", "Models (*.onnx *.tflite *.keras *.h5 "
+        from edgestudio.gui.paths import remember, start_dir
+
+        files, _ = QFileDialog.getOpenFileNames(self, "Import models", start_dir(), "Models (*.onnx *.tflite *.keras *.h5 "
                                                 "*.xml *.ort *.json *.pt *.pt2);;All files (*)")
         if files:
+            remember(files[0])
             self.import_paths_async([Path(f) for f in files])
 
     def environments_dialog(self) -> Any:
@@ -843,7 +853,11 @@ class MainWindow(QMainWindow):
 
     def _import_folder_dialog(self) -> None:
         """A model that is a folder (SavedModel, TF.js): a file dialog cannot pick it, this one can."""
-        folder = QFileDialog.getExistingDirectory(self, "Import a model folder (SavedModel, TF.js)")
+        from edgestudio.gui.paths import remember, start_dir
+
+        folder = QFileDialog.getExistingDirectory(self, "Import a model folder (SavedModel, TF.js)", start_dir())
+        if folder:
+            remember(folder)
         if folder:
             self.import_paths_async([Path(folder)])
 

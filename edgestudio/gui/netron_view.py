@@ -218,7 +218,10 @@ class NetronView(QWidget):
 
     def open_in_browser(self) -> None:
         if self.url:
-            QDesktopServices.openUrl(QUrl(self.url))
+            from edgestudio.gui.paths import show_or_copy
+
+            opened = QDesktopServices.openUrl(QUrl(self.url))
+            self.status.setText(show_or_copy(self, self.url, opened))
 
     def stop(self) -> None:
         if self._address:

@@ -66,12 +66,20 @@ class DataPicker(QWidget):
             e.acceptProposedAction()
 
     def _pick_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Dataset", "", "Arrays (*.npz *.npy)")
+        from edgestudio.gui.paths import remember, start_dir
+
+        path, _ = QFileDialog.getOpenFileName(self, "Dataset", start_dir(), "Arrays (*.npz *.npy)")
+        if path:
+            remember(path)
         if path:
             self.edit.setText(path)
 
     def _pick_dir(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Image folder")
+        from edgestudio.gui.paths import remember, start_dir
+
+        path = QFileDialog.getExistingDirectory(self, "Image folder", start_dir())
+        if path:
+            remember(path)
         if path:
             self.edit.setText(path)
 
