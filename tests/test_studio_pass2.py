@@ -190,3 +190,39 @@ def test_reveal_says_where_and_dialogs_remember_the_folder(qtbot, window, tmp_pa
         assert QApplication.clipboard().text() == folder
     remember(tmp_path / "some.npz")
     assert start_dir() == str(tmp_path)
+
+
+def test_the_jobs_panel_reads_and_clears(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    """A failed job: its error in full (status column and tooltip, log, 'Copy the error'), no Cancel button left on
+    finished rows; the filter finds failed ones; Clear finished empties the list."""
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    ok = window.benchmark(model_id, iterations=20)
+    bad = window.benchmark(model_id, runtime="litert", iterations=20)  # LiteRT does not run ONNX
+    qtbot.waitUntil(lambda: window.jobs.status_of(ok) == "succeeded" and window.jobs.status_of(bad) == "failed",
+                    timeout=60_000)
+    panel = window.jobs
+    error = panel.error_of(bad)
+    assert error and "litert" in error.lower()
+    assert error in panel._items[bad].text(2) and panel._items[bad].toolTip(2) == error
+    assert panel.cancel_button(ok).isHidden() and panel.cancel_button(bad).isHidden()
+    panel.filter.setText("failed")
+    assert panel._items[ok].isHidden() and not panel._items[bad].isHidden()
+    panel.filter.setText("")
+    assert panel.clear_finished() >= 2 and ok not in panel._items and bad not in panel._items
+
+
+def test_a_queued_job_says_what_it_waits_for(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    first = window.benchmark(model_id, iterations=300_000)
+    second = window.benchmark(model_id, iterations=20)
+    qtbot.waitUntil(lambda: window.jobs.status_of(first) == "running", timeout=60_000)
+    qtbot.waitUntil(lambda: window.jobs._items[second].text(2) == "queued behind bench digits_cnn.onnx",
+                    timeout=10_000)
+    # a running job with no progress news for a while (a converter's one long call) shows its elapsed time
+    import time
+
+    window.jobs._last_progress[first] = time.monotonic() - 10
+    window.jobs._tick()
+    assert window.jobs._bars[first].format().endswith(" s") and "— " in window.jobs._bars[first].format()
+    window.bridge.cancel(first)
+    qtbot.waitUntil(lambda: window.jobs.status_of(second) == "succeeded", timeout=60_000)

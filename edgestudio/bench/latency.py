@@ -94,6 +94,13 @@ def run_benchmark(model: str | Path, config: BenchConfig, *, on_sample: SampleCa
     from edgestudio.core.machine import default_threads, machine_facts
 
     runtime = get_runtime(config.runtime)
+    from edgestudio.core.errors import EdgeStudioError
+    from edgestudio.core.formats import detect_format
+
+    fmt = detect_format(model)
+    if fmt not in runtime.formats:  # said plainly, not as the runtime's parse error ("corrupt TFLite model")
+        raise EdgeStudioError(model, f"{config.runtime} does not run {fmt.label} models (it runs: "
+                                     f"{', '.join(sorted(f.label for f in runtime.formats))})")
     progress(0.0, f"loading on {config.runtime}/{config.device}")
     # the same thread count on every runtime unless the user gave one (LiteRT alone defaults to 1), browsers
     # included (their page sets its wasm threads; what it really ran with is read back below)

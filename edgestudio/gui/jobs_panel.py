@@ -10,7 +10,10 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
+    QApplication,
     QHBoxLayout,
+    QLineEdit,
+    QMenu,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -35,6 +38,17 @@ class JobsPanel(QWidget):
         super().__init__()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
+        bar = QHBoxLayout()
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("filter: kind, model or status (e.g. failed)")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self._apply_filter)
+        self.clear_button = QPushButton("Clear finished")
+        self.clear_button.setToolTip("Remove finished jobs from this list (the workspace keeps their records)")
+        self.clear_button.clicked.connect(self.clear_finished)
+        bar.addWidget(self.filter, 1)
+        bar.addWidget(self.clear_button)
+        lay.addLayout(bar)
         split = QSplitter(Qt.Orientation.Horizontal)
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Job", "Model", "Status", "Progress", "Elapsed", ""])
@@ -43,6 +57,8 @@ class JobsPanel(QWidget):
         self.tree.setColumnWidth(1, 170)
         self.tree.setColumnWidth(3, 170)
         self.tree.itemSelectionChanged.connect(self._show_log)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._menu)
         split.addWidget(self.tree)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -57,6 +73,7 @@ class JobsPanel(QWidget):
         self._started: dict[str, float] = {}
         self._elapsed: dict[str, float] = {}
         self._last_progress: dict[str, float] = {}
+        self._errors: dict[str, str] = {}
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._tick)
         self._timer.start(500)
@@ -102,6 +119,7 @@ class JobsPanel(QWidget):
         if job_id in self._items:
             self._started[job_id] = time.monotonic()
             self._set_status(job_id, "running")
+            self._tick()
 
     def on_progress(self, job_id: str, fraction: float, message: str) -> None:
         bar = self._bars.get(job_id)
@@ -130,13 +148,51 @@ class JobsPanel(QWidget):
         if status == "succeeded":
             bar.setValue(1000)
             bar.setFormat("done")
-        else:
-            bar.setFormat(error or status)
+        else:  # the error in full: in the status column's tooltip, the log and the context menu, not in the bar
+            bar.setFormat(status)
+            item.setText(2, f"{status}: {error}" if error else status)
             item.setToolTip(2, error or status)
+            item.setToolTip(3, error or status)
         if error:
+            self._errors[job_id] = error
             self._logs.setdefault(job_id, []).append(f"error: {error}")
         self._buttons[job_id].setEnabled(False)
+        self._buttons[job_id].hide()  # nothing left to cancel
         self._tick()
+        self._apply_filter()
+
+    def clear_finished(self) -> int:
+        done = [j for j, it in self._items.items() if it.text(2).split(":")[0] in ("succeeded", "failed", "cancelled")]
+        for job_id in done:
+            item = self._items.pop(job_id)
+            self.tree.takeTopLevelItem(self.tree.indexOfTopLevelItem(item))
+            for d in (self._bars, self._buttons, self._logs, self._elapsed, self._errors):
+                d.pop(job_id, None)  # type: ignore[attr-defined]
+        return len(done)
+
+    def _apply_filter(self, *_: object) -> None:
+        text = self.filter.text().strip().lower()
+        for item in self._items.values():
+            hay = " ".join(item.text(c) for c in range(3)).lower()
+            item.setHidden(bool(text) and text not in hay)
+
+    def _menu(self, pos: Any) -> None:
+        job_id = self.selected_job()
+        if job_id is None:
+            return
+        menu = QMenu(self)
+        running = self._buttons.get(job_id) is not None and self._buttons[job_id].isEnabled()
+        cancel = menu.addAction("Cancel")
+        cancel.setEnabled(running)
+        cancel.triggered.connect(lambda: self.cancel_requested.emit(job_id))
+        copy = menu.addAction("Copy the error")
+        copy.setEnabled(job_id in self._errors)
+        copy.triggered.connect(lambda: QApplication.clipboard().setText(self._errors.get(job_id, "")))
+        log = menu.addAction("Copy the log")
+        log.triggered.connect(lambda: QApplication.clipboard().setText("\n".join(self._logs.get(job_id, []))))
+        menu.addSeparator()
+        menu.addAction("Clear finished jobs").triggered.connect(self.clear_finished)
+        menu.exec(self.tree.viewport().mapToGlobal(pos))
 
     def _set_status(self, job_id: str, status: str) -> None:
         item = self._items[job_id]
@@ -145,9 +201,23 @@ class JobsPanel(QWidget):
 
     def _tick(self) -> None:
         now = time.monotonic()
+        running = [j for j in self._started if j in self._items]
+        ahead = min(running, key=lambda j: self._started[j], default=None)
         for job_id, item in self._items.items():
             secs = now - self._started[job_id] if job_id in self._started else self._elapsed.get(job_id)
             item.setText(4, f"{secs:.1f} s" if secs is not None else "")
+            status = item.text(2)
+            if status.startswith("queued"):  # why it waits: the job running ahead of it
+                behind = f"queued behind {self._items[ahead].text(0)} {self._items[ahead].text(1)}" if ahead else "queued"
+                if status != behind:
+                    item.setText(2, behind)
+            elif job_id in self._started and secs is not None:
+                # a long step with no news (a converter's single call): a heartbeat, so it never looks stuck
+                quiet = now - self._last_progress.get(job_id, self._started[job_id])
+                bar = self._bars[job_id]
+                base = bar.toolTip() or "running"
+                if quiet > 5:
+                    bar.setFormat(f"{base[:48]} — {secs:.0f} s")
 
     def selected_job(self) -> str | None:
         item = self.tree.currentItem()
@@ -159,7 +229,10 @@ class JobsPanel(QWidget):
 
     def status_of(self, job_id: str) -> str | None:
         item = self._items.get(job_id)
-        return item.text(2) if item is not None else None
+        return item.text(2).split(":")[0] if item is not None else None
+
+    def error_of(self, job_id: str) -> str | None:
+        return self._errors.get(job_id)
 
     def cancel_button(self, job_id: str) -> QPushButton:
         return self._buttons[job_id]

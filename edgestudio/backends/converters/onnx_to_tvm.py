@@ -197,9 +197,9 @@ class OnnxToTvm(Converter):
         vm = relax.VirtualMachine(tvm.runtime.load_module(str(dst / "model.so")), tvm.cpu())
         feeds = [np.zeros(shapes[s.name], dtype=s.dtype if s.dtype not in ("?", "unknown") else "float32")
                  for s in info.inputs]
-        out = vm["main"](*[tvm.runtime.tensor(x) for x in feeds])
-        outs = [o.numpy() for o in (out if isinstance(out, (list, tuple)) or hasattr(out, "__len__") and
-                                     not hasattr(out, "numpy") else [out])]
+        from edgestudio.backends.runtimes.tvm import _outputs
+
+        outs = [o.numpy() for o in _outputs(vm["main"](*[tvm.runtime.tensor(x) for x in feeds]))]
         names = [o.name for o in info.outputs] if len(info.outputs) == len(outs) else [f"output_{i}" for i in
                                                                                          range(len(outs))]
         ops: dict[str, int] = {}

@@ -21,6 +21,7 @@ from edgestudio.core.modelinfo import TensorSpec
 
 
 def _outputs(out: Any) -> list[Any]:
+    """The VM's answer as a list of tensors (one tensor, or a tuple of them)."""
     if hasattr(out, "numpy"):
         return [out]
     return list(out)
