@@ -226,3 +226,30 @@ def test_a_queued_job_says_what_it_waits_for(qtbot, window) -> None:  # type: ig
     assert window.jobs._bars[first].format().endswith(" s") and "— " in window.jobs._bars[first].format()
     window.bridge.cancel(first)
     qtbot.waitUntil(lambda: window.jobs.status_of(second) == "succeeded", timeout=60_000)
+
+
+def test_the_optimize_panel_reports_and_stays_on_its_model(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """After a run the panel still points at the model it optimized (the browser shows the new variant), and says
+    how it went: drift, size and path. The samples' labeled split is offered for sample models only."""
+    import shutil
+
+    window.optimize.set_sample_dataset(str(SAMPLES / "digits_test.npz"))
+    (sample_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    window.browser.select(sample_id)
+    assert window.optimize.dataset.text() == str(SAMPLES / "digits_test.npz")
+    other = tmp_path / "other.tflite"
+    shutil.copy(SAMPLES / "digits_cnn.tflite", other)
+    (other_id,) = window.import_paths([other])
+    window.browser.select(other_id)
+    assert window.optimize.dataset.text() is None  # not pre-filled for a model of the user's
+    window.browser.select(sample_id)
+    panel = window.optimize
+    panel.runtime.setCurrentText("onnxruntime")
+    panel.method.setCurrentText("int8-static")
+    panel.calibration.set_text(str(SAMPLES / "digits_calib.npz"))
+    job = panel.run()
+    qtbot.waitUntil(lambda: "done" in panel.message.text() or "failed" in panel.message.text(), timeout=120_000)
+    assert "int8-static for onnxruntime done" in panel.message.text() and "KB" in panel.message.text()
+    assert "drift passed" in panel.message.text() and "top-1" in panel.message.text()
+    assert panel.entry.id == sample_id and window.browser.current_id() != sample_id  # the variant shown, panel kept
+    assert job not in panel._jobs

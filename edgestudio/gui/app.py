@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None, workspace: str | None = None) -> int:
     window.confirm_quit = not headless
     samples_test = samples_dir() / "digits_test.npz"
     if samples_test.exists():
-        window.optimize.dataset.set_text(str(samples_test))
+        window.optimize.set_sample_dataset(str(samples_test))
     window.show()
     print(f"EdgeStudio window shown in {time.perf_counter() - T0:.2f} s (workspace {ws.root})", file=sys.stderr)
     try:

@@ -416,6 +416,17 @@ class MainWindow(QMainWindow):
             if not errors:
                 self.statusBar().showMessage(f"Imported {len(ids)} model{'s' if len(ids) > 1 else ''}", 5000)
 
+    def _is_sample(self, entry: Any) -> bool:
+        """Made from one of the bundled sample models (their labeled split is then the obvious evaluation data)."""
+        from edgestudio.samples import samples_dir
+
+        try:
+            root = self.workspace.lineage(entry.id)[0]
+        except KeyError:
+            return False
+        origin = Path((root.options or {}).get("imported_from") or root.path)
+        return origin.parent.resolve() == samples_dir().resolve()
+
     def show_model(self, model_id: int) -> None:
         try:
             entry = self.workspace.model(model_id)
@@ -423,7 +434,7 @@ class MainWindow(QMainWindow):
             return
         self.details.show_entry(entry, self.workspace.lineage(model_id), self.workspace.inputs_for(model_id))
         self.details.show_measurements(self.workspace.results(model_id))
-        self.optimize.set_model(entry)
+        self.optimize.set_model(entry, sample=self._is_sample(entry))
         self.optimize.set_inputs(self.workspace.inputs_for(model_id))
         info = self._info.get(entry.path)
         if info is not None:
@@ -462,7 +473,7 @@ class MainWindow(QMainWindow):
             self.wizard.show()
             return self.wizard
         if name == "optimize":
-            self.optimize.set_model(entry)
+            self.optimize.set_model(entry, sample=self._is_sample(entry))
             self.docks["optimize"].show()
             self.docks["optimize"].raise_()
             return None
@@ -826,10 +837,14 @@ class MainWindow(QMainWindow):
             return
         if kind in (JobKind.CONVERT, JobKind.OPTIMIZE):
             self.sync()
+            source = self.optimize.entry
+            mine = self.optimize.job_finished(job, ok, result, error)
             if ok:
                 ids = (result or {}).get("model_ids") or []
                 if ids:
                     self.browser.select(ids[-1])
+                if mine and source is not None:  # the panel stays on the model it optimized: the next click
+                    self.optimize.set_model(source, sample=self._is_sample(source))  # is not INT8 of INT8
                 self.statusBar().showMessage(f"{kind.value} finished: {Path(result['output']).name}", 8000)
             else:
                 self.statusBar().showMessage(f"{kind.value} {status}: {error}", 15000)

@@ -91,6 +91,7 @@ class OptimizePanel(QWidget):
         super().__init__()
         self.bridge = bridge
         self.entry: ModelEntry | None = None
+        self._jobs: dict[str, str] = {}  # the jobs this panel started -> their model's name
         lay = QVBoxLayout(self)
         self.model_label = QLabel("Select a model in the browser.")
         self.model_label.setWordWrap(True)
@@ -155,8 +156,14 @@ class OptimizePanel(QWidget):
         """The model's input specification (Details ▸ Inputs to use): calibration's other inputs, the drift check."""
         self._inputs = dict(spec or {})
 
-    def set_model(self, entry: ModelEntry) -> None:
+    def set_model(self, entry: ModelEntry, *, sample: bool = False) -> None:
         self.entry = entry
+        default_data = getattr(self, "_sample_dataset", None)
+        if default_data:
+            if sample and not self.dataset.text():
+                self.dataset.set_text(default_data)
+            elif not sample and self.dataset.text() == default_data:
+                self.dataset.set_text("")
         self.model_label.setText(f"<b>{entry.name}</b> ({entry.format.label})")
         from edgestudio.core.catalog import optimize_runtime
 
@@ -238,6 +245,35 @@ class OptimizePanel(QWidget):
                                          device=self.device.currentText(),
                                          options={"method": method, "options": opts.to_dict(), "keep_reference": True}),
                                  output_name=optimized_name(src, method, runtime, out_fmt))
-        self.message.setText(f"{method} for {runtime} started (see Jobs).")
+        self.message.setText(f"{method} for {runtime} on {src.name}: queued (see Jobs)…")
+        self._jobs[job] = src.name
         self.submitted.emit(job)
         return job
+
+    def job_finished(self, job: str, ok: bool, result: dict[str, Any] | None, error: str | None) -> bool:
+        """Say how an optimization this panel started ended: accuracy before/after, drift, size, where it is."""
+        name = self._jobs.pop(job, None)
+        if name is None:
+            return False
+        if not ok or not result:
+            self.message.setText(f"<b>{name}: failed</b> — {error}")
+            return True
+        acc = result.get("accuracy") or {}
+        drift = (result.get("details") or {}).get("drift") or {}
+        size = result.get("size_bytes") or {}
+        parts = [f"<b>{result['method']} for {result['runtime']} done</b> ({result['seconds']:.1f} s)"]
+        if acc.get("after") is not None:
+            parts.append(f"top-1 {acc.get('before', 0):.4f} → {acc['after']:.4f}")
+        if drift:
+            worst = drift.get("worst") or {}
+            parts.append(f"drift {drift.get('verdict')}" + (f" (cosine {worst.get('cosine')})" if worst else ""))
+        if size.get("before") and size.get("after"):
+            parts.append(f"size {size['before'] / 1024:.0f} → {size['after'] / 1024:.0f} KB "
+                         f"({size['after'] / size['before']:.0%})")
+        parts.append(f"<small>{result['output']}</small>")
+        self.message.setText("<br>".join(parts))
+        return True
+
+    def set_sample_dataset(self, path: str | None) -> None:
+        """The samples' labeled split: offered for the sample models only (never pre-filled for a user's model)."""
+        self._sample_dataset = path
