@@ -253,3 +253,18 @@ def test_the_optimize_panel_reports_and_stays_on_its_model(qtbot, window, tmp_pa
     assert "drift passed" in panel.message.text() and "top-1" in panel.message.text()
     assert panel.entry.id == sample_id and window.browser.current_id() != sample_id  # the variant shown, panel kept
     assert job not in panel._jobs
+
+
+def test_live_figures_and_help(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    """The live panel ends with mean, std, first inference and peak RSS beside the percentiles; Help lists the
+    keyboard shortcuts."""
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    job = window.benchmark(model_id, iterations=100)
+    qtbot.waitUntil(lambda: window.jobs.status_of(job) == "succeeded", timeout=60_000)
+    qtbot.waitUntil(lambda: window.live.stats["peak RSS"].text().endswith("MB"), timeout=10_000)
+    for key in ("mean", "std", "first"):
+        assert window.live.stats[key].text().endswith("ms"), key
+    assert "Ctrl+B" in window.shortcuts_text() and "Benchmark" in window.shortcuts_text()
+    window.show_shortcuts()
+    assert window.shortcuts_box.isVisible()
+    window.shortcuts_box.close()

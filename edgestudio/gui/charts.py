@@ -140,14 +140,16 @@ class LiveLatencyChart(_Themed):
         self.stats: dict[str, QLabel] = {}
         wide = self.fontMetrics().horizontalAdvance("00000.000 ms") + 8
         high = self.fontMetrics().height() + 4
-        for i, key in enumerate(("p50", "p90", "p99", "throughput", "load", "iterations")):
-            grid.addWidget(QLabel(key), 0, i)
+        keys = ("p50", "p90", "p99", "mean", "std", "throughput", "first", "load", "peak RSS", "iterations")
+        for n, key in enumerate(keys):
+            row, i = divmod(n, 5)  # two rows of five: the figures a benchmark report has
+            grid.addWidget(QLabel(key), 2 * row, i)
             value = QLabel("-")
             value.setObjectName(f"stat_{key}")
             value.setStyleSheet("font-weight: bold;")
             # A fixed size: Qt then does not re-run the layout of the whole window each time the text changes
             value.setFixedSize(wide, high)
-            grid.addWidget(value, 1, i)
+            grid.addWidget(value, 2 * row + 1, i)
             self.stats[key] = value
         lay.addLayout(grid)
         self.job_id: str | None = None
@@ -206,7 +208,8 @@ class LiveLatencyChart(_Themed):
         self.p99_line.setValue(p99)
         self.p50_line.show()
         self.p99_line.show()
-        for key, v in (("p50", p50), ("p90", p90), ("p99", p99)):
+        for key, v in (("p50", p50), ("p90", p90), ("p99", p99), ("mean", float(data.mean())),
+                       ("std", float(data.std()))):
             self.stats[key].setText(f"{v:.3f} ms")
         # over [min, p99 + (p99 - p50)]: a few 10x outliers must not squeeze the distribution into one bar;
         # the tail beyond is counted in the last bin, and said so on the axis
@@ -235,6 +238,13 @@ class LiveLatencyChart(_Themed):
             self.stats[key].setText(f"{lat[key]:.3f} ms")
         self.stats["throughput"].setText(f"{result['throughput_fps']:.0f} /s")
         self.stats["load"].setText(f"{result['load_ms']:.0f} ms")
+        for key, value in (("mean", lat.get("mean")), ("std", lat.get("std"))):
+            if value is not None:
+                self.stats[key].setText(f"{value:.3f} ms")
+        if result.get("first_inference_ms") is not None:
+            self.stats["first"].setText(f"{result['first_inference_ms']:.2f} ms")
+        if result.get("peak_rss_mb") is not None:
+            self.stats["peak RSS"].setText(f"{result['peak_rss_mb']:.0f} MB")
         prec = f", {result['precision']}" if result.get("precision") else ""
         self.title.setText(f"{self.title.text()} — done ({result['runtime']}/{result['device']}{prec})")
 

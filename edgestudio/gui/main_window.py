@@ -257,6 +257,7 @@ class MainWindow(QMainWindow):
                           QKeySequence.StandardKey.Delete),
             "reset": act("Reset &layout", self._reset_layout),
             "about": act("&About EdgeStudio", self._about),
+            "shortcuts": act("&Keyboard shortcuts", self.show_shortcuts, "F1"),
         }
         a = self.actions_
         menu = self.menuBar().addMenu("&File")
@@ -279,7 +280,9 @@ class MainWindow(QMainWindow):
         self.comparisons_menu.aboutToShow.connect(self._fill_comparisons_menu)
         menu.addSeparator()
         menu.addAction(a["reset"])
-        self.menuBar().addMenu("&Help").addAction(a["about"])
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(a["shortcuts"])
+        help_menu.addAction(a["about"])
         tb = self.addToolBar("Main")
         tb.setObjectName("toolbar_main")
         for key in ("import", "convert", "optimize", "benchmark", "compare"):
@@ -967,6 +970,20 @@ class MainWindow(QMainWindow):
         if folder:
             self.settings.setValue("last_dir", folder)
             self.next_window = self.switch_workspace(folder)
+
+    def shortcuts_text(self) -> str:
+        rows = [(a.text().replace("&", ""), a.shortcut().toString()) for a in self.actions_.values()
+                if not a.shortcut().isEmpty()]
+        return "<table>" + "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{name}</td></tr>" for name, k in rows) + \
+            "</table><p>Right-click a model for everything else; drop model files or folders on the browser.</p>"
+
+    def show_shortcuts(self) -> None:
+        box = QMessageBox(self)
+        box.setWindowTitle("Keyboard shortcuts")
+        box.setText(self.shortcuts_text())
+        box.setModal(False)
+        box.show()
+        self.shortcuts_box = box
 
     def _about(self) -> None:
         QMessageBox.about(self, "About EdgeStudio", f"EdgeStudio {__version__}\nTake a trained model to an edge device.")
