@@ -268,3 +268,22 @@ def test_live_figures_and_help(qtbot, window) -> None:  # type: ignore[no-untype
     window.show_shortcuts()
     assert window.shortcuts_box.isVisible()
     window.shortcuts_box.close()
+
+
+def test_models_of_one_name_are_told_apart(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    shutil.copy(SAMPLES / "digits_cnn.onnx", a / "model.onnx")
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(SAMPLES / "digits_cnn.onnx"))  # another model of the same name: other weights
+    init = m.graph.initializer[0]
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 2, init.name))
+    onnx.save(m, str(b / "model.onnx"))
+    first, second = window.import_paths([a / "model.onnx", b / "model.onnx"])
+    texts = {window.browser.item_for(i).text(0) for i in (first, second)}
+    assert len(texts) == 2 and all(t.startswith("model.onnx  (from ") for t in texts), texts

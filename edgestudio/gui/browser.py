@@ -244,8 +244,22 @@ class ModelBrowser(QWidget):
             if parent_item is not None:
                 parent_item.setExpanded(True)
         if entries or removed:
+            self._disambiguate()
             self._fit_columns()
         return True
+
+    def _disambiguate(self) -> None:
+        """Two models of one name (the same file optimized twice, two imports called model.onnx) get what tells them
+        apart beside the name: how they were made, or where they came from."""
+        names: dict[str, int] = {}
+        for item in self._items.values():
+            base = str(item.data(0, Qt.ItemDataRole.UserRole + 1))
+            names[base] = names.get(base, 0) + 1
+        for item in self._items.values():
+            base = str(item.data(0, Qt.ItemDataRole.UserRole + 1))
+            text = f"{base}  ({item.data(0, Qt.ItemDataRole.UserRole + 2)})" if names[base] > 1 else base
+            if item.text(0) != text:
+                item.setText(0, text)
 
     def _new_item(self, e: ModelEntry) -> QTreeWidgetItem:
         item = QTreeWidgetItem()
@@ -258,6 +272,11 @@ class ModelBrowser(QWidget):
     def _fill(self, item: QTreeWidgetItem, e: ModelEntry) -> None:
         for col, text in enumerate((e.name, e.format.label, human_size(e.size_bytes), badge_for(e))):
             item.setText(col, text)
+        o = e.options or {}
+        hint = (o.get("method") and f"{o['method']}" + (f" {o['runtime']}" if o.get("runtime") else "")) or \
+            o.get("converter") or f"from {Path(o.get('imported_from') or e.path).parent.name}/"
+        item.setData(0, Qt.ItemDataRole.UserRole + 1, e.name)
+        item.setData(0, Qt.ItemDataRole.UserRole + 2, f"{hint} #{e.id}")
         item.setToolTip(0, f"{e.path}\nmade by: {e.made_by}" + (f" (job {e.job_id})" if e.job_id else ""))
         item.setIcon(0, format_icon(e.format))
         item.setForeground(1, QColor(format_color(e.format)))
