@@ -113,28 +113,35 @@ class RayExecutor(ThreadedExecutor):
         out = JobRecord(id=rec.id, spec=rec.spec, status=JobStatus.RUNNING, started_at=time.time())
         relayed_logs = 0
 
-        def drain() -> int:
-            n_logs = 0
+        def drain() -> tuple[int, int]:
+            """(messages relayed, of which log lines)."""
             try:
                 batch = live.get_nowait_batch(live.qsize())
             except Exception:  # noqa: BLE001 - empty, or the queue's actor is gone
-                return 0
+                return 0, 0
             for kind, data in batch:
-                n_logs += kind == "log"
                 on_message(JobMessage(kind, rec.id, data))
-            return n_logs
+            return len(batch), sum(kind == "log" for kind, _ in batch)
 
         try:
             while True:
                 ready, _ = self._ray.wait([ref], timeout=0.2)
-                relayed_logs += drain()
+                relayed_logs += drain()[1]
                 if ready:
                     break
                 if token.cancelled:
                     self._ray.cancel(ref, force=True)
                     out.status, out.finished_at = JobStatus.CANCELLED, time.time()
                     return out
-            relayed_logs += drain()
+            # the task's last puts were sent, not waited for: they may reach the queue just after it ended
+            quiet = 0
+            for _ in range(40):
+                n, logs = drain()
+                relayed_logs += logs
+                quiet = quiet + 1 if n == 0 else 0
+                if quiet >= 3:
+                    break
+                time.sleep(0.05)
         finally:
             live.shutdown()
         try:
