@@ -928,10 +928,16 @@ class MainWindow(QMainWindow):
         except EdgeStudioError as exc:
             QMessageBox.warning(self, "Recipe", exc.one_line())
 
-    def running_jobs(self) -> list[Any]:
+    def running_jobs(self, *, housekeeping: bool = False) -> list[Any]:
+        """Jobs not finished yet; without ``housekeeping``, only the user's work (not the device listing, an
+        inspection of the selected model and the like)."""
         if self.bridge.closed:
             return []
-        return [r for r in self.bridge.manager.pool.jobs() if not r.status.finished]
+        from edgestudio.gui.jobs_panel import HIDDEN_KINDS
+
+        mine = set(self._recipe_jobs) | {getattr(self, "_paired_job", None)}
+        return [r for r in self.bridge.manager.pool.jobs() if not r.status.finished
+                and (housekeeping or r.spec.kind.value not in HIDDEN_KINDS or r.id in mine)]
 
     def switch_workspace(self, folder: str | Path, *, confirm: bool = True) -> MainWindow | None:
         """Open another workspace now: a window on it replaces this one (jobs of this one are stopped first, after
