@@ -257,6 +257,8 @@ def test_a_thread_sweep_from_the_cli_and_the_studio(qtbot, window) -> None:  # t
                                                                     ("onnxruntime", 2)], found
     assert sum(r.get("accuracy") is not None for r in rows) == 2  # accuracy once per variant: threads do not change it
     assert window.comparison.threads_plot.isVisibleTo(window.comparison)
+    assert [t.toPlainText() for t in window.comparison.bar_labels] == [f"{r['p50_ms']:.3g}" for r in rows
+                                                                        if r in window.comparison._measured]
     assert any("×2" in window.comparison.table.item(i, 2).text() for i in range(window.comparison.table.rowCount()))
     if os.environ.get("EDGESTUDIO_SHOTS"):
         window.comparison.grab().save(str(ROOT / "docs" / "screenshots" / "thread-sweep.png"))

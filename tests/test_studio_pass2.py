@@ -205,6 +205,7 @@ def test_the_jobs_panel_reads_and_clears(qtbot, window) -> None:  # type: ignore
     assert error and "litert" in error.lower()
     assert error in panel._items[bad].text(2) and panel._items[bad].toolTip(2) == error
     assert panel.cancel_button(ok).isHidden() and panel.cancel_button(bad).isHidden()
+    assert panel._items[bad].text(6) == "litert/CPU" and panel._items[ok].text(6).endswith("/CPU")  # where it ran
     panel.filter.setText("failed")
     assert panel._items[ok].isHidden() and not panel._items[bad].isHidden()
     panel.filter.setText("")

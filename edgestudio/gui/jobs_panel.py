@@ -51,7 +51,7 @@ class JobsPanel(QWidget):
         lay.addLayout(bar)
         split = QSplitter(Qt.Orientation.Horizontal)
         self.tree = QTreeWidget()
-        self.tree.setHeaderLabels(["Job", "Model", "Status", "Progress", "Elapsed", ""])
+        self.tree.setHeaderLabels(["Job", "Model", "Status", "Progress", "Elapsed", "", "Where"])
         self.tree.setRootIsDecorated(False)
         self.tree.setColumnWidth(0, 150)
         self.tree.setColumnWidth(1, 170)
@@ -113,7 +113,9 @@ class JobsPanel(QWidget):
     def on_queued(self, job_id: str, spec: dict[str, Any]) -> None:
         if spec.get("kind") in HIDDEN_KINDS:
             return
-        self._item(job_id, spec.get("kind", "?"), spec.get("model"))
+        item = self._item(job_id, spec.get("kind", "?"), spec.get("model"))
+        where = "/".join(x for x in (spec.get("runtime"), spec.get("device")) if x)
+        item.setText(6, where or "this machine")  # the runtime and device (a remote one: CPU@agent:pi)
 
     def on_started(self, job_id: str) -> None:
         if job_id in self._items:
