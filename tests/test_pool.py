@@ -208,3 +208,41 @@ def _wait_running(pool: WorkerPool, job: str, progress: float = 0.0, timeout: fl
             return
         time.sleep(0.02)
     raise AssertionError(f"job {job} did not start: {pool.get(job)}")
+
+
+def test_quick_jobs_run_beside_a_long_one_not_behind_it() -> None:
+    """One worker (two cores): an inspection and a small ONNX -> IR conversion do not wait behind a long job;
+    a regular job still does, the extra worker exits once idle, and nothing runs beside a benchmark."""
+    from edgestudio.conversion.planner import is_quick
+    from edgestudio.core.formats import ModelFormat
+
+    assert is_quick(ModelFormat.ONNX, ModelFormat.OPENVINO, model_bytes=1000)
+    assert not is_quick(ModelFormat.ONNX, ModelFormat.OPENVINO, model_bytes=10 * 2**30)  # too big to be quick
+    assert not is_quick(ModelFormat.ONNX, ModelFormat.TFLITE, model_bytes=1000)  # onnx2tf: never quick
+    assert JobSpec(JobKind.INSPECT).is_quick and not JobSpec(JobKind.CONVERT).is_quick
+    p = WorkerPool(max_workers=1, grace_s=1.0)
+    try:
+        long = p.submit(call("sleep", opts={"seconds": 8.0}))
+        regular = p.submit(call("echo", opts={"value": 1}))
+        inspect = p.submit(JobSpec(JobKind.INSPECT, model=str(SAMPLES / "digits_cnn.onnx")))
+        quick_call = p.submit(call("echo", quick=True, opts={"value": 2}))
+        i, q = p.wait(inspect, 60), p.wait(quick_call, 60)
+        lg = p.wait(long, 60)
+        r = p.wait(regular, 60)
+        assert i.status is JobStatus.SUCCEEDED and q.status is JobStatus.SUCCEEDED
+        assert i.finished_at < lg.finished_at and q.finished_at < lg.finished_at  # beside, not behind
+        assert any("runs beside call" in line for line in i.log)
+        assert r.started_at >= lg.finished_at  # a regular job still waits its turn
+        deadline = time.monotonic() + 10
+        while len(p.worker_pids()) > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(p.worker_pids()) == 1  # the extra worker went away once idle
+        bench = p.submit(JobSpec(JobKind.BENCH, model=str(SAMPLES / "digits_cnn.onnx"), runtime="onnxruntime",
+                                 options={"iterations": 2000, "warmup": 5}))
+        while p.get(bench).status is JobStatus.QUEUED:
+            time.sleep(0.05)
+        beside_bench = p.wait(p.submit(JobSpec(JobKind.INSPECT, model=str(SAMPLES / "digits_cnn.onnx"))), 120)
+        b = p.wait(bench, 120)
+        assert b.status is JobStatus.SUCCEEDED and beside_bench.started_at >= b.finished_at  # timings undisturbed
+    finally:
+        p.shutdown()

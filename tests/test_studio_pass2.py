@@ -288,3 +288,23 @@ def test_models_of_one_name_are_told_apart(qtbot, window, tmp_path: Path) -> Non
     first, second = window.import_paths([a / "model.onnx", b / "model.onnx"])
     texts = {window.browser.item_for(i).text(0) for i in (first, second)}
     assert len(texts) == 2 and all(t.startswith("model.onnx  (from ") for t in texts), texts
+
+
+def test_a_short_job_runs_beside_a_long_one(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    """One worker busy with a long job (onnx2tf for minutes, here a sleep): a small ONNX -> OpenVINO IR conversion
+    dropped on its format runs beside it in a worker of its own, and its log says so; the long job goes on."""
+    from edgestudio.core.jobs import JobKind, JobSpec
+
+    window.bridge.manager.pool.max_workers = 1  # type: ignore[attr-defined]  # as on two cores
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    long = window.bridge.submit(JobSpec(JobKind.CALL, options={"function": "tests.helpers.jobs:sleep",
+                                                               "kwargs": {"seconds": 60}}))
+    pool = window.bridge.manager  # its get() waits for the background submission
+    qtbot.waitUntil(lambda: pool.get(long).status.value == "running", timeout=60_000)
+    job = window.convert_dropped(model_id, "openvino")
+    qtbot.waitUntil(lambda: window.jobs.status_of(job) == "succeeded", timeout=50_000)
+    assert pool.get(long).status.value == "running"  # not behind it: beside it
+    assert any("runs beside call" in line for line in window.jobs._logs[job])
+    assert any(m.format.value == "openvino" for m in window.workspace.models())
+    window.bridge.cancel(long)
+    qtbot.waitUntil(lambda: pool.get(long).status.value == "cancelled", timeout=30_000)

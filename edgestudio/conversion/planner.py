@@ -105,6 +105,22 @@ def plan_conversion(source: ModelFormat, target: ModelFormat, *, via: list[Model
     return ConversionPlan(hops, unavailable)
 
 
+QUICK_MODEL_BYTES = 64 * 2**20
+
+
+def is_quick(source: ModelFormat, target: ModelFormat, *, simplify: bool = False, model_bytes: int = 0) -> bool:
+    """A conversion of a model this size that takes seconds: every hop's converter is quick from its source
+    (ONNX to OpenVINO IR, to ORT format, simplification) and the model is small. False when unsure."""
+    if model_bytes > QUICK_MODEL_BYTES:
+        return False
+    try:
+        plan = plan_conversion(source, target, simplify=simplify)
+    except ConversionError:
+        return False
+    convs = CONVERTERS.all()
+    return all(h.source in convs[h.converter].quick_from for h in plan.hops)
+
+
 def reachable_targets(source: ModelFormat) -> list[ModelFormat]:
     convs, _ = _edges(frozenset())
     return [f for f in ModelFormat if f is not source and _shortest(source, f, convs, False)]

@@ -46,6 +46,9 @@ class JobSpec:
     timeout_s: float | None = None
     memory_limit_mb: float | None = None
     exclusive: bool | None = None  # run alone; default: benchmarks do, so nothing disturbs their timings
+    # short and light (seconds, little memory): may run beside a long job in a worker of its own instead of
+    # waiting behind it; default: inspections are
+    quick: bool | None = None
 
     def __post_init__(self) -> None:
         self.kind = JobKind(self.kind)
@@ -81,6 +84,10 @@ class JobSpec:
     @property
     def runs_alone(self) -> bool:
         return self.exclusive if self.exclusive is not None else self.kind in (JobKind.BENCH,)
+
+    @property
+    def is_quick(self) -> bool:
+        return self.quick if self.quick is not None else self.kind is JobKind.INSPECT
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

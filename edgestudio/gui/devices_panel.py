@@ -86,7 +86,8 @@ class DevicesPanel(QWidget):
         self.refresh()
 
     def _call(self, what: str, function: str, **kwargs: Any) -> str:
-        job = self.bridge.submit(JobSpec(JobKind.CALL, options={"function": REMOTE + function, "kwargs": kwargs}))
+        job = self.bridge.submit(JobSpec(JobKind.CALL, quick=True,  # a few network calls: never behind a converter
+                                         options={"function": REMOTE + function, "kwargs": kwargs}))
         self._jobs[job] = what
         return job
 

@@ -90,7 +90,8 @@ class EnvironmentsDialog(QDialog):
 
     # ------------------------------------------------------------------------------------------ actions
     def _call(self, what: str, function: str, **kwargs: Any) -> str:
-        job = self.bridge.submit(JobSpec(JobKind.CALL, options={"function": ENVS + function, "kwargs": kwargs}))
+        job = self.bridge.submit(JobSpec(JobKind.CALL, quick=what != "create",  # a listing need not wait
+                                         options={"function": ENVS + function, "kwargs": kwargs}))
         self._jobs[job] = what
         return job
 

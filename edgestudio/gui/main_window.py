@@ -196,7 +196,7 @@ class MainWindow(QMainWindow):
     def detect_devices(self) -> str:
         """List every device the runtimes here and on the registered remote devices see (a job: remote ones are
         asked over the network)."""
-        self._devices_job = self.bridge.submit(JobSpec(JobKind.CALL, options={
+        self._devices_job = self.bridge.submit(JobSpec(JobKind.CALL, quick=True, options={
             "function": "edgestudio.execution.remote:all_device_dicts"}))
         return self._devices_job
 
@@ -584,9 +584,12 @@ class MainWindow(QMainWindow):
         from edgestudio.conversion.engine import default_output
 
         name = default_output(Path(entry.path), fmt, folder=Path("/nonexistent")).name
-        job = self.bridge.submit(JobSpec(JobKind.CONVERT, model=entry.path, options={
-            "to": fmt.value, "keep_intermediate": True,
-            "convert": ConvertOptions(inputs=self.inputs_for(entry.id)).to_dict()}), output_name=name)
+        from edgestudio.gui.wizard import quick_conversion
+
+        job = self.bridge.submit(JobSpec(JobKind.CONVERT, model=entry.path, quick=quick_conversion(entry, fmt, False),
+                                         options={"to": fmt.value, "keep_intermediate": True,
+                                                  "convert": ConvertOptions(inputs=self.inputs_for(entry.id)).to_dict()}),
+                                 output_name=name)
         self.statusBar().showMessage(f"Converting {entry.name} to {fmt.label}…", 5000)
         return job
 

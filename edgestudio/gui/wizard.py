@@ -35,6 +35,18 @@ TARGETS = (ModelFormat.ONNX, ModelFormat.TFLITE, ModelFormat.OPENVINO, ModelForm
            ModelFormat.TVM)
 
 
+def quick_conversion(src: Any, target: ModelFormat, simplify: bool) -> bool:
+    """Seconds of work (e.g. a small ONNX to OpenVINO IR): it may run beside a long conversion, not behind it."""
+    from edgestudio.conversion.planner import is_quick
+    from edgestudio.core.modelinfo import model_size_bytes
+
+    try:
+        size = model_size_bytes(src.path, src.format)
+    except OSError:
+        return False
+    return is_quick(src.format, target, simplify=simplify, model_bytes=size)
+
+
 class ConversionWizard(QWizard):
     def __init__(self, bridge: Any, models: list[ModelEntry], selected: int | None, parent: Any = None,
                  inputs_for: Any = None) -> None:
@@ -236,8 +248,9 @@ class RunPage(QWizardPage):
         src = w.source()
         opts = w.options()
         for fmt in w.targets():
-            spec = JobSpec(JobKind.CONVERT, model=src.path, options={
-                "to": fmt.value, "via": [], "simplify": w.target_page.simplify.isChecked(), "keep_intermediate": True,
+            simplify = w.target_page.simplify.isChecked()
+            spec = JobSpec(JobKind.CONVERT, model=src.path, quick=quick_conversion(src, fmt, simplify), options={
+                "to": fmt.value, "via": [], "simplify": simplify, "keep_intermediate": True,
                 "convert": opts.to_dict()})
             name = default_output(Path(src.path), fmt, folder=Path("/nonexistent")).name
             job = w.bridge.submit(spec, output_name=name)

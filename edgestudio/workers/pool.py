@@ -60,6 +60,8 @@ class _Worker:
         self.job_id: str | None = None
         self.cancel_requested_at: float | None = None
         self.kill_reason: tuple[JobStatus, str] | None = None
+        self.quick_lane = False  # running a quick job beside long ones (the worker beyond max_workers)
+        self.retiring = False  # asked to exit (an extra worker left idle)
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -73,10 +75,12 @@ class WorkerPool(ExecutorBase):
     Thread-safe; events go to subscribers."""
 
     def __init__(self, max_workers: int | None = None, *, grace_s: float = 2.0,
-                 warm_imports: tuple[str, ...] = (), nice: int = 0) -> None:
+                 warm_imports: tuple[str, ...] = (), nice: int = 0, quick_slots: int = 1) -> None:
         """``nice``: workers run at this much lower CPU priority (the studio uses it so that a busy worker
-        never starves the GUI thread; an idle GUI takes nothing from a benchmark)."""
+        never starves the GUI thread; an idle GUI takes nothing from a benchmark). ``quick_slots``: workers
+        beyond ``max_workers`` that only take quick jobs (:attr:`JobSpec.is_quick`) while long ones run."""
         self.max_workers = max_workers or default_max_workers()
+        self.quick_slots = quick_slots
         self.grace_s = grace_s
         self._warm_imports = warm_imports
         self._nice = nice
@@ -190,6 +194,8 @@ class WorkerPool(ExecutorBase):
             self._check_workers()
             if not self._stopping:
                 self._schedule()
+                if not self._queue:
+                    self._retire_extra()
 
     def _drain(self, w: _Worker) -> None:
         try:
@@ -260,6 +266,10 @@ class WorkerPool(ExecutorBase):
                 self._finish(rec, status, error=prefix + cause + tail)
 
     def _schedule(self) -> None:
+        """Start queued jobs in order. When every worker is taken by long jobs, a quick job further back (an
+        inspection, a device listing, a small conversion) runs beside them in one extra worker, instead of
+        waiting minutes behind a converter; never beside a benchmark (it would disturb the timings), and only
+        while the machine has memory to spare."""
         while self._queue:
             busy = [w for w in self._workers if w.job_id]
             if any(self._records[w.job_id].spec.runs_alone for w in busy if w.job_id):
@@ -267,34 +277,64 @@ class WorkerPool(ExecutorBase):
             rec = self._records[self._queue[0]]
             if rec.spec.runs_alone and busy:
                 return
-            idle = [w for w in self._workers if not w.job_id and w.proc.is_alive()]
-            if not idle:
-                if len(self._workers) >= self.max_workers:
+            regular = [w for w in busy if w.job_id and not w.quick_lane]
+            if len(regular) < self.max_workers:
+                if not self._start(rec, quick_lane=False):
                     return
-                try:
-                    idle = [_Worker(self._ctx, self._warm_imports, self._nice)]
-                except Exception as exc:  # e.g. no processes left, or spawn refused
-                    self._queue.popleft()
-                    self._finish(rec, JobStatus.FAILED, error=f"could not start a worker process: {exc}")
-                    continue
-                self._workers.append(idle[0])
-            w = idle[0]
-            self._queue.popleft()
-            try:
-                staging = self._make_staging(rec)
-            except OSError as exc:  # e.g. no space left for the staging folder: the job fails, saying so
-                from edgestudio.core.errors import describe_exception
-
-                self._finish(rec, JobStatus.FAILED, error=describe_exception(exc, rec.spec.output))
                 continue
-            try:
-                w.conn.send(RunRequest(rec.id, rec.spec.to_dict(), str(staging) if staging else None))
-            except (OSError, ValueError):
-                self._queue.appendleft(rec.id)  # that worker is dead: _check_workers replaces it
+            quick = next((self._records[j] for j in self._queue
+                          if self._records[j].spec.is_quick and not self._records[j].spec.runs_alone), None)
+            if quick is None or len(busy) - len(regular) >= self.quick_slots or not _memory_to_spare():
                 return
-            w.job_id, w.cancel_requested_at, w.kill_reason = rec.id, None, None
-            rec.status, rec.started_at = JobStatus.RUNNING, time.time()
-            self._emit(JobEvent(rec.id, "started", {"pid": w.proc.pid}))
+            if not self._start(quick, quick_lane=True):
+                return
+
+    def _start(self, rec: JobRecord, *, quick_lane: bool) -> bool:
+        """Send ``rec`` to an idle worker (started if needed); False when none can take it now."""
+        idle = [w for w in self._workers if not w.job_id and not w.retiring and w.proc.is_alive()]
+        if not idle:
+            if len([w for w in self._workers if not w.retiring]) >= self.max_workers + (self.quick_slots if quick_lane else 0):
+                return False
+            try:
+                idle = [_Worker(self._ctx, self._warm_imports, self._nice)]
+            except Exception as exc:  # e.g. no processes left, or spawn refused
+                self._queue.remove(rec.id)
+                self._finish(rec, JobStatus.FAILED, error=f"could not start a worker process: {exc}")
+                return True
+            self._workers.append(idle[0])
+        w = idle[0]
+        self._queue.remove(rec.id)
+        try:
+            staging = self._make_staging(rec)
+        except OSError as exc:  # e.g. no space left for the staging folder: the job fails, saying so
+            from edgestudio.core.errors import describe_exception
+
+            self._finish(rec, JobStatus.FAILED, error=describe_exception(exc, rec.spec.output))
+            return True
+        try:
+            w.conn.send(RunRequest(rec.id, rec.spec.to_dict(), str(staging) if staging else None))
+        except (OSError, ValueError):
+            self._queue.appendleft(rec.id)  # that worker is dead: _check_workers replaces it
+            return False
+        w.job_id, w.cancel_requested_at, w.kill_reason, w.quick_lane = rec.id, None, None, quick_lane
+        rec.status, rec.started_at = JobStatus.RUNNING, time.time()
+        beside = [self._records[o.job_id].spec for o in self._workers if o.job_id and o is not w]
+        self._emit(JobEvent(rec.id, "started", {"pid": w.proc.pid}))
+        if quick_lane and beside:
+            other = beside[0].kind.value + (f" {Path(beside[0].model).name}" if beside[0].model else "")
+            self._apply(rec, "log", {"line": f"a quick job: runs beside {other} instead of waiting behind it"})
+        return True
+
+    def _retire_extra(self) -> None:
+        """Idle workers beyond ``max_workers`` (the quick lane's) exit: a warm worker holds hundreds of MB."""
+        idle = [w for w in self._workers if not w.job_id and not w.retiring and w.proc.is_alive()]
+        live = [w for w in self._workers if not w.retiring]
+        for w in idle[:max(0, len(live) - self.max_workers)]:
+            w.retiring = True
+            try:
+                w.conn.send(None)
+            except (OSError, ValueError):
+                w.proc.kill()
 
     # -------------------------------------------------------------------------------------- artifacts
     def _make_staging(self, rec: JobRecord) -> Path | None:
@@ -351,6 +391,16 @@ def _replace_prefix(obj: Any, old: str, new: str) -> Any:
     if isinstance(obj, list):
         return [_replace_prefix(v, old, new) for v in obj]
     return obj
+
+
+def _memory_to_spare(min_mb: float = 1024) -> bool:
+    """Room for one more worker beside the running ones (a quick job's worker takes a few hundred MB)."""
+    try:
+        import psutil
+
+        return bool(psutil.virtual_memory().available / 2**20 >= min_mb)
+    except Exception:  # psutil missing or the figure unreadable: do not add a worker
+        return False
 
 
 def _rss_mb(pid: int | None) -> float | None:

@@ -92,6 +92,9 @@ class Converter(Requirements, abc.ABC):
     tolerance: ClassVar[float] = 1e-4  # default max abs diff for the parity check of its output
     # runtimes the result is also run on (where a runtime is missing the report says so): e.g. TF.js in a browser
     also_check_on: ClassVar[tuple[str, ...]] = ()
+    # sources it converts in seconds with little memory (a small model): the studio lets such a conversion run
+    # beside a long one instead of queueing behind it
+    quick_from: ClassVar[frozenset[ModelFormat]] = frozenset()
 
     def layout_change(self, opts: ConvertOptions) -> str | None:
         """The input layout this converter moves channels-first/last inputs to with these options

@@ -26,6 +26,7 @@ class OnnxSimplify(Converter):
     requires = ("onnxslim",)
     distributions = ("onnxslim",)
     preference = 30
+    quick_from = frozenset({ModelFormat.ONNX})
     tolerance = 1e-4
 
     @classmethod

@@ -18,6 +18,7 @@ class OnnxToOrt(Converter):
     requires = ("onnxruntime",)
     distributions = ("onnxruntime",)
     preference = 10
+    quick_from = frozenset({ModelFormat.ONNX})
     tolerance = 1e-5
 
     def convert(self, src: Path, fmt: ModelFormat, dst: Path, opts: ConvertOptions, *,

@@ -20,6 +20,7 @@ class ToOpenVino(Converter):
     distributions = ("openvino",)
     uses = ("shapes", "compress_fp16")
     preference = 10
+    quick_from = frozenset({ModelFormat.ONNX})
     tolerance = 1e-4
 
     def convert(self, src: Path, fmt: ModelFormat, dst: Path, opts: ConvertOptions, *,
