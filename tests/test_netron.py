@@ -41,3 +41,19 @@ def test_per_layer_time_is_painted_on_the_graph(tmp_path) -> None:  # type: igno
     report = json.loads(r.stdout.strip().splitlines()[-1])
     assert report["overlay"] == {"painted": len(heat["nodes"]), "total": len(heat["nodes"])}
     assert report["fill"].startswith("rgb(")  # a painted node's header is coloured
+
+
+def test_the_graph_gets_a_window_of_its_own() -> None:
+    """View ▸ Graph in its own window (Ctrl+G): the real Netron page moves to a large window, follows the selected
+    model there, and goes back to the Graph tab, still drawing."""
+    pytest.importorskip("PySide6.QtWebEngineWidgets")
+    shot = ROOT / "docs" / "screenshots" / "netron-window.png" if os.environ.get("EDGESTUDIO_SHOTS") else ""
+    r = subprocess.run([sys.executable, "-m", "tests.helpers.netron_detached", str(SAMPLES / "digits_cnn.onnx"),
+                        str(SAMPLES / "digits_cnn.tflite"), str(shot)], capture_output=True, text=True, timeout=240,
+                       cwd=ROOT, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report["detached"] and report["first"], report
+    assert min(report["size"]) >= 700  # room (the offscreen screen is 800 x 800; a real one gets up to 1400 x 900)
+    assert report["second"] and report["title"].startswith("Graph of digits_cnn"), report
+    assert report["attached"] and report["back"], report

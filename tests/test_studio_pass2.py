@@ -308,3 +308,19 @@ def test_a_short_job_runs_beside_a_long_one(qtbot, window) -> None:  # type: ign
     assert any(m.format.value == "openvino" for m in window.workspace.models())
     window.bridge.cancel(long)
     qtbot.waitUntil(lambda: pool.get(long).status.value == "cancelled", timeout=30_000)
+
+
+def test_the_graph_detaches_and_comes_back(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl+G moves the graph to a window of its own (the tab says where it went); closing that window puts it back."""
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    window.browser.select(model_id)
+    assert "Ctrl+G" in window.shortcuts_text()
+    window.actions_["graph_window"].trigger()
+    gw = window.details.graph_window
+    assert gw is not None and gw.isVisible() and window.details.graph.window() is gw
+    assert "Graph ↗" in [window.details.tabs.tabText(i) for i in range(window.details.tabs.count())]
+    assert gw.windowTitle() == "Graph of digits_cnn.onnx — EdgeStudio"
+    qtbot.waitUntil(lambda: "Graph served at http://localhost" in window.details.graph.status.text(), timeout=20_000)
+    gw.close()
+    assert window.details.graph_window is None and window.details.tabs.indexOf(window.details.graph) >= 0
+    assert window.details.graph.detach_button.text() == "Open in its own window"

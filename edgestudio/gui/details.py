@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QRectF, Qt
+from PySide6.QtCore import QModelIndex, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
+    QPushButton,
     QStyledItemDelegate,
     QStyleOptionViewItem,
     QTableWidget,
@@ -95,6 +96,26 @@ def drift_html(d: dict[str, Any] | None) -> str:
     return f"drift vs FP32 {verdict_html(d.get('verdict'))} on {d.get('samples')} {d.get('data')}: {outs}"
 
 
+class GraphWindow(QWidget):
+    """A top-level window holding the Netron view while it is detached from the details."""
+
+    closed = Signal()
+
+    def __init__(self, graph: QWidget, parent: QWidget | None = None) -> None:
+        super().__init__(parent, Qt.WindowType.Window)
+        self.setObjectName("graph_window")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(graph)
+        graph.show()
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        self.resize(min(1400, screen.width() - 80) if screen else 1200, min(900, screen.height() - 80) if screen else 800)
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802
+        self.closed.emit()
+        super().closeEvent(event)
+
+
 class DetailsView(QWidget):
     def __init__(self, use_webengine: bool = True) -> None:
         super().__init__()
@@ -125,6 +146,9 @@ class DetailsView(QWidget):
         lay.addWidget(self.tabs, 1)
         self._entry: ModelEntry | None = None
         self._graph_shown_for: str | None = None
+        self.graph_window: GraphWindow | None = None
+        self.graph.detach_button.show()
+        self.graph.detach_button.clicked.connect(self.toggle_graph_window)
 
     def show_entry(self, entry: ModelEntry, lineage: list[ModelEntry], inputs: dict[str, Any] | None = None) -> None:
         self._entry = entry
@@ -144,8 +168,57 @@ class DetailsView(QWidget):
         self.summary.setText("Reading the model…")
         _fill(self.io, [])
         _fill(self.ops, [])
-        if self.tabs.currentWidget() is self.graph:
+        if self.tabs.currentWidget() is self.graph or self.graph_window is not None:
             self._show_graph()
+        if self.graph_window is not None:
+            self.graph_window.setWindowTitle(f"Graph of {entry.name} — EdgeStudio")
+
+    def toggle_graph_window(self) -> None:
+        if self.graph_window is None:
+            self.detach_graph()
+        else:
+            self.graph_window.close()
+
+    def detach_graph(self) -> GraphWindow:
+        """The graph in a window of its own, as large as the user likes; it keeps following the selection.
+        Closing the window (or the button) puts it back as the Graph tab."""
+        if self.graph_window is not None:
+            return self.graph_window
+        index = self.tabs.indexOf(self.graph)
+        self.tabs.removeTab(index)
+        self.graph_window = GraphWindow(self.graph, self.window())
+        self.graph_window.closed.connect(self.attach_graph)
+        self.tabs.insertTab(index, self._graph_placeholder(), "Graph ↗")
+        self.graph.detach_button.setText("Put it back in the details")
+        name = self._entry.name if self._entry is not None else "no model"
+        self.graph_window.setWindowTitle(f"Graph of {name} — EdgeStudio")
+        self.graph_window.show()
+        self._show_graph()
+        return self.graph_window
+
+    def attach_graph(self) -> None:
+        win, self.graph_window = self.graph_window, None
+        if win is None:
+            return
+        index = next((i for i in range(self.tabs.count()) if self.tabs.tabText(i) == "Graph ↗"), self.tabs.count())
+        placeholder = self.tabs.widget(index)
+        self.tabs.removeTab(index)
+        if placeholder is not None:
+            placeholder.deleteLater()
+        self.tabs.insertTab(index, self.graph, "Graph")
+        self.graph.detach_button.setText("Open in its own window")
+        win.deleteLater()  # (it is closing)
+
+    def _graph_placeholder(self) -> QWidget:
+        w = QWidget()
+        lay = QVBoxLayout(w)
+        note = QLabel("The graph is in a window of its own.")
+        back = QPushButton("Put it back here")
+        back.clicked.connect(lambda: self.graph_window.close() if self.graph_window is not None else None)
+        lay.addWidget(note)
+        lay.addWidget(back, 0, Qt.AlignmentFlag.AlignLeft)
+        lay.addStretch(1)
+        return w
 
     def show_measurements(self, results: list[dict[str, Any]]) -> None:
         """The model's last benchmark and accuracy, as recorded in the workspace (they survive a restart)."""

@@ -255,6 +255,8 @@ class MainWindow(QMainWindow):
             "reveal": act("&Reveal in folder", lambda: self.model_action("reveal", self.browser.current_id())),
             "delete": act("&Delete", lambda: self.model_action("delete", self.browser.current_id()),
                           QKeySequence.StandardKey.Delete),
+            "graph_window": act("&Graph in its own window", lambda: self.details.toggle_graph_window(), "Ctrl+G",
+                                "Give the selected model's graph (Netron) a window of its own; again to put it back"),
             "reset": act("Reset &layout", self._reset_layout),
             "about": act("&About EdgeStudio", self._about),
             "shortcuts": act("&Keyboard shortcuts", self.show_shortcuts, "F1"),
@@ -276,6 +278,7 @@ class MainWindow(QMainWindow):
         for dock in self.docks.values():
             menu.addAction(dock.toggleViewAction())
         menu.addSeparator()
+        menu.addAction(a["graph_window"])
         self.comparisons_menu = menu.addMenu("Reopen a &comparison")
         self.comparisons_menu.aboutToShow.connect(self._fill_comparisons_menu)
         menu.addSeparator()

@@ -10,7 +10,7 @@ from typing import Any
 
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QLabel, QPushButton, QStackedLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedLayout, QVBoxLayout, QWidget
 
 # Netron writes tensor shapes between CJK angle brackets (U+3008/3009), which only CJK fonts have: they
 # render as boxes on most Linux desktops. Show the mathematical brackets (in DejaVu and most fonts) instead.
@@ -126,8 +126,18 @@ class NetronView(QWidget):
         self.open_button = QPushButton("Open the graph in the web browser")
         self.open_button.clicked.connect(self.open_in_browser)
         self.open_button.setEnabled(False)
+        # "give the graph room": the details view connects this to move the graph to a window of its own
+        self.detach_button = QPushButton("Open in its own window")
+        self.detach_button.setObjectName("netron_detach")
+        self.detach_button.setToolTip("Move the graph to a window of its own (it keeps following the selected "
+                                      "model); closing that window puts it back here")
+        self.detach_button.hide()
         lay.addWidget(self.status)
-        lay.addWidget(self.open_button)
+        row = QHBoxLayout()
+        row.addWidget(self.open_button)
+        row.addWidget(self.detach_button)
+        row.addStretch(1)
+        lay.addLayout(row)
         self._stack = QStackedLayout()
         lay.addLayout(self._stack, 1)
 
