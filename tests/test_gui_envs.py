@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgestudio.gui.main_window import MainWindow
-from tests.conftest import SAMPLES
+from tests.conftest import ROOT, SAMPLES
 
 LONG = 300_000
 
@@ -37,6 +37,8 @@ def test_create_an_environment_and_benchmark_in_it(qtbot, window: MainWindow, tm
     qtbot.waitUntil(lambda: dlg.table.rowCount() == 1, timeout=LONG)
     assert dlg.table.item(0, 0).text() == "ortonly" and dlg.table.item(0, 1).text() == "ok"
     dlg.grab().save(str(tmp_path / "envs-dialog.png"))
+    if os.environ.get("EDGESTUDIO_SHOTS"):
+        dlg.grab().save(str(ROOT / "docs" / "screenshots" / "environments.png"))
     job = dlg.benchmark_selected()
     assert job is not None
     qtbot.waitUntil(lambda: window.bridge.manager.get(job).status.finished, timeout=LONG)

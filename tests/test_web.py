@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLES, compare_in_studio, run_cli
+from tests.conftest import ROOT, SAMPLES, compare_in_studio, run_cli
 
 
 def _page_equals_native(model: Path, *, samples: int, device: str = "wasm") -> None:
@@ -122,6 +123,8 @@ def test_the_studio_compares_native_and_browser_side_by_side(qtbot, window) -> N
     rows = {r["runtime"]: r for r in found}
     assert set(rows) == {"onnxruntime", "ort-web"}, [r.get("error") for r in found]
     assert rows["ort-web"]["p50_ms"] > 0 and abs(rows["ort-web"]["accuracy"] - rows["onnxruntime"]["accuracy"]) < 1e-9
+    if os.environ.get("EDGESTUDIO_SHOTS"):
+        window.comparison.grab().save(str(ROOT / "docs" / "screenshots" / "comparison-browser.png"))
 
 
 def test_web_package_serves_itself_and_runs_in_the_browser(tmp_path: Path) -> None:
