@@ -114,7 +114,7 @@ def main() -> int:
     setup.grab().save(str(OUT / "compare-setup.png"))
     setup.iterations.setValue(200)
     setup.run_button.click()
-    wait(app, lambda: win.comparison.rows and not win._compare)
+    wait(app, lambda: win.comparison.rows and not win._compare and win.comparisons())  # the paired round too
     app.processEvents()
     win.docks["charts"].setMinimumWidth(900)
     app.processEvents()

@@ -264,6 +264,18 @@ def test_overlapping_scatter_points_share_a_label() -> None:
     assert _nearby_groups([(1.0, 0.9)]) == [[0]] and _nearby_groups([]) == []
 
 
+def test_a_label_goes_under_its_point_when_another_sits_just_above() -> None:
+    """The comparison of a screenshot: #3 (0.093 ms, 0.9756) just under #4 (0.0933 ms, 0.9778): #3's label above
+    would cover #4's point, so it goes under; #4's and the distant points' labels stay above."""
+    from edgestudio.gui.charts import _labels_below, _nearby_groups
+
+    pts = [(0.028, 0.9778), (0.074, 0.9778), (0.093, 0.9756), (0.0933, 0.9778), (0.159, 0.9778)]
+    groups = _nearby_groups(pts)
+    assert groups == [[0], [1], [2], [3], [4]]
+    assert _labels_below(pts, groups, y_span=0.0022 + 2.2 * 0.005) == [False, False, True, False, False]
+    assert _labels_below([], [], y_span=1.0) == []
+
+
 def test_charts_follow_a_palette_change(qtbot) -> None:  # type: ignore[no-untyped-def]
     """The system switching to dark changes the application's palette: the charts repaint in it."""
     from PySide6.QtGui import QColor, QPalette

@@ -156,7 +156,8 @@ def test_the_studio_takes_a_pytorch_model_to_a_microcontroller(qtbot, torch_wind
     drop_files(win.browser.tree, [digits_net / "digits_net.pt2"])
     qtbot.waitUntil(lambda: win.browser.count() == 1, timeout=30_000)
     root = win.browser.current_id()
-    assert win.browser.item_for(root).text(1) == "PyTorch ExportedProgram"
+    assert win.browser.item_for(root).text(1) == "ExportedProgram"
+    assert win.browser.item_for(root).toolTip(1) == "PyTorch ExportedProgram"
     qtbot.waitUntil(lambda: win.details.ops.rowCount() > 0, timeout=120_000)  # inspected by PyTorch itself
     assert "PyTorch" in win.details.summary.text()
     wizard = win.model_action("convert", root)

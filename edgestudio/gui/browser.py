@@ -62,6 +62,12 @@ def badge_for(entry: ModelEntry) -> str:
     return ""
 
 
+# the Format column's words: short enough that Size and Check fit beside the names (the full label is the tooltip)
+SHORT_LABELS = {"tflite": "TFLite", "savedmodel": "SavedModel", "ort": "ORT", "keras": "Keras v3", "h5": "Keras H5",
+                "openvino": "OpenVINO IR", "tfjs": "TF.js", "torchscript": "TorchScript", "pt2": "ExportedProgram",
+                "tvm": "TVM"}
+
+
 def local_paths(mime: QMimeData) -> list[Path]:
     return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
 
@@ -270,8 +276,10 @@ class ModelBrowser(QWidget):
         return item
 
     def _fill(self, item: QTreeWidgetItem, e: ModelEntry) -> None:
-        for col, text in enumerate((e.name, e.format.label, human_size(e.size_bytes), badge_for(e))):
+        for col, text in enumerate((e.name, SHORT_LABELS.get(e.format.value, e.format.label), human_size(e.size_bytes),
+                                    badge_for(e))):
             item.setText(col, text)
+        item.setToolTip(1, e.format.label)
         o = e.options or {}
         hint = (o.get("method") and f"{o['method']}" + (f" {o['runtime']}" if o.get("runtime") else "")) or \
             o.get("converter") or f"from {Path(o.get('imported_from') or e.path).parent.name}/"

@@ -381,17 +381,22 @@ class ComparisonView(_Themed):
                           "size": 18 if front else 11,
                           "brush": pg.mkBrush("#2e8b57" if front else PALETTE[i % len(PALETTE)]),
                           "pen": pg.mkPen("k" if front else None)})
-        for group in _nearby_groups([(r["p50_ms"], r["accuracy"]) for _, r in pts]):
-            # the same numbers as the bars and the table; points that overlap share one label ("#4, #5")
+        xy = [(r["p50_ms"], r["accuracy"]) for _, r in pts]
+        accs = [a for _, a in xy]
+        pad = max(0.005, (max(accs) - min(accs)) * 0.15) if accs else 0.0
+        groups = _nearby_groups(xy)
+        below = _labels_below(xy, groups, y_span=(max(accs) - min(accs)) + 2.2 * pad if accs else 1.0)
+        for group, under in zip(groups, below):
+            # the same numbers as the bars and the table; points that overlap share one label ("#4, #5"); a label
+            # goes under its point when another point sits just above it (it would cover that point)
             _, r0 = pts[group[0]]
-            text = pg.TextItem(", ".join(f"#{pts[k][0] + 1}" for k in group), anchor=(0.5, 1.3), color="#555")
+            text = pg.TextItem(", ".join(f"#{pts[k][0] + 1}" for k in group), anchor=(0.5, -0.3 if under else 1.3),
+                               color="#555")
             text.setPos(r0["p50_ms"], r0["accuracy"])
             self.scatter_plot.addItem(text)
             self._labels.append(text)
         self.scatter.setData(spots)
         if pts:
-            accs = [r["accuracy"] for _, r in pts]
-            pad = max(0.005, (max(accs) - min(accs)) * 0.15)
             self.scatter_plot.setYRange(min(accs) - pad, min(1.0, max(accs) + pad) + pad * 0.2)
         front = sorted((r for _, r in pts if r.get("pareto")), key=lambda r: r["p50_ms"])
         self.front_curve.setData([r["p50_ms"] for r in front], [r["accuracy"] for r in front])
@@ -509,6 +514,22 @@ def _nearby_groups(points: list[tuple[float, float]], frac: float = 0.04) -> lis
         else:
             groups.append([k])
     return groups
+
+
+def _labels_below(points: list[tuple[float, float]], groups: list[list[int]], *, y_span: float,
+                  x_frac: float = 0.06, y_frac: float = 0.25) -> list[bool]:
+    """For each group's label: True when it should go under its point, because another point lies just above
+    (within ``x_frac`` of the x span and ``y_frac`` of the plotted y span): a label above would cover it."""
+    if not points:
+        return []
+    xs = [p[0] for p in points]
+    dx = (max(xs) - min(xs)) * x_frac or 1e-12
+    dy = y_span * y_frac
+    out = []
+    for g in groups:
+        x0, y0 = points[g[0]]
+        out.append(any(abs(x - x0) <= dx and 0 < y - y0 <= dy for k, (x, y) in enumerate(points) if k not in g))
+    return out
 
 
 def _fmt(v: Any, digits: int) -> str:

@@ -31,6 +31,24 @@ STATUS_COLORS = {"queued": "#888888", "running": "#2a7ae2", "succeeded": "#2e8b5
                  "cancelled": "#b7950b"}
 
 
+def kind_text(spec: dict[str, Any]) -> str:
+    """What a row's job does: ``convert → OpenVINO IR``, ``optimize int8-static``, ``bench``: three conversions
+    of one model are told apart at a glance."""
+    kind, opts = str(spec.get("kind", "?")), spec.get("options") or {}
+    if kind == "convert" and opts.get("to"):
+        from edgestudio.core.formats import ModelFormat
+        from edgestudio.gui.browser import SHORT_LABELS
+
+        try:
+            fmt = ModelFormat(opts["to"])
+        except ValueError:
+            return f"convert → {opts['to']}"
+        return f"convert → {SHORT_LABELS.get(fmt.value, fmt.label)}"
+    if kind == "optimize" and opts.get("method"):
+        return f"optimize {opts['method']}"
+    return kind
+
+
 class JobsPanel(QWidget):
     cancel_requested = Signal(str)
 
@@ -53,7 +71,7 @@ class JobsPanel(QWidget):
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Job", "Model", "Status", "Progress", "Elapsed", "", "Where"])
         self.tree.setRootIsDecorated(False)
-        self.tree.setColumnWidth(0, 150)
+        self.tree.setColumnWidth(0, 175)
         self.tree.setColumnWidth(1, 170)
         self.tree.setColumnWidth(3, 170)
         self.tree.itemSelectionChanged.connect(self._show_log)
@@ -106,14 +124,14 @@ class JobsPanel(QWidget):
         for rec in reversed(records):
             if rec.spec.kind.value in HIDDEN_KINDS:
                 continue
-            self._item(rec.id, rec.spec.kind.value, rec.spec.model)
+            self._item(rec.id, kind_text(rec.spec.to_dict()), rec.spec.model)
             self._logs[rec.id] = list(rec.log)
             self.on_finished(rec.id, rec.status.value, rec.error, rec.result, elapsed=rec.elapsed_s)
 
     def on_queued(self, job_id: str, spec: dict[str, Any]) -> None:
         if spec.get("kind") in HIDDEN_KINDS:
             return
-        item = self._item(job_id, spec.get("kind", "?"), spec.get("model"))
+        item = self._item(job_id, kind_text(spec), spec.get("model"))
         where = "/".join(x for x in (spec.get("runtime"), spec.get("device")) if x)
         item.setText(6, where or "this machine")  # the runtime and device (a remote one: CPU@agent:pi)
 

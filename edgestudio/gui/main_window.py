@@ -115,7 +115,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.docks["charts"], self.docks["optimize"])
         self.tabifyDockWidget(self.docks["optimize"], self.docks["devices"])
         self.docks["charts"].raise_()
-        self.resizeDocks([self.docks["models"], self.docks["charts"]], [330, 560], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["models"], self.docks["charts"]], [400, 560], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["jobs"]], [210], Qt.Orientation.Vertical)
         self._build_actions()
         self.status_workspace = QLabel(str(workspace.root))
