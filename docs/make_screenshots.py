@@ -119,7 +119,7 @@ def main() -> int:
     win.docks["charts"].setMinimumWidth(900)
     app.processEvents()
     win.grab().save(str(OUT / "comparison.png"))
-    win.comparison.grab().save(str(OUT / "comparison-view.png"))
+    win.comparison.export_figure(OUT / "comparison-view.png")  # what File ▸ Export as PNG writes
     win.shutdown()
     ws.close()
     # the graph view needs QtWebEngine set up before Qt starts: a process of its own

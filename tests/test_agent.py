@@ -345,7 +345,7 @@ def test_the_studio_adds_a_device_and_compares_on_it(qtbot, devices: Path, agent
     assert rows["CPU@agent:pi2"]["p50_ms"] > 0 and rows["CPU@agent:pi2"]["accuracy"] == rows["CPU"]["accuracy"]
     if os.environ.get("EDGESTUDIO_SHOTS"):
         window.comparison.resize(900, 560)
-        window.comparison.grab().save(str(ROOT / "docs" / "screenshots" / "comparison-remote.png"))
+        window.comparison.export_figure(ROOT / "docs" / "screenshots" / "comparison-remote.png")
 
 
 def test_tls_agent_with_a_certificate_the_studio_trusts(device_python: str, tmp_path: Path, devices: Path,

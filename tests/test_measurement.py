@@ -257,8 +257,11 @@ def test_a_thread_sweep_from_the_cli_and_the_studio(qtbot, window) -> None:  # t
                                                                     ("onnxruntime", 2)], found
     assert sum(r.get("accuracy") is not None for r in rows) == 2  # accuracy once per variant: threads do not change it
     assert window.comparison.threads_plot.isVisibleTo(window.comparison)
-    assert [t.toPlainText() for t in window.comparison.bar_labels] == [f"{r['p50_ms']:.3g}" for r in rows
-                                                                        if r in window.comparison._measured]
+    # the bars show the p50 the ranking stands on (the paired round's), so #1's bar is the lowest
+    ranked = [r["ranked_p50_ms"] for r in window.comparison._measured]
+    assert [t.toPlainText() for t in window.comparison.bar_labels] == [f"{v:.3g}" for v in ranked]
+    assert all(r["ranked_p50_ms"] == r["paired_p50_ms"] for r in rows if r.get("paired_p50_ms") is not None)
+    assert ranked == sorted(ranked) or any(r.get("tied") for r in rows)
     assert any("×2" in window.comparison.table.item(i, 2).text() for i in range(window.comparison.table.rowCount()))
     if os.environ.get("EDGESTUDIO_SHOTS"):
-        window.comparison.grab().save(str(ROOT / "docs" / "screenshots" / "thread-sweep.png"))
+        window.comparison.export_figure(ROOT / "docs" / "screenshots" / "thread-sweep.png")

@@ -151,7 +151,7 @@ def test_the_studio_compiles_with_tvm_and_compares_it(qtbot, tmp_path: Path, tvm
         measured = {r["runtime"]: r for r in rows if r.get("p50_ms") is not None}
         assert set(measured) == {"onnxruntime", "tvm"} and measured["tvm"]["accuracy"] > 0.9
         if os.environ.get("EDGESTUDIO_SHOTS"):
-            win.comparison.grab().save(str(ROOT / "docs" / "screenshots" / "comparison-tvm.png"))
+            win.comparison.export_figure(ROOT / "docs" / "screenshots" / "comparison-tvm.png")
     finally:
         win.shutdown()
         ws.close()

@@ -124,7 +124,7 @@ def test_the_studio_compares_native_and_browser_side_by_side(qtbot, window) -> N
     assert set(rows) == {"onnxruntime", "ort-web"}, [r.get("error") for r in found]
     assert rows["ort-web"]["p50_ms"] > 0 and abs(rows["ort-web"]["accuracy"] - rows["onnxruntime"]["accuracy"]) < 1e-9
     if os.environ.get("EDGESTUDIO_SHOTS"):
-        window.comparison.grab().save(str(ROOT / "docs" / "screenshots" / "comparison-browser.png"))
+        window.comparison.export_figure(ROOT / "docs" / "screenshots" / "comparison-browser.png")
 
 
 def test_web_package_serves_itself_and_runs_in_the_browser(tmp_path: Path) -> None:

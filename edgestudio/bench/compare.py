@@ -169,10 +169,12 @@ def apply_paired(rows: list[dict[str, Any]], paired: dict[str, Any]) -> None:
 
 def finalize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Sort (by the paired round's p50 where there was one, else by p50) and mark the accuracy-vs-latency Pareto
-    front (where accuracy was measured)."""
+    front (where accuracy was measured) on that same latency (``ranked_p50_ms``)."""
     rows = sorted(rows, key=lambda r: (r.get("p50_ms") is None, r.get("rank") is None, r.get("rank") or 0,
                                        r.get("p50_ms") or 0.0))
-    front = pareto_front(rows)
+    for r in rows:  # the latency the ranking stands on: the paired round's where it ran, else the row's own run
+        r["ranked_p50_ms"] = r.get("paired_p50_ms") if r.get("paired_p50_ms") is not None else r.get("p50_ms")
+    front = pareto_front(rows, lat_key="ranked_p50_ms")
     for i, r in enumerate(rows):
         r["pareto"] = i in front
     return rows

@@ -262,13 +262,15 @@ class ComparisonView(_Themed):
         charts = QHBoxLayout()
         self.bars = pg.PlotWidget(title="latency (ms): p50 / p99")
         self.bars.showGrid(y=True, alpha=0.2)
+        self.bars.setToolTip("p50: the figure the ranking stands on (the paired round's, where it ran); p99: each "
+                             "row's own run. The table has both.")
         self.fps = pg.PlotWidget(title="throughput (inferences/s)")
         self.fps.showGrid(y=True, alpha=0.2)
         charts.addWidget(self.bars)
         charts.addWidget(self.fps)
         lay.addLayout(charts, 2)
         self.scatter_plot = pg.PlotWidget(title="accuracy vs p50 latency (Pareto front highlighted)")
-        self.scatter_plot.setLabel("bottom", "p50 latency (ms)")
+        self.scatter_plot.setLabel("bottom", "p50 latency (ms), as ranked")
         self.scatter_plot.setLabel("left", "top-1")
         self.scatter_plot.showGrid(x=True, y=True, alpha=0.2)
         for plot in (self.scatter_plot, self.bars, self.fps):
@@ -284,7 +286,7 @@ class ComparisonView(_Themed):
         self.threads_plot = pg.PlotWidget(title="p50 (ms) by threads")
         self.threads_plot.setLabel("bottom", "threads")
         self.threads_plot.showGrid(x=True, y=True, alpha=0.2)
-        self.threads_plot.addLegend(offset=(-10, 10))
+        self.threads_plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(128, 128, 128, 50))  # legible over lines
         self.threads_plot.setVisible(False)
         lower.addWidget(self.threads_plot, 2)
         lay.addLayout(lower, 2)
@@ -349,7 +351,7 @@ class ComparisonView(_Themed):
         self.fps.clear()
         x = np.arange(len(measured))
         if measured:
-            self.bars.addItem(pg.BarGraphItem(x=x - 0.2, height=[r["p50_ms"] for r in measured], width=0.38,
+            self.bars.addItem(pg.BarGraphItem(x=x - 0.2, height=[_ranked(r) for r in measured], width=0.38,
                                               brush=PALETTE[0], name="p50"))
             self.bars.addItem(pg.BarGraphItem(x=x + 0.2, height=[r.get("p99_ms") or 0 for r in measured], width=0.38,
                                               brush=PALETTE[1], name="p99"))
@@ -360,8 +362,8 @@ class ComparisonView(_Themed):
             # each p50 written on its bar: a 25x slower variant must not squash the others into unreadable stubs
             self.bar_labels = []
             for i, r in enumerate(measured):
-                label = pg.TextItem(f"{r['p50_ms']:.3g}", anchor=(0.5, 1.0), color="#333")
-                label.setPos(i - 0.2, r["p50_ms"])
+                label = pg.TextItem(f"{_ranked(r):.3g}", anchor=(0.5, 1.0), color="#333")
+                label.setPos(i - 0.2, _ranked(r))
                 self.bars.addItem(label)
                 self.bar_labels.append(label)
             self.fps.getAxis("bottom").setTicks(ticks)
@@ -377,11 +379,11 @@ class ComparisonView(_Themed):
         spots = []
         for i, r in pts:
             front = bool(r.get("pareto"))
-            spots.append({"pos": (r["p50_ms"], r["accuracy"]), "data": i, "symbol": "star" if front else "o",
+            spots.append({"pos": (_ranked(r), r["accuracy"]), "data": i, "symbol": "star" if front else "o",
                           "size": 18 if front else 11,
                           "brush": pg.mkBrush("#2e8b57" if front else PALETTE[i % len(PALETTE)]),
                           "pen": pg.mkPen("k" if front else None)})
-        xy = [(r["p50_ms"], r["accuracy"]) for _, r in pts]
+        xy = [(_ranked(r), r["accuracy"]) for _, r in pts]
         accs = [a for _, a in xy]
         pad = max(0.005, (max(accs) - min(accs)) * 0.15) if accs else 0.0
         groups = _nearby_groups(xy)
@@ -392,14 +394,14 @@ class ComparisonView(_Themed):
             _, r0 = pts[group[0]]
             text = pg.TextItem(", ".join(f"#{pts[k][0] + 1}" for k in group), anchor=(0.5, -0.3 if under else 1.3),
                                color="#555")
-            text.setPos(r0["p50_ms"], r0["accuracy"])
+            text.setPos(_ranked(r0), r0["accuracy"])
             self.scatter_plot.addItem(text)
             self._labels.append(text)
         self.scatter.setData(spots)
         if pts:
             self.scatter_plot.setYRange(min(accs) - pad, min(1.0, max(accs) + pad) + pad * 0.2)
-        front = sorted((r for _, r in pts if r.get("pareto")), key=lambda r: r["p50_ms"])
-        self.front_curve.setData([r["p50_ms"] for r in front], [r["accuracy"] for r in front])
+        front = sorted((r for _, r in pts if r.get("pareto")), key=_ranked)
+        self.front_curve.setData([_ranked(r) for r in front], [r["accuracy"] for r in front])
 
     def pareto_points(self) -> list[tuple[float, float]]:
         return [(float(s.pos().x()), float(s.pos().y())) for s in self.scatter.points() if s.symbol() == "star"]
@@ -516,6 +518,15 @@ def _nearby_groups(points: list[tuple[float, float]], frac: float = 0.04) -> lis
     return groups
 
 
+def _ranked(r: dict[str, Any]) -> float:
+    """The p50 the ranking stands on (the paired round's where it ran): the bars and the Pareto plot show it, so
+    the #1 bar is the lowest; the table keeps each row's own run beside it."""
+    v = r.get("ranked_p50_ms")
+    if v is None:
+        v = r.get("paired_p50_ms") if r.get("paired_p50_ms") is not None else r["p50_ms"]
+    return float(v)
+
+
 def _labels_below(points: list[tuple[float, float]], groups: list[list[int]], *, y_span: float,
                   x_frac: float = 0.06, y_frac: float = 0.25) -> list[bool]:
     """For each group's label: True when it should go under its point, because another point lies just above
@@ -542,5 +553,5 @@ def _paired_note(r: dict[str, Any]) -> str:
     if r.get("paired_p50_ms") is not None:
         lo, hi = r["paired_ci_ms"]
         return (f"paired #{r['rank']}: {r['paired_p50_ms']:.4g} ms [{lo:.4g}, {hi:.4g}]"
-                + (" tie" if r.get("tied") else "") + (f", {r['threads']} threads" if r.get("threads") else ""))
+                + (" tie" if r.get("tied") else "") + (f", {r['threads']} thread{'s' if r['threads'] != 1 else ''}" if r.get("threads") else ""))
     return r.get("paired_note") or r.get("precision") or ""

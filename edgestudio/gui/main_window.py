@@ -34,6 +34,14 @@ def _job_label(spec: Any) -> str:
     return f"{spec.kind.value} {Path(spec.model or '').name}".strip()
 
 
+def _comparison_title(rows: list[dict[str, Any]]) -> str:
+    """``Comparison of 3 variants on 2 runtimes/devices``, with the numbers' grammar right."""
+    n = len({r["model"] for r in rows})
+    t = len({(r["runtime"], r.get("device")) for r in rows})
+    return (f"Comparison of {n} variant{'s' if n != 1 else ''} on {t} runtime{'s' if t != 1 else ''}"
+            f"/device{'s' if t != 1 else ''}")
+
+
 def _runtimes_for(fmt: Any) -> list[str]:
     from edgestudio.backends.runtimes import runtimes_for_format
 
@@ -822,7 +830,7 @@ class MainWindow(QMainWindow):
             paired = paired_spec(self._compare_rows) if not left else None
             if paired is not None:  # the final ranking: every local variant loaded once, alternating blocks
                 self._paired_job = self.bridge.submit(paired)
-            self.comparison.set_rows(rows, f"Comparison of {len({r['model'] for r in rows})} variants"
+            self.comparison.set_rows(rows, _comparison_title(rows)
                                      + (f" ({left} jobs left)" if left else " — paired round running…"
                                         if paired is not None else " — done"))
             if not left and paired is None:
@@ -835,7 +843,7 @@ class MainWindow(QMainWindow):
             if ok:
                 apply_paired(self._compare_rows, result)
             rows = finalize_rows(self._compare_rows)
-            self.comparison.set_rows(rows, f"Comparison of {len({r['model'] for r in rows})} variants — done"
+            self.comparison.set_rows(rows, _comparison_title(rows) + " — done"
                                      + (", ranked by a paired round (alternating blocks; 95 % CIs in the notes)"
                                         if ok else f" (paired round {status}: {error})"))
             self._keep_comparison(rows)
