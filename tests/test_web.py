@@ -265,3 +265,32 @@ def test_tfjs_web_package_runs_its_page_with_the_exports_outputs(tmp_path: Path)
     assert "error" not in got and got["crossOriginIsolated"] is True
     np.testing.assert_allclose(np.asarray(got["output"]).reshape(got["shape"]), np.load(root / "expected_output.npy"),
                                atol=1e-4)
+
+
+def test_the_wizard_exports_tfjs_checked_in_a_real_browser(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    """The conversion wizard offers TF.js (a web format) with its weight quantization option; the report says the
+    export was checked in TensorFlow and again in a real browser; the web model joins the lineage and packages as a
+    page."""
+    from edgestudio.core.formats import ModelFormat
+    from edgestudio.gui.main_window import package_runtimes_for
+
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.keras"])
+    wizard = window.model_action("convert", model_id)
+    qtbot.addWidget(wizard)
+    wizard.next()
+    box = wizard.target_page.boxes[ModelFormat.TFJS]
+    assert box.isEnabled() and box.text() == "TensorFlow.js"
+    box.setChecked(True)
+    wizard.next()  # the options the planned converters honour: TF.js weight quantization among them
+    assert "opt_tfjs_quantization" in [e.objectName() for e in wizard.options_page.form._editors.values()]
+    wizard.next()
+    wizard.next()
+    qtbot.waitUntil(lambda: wizard.run_page.isComplete(), timeout=600_000)
+    assert not wizard.errors, wizard.errors
+    report = wizard.run_page.report
+    last = report.item(report.rowCount() - 1, 6).text()
+    assert last.startswith("✓ passed") and "in tfjs: ✓ passed" in last, last
+    qtbot.waitUntil(lambda: any(m.format.value == "tfjs" for m in window.workspace.models()), timeout=30_000)
+    web = next(m for m in window.workspace.models() if m.format.value == "tfjs")
+    assert window.workspace.lineage(web.id)[0].id == model_id
+    assert [rt for rt, _ in package_runtimes_for("tfjs")] == ["tfjs"]  # a TF.js model packages as a web page

@@ -74,6 +74,10 @@ class DistillDialog(QDialog):
         self.plot.showGrid(x=True, y=True, alpha=0.3)
         self.plot.setLabel("bottom", "epoch")
         self.plot.setLogMode(y=True)
+        import math
+
+        steps = [m * 10.0 ** e for e in range(-3, 3) for m in (1, 2, 5)]  # 1-2-5 steps: legible labels
+        self.plot.getAxis("left").setTicks([[(math.log10(v), f"{v:g}") for v in steps]])
         self.curve = self.plot.plot([], [], pen=pg.mkPen("#3b6fd6", width=2), symbol="o", symbolSize=5)
         lay.addWidget(self.plot, 1)
         self.status = QLabel("")

@@ -153,7 +153,8 @@ class LayerDebugDialog(_JobDialog):
         self.inputs.setPlaceholderText("inputs: .npz keyed by input name (a stack of samples)")
         self.run_button = QPushButton("Compare layers")
         self.run_button.clicked.connect(self.run)
-        self.chain_button = QPushButton(f"Whole chain ({max(len(self.chain) - 1, 0)} hops)")
+        hops = max(len(self.chain) - 1, 0)
+        self.chain_button = QPushButton(f"Whole chain ({hops} hop{'s' if hops != 1 else ''})")
         self.chain_button.setToolTip("Every hop of the lineage against its parent, and the last against the original:"
                                      " the hop where the accuracy left")
         self.chain_button.setEnabled(len(self.chain) > 2)
@@ -236,9 +237,12 @@ class LayerDebugDialog(_JobDialog):
             self.rescue_table = _table(["step", "kept in float", "p50 ms", "size KB", "output cosine", "top-1",
                                         "guard"])
             self.tabs.addTab(self.rescue_table, "Rescue")
-        rows = [[r["step"], ", ".join(n.split(";")[0] for n in r["kept_in_float"]) or "-", r["p50_ms"],
-                 round(r["size_bytes"] / 1024), r["output_cosine"], r.get("top1"), "ok" if r["passed"] else "fails"]
-                for r in d["steps"]]
+        def num(v: Any, fmt: str) -> Any:
+            return format(v, fmt) if isinstance(v, (int, float)) else ("-" if v is None else v)
+
+        rows = [[r["step"], ", ".join(n.split(";")[0] for n in r["kept_in_float"]) or "-", num(r["p50_ms"], ".3g"),
+                 round(r["size_bytes"] / 1024), num(r["output_cosine"], ".6f"), num(r.get("top1"), ".4f"),
+                 "ok" if r["passed"] else "fails"] for r in d["steps"]]
         _fill(self.rescue_table, rows, [not r["passed"] for r in d["steps"]])
         self.tabs.setCurrentWidget(self.rescue_table)
         guard = (f"top-1 drop ≤ {d['guard']['max_drop']}" if "max_drop" in d["guard"]

@@ -63,10 +63,13 @@ class ThroughputDialog(_JobDialog):
         img = pg.ImageItem(grid)
         img.setColorMap(pg.colormap.get("viridis"))
         self.plot.addItem(img)
+        self.plot.showGrid(x=False, y=False)  # grid lines would cross the cells' figures
+        top = float(grid.max()) or 1.0
         for c in d["cells"]:
             x, y = ss.index(c["streams"]), bs.index(c["batch"])
             text = "error" if c["error"] else f"{c['fps']:.0f}/s\np50 {c['p50_ms']:.3g} ms"
-            label = pg.TextItem(text, color="w", anchor=(0.5, 0.5))
+            bright = (c.get("fps") or 0.0) / top > 0.6  # viridis turns green-yellow: dark text reads there
+            label = pg.TextItem(text, color="#111" if bright else "w", anchor=(0.5, 0.5))
             label.setPos(x + 0.5, y + 0.5)
             self.plot.addItem(label)
         self.plot.getAxis("bottom").setTicks([[(i + 0.5, str(s)) for i, s in enumerate(ss)]])

@@ -32,7 +32,7 @@ from edgestudio.gui.forms import OptionsForm
 from edgestudio.gui.icons import format_icon
 
 TARGETS = (ModelFormat.ONNX, ModelFormat.TFLITE, ModelFormat.OPENVINO, ModelFormat.ORT, ModelFormat.SAVED_MODEL,
-           ModelFormat.TVM)
+           ModelFormat.TFJS, ModelFormat.TVM)
 
 
 def quick_conversion(src: Any, target: ModelFormat, simplify: bool) -> bool:
@@ -296,11 +296,14 @@ class RunPage(QWizardPage):
                 row = self.report.rowCount()
                 self.report.insertRow(row)
                 verdict = p.get("verdict") or "not checked"
+                marks = {"passed": "✓ passed", "failed": "✗ failed", "inconclusive": "? inconclusive"}
+                # the result also run where it will be deployed (TF.js in a real browser): its own verdict
+                also = "".join(f" · in {rt}: {marks.get((a or {}).get('verdict'), 'not run')}"
+                               for rt, a in (p.get("also") or {}).items())
                 values = [target, f"{step['from']} → {step['to']}", step["converter"], f"{step['seconds']:.2f}",
                           str(p.get("max_abs_diff", "-")), str(p.get("cosine", "-")),
-                          {"passed": "✓ passed", "failed": "✗ failed", "inconclusive": "? inconclusive"}.get(
-                              verdict, "not checked") + (" (random inputs)" if (p.get("inputs") or {}).get("random")
-                                                         else "")]
+                          marks.get(verdict, "not checked") + (" (random inputs)" if (p.get("inputs") or {}).get("random")
+                                                               else "") + also]
                 for c, v in enumerate(values):
                     item = QTableWidgetItem(v)
                     item.setToolTip(str(p.get("summary") or ""))
