@@ -163,3 +163,52 @@ def test_cli_package_with_workspace_lineage(tmp_path: Path) -> None:
     names = [s["name"] for s in lineage["lineage"]]
     assert names == ["digits_cnn.keras", "digits_cnn.tflite"]
     assert lineage["lineage"][1]["options"]["converter"] == "tf-tflite" and "tensorflow-cpu" in lineage["versions"]
+
+
+TOPK_MODEL = '''
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+
+class M(tf.Module):
+    def __init__(self):
+        self.w = tf.Variable(np.random.default_rng(0).normal(size=(8, 8)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+    def __call__(self, x):
+        return tf.math.top_k(tf.matmul(x, self.w), k=2).values  # TOPK_V2: in LiteRT, not in TFLM
+
+
+m = M()
+tf.saved_model.save(m, sys.argv[1], signatures=m.__call__.get_concrete_function())
+np.savez(sys.argv[2], x=np.random.default_rng(1).normal(size=(32, 1, 8)).astype(np.float32))
+'''
+
+
+def test_the_wizard_says_which_ops_a_microcontroller_lacks(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The studio's microcontroller target on a model with an op TFLM has no kernel for: the INT8 model is made and
+    checked, then the wizard says in red which op the microcontroller lacks, and no package is written."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "make_topk.py"
+    script.write_text(TOPK_MODEL)
+    sm, calib = tmp_path / "topk_savedmodel", tmp_path / "calib.npz"
+    subprocess.run([sys.executable, str(script), str(sm), str(calib)], check=True, capture_output=True, timeout=300)
+    (model_id,) = window.import_paths([sm])
+    wizard = window.model_action("convert", model_id)
+    qtbot.addWidget(wizard)
+    wizard.next()
+    assert wizard.target_page.mcu.isEnabled()
+    wizard.target_page.mcu.setChecked(True)
+    wizard.next()
+    wizard.options_page.calibration.set_text(str(calib))
+    wizard.next()
+    wizard.next()
+    qtbot.waitUntil(lambda: wizard.run_page.isComplete(), timeout=600_000)
+    summary = wizard.run_page.mcu_summary.text()
+    assert wizard.errors and "no kernel for TOPK_V2" in summary and "#c0392b" in summary, summary
+    assert "replace those layers" in summary  # what to do about it
+    assert not list((window.workspace.root / "artifacts").rglob("*.zip"))  # no package that fails on the MCU
