@@ -121,6 +121,8 @@ def test_bench_streams_every_sample(name: str, rt: str) -> None:
     lat = res.latency_ms
     assert 0 < lat.min <= lat.p50 <= lat.p90 <= lat.p95 <= lat.p99 <= lat.max
     assert res.throughput_fps > 0 and res.load_ms > 0 and res.first_inference_ms > 0 and res.peak_rss_mb > 20
+    # inferences/s one after another: time in the model, not the harness's streaming between calls
+    assert res.throughput_fps == pytest.approx(1000 / float(np.mean(res.samples_ms)), rel=1e-6)
     assert list(res.input_shapes.values()) == [[4, 8, 8, 1]]
     assert progress[-1] == 1.0
     if rt == "openvino":

@@ -264,7 +264,7 @@ class ComparisonView(_Themed):
         self.bars.showGrid(y=True, alpha=0.2)
         self.bars.setToolTip("p50: the figure the ranking stands on (the paired round's, where it ran); p99: each "
                              "row's own run. The table has both.")
-        self.fps = pg.PlotWidget(title="throughput (inferences/s)")
+        self.fps = pg.PlotWidget(title="throughput (inferences/s, one after another)")
         self.fps.showGrid(y=True, alpha=0.2)
         charts.addWidget(self.bars)
         charts.addWidget(self.fps)
