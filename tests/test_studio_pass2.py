@@ -324,3 +324,35 @@ def test_the_graph_detaches_and_comes_back(qtbot, window) -> None:  # type: igno
     gw.close()
     assert window.details.graph_window is None and window.details.tabs.indexOf(window.details.graph) >= 0
     assert window.details.graph.detach_button.text() == "Open in its own window"
+
+
+def test_the_wizard_says_close_and_cancels_its_conversions(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    """On the run page the wizard's Cancel is labelled for what it does (Close: the jobs go on); its own button
+    cancels the conversions still queued or running; once nothing is left the buttons say so."""
+    from PySide6.QtWidgets import QWizard
+
+    from edgestudio.core.formats import ModelFormat
+    from edgestudio.core.jobs import JobKind, JobSpec
+
+    window.bridge.manager.pool.max_workers = 1  # type: ignore[attr-defined]
+    (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    busy = window.bridge.submit(JobSpec(JobKind.CALL, options={"function": "tests.helpers.jobs:sleep",
+                                                               "kwargs": {"seconds": 60}}))
+    qtbot.waitUntil(lambda: window.bridge.manager.get(busy).status.value == "running", timeout=60_000)
+    wizard = window.model_action("convert", model_id)
+    qtbot.addWidget(wizard)
+    wizard.next()
+    wizard.target_page.boxes[ModelFormat.TFLITE].setChecked(True)  # onnx2tf: not a quick job, it queues
+    wizard.next()
+    wizard.next()
+    wizard.next()
+    assert wizard.buttonText(QWizard.WizardButton.CancelButton) == "Close (jobs go on)"
+    cancel = wizard.button(QWizard.WizardButton.CustomButton1)
+    assert cancel.isVisible() and cancel.text() == "Cancel the conversions"
+    cancel.click()
+    qtbot.waitUntil(lambda: wizard.run_page.isComplete(), timeout=30_000)
+    (job,) = wizard.jobs
+    assert window.bridge.manager.get(job).status.value == "cancelled" and wizard.errors[job]
+    assert wizard.buttonText(QWizard.WizardButton.CancelButton) == "Close" and not cancel.isVisible()
+    assert not any(m.format.value == "tflite" for m in window.workspace.models())
+    window.bridge.cancel(busy)

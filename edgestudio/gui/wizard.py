@@ -242,6 +242,7 @@ class RunPage(QWizardPage):
         wizard.bridge.progress.connect(self._progress)
         wizard.bridge.log.connect(self._log)
         wizard.bridge.finished.connect(self._finished)
+        wizard.customButtonClicked.connect(self._custom)
 
     def initializePage(self) -> None:  # noqa: N802
         w = self.w
@@ -265,6 +266,22 @@ class RunPage(QWizardPage):
                 output_name=f"{Path(src.path).stem}_mcu")
             w.jobs[job] = "microcontroller"
             self._bar(job, "Microcontroller")
+        # on this page the wizard's Cancel closes it and the jobs go on (said so); stopping them is its own button
+        w.setButtonText(QWizard.WizardButton.CancelButton, "Close (jobs go on)")
+        w.setButtonText(QWizard.WizardButton.CustomButton1, "Cancel the conversions")
+        w.setOption(QWizard.WizardOption.HaveCustomButton1, True)
+        w.button(QWizard.WizardButton.CustomButton1).setObjectName("cancel_conversions")
+
+    def _custom(self, which: int) -> None:
+        if which == int(QWizard.WizardButton.CustomButton1.value):
+            self.cancel_jobs()
+
+    def cancel_jobs(self) -> list[str]:
+        """Cancel the conversions still running or queued (finished ones keep their artifacts)."""
+        left = [j for j in self.w.jobs if j not in self.w.results and j not in self.w.errors]
+        for job in left:
+            self.w.bridge.cancel(job)
+        return left
 
     def _bar(self, job: str, label: str) -> None:
         bar = QProgressBar()
@@ -318,6 +335,9 @@ class RunPage(QWizardPage):
             if target == "microcontroller":
                 self.mcu_summary.setText(f"<span style='color:#c0392b'><b>Microcontroller</b>: {error}</span>")
                 self.mcu_summary.show()
+        if self.isComplete():  # nothing left to cancel or to go on: the buttons say so
+            self.w.setOption(QWizard.WizardOption.HaveCustomButton1, False)
+            self.w.setButtonText(QWizard.WizardButton.CancelButton, "Close")
         self.completeChanged.emit()
 
     def _show_microcontroller(self, result: dict[str, Any]) -> None:
