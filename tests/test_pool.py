@@ -224,6 +224,8 @@ def test_quick_jobs_run_beside_a_long_one_not_behind_it() -> None:
     try:
         long = p.submit(call("sleep", opts={"seconds": 8.0}))
         regular = p.submit(call("echo", opts={"value": 1}))
+        waiting_bench = p.submit(JobSpec(JobKind.BENCH, model=str(SAMPLES / "digits_cnn.onnx"), runtime="onnxruntime",
+                                         options={"iterations": 50, "warmup": 5}))
         inspect = p.submit(JobSpec(JobKind.INSPECT, model=str(SAMPLES / "digits_cnn.onnx")))
         quick_call = p.submit(call("echo", quick=True, opts={"value": 2}))
         i, q = p.wait(inspect, 60), p.wait(quick_call, 60)
@@ -233,6 +235,8 @@ def test_quick_jobs_run_beside_a_long_one_not_behind_it() -> None:
         assert i.finished_at < lg.finished_at and q.finished_at < lg.finished_at  # beside, not behind
         assert any("runs beside call" in line for line in i.log)
         assert r.started_at >= lg.finished_at  # a regular job still waits its turn
+        wb = p.wait(waiting_bench, 60)  # the quick jobs passed a benchmark waiting in the queue, not its run
+        assert wb.status is JobStatus.SUCCEEDED and wb.started_at >= max(r.finished_at, i.finished_at, q.finished_at)
         deadline = time.monotonic() + 10
         while len(p.worker_pids()) > 1 and time.monotonic() < deadline:
             time.sleep(0.1)

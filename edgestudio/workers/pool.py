@@ -275,13 +275,14 @@ class WorkerPool(ExecutorBase):
             if any(self._records[w.job_id].spec.runs_alone for w in busy if w.job_id):
                 return
             rec = self._records[self._queue[0]]
-            if rec.spec.runs_alone and busy:
-                return
             regular = [w for w in busy if w.job_id and not w.quick_lane]
             if len(regular) < self.max_workers:
+                if rec.spec.runs_alone and busy:
+                    return  # a benchmark waits for the workers to be idle (quick jobs finish within seconds)
                 if not self._start(rec, quick_lane=False):
                     return
                 continue
+            # every worker is taken by long jobs: a quick job may pass the queue (a waiting benchmark included)
             quick = next((self._records[j] for j in self._queue
                           if self._records[j].spec.is_quick and not self._records[j].spec.runs_alone), None)
             if quick is None or len(busy) - len(regular) >= self.quick_slots or not _memory_to_spare():
@@ -293,7 +294,8 @@ class WorkerPool(ExecutorBase):
         """Send ``rec`` to an idle worker (started if needed); False when none can take it now."""
         idle = [w for w in self._workers if not w.job_id and not w.retiring and w.proc.is_alive()]
         if not idle:
-            if len([w for w in self._workers if not w.retiring]) >= self.max_workers + (self.quick_slots if quick_lane else 0):
+            cap = self.max_workers + (self.quick_slots if quick_lane else 0)
+            if len([w for w in self._workers if not w.retiring]) >= cap:
                 return False
             try:
                 idle = [_Worker(self._ctx, self._warm_imports, self._nice)]
