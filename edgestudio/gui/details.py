@@ -109,7 +109,8 @@ class GraphWindow(QWidget):
         lay.addWidget(graph)
         graph.show()
         screen = self.screen().availableGeometry() if self.screen() is not None else None
-        self.resize(min(1400, screen.width() - 80) if screen else 1200, min(900, screen.height() - 80) if screen else 800)
+        width, height = (screen.width() - 80, screen.height() - 80) if screen is not None else (1200, 800)
+        self.resize(min(1400, width), min(900, height))  # room: most of the screen, up to 1400 x 900
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802
         self.closed.emit()
