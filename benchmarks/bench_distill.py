@@ -8,22 +8,13 @@ the students' latency beside the teacher's (ONNX Runtime, paired).
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "resources" / "samples"
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def cli(*args: str) -> dict:  # type: ignore[type-arg]
-    r = subprocess.run([sys.executable, "-m", "edgestudio", *args, "--json"], capture_output=True, text=True, cwd=ROOT)
-    if r.returncode:
-        raise SystemExit(f"edgestudio {' '.join(args)} failed: {r.stderr.strip()[-500:]}")
-    return json.loads(r.stdout)  # type: ignore[no-any-return]
+from benchmarks.common import SAMPLES, cli  # noqa: E402
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,14 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("EDGESTUDIO_ENVS", str(ROOT / ".cache" / "envs"))
 
-from benchmarks.common import keras_app_onnx  # noqa: E402
-
-
-def cli(*args: str) -> dict:  # type: ignore[type-arg]
-    r = subprocess.run([sys.executable, "-m", "edgestudio", *args, "--json"], capture_output=True, text=True, cwd=ROOT)
-    if r.returncode:
-        raise SystemExit(f"edgestudio {' '.join(args)} failed: {r.stderr.strip()[-500:]}")
-    return json.loads(r.stdout)  # type: ignore[no-any-return]
+from benchmarks.common import cli, keras_app_onnx  # noqa: E402
 
 
 def main() -> None:

@@ -1,13 +1,23 @@
-"""What the benchmark scripts share: the model they build where a bigger one than the digits CNN is needed."""
+"""What the benchmark scripts share: the CLI called for its JSON, and the model they build where a bigger one than
+the digits CNN is needed."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "resources" / "samples"
+
+
+def cli(*args: str) -> dict:  # type: ignore[type-arg]
+    """``edgestudio ARGS --json`` in a process of its own; its answer, or exit naming the command and its error."""
+    r = subprocess.run([sys.executable, "-m", "edgestudio", *args, "--json"], capture_output=True, text=True, cwd=ROOT)
+    if r.returncode:
+        raise SystemExit(f"edgestudio {' '.join(args)} failed: {r.stderr.strip()[-500:]}")
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
 
 
 def mobilenet_onnx(folder: Path) -> Path:
