@@ -167,13 +167,19 @@ def apply_paired(rows: list[dict[str, Any]], paired: dict[str, Any]) -> None:
             r["paired_note"] = v.get("error")
 
 
+def ranked_p50(row: dict[str, Any]) -> float | None:
+    """The p50 a row's rank stands on: the paired round's where it ran, else the row's own run (None: not measured).
+    The charts show this one, so the #1 bar is the lowest; the table keeps the row's own run beside it."""
+    return row.get("paired_p50_ms") if row.get("paired_p50_ms") is not None else row.get("p50_ms")
+
+
 def finalize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Sort (by the paired round's p50 where there was one, else by p50) and mark the accuracy-vs-latency Pareto
     front (where accuracy was measured) on that same latency (``ranked_p50_ms``)."""
     rows = sorted(rows, key=lambda r: (r.get("p50_ms") is None, r.get("rank") is None, r.get("rank") or 0,
                                        r.get("p50_ms") or 0.0))
-    for r in rows:  # the latency the ranking stands on: the paired round's where it ran, else the row's own run
-        r["ranked_p50_ms"] = r.get("paired_p50_ms") if r.get("paired_p50_ms") is not None else r.get("p50_ms")
+    for r in rows:
+        r["ranked_p50_ms"] = ranked_p50(r)
     front = pareto_front(rows, lat_key="ranked_p50_ms")
     for i, r in enumerate(rows):
         r["pareto"] = i in front

@@ -28,6 +28,8 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import qthrottled
 
+from edgestudio.bench.compare import ranked_p50
+
 PALETTE = ["#5b8def", "#f29d38", "#4fb0c6", "#d9534f", "#7b6cd9", "#2e8b57", "#c9b037", "#e07a5f"]
 
 
@@ -328,7 +330,7 @@ class ComparisonView(_Themed):
         lines: dict[str, list[tuple[int, float]]] = {}
         for r in swept:
             key = f"{Path(r['model']).name} · {r['runtime']}"
-            lines.setdefault(key, []).append((int(r["threads"]), r.get("paired_p50_ms") or r["p50_ms"]))
+            lines.setdefault(key, []).append((int(r["threads"]), ranked_p50(r)))
         show = len({int(r["threads"]) for r in swept}) > 1
         self.threads_plot.setVisible(show)
         if not show:
@@ -351,7 +353,7 @@ class ComparisonView(_Themed):
         self.fps.clear()
         x = np.arange(len(measured))
         if measured:
-            self.bars.addItem(pg.BarGraphItem(x=x - 0.2, height=[_ranked(r) for r in measured], width=0.38,
+            self.bars.addItem(pg.BarGraphItem(x=x - 0.2, height=[ranked_p50(r) for r in measured], width=0.38,
                                               brush=PALETTE[0], name="p50"))
             self.bars.addItem(pg.BarGraphItem(x=x + 0.2, height=[r.get("p99_ms") or 0 for r in measured], width=0.38,
                                               brush=PALETTE[1], name="p99"))
@@ -362,8 +364,8 @@ class ComparisonView(_Themed):
             # each p50 written on its bar: a 25x slower variant must not squash the others into unreadable stubs
             self.bar_labels = []
             for i, r in enumerate(measured):
-                label = pg.TextItem(f"{_ranked(r):.3g}", anchor=(0.5, 1.0), color="#333")
-                label.setPos(i - 0.2, _ranked(r))
+                label = pg.TextItem(f"{ranked_p50(r):.3g}", anchor=(0.5, 1.0), color="#333")
+                label.setPos(i - 0.2, ranked_p50(r))
                 self.bars.addItem(label)
                 self.bar_labels.append(label)
             self.fps.getAxis("bottom").setTicks(ticks)
@@ -379,11 +381,11 @@ class ComparisonView(_Themed):
         spots = []
         for i, r in pts:
             front = bool(r.get("pareto"))
-            spots.append({"pos": (_ranked(r), r["accuracy"]), "data": i, "symbol": "star" if front else "o",
+            spots.append({"pos": (ranked_p50(r), r["accuracy"]), "data": i, "symbol": "star" if front else "o",
                           "size": 18 if front else 11,
                           "brush": pg.mkBrush("#2e8b57" if front else PALETTE[i % len(PALETTE)]),
                           "pen": pg.mkPen("k" if front else None)})
-        xy = [(_ranked(r), r["accuracy"]) for _, r in pts]
+        xy = [(ranked_p50(r), r["accuracy"]) for _, r in pts]
         accs = [a for _, a in xy]
         pad = max(0.005, (max(accs) - min(accs)) * 0.15) if accs else 0.0
         groups = _nearby_groups(xy)
@@ -394,14 +396,14 @@ class ComparisonView(_Themed):
             _, r0 = pts[group[0]]
             text = pg.TextItem(", ".join(f"#{pts[k][0] + 1}" for k in group), anchor=(0.5, -0.3 if under else 1.3),
                                color="#555")
-            text.setPos(_ranked(r0), r0["accuracy"])
+            text.setPos(ranked_p50(r0), r0["accuracy"])
             self.scatter_plot.addItem(text)
             self._labels.append(text)
         self.scatter.setData(spots)
         if pts:
             self.scatter_plot.setYRange(min(accs) - pad, min(1.0, max(accs) + pad) + pad * 0.2)
-        front = sorted((r for _, r in pts if r.get("pareto")), key=_ranked)
-        self.front_curve.setData([_ranked(r) for r in front], [r["accuracy"] for r in front])
+        front = sorted((r for _, r in pts if r.get("pareto")), key=ranked_p50)
+        self.front_curve.setData([ranked_p50(r) for r in front], [r["accuracy"] for r in front])
 
     def pareto_points(self) -> list[tuple[float, float]]:
         return [(float(s.pos().x()), float(s.pos().y())) for s in self.scatter.points() if s.symbol() == "star"]
@@ -516,15 +518,6 @@ def _nearby_groups(points: list[tuple[float, float]], frac: float = 0.04) -> lis
         else:
             groups.append([k])
     return groups
-
-
-def _ranked(r: dict[str, Any]) -> float:
-    """The p50 the ranking stands on (the paired round's where it ran): the bars and the Pareto plot show it, so
-    the #1 bar is the lowest; the table keeps each row's own run beside it."""
-    v = r.get("ranked_p50_ms")
-    if v is None:
-        v = r.get("paired_p50_ms") if r.get("paired_p50_ms") is not None else r["p50_ms"]
-    return float(v)
 
 
 def _labels_below(points: list[tuple[float, float]], groups: list[list[int]], *, y_span: float,

@@ -189,7 +189,8 @@ class DetailsView(QWidget):
         self.tabs.removeTab(index)
         self.graph_window = GraphWindow(self.graph, self.window())
         self.graph_window.closed.connect(self.attach_graph)
-        self.tabs.insertTab(index, self._graph_placeholder(), "Graph ↗")
+        self._placeholder = self._graph_placeholder()
+        self.tabs.insertTab(index, self._placeholder, "Graph ↗")
         self.graph.detach_button.setText("Put it back in the details")
         name = self._entry.name if self._entry is not None else "no model"
         self.graph_window.setWindowTitle(f"Graph of {name} — EdgeStudio")
@@ -201,11 +202,9 @@ class DetailsView(QWidget):
         win, self.graph_window = self.graph_window, None
         if win is None:
             return
-        index = next((i for i in range(self.tabs.count()) if self.tabs.tabText(i) == "Graph ↗"), self.tabs.count())
-        placeholder = self.tabs.widget(index)
+        index = self.tabs.indexOf(self._placeholder)
         self.tabs.removeTab(index)
-        if placeholder is not None:
-            placeholder.deleteLater()
+        self._placeholder.deleteLater()
         self.tabs.insertTab(index, self.graph, "Graph")
         self.graph.detach_button.setText("Open in its own window")
         win.deleteLater()  # (it is closing)

@@ -20,7 +20,7 @@ from edgestudio.core.workspace import Workspace
 from edgestudio.gui.bridge import JobBridge
 from edgestudio.gui.browser import ModelBrowser
 from edgestudio.gui.details import DetailsView
-from edgestudio.gui.jobs_panel import JobsPanel
+from edgestudio.gui.jobs_panel import JobsPanel, kind_text
 from edgestudio.gui.optimize_panel import OptimizePanel
 
 if TYPE_CHECKING:
@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 
 
 def _job_label(spec: Any) -> str:
-    """``bench digits.onnx``, ``convert model.keras``, or a call's function name."""
+    """``bench digits.onnx``, ``convert → TFLite model.keras`` (the jobs panel's words), or a call's function name."""
     if spec.kind is JobKind.CALL:
         return str((spec.options or {}).get("function", "call")).rsplit(":", 1)[-1].replace("_", " ")
-    return f"{spec.kind.value} {Path(spec.model or '').name}".strip()
+    return f"{kind_text(spec.to_dict())} {Path(spec.model or '').name}".strip()
 
 
 def _comparison_title(rows: list[dict[str, Any]]) -> str:

@@ -35,16 +35,11 @@ TARGETS = (ModelFormat.ONNX, ModelFormat.TFLITE, ModelFormat.OPENVINO, ModelForm
            ModelFormat.TFJS, ModelFormat.TVM)
 
 
-def quick_conversion(src: Any, target: ModelFormat, simplify: bool) -> bool:
+def quick_conversion(src: ModelEntry, target: ModelFormat, simplify: bool) -> bool:
     """Seconds of work (e.g. a small ONNX to OpenVINO IR): it may run beside a long conversion, not behind it."""
     from edgestudio.conversion.planner import is_quick
-    from edgestudio.core.modelinfo import model_size_bytes
 
-    try:
-        size = model_size_bytes(src.path, src.format)
-    except OSError:
-        return False
-    return is_quick(src.format, target, simplify=simplify, model_bytes=size)
+    return is_quick(src.format, target, simplify=simplify, model_bytes=src.size_bytes)  # the size the workspace keeps
 
 
 class ConversionWizard(QWizard):

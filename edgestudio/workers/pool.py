@@ -320,11 +320,12 @@ class WorkerPool(ExecutorBase):
             return False
         w.job_id, w.cancel_requested_at, w.kill_reason, w.quick_lane = rec.id, None, None, quick_lane
         rec.status, rec.started_at = JobStatus.RUNNING, time.time()
-        beside = [self._records[o.job_id].spec for o in self._workers if o.job_id and o is not w]
         self._emit(JobEvent(rec.id, "started", {"pid": w.proc.pid}))
-        if quick_lane and beside:
-            other = beside[0].kind.value + (f" {Path(beside[0].model).name}" if beside[0].model else "")
-            self._apply(rec, "log", {"line": f"a quick job: runs beside {other} instead of waiting behind it"})
+        if quick_lane:  # its log says what it did not wait behind
+            beside = next((self._records[o.job_id].spec for o in self._workers if o.job_id and o is not w), None)
+            if beside is not None:
+                other = beside.kind.value + (f" {Path(beside.model).name}" if beside.model else "")
+                self._apply(rec, "log", {"line": f"a quick job: runs beside {other} instead of waiting behind it"})
         return True
 
     def _retire_extra(self) -> None:
