@@ -15,7 +15,6 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (
-    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
@@ -465,21 +464,17 @@ class ComparisonView(_Themed):
         return Path(path)
 
     def _export_png_dialog(self) -> None:
-        from edgestudio.gui.paths import remember, start_dir
+        from edgestudio.gui.paths import ask_save
 
-        path, _ = QFileDialog.getSaveFileName(self, "Export the comparison as PNG",
-                                              str(Path(start_dir()) / "comparison.png"), "PNG (*.png)")
+        path = ask_save(self, "Export the comparison as PNG", "comparison.png", "PNG (*.png)")
         if path:
-            remember(path)
             self.export_figure(path)
 
     def _export_csv_dialog(self) -> None:
-        from edgestudio.gui.paths import remember, start_dir
+        from edgestudio.gui.paths import ask_save
 
-        path, _ = QFileDialog.getSaveFileName(self, "Export table", str(Path(start_dir()) / "comparison.csv"),
-                                              "CSV (*.csv)")
+        path = ask_save(self, "Export table", "comparison.csv", "CSV (*.csv)")
         if path:
-            remember(path)
             self.export_csv(path)
 
 

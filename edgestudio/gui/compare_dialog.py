@@ -11,7 +11,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -181,10 +180,8 @@ class CompareDialog(QDialog):
         self.run_button.setEnabled(runs > 0)
 
     def _browse(self) -> None:
-        from edgestudio.gui.paths import remember, start_dir
+        from edgestudio.gui.paths import ask_open
 
-        path, _ = QFileDialog.getOpenFileName(self, "Evaluation data", start_dir(), "Data (*.npz);;All files (*)")
-        if path:
-            remember(path)
+        path = ask_open(self, "Evaluation data", "Data (*.npz);;All files (*)")
         if path:
             self.dataset.setText(path)

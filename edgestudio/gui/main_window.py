@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
 
 from edgestudio import __version__
 from edgestudio.core.errors import EdgeStudioError
@@ -22,6 +22,7 @@ from edgestudio.gui.browser import ModelBrowser
 from edgestudio.gui.details import DetailsView
 from edgestudio.gui.jobs_panel import JobsPanel, kind_text
 from edgestudio.gui.optimize_panel import OptimizePanel
+from edgestudio.gui.paths import ask_folder, ask_open, ask_open_many, ask_save
 
 if TYPE_CHECKING:
     from edgestudio.gui.charts import ComparisonView, LiveLatencyChart
@@ -536,12 +537,7 @@ class MainWindow(QMainWindow):
                 if not ok:
                     return None
                 runtime = next(c[0] for c in choices if c[1] == label)
-            from edgestudio.gui.paths import remember, start_dir
-
-            path, _ = QFileDialog.getSaveFileName(self, "Deployment package",
-                                                  str(Path(start_dir()) / f"{Path(entry.path).stem}.zip"), "Zip (*.zip)")
-            if path:
-                remember(path)
+            path = ask_save(self, "Deployment package", f"{Path(entry.path).stem}.zip", "Zip (*.zip)")
             return self.package(model_id, path, runtime=runtime) if path else None
         if name == "reveal":
             from edgestudio.gui.paths import show_or_copy
@@ -868,12 +864,9 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------------------- dialogs
     def _import_dialog(self) -> None:
-        from edgestudio.gui.paths import remember, start_dir
-
-        files, _ = QFileDialog.getOpenFileNames(self, "Import models", start_dir(), "Models (*.onnx *.tflite *.keras *.h5 "
-                                                "*.xml *.ort *.json *.pt *.pt2);;All files (*)")
+        files = ask_open_many(self, "Import models", "Models (*.onnx *.tflite *.keras *.h5 *.xml *.ort *.json *.pt "
+                                                     "*.pt2);;All files (*)")
         if files:
-            remember(files[0])
             self.import_paths_async([Path(f) for f in files])
 
     def environments_dialog(self) -> Any:
@@ -885,11 +878,7 @@ class MainWindow(QMainWindow):
 
     def _import_folder_dialog(self) -> None:
         """A model that is a folder (SavedModel, TF.js): a file dialog cannot pick it, this one can."""
-        from edgestudio.gui.paths import remember, start_dir
-
-        folder = QFileDialog.getExistingDirectory(self, "Import a model folder (SavedModel, TF.js)", start_dir())
-        if folder:
-            remember(folder)
+        folder = ask_folder(self, "Import a model folder (SavedModel, TF.js)")
         if folder:
             self.import_paths_async([Path(folder)])
 
@@ -908,12 +897,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Select the model whose recipe to export.", 5000)
             return
         entry = self.workspace.model(model_id)
-        start = self.settings.value("last_dir", str(Path.cwd()))
-        path, _ = QFileDialog.getSaveFileName(self, "Export recipe", str(Path(start) / f"{Path(entry.path).stem}"
-                                                                                        "_recipe.yaml"),
-                                              "Recipe (*.yaml *.yml)")
+        path = ask_save(self, "Export recipe", f"{Path(entry.path).stem}_recipe.yaml", "Recipe (*.yaml *.yml)")
         if path:
-            self.settings.setValue("last_dir", str(Path(path).parent))
             self.export_recipe(model_id, path)
 
     def open_recipe(self, path: str | Path) -> str:
@@ -932,11 +917,9 @@ class MainWindow(QMainWindow):
         return job
 
     def _open_recipe_dialog(self) -> None:
-        start = self.settings.value("last_dir", str(Path.cwd()))
-        path, _ = QFileDialog.getOpenFileName(self, "Run a recipe", str(start), "Recipe (*.yaml *.yml)")
+        path = ask_open(self, "Run a recipe", "Recipe (*.yaml *.yml)")
         if not path:
             return
-        self.settings.setValue("last_dir", str(Path(path).parent))
         try:
             self.open_recipe(path)
         except EdgeStudioError as exc:
@@ -984,11 +967,9 @@ class MainWindow(QMainWindow):
         return win
 
     def _open_workspace_dialog(self) -> None:
-        start = self.settings.value("last_dir", str(self.workspace.root.parent))
-        folder = QFileDialog.getExistingDirectory(self, "Open or create a workspace (an empty folder makes a new one)",
-                                                  str(start))
+        folder = ask_folder(self, "Open or create a workspace (an empty folder makes a new one)",
+                            default=self.workspace.root.parent)
         if folder:
-            self.settings.setValue("last_dir", folder)
             self.next_window = self.switch_workspace(folder)
 
     def shortcuts_text(self) -> str:

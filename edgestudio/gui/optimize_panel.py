@@ -11,7 +11,6 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -66,20 +65,16 @@ class DataPicker(QWidget):
             e.acceptProposedAction()
 
     def _pick_file(self) -> None:
-        from edgestudio.gui.paths import remember, start_dir
+        from edgestudio.gui.paths import ask_open
 
-        path, _ = QFileDialog.getOpenFileName(self, "Dataset", start_dir(), "Arrays (*.npz *.npy)")
-        if path:
-            remember(path)
+        path = ask_open(self, "Dataset", "Arrays (*.npz *.npy)")
         if path:
             self.edit.setText(path)
 
     def _pick_dir(self) -> None:
-        from edgestudio.gui.paths import remember, start_dir
+        from edgestudio.gui.paths import ask_folder
 
-        path = QFileDialog.getExistingDirectory(self, "Image folder", start_dir())
-        if path:
-            remember(path)
+        path = ask_folder(self, "Image folder")
         if path:
             self.edit.setText(path)
 
