@@ -186,7 +186,7 @@ class JobsPanel(QWidget):
         for job_id in done:
             item = self._items.pop(job_id)
             self.tree.takeTopLevelItem(self.tree.indexOfTopLevelItem(item))
-            for d in (self._bars, self._buttons, self._logs, self._elapsed, self._errors):
+            for d in (self._bars, self._buttons, self._logs, self._elapsed, self._errors, self._last_progress):
                 d.pop(job_id, None)  # type: ignore[attr-defined]
         return len(done)
 
