@@ -1116,6 +1116,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "workspace (run through the worker pool)")
     common.add_argument("--verbose", action="store_true", help="let the libraries' own log lines through to "
                                                                 "stderr (kept in a log file by default)")
+    common.add_argument("--trust-model", action="store_true", help="run a TensorFlow model even though its graph "
+                                                                    "holds ops that reach the file system or run "
+                                                                    "Python (refused by default)")
     target = argparse.ArgumentParser(add_help=False)
     target.add_argument("--env", "--target", dest="env", metavar="NAME",
                         help="run on this execution target: a Python environment (`edgestudio envs`; env:NAME or "
@@ -1357,6 +1360,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if getattr(args, "trust_model", False):
+        from edgestudio.core.safety import trust
+
+        for key in ("model", "child", "parent", "teacher"):
+            value = getattr(args, key, None)
+            for path in value if isinstance(value, list) else [value]:
+                if isinstance(path, str) and Path(path).exists():
+                    trust(path)
     from edgestudio.core.loaders import quiet_tensorflow
 
     quiet_tensorflow()

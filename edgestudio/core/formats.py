@@ -157,6 +157,9 @@ def folder_size(p: Path) -> int:
 def _detect_folder(p: Path) -> ModelFormat:
     folder_size(p)
     if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
+        from edgestudio.core.safety import check_graph_ops, saved_model_dangerous_ops
+
+        check_graph_ops(p, saved_model_dangerous_ops(p), "SavedModel")
         return ModelFormat.SAVED_MODEL
     if (p / "model.json").is_file():
         _detect_json(p / "model.json")
@@ -229,10 +232,14 @@ def _torch_archive(p: Path, names: set[str]) -> ModelFormat | None:
     tops = {n.split("/", 1)[0] for n in names if "/" in n}
     if len(tops) != 1:
         return None
+    from edgestudio.core.safety import check_torch_archive
+
     top = next(iter(tops))
     if f"{top}/archive_format" in names:
+        check_torch_archive(p)  # every pickle inside: tensor rebuilding only, or refused naming the member
         return ModelFormat.PT2
     if f"{top}/constants.pkl" in names and any(n.startswith(f"{top}/code/") for n in names):
+        check_torch_archive(p)
         return ModelFormat.TORCHSCRIPT
     if f"{top}/data.pkl" in names:
         refs = _pickle_globals(p, f"{top}/data.pkl")
@@ -291,8 +298,11 @@ def _detect_xml(p: Path) -> ModelFormat:
     if "<net" not in text:
         raise ModelFormatError(p, "XML file is not an OpenVINO IR (no <net> element)")
     weights = p.with_suffix(".bin")
-    if not weights.is_file():
-        raise ModelFormatError(p, f"OpenVINO IR weights file {weights.name} is missing beside it")
+    if not weights.is_file() and not weights.is_symlink():
+        raise ModelFormatError(p, f"OpenVINO IR weights file {display(weights.name)} is missing beside it")
+    from edgestudio.core.safety import member_file
+
+    member_file(p.parent, weights.name, p, "OpenVINO IR weights file")  # a regular file, not a link or a device
     return ModelFormat.OPENVINO
 
 
@@ -304,6 +314,10 @@ def _detect_json(p: Path) -> ModelFormat:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFormatError(p, f"invalid JSON ({exc})") from None
     if isinstance(doc, dict) and "modelTopology" in doc:
+        from edgestudio.core.safety import check_graph_ops, check_tfjs_weights, tfjs_dangerous_ops
+
+        check_tfjs_weights(p, doc)
+        check_graph_ops(p, tfjs_dangerous_ops(doc), "TF.js")
         return ModelFormat.TFJS
     raise ModelFormatError(p, "JSON file is not a TF.js model.json (no modelTopology)")
 

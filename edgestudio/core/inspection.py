@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import json
 import math
 from collections import Counter
@@ -606,36 +608,10 @@ def _inspect_tvm(p: Path) -> ModelInfo:
                      f", {'tuned ' + str(doc.get('tuning', {}).get('trials')) + ' trials' if doc.get('tuning') else 'untuned'})")
 
 
-_TFJS_BYTES = {"float32": 4, "int32": 4, "bool": 1, "float16": 2, "uint8": 1, "int8": 1, "uint16": 2, "int16": 2,
-               "complex64": 8}
-
-
 def _check_tfjs_weights(p: Path, mj: Path, doc: dict[str, Any]) -> int:
-    """Every weight's shape must fit the shard files it lives in: a shape of 2^40 x 2^40 is not plausible."""
-    total = 0
-    for group in doc.get("weightsManifest", []) or []:
-        need = 0
-        for w in group.get("weights", []) or []:
-            shape = w.get("shape", [])
-            if not isinstance(shape, list) or any(not isinstance(d, int) or d < 0 for d in shape):
-                raise ModelFormatError(p, f"TF.js weight {w.get('name')!r} has a bad shape {str(shape)[:60]}")
-            n = _prod(shape)
-            q = w.get("quantization") or {}
-            itemsize = _TFJS_BYTES.get(str(q.get("dtype") or w.get("dtype", "float32")), 4)
-            if w.get("dtype") == "string":
-                itemsize = 0
-            need += n * itemsize
-            total += n
-        have = 0
-        for shard in group.get("paths", []) or []:
-            f = (mj.parent / str(shard)).resolve()
-            if mj.parent.resolve() not in f.parents or not f.is_file():
-                raise ModelFormatError(p, f"TF.js weights file {display(str(shard))!r} is missing or outside the model folder")
-            have += f.stat().st_size
-        if need > have:
-            raise ModelFormatError(p, f"TF.js weights need {need:,} bytes but the shard files hold {have:,}: "
-                                      "implausible shapes or truncated files")
-    return total
+    from edgestudio.core.safety import check_tfjs_weights
+
+    return check_tfjs_weights(mj, doc, model=p)
 
 
 ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
@@ -671,15 +647,42 @@ def _torch_dims(shape: Any) -> list[Any]:
     return [int(d) if isinstance(d, int) or str(d).isdigit() else "?" for d in shape]
 
 
+def _checked_torch_bytes(path: Path) -> tuple[ModelFormat, bytes]:
+    """A PyTorch archive's format and bytes, read once and checked (no pickle in them calls anything but tensor
+    rebuilding): PyTorch then loads those very bytes, never the file again (which could have changed since)."""
+    from edgestudio.core.safety import check_torch_archive, read_regular
+
+    fmt = detect_format(path)
+    if fmt not in (ModelFormat.PT2, ModelFormat.TORCHSCRIPT):
+        raise ModelFormatError(path, f"not a PyTorch model ({fmt.label})")
+    data = read_regular(path, "PyTorch model")
+    check_torch_archive(path, data)
+    return fmt, data
+
+
+def load_exported_program(path: str | Path) -> Any:
+    """The ExportedProgram of a .pt2, loaded from its checked bytes."""
+    import torch
+
+    path = Path(path)
+    fmt, data = _checked_torch_bytes(path)
+    if fmt is not ModelFormat.PT2:
+        raise ModelFormatError(path, f"not an ExportedProgram ({fmt.label})")
+    try:
+        return torch.export.load(io.BytesIO(data))
+    except Exception as exc:
+        raise ModelFormatError(path, f"PyTorch cannot load it: {' '.join(str(exc).split())[:300]}") from None
+
+
 def load_torch(path: str | Path) -> tuple[Any, list[TensorSpec], list[TensorSpec]]:
     """(callable module, input specs, output specs) of a TorchScript or ExportedProgram file."""
     import torch
 
     path = Path(path)
-    fmt = detect_format(path)
+    fmt, data = _checked_torch_bytes(path)
     try:
         if fmt is ModelFormat.PT2:
-            ep = torch.export.load(str(path))
+            ep = torch.export.load(io.BytesIO(data))
             sig = ep.graph_signature
             inputs, outputs = [], []
             for node in ep.graph.nodes:
@@ -693,7 +696,7 @@ def load_torch(path: str | Path) -> tuple[Any, list[TensorSpec], list[TensorSpec
                         outputs.append(TensorSpec(str(name), _torch_dims(v.shape) if v is not None else ["?"],
                                                   str(v.dtype).removeprefix("torch.") if v is not None else "float32"))
             return ep.module(), inputs, outputs
-        module = torch.jit.load(str(path), map_location="cpu").eval()
+        module = torch.jit.load(io.BytesIO(data), map_location="cpu").eval()
         names = [a.name for a in module.forward.schema.arguments[1:]]
         return module, [TensorSpec(n, ["?"], "float32") for n in names], [TensorSpec("output", ["?"], "float32")]
     except ModelFormatError:
@@ -708,10 +711,10 @@ def _inspect_torch(p: Path) -> ModelInfo:
 
     import torch
 
-    fmt = detect_format(p)
+    fmt, data = _checked_torch_bytes(p)
     module, inputs, outputs = load_torch(p)
     if fmt is ModelFormat.PT2:
-        ep = torch.export.load(str(p))
+        ep = torch.export.load(io.BytesIO(data))
         ops = Counter(str(getattr(n.target, "__name__", n.target)).split(".")[0]
                       for n in ep.graph.nodes if n.op == "call_function")
         params = sum(int(v.numel()) for v in ep.state_dict.values()) + sum(

@@ -35,6 +35,7 @@ class TorchToOnnx(Converter):
         import torch
 
         from edgestudio.backends.runtimes.torch import load_torch
+        from edgestudio.core.inspection import load_exported_program
         from edgestudio.core.inputspec import InputSpec, resolve_shapes
 
         opset = opts.opset or DEFAULT_OPSET
@@ -49,7 +50,7 @@ class TorchToOnnx(Converter):
         names = [s.name for s in inputs]
         try:
             if fmt is ModelFormat.PT2:
-                ep = torch.export.load(str(src))
+                ep = load_exported_program(src)
                 prog = torch.onnx.export(ep, args, dynamo=True, opset_version=opset, input_names=names,
                                          verbose=False)
                 prog.save(str(dst))

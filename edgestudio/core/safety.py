@@ -1,0 +1,570 @@
+"""What a model or a data file may make EdgeStudio do: nothing of its own code runs while it is read, and no small
+file takes the machine.
+
+- **Pickles** (PyTorch archives: ExportedProgram weights, constants and sample inputs, TorchScript data) are read
+  with :mod:`pickletools` (nothing is unpickled) and every global they would call is checked against the
+  tensor-rebuilding functions PyTorch's own ``weights_only`` loader allows. A reference that cannot be resolved
+  statically is refused too: an archive is loaded only from the bytes that were checked.
+- **TensorFlow graphs** (SavedModel, TF.js graph models) that hold file-system or Python ops (``ReadFile``,
+  ``WriteFile``, ``PyFunc``, ...) are refused unless the user trusts that model (``--trust-model``; the studio
+  asks). Their ops are read from the protobuf wire format / JSON, without TensorFlow.
+- **Budgets**: what a file declares (tensor shapes, unpacked sizes) is checked against the memory budget
+  (:func:`memory_budget`) before anything is allocated or inflated.
+- **Only regular files** are read as data (a FIFO blocks for ever, ``/dev/zero`` never ends).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import zipfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from edgestudio.core.errors import ModelFormatError, UnsafeModelError, UsageError, display
+
+# ------------------------------------------------------------------------------------------------ budgets
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_bytes(text: str) -> int:
+    """``"4G"``, ``"512M"``, ``"1048576"`` -> bytes."""
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    unit = t[-1:] if t[-1:] in _UNITS else ""
+    return int(float(t[: len(t) - len(unit)]) * _UNITS[unit])
+
+
+def total_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def memory_budget() -> int:
+    """Bytes one command (one job) may use: ``EDGESTUDIO_MEMORY_BUDGET`` (``4G``, ``512M``) or half of this
+    machine's memory. What a file declares is checked against it before allocation, and a job whose worker
+    grows past it is stopped."""
+    env = os.environ.get("EDGESTUDIO_MEMORY_BUDGET")
+    if env:
+        try:
+            return max(64 << 20, parse_bytes(env))
+        except (ValueError, IndexError):
+            pass
+    return total_memory() // 2
+
+
+def human(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def check_budget(path: str | Path | None, nbytes: int, what: str) -> None:
+    """Refuse ``what`` (declared by ``path``) when it needs more than the memory budget."""
+    budget = memory_budget()
+    if nbytes > budget:
+        raise UsageError(path, f"{what} needs {human(nbytes)}, over the memory budget of {human(budget)} "
+                               "(EDGESTUDIO_MEMORY_BUDGET raises it)")
+
+
+# -------------------------------------------------------------------------------------------- plain files
+def regular_file(path: str | Path, what: str = "file") -> Path:
+    """``path`` if it is a regular file (links to one are fine); a FIFO, device, socket or folder is refused at
+    once, before anything opens it (a FIFO blocks, ``/dev/zero`` never ends)."""
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise UsageError(p, f"no such {what}") from None
+    except OSError as exc:
+        raise UsageError(p, f"cannot read the {what}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(p, f"is a folder, not a {what}")
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(p, f"is not a regular file (a device, FIFO or socket): refusing to read it as a {what}")
+    return p
+
+
+def read_regular(path: str | Path, what: str = "file", limit: int | None = None) -> bytes:
+    """The bytes of a regular file, at most ``limit`` of them (more is refused, never read)."""
+    p = regular_file(path, what)
+    size = p.stat().st_size
+    if limit is not None and size > limit:
+        raise UsageError(p, f"the {what} is {human(size)}, over the {human(limit)} a {what} may have")
+    with open(p, "rb") as fh:
+        data = fh.read(limit + 1 if limit is not None else -1)
+    if limit is not None and len(data) > limit:
+        raise UsageError(p, f"the {what} is over the {human(limit)} a {what} may have")
+    return data
+
+
+def member_file(folder: Path, rel: str, model: str | Path, what: str) -> Path:
+    """A file a model names (a weights shard, external data, an IR's .bin): a regular file, not a link, inside the
+    model's folder; anything else is refused naming the model and the member."""
+    if not rel or "\x00" in rel or Path(rel).is_absolute():
+        raise ModelFormatError(model, f"{what} {display(rel)!s} is not a path inside the model's folder")
+    p = folder / rel
+    try:
+        inside = p.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        inside = False
+    if not inside:
+        raise ModelFormatError(model, f"{what} {display(rel)} leaves the model's folder")
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        raise ModelFormatError(model, f"{what} {display(rel)} is missing") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise ModelFormatError(model, f"{what} {display(rel)} is a link: copy the real file in")
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelFormatError(model, f"{what} {display(rel)} is not a regular file (a device, FIFO, socket "
+                                      "or folder)")
+    return p
+
+
+_TFJS_BYTES = {"float32": 4, "int32": 4, "bool": 1, "float16": 2, "uint8": 1, "int8": 1, "uint16": 2, "int16": 2,
+               "complex64": 8}
+
+
+def check_tfjs_weights(mj: Path, doc: dict, *, model: str | Path | None = None) -> int:  # type: ignore[type-arg]
+    """A TF.js model.json's weights manifest, before anything reads a shard: every shard a regular file inside
+    the model's folder (no link, no device), every weight's shape fitting the shards' real bytes, and the whole
+    within the memory budget. Returns the number of weight values."""
+    model = model if model is not None else mj.parent
+    total = declared = 0
+    manifest = doc.get("weightsManifest", []) or []
+    if not isinstance(manifest, list):
+        raise ModelFormatError(model, "TF.js weightsManifest is not a list")
+    for group in manifest:
+        if not isinstance(group, dict):
+            raise ModelFormatError(model, "TF.js weightsManifest holds an entry that is not an object")
+        need = 0
+        for w in group.get("weights", []) or []:
+            shape = w.get("shape", []) if isinstance(w, dict) else None
+            if not isinstance(shape, list) or any(not isinstance(d, int) or isinstance(d, bool) or d < 0
+                                                  for d in shape):
+                raise ModelFormatError(model, f"TF.js weight {display(str(w.get('name') if isinstance(w, dict) else w))!r}"
+                                              f" has a bad shape {display(str(shape))[:60]}")
+            n = 1
+            for d in shape:
+                n *= d
+            q = w.get("quantization") or {}
+            itemsize = _TFJS_BYTES.get(str(q.get("dtype") or w.get("dtype", "float32")) if isinstance(q, dict)
+                                       else "float32", 4)
+            if w.get("dtype") == "string":
+                itemsize = 0
+            need += n * itemsize
+            declared += n * 4  # decoded to float32 / int32 by every reader
+            total += n
+        have = 0
+        paths = group.get("paths", []) or []
+        if not isinstance(paths, list):
+            raise ModelFormatError(model, "TF.js weightsManifest paths is not a list")
+        for shard in paths:
+            have += member_file(mj.parent, str(shard), model, "TF.js weights file").stat().st_size
+        if need > have:
+            raise ModelFormatError(model, f"TF.js weights need {need:,} bytes but the shard files hold {have:,}: "
+                                          "implausible shapes or truncated files")
+        strings = any(isinstance(w, dict) and w.get("dtype") == "string" for w in group.get("weights", []) or [])
+        if not strings and have > 2 * need + (1 << 20):
+            raise ModelFormatError(model, f"TF.js shard files hold {have:,} bytes but its weights need {need:,}: "
+                                          "refusing to read or copy the rest")
+    check_budget(model, declared, "loading the TF.js weights")
+    return total
+
+
+# ------------------------------------------------------------------------------------------ zip archives
+#: a zip's members may unpack to at most this many times the archive's size in all (real weights barely
+#: compress); small archives get a floor, so a config-heavy model is never refused
+MAX_TOTAL_RATIO = 50
+RATIO_FLOOR = 64 << 20
+
+
+def check_zip_budget(p: str | Path, zf: zipfile.ZipFile, what: str = "archive") -> int:
+    """Refuse a zip (a .keras, an npz, a package) whose members would unpack to more than the memory budget,
+    or to far more than it holds (a decompression bomb of many small members as well as of one large one),
+    from its directory, before a byte is inflated. Returns the declared unpacked size."""
+    total = 0
+    for info in zf.infolist():
+        total += info.file_size
+    size = max(1, Path(p).stat().st_size) if Path(p).exists() else sum(i.compress_size for i in zf.infolist())
+    if total > max(RATIO_FLOOR, MAX_TOTAL_RATIO * size):
+        raise UsageError(p, f"{what} would unpack to {human(total)} from {human(size)} "
+                            f"({total // max(size, 1):,}x): refusing a possible decompression bomb")
+    check_budget(p, total, f"unpacking the {what}")
+    return total
+
+
+def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: str | Path) -> bytes:
+    """A member's bytes, never more than ``limit`` inflated (headers can lie about sizes)."""
+    if info.file_size > limit:
+        raise UsageError(path, f"archive member {display(info.filename)} would unpack to {human(info.file_size)}, "
+                               f"over {human(limit)}")
+    with zf.open(info) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError(path, f"archive member {display(info.filename)} unpacks to more than it declares")
+    return data
+
+
+# ------------------------------------------------------------------------------------------------ pickles
+#: the globals a PyTorch archive's pickles may name: tensor and storage rebuilding, dtypes, layouts, plain
+#: containers (what ``torch.load(weights_only=True)`` allows); TorchScript's own classes (``__torch__.*``,
+#: resolved by TorchScript's C++ unpickler to compiled code of the archive, never to Python)
+_TORCH_REBUILD = {
+    "_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
+    "_rebuild_parameter_with_state", "_rebuild_qtensor", "_rebuild_sparse_tensor", "_rebuild_meta_tensor_no_storage",
+    "_rebuild_nested_tensor", "_rebuild_device_tensor_from_cpu_tensor", "_rebuild_device_tensor_from_numpy",
+    "_rebuild_wrapper_subclass",
+}
+_TORCH_DTYPES = {
+    "float32", "float", "float64", "double", "float16", "half", "bfloat16", "int8", "uint8", "int16", "short",
+    "int32", "int", "int64", "long", "bool", "complex64", "complex128", "uint16", "uint32", "uint64",
+    "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "qint8", "quint8", "qint32", "quint4x2",
+    "strided", "sparse_coo", "sparse_csr", "sparse_csc", "sparse_bsr", "sparse_bsc", "_mkldnn",
+    "contiguous_format", "channels_last", "channels_last_3d", "preserve_format", "per_tensor_affine",
+    "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric", "per_channel_affine_float_qparams",
+    "Size", "device", "dtype",
+}
+_SAFE_GLOBALS: set[tuple[str, str]] = (
+    {("torch._utils", n) for n in _TORCH_REBUILD}
+    | {("torch", n) for n in _TORCH_DTYPES}
+    | {("torch", f"{k}Storage") for k in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char",
+                                           "Byte", "Bool", "ComplexFloat", "ComplexDouble", "QInt8", "QUInt8",
+                                           "QInt32", "QUInt4x2", "QUInt2x4", "Untyped")}
+    | {("torch.storage", "UntypedStorage"), ("torch.storage", "TypedStorage"), ("torch.storage", "_load_from_bytes"),
+       ("torch.serialization", "_get_layout"), ("torch._tensor", "_rebuild_from_type_v2"),
+       ("torch.nn.parameter", "Parameter"), ("torch", "Tensor"), ("torch._C", "_nn"),
+       ("collections", "OrderedDict"), ("collections", "Counter"), ("collections", "defaultdict"),
+       ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"), ("builtins", "bytearray"),
+       ("builtins", "slice"), ("builtins", "range"), ("builtins", "tuple"), ("builtins", "list"), ("builtins", "dict"),
+       ("__builtin__", "set"), ("_codecs", "encode"), ("torch.jit._pickle", "build_intlist"),
+       ("torch.jit._pickle", "build_tensorlist"), ("torch.jit._pickle", "build_doublelist"),
+       ("torch.jit._pickle", "build_boollist"), ("torch.jit._pickle", "build_tensor_from_id"),
+       ("torch.jit._pickle", "restore_type_tag")}
+)
+
+
+class UnsafePickle(Exception):
+    pass
+
+
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "SHORT_BINSTRING", "BINSTRING", "STRING"}
+_PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
+
+
+def pickle_globals(data: bytes) -> set[tuple[str, str]]:
+    """Every (module, name) a pickle would import, read with :mod:`pickletools` (nothing is unpickled).
+
+    ``STACK_GLOBAL`` takes its module and name from the stack: they are accepted only when they were pushed
+    by the two operations right before it (strings, or memo entries holding strings); anything else (a name
+    built at load time) raises :class:`UnsafePickle`, as do the extension-registry opcodes and a pickle that
+    does not parse."""
+    import pickletools
+
+    out: set[tuple[str, str]] = set()
+    memo: dict[int, str] = {}
+    recent: list[str | None] = []  # the values the last operations pushed (None: not a known string)
+    memo_next = 0
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            name = op.name
+            if name in _STRING_OPS:
+                recent.append(arg if isinstance(arg, str) else None)
+            elif name == "MEMOIZE":
+                if recent and recent[-1] is not None:
+                    memo[memo_next] = recent[-1]
+                memo_next += 1
+                continue  # the stack is unchanged
+            elif name in _PUT_OPS:
+                if recent and recent[-1] is not None:
+                    memo[int(arg)] = recent[-1]
+                continue
+            elif name in _GET_OPS:
+                recent.append(memo.get(int(arg)))
+            elif name in ("GLOBAL", "INST"):
+                mod, _, attr = str(arg).partition(" ")
+                out.add((mod, attr))
+                recent.append(None)
+            elif name == "STACK_GLOBAL":
+                if len(recent) < 2 or recent[-1] is None or recent[-2] is None:
+                    raise UnsafePickle("a global whose name is computed while loading")
+                out.add((str(recent[-2]), str(recent[-1])))
+                recent.append(None)
+            elif name in ("EXT1", "EXT2", "EXT4"):
+                raise UnsafePickle("the copyreg extension registry")
+            else:
+                recent.append(None)
+            del recent[:-4]
+    except UnsafePickle:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pickletools' own errors: an unreadable pickle is unsafe
+        raise UnsafePickle(f"it does not parse as a pickle ({' '.join(str(exc).split())[:120]})") from None
+    return out
+
+
+def unsafe_globals(data: bytes) -> list[str]:
+    """The globals of a pickle that are neither tensor rebuilding nor TorchScript classes ([] when safe)."""
+    try:
+        refs = pickle_globals(data)
+    except UnsafePickle as exc:
+        return [str(exc)]
+    return sorted(f"{m}.{n}" for m, n in refs if (m, n) not in _SAFE_GLOBALS and m.split(".", 1)[0] != "__torch__")
+
+
+def _pt2_raw_members(zf: zipfile.ZipFile, top: str, path: str | Path) -> set[str]:
+    """The members of an ExportedProgram that its configs declare raw tensor bytes (``use_pickle: false``)."""
+    import json
+
+    raw: set[str] = set()
+    for folder, config in (("weights", "model_weights_config.json"), ("constants", "model_constants_config.json")):
+        name = f"{top}/data/{folder}/{config}"
+        if name not in zf.namelist():
+            continue
+        try:
+            doc = json.loads(read_member(zf, zf.getinfo(name), 64 << 20, path))
+            entries = doc.get("config", {}).values()
+            for entry in entries:
+                rel = str(entry.get("path_name", ""))
+                if entry.get("use_pickle") is False and not rel.startswith(("custom_obj", "opaque_obj")):
+                    raw.add(f"{top}/data/{folder}/{rel}")
+        except (ValueError, AttributeError, TypeError):
+            raise ModelFormatError(path, f"archive member {display(name)} is not a valid payload config") from None
+    return raw
+
+
+def check_torch_archive(path: str | Path, data: bytes | None = None, *, _depth: int = 0) -> None:
+    """Refuse a PyTorch zip archive (TorchScript, ExportedProgram, a nested ``torch.save``) any of whose pickles
+    would call more than tensor rebuilding: every ``.pkl`` member, and in an ExportedProgram every member of its
+    ``data/`` folder that is not declared raw tensor bytes (pickled weights and constants, custom and opaque
+    objects, sample inputs), with the archives nested in them."""
+    import io
+
+    src = io.BytesIO(data) if data is not None else path
+    try:
+        with zipfile.ZipFile(src) as zf:
+            if data is None:
+                check_zip_budget(path, zf, "PyTorch archive")
+            names = zf.namelist()
+            tops = {n.split("/", 1)[0] for n in names if "/" in n}
+            pt2 = {t for t in tops if f"{t}/archive_format" in names}
+            raw: set[str] = set()
+            for top in pt2:
+                raw |= _pt2_raw_members(zf, top, path)
+            for info in zf.infolist():
+                name = info.filename
+                if info.is_dir() or name in raw:
+                    continue
+                top, _, rel = name.partition("/")
+                pickled = name.endswith((".pkl", ".debug_pkl")) or (
+                    top in pt2 and rel.startswith("data/") and not rel.endswith(".json"))
+                if not pickled:
+                    continue
+                member = read_member(zf, info, memory_budget(), path)
+                if member.startswith(b"PK\x03\x04"):
+                    if _depth >= 2:
+                        raise UnsafeModelError(path, f"archive member {display(name)} nests archives too deeply")
+                    try:
+                        check_torch_archive(path, member, _depth=_depth + 1)
+                    except UnsafeModelError as exc:
+                        raise UnsafeModelError(path, f"in {display(name)}: {exc.cause}", hint=exc.hint) from None
+                    continue
+                bad = unsafe_globals(member)
+                if bad:
+                    raise UnsafeModelError(path, f"archive member {display(name)} is a pickle that would run code "
+                                                 f"when loaded ({', '.join(bad[:3])}): EdgeStudio does not load it",
+                                           hint="export the model again with torch.export.save from a trusted "
+                                                "environment")
+    except zipfile.BadZipFile as exc:
+        raise ModelFormatError(path, f"corrupt or truncated zip archive ({exc})") from None
+
+
+# ---------------------------------------------------------------------------------- TensorFlow graph ops
+#: ops that reach the file system, run Python, or open readers of paths the graph names; a model that holds
+#: one runs only when the user trusts it
+DANGEROUS_TF_OPS = frozenset({
+    "ReadFile", "WriteFile", "MatchingFiles", "PyFunc", "PyFuncStateless", "EagerPyFunc", "ImmutableConst",
+    "WholeFileReader", "WholeFileReaderV2", "TextLineReader", "TextLineReaderV2", "FixedLengthRecordReader",
+    "FixedLengthRecordReaderV2", "TFRecordReader", "TFRecordReaderV2", "LMDBReader", "IdentityReader",
+    "IdentityReaderV2", "TFRecordDataset", "TFRecordDatasetV2", "TextLineDataset", "FixedLengthRecordDataset",
+    "FixedLengthRecordDatasetV2", "LMDBDataset", "CSVDataset", "CSVDatasetV2", "SqlDataset", "SnapshotDataset",
+    "SnapshotDatasetV2", "SaveDataset", "SaveDatasetV2", "LoadDataset", "DatasetToTFRecord", "MatchingFilesDataset",
+    "CreateSummaryFileWriter", "CreateSummaryDbWriter", "WriteSummary", "WriteScalarSummary", "WriteAudioSummary",
+    "WriteImageSummary", "WriteHistogramSummary", "WriteGraphSummary", "WriteRawProtoSummary", "ImportEvent",
+    "FlushSummaryWriter", "InitializeTableFromTextFile", "InitializeTableFromTextFileV2", "LoadAndRemapMatrix",
+    "DebugIdentity", "DebugIdentityV2", "DebugIdentityV3", "DebugNanCount", "DebugNumericSummary",
+    "DebugNumericSummaryV2", "DebugGradientIdentity", "Copy", "CopyHost",
+})
+#: checkpoint writers: every SavedModel's own save functions hold them; anywhere else they write where the
+#: graph says
+_SAVER_OPS = frozenset({"SaveV2", "Save", "SaveSlices", "MergeV2Checkpoints"})
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("truncated varint")
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+
+
+def _fields(buf: bytes) -> Iterator[tuple[int, int, bytes | int]]:
+    """(field, wire type, value) of one protobuf message; length-delimited values as bytes."""
+    i, n = 0, len(buf)
+    while i < n:
+        tag, i = _varint(buf, i)
+        field, wire = tag >> 3, tag & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+            yield field, wire, value
+        elif wire == 2:
+            length, i = _varint(buf, i)
+            if i + length > n:
+                raise ValueError("truncated field")
+            yield field, wire, buf[i:i + length]
+            i += length
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        else:
+            raise ValueError(f"wire type {wire}")
+
+
+def _node_ops(node: bytes) -> tuple[str, str, bytes]:
+    name = op = ""
+    for f, w, v in _fields(node):
+        if w == 2 and f == 1:
+            name = bytes(v).decode("utf-8", "replace")  # type: ignore[arg-type]
+        elif w == 2 and f == 2:
+            op = bytes(v).decode("utf-8", "replace")  # type: ignore[arg-type]
+    return name, op, node
+
+
+def _graph_nodes(graph: bytes) -> Iterator[tuple[str, str, str, bytes]]:
+    """(function, node name, op, node bytes) of a GraphDef and of every function in its library."""
+    for f, w, v in _fields(graph):
+        if w != 2:
+            continue
+        if f == 1:  # GraphDef.node
+            yield ("", *_node_ops(v))  # type: ignore[arg-type]
+        elif f == 2:  # GraphDef.library
+            for lf, lw, fn in _fields(v):  # type: ignore[arg-type]
+                if lf != 1 or lw != 2:
+                    continue
+                fname = ""
+                nodes = []
+                for ff, fw, fv in _fields(fn):  # type: ignore[arg-type]
+                    if ff == 1 and fw == 2:  # FunctionDef.signature (OpDef): its name is field 1
+                        for sf, sw, sv in _fields(fv):  # type: ignore[arg-type]
+                            if sf == 1 and sw == 2:
+                                fname = bytes(sv).decode("utf-8", "replace")  # type: ignore[arg-type]
+                    elif ff == 3 and fw == 2:  # FunctionDef.node_def
+                        nodes.append(_node_ops(fv))  # type: ignore[arg-type]
+                for n in nodes:
+                    yield (fname, *n)
+
+
+def _verdicts(nodes: Iterable[tuple[str, str, str, bytes]]) -> list[str]:
+    bad: list[str] = []
+    for fname, name, op, raw in nodes:
+        if op in DANGEROUS_TF_OPS:
+            bad.append(f"{op} ({name}{' in ' + fname if fname else ''})")
+        elif op == "PrintV2" and b"file://" in raw:
+            bad.append(f"PrintV2 to a file ({name})")
+        elif op in _SAVER_OPS:
+            own = "save" in fname.lower() or name.split("/", 1)[0].startswith("save")
+            if not own:
+                bad.append(f"{op} ({name}{' in ' + fname if fname else ''})")
+    return bad
+
+
+def saved_model_dangerous_ops(folder: Path) -> list[str]:
+    """File-system and Python ops of a SavedModel's graphs (its saver's own functions aside)."""
+    pb = folder / "saved_model.pb"
+    if not pb.is_file():
+        return []  # a text SavedModel (.pbtxt): read by TensorFlow's own parser, checked when loaded
+    data = pb.read_bytes()
+    out: list[str] = []
+    try:
+        for f, w, meta in _fields(data):
+            if f == 2 and w == 2:  # SavedModel.meta_graphs
+                for mf, mw, graph in _fields(meta):  # type: ignore[arg-type]
+                    if mf == 2 and mw == 2:  # MetaGraphDef.graph_def
+                        out += _verdicts(_graph_nodes(graph))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ModelFormatError(folder, f"corrupt saved_model.pb ({exc})") from None
+    return out
+
+
+def tfjs_dangerous_ops(doc: dict) -> list[str]:  # type: ignore[type-arg]
+    topo = doc.get("modelTopology") if isinstance(doc, dict) else None
+    if not isinstance(topo, dict):
+        return []
+    nodes: list[tuple[str, str, str, bytes]] = []
+
+    def add(fname: str, items: object) -> None:
+        for n in items if isinstance(items, list) else []:
+            if isinstance(n, dict):
+                attrs = str(n.get("attr", ""))
+                nodes.append((fname, str(n.get("name", "")), str(n.get("op", "")), attrs.encode()))
+
+    add("", topo.get("node"))
+    lib = topo.get("library")
+    for fn in (lib.get("function") if isinstance(lib, dict) else None) or []:
+        if isinstance(fn, dict):
+            sig = fn.get("signature")
+            add(str(sig.get("name", "")) if isinstance(sig, dict) else "", fn.get("nodeDef"))
+    return _verdicts(nodes)
+
+
+# ---------------------------------------------------------------------------------------------- trust
+TRUST_ENV = "EDGESTUDIO_TRUST_MODELS"
+
+
+def graph_digest(path: str | Path) -> str | None:
+    """What trust is given to: the SHA-256 of a SavedModel's saved_model.pb or a TF.js model.json (so a copy of
+    a trusted model, in a workspace or a package, stays trusted, and a changed graph does not)."""
+    import hashlib
+
+    p = Path(path)
+    for f in (p / "saved_model.pb", p / "model.json", p):
+        if f.is_file():
+            h = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            return h.hexdigest()
+    return None
+
+
+def trust(path: str | Path) -> None:
+    """Let the model at ``path`` run its file-system / Python ops (``--trust-model``; the studio asks first), in
+    this process and in the workers and environments it starts (they inherit the environment)."""
+    digest = graph_digest(path)
+    if digest is None:
+        return
+    known = [d for d in os.environ.get(TRUST_ENV, "").split(",") if d]
+    if digest not in known:
+        os.environ[TRUST_ENV] = ",".join([*known, digest])
+
+
+def trusted(path: str | Path) -> bool:
+    known = {d for d in os.environ.get(TRUST_ENV, "").split(",") if d}
+    return bool(known) and graph_digest(path) in known
+
+
+def check_graph_ops(path: str | Path, found: list[str], kind: str) -> None:
+    if found and not trusted(path):
+        raise UnsafeModelError(path, f"the {kind} graph holds ops that reach the file system or run Python: "
+                                     f"{', '.join(found[:3])}{f' and {len(found) - 3} more' if len(found) > 3 else ''}",
+                               hint="EdgeStudio runs it only if you trust it: --trust-model")
