@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgestudio import __version__
-from edgestudio.core.errors import EdgeStudioError, UsageError, describe_exception
+from edgestudio.core.errors import EdgeStudioError, UsageError, describe_exception, display
 
 Handler = Callable[[argparse.Namespace], Any]
 
@@ -204,6 +204,25 @@ def _agent_text(a: dict[str, Any]) -> str:
             "not included)")
 
 
+def _bounded(name: str, kind: type = int) -> Callable[[str], Any]:
+    """An argparse type: a number within ``safety.LIMITS[name]`` (``--threads 100000`` is refused, not started)."""
+    from edgestudio.core.safety import check_number
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {'whole ' if kind is int else ''}number: {text!r}") from None
+        try:
+            check_number(name, value)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(exc.cause) from None
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
 def _int_list(text: str | None, what: str) -> list[int] | None:
     if not text:
         return None
@@ -213,6 +232,10 @@ def _int_list(text: str | None, what: str) -> list[int] | None:
         raise UsageError(None, f"{what} takes comma-separated whole numbers, e.g. 1,2,4 (got {text!r})") from None
     if not values or min(values) < 1:
         raise UsageError(None, f"{what} values must be >= 1 (got {text!r})")
+    from edgestudio.core.safety import check_number
+
+    for v in values:
+        check_number(what.lstrip("-"), v)
     return values
 
 
@@ -349,16 +372,17 @@ def cmd_convert(args: argparse.Namespace) -> Any:
     options = {"to": target.value, "via": [v.value for v in via], "simplify": args.simplify,
                "keep_intermediate": bool(args.workspace), "convert": opts.to_dict()}
     if args.workspace:
-        name = default_output(src, target, folder=Path("/nonexistent")).name if not args.output else Path(args.output).name
+        dest = _out(args, default_output(src, target)) if args.output else None
+        name = dest.name if dest else default_output(src, target, folder=Path("/nonexistent")).name
         result = run_job(args, JobSpec(JobKind.CONVERT, model=str(src), options=options), output_name=name)
-        if args.output:  # also put a copy where the user asked for it
+        if dest is not None:  # also put a copy where the user asked for it
             from edgestudio.core.workspace import copy_model
 
-            copy_model(Path(result["output"]), Path(args.output))
-            result["output"] = str(Path(args.output).resolve())
+            copy_model(Path(result["output"]), dest)
+            result["output"] = str(dest)
     else:
-        out = Path(args.output) if args.output else default_output(src, target)
-        result = run_job(args, JobSpec(JobKind.CONVERT, model=str(src), options=options, output=str(out.resolve())))
+        out = _out(args, default_output(src, target))
+        result = run_job(args, JobSpec(JobKind.CONVERT, model=str(src), options=options, output=str(out)))
     result.pop("artifacts", None)
     _emit(args, result, _convert_text)
     return result
@@ -395,7 +419,7 @@ def _convert_int8(args: argparse.Namespace, src: Path, target: Any) -> dict[str,
             first = run_job(args, JobSpec(JobKind.CONVERT, model=str(src), options=options),
                             output_name=default_output(src, ModelFormat.ONNX, folder=Path("/nonexistent")).name)
         else:
-            out = (Path(args.output).parent if args.output else src.parent)
+            out = _out(args, src.parent / "x").parent
             first = run_job(args, JobSpec(JobKind.CONVERT, model=str(src), options=options, output=str(
                 default_output(src, ModelFormat.ONNX, folder=out).resolve())))
         model, steps, warnings = Path(first["output"]), list(first.get("steps", [])), list(first.get("warnings", []))
@@ -410,14 +434,15 @@ def _convert_int8(args: argparse.Namespace, src: Path, target: Any) -> dict[str,
     ospec = JobSpec(JobKind.OPTIMIZE, model=str(model), runtime="litert",
                     options={"method": "int8-static", "options": opts.to_dict(), "keep_reference": bool(args.workspace)})
     if args.workspace:
-        result = run_job(args, ospec, output_name=Path(args.output).name if args.output else name)
-        if args.output:
+        dest = _out(args, src.parent / name) if args.output else None
+        result = run_job(args, ospec, output_name=dest.name if dest else name)
+        if dest is not None:
             from edgestudio.core.workspace import copy_model
 
-            copy_model(Path(result["output"]), Path(args.output))
-            result["output"] = str(Path(args.output).resolve())
+            copy_model(Path(result["output"]), dest)
+            result["output"] = str(dest)
     else:
-        ospec.output = str((Path(args.output) if args.output else src.parent / name).resolve())
+        ospec.output = str(_out(args, src.parent / name))
         result = run_job(args, ospec)
     result.pop("artifacts", None)
     result["conversion"] = {"steps": steps, "warnings": warnings, "onnx": str(model) if model != src else None}
@@ -523,7 +548,7 @@ def cmd_optimize(args: argparse.Namespace) -> Any:
         if args.workspace:
             result = run_job(args, spec, output_name="auto")
         else:
-            out = Path(args.output) if args.output else src.parent / f"{src.stem if src.is_file() else src.name}_auto"
+            out = _out(args, src.parent / f"{src.stem if src.is_file() else src.name}_auto")
             spec.output = str((out / "auto").resolve())
             result = run_job(args, spec)
         result.pop("artifacts", None)
@@ -542,12 +567,12 @@ def cmd_optimize(args: argparse.Namespace) -> Any:
     spec = JobSpec(JobKind.OPTIMIZE, model=str(src), runtime=runtime,
                    options={"method": args.method, "options": opts.to_dict(), "keep_reference": bool(args.workspace)})
     if args.workspace:
-        result = run_job(args, spec, output_name=Path(args.output).name if args.output else name)
+        result = run_job(args, spec, output_name=_out(args, src.parent / name).name if args.output else name)
     else:
-        out = Path(args.output) if args.output else src.parent / name
+        out = _out(args, src.parent / name)
         if out_fmt is ModelFormat.OPENVINO and out.suffix != ".xml":
             raise UsageError(None, f"{out}: an OpenVINO IR output must end in .xml")
-        spec.output = str(out.resolve())
+        spec.output = str(out)
         result = run_job(args, spec)
     result.pop("artifacts", None)
     _emit(args, result, _optimize_text)
@@ -602,6 +627,10 @@ def _threads_arg(text: str | None) -> list[int] | None:
         raise UsageError(None, f"--threads {text}: give a count, a list (1,2,4) or 'all'") from None
     if not counts or min(counts) < 1:
         raise UsageError(None, f"--threads {text}: thread counts start at 1")
+    from edgestudio.core.safety import check_number
+
+    for c in counts:
+        check_number("threads", c)
     return counts
 
 
@@ -639,14 +668,14 @@ def cmd_package(args: argparse.Namespace) -> Any:
     runtime = args.runtime or default_package_runtime(fmt)
     if runtime is None:
         raise EdgeStudioError(src, f"no deployment runtime runs {fmt.label} models; convert it first")
-    out = Path(args.output) if args.output else src.parent / f"{src.stem if src.is_file() else src.name}_{runtime}.zip"
+    out = _out(args, src.parent / f"{src.stem if src.is_file() else src.name}_{runtime}.zip")
     lineage = None
     if args.workspace:
         with _open_workspace(args) as ws:
             lineage = ws.lineage_records(str(src.resolve()))
     inputs = _input_spec(args)
     _check_inputs(args, inputs)
-    spec = JobSpec(JobKind.PACKAGE, model=str(src), runtime=runtime, output=str(out.resolve()), options={
+    spec = JobSpec(JobKind.PACKAGE, model=str(src), runtime=runtime, output=str(out), options={
         "dataset": args.dataset, "inputs": inputs.to_dict(), "iterations": args.iterations, "tflm": args.tflm,
         "lineage": lineage})
     result = run_job(args, spec, record=False)  # the zip goes where asked, not into the workspace
@@ -715,6 +744,12 @@ def cmd_sweep(args: argparse.Namespace) -> Any:
               "jobs": n_jobs, "seconds": round(time.perf_counter() - t0, 2), "rows": rows}
     _emit(args, result, lambda d: _compare_text(d["rows"]) + f"\n{d['configs']} configurations ({d['jobs']} jobs) "
           f"on {d['executor']} in {d['seconds']:.1f} s")
+    failed = [r for r in rows if r.get("error")]
+    if failed:
+        print(f"error: {display(str(args.config))}: {len(failed)} of {len(rows)} configurations failed (first: "
+              f"{display(Path(failed[0]['model']).name)} {failed[0]['runtime']}/{failed[0]['device']}: "
+              f"{display(str(failed[0]['error']))})", file=sys.stderr)
+        raise SystemExit(1)
     return result
 
 
@@ -830,7 +865,7 @@ def cmd_rescue(args: argparse.Namespace) -> Any:
         raise UsageError(None, f"{src}: no such file or folder")
     from edgestudio.optimization.rescue import SUFFIX
 
-    out = Path(args.output) if args.output else src.parent / f"{src.stem}_int8_rescued{SUFFIX[args.runtime]}"
+    out = _out(args, src.parent / f"{src.stem}_int8_rescued{SUFFIX[args.runtime]}")
     opts = _optimize_options(args)
     import contextlib
 
@@ -868,16 +903,17 @@ def cmd_distill(args: argparse.Namespace) -> Any:
               "dataset": str(Path(args.dataset).resolve()) if args.dataset else None}
     spec = JobSpec(JobKind.CALL, model=str(src.resolve()),
                    options={"function": "edgestudio.optimization.distill:distill", "kwargs": kwargs})
-    name = Path(args.output).name if args.output else f"{src.stem}_student.keras"
+    dest = _out(args, src.parent / f"{src.stem}_student.keras")
+    name = dest.name
     if args.workspace:
         result = run_job(args, spec, output_name=name)
         if args.output:
             from edgestudio.core.workspace import copy_model
 
-            copy_model(Path(result["output"]), Path(args.output))
-            result["output"] = str(Path(args.output).resolve())
+            copy_model(Path(result["output"]), dest)
+            result["output"] = str(dest)
     else:
-        spec.output = str((Path(args.output) if args.output else src.parent / name).resolve())
+        spec.output = str(dest)
         result = run_job(args, spec, record=False)
     result.pop("artifacts", None)
     _emit(args, result, _distill_text)
@@ -903,25 +939,68 @@ def cmd_run(args: argparse.Namespace) -> Any:
     from edgestudio.core.jobs import JobKind, JobSpec
     from edgestudio.workers.recipes import load_recipe
 
+    from edgestudio.workers.recipes import check_confined, plan_recipe
+
     recipe = Path(args.recipe).resolve()
     doc = load_recipe(recipe)  # a bad file: its one-line error before anything runs
+    check_confined(recipe, doc, allow_outside=args.allow_outside)
+    out = Path(args.output) if args.output else recipe.parent / f"{recipe.stem}_out"
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UsageError(out, "the output folder is a link or a file: give a folder (it is created when missing)")
+    if args.plan:
+        plan = plan_recipe(recipe, (out / recipe.stem).resolve(), allow_outside=args.allow_outside)
+        _emit(args, plan, _plan_text)
+        return plan
     model = doc["model"] if Path(doc["model"]).is_absolute() else str((recipe.parent / doc["model"]).resolve())
     spec = JobSpec(JobKind.CALL, model=model, options={
-        "function": "edgestudio.workers.recipes:run_recipe", "kwargs": {"recipe": str(recipe)}})
+        "function": "edgestudio.workers.recipes:run_recipe", "kwargs": {"recipe": str(recipe),
+                                                                         "allow_outside": args.allow_outside}})
     if args.workspace:
         result = run_job(args, spec, output_name=recipe.stem)
     else:
-        out = Path(args.output) if args.output else recipe.parent / f"{recipe.stem}_out"
         spec.output = str((out / recipe.stem).resolve())
         result = run_job(args, spec, record=False)
     result.pop("artifacts", None)
     _emit(args, result, _run_text)
     if not result["passed"]:
+        failed = [r for r in result["steps"] if not r["passed"]]
+        why = (f"step {failed[0]['step']} ({failed[0]['kind']} {failed[0]['id']}): "
+               + "; ".join(f"{g['gate']} {g['got']} (want {g['want']})" for g in failed[0]["gates"] if not g["passed"])
+               if failed else f"{result['completed']} of {result['of']} steps ran")
+        print(f"error: {display(str(recipe))}: the recipe failed at {display(why)}", file=sys.stderr)
         raise SystemExit(1)
     return result
 
 
+def _plan_text(d: dict[str, Any]) -> str:
+    lines = [f"{d['recipe']}: the plan (nothing is run)", "reads:"]
+    lines += [f"  {r['what']:<18} {r['path']}" for r in d["reads"]]
+    lines.append(f"writes under {d['output']}:")
+    for st in d["steps"]:
+        lines.append(f"  {st['step']:>2}. {st['kind']:<8} {st['id']:<14} {st['runs']} (from {st['from']})"
+                     + (f" -> {st['writes']}" if st["writes"] else ""))
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------- jobs and workspace
+def _out(args: argparse.Namespace, default: Path) -> Path:
+    """Where a command writes its artifact: ``default`` without ``-o``; ``-o`` naming an existing folder writes
+    inside it (a free name, never replacing what is there); ``-o`` naming a link is refused (EdgeStudio never
+    writes through a link). The path is absolute, its last part never resolved."""
+    if not getattr(args, "output", None):
+        return default.parent.resolve() / default.name
+    out = Path(args.output)
+    if out.is_symlink():
+        raise UsageError(out, "is a link: EdgeStudio never writes through one (give a plain path)")
+    if out.is_dir():
+        from edgestudio.workers.pool import free_name
+
+        return free_name(out.resolve() / default.name)
+    if not out.parent.is_dir():
+        raise UsageError(out, f"its folder {display(str(out.parent))} does not exist")
+    return out.parent.resolve() / out.name
+
+
 def _open_workspace(args: argparse.Namespace) -> Any:
     from edgestudio.core.workspace import Workspace
 
@@ -1140,7 +1219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["add", "list", "remove"])
     p.add_argument("name", nargs="?", help="the device's name (its target: agent:NAME)")
     p.add_argument("--host", help="add: the agent's host name or address")
-    p.add_argument("--port", type=int, default=8765, help="add: the agent's port (default 8765)")
+    p.add_argument("--port", type=_bounded("port"), default=8765, help="add: the agent's port (default 8765)")
     p.add_argument("--token", help="add: the token the agent printed at its first start")
     p.add_argument("--tls", action="store_true", help="add: the agent serves TLS (wss://)")
     p.add_argument("--no-check", action="store_true", help="add: do not connect to check it now")
@@ -1159,10 +1238,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", choices=catalog.runtime_names(),
                    help="default: the natural runtime for the model's format")
     p.add_argument("--device", default="CPU")
-    p.add_argument("--iterations", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--duration", type=float, help="run for this many seconds instead of a fixed count")
-    p.add_argument("--threads", type=int, help="intra-op threads (default: the runtime's choice)")
+    p.add_argument("--iterations", type=_bounded("iterations"), default=100)
+    p.add_argument("--warmup", type=_bounded("warmup"), default=10)
+    p.add_argument("--duration", type=_bounded("duration", float), help="run for this many seconds instead of a fixed count")
+    p.add_argument("--threads", type=_bounded("threads"), help="intra-op threads (default: the runtime's choice)")
     p.add_argument("--precision", help="inference precision hint where supported (OpenVINO: f32, bf16, f16)")
     p.add_argument("--browser", choices=["chromium", "qtwebengine"],
                    help="browser runtimes (ort-web, tfjs): the browser to run in (default: Chromium/Chrome when "
@@ -1181,7 +1260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output path (default: beside the model, never overwriting)")
     p.add_argument("--via", action="append", metavar="FORMAT", help="go through this format (repeatable)")
     p.add_argument("--simplify", action="store_true", help="simplify the ONNX hop with onnxslim")
-    p.add_argument("--opset", type=int, help="ONNX opset to produce")
+    p.add_argument("--opset", type=_bounded("opset"), help="ONNX opset to produce")
     _add_input_args(p, "the parity checks (and --shape: converters that can fix a shape)")
     p.add_argument("--layout", choices=["auto", "nchw", "nhwc"], default="auto",
                    help="NCHW/NHWC handling where the converter offers it")
@@ -1191,8 +1270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tfjs-quantization", choices=["none", "float16", "uint8"], default="none",
                    help="TF.js: float16 or uint8 weights (smaller download; checked with a cosine floor)")
     p.add_argument("--allow-tf-ops", action="store_true", help="TFLite: allow TensorFlow ops (Flex delegate)")
-    p.add_argument("--tvm-trials", type=int, default=0, help="TVM: MetaSchedule tuning trials (0: untuned)")
-    p.add_argument("--tvm-minutes", type=float, help="TVM: stop tuning after this many minutes (keeps what was measured)")
+    p.add_argument("--tvm-trials", type=_bounded("tvm_trials"), default=0, help="TVM: MetaSchedule tuning trials (0: untuned)")
+    p.add_argument("--tvm-minutes", type=_bounded("tvm_minutes", float), help="TVM: stop tuning after this many minutes (keeps what was measured)")
     p.add_argument("--tolerance", type=float, help="max abs diff accepted by the parity check")
     p.add_argument("--no-validate", action="store_true", help="skip the parity check")
     p.add_argument("--plan", action="store_true", help="only show the conversion path")
@@ -1211,7 +1290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", help=f"{', '.join(catalog.runtime_names(optimizing=True))} (auto: also 'any'); "
                                      "default from the format")
     _add_option_args(p, "edgestudio.backends.optimizers.base:OptimizeOptions", skip=("inputs",))
-    p.add_argument("--iterations", type=int, default=200, help="auto: benchmark iterations per candidate")
+    p.add_argument("--iterations", type=_bounded("iterations"), default=200, help="auto: benchmark iterations per candidate")
     p.add_argument("-o", "--output", help="output path (default: beside the model)")
     _add_input_args(p, "calibration (other inputs) and the drift check")
     p.set_defaults(func=cmd_optimize)
@@ -1221,7 +1300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, metavar="DATA")
     p.add_argument("--runtime")
     p.add_argument("--device", default="CPU")
-    p.add_argument("--limit", type=int, help="evaluate the first N samples only")
+    p.add_argument("--limit", type=_bounded("limit"), help="evaluate the first N samples only")
     _add_input_args(p, "the model's other inputs (the dataset feeds the first)")
     p.set_defaults(func=cmd_eval)
 
@@ -1231,7 +1310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", metavar="DATA", help="labeled data: adds top-1 and the accuracy/latency Pareto front")
     p.add_argument("--device", action="append", help="repeatable: e.g. CPU and CPU@agent:pi side by side "
                                                      "(default CPU; `edgestudio devices` lists them)")
-    p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--iterations", type=_bounded("iterations"), default=100)
     p.add_argument("--threads", metavar="N[,N..]|all", help="a thread sweep: each variant at each count (default: the "
                                                              "same count on every runtime, this machine's cores)")
     p.add_argument("--browser", choices=["chromium", "qtwebengine"], help="the browser of the browser runtimes")
@@ -1255,7 +1334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parent", help="the model it was made from")
     p.add_argument("--chain", action="store_true", help="every hop of the child's lineage in --workspace, and the "
                                                         "whole chain: the hop where accuracy left")
-    p.add_argument("--samples", type=int, default=4, help="input samples to run (from --input when given)")
+    p.add_argument("--samples", type=_bounded("samples"), default=4, help="input samples to run (from --input when given)")
     _add_input_args(p, "both models (real data: a verdict that means something)")
     p.set_defaults(func=cmd_debug)
 
@@ -1263,8 +1342,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "profiler (ONNX Runtime, OpenVINO)")
     p.add_argument("model")
     p.add_argument("--runtime", choices=["onnxruntime", "openvino", "litert"], help="default: the format's own")
-    p.add_argument("--runs", type=int, default=50, help="profiled runs (after 5 warm-up runs)")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--runs", type=_bounded("runs"), default=50, help="profiled runs (after 5 warm-up runs)")
+    p.add_argument("--threads", type=_bounded("threads"))
     _add_input_args(p, "the profiled runs")
     p.set_defaults(func=cmd_profile)
 
@@ -1274,7 +1353,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "SavedModel (litert)")
     p.add_argument("--runtime", choices=["onnxruntime", "openvino", "litert"], default="onnxruntime",
                    help="whose INT8: ORT nodes_to_exclude, NNCF ignored_scope, TFLite debugger denylist")
-    p.add_argument("--max-steps", type=int, default=8, help="at most this many layers kept in float")
+    p.add_argument("--max-steps", type=_bounded("max_steps"), default=8, help="at most this many layers kept in float")
     _add_option_args(p, "edgestudio.backends.optimizers.base:OptimizeOptions", skip=("inputs",))
     p.add_argument("-o", "--output", help="the rescued model (default: beside the model)")
     _add_input_args(p, "the per-layer comparison")
@@ -1283,8 +1362,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", parents=[common], help="replay a recipe (steps with their options, input spec and "
                                                     "quality gates); exit code 1 when a gate fails")
     p.add_argument("recipe", help="a recipe YAML (File ▸ Export recipe in the studio, or written by hand)")
-    p.add_argument("-o", "--output", help="folder for the artifacts (default: RECIPE_out beside the recipe); with "
-                                          "--workspace they join its lineage instead")
+    p.add_argument("-o", "--out", "--output", dest="output", help="folder for the artifacts (default: RECIPE_out "
+                                                                  "beside the recipe); every step writes under it; "
+                                                                  "with --workspace they join its lineage instead")
+    p.add_argument("--plan", action="store_true", help="show what the recipe reads, writes and runs; run nothing")
+    p.add_argument("--allow-outside", action="store_true", help="let the recipe read files outside its own folder "
+                                                                "(absolute or '..' paths: refused by default)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("distill", parents=[common], help="knowledge distillation: train a smaller Keras student to "
@@ -1294,8 +1377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student", help="a Keras student model (default: the teacher's architecture at --width)")
     p.add_argument("--width", type=float, default=0.5, help="the student's width multiplier (filters and units)")
     p.add_argument("--temperature", type=float, default=4.0, help="softens both models' outputs")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=_bounded("epochs"), default=30)
+    p.add_argument("--batch-size", type=_bounded("batch_size"), default=64)
     p.add_argument("--dataset", metavar="DATA", help="labeled data: top-1 of teacher and student afterwards")
     p.add_argument("-o", "--output", help="the student (.keras; default: beside the teacher)")
     p.set_defaults(func=cmd_distill)
@@ -1306,7 +1389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", choices=catalog.runtime_names(packaged=True), help="default: from the format")
     p.add_argument("-o", "--output", help="the zip (default: beside the model)")
     p.add_argument("--dataset", metavar="DATA", help="labeled data: adds accuracy to the report")
-    p.add_argument("--iterations", type=int, default=100, help="benchmark iterations for the report")
+    p.add_argument("--iterations", type=_bounded("iterations"), default=100, help="benchmark iterations for the report")
     p.add_argument("--tflm", action="store_true", help="add TensorFlow Lite Micro C sources (TFLite models)")
     _add_input_args(p, "the package's sample input and benchmark")
     p.set_defaults(func=cmd_package)
@@ -1323,7 +1406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_targets)
 
     p = sub.add_parser("jobs", parents=[common], help="job history of a workspace (default: the user's)")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=_bounded("limit"), default=None)
     p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("models", parents=[common], help="models and derived artifacts of a workspace, as a tree")
@@ -1372,6 +1455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     quiet_tensorflow()
     native = None if getattr(args, "verbose", False) else _NativeLog.start()
+    _watch_memory(args, native)
     rc = 0
     try:
         args.func(args)
@@ -1398,6 +1482,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         if native is not None:
             native.stop(keep=rc not in (0, 2))
     return rc
+
+
+def _watch_memory(args: argparse.Namespace, native: _NativeLog | None) -> None:
+    """What runs in this process (a per-layer comparison, a rescue, a profile) is held to the memory budget like
+    the pool's workers: past it, one line and exit code 1, before the machine runs out."""
+    import os
+
+    from edgestudio.core.safety import human, watch_memory
+
+    def exceeded(rss: int, budget: int) -> None:
+        model = getattr(args, "model", None) or getattr(args, "child", None) or getattr(args, "recipe", None)
+        where = f"{display(str(model))}: " if isinstance(model, str) else ""
+        _error(f"{where}out of memory: this command used {human(rss)}, over the memory budget of {human(budget)} "
+               "(EDGESTUDIO_MEMORY_BUDGET raises it)", native)
+        if native is not None:
+            native.stop(keep=True)
+        sys.stderr.flush()
+        os._exit(1)
+
+    watch_memory(exceeded)
 
 
 def _error(line: str, native: _NativeLog | None) -> None:

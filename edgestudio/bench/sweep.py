@@ -24,20 +24,9 @@ KEYS = {"models", "runtimes", "devices", "threads", "iterations", "warmup", "dat
 
 def load_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UsageError(path, f"cannot read the sweep file: {exc.strerror}") from None
-    try:
-        import yaml
+    from edgestudio.core.safety import load_yaml
 
-        data = yaml.safe_load(text)
-    except ImportError:
-        import json
-
-        data = json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - yaml's own error: one line
-        raise UsageError(path, f"not a valid sweep file: {' '.join(str(exc).split())[:200]}") from None
+    data = load_yaml(path, "sweep file")
     if not isinstance(data, dict) or not data.get("models"):
         raise UsageError(path, "a sweep file needs at least `models:` (a list of model paths)")
     unknown = set(data) - KEYS

@@ -182,20 +182,19 @@ def load_dataset(path: str | Path, *, spec: TensorSpec | None = None, require_la
 
 
 def _open_file(p: Path) -> Dataset:
+    from edgestudio.core.errors import UsageError
+    from edgestudio.core.safety import load_arrays
+
     try:
-        if p.suffix == ".npy":
-            return Dataset(str(p), x=np.load(p, allow_pickle=False))
-        with np.load(p, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise DatasetError(p, "expected an .npz archive with an 'x' array (and 'y' for labels)")
-            if "x" not in data.files:
-                raise DatasetError(p, f"no 'x' array in the archive (it holds: {', '.join(data.files) or 'nothing'})")
-            x = data["x"]
-            y = data["y"] if "y" in data.files else None
-    except DatasetError:
-        raise
-    except (ValueError, OSError, EOFError) as exc:
-        raise DatasetError(p, f"cannot read as .npz/.npy ({' '.join(str(exc).split())[:160]})") from None
+        data = load_arrays(p, "dataset")
+    except UsageError as exc:
+        raise DatasetError(p, exc.cause) from None
+    if not isinstance(data, dict):
+        return Dataset(str(p), x=data)  # type: ignore[arg-type]
+    if "x" not in data:
+        raise DatasetError(p, f"no 'x' array in the archive (it holds: {', '.join(data) or 'nothing'})")
+    x = data["x"]
+    y = data.get("y")
     if y is not None:
         y = np.asarray(y).reshape(len(y), -1)
         y = y[:, 0] if y.shape[1] == 1 else y.argmax(1)  # class ids or one-hot

@@ -87,6 +87,8 @@ def detect_format(path: str | Path) -> ModelFormat:
         raise ModelFormatError(p, "no such file or folder")
     if p.is_dir():
         return _detect_folder(p)
+    if not p.is_file():
+        raise ModelFormatError(p, "not a regular file (a device, FIFO or socket)")
     size = p.stat().st_size
     if size == 0:
         raise ModelFormatError(p, "empty file")

@@ -95,27 +95,25 @@ class InputSpec:
             return {}
         path = Path(self.data)
         real = [s.name for s in specs]
-        try:
-            loaded = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise UsageError(path, f"cannot read as .npy/.npz ({' '.join(str(exc).split())[:160]})") from None
-        if isinstance(loaded, np.ndarray):
+        from edgestudio.core.safety import load_arrays
+
+        loaded = load_arrays(path, "input data")
+        if not isinstance(loaded, dict):
             if len(specs) != 1:
                 raise UsageError(path, f"a .npy holds one array but the model has {len(specs)} inputs "
                                        f"({', '.join(real)}): give an .npz keyed by input name")
             return {real[0]: loaded}
-        with loaded:
-            out: dict[str, np.ndarray] = {}
-            for key in loaded.files:
-                if key == "y":  # labels of a dataset file: not an input
-                    continue
-                name = match_name(key, real)
-                if name is None and key == "x" and real and not any(match_name(k, real) == real[0] for k in loaded.files):
-                    name = real[0]  # a dataset's "x": the first input
-                if name is None:
-                    raise UsageError(path, f"array {key!r} is not an input of this model "
-                                           f"(its inputs: {', '.join(real)})")
-                out[name] = loaded[key]
+        out: dict[str, np.ndarray] = {}
+        for key in loaded:
+            if key == "y":  # labels of a dataset file: not an input
+                continue
+            name = match_name(key, real)
+            if name is None and key == "x" and real and not any(match_name(k, real) == real[0] for k in loaded):
+                name = real[0]  # a dataset's "x": the first input
+            if name is None:
+                raise UsageError(path, f"array {key!r} is not an input of this model "
+                                       f"(its inputs: {', '.join(real)})")
+            out[name] = loaded[key]
         return out
 
 
@@ -124,11 +122,9 @@ def npz_keys_are_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> bool:
     p = Path(path)
     if p.suffix != ".npz" or not p.is_file():
         return False
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            keys = [k for k in z.files if k != "y"]
-    except (OSError, ValueError, EOFError):
-        return False
+    from edgestudio.core.safety import npz_names
+
+    keys = [k for k in npz_names(p) if k != "y"]
     real = [s.name for s in specs]
     return bool(keys) and "x" not in keys and all(match_name(k, real) for k in keys)
 

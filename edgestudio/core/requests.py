@@ -31,6 +31,9 @@ class BenchRequest:
     inputs: dict[str, Any] = field(default_factory=dict)  # an InputSpec as a dict
     keep_samples: bool = True
 
+    def __post_init__(self) -> None:
+        _bounded(iterations=self.iterations, warmup=self.warmup, duration=self.duration_s, threads=self.threads)
+
 
 @dataclass
 class ConvertRequest:
@@ -55,6 +58,7 @@ class OptimizeRequest:
     bench_device: str | None = None  # auto: measure the candidates on this device (e.g. CPU@agent:pi)
 
     def __post_init__(self) -> None:
+        _bounded(iterations=self.iterations)
         if not self.method and not self.auto:
             raise UsageError(None, "an optimization job needs a method (or auto)")
 
@@ -66,6 +70,7 @@ class EvalRequest:
     inputs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _bounded(limit=self.limit)
         if not self.dataset:
             raise UsageError(None, "an evaluation job needs a dataset")
 
@@ -79,6 +84,9 @@ class PackageRequest:
     tflm: bool = False
     lineage: list[dict[str, Any]] | None = None
 
+    def __post_init__(self) -> None:
+        _bounded(iterations=self.iterations)
+
 
 @dataclass
 class CallRequest:
@@ -90,6 +98,13 @@ class CallRequest:
     def __post_init__(self) -> None:
         if ":" not in self.function:
             raise UsageError(None, f"a call job needs 'module:function', not {self.function!r}")
+
+
+def _bounded(**values: Any) -> None:
+    from edgestudio.core.safety import check_number
+
+    for name, value in values.items():
+        check_number(name, value)
 
 
 # kind value -> request type (kinds are JobKind values; plain strings keep this module free of jobs.py)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import stat
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from edgestudio.core.errors import ModelFormatError, UnsafeModelError, UsageError, display
@@ -68,6 +68,66 @@ def check_budget(path: str | Path | None, nbytes: int, what: str) -> None:
     if nbytes > budget:
         raise UsageError(path, f"{what} needs {human(nbytes)}, over the memory budget of {human(budget)} "
                                "(EDGESTUDIO_MEMORY_BUDGET raises it)")
+
+
+# ------------------------------------------------------------------------------------------ numeric options
+#: bounds of the numbers a command, a recipe, a sweep file or a request may ask for (a thread count of 100000
+#: starts 100000 threads; 10^8 debug samples never end)
+LIMITS: dict[str, tuple[float, float]] = {
+    "threads": (1, 256), "iterations": (1, 10_000_000), "warmup": (0, 1_000_000), "samples": (1, 100_000),
+    "runs": (1, 1_000_000), "limit": (1, 1_000_000_000), "duration": (0.001, 86_400), "max_steps": (1, 1000),
+    "epochs": (1, 100_000), "batch_size": (1, 1_000_000), "batch": (1, 65_536), "streams": (1, 256),
+    "opset": (7, 30), "tvm_trials": (0, 1_000_000), "tvm_minutes": (0, 100_000), "port": (0, 65_535),
+}
+
+
+def check_number(name: str, value: object, path: str | Path | None = None) -> None:
+    """Refuse a number outside ``LIMITS[name]`` (or not a finite number) with a one-line error."""
+    import math
+
+    if value is None:
+        return
+    lo, hi = LIMITS[name]
+    label = name.replace("_", "-")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UsageError(path, f"{label} must be a number, not {display(str(value))[:40]}")
+    if not lo <= value <= hi:
+        raise UsageError(path, f"{label} {value:g} is out of range ({lo:g} to {hi:g})")
+
+
+_WATCH: Callable[[int, int], None] = lambda used, budget: None
+
+
+def watch_memory(on_exceed: Callable[[int, int], None], interval_s: float = 0.1) -> None:
+    """Watch this process's resident memory from a daemon thread; past the budget, ``on_exceed(rss, budget)`` is
+    called once (the CLI prints its one line and exits: what runs in the command's own process, a per-layer
+    comparison or a rescue, is held to the budget like the pool's workers)."""
+    import threading
+
+    global _WATCH
+    _WATCH = on_exceed  # the latest caller's: one watching thread per process
+    if any(t.name == "edgestudio-memory-watch" for t in threading.enumerate()):
+        return
+    budget = memory_budget()
+
+    def rss() -> int:
+        try:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def loop() -> None:
+        import time
+
+        while True:
+            used = rss()
+            if used > budget:
+                _WATCH(used, budget)
+                return
+            time.sleep(interval_s)
+
+    threading.Thread(target=loop, name="edgestudio-memory-watch", daemon=True).start()
 
 
 # -------------------------------------------------------------------------------------------- plain files
@@ -208,6 +268,121 @@ def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: st
     if len(data) > limit:
         raise UsageError(path, f"archive member {display(info.filename)} unpacks to more than it declares")
     return data
+
+
+# ------------------------------------------------------------------------------------------------ YAML
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_ALIASES = 100
+MAX_YAML_NODES = 100_000
+
+
+def load_yaml(path: str | Path, what: str = "YAML file") -> object:
+    """A YAML (or JSON) document from a regular file of at most 1 MB, with safe tags only, few aliases and a
+    bounded expanded size (an alias bomb is refused, never expanded)."""
+    import yaml
+
+    text = read_regular(path, what, MAX_YAML_BYTES).decode("utf-8", "replace")
+
+    class _Loader(yaml.SafeLoader):
+        aliases = 0
+
+        def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+            if self.check_event(yaml.events.AliasEvent):
+                _Loader.aliases += 1
+                if _Loader.aliases > MAX_YAML_ALIASES:
+                    raise UsageError(path, f"the {what} uses over {MAX_YAML_ALIASES} aliases: refusing a possible "
+                                           "alias bomb")
+            return super().compose_node(parent, index)
+
+    try:
+        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the parser's own message, one line
+        raise UsageError(path, f"not a valid {what}: {' '.join(str(exc).split())[:200]}") from None
+    seen = 0
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_YAML_NODES:
+            raise UsageError(path, f"the {what} expands to over {MAX_YAML_NODES:,} values: refused")
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return doc
+
+
+# ---------------------------------------------------------------------------------------- numpy files
+def _npy_declared(fh, size: int, path: str | Path, key: str) -> int:  # type: ignore[no-untyped-def]
+    """Bytes an .npy stream's header declares; refused when the stream cannot hold them or they hold objects."""
+    import numpy as np
+
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        shape, _, dtype = (fmt.read_array_header_1_0(fh) if version == (1, 0) else
+                           fmt.read_array_header_2_0(fh) if version == (2, 0) else fmt._read_array_header(fh, version))
+    except Exception as exc:  # noqa: BLE001 - numpy's own message, one line
+        raise UsageError(path, f"array {key!r} is not a valid .npy ({' '.join(str(exc).split())[:120]})") from None
+    if dtype.hasobject:
+        raise UsageError(path, f"array {key!r} holds Python objects (it would need unpickling): refused")
+    n = 1
+    for d in shape:
+        n *= int(d)
+    need = n * dtype.itemsize
+    if need > size:
+        raise UsageError(path, f"array {key!r} declares {human(need)} of data but holds {human(size)}")
+    return need
+
+
+def load_arrays(path: str | Path, what: str = "data file") -> dict[str, object] | object:
+    """The arrays of an ``.npy`` (one array) or ``.npz`` (a dict), read only after the file was checked: a regular
+    file, no Python objects, every array's declared size within what the file holds and within the memory
+    budget, an archive that does not inflate far past its size."""
+    import numpy as np
+
+    p = regular_file(path, what)
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        magic = fh.read(4)
+        fh.seek(0)
+        if magic != b"PK\x03\x04":
+            need = _npy_declared(fh, size, p, p.name)
+            check_budget(p, need, f"the {what}")
+            fh.seek(0)
+            try:
+                return np.load(fh, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                raise UsageError(p, f"cannot read as .npy ({' '.join(str(exc).split())[:160]})") from None
+    try:
+        zf = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UsageError(p, f"cannot read as .npz ({' '.join(str(exc).split())[:160]})") from None
+    with zf:
+        check_zip_budget(p, zf, what)
+        total = 0
+        for info in zf.infolist():
+            with zf.open(info) as fh:
+                total += _npy_declared(fh, info.file_size, p, info.filename.removesuffix(".npy"))
+        check_budget(p, total, f"the {what}")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(p, f"cannot read as .npz ({' '.join(str(exc).split())[:160]})") from None
+
+
+def npz_names(path: str | Path) -> list[str]:
+    """The array names of an .npz, from its directory (nothing inflated); [] for anything else."""
+    try:
+        p = regular_file(path)
+        with zipfile.ZipFile(p) as zf:
+            return [n.removesuffix(".npy") for n in zf.namelist()]
+    except (UsageError, zipfile.BadZipFile, OSError):
+        return []
 
 
 # ------------------------------------------------------------------------------------------------ pickles

@@ -66,14 +66,15 @@ def _load_inputs(data: str | Path, shape: tuple[int | None, ...]) -> np.ndarray:
     p = Path(data)
     if not p.is_file():
         raise UsageError(None, f"{p}: no such file (the unlabeled inputs: an .npz with an 'x' array, or an .npy)")
-    try:
-        if p.suffix == ".npy":
-            x = np.load(p, allow_pickle=False)
-        else:
-            with np.load(p, allow_pickle=False) as z:
-                x = z["x"] if "x" in z.files else z[z.files[0]]
-    except Exception as exc:  # noqa: BLE001 - one line, naming the file
-        raise EdgeStudioError(p, f"cannot read the inputs: {exc}") from None
+    from edgestudio.core.safety import load_arrays
+
+    loaded = load_arrays(p, "inputs")
+    if isinstance(loaded, dict):
+        if not loaded:
+            raise EdgeStudioError(p, "the archive holds no arrays")
+        x = loaded["x"] if "x" in loaded else next(iter(loaded.values()))
+    else:
+        x = loaded
     x = np.asarray(x, dtype=np.float32)
     want = tuple(d for d in shape[1:])
     if x.shape[1:] != want and x.ndim == len(shape) + 1 and x.shape[1] == 1:

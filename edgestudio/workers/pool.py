@@ -246,11 +246,13 @@ class WorkerPool(ExecutorBase):
                     w.kill_reason = (JobStatus.CANCELLED, "cancelled (worker stopped after the grace period)")
                 elif spec.timeout_s and elapsed > spec.timeout_s:
                     w.kill_reason = (JobStatus.FAILED, f"timed out after {spec.timeout_s:g} s")
-                elif spec.memory_limit_mb:
+                else:
+                    limit = spec.memory_limit_mb or _default_limit_mb()
                     rss = _rss_mb(w.proc.pid)
-                    if rss is not None and rss > spec.memory_limit_mb:
+                    if rss is not None and rss > limit:
                         w.kill_reason = (JobStatus.FAILED, f"out of memory: the job used {rss:.0f} MB, over its "
-                                                           f"limit of {spec.memory_limit_mb:g} MB")
+                                                           f"limit of {limit:g} MB" + ("" if spec.memory_limit_mb else
+                                                           " (the memory budget: EDGESTUDIO_MEMORY_BUDGET raises it)"))
                 if w.kill_reason is not None:
                     w.proc.kill()
             if w.proc.is_alive():
@@ -375,25 +377,53 @@ def staging_folder(output: Path, job_id: str) -> Path:
 
 def publish_staging(staging: Path, dest: Path, result: dict[str, Any]) -> dict[str, Any]:
     """Move a finished job's artifacts from ``staging`` into ``dest`` and point its result at them."""
+    moved: list[tuple[str, str]] = []
     for entry in sorted(staging.iterdir()):
         if entry.name == OWNER_FILE:
             continue
-        target = dest / entry.name
+        target = free_name(dest / entry.name) if entry.is_dir() else dest / entry.name
         if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(entry, target)  # atomic on one filesystem
+            target = free_name(target)  # a file never replaces a folder: the folder and what it holds stay
+        os.replace(entry, target)  # atomic on one filesystem; a link at target is replaced, never followed
+        moved.append((str(entry), str(target)))
     shutil.rmtree(staging, ignore_errors=True)
+    for old, new in moved:
+        if old.rsplit("/", 1)[-1] != new.rsplit("/", 1)[-1]:  # renamed: point the result at the new name
+            result = _replace_prefix(result, old + "/", new + "/")
+            result = _replace_prefix(result, old, new, exact=True)
     return _replace_prefix(result, str(staging), str(dest))
 
 
-def _replace_prefix(obj: Any, old: str, new: str) -> Any:
+def free_name(path: Path) -> Path:
+    """``path`` when nothing is there, else ``name-2``, ``name-3``... (before the suffix): an existing folder is
+    never replaced by a job's output."""
+    if not path.exists() and not path.is_symlink():
+        return path
+    stem, suffix = (path.stem, path.suffix) if path.suffix and not path.is_dir() else (path.name, "")
+    for i in range(2, 10_000):
+        candidate = path.with_name(f"{stem}-{i}{suffix}")
+        if not candidate.exists() and not candidate.is_symlink():
+            return candidate
+    raise FileExistsError(f"{path}: no free name beside it")
+
+
+def _replace_prefix(obj: Any, old: str, new: str, exact: bool = False) -> Any:
     if isinstance(obj, str):
+        if exact:
+            return new if obj == old else obj
         return new + obj[len(old):] if obj.startswith(old) else obj
     if isinstance(obj, dict):
-        return {k: _replace_prefix(v, old, new) for k, v in obj.items()}
+        return {k: _replace_prefix(v, old, new, exact) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_replace_prefix(v, old, new) for v in obj]
+        return [_replace_prefix(v, old, new, exact) for v in obj]
     return obj
+
+
+def _default_limit_mb() -> float:
+    """Every job is held to the memory budget (half this machine's memory unless EDGESTUDIO_MEMORY_BUDGET says)."""
+    from edgestudio.core.safety import memory_budget
+
+    return round(memory_budget() / 2**20)
 
 
 def _memory_to_spare(min_mb: float = 1024) -> bool:

@@ -23,11 +23,12 @@ figure) fails: a CI run never passes on a missing number.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from pathlib import Path
 from typing import Any
 
-from edgestudio.core.errors import EdgeStudioError, UsageError
+from edgestudio.core.errors import EdgeStudioError, UsageError, display
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 
 VERSION = 1
@@ -146,25 +147,101 @@ def export_recipe(workspace: Any, model_id: int, recipe_path: str | Path) -> dic
 
 # ----------------------------------------------------------------------------------------------- reading
 def load_recipe(path: str | Path) -> dict[str, Any]:
-    import yaml
+    from edgestudio.core.safety import load_yaml
 
     p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise UsageError(None, f"{p}: no such file") from None
-    except Exception as exc:  # noqa: BLE001 - the parser's message, one line
-        raise EdgeStudioError(p, f"not a readable YAML recipe: {' '.join(str(exc).split())[:200]}") from None
+    doc = load_yaml(p, "recipe")
     if not isinstance(doc, dict) or doc.get("edgestudio_recipe") != VERSION:
         raise EdgeStudioError(p, f"not an EdgeStudio recipe (needs 'edgestudio_recipe: {VERSION}' at the top)")
     if not doc.get("model") or not isinstance(doc.get("steps"), list):
         raise EdgeStudioError(p, "a recipe needs 'model' and a list of 'steps'")
+    ids: set[str] = set()
     for i, step in enumerate(doc["steps"]):
+        if not isinstance(step, dict):
+            raise EdgeStudioError(p, f"step {i + 1} is not a mapping")
         kinds = [k for k in KINDS if k in (step or {})]
         if len(kinds) != 1:
             raise EdgeStudioError(p, f"step {i + 1}: one of {', '.join(KINDS)} per step (found "
                                      f"{', '.join(kinds) or 'none'})")
+        if not isinstance(step[kinds[0]] or {}, dict):
+            raise EdgeStudioError(p, f"step {i + 1}: its {kinds[0]} is not a mapping")
+        sid = step.get("id", f"step{i + 1}")
+        sid = step["id"] = str(sid) if isinstance(sid, int) and not isinstance(sid, bool) else sid
+        if not isinstance(sid, str) or not _ID.fullmatch(sid) or sid in ("model", *ids):
+            raise EdgeStudioError(p, f"step {i + 1}: id {display(str(sid))!r} must be a unique plain name (letters, "
+                                     "digits, '_', '-', '.'; no '/' or '..'): it names the step's output folder")
+        ids.add(sid)
     return doc
+
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def recipe_paths(path: str | Path, doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every file the recipe reads, as (what, absolute path), in order: its model, its input data, each step's
+    calibration / dataset / data."""
+    base = Path(path).resolve().parent
+    out: list[tuple[str, str]] = []
+
+    def add(what: str, value: Any) -> None:
+        if value:
+            if not isinstance(value, str):
+                raise EdgeStudioError(path, f"{what} is not a path: {display(str(value))[:80]}")
+            out.append((what, str(value if Path(value).is_absolute() else (base / value).resolve())))
+
+    add("model", doc.get("model"))
+    add("inputs.data", (doc.get("inputs") or {}).get("data") if isinstance(doc.get("inputs") or {}, dict) else None)
+    for i, step in enumerate(doc["steps"]):
+        kind = next(k for k in KINDS if k in step)
+        body = step[kind] or {}
+        opts = body.get("options") or {}
+        if not isinstance(opts, dict):
+            raise EdgeStudioError(path, f"step {i + 1}: its options are not a mapping")
+        for k in PATH_KEYS:
+            add(f"step {i + 1} {k}", opts.get(k))
+        for k in ("data", "dataset"):
+            add(f"step {i + 1} {k}", body.get(k))
+    return out
+
+
+def check_confined(path: str | Path, doc: dict[str, Any], *, allow_outside: bool = False) -> None:
+    """A recipe is a file someone else can hand you: what it reads must be inside its own folder (no absolute
+    path, no '..' out of it, no link out of it), unless the user allows it (``--allow-outside``)."""
+    if allow_outside:
+        return
+    base = Path(path).resolve().parent
+    raw = {"model": doc.get("model"), "inputs.data": (doc.get("inputs") or {}).get("data")}
+    for what, value in raw.items():
+        if isinstance(value, str) and Path(value).is_absolute():
+            raise UsageError(path, f"{what} is an absolute path ({display(value)}): refused (--allow-outside lets "
+                                   "a recipe you trust read it)")
+    for what, p in recipe_paths(path, doc):
+        if not Path(p).resolve().is_relative_to(base):
+            raise UsageError(path, f"{what} {display(p)} is outside the recipe's folder {display(str(base))}: "
+                                   "refused (--allow-outside lets a recipe you trust read it)")
+
+
+def plan_recipe(recipe: str | Path, output: str | Path, *, allow_outside: bool = False) -> dict[str, Any]:
+    """What ``run`` would read, write and run, without running anything."""
+    path = Path(recipe).resolve()
+    doc = load_recipe(path)
+    check_confined(path, doc, allow_outside=allow_outside)
+    out = Path(output)
+    steps = []
+    for i, step in enumerate(doc["steps"]):
+        kind = next(k for k in KINDS if k in step)
+        body = step[kind] or {}
+        sid = step.get("id") or f"step{i + 1}"
+        writes = str(out / f"{i + 1:02d}_{sid}") if kind in ("convert", "optimize", "rescue", "distill") else None
+        what = {"convert": f"convert to {body.get('to')}", "optimize": f"optimize {body.get('method')} "
+                f"({body.get('runtime') or 'default runtime'})", "rescue": f"rescue ({body.get('runtime') or 'onnxruntime'})",
+                "distill": "distill a student", "bench": f"benchmark on {body.get('runtime') or 'the default runtime'}",
+                "eval": "evaluate"}[kind]
+        steps.append({"step": i + 1, "id": sid, "kind": kind, "runs": what,
+                      "from": body.get("from") or body.get("model") or "model", "writes": writes,
+                      "gates": step.get("gates") or {}})
+    return {"recipe": str(path), "reads": [{"what": w, "path": p} for w, p in recipe_paths(path, doc)],
+            "output": str(out), "steps": steps}
 
 
 # ----------------------------------------------------------------------------------------------- replaying
@@ -195,7 +272,7 @@ def _judge(gates: dict[str, Any], result: dict[str, Any], kind: str) -> list[dic
 
 
 def run_recipe(recipe: str | Path, output: str | Path, *, progress: ProgressCallback = noop_progress,
-               cancel: CancelToken | None = None, log: Any = None) -> dict[str, Any]:
+               cancel: CancelToken | None = None, log: Any = None, allow_outside: bool = False) -> dict[str, Any]:
     """Replay ``recipe``; artifacts go under the folder ``output`` (one sub-folder per step). Returns every step's
     result and gate verdicts, ``passed`` (all gates), and ``artifacts`` (for a workspace: the lineage)."""
     from edgestudio.backends.converters.base import ConvertOptions
@@ -207,6 +284,7 @@ def run_recipe(recipe: str | Path, output: str | Path, *, progress: ProgressCall
 
     path = Path(recipe).resolve()
     doc = load_recipe(path)
+    check_confined(path, doc, allow_outside=allow_outside)
     base = path.parent
     cancel = cancel or CancelToken()
     out = Path(output)
@@ -242,6 +320,8 @@ def run_recipe(recipe: str | Path, output: str | Path, *, progress: ProgressCall
         src = made[src_ref]
         progress(i / n, f"step {i + 1}/{n}: {kind} {Path(src).name}")
         folder = out / f"{i + 1:02d}_{sid}"
+        if not folder.resolve().is_relative_to(out.resolve()):  # load_recipe's id rule makes this impossible
+            raise EdgeStudioError(path, f"step {i + 1}: its output folder leaves {display(str(out))}")
         if kind in ("convert", "optimize", "rescue", "distill"):
             folder.mkdir(parents=True, exist_ok=True)
         ctx = JobContext(f"recipe-{i + 1}", send, cancel, folder)
