@@ -996,8 +996,10 @@ def _out(args: argparse.Namespace, default: Path) -> Path:
         from edgestudio.workers.pool import free_name
 
         return free_name(out.resolve() / default.name)
-    if not out.parent.is_dir():
-        raise UsageError(out, f"its folder {display(str(out.parent))} does not exist")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(out, f"cannot make its folder {display(str(out.parent))}: {exc.strerror or exc}") from None
     return out.parent.resolve() / out.name
 
 

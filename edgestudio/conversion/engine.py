@@ -178,6 +178,10 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
 
     hop_progress(0.0, f"{hop.source.value} -> {hop.target.value}")
     t0 = time.perf_counter()
+    if current_fmt is ModelFormat.ONNX:  # every converter gets a checked graph: no cycle, nothing over the budget
+        from edgestudio.core.inspection import check_onnx_file
+
+        check_onnx_file(current)
     try:
         conv.convert(current, current_fmt, dst, opts, progress=hop_progress, cancel=cancel)
     except (Cancelled, ConversionError):

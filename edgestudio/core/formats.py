@@ -8,7 +8,7 @@ import stat
 import zipfile
 from pathlib import Path
 
-from edgestudio.core.errors import ModelFormatError, display
+from edgestudio.core.errors import EdgeStudioError, ModelFormatError, display
 
 
 class ModelFormat(str, enum.Enum):
@@ -205,6 +205,12 @@ def check_zip(p: Path, zf: zipfile.ZipFile) -> None:
         if info.filename.endswith(".json") and info.file_size > MAX_CONFIG_BYTES:
             raise ModelFormatError(p, f"archive member {name} is {info.file_size:,} bytes: too large for a model "
                                       "configuration")
+    from edgestudio.core.safety import check_zip_budget
+
+    try:
+        check_zip_budget(p, zf, "archive")  # many small members that inflate far past the archive's size, too
+    except EdgeStudioError as exc:
+        raise ModelFormatError(p, exc.cause) from None
 
 
 def _detect_zip(p: Path) -> ModelFormat:

@@ -337,6 +337,23 @@ def spec_dtype(s: TensorSpec) -> np.dtype:
     return np.dtype(s.dtype) if s.dtype not in ("unknown", "str") else np.dtype("float32")
 
 
+def _check_feed_budget(specs: Sequence[TensorSpec], shapes: dict[str, list[int]], sources: dict[str, str],
+                       per_input: dict[str, Any], n: int, where: str | Path | None) -> None:
+    """The feeds a job will make (random or --value arrays of the resolved shapes, n samples), and the runtime's
+    copies of them, must fit the memory budget: a model declaring a 3 GB input is refused before allocation."""
+    from edgestudio.core.safety import check_budget
+
+    total = 0
+    for s in specs:
+        if sources.get(s.name) in ("random", "--value") and s.name in shapes:
+            count = 1
+            for d in shapes[s.name]:
+                count *= max(int(d), 1)
+            total += count * max(spec_dtype(s).itemsize, 1)
+    check_budget(where, 4 * total * max(n, 1), f"the inputs ({', '.join(f'{k} {v}' for k, v in shapes.items())}"
+                                              f"{f' x {n} samples' if n > 1 else ''}) and the runtime's copies")
+
+
 def make_feeds(specs: Sequence[TensorSpec], spec: InputSpec | None = None, *, count: int | None = 1, seed: int = 0,
                dynamic_default: int | None = None, data: dict[str, list[np.ndarray]] | None = None,
                data_source: str = "dataset", model: str | Path | None = None) -> Feeds:
@@ -386,6 +403,7 @@ def make_feeds(specs: Sequence[TensorSpec], spec: InputSpec | None = None, *, co
         n = min(stacked_n) if count is None else min(min(stacked_n), count)
     else:
         n = count or 1
+    _check_feed_budget(specs, shapes, sources, per_input, n, spec.data or model)
     rng_shapes = {k: v for k, v in shapes.items() if sources[k] == "random"}
     if rng_shapes and dynamic_default is not None:
         dyn = [s.name for s in specs if sources[s.name] == "random" and not s.is_static

@@ -151,6 +151,67 @@ def _check_onnx(p: Path, model: Any) -> None:
     except onnx.checker.ValidationError as exc:
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "invalid")
         raise ModelFormatError(p, f"invalid ONNX graph: {first[:240]}") from None
+    _check_onnx_sizes(p, model)
+
+
+_ONNX_ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2}
+
+
+def _check_onnx_sizes(p: Path, model: Any) -> None:
+    """Tensors a graph declares it will make from nothing (ConstantOfShape, Expand of a constant shape) must fit
+    the memory budget: a 300-byte model must not ask for 3 GB."""
+    from onnx import numpy_helper
+
+    from edgestudio.core.safety import check_budget
+
+    for graph in onnx_graphs(model.graph):
+        consts = {i.name: i for i in graph.initializer}
+        for n in graph.node:
+            if n.op_type == "Constant":
+                for a in n.attribute:
+                    if a.name == "value" and a.t.dims:
+                        consts[n.output[0]] = a.t
+        for n in graph.node:
+            if n.op_type not in ("ConstantOfShape", "Expand") or len(n.input) < (1 if n.op_type == "ConstantOfShape" else 2):
+                continue
+            shape_t = consts.get(n.input[0] if n.op_type == "ConstantOfShape" else n.input[1])
+            if shape_t is None:
+                continue
+            try:
+                dims = [int(d) for d in numpy_helper.to_array(shape_t).reshape(-1)]
+            except Exception:  # noqa: BLE001 - an unreadable constant: the runtime's checker says why
+                continue
+            itemsize = 4
+            for a in n.attribute:
+                if a.name == "value":
+                    itemsize = _ONNX_ITEMSIZE.get(a.t.data_type, 4)
+            total = itemsize
+            for d in dims:
+                total *= max(d, 1)
+            check_budget(p, total, f"node {n.name or n.op_type} ({n.op_type} {dims})")
+
+
+_CHECKED: dict[tuple[str, int, int], None] = {}
+
+
+def check_onnx_file(path: str | Path) -> None:
+    """ONNX's checker (cycles, dangling inputs, empty op types) and the size budget, before a converter or a
+    runtime gets the model (once per file version in a process)."""
+    import os
+
+    import onnx
+
+    p = Path(path)
+    st = os.stat(p)
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _CHECKED:
+        return
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:
+        raise ModelFormatError(p, f"corrupt ONNX file ({' '.join(str(exc).split())[:200]})") from None
+    _check_onnx(p, model)
+    _CHECKED[key] = None
 
 
 def onnx_graphs(graph: Any) -> Iterable[Any]:

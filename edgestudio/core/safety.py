@@ -66,7 +66,7 @@ def check_budget(path: str | Path | None, nbytes: int, what: str) -> None:
     """Refuse ``what`` (declared by ``path``) when it needs more than the memory budget."""
     budget = memory_budget()
     if nbytes > budget:
-        raise UsageError(path, f"{what} needs {human(nbytes)}, over the memory budget of {human(budget)} "
+        raise UsageError(path, f"{what} would need {human(nbytes)}, over the memory budget of {human(budget)} "
                                "(EDGESTUDIO_MEMORY_BUDGET raises it)")
 
 

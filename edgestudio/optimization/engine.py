@@ -85,6 +85,10 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
         work, steps, reference = _bring_to(src, fmt, cls.sources, Path(keep_dir) if keep_dir else Path(tmp), opts,
                                            progress, cancel)
         wfmt = detect_format(work)
+        if wfmt is ModelFormat.ONNX:  # no cycle, nothing over the memory budget, before a quantizer reads it
+            from edgestudio.core.inspection import check_onnx_file
+
+            check_onnx_file(work)
         out_fmt = cls.output_format(wfmt)
         out = Path(output) if output else src.parent / optimized_name(src, method, runtime, out_fmt)
         if out_fmt is ModelFormat.OPENVINO and out.suffix != ".xml":

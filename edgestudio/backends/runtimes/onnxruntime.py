@@ -78,6 +78,12 @@ def load(model, precision=None):
         import onnxruntime as ort
 
         device = self.check_device(device)
+        from edgestudio.core.formats import detect_format
+
+        if detect_format(path) is ModelFormat.ONNX:  # no cycle, nothing over the memory budget
+            from edgestudio.core.inspection import check_onnx_file
+
+            check_onnx_file(path)
         providers = [provider_for(device)]
         if providers[0] != "CPUExecutionProvider":
             providers.append("CPUExecutionProvider")

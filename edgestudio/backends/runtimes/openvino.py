@@ -86,6 +86,12 @@ def load(model, precision=None):
     def load(self, path: str | Path, *, device: str = "CPU", threads: int | None = None,
              precision: str | None = None) -> Session:
         device = self.check_device(device)
+        from edgestudio.core.formats import detect_format
+
+        if detect_format(path) is ModelFormat.ONNX:  # no cycle, nothing over the memory budget
+            from edgestudio.core.inspection import check_onnx_file
+
+            check_onnx_file(path)
         core = ov_core()
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if threads:
