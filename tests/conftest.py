@@ -10,6 +10,9 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# the studio remembers the models a user trusted in a file of the user's: tests keep one of their own
+os.environ.setdefault("EDGESTUDIO_TRUST_FILE", os.path.join(__import__("tempfile").mkdtemp(prefix="edgestudio-trust-"),
+                                                            "trusted-models.txt"))
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "resources" / "samples"

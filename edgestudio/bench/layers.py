@@ -77,7 +77,7 @@ def _onnx_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor
     import onnx
     import onnxruntime as ort
 
-    model = onnx.load(str(path))
+    model = onnx.load(str(path), format="protobuf")
     existing = {o.name for o in model.graph.output}
     inits = {i.name for i in model.graph.initializer}
     order: list[Tensor] = []
@@ -91,7 +91,7 @@ def _onnx_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor
                     model.graph.output.append(onnx.ValueInfoProto(name=out))
     with tempfile.TemporaryDirectory(prefix="edgestudio-layers-") as tmp:
         exposed = Path(tmp) / "exposed.onnx"
-        onnx.save(model, str(exposed))
+        onnx.save(model, str(exposed), format="protobuf")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         opts.log_severity_level = 3

@@ -136,7 +136,7 @@ def _graph(path: Path) -> tuple[dict[str, str], dict[str, str], dict[str, list[s
     if fmt is ModelFormat.ONNX:
         import onnx
 
-        g = onnx.load(str(path), load_external_data=False).graph
+        g = onnx.load(str(path), format="protobuf", load_external_data=False).graph
         return ({n.name: n.op_type for n in g.node if n.name}, {o: n.name for n in g.node for o in n.output},
                 {n.name: list(n.input) for n in g.node})
     if fmt is ModelFormat.OPENVINO:

@@ -31,6 +31,11 @@ class UnsafeModelError(EdgeStudioError):
     """The model would need arbitrary code to load (Lambda layers, pickled objects)."""
 
 
+class UntrustedModelError(UnsafeModelError):
+    """The model's graph holds ops that reach the file system or run Python: it runs only if the user trusts it
+    (``--trust-model``; the studio asks)."""
+
+
 class RuntimeUnavailableError(EdgeStudioError):
     """A runtime, device or package needed for the request is not installed or not visible."""
 

@@ -458,8 +458,9 @@ def onnxruntime_session_options_for(path: str | Path, so: object) -> object:
     """Tell ONNX Runtime the real format: it decides ONNX vs ORT by the file's extension, not its content
     (an .ort file named .onnx would be parsed as protobuf)."""
     try:
-        if detect_format(path) is ModelFormat.ORT:
-            so.add_session_config_entry("session.load_model_format", "ORT")  # type: ignore[attr-defined]
+        fmt = detect_format(path)
+        if fmt in (ModelFormat.ORT, ModelFormat.ONNX):  # an ONNX model named .ort too
+            so.add_session_config_entry("session.load_model_format", fmt.name)  # type: ignore[attr-defined]
     except ModelFormatError:
         pass
     return so

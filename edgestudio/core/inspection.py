@@ -207,11 +207,31 @@ def check_onnx_file(path: str | Path) -> None:
     if key in _CHECKED:
         return
     try:
-        model = onnx.load(str(p), load_external_data=False)
+        model = onnx.load(str(p), format="protobuf", load_external_data=False)
     except Exception as exc:
         raise ModelFormatError(p, f"corrupt ONNX file ({' '.join(str(exc).split())[:200]})") from None
-    _check_onnx(p, model)
+    _check_onnx_order(p, model.graph, set())
+    _check_onnx_sizes(p, model)
     _CHECKED[key] = None
+
+
+def _check_onnx_order(p: Path, graph: Any, outer: set[str]) -> None:
+    """Every node's inputs are made before it (graph inputs, initializers, earlier nodes, an enclosing graph's
+    names): a cycle, or a node reading what nothing makes, is refused before any converter walks the graph
+    (ONNX's full checker also refuses real models over details runtimes accept, so it is not used here)."""
+    known = set(outer) | {v.name for v in graph.input} | {i.name for i in graph.initializer} | {""}
+    known |= {i.values.name for i in getattr(graph, "sparse_initializer", [])}
+    for n in graph.node:
+        if not n.op_type:
+            raise ModelFormatError(p, f"invalid ONNX graph: node {n.name or '#?'} has an empty op type")
+        for name in n.input:
+            if name not in known:
+                raise ModelFormatError(p, f"invalid ONNX graph: node {n.name or n.op_type} reads {name!r}, which no "
+                                          "earlier node, input or initializer makes (a cycle, or a dangling input)")
+        for a in n.attribute:
+            for g in ([a.g] if a.type == a.GRAPH else list(a.graphs) if a.type == a.GRAPHS else []):
+                _check_onnx_order(p, g, known)
+        known.update(n.output)
 
 
 def onnx_graphs(graph: Any) -> Iterable[Any]:
@@ -277,7 +297,7 @@ def _inspect_onnx(p: Path, shapes: dict[str, list[int]] | None = None) -> ModelI
     from onnx import numpy_helper
 
     try:
-        model = onnx.load(str(p), load_external_data=False)
+        model = onnx.load(str(p), format="protobuf", load_external_data=False)
     except Exception as exc:
         raise ModelFormatError(p, f"corrupt ONNX file ({' '.join(str(exc).split())[:200]})") from None
     graph = model.graph

@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from edgestudio.core.errors import ModelFormatError, UnsafeModelError, UsageError, display
+from edgestudio.core.errors import ModelFormatError, UnsafeModelError, UntrustedModelError, UsageError, display
 
 # ------------------------------------------------------------------------------------------------ budgets
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -168,17 +168,21 @@ def member_file(folder: Path, rel: str, model: str | Path, what: str) -> Path:
         raise ModelFormatError(model, f"{what} {display(rel)!s} is not a path inside the model's folder")
     p = folder / rel
     try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise ModelFormatError(model, f"{what} {display(rel)} cannot be read: {exc.strerror or exc}") from None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        raise ModelFormatError(model, f"{what} {display(rel)} is a link: copy the real file in")
+    try:
         inside = p.resolve().is_relative_to(folder.resolve())
     except (OSError, RuntimeError):
         inside = False
     if not inside:
         raise ModelFormatError(model, f"{what} {display(rel)} leaves the model's folder")
-    try:
-        st = os.lstat(p)
-    except FileNotFoundError:
-        raise ModelFormatError(model, f"{what} {display(rel)} is missing") from None
-    if stat.S_ISLNK(st.st_mode):
-        raise ModelFormatError(model, f"{what} {display(rel)} is a link: copy the real file in")
+    if st is None:
+        raise ModelFormatError(model, f"{what} {display(rel)} is missing")
     if not stat.S_ISREG(st.st_mode):
         raise ModelFormatError(model, f"{what} {display(rel)} is not a regular file (a device, FIFO, socket "
                                       "or folder)")
@@ -722,24 +726,46 @@ def graph_digest(path: str | Path) -> str | None:
     return None
 
 
-def trust(path: str | Path) -> None:
-    """Let the model at ``path`` run its file-system / Python ops (``--trust-model``; the studio asks first), in
-    this process and in the workers and environments it starts (they inherit the environment)."""
+def _trust_file() -> Path:
+    env = os.environ.get("EDGESTUDIO_TRUST_FILE")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return platformdirs.user_data_path("edgestudio", appauthor=False) / "trusted-models.txt"
+
+
+def _remembered() -> set[str]:
+    try:
+        return {line.split()[0] for line in _trust_file().read_text().splitlines() if line.strip()}
+    except (OSError, IndexError):
+        return set()
+
+
+def trust(path: str | Path, *, remember: bool = False) -> None:
+    """Let the model at ``path`` run its file-system / Python ops: for this process and the workers and
+    environments it starts (``--trust-model``), or for good (``remember``: the studio asked and the user said
+    yes; kept in the user's trusted-models file, which every worker reads)."""
     digest = graph_digest(path)
     if digest is None:
         return
     known = [d for d in os.environ.get(TRUST_ENV, "").split(",") if d]
     if digest not in known:
         os.environ[TRUST_ENV] = ",".join([*known, digest])
+    if remember and digest not in _remembered():
+        f = _trust_file()
+        f.parent.mkdir(parents=True, exist_ok=True)
+        with open(f, "a") as fh:
+            fh.write(f"{digest} {display(str(path))}\n")
 
 
 def trusted(path: str | Path) -> bool:
-    known = {d for d in os.environ.get(TRUST_ENV, "").split(",") if d}
-    return bool(known) and graph_digest(path) in known
+    digest = graph_digest(path)
+    return digest is not None and (digest in os.environ.get(TRUST_ENV, "").split(",") or digest in _remembered())
 
 
 def check_graph_ops(path: str | Path, found: list[str], kind: str) -> None:
     if found and not trusted(path):
-        raise UnsafeModelError(path, f"the {kind} graph holds ops that reach the file system or run Python: "
+        raise UntrustedModelError(path, f"the {kind} graph holds ops that reach the file system or run Python: "
                                      f"{', '.join(found[:3])}{f' and {len(found) - 3} more' if len(found) > 3 else ''}",
                                hint="EdgeStudio runs it only if you trust it: --trust-model")

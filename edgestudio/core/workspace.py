@@ -29,6 +29,20 @@ from edgestudio.core.owners import current_owner, owner_alive, partial_is_dead
 INTERRUPTED = "interrupted: EdgeStudio stopped while the job was running"
 
 
+def _to_db(text: str) -> str | bytes:
+    """A path as SQLite stores it: text, or its raw bytes when the name is not UTF-8 (a file name may hold any
+    bytes; SQLite text may not)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+
+
+def _from_db(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
 def default_workspace_dir() -> Path:
     env = os.environ.get("EDGESTUDIO_WORKSPACE")
     if env:
@@ -132,6 +146,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 @dataclass
+
 class ModelEntry:
     id: int
     name: str
@@ -252,7 +267,8 @@ class Workspace:
     """One workspace folder. Thread-safe (one connection behind a lock); several processes may share it."""
 
     def __init__(self, root: str | Path | None = None) -> None:
-        self.root = Path(root).expanduser() if root else default_workspace_dir()
+        # absolute: the paths it stores must work from any folder a later command runs in
+        self.root = Path(root).expanduser().resolve() if root else default_workspace_dir()
         self.root.mkdir(parents=True, exist_ok=True)
         self.models_dir = self.root / "models"
         self.artifacts_dir = self.root / "artifacts"
@@ -331,7 +347,7 @@ class Workspace:
 
     # -------------------------------------------------------------------------------------- models
     def _entry(self, row: sqlite3.Row) -> ModelEntry:
-        return ModelEntry(row["id"], row["name"], row["path"], ModelFormat(row["format"]), row["sha256"],
+        return ModelEntry(row["id"], _from_db(row["name"]), _from_db(row["path"]), ModelFormat(row["format"]), row["sha256"],
                           row["size_bytes"], row["parent_id"], row["job_id"], json.loads(row["options_json"]),
                           row["stored"], row["made_by"], row["created_at"])
 
@@ -367,7 +383,7 @@ class Workspace:
                     shutil.rmtree(tmp, ignore_errors=True)
         with self.transaction():  # check and insert as one step: concurrent imports of one file make one row
             row = self._db.execute("SELECT * FROM models WHERE (sha256 = ? AND parent_id IS NULL) OR path = ? "
-                                   "ORDER BY id LIMIT 1", (digest, str(src))).fetchone()
+                                   "ORDER BY id LIMIT 1", (digest, _to_db(str(src)))).fetchone()
             if row is not None:
                 return self._entry(row)
             # where it came from: a recipe names the user's file, not the workspace's copy
@@ -388,7 +404,7 @@ class Workspace:
             cur = self._db.execute(
                 "INSERT INTO models (name, path, format, sha256, size_bytes, parent_id, job_id, options_json, stored,"
                 " made_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (path.name, str(path), fmt.value, digest, model_size_bytes(path, fmt), parent_id, job_id,
+                (_to_db(path.name), _to_db(str(path)), fmt.value, digest, model_size_bytes(path, fmt), parent_id, job_id,
                  json.dumps(options, default=str), stored, made_by, time.time()))
             return self.model(int(cur.lastrowid or 0))
 
@@ -402,7 +418,7 @@ class Workspace:
     def model_by_path(self, path: str | Path) -> ModelEntry | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM models WHERE path = ? ORDER BY id LIMIT 1",
-                                   (str(Path(path).resolve()),)).fetchone()
+                                   (_to_db(str(Path(path).resolve())),)).fetchone()
         return self._entry(row) if row else None
 
     def models(self) -> list[ModelEntry]:

@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
 
         self.browser.import_requested.connect(self.import_paths_async)
         self._imports_running = 0
+        self._untrusted: list[tuple[Path, str]] = []  # models an import set aside: the window asks about them
         self._imported.connect(self._on_imported)
         self.browser.selected.connect(self.show_model)
         self.browser.action.connect(self.model_action)
@@ -377,17 +378,43 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"{len(models)} models in the workspace", 5000)
 
     def _import_all(self, paths: list[Path]) -> tuple[list[int], list[str]]:
-        """Hash and copy ``paths`` into the workspace (any thread: the workspace is thread-safe)."""
+        """Hash and copy ``paths`` into the workspace (any thread: the workspace is thread-safe). A model whose
+        graph reaches the file system or runs Python is set aside: the window asks whether to trust it."""
+        from edgestudio.core.errors import UntrustedModelError
+
         ids, errors = [], []
         for path in paths:
             try:
                 detect_format(path)
                 ids.append(self.workspace.import_model(path).id)
+            except UntrustedModelError as exc:
+                self._untrusted.append((Path(path), exc.cause))
             except EdgeStudioError as exc:
                 errors.append(exc.one_line())
             except OSError as exc:
                 errors.append(f"{path}: {exc.strerror or exc}")
         return ids, errors
+
+    def _ask_trust(self) -> None:
+        """For each model set aside by an import: say what its graph would do, and import it only if the user
+        trusts it (remembered for that graph: every later job on it may run it)."""
+        from edgestudio.core.safety import trust
+
+        pending, self._untrusted = self._untrusted, []
+        again = []
+        for path, cause in pending:
+            answer = QMessageBox.question(
+                self, "Trust this model?",
+                f"{path.name}: {cause}.\n\nSuch a model can read or write files or run code on this machine when "
+                "it is loaded or run. Import it only if you trust where it came from.\n\nTrust and import it?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+            if answer == QMessageBox.StandardButton.Yes:
+                trust(path, remember=True)
+                again.append(path)
+            else:
+                self.statusBar().showMessage(f"Not imported: {path.name} (not trusted)", 10000)
+        if again:
+            self._show_imported(*self._import_all(again))
 
     def import_paths_async(self, paths: list[Path], then: Callable[[list[int]], Any] | None = None) -> None:
         """Import dropped / chosen files without blocking the window: a large model takes seconds to hash and
@@ -409,6 +436,8 @@ class MainWindow(QMainWindow):
         if self.bridge.closed:
             return
         self._show_imported(ids, errors)
+        if self._untrusted:
+            self._ask_trust()
         if then is not None and ids:
             then(ids)
 
@@ -417,6 +446,8 @@ class MainWindow(QMainWindow):
         A file that is not a model shows one line and changes nothing."""
         ids, errors = self._import_all(paths)
         self._show_imported(ids, errors)
+        if self._untrusted:
+            self._ask_trust()
         return ids
 
     def _show_imported(self, ids: list[int], errors: list[str]) -> None:

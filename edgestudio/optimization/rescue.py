@@ -38,7 +38,7 @@ def _weighted_producer(model_path: Path, node_name: str) -> str | None:
     Conv/MatMul/Gemm upstream (a diverging Relu or Reshape only carries its producer's error)."""
     import onnx
 
-    graph = onnx.load(str(model_path), load_external_data=False).graph
+    graph = onnx.load(str(model_path), format="protobuf", load_external_data=False).graph
     by_name = {n.name: n for n in graph.node}
     producer = {out: n for n in graph.node for out in n.output}
     seen: set[str] = set()

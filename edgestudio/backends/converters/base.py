@@ -162,7 +162,7 @@ def onnx_node_for_op(path: Path, op: str) -> str | None:
     try:
         import onnx
 
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), format="protobuf", load_external_data=False)
     except Exception:
         return None
     want = op.split(".")[-1]
@@ -178,7 +178,7 @@ def rename_onnx_io(path: Path, inputs: list[str] | None, outputs: list[str] | No
         return
     import onnx
 
-    model = onnx.load(str(path))
+    model = onnx.load(str(path), format="protobuf")
     g = model.graph
     inits = {i.name for i in g.initializer}
     mapping: dict[str, str] = {}
@@ -195,4 +195,4 @@ def rename_onnx_io(path: Path, inputs: list[str] | None, outputs: list[str] | No
     for n in g.node:
         n.input[:] = [mapping.get(x, x) for x in n.input]
         n.output[:] = [mapping.get(x, x) for x in n.output]
-    onnx.save(model, str(path))
+    onnx.save(model, str(path), format="protobuf")

@@ -88,7 +88,7 @@ def run_onnx2tf(src: Path, opts: ConvertOptions, work: Path, *, progress: Progre
 def _input_names(path: Path) -> list[str]:
     import onnx
 
-    g = onnx.load(str(path), load_external_data=False).graph
+    g = onnx.load(str(path), format="protobuf", load_external_data=False).graph
     inits = {i.name for i in g.initializer}
     return [v.name for v in g.input if v.name not in inits]
 
@@ -99,7 +99,7 @@ def _channels_last_inputs(path: Path) -> list[str]:
 
     from edgestudio.core.inputspec import looks_channels_last
 
-    g = onnx.load(str(path), load_external_data=False).graph
+    g = onnx.load(str(path), format="protobuf", load_external_data=False).graph
     inits = {i.name for i in g.initializer}
     out = []
     for v in g.input:

@@ -120,7 +120,7 @@ def _fixed_and_folded(src: Path, shapes: dict[str, list[int]], work: Path) -> Pa
     import onnx
     import onnxruntime as ort
 
-    model = onnx.load(str(src))
+    model = onnx.load(str(src), format="protobuf")
     for inp in model.graph.input:
         if inp.name in shapes:
             dims = inp.type.tensor_type.shape.dim
@@ -128,7 +128,7 @@ def _fixed_and_folded(src: Path, shapes: dict[str, list[int]], work: Path) -> Pa
                 d.ClearField("dim_param")
                 d.dim_value = int(v)
     fixed = work / "fixed.onnx"
-    onnx.save(model, str(fixed))
+    onnx.save(model, str(fixed), format="protobuf")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # constant folding, no fusions
     opts.optimized_model_filepath = str(work / "folded.onnx")
@@ -170,7 +170,7 @@ class OnnxToTvm(Converter):
             work = Path(tmp)
             progress(0.05, "fixing the input shapes and folding shape arithmetic (ONNX Runtime)")
             folded = _fixed_and_folded(src, shapes, work)
-            graph = onnx.load(str(folded))
+            graph = onnx.load(str(folded), format="protobuf")
             progress(0.08, "importing with the Relax ONNX frontend")
             try:
                 mod = from_onnx(graph, shape_dict=shapes)

@@ -25,6 +25,6 @@ class OrtFp16(Optimizer):
         from onnxconverter_common import float16
 
         progress(0.2, "converting weights to FP16")
-        model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-        onnx.save(model, str(dst))
+        model = float16.convert_float_to_float16(onnx.load(str(src), format="protobuf"), keep_io_types=True)
+        onnx.save(model, str(dst), format="protobuf")
         return {"warnings": ["FP16 brings no speed-up on x86 CPUs; it halves the size"]}

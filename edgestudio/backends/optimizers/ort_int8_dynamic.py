@@ -27,7 +27,7 @@ class OrtInt8Dynamic(Optimizer):
         progress(0.2, "quantizing weights")
         quantize_dynamic(str(src), str(dst), per_channel=opts.per_channel,
                          weight_type=QuantType.QUInt8 if opts.weight_type == "uint8" else QuantType.QInt8)
-        ops = {n.op_type for n in onnx.load(str(src), load_external_data=False).graph.node}
+        ops = {n.op_type for n in onnx.load(str(src), format="protobuf", load_external_data=False).graph.node}
         warnings = []
         if "Conv" in ops:
             # Measured on this CPU: ResNet50 170-190 ms vs 27 ms FP32 (FACTS.md).

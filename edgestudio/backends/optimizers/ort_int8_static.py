@@ -107,7 +107,7 @@ def count_quantized_nodes(path: Path) -> int:
 
     from edgestudio.core.inspection import onnx_graphs
 
-    model = onnx.load(str(path), load_external_data=False)
+    model = onnx.load(str(path), format="protobuf", load_external_data=False)
     kinds = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger",
              "DynamicQuantizeLinear"}
     return sum(1 for g in onnx_graphs(model.graph) for n in g.node if n.op_type in kinds)

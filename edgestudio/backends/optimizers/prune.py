@@ -63,7 +63,7 @@ class MagnitudePrune(Optimizer):
             import onnx
             from onnx import numpy_helper
 
-            model = onnx.load(str(src))
+            model = onnx.load(str(src), format="protobuf")
             for init in model.graph.initializer:
                 w = numpy_helper.to_array(init)
                 if w.dtype.kind != "f" or w.ndim < 2:
@@ -71,7 +71,7 @@ class MagnitudePrune(Optimizer):
                 pruned = prune_array(w, opts.sparsity)
                 init.CopyFrom(numpy_helper.from_array(pruned, init.name))
                 zeros, total = zeros + int((pruned == 0).sum()), total + pruned.size
-            onnx.save(model, str(dst))
+            onnx.save(model, str(dst), format="protobuf")
         else:
             from edgestudio.core.loaders import load_keras_model
 

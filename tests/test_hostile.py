@@ -1,0 +1,416 @@
+"""The hostile-input issue: opening a model never runs its code, no small input takes the machine, outputs never
+destroy, recipes stay in their folder, numbers are bounded, and every refusal is one line naming the file.
+
+Every payload test writes a marker file when its code runs: the marker must never appear. Resource tests run
+with a small memory budget (EDGESTUDIO_MEMORY_BUDGET) so a refusal is quick and a miss cannot take the machine.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import resource
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, SAMPLES
+
+ONNX = SAMPLES / "digits_cnn.onnx"
+
+
+def cli(*args: str, budget: str | None = None, timeout: int = 120, cwd: Path | None = None,
+        extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONWARNINGS="ignore", **(extra_env or {}))
+    if budget:
+        env["EDGESTUDIO_MEMORY_BUDGET"] = budget
+    return subprocess.run([sys.executable, "-m", "edgestudio", *args], capture_output=True, text=True,
+                          errors="replace", timeout=timeout, env=env, cwd=cwd or ROOT)
+
+
+def one_line(r: subprocess.CompletedProcess[str], name: str) -> str:
+    """The run failed with exactly one stderr line `error: ...` naming ``name``, no traceback."""
+    assert r.returncode in (1, 2), (r.returncode, r.stdout[-500:], r.stderr[-1500:])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("usage:")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and name in lines[0], r.stderr[-1500:]
+    assert "Traceback" not in r.stderr
+    return lines[0]
+
+
+class Payload:
+    """Unpickling it runs ``touch MARKER``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _pt2(path: Path, sample_inputs: bytes, weights: dict[str, bytes] | None = None,
+         weights_config: dict | None = None) -> Path:  # type: ignore[type-arg]
+    """An ExportedProgram archive laid out as torch.export.save writes it (torch 2.13)."""
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("m/archive_format", "pt2")
+        z.writestr("m/archive_version", "0")
+        z.writestr("m/byteorder", "little")
+        z.writestr("m/models/model.json", json.dumps({"graph_module": {}}))
+        z.writestr("m/data/weights/model_weights_config.json", json.dumps({"config": weights_config or {}}))
+        z.writestr("m/data/constants/model_constants_config.json", json.dumps({"config": {}}))
+        for name, data in (weights or {}).items():
+            z.writestr(f"m/data/weights/{name}", data)
+        z.writestr("m/data/sample_inputs/model.pt", sample_inputs)
+    return path
+
+
+def _torch_save_zip(data_pkl: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", data_pkl)
+        z.writestr("archive/data/0", b"\x80\x02" + bytes(14))  # raw storage that starts like a pickle
+        z.writestr("archive/version", "3\n")
+    return buf.getvalue()
+
+
+def _memo_evasion(marker: Path) -> bytes:
+    """A pickle that pushes harmless-looking strings last but takes its global's name from the memo."""
+    import pickletools  # noqa: F401 - documents the opcodes below
+
+    cmd = f"touch {marker}".encode()
+    return (b"\x80\x02" + b"X\x05\x00\x00\x00posix" + b"q\x00" + b"X\x06\x00\x00\x00system" + b"q\x01"
+            + b"X\x0c\x00\x00\x00torch._utils" + b"X\x12\x00\x00\x00_rebuild_tensor_v2" + b"00"  # pushed, popped
+            + b"h\x00h\x01\x93" + b"X" + len(cmd).to_bytes(4, "little") + cmd + b"\x85R.")
+
+
+# --------------------------------------------------------------------------- 1. nothing of a model's code runs
+@pytest.mark.parametrize("variant", ["raw-pickle", "nested-torch-save", "memo-evasion", "pickled-weight",
+                                     "torchscript"])
+def test_pytorch_archives_with_code_are_refused_and_never_run(tmp_path: Path, variant: str) -> None:
+    marker = tmp_path / "PWNED"
+    evil = pickle.dumps(Payload(marker), protocol=2)
+    model = tmp_path / "evil.pt2"
+    if variant == "raw-pickle":
+        _pt2(model, evil)
+    elif variant == "nested-torch-save":
+        _pt2(model, _torch_save_zip(evil))
+    elif variant == "memo-evasion":
+        _pt2(model, _memo_evasion(marker))
+    elif variant == "pickled-weight":
+        _pt2(model, _torch_save_zip(pickle.dumps({"x": 1}, protocol=2)), weights={"weight_0": _torch_save_zip(evil)},
+             weights_config={"w": {"path_name": "weight_0", "use_pickle": True}})
+    else:
+        model = tmp_path / "evil.pt"
+        with zipfile.ZipFile(model, "w") as z:
+            z.writestr("m/code/__torch__.py", "class M:\n  pass\n")
+            z.writestr("m/constants.pkl", pickle.dumps((), protocol=2))
+            z.writestr("m/data.pkl", evil)
+            z.writestr("m/version", "3\n")
+    for command in (["inspect", str(model)], ["bench", str(model)], ["import", str(model), "--workspace",
+                                                                      str(tmp_path / "ws")],
+                    ["package", str(model)]):
+        r = cli(*command)
+        line = one_line(r, model.name)
+        assert "would run code" in line and ("posix.system" in line or "computed" in line), line
+        assert not marker.exists()
+
+
+def test_a_good_exported_program_layout_passes_the_check(tmp_path: Path) -> None:
+    """Raw weights (declared use_pickle: false) may start like a pickle: they are tensor bytes, never checked as
+    one; tensor-rebuilding pickles pass."""
+    from edgestudio.core.safety import check_torch_archive, pickle_globals
+
+    import collections
+
+    sample = pickle.dumps(collections.OrderedDict(a=(1, 2)), protocol=2)
+    model = _pt2(tmp_path / "good.pt2", _torch_save_zip(sample), weights={"weight_0": b"\x80\x05garbage"},
+                 weights_config={"w": {"path_name": "weight_0", "use_pickle": False}})
+    check_torch_archive(model)
+    assert pickle_globals(sample) == {("collections", "OrderedDict")}
+
+
+@pytest.fixture(scope="module")
+def savedmodels(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("sm")
+    script = f"""
+import tensorflow as tf
+class Evil(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+    def __call__(self, x):
+        tf.io.write_file({str(folder / 'PWNED')!r}, "x")
+        return x * 2.0
+class Good(tf.Module):
+    def __init__(self):
+        self.w = tf.Variable(tf.ones([4, 2]))
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+    def __call__(self, x):
+        return tf.matmul(x, self.w)
+tf.saved_model.save(Evil(), {str(folder / 'evil')!r})
+tf.saved_model.save(Good(), {str(folder / 'good')!r})
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=300)
+    return folder / "evil", folder / "good"
+
+
+def test_tensorflow_graphs_with_file_ops_run_only_when_trusted(savedmodels: tuple[Path, Path]) -> None:
+    evil, good = savedmodels
+    marker = evil.parent / "PWNED"
+    for command in (["inspect", str(evil)], ["bench", str(evil), "--iterations", "3"],
+                    ["convert", str(evil), "--to", "onnx", "-o", str(evil.parent / "e.onnx")]):
+        line = one_line(cli(*command), "evil")
+        assert "WriteFile" in line and "--trust-model" in line, line
+    assert not marker.exists()
+    assert cli("inspect", str(good)).returncode == 0  # its own save functions (SaveV2) are not the graph's
+    assert cli("inspect", str(SAMPLES / "digits_cnn_savedmodel")).returncode == 0
+    r = cli("bench", str(evil), "--iterations", "3", "--trust-model", "--json")
+    assert r.returncode == 0, r.stderr[-800:]
+    assert marker.exists()  # trusted: it ran, as asked
+
+
+def test_tfjs_graph_with_file_ops_and_hostile_manifests_are_refused(tmp_path: Path) -> None:
+    def model(name: str, nodes: list[dict], manifest: list[dict]) -> Path:  # type: ignore[type-arg]
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "model.json").write_text(json.dumps({"format": "graph-model", "modelTopology": {"node": [
+            {"name": "x", "op": "Placeholder", "attr": {"shape": {"shape": {"dim": [{"size": "1"}, {"size": "4"}]}}}},
+            {"name": "w", "op": "Const"}, *nodes]}, "weightsManifest": manifest}))
+        return folder
+
+    mm = [{"name": "y", "op": "MatMul", "input": ["x", "w"]}]
+    good_manifest = [{"paths": ["s.bin"], "weights": [{"name": "w", "shape": [4, 2], "dtype": "float32"}]}]
+    ops = model("ops", [*mm, {"name": "r", "op": "ReadFile", "input": ["w"]}], good_manifest)
+    (ops / "s.bin").write_bytes(bytes(32))
+    zero = model("zero", mm, [{"paths": ["/dev/zero"], "weights": [{"name": "w", "shape": [1024, 1024, 1024],
+                                                                    "dtype": "float32"}]}])
+    link = model("link", mm, [{"paths": ["s.bin"], "weights": [{"name": "w", "shape": [4, 2], "dtype": "float32"}]}])
+    (link / "s.bin").symlink_to("/dev/zero")
+    huge = model("huge", mm, [{"paths": ["s.bin"], "weights": [{"name": "w", "shape": [1024, 1024, 1024],
+                                                                 "dtype": "float32"}]}])
+    (huge / "s.bin").write_bytes(bytes(32))
+    sparse = model("sparse", mm, good_manifest)
+    with open(sparse / "s.bin", "wb") as fh:
+        fh.truncate(8 << 30)  # 8 GiB that take no disk: a copy would write them all
+    cases = {ops: "ReadFile", zero: "inside the model's folder", link: "is a link", huge: "shard files hold",
+             sparse: "refusing to read or copy"}
+    for folder, why in cases.items():
+        for command in (["bench", str(folder), "--runtime", "tfjs-graph"], ["inspect", str(folder)],
+                        ["import", str(folder), "--workspace", str(tmp_path / "ws")],
+                        ["package", str(folder), "-o", str(tmp_path / f"{folder.name}.zip")]):
+            line = one_line(cli(*command, budget="2G", timeout=120), folder.name)
+            assert why in line, (command, line)
+    assert not (tmp_path / "ws" / "models").exists() or not any((tmp_path / "ws" / "models").iterdir())
+
+
+# ---------------------------------------------------------------------------------- 2. budgets before allocation
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    d = tmp_path_factory.mktemp("bombs")
+    op17 = [helper.make_opsetid("", 17)]
+    a, b = helper.make_node("Relu", ["y"], ["x2"]), helper.make_node("Relu", ["x2"], ["y"])
+    g = helper.make_graph([a, b], "cycle", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(g, opset_imports=op17), str(d / "cycle.onnx"))
+    shape = numpy_helper.from_array(np.array([3, 1024, 1024, 256], np.int64), "s")
+    g = helper.make_graph([helper.make_node("ConstantOfShape", ["s"], ["c"]), helper.make_node("Add", ["x", "c"], ["y"])],
+                          "cos", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 1024, 1024, 256])],
+                          initializer=[shape])
+    onnx.save(helper.make_model(g, opset_imports=op17), str(d / "constantofshape.onnx"))
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "big",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [768, 1024, 1024])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [768, 1024, 1024])])
+    onnx.save(helper.make_model(g, opset_imports=op17), str(d / "big_input.onnx"))
+    with zipfile.ZipFile(d / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as z, z.open("x.npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array(f, np.zeros((640, 1024, 1024), np.float32))  # 2.5 GB of zeros in ~2.5 MB
+    with zipfile.ZipFile(d / "many.keras", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("config.json", "{}")
+        z.writestr("metadata.json", "{}")
+        for i in range(1500):
+            z.writestr(f"w{i}.bin", bytes(1 << 20))  # each member exactly 1 MiB: under any per-member check
+    return {p.stem: p for p in d.iterdir()}
+
+
+def test_small_files_that_declare_gigabytes_are_refused_before_allocation(bombs: dict[str, Path]) -> None:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    cases = [
+        (["convert", str(bombs["cycle"]), "--to", "tflite"], "cycle", "a cycle"),
+        (["convert", str(bombs["cycle"]), "--to", "openvino"], "cycle", "a cycle"),
+        (["bench", str(bombs["constantofshape"])], "constantofshape", "memory budget"),
+        (["convert", str(bombs["constantofshape"]), "--to", "openvino"], "constantofshape", "memory budget"),
+        (["bench", str(bombs["big_input"])], "big_input", "memory budget"),
+        (["profile", str(bombs["big_input"])], "big_input", "memory budget"),
+        (["inspect", str(bombs["many"])], "many.keras", "decompression bomb"),
+        (["bench", str(ONNX), "--input", str(bombs["bomb"])], "bomb.npz", "decompression bomb"),
+        (["optimize", str(ONNX), "--method", "int8-static", "--runtime", "onnxruntime", "--calibration",
+          str(bombs["bomb"]), "-o", str(bombs["bomb"].parent / "q.onnx")], "bomb.npz", "decompression bomb"),
+        (["eval", str(ONNX), "--dataset", str(bombs["bomb"])], "bomb.npz", "decompression bomb"),
+    ]
+    for command, name, why in cases:
+        line = one_line(cli(*command, budget="2G"), name)
+        assert why in line, (command, line)
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert max(peak_kb, before) < 1_500_000, f"a refused input still took {peak_kb / 1024:.0f} MB"
+
+
+def test_a_job_past_the_budget_is_stopped_with_one_line(tmp_path: Path) -> None:
+    """What no declared size gives away (a model that grows while it runs) is stopped by the budget's watch."""
+    r = cli("inspect", str(SAMPLES / "digits_cnn.keras"), budget="100M")
+    line = one_line(r, "digits_cnn.keras")
+    assert "out of memory" in line and "memory budget" in line
+
+
+# ------------------------------------------------------------------------------------------ 3. no hangs
+def test_fifos_and_devices_are_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "data.npz"
+    os.mkfifo(fifo)
+    recipe = tmp_path / "r.yaml"
+    os.mkfifo(recipe)
+    cases = [(["optimize", str(ONNX), "--method", "int8-static", "--runtime", "onnxruntime", "--calibration",
+               str(fifo)], "data.npz"),
+             (["bench", str(ONNX), "--input", str(fifo)], "data.npz"),
+             (["eval", str(ONNX), "--dataset", str(fifo)], "data.npz"),
+             (["run", str(recipe)], "r.yaml"), (["sweep", str(recipe)], "r.yaml"), (["run", "/dev/zero"], "/dev/zero"),
+             (["inspect", "/dev/zero"], "/dev/zero")]
+    for command, name in cases:
+        line = one_line(cli(*command, timeout=60), name)
+        assert "regular file" in line, line
+
+
+def test_yaml_alias_bombs_are_refused(tmp_path: Path) -> None:
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for i, name in enumerate("bcdefgh"):
+        prev = "abcdefgh"[i]
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    for command in (["run", str(bomb)], ["sweep", str(bomb)]):
+        line = one_line(cli(*command, timeout=60), "bomb.yaml")
+        assert "expands" in line or "aliases" in line, line
+
+
+# --------------------------------------------------------------------------------------- 4. recipes confined
+def _recipe(folder: Path, name: str, body: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "m.onnx").exists():
+        shutil.copy(ONNX, folder / "m.onnx")
+    p = folder / name
+    p.write_text("edgestudio_recipe: 1\n" + body)
+    return p
+
+
+def test_recipes_write_and_read_only_where_they_may(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    escape = _recipe(proj, "escape.yaml", 'model: m.onnx\nsteps:\n- {id: "z/../../../../tmp/X", convert: '
+                                          '{from: model, to: openvino}}\n')
+    one_line(cli("run", str(escape)), "escape.yaml")
+    outside = tmp_path / "elsewhere.npz"
+    np.savez(outside, image=np.zeros((1, 8, 8, 1), np.float32))
+    reads = _recipe(proj, "reads.yaml", f"model: m.onnx\ninputs: {{data: ../elsewhere.npz}}\nsteps:\n"
+                                        "- {id: ov, convert: {from: model, to: openvino}}\n")
+    line = one_line(cli("run", str(reads)), "reads.yaml")
+    assert "outside the recipe's folder" in line and "--allow-outside" in line
+    absolute = _recipe(proj, "abs.yaml", f"model: {proj / 'm.onnx'}\n" + "steps:\n- {id: ov, convert: {from: model, "
+                                         "to: openvino}}\n")
+    assert "absolute path" in one_line(cli("run", str(absolute)), "abs.yaml")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere.npz", "proj"]
+    assert sorted(p.name for p in proj.iterdir()) == ["abs.yaml", "escape.yaml", "m.onnx", "reads.yaml"]
+    # --plan: what it would read and write, nothing run or written
+    r = cli("run", str(reads), "--plan", "--allow-outside", "--json")
+    plan = json.loads(r.stdout)
+    assert [x["what"] for x in plan["reads"]] == ["model", "inputs.data"]
+    assert plan["steps"][0]["writes"].endswith("reads_out/reads/01_ov") and not (proj / "reads_out").exists()
+    # allowed, twice into the same --out: the first run's folder is kept
+    for _ in range(2):
+        r = cli("run", str(reads), "--allow-outside", "--out", str(proj / "out"))
+        assert r.returncode == 0, r.stderr[-800:]
+    assert sorted(p.name for p in (proj / "out").iterdir()) == ["reads", "reads-2"]
+    assert (proj / "out" / "reads" / "01_ov" / "m.xml").is_file()
+
+
+def test_failed_recipe_steps_and_sweeps_exit_non_zero_with_a_line(tmp_path: Path) -> None:
+    recipe = _recipe(tmp_path, "r.yaml", "model: m.onnx\nsteps:\n- {bench: {runtime: onnxruntime, iterations: 5, "
+                                         "threads: 100000}}\n")
+    line = one_line(cli("run", str(recipe)), "r.yaml")
+    assert "threads 100000 is out of range" in line
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "dyn",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "n"])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "n"])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "dyn.onnx"))
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"models: [{tmp_path / 'm.onnx'}, {tmp_path / 'dyn.onnx'}]\nruntimes: [onnxruntime]\n"
+                     "iterations: 5\n")
+    r = cli("sweep", str(sweep))
+    assert r.returncode == 1 and "1 of 2 configurations failed" in r.stderr, r.stderr[-800:]
+    assert "p50" in r.stdout or "m.onnx" in r.stdout  # the configuration that ran is still reported
+    sweep.write_text(f"models: [{tmp_path / 'm.onnx'}]\nruntimes: [onnxruntime]\nthreads: [1, 100000]\n")
+    assert "out of range" in one_line(cli("sweep", str(sweep)), "m.onnx")
+
+
+# ------------------------------------------------------------------------------------- 6. outputs never destroy
+def test_o_naming_a_folder_writes_inside_it_and_links_are_refused(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    (proj / "sub").mkdir(parents=True)
+    shutil.copy(ONNX, proj / "tiny.onnx")
+    (proj / "notes.txt").write_text("mine")
+    (proj / "sub" / "keep.txt").write_text("mine too")
+    for command in (["package", "tiny.onnx", "-o", "."], ["convert", "tiny.onnx", "--to", "ort", "-o", "sub"],
+                    ["optimize", "tiny.onnx", "--method", "fp16", "--runtime", "onnxruntime", "-o", "sub"]):
+        r = cli(*command, cwd=proj)
+        assert r.returncode == 0, (command, r.stderr[-800:])
+    assert (proj / "notes.txt").read_text() == "mine" and (proj / "sub" / "keep.txt").read_text() == "mine too"
+    assert (proj / "tiny_onnxruntime.zip").is_file()
+    assert (proj / "sub" / "tiny.ort").is_file() and any(p.suffix == ".onnx" for p in (proj / "sub").iterdir())
+    victim = tmp_path / "victim.txt"
+    victim.write_text("VICTIM")
+    (proj / "link.onnx").symlink_to(victim)
+    for command in (["convert", "tiny.onnx", "--to", "onnx", "--simplify", "-o", "link.onnx"],
+                    ["package", "tiny.onnx", "-o", "link.onnx"]):
+        line = one_line(cli(*command, cwd=proj), "link.onnx")
+        assert "is a link" in line
+    assert victim.read_text() == "VICTIM"
+
+
+def test_an_ir_whose_bin_is_a_link_is_refused(tmp_path: Path, sample_ir: Path) -> None:
+    shutil.copy(sample_ir, tmp_path / "m.xml")
+    (tmp_path / "m.bin").symlink_to(sample_ir.with_suffix(".bin"))
+    for command in (["inspect", str(tmp_path / "m.xml")], ["import", str(tmp_path / "m.xml"), "--workspace",
+                                                           str(tmp_path / "ws")]):
+        assert "is a link" in one_line(cli(*command), "m.xml")
+
+
+# ------------------------------------------------------------------------------------ 7. numbers are bounded
+def test_numeric_options_are_bounded(tmp_path: Path) -> None:
+    for command in (["bench", str(ONNX), "--threads", "100000"], ["bench", str(ONNX), "--iterations", "0"],
+                    ["debug", str(ONNX), "--parent", str(ONNX), "--samples", "100000000"],
+                    ["compare", str(ONNX), "--threads", "1,100000"], ["profile", str(ONNX), "--runs", "-1"]):
+        r = cli(*command, timeout=60)
+        assert r.returncode == 2 and "out of range" in r.stderr and "Traceback" not in r.stderr, (command, r.stderr)
+
+
+# --------------------------------------------------------------------------------------- 8. names and paths
+def test_onnx_under_other_names_and_odd_paths(tmp_path: Path) -> None:
+    for suffix in (".json", ".textproto", ".ort"):
+        m = tmp_path / f"d{suffix}"
+        shutil.copy(ONNX, m)
+        for command in (["inspect", str(m)], ["bench", str(m), "--iterations", "3"]):
+            r = cli(*command)
+            assert r.returncode == 0, (command, r.stderr[-500:])
+    odd = tmp_path / os.fsdecode(b"caf\xe9.onnx")
+    shutil.copy(ONNX, odd)
+    r = cli("import", str(odd), "--workspace", "ws", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-500:]
+    r = cli("models", "--workspace", str(tmp_path / "ws"), "--json", cwd=ROOT)  # from another folder
+    models = json.loads(r.stdout)
+    assert Path(models[0]["path"]).is_absolute() and Path(models[0]["path"]).is_file()
