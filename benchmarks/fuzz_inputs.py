@@ -1,11 +1,17 @@
 """Hostile and odd inputs, seeded: truncations, byte flips, renamed formats, decompression bombs, symlinks,
-odd names (newlines, ANSI escapes, bytes that are not UTF-8), path-traversal names.
+odd names (newlines, ANSI escapes, bytes that are not UTF-8), path-traversal names; and the hostile-input
+classes: PyTorch archives whose pickles carry code, TensorFlow graphs with file-system ops, weights manifests
+that point at devices or declare gigabytes, ONNX graphs with cycles or huge ConstantOfShape / inputs, npz
+deflate bombs, FIFOs as data, YAML alias bombs, recipes that try to write or read outside their folder,
+out-of-range numbers, and ``-o`` naming an existing folder (which must survive).
 
 Every case runs the real command line (`edgestudio.cli.main`, in this process: one import of the heavy
 libraries for thousands of runs) on a file in a folder of its own, and is judged:
 - exit code 0 (the input was still a valid model) or 1/2 with exactly one stderr line `error: <file>: ...`
   that names the file (as `display()` shows it) and carries no traceback;
-- nothing written anywhere but the case's declared output.
+- nothing written anywhere but the case's declared output;
+- a hostile input is refused, its payload never runs (its marker file never appears), no case runs past
+  CASE_LIMIT_S, and every command is held to the memory budget (BUDGET: past it, the command fails).
 
     .venv/bin/python benchmarks/fuzz_inputs.py                 # 2000 cases
     .venv/bin/python benchmarks/fuzz_inputs.py --cases 300 --seed 7 --json
@@ -20,6 +26,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -52,9 +59,14 @@ def _seeds(work: Path) -> dict[str, Path]:
         "weightsManifest": [{"paths": ["group1-shard1of1.bin"], "weights": [
             {"name": "w", "shape": [4, 2], "dtype": "float32"}]}]}))
     (tfjs / "group1-shard1of1.bin").write_bytes(bytes(32))
+    import numpy as np
+
+    with zipfile.ZipFile(work / "seed_bomb.npz", "w", zipfile.ZIP_DEFLATED) as z, \
+            z.open("x.npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array(f, np.zeros((160, 1024, 1024), np.float32))  # 640 MB of zeros in ~0.6 MB
     return {"onnx": SAMPLES / "digits_cnn.onnx", "tflite": SAMPLES / "digits_cnn.tflite",
             "keras": SAMPLES / "digits_cnn.keras", "savedmodel": SAMPLES / "digits_cnn_savedmodel", "ir": ir,
-            "tfjs": tfjs}
+            "tfjs": tfjs, "npz_bomb": work / "seed_bomb.npz"}
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -71,7 +83,7 @@ def make_cases(seed: int, n: int, work: Path) -> list[Case]:
     """``n`` cases, the same for the same seed."""
     rng = random.Random(seed)
     seeds = _seeds(work)
-    files = {k: v for k, v in seeds.items() if v.is_file()}
+    files = {k: v for k, v in seeds.items() if v.is_file() and k != "npz_bomb"}
     makers: list[tuple[str, Callable[[Path], Case]]] = []
 
     def truncate(d: Path) -> Case:
@@ -122,7 +134,7 @@ def make_cases(seed: int, n: int, work: Path) -> list[Case]:
         return ("symlink", folder, [])
 
     def odd_name(d: Path) -> Case:
-        kind, src = rng.choice(list(seeds.items()))
+        kind, src = rng.choice([(k, v) for k, v in seeds.items() if k != "npz_bomb"])
         name = rng.choice(ODD_NAMES) + (src.suffix if src.is_file() else "")
         if name == "..":  # a folder cannot be called that
             name = "..model"
@@ -134,9 +146,10 @@ def make_cases(seed: int, n: int, work: Path) -> list[Case]:
         model = _copy(src, d / name)
         return ("package-name", model, ["package", "--iterations", "2", "-o", str(d / "out" / "pkg.zip")])
 
+    hostile = _hostile_makers(rng, seeds)
     makers = [("truncate", truncate), ("flip", flip), ("rename", rename), ("bomb", bomb), ("symlink", symlink),
-              ("odd-name", odd_name), ("package-name", traversal_package)]
-    weights = [30, 30, 12, 4, 8, 12, 4]
+              ("odd-name", odd_name), ("package-name", traversal_package), *hostile]
+    weights = [30, 30, 12, 4, 8, 12, 4, *([3] * len(hostile))]
     cases = []
     for i in range(n):
         d = work / f"case{i:05d}"
@@ -144,6 +157,173 @@ def make_cases(seed: int, n: int, work: Path) -> list[Case]:
         name, maker = rng.choices(makers, weights)[0]
         cases.append(maker(d))
     return cases
+
+
+# ------------------------------------------------------------------------------ the hostile-input classes
+#: kinds whose every case must be refused (exit 1 or 2), whose marker file must never appear, and which must
+#: stay under the memory budget the fuzz run sets
+MUST_FAIL = {"payload", "tf-ops", "manifest", "onnx-bomb", "npz-bomb", "fifo", "yaml-bomb", "recipe-escape",
+             "number"}
+MARKER = "PWNED"
+ESCAPE = Path(tempfile.gettempdir()) / "edgestudio-fuzz-escape"
+CASE_LIMIT_S = 120
+#: the budget the fuzz run holds every command to (the CLI's own process and its workers)
+BUDGET = "4G"
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _pt2_zip(path: Path, sample: bytes) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("m/archive_format", "pt2")
+        z.writestr("m/models/model.json", "{}")
+        z.writestr("m/data/weights/model_weights_config.json", json.dumps({"config": {}}))
+        z.writestr("m/data/sample_inputs/model.pt", sample)
+    return path
+
+
+def _tfjs(folder: Path, nodes: list[dict], manifest: list[dict]) -> Path:  # type: ignore[type-arg]
+    folder.mkdir()
+    (folder / "model.json").write_text(json.dumps({"format": "graph-model", "modelTopology": {"node": [
+        {"name": "x", "op": "Placeholder"}, {"name": "w", "op": "Const"}, *nodes]}, "weightsManifest": manifest}))
+    return folder
+
+
+def _hostile_makers(rng: random.Random, seeds: dict[str, Path]) -> list[tuple[str, Callable[[Path], Case]]]:
+    import pickle
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def out_args(d: Path, cmd: str) -> list[str]:
+        return {"package": ["-o", str(d / "out" / "p.zip")], "import": ["--workspace", str(d / "out_ws")]}.get(cmd, [])
+
+    def payload(d: Path) -> Case:
+        evil = pickle.dumps(_Payload(d / MARKER), protocol=rng.choice([2, 4]))
+        how = rng.choice(["raw", "nested", "torchscript"])
+        if how == "torchscript":
+            model = d / "evil.pt"
+            with zipfile.ZipFile(model, "w") as z:
+                z.writestr("m/code/__torch__.py", "class M:\n  pass\n")
+                z.writestr("m/constants.pkl", pickle.dumps((), protocol=2))
+                z.writestr("m/data.pkl", evil)
+        else:
+            if how == "nested":
+                buf = io.BytesIO()
+                with zipfile.ZipFile(buf, "w") as z:
+                    z.writestr("archive/data.pkl", evil)
+                evil = buf.getvalue()
+            model = _pt2_zip(d / "evil.pt2", evil)
+        cmd = rng.choice(["inspect", "bench", "import", "package"])
+        return ("payload", model, [cmd, *out_args(d, cmd)])
+
+    def tf_ops(d: Path) -> Case:
+        op = rng.choice(["ReadFile", "WriteFile", "MatchingFiles", "PyFunc", "EagerPyFunc", "ImmutableConst"])
+        folder = _tfjs(d / "ops_tfjs", [{"name": "r", "op": op, "input": ["w"]}], [])
+        cmd = rng.choice(["inspect", "bench", "import", "package"])
+        return ("tf-ops", folder, [cmd, *out_args(d, cmd)] + (["--runtime", "tfjs-graph"] if cmd == "bench" else []))
+
+    def manifest(d: Path) -> Case:
+        how = rng.choice(["device", "traversal", "link", "huge", "sparse"])
+        shard = {"device": "/dev/zero", "traversal": "../../../../etc/hostname"}.get(how, "s.bin")
+        shape = [1024, 1024, 1024] if how in ("device", "huge", "link") else [4, 2]
+        folder = _tfjs(d / "m_tfjs", [{"name": "y", "op": "MatMul", "input": ["x", "w"]}],
+                       [{"paths": [shard], "weights": [{"name": "w", "shape": shape, "dtype": "float32"}]}])
+        if how == "link":
+            (folder / "s.bin").symlink_to("/dev/zero")
+        elif how == "huge":
+            (folder / "s.bin").write_bytes(bytes(32))
+        elif how == "sparse":
+            with open(folder / "s.bin", "wb") as fh:
+                fh.truncate(8 << 30)
+        cmd = rng.choice(["inspect", "bench", "import", "package"])
+        return ("manifest", folder, [cmd, *out_args(d, cmd)] + (["--runtime", "tfjs-graph"] if cmd == "bench" else []))
+
+    def onnx_bomb(d: Path) -> Case:
+        how = rng.choice(["cycle", "constantofshape", "input"])
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [768, 1024, 1024] if how == "input" else [1])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+        inits = []
+        if how == "cycle":
+            nodes = [helper.make_node("Relu", ["y"], ["z"]), helper.make_node("Relu", ["z"], ["y"])]
+        elif how == "constantofshape":
+            inits = [numpy_helper.from_array(np.array([rng.choice([3, 6]), 1024, 1024, 256], np.int64), "s")]
+            nodes = [helper.make_node("ConstantOfShape", ["s"], ["c"]), helper.make_node("Add", ["x", "c"], ["y"])]
+        else:
+            nodes = [helper.make_node("Relu", ["x"], ["y"])]
+        model = d / f"{how}.onnx"
+        onnx.save(helper.make_model(helper.make_graph(nodes, how, [x], [y], initializer=inits),
+                                    opset_imports=[helper.make_opsetid("", 17)]), str(model))
+        cmd = rng.choice([["bench"], ["convert", "--to", "openvino", "-o", str(d / "out" / "m.xml")],
+                          ["convert", "--to", "tflite", "-o", str(d / "out" / "m.tflite")], ["profile"]])
+        return ("onnx-bomb", model, cmd)
+
+    def npz_bomb(d: Path) -> Case:
+        data = _copy(seeds["npz_bomb"], d / "data.npz")
+        flag = rng.choice([["bench", "--input"], ["eval", "--dataset"], ["optimize", "--method", "int8-static",
+                                                                          "--runtime", "onnxruntime", "--calibration"]])
+        model = _copy(seeds["onnx"], d / "m.onnx")
+        extra = ["-o", str(d / "out" / "q.onnx")] if flag[0] == "optimize" else []
+        return ("npz-bomb", model, [*flag, str(data), *extra])
+
+    def fifo(d: Path) -> Case:
+        f = d / rng.choice(["data.npz", "r.yaml"])
+        os.mkfifo(f)
+        if f.suffix == ".yaml":
+            return ("fifo", f, [rng.choice(["run", "sweep"])])
+        model = _copy(seeds["onnx"], d / "m.onnx")
+        flag = rng.choice([["bench", "--input"], ["eval", "--dataset"], ["optimize", "--method", "int8-static",
+                                                                          "--runtime", "onnxruntime", "--calibration"]])
+        return ("fifo", model, [*flag, str(f)])
+
+    def yaml_bomb(d: Path) -> Case:
+        lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+        for i, name in enumerate("bcdefgh"[: rng.choice([5, 6, 7])]):
+            lines.append(f"{name}: &{name} [" + ",".join([f"*{'abcdefgh'[i]}"] * 9) + "]")
+        f = d / "bomb.yaml"
+        f.write_text("\n".join(lines) + "\n")
+        return ("yaml-bomb", f, [rng.choice(["run", "sweep"])])
+
+    def recipe_escape(d: Path) -> Case:
+        _copy(seeds["onnx"], d / "m.onnx")
+        how = rng.choice(["id", "absolute", "dotdot"])
+        step = "{id: ov, convert: {from: model, to: openvino}}"
+        if how == "id":
+            body = f"model: m.onnx\nsteps:\n- {{id: \"z/../../../../../{ESCAPE.relative_to('/')}\", convert: {{from: model, to: openvino}}}}\n"
+        elif how == "absolute":
+            body = f"model: {d / 'm.onnx'}\nsteps:\n- {step}\n"
+        else:
+            body = f"model: ../{d.name}/m.onnx\ninputs: {{data: ../../etc/hostname}}\nsteps:\n- {step}\n"
+        f = d / "r.yaml"
+        f.write_text("edgestudio_recipe: 1\n" + body)
+        return ("recipe-escape", f, ["run", "--out", str(d / "out")])
+
+    def number(d: Path) -> Case:
+        model = _copy(seeds["onnx"], d / "m.onnx")
+        cmd = rng.choice([["bench", "--threads", "100000"], ["bench", "--iterations", "-5"],
+                          ["bench", "--warmup", "10000000000"], ["debug", "--parent", str(model), "--samples", "100000000"],
+                          ["profile", "--runs", "0"], ["compare", "--threads", "1,100000"], ["bench", "--duration", "inf"]])
+        return ("number", model, cmd)
+
+    def out_dir(d: Path) -> Case:
+        out = d / "out"
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+        model = _copy(seeds["onnx"], d / "m.onnx")
+        cmd = rng.choice([["package", "--iterations", "2"], ["convert", "--to", "ort"],
+                          ["optimize", "--method", "fp16", "--runtime", "onnxruntime"]])
+        return ("out-dir", model, [*cmd, "-o", str(out)])
+
+    return [("payload", payload), ("tf-ops", tf_ops), ("manifest", manifest), ("onnx-bomb", onnx_bomb),
+            ("npz-bomb", npz_bomb), ("fifo", fifo), ("yaml-bomb", yaml_bomb), ("recipe-escape", recipe_escape),
+            ("number", number), ("out-dir", out_dir)]
 
 
 def _listing(folder: Path) -> set[str]:
@@ -168,12 +348,20 @@ def run_case(case: Case, work: Path) -> dict[str, object]:
     t0 = time.perf_counter()
     real_stderr = sys.stderr
     sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
+    def too_long(signum, frame):  # type: ignore[no-untyped-def]
+        raise TimeoutError
+
+    signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(CASE_LIMIT_S)
     try:
         with redirect_stdout(out):
             rc = main(argv)
     except SystemExit as exc:
         rc = int(exc.code or 0)
+    except TimeoutError:
+        rc = -1
     finally:
+        signal.alarm(0)
         sys.stderr.flush()
         sys.stderr.close()
         sys.stderr = real_stderr
@@ -185,10 +373,13 @@ def run_case(case: Case, work: Path) -> dict[str, object]:
     secs = time.perf_counter() - t0
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     problems = []
-    if rc not in (0, 1, 2):
+    if rc == -1:
+        problems.append(f"ran past {CASE_LIMIT_S} s")
+    elif rc not in (0, 1, 2):
         problems.append(f"exit code {rc}")
     if rc != 0:
-        named = display(path.name) in stderr or display(str(path)) in stderr
+        # the model, or the data file / output the error is about
+        named = any(display(Path(a).name) in stderr for a in argv[1:] if "/" in a or a == str(path))
         if len(lines) != 1 or not lines[0].startswith("error: "):
             problems.append(f"{len(lines)} stderr lines")
         if not named:
@@ -197,6 +388,15 @@ def run_case(case: Case, work: Path) -> dict[str, object]:
         problems.append(f"stderr on success: {lines[0][:80]}")
     if "Traceback" in stderr:
         problems.append("traceback")
+    if kind in MUST_FAIL and rc == 0:
+        problems.append("a hostile input was accepted")
+    if any(p.name == MARKER for p in work.rglob(MARKER)):
+        problems.append("its payload ran (the marker file appeared)")
+    if ESCAPE.exists():
+        problems.append(f"wrote outside through a recipe: {ESCAPE}")
+        shutil.rmtree(ESCAPE, ignore_errors=True)
+    if kind == "out-dir" and (rc != 0 or (case_dir / "out" / "keep.txt").read_text() != "mine"):
+        problems.append("-o naming a folder failed or touched what the folder held")
     new_work = {p.name for p in work.iterdir()} - before_work
     if new_work:
         problems.append(f"wrote outside its folder: {sorted(new_work)}")
@@ -215,6 +415,7 @@ def run_case(case: Case, work: Path) -> dict[str, object]:
 
 
 def run(seed: int, n: int) -> list[dict[str, object]]:
+    os.environ.setdefault("EDGESTUDIO_MEMORY_BUDGET", BUDGET)
     from edgestudio.core.loaders import quiet_tensorflow
 
     quiet_tensorflow()

@@ -22,9 +22,11 @@ Handler = Callable[[argparse.Namespace], Any]
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2)
+        raise _ArgError(f"{message} (usage: {self.prog} --help)")
+
+
+class _ArgError(Exception):
+    """A command line argparse refused: one line, naming the model when the line has one, exit code 2."""
 
 
 def _emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> None:
@@ -1441,7 +1443,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgeStudioError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return 1
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _ArgError as exc:
+        model = next((a for a in argv[1:] if not a.startswith("-") and Path(a).exists()), None)
+        print(f"error: {display(f'{model}: ' if model else '')}{display(str(exc))}", file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -1462,10 +1469,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except UsageError as exc:
+        model = _subject(args)
+        if exc.path is None and isinstance(model, str):
+            exc.path = model  # every error names the file it is about
         _error(exc.one_line(), native)
         rc = 2
     except EdgeStudioError as exc:
-        model = getattr(args, "model", None)
+        model = _subject(args)
         if exc.path is None and isinstance(model, str) and not getattr(exc, "named", False) \
                 and Path(model).name not in exc.cause:
             exc.path = model  # every error names the file it is about
@@ -1486,6 +1496,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return rc
 
 
+def _subject(args: argparse.Namespace) -> str | None:
+    """The file a command is about (its model, the child of a debug, the first variant, the recipe, the sweep)."""
+    for key in ("model", "child", "models", "variants", "recipe", "config"):
+        value = getattr(args, key, None)
+        value = value[0] if isinstance(value, list) and value else value
+        if isinstance(value, str):
+            return value
+    return None
+
+
 def _watch_memory(args: argparse.Namespace, native: _NativeLog | None) -> None:
     """What runs in this process (a per-layer comparison, a rescue, a profile) is held to the memory budget like
     the pool's workers: past it, one line and exit code 1, before the machine runs out."""
@@ -1494,7 +1514,7 @@ def _watch_memory(args: argparse.Namespace, native: _NativeLog | None) -> None:
     from edgestudio.core.safety import human, watch_memory
 
     def exceeded(rss: int, budget: int) -> None:
-        model = getattr(args, "model", None) or getattr(args, "child", None) or getattr(args, "recipe", None)
+        model = _subject(args)
         where = f"{display(str(model))}: " if isinstance(model, str) else ""
         _error(f"{where}out of memory: this command used {human(rss)}, over the memory budget of {human(budget)} "
                "(EDGESTUDIO_MEMORY_BUDGET raises it)", native)

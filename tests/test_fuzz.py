@@ -24,10 +24,14 @@ def test_fuzz_few_hundred_cases_one_line_errors_nothing_written_outside() -> Non
     report = json.loads(r.stdout.strip().splitlines()[-1])
     assert report["cases"] == 250 and report["bad"] == [], report["bad"][:5]
     kinds = report["by_kind"]
-    assert {"truncate", "flip", "rename", "bomb", "symlink", "odd-name", "package-name"} <= set(kinds)
+    assert {"truncate", "flip", "rename", "bomb", "symlink", "odd-name", "package-name", "payload", "tf-ops",
+            "manifest", "onnx-bomb", "npz-bomb", "fifo", "yaml-bomb", "recipe-escape", "number", "out-dir"} <= set(kinds)
+    for kind in ("payload", "tf-ops", "manifest", "onnx-bomb", "npz-bomb", "fifo", "yaml-bomb", "recipe-escape",
+                 "number"):  # hostile inputs: every one refused (the fuzz run also checks no payload ran)
+        assert kinds[kind]["rc12"] == kinds[kind]["cases"], kind
     assert kinds["truncate"]["rc12"] == kinds["truncate"]["cases"]  # a truncated model is never "fine"
     assert kinds["symlink"]["rc12"] == kinds["symlink"]["cases"]
-    assert report["seconds"] < 120
+    assert report["seconds"] < 240
 
 
 # ------------------------------------------------------------------------------------ 1. package paths

@@ -414,3 +414,32 @@ def test_onnx_under_other_names_and_odd_paths(tmp_path: Path) -> None:
     r = cli("models", "--workspace", str(tmp_path / "ws"), "--json", cwd=ROOT)  # from another folder
     models = json.loads(r.stdout)
     assert Path(models[0]["path"]).is_absolute() and Path(models[0]["path"]).is_file()
+
+
+# ----------------------------------------------------------------------------------------------- the studio
+def test_the_studio_asks_before_importing_a_model_whose_graph_reaches_files(qtbot, window, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    folder = tmp_path / "reader_tfjs"
+    folder.mkdir()
+    (folder / "model.json").write_text(json.dumps({"format": "graph-model", "modelTopology": {"node": [
+        {"name": "x", "op": "Placeholder"}, {"name": "f", "op": "Const"},
+        {"name": "r", "op": "ReadFile", "input": ["f"]}]}, "weightsManifest": []}))
+    asked: list[str] = []
+    answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+
+    def question(parent, title, text, *args):  # type: ignore[no-untyped-def]
+        asked.append(text)
+        return answers.pop(0)
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    assert window.import_paths([folder]) == []
+    assert len(asked) == 1 and "ReadFile" in asked[0] and "trust" in asked[0].lower()
+    assert not window.workspace.models() or all(m.name != "reader_tfjs" for m in window.workspace.models())
+    assert "not trusted" in window.statusBar().currentMessage()
+    window.import_paths([folder])  # asked again: yes
+    assert any(m.name == "reader_tfjs" for m in window.workspace.models())
+    from edgestudio.core.safety import graph_digest
+
+    assert graph_digest(folder) in Path(os.environ["EDGESTUDIO_TRUST_FILE"]).read_text()

@@ -199,8 +199,10 @@ def check_onnx_file(path: str | Path) -> None:
     runtime gets the model (once per file version in a process)."""
     import os
 
-    import onnx
-
+    try:
+        import onnx
+    except ImportError:  # a device's minimal environment (onnxruntime alone): the runtime's own checks stand
+        return
     p = Path(path)
     st = os.stat(p)
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)

@@ -144,7 +144,7 @@ def regular_file(path: str | Path, what: str = "file") -> Path:
     if stat.S_ISDIR(st.st_mode):
         raise UsageError(p, f"is a folder, not a {what}")
     if not stat.S_ISREG(st.st_mode):
-        raise UsageError(p, f"is not a regular file (a device, FIFO or socket): refusing to read it as a {what}")
+        raise UsageError(p, f"is not a regular file (a device, FIFO or socket): not read as the {what}")
     return p
 
 
