@@ -12,6 +12,7 @@ from typing import Any
 from edgestudio.core.machine import cpu_model, isa_flags, memory_bytes
 
 RUNTIME_DISTS = ("onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "tflite-runtime", "openvino", "numpy")
+BROWSER_RUNTIMES = ("ort-web", "tfjs")  # they run in a browser on the studio's machine: never on a device agent
 
 
 def temperatures_c() -> dict[str, float]:
@@ -42,7 +43,7 @@ def runtime_devices() -> list[dict[str, str]]:
     """Every (runtime, device) the runtimes installed here see (imports only the installed runtimes)."""
     from edgestudio.backends.runtimes.base import device_dicts
 
-    return [d for d in device_dicts() if d.get("runtime") not in ("ort-web", "tfjs")]  # browsers: not remote
+    return [d for d in device_dicts() if d.get("runtime") not in BROWSER_RUNTIMES]
 
 
 def device_facts(*, with_devices: bool = True) -> dict[str, Any]:

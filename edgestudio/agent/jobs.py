@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from typing import Any
+
+DEFAULT_FEEDS_LIMIT = 1 << 30
 
 
 def encode_arrays(arrays: dict[str, Any]) -> str:
@@ -15,11 +18,21 @@ def encode_arrays(arrays: dict[str, Any]) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def decode_arrays(text: str) -> dict[str, Any]:
+def decode_arrays(text: str, limit: int | None = None) -> dict[str, Any]:
+    """An encoded npz back into arrays; what it unpacks to is bounded (``limit``; on an agent's worker, the
+    agent's unpacked-size limit), declared and real, like an upload. No pickles."""
     import numpy as np
 
-    with np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    from edgestudio.agent.unzip import read_members
+
+    if limit is None:
+        limit = int(os.environ.get("EDGESTUDIO_AGENT_MAX_UNPACKED") or DEFAULT_FEEDS_LIMIT)
+    try:
+        packed = base64.b64decode(text, validate=True)
+    except ValueError:
+        raise ValueError("the feeds are not base64") from None
+    members = read_members(io.BytesIO(packed), limit, "the feeds")
+    return {name.removesuffix(".npy"): np.load(io.BytesIO(data), allow_pickle=False) for name, data in members.items()}
 
 
 def parity_outputs(model: str, runtime: str, feeds: str, device: str = "CPU") -> dict[str, Any]:

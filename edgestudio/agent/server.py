@@ -13,43 +13,57 @@ messages are JSON text frames, an upload's bytes one binary frame:
   hash to H;
 - a :class:`~edgestudio.execution.messages.RunRequest` -> the job's
   :class:`~edgestudio.execution.messages.JobMessage` stream, ending with done/failed/cancelled; a
-  :class:`~edgestudio.execution.messages.CancelRequest` on the same connection stops it. Paths in the request are
-  ``cas:SHA256/NAME`` references to uploads.
-- anything refused: ``{"type": "error", "error": "..."}``.
+  :class:`~edgestudio.execution.messages.CancelRequest` on the same connection stops it. The model and every data
+  file of a job are ``cas:SHA256/NAME`` references to uploads (:mod:`edgestudio.agent.checks`).
+- anything refused: ``{"type": "error", "error": "..."}`` (a run request: a ``failed`` message), one line naming
+  the cause, never an exception's text.
 
-Security: loopback unless ``--host`` says otherwise; every connection must carry ``Authorization: Bearer TOKEN``
-(the token is generated at first start, shown once, and only its SHA-256 is stored); uploads are size-limited,
-content-addressed and kept in the agent's own folder (``models/SHA256/``), never outside it; refused requests
-are logged. Only bench, eval, inspect and the parity call run here; each job runs in a worker process of its own
-(``edgestudio.execution.env_worker``), so a runtime that crashes fails its job, never the agent.
+Security: loopback unless ``--host`` says otherwise; every connection must carry exactly one
+``Authorization: Bearer TOKEN`` header (the token is generated at first start, shown once, and only its SHA-256 is
+stored); every field of a request is checked (types, ranges, finite numbers, bounds); a job reads nothing but
+uploads, whatever paths it names, and never targets an agent (itself included); uploads are content-addressed,
+bounded packed and unpacked, kept in the agent's own folder (``models/SHA256/``, under a quota), never outside it
+(:mod:`edgestudio.agent.store`); refused requests are logged, one line each whatever they carry
+(:mod:`edgestudio.agent.logsafe`). Only bench, eval, inspect and the parity call run here; each job runs in a
+worker process of its own (``edgestudio.execution.env_worker``), so a runtime that crashes fails its job, never
+the agent.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 import logging
 import os
-import re
 import secrets
-import shutil
 import sys
 import threading
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
+
+from edgestudio.agent.checks import (
+    JOB_ID_RE,
+    MAX_FEEDS_CHARS,
+    RequestError,
+    check_keys,
+    check_run,
+    check_sha,
+    check_size,
+    show,
+)
+from edgestudio.agent.logsafe import EscapingFormatter, escape
+from edgestudio.agent.store import UploadRefused, UploadStore
 
 log = logging.getLogger("edgestudio.agent")
 
 DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_MB = 1024
-# what a token holder may run: measuring and checking jobs, never a converter or an arbitrary function
-ALLOWED_KINDS = ("bench", "eval", "inspect")
-ALLOWED_CALLS = ("edgestudio.agent.jobs:parity_outputs", "edgestudio.agent.jobs:device_list")
-SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+DEFAULT_MODELS_QUOTA_MB = 4096
+MAX_REQUEST_CHARS = MAX_FEEDS_CHARS + (1 << 20)  # a JSON request: a parity call's feeds and a little more
+UPLOAD_TIMEOUT_S = 300.0  # an announced upload's bytes must come within this
+INTERNAL_ERROR = "the agent could not handle this request (an internal error, logged on the device)"
 
 
 def default_dir() -> Path:
@@ -85,29 +99,52 @@ def ensure_token(folder: Path, *, new: bool = False) -> str | None:
     return token if not given else None
 
 
+def _peer(connection: Any) -> str:
+    """The client's address (``?`` once its socket is gone: a client that connects and drops at once)."""
+    try:
+        address = connection.remote_address
+    except OSError:
+        return "?"
+    return str(address[0]) if address else "?"
+
+
+def _runtime_names() -> list[str]:
+    from edgestudio.core.catalog import runtime_names
+
+    return runtime_names()
+
+
 class Agent:
-    """The agent's state: its folder, the token's hash, the upload limit; ``serve`` runs the server."""
+    """The agent's state: its folder, the token's hash, the upload limits and quota; ``serve`` runs the server."""
 
     def __init__(self, folder: Path, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB << 20,
+                 max_unpacked_bytes: int | None = None, quota_bytes: int = DEFAULT_MODELS_QUOTA_MB << 20,
                  concurrent_jobs: int = 1) -> None:
         self.folder = folder.resolve()
         self.models = self.folder / "models"
-        self.models.mkdir(parents=True, exist_ok=True)
         self.token_sha256 = json.loads((self.folder / "agent.json").read_text())["token_sha256"]
         self.max_upload_bytes = max_upload_bytes
+        self.store = UploadStore(self.models, max_upload_bytes=max_upload_bytes, quota_bytes=quota_bytes,
+                                 max_unpacked_bytes=max_upload_bytes if max_unpacked_bytes is None
+                                 else max_unpacked_bytes)
         self._jobs = threading.Semaphore(concurrent_jobs)  # benchmarks run alone unless told otherwise
         self._facts: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ http level
     def check_request(self, connection: Any, request: Any) -> Any:
-        """Before the WebSocket handshake: refuse (401) without the right bearer token; log it."""
+        """Before the WebSocket handshake: refuse (401) without the right bearer token, (400) with more than one
+        ``Authorization`` header; log it."""
         from http import HTTPStatus
 
-        auth = request.headers.get("Authorization", "")
+        peer = _peer(connection)
+        values = request.headers.get_all("Authorization")
+        if len(values) > 1:
+            log.warning("refused %s: %d Authorization headers (exactly one is taken)", peer, len(values))
+            return connection.respond(HTTPStatus.BAD_REQUEST, "exactly one Authorization header is taken\n")
+        auth = values[0] if values else ""
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         if not token or not hmac.compare_digest(_hash_token(token), self.token_sha256):
-            peer = connection.remote_address[0] if connection.remote_address else "?"
             log.warning("refused %s: %s", peer, "no token" if not token else "wrong token")
             return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid agent token is required\n")
         return None
@@ -116,43 +153,70 @@ class Agent:
     def handle(self, ws: Any) -> None:
         from websockets.exceptions import ConnectionClosed
 
-        peer = ws.remote_address[0] if ws.remote_address else "?"
+        peer = _peer(ws)
         try:
             for raw in ws:
-                if isinstance(raw, bytes):
-                    self._send(ws, {"type": "error", "error": "unexpected binary frame (announce uploads first)"})
-                    continue
-                try:
-                    msg = json.loads(raw)
-                except ValueError:
-                    self._send(ws, {"type": "error", "error": "not JSON"})
-                    continue
-                try:
-                    if self._dispatch(ws, msg, peer):
-                        return  # a job ran: one job per connection
-                except ConnectionClosed:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - one bad request must not end the agent's service
-                    log.exception("request %r from %s failed", msg.get("type"), peer)
-                    self._send(ws, {"type": "error", "error": f"the agent failed: {type(exc).__name__}: {exc}"})
+                if self._request(ws, raw, peer):
+                    return  # a job ran: one job per connection
         except ConnectionClosed:
             pass
+
+    def _request(self, ws: Any, raw: str | bytes, peer: str) -> bool:
+        """Answer one frame; whether a job ran. A request refused is one line back, never an exception's text."""
+        from websockets.exceptions import ConnectionClosed
+
+        msg = self._parse(ws, raw)
+        if msg is None:
+            return False
+        try:
+            return self._dispatch(ws, msg, peer)
+        except (RequestError, UploadRefused) as exc:
+            kind = msg.get("type")
+            what = kind if kind in ("facts", "has", "upload") else f"a request of type {show(kind)}"
+            log.warning("refused %s from %s: %s", what, peer, exc)
+            self._send(ws, {"type": "error", "error": escape(str(exc))})
+        except ConnectionClosed:
+            raise
+        except Exception:  # noqa: BLE001 - one bad request must not end the agent's service
+            log.exception("request %s from %s failed", show(msg.get("type")), peer)
+            self._send(ws, {"type": "error", "error": INTERNAL_ERROR})
+        return False
+
+    def _parse(self, ws: Any, raw: str | bytes) -> dict[str, Any] | None:
+        why = None
+        msg: Any = None
+        if isinstance(raw, bytes):
+            why = "unexpected binary frame (announce uploads first)"
+        elif len(raw) > MAX_REQUEST_CHARS:
+            why = f"a request is at most {MAX_REQUEST_CHARS:,} characters"
+        else:
+            try:
+                msg = json.loads(raw)
+            except (ValueError, RecursionError):
+                why = "not JSON"
+            if why is None and not isinstance(msg, dict):
+                why = "a request is a JSON object"
+        if why is not None:
+            self._send(ws, {"type": "error", "error": why})
+            return None
+        return msg  # type: ignore[no-any-return]
 
     def _dispatch(self, ws: Any, msg: dict[str, Any], peer: str) -> bool:
         kind = msg.get("type")
         if kind == "facts":
+            check_keys(msg, ("type",), "a facts request")
             self._send(ws, {"type": "facts", "facts": self.facts()})
         elif kind == "has":
-            sha = str(msg.get("sha256", ""))
-            self._send(ws, {"type": "has", "sha256": sha, "present": bool(SHA_RE.match(sha)) and
-                            (self.models / sha / ".complete").is_file()})
+            check_keys(msg, ("type", "sha256"), "a has request")
+            sha = check_sha(msg.get("sha256"))
+            self._send(ws, {"type": "has", "sha256": sha, "present": self.store.has(sha)})
         elif kind == "upload":
             self._upload(ws, msg, peer)
         elif kind == "run":
             self._run(ws, msg, peer)
             return True
         else:
-            self._send(ws, {"type": "error", "error": f"unknown request {kind!r}"})
+            raise RequestError(f"unknown request {show(kind)}")
         return False
 
     @staticmethod
@@ -168,116 +232,51 @@ class Agent:
             facts = dict(self._facts)
         facts["temperature_c"] = temperatures_c()  # this one changes
         facts["max_upload_bytes"] = self.max_upload_bytes
+        facts["max_unpacked_bytes"] = self.store.max_unpacked_bytes
+        facts["models_quota_bytes"] = self.store.quota_bytes
         return facts
 
     # -------------------------------------------------------------------------------------------- upload
     def _upload(self, ws: Any, msg: dict[str, Any], peer: str) -> None:
-        sha, size = str(msg.get("sha256", "")), int(msg.get("size") or 0)
-        if not SHA_RE.match(sha):
-            self._send(ws, {"type": "error", "error": "an upload needs its sha256 (64 hex digits)"})
-            return
-        if size > self.max_upload_bytes:
-            log.warning("refused upload from %s: %d bytes over the limit of %d", peer, size, self.max_upload_bytes)
-            self._send(ws, {"type": "error", "error": f"the upload ({size:,} bytes) is over this agent's limit "
-                                                      f"of {self.max_upload_bytes:,} bytes"})
-            return
+        check_keys(msg, ("type", "sha256", "size"), "an upload")
+        sha = check_sha(msg.get("sha256"))
+        size = check_size(msg.get("size"))
+        self.store.check_announced(size)  # before the bytes travel
         self._send(ws, {"type": "send"})
-        data = ws.recv()
-        if not isinstance(data, bytes):
-            self._send(ws, {"type": "error", "error": "expected the upload's bytes"})
-            return
-        if len(data) > self.max_upload_bytes:
-            log.warning("refused upload from %s: %d bytes over the limit", peer, len(data))
-            self._send(ws, {"type": "error", "error": "the upload is over this agent's limit"})
-            return
-        if hashlib.sha256(data).hexdigest() != sha:
-            log.warning("refused upload from %s: content does not hash to %s", peer, sha)
-            self._send(ws, {"type": "error", "error": "the upload's content does not match its sha256"})
-            return
         try:
-            self._store(sha, data)
-        except ValueError as exc:
-            log.warning("refused upload from %s: %s", peer, exc)
-            self._send(ws, {"type": "error", "error": str(exc)})
-            return
-        log.info("stored %s (%d bytes) from %s", sha[:12], len(data), peer)
+            data = ws.recv(timeout=UPLOAD_TIMEOUT_S)
+        except TimeoutError:
+            raise UploadRefused(f"the upload's bytes did not come within {UPLOAD_TIMEOUT_S:.0f} s") from None
+        if not isinstance(data, bytes):
+            raise UploadRefused("expected the upload's bytes")
+        if len(data) != size:
+            raise UploadRefused(f"the upload is {len(data):,} bytes, not the {size:,} announced")
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise UploadRefused("the upload's content does not match its sha256")
+        unpacked = self.store.store(sha, data)
+        log.info("stored %s (%d bytes, %d unpacked) from %s", sha[:12], len(data), unpacked, peer)
         self._send(ws, {"type": "stored", "sha256": sha})
 
-    def _store(self, sha: str, data: bytes) -> None:
-        """Unpack a model's zip into ``models/SHA/``: every member must stay inside, no links, a bounded size."""
-        final = self.models / sha
-        if (final / ".complete").is_file():
-            return
-        tmp = self.models / f".{sha}.{os.getpid()}.{threading.get_ident()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                total = sum(i.file_size for i in zf.infolist())
-                if total > 4 * self.max_upload_bytes:
-                    raise ValueError("the upload unpacks to more than four times the upload limit")
-                for info in zf.infolist():
-                    name = info.filename
-                    target = (tmp / name).resolve()
-                    if name.startswith("/") or ".." in Path(name).parts or tmp.resolve() not in target.parents:
-                        raise ValueError(f"the upload names a path outside its folder: {name!r}")
-                    if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                        raise ValueError(f"the upload holds a symbolic link: {name!r}")
-                    if info.is_dir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(info) as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-            (tmp / ".complete").write_text(str(time.time()))
-            if final.exists():  # an earlier, incomplete attempt
-                shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-        except zipfile.BadZipFile:
-            raise ValueError("the upload is not a zip of model files") from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    def resolve(self, value: Any) -> Any:
-        """``cas:SHA/NAME`` references -> paths in this agent's models folder (anything else unchanged)."""
-        if isinstance(value, str) and value.startswith("cas:"):
-            sha, _, name = value[4:].partition("/")
-            base = (self.models / sha).resolve()
-            path = (base / name).resolve() if name else base
-            if not SHA_RE.match(sha) or not (base / ".complete").is_file() or (path != base and base not in
-                                                                                 path.parents):
-                raise ValueError(f"unknown upload {value!r}")
-            return str(path)
-        if isinstance(value, dict):
-            return {k: self.resolve(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.resolve(v) for v in value]
-        return value
+    def _public(self, text: str) -> str:
+        """A job's error for the studio: one line, the agent's own folder shown as the references it took."""
+        return escape(text.replace(f"{self.models}{os.sep}", "cas:"))
 
     # ----------------------------------------------------------------------------------------------- run
     def _run(self, ws: Any, msg: dict[str, Any], peer: str) -> None:
-        from edgestudio.core.jobs import JobKind, JobSpec
+        from edgestudio.core.jobs import JobSpec
         from edgestudio.core.progress import CancelToken
         from edgestudio.execution.envs import run_in_env
-        from edgestudio.execution.messages import CancelRequest, JobMessage, ProtocolError, RunRequest, decode
+        from edgestudio.execution.messages import CancelRequest, JobMessage, ProtocolError, decode
 
         try:
-            req = decode(json.dumps(msg))
-            if not isinstance(req, RunRequest):
-                raise ProtocolError("expected a run request")
-            raw = dict(req.spec)
-            kind = JobKind(raw.get("kind"))
-            if kind.value not in ALLOWED_KINDS and not (
-                    kind is JobKind.CALL and (raw.get("options") or {}).get("function") in ALLOWED_CALLS):
-                raise ProtocolError(f"this agent runs bench, eval, inspect and parity jobs, not {kind.value}")
-            raw["model"] = self.resolve(raw.get("model"))
-            raw["options"] = self.resolve(raw.get("options") or {})
-            raw["output"] = None  # nothing is written for the studio: results come back as messages
-            spec = JobSpec.from_dict(raw)
-        except (ProtocolError, ValueError, KeyError, TypeError) as exc:
-            log.warning("refused a job from %s: %s", peer, exc)
-            self._send(ws, JobMessage("failed", msg.get("job_id"), {"error": str(exc)}).__dict__)
+            job = check_run(msg, self.store.resolve, _runtime_names, self.store.max_unpacked_bytes)
+        except RequestError as exc:
+            given = msg.get("job_id")
+            log.warning("refused a job (id %s) from %s: %s", str(given)[:80], peer, exc)
+            valid = given if isinstance(given, str) and JOB_ID_RE.fullmatch(given) else None
+            self._send(ws, JobMessage("failed", valid, {"error": escape(str(exc))}).__dict__)
             return
+        spec = JobSpec.from_dict(job.spec)
         cancel = CancelToken()
         send_lock = threading.Lock()
 
@@ -303,30 +302,38 @@ class Agent:
             cancel.cancel()
 
         threading.Thread(target=watch, daemon=True, name="edgestudio-agent-watch").start()
-        forward(JobMessage("progress", req.job_id, {"fraction": 0.0, "message": "queued on the device"}))
+        forward(JobMessage("progress", job.job_id, {"fraction": 0.0, "message": "queued on the device"}))
         with self._jobs:
             if cancel.cancelled:
                 return
-            log.info("job %s from %s: %s %s on %s", req.job_id, peer, kind.value, Path(spec.model or "").name,
+            log.info("job %s from %s: %s %s on %s", job.job_id, peer, spec.kind.value, Path(spec.model or "").name,
                      spec.runtime)
-            env = {k: v for k, v in os.environ.items() if k != "EDGESTUDIO_AGENT_TOKEN"}
             rec = run_in_env(None, spec, on_message=lambda m: forward(m) if m.type not in (
-                "done", "failed", "cancelled") else None, cancel=cancel, timeout_s=spec.timeout_s, job_id=req.job_id,
-                python=sys.executable, env_vars=env)
+                "done", "failed", "cancelled") else None, cancel=cancel, timeout_s=spec.timeout_s,
+                job_id=job.job_id, python=sys.executable, env_vars=self._worker_env())
         result = dict(rec.result or {})
         if rec.status.value == "succeeded":
             result["executed_on"] = {k: self.facts().get(k) for k in ("hostname", "cpu", "cores", "machine", "os")}
-            forward(JobMessage("done", req.job_id, {"result": result}))
+            forward(JobMessage("done", job.job_id, {"result": result}))
         elif rec.status.value == "cancelled":
-            forward(JobMessage("cancelled", req.job_id, {}))
+            forward(JobMessage("cancelled", job.job_id, {}))
         else:
-            forward(JobMessage("failed", req.job_id, {"error": rec.error or "failed"}))
-        log.info("job %s: %s%s", req.job_id, rec.status.value,
+            forward(JobMessage("failed", job.job_id, {"error": self._public(rec.error or "failed")}))
+        log.info("job %s: %s%s", job.job_id, rec.status.value,
                  " (the studio went away)" if rec.status.value == "cancelled" and ws.close_code is not None else "")
+
+    def _worker_env(self) -> dict[str, str]:
+        """The job worker's environment: no token, no registered devices (a worker on an agent never forwards a
+        job to an agent, itself included), the unpacked-size limit for the feeds it decodes."""
+        env = {k: v for k, v in os.environ.items() if k not in ("EDGESTUDIO_AGENT_TOKEN", "EDGESTUDIO_DEVICES")}
+        env["EDGESTUDIO_DEVICES"] = str(self.folder / "no-devices.json")
+        env["EDGESTUDIO_AGENT_MAX_UNPACKED"] = str(self.store.max_unpacked_bytes)
+        return env
 
 
 def serve(folder: Path | None = None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-          max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB, new_token: bool = False, certfile: str | None = None,
+          max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB, max_unpacked_mb: int | None = None,
+          models_quota_mb: int = DEFAULT_MODELS_QUOTA_MB, new_token: bool = False, certfile: str | None = None,
           keyfile: str | None = None, ready: Any = None) -> None:
     """Run the agent until interrupted. Prints the URL (and a new token, once)."""
     from websockets.sync.server import serve as ws_serve
@@ -334,20 +341,23 @@ def serve(folder: Path | None = None, *, host: str = "127.0.0.1", port: int = DE
     folder = (folder or default_dir()).resolve()
     token = ensure_token(folder, new=new_token)
     handler = logging.FileHandler(folder / "agent.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
+    echo = logging.StreamHandler(sys.stderr)
+    echo.setFormatter(EscapingFormatter("%(message)s"))
     log.addHandler(handler)
-    log.addHandler(logging.StreamHandler(sys.stderr))
+    log.addHandler(echo)
     log.setLevel(logging.INFO)
-    agent = Agent(folder, max_upload_bytes=max_upload_mb << 20)
+    agent = Agent(folder, max_upload_bytes=max_upload_mb << 20, quota_bytes=models_quota_mb << 20,
+                  max_unpacked_bytes=None if max_unpacked_mb is None else max_unpacked_mb << 20)
     ssl_ctx = None
     if certfile:
         import ssl
 
         ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ssl_ctx.load_cert_chain(certfile, keyfile)
-    with ws_serve(agent.handle, host, port, process_request=agent.check_request, max_size=agent.max_upload_bytes + 65536,
-                  compression=None, ssl=ssl_ctx, ping_interval=20, ping_timeout=60,
-                  logger=logging.getLogger("edgestudio.agent.websockets")) as server:
+    with ws_serve(agent.handle, host, port, process_request=agent.check_request,
+                  max_size=agent.max_upload_bytes + 65536, compression=None, ssl=ssl_ctx, ping_interval=20,
+                  ping_timeout=60, logger=logging.getLogger("edgestudio.agent.websockets")) as server:
         bound = server.socket.getsockname()
         scheme = "wss" if ssl_ctx else "ws"
         print(f"edgestudio agent listening on {scheme}://{bound[0]}:{bound[1]} (folder {folder})", flush=True)
@@ -361,13 +371,31 @@ def serve(folder: Path | None = None, *, host: str = "127.0.0.1", port: int = DE
         server.serve_forever()
 
 
+def _megabytes(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of MB") from None
+    if not 0 <= value <= 1 << 30:
+        raise argparse.ArgumentTypeError(f"{value} MB is out of range (0 to {1 << 30})")
+    return value
+
+
 def add_serve_args(p: Any) -> None:
     """The options of ``edgestudio agent serve`` (and of ``python -m edgestudio.agent``)."""
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback; 0.0.0.0: the LAN, "
                                                        "with TLS or an SSH tunnel)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--dir", help="the agent's folder: uploads, token hash, log (default ~/.edgestudio-agent)")
-    p.add_argument("--max-upload-mb", type=int, default=DEFAULT_MAX_UPLOAD_MB, help="largest model upload accepted")
+    p.add_argument("--max-upload-mb", type=_megabytes, default=DEFAULT_MAX_UPLOAD_MB,
+                   help="largest model upload accepted (its zip, as sent)")
+    p.add_argument("--max-unpacked-mb", type=_megabytes, default=None,
+                   help="largest an upload may unpack to (default: --max-upload-mb)")
+    p.add_argument("--models-quota-mb", type=_megabytes, default=DEFAULT_MODELS_QUOTA_MB,
+                   help=f"all uploads together (default {DEFAULT_MODELS_QUOTA_MB}); one that would exceed it is "
+                        "refused")
     p.add_argument("--new-token", action="store_true", help="make a new token (the old one stops working)")
     p.add_argument("--certfile", help="serve TLS (wss://) with this certificate (PEM)")
     p.add_argument("--keyfile", help="the certificate's private key (PEM)")
@@ -377,8 +405,9 @@ def run_from_args(args: Any) -> int:
     """Serve until interrupted; a port in use (or any other listening failure) is one line, exit code 1."""
     try:
         serve(Path(args.dir) if args.dir else default_dir(), host=args.host, port=args.port,
-              max_upload_mb=args.max_upload_mb, new_token=args.new_token, certfile=args.certfile,
-              keyfile=args.keyfile)
+              max_upload_mb=args.max_upload_mb, max_unpacked_mb=getattr(args, "max_unpacked_mb", None),
+              models_quota_mb=getattr(args, "models_quota_mb", DEFAULT_MODELS_QUOTA_MB), new_token=args.new_token,
+              certfile=args.certfile, keyfile=args.keyfile)
     except KeyboardInterrupt:
         return 0
     except OSError as exc:
