@@ -4,25 +4,32 @@ report (Markdown + JSON), the lineage with every tool's version, and optionally 
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import errno
 import importlib.metadata
 import json
+import os
 import platform
 import re
 import shutil
+import stat
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgestudio import __version__
-from edgestudio.core.errors import EdgeStudioError, UsageError, clean_message, display
+from edgestudio.core.errors import EdgeStudioError, ModelFormatError, UsageError, clean_message, display
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.inputspec import InputSpec
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
-from edgestudio.core.workspace import hash_model, model_files
+from edgestudio.core.safety import member_file
+from edgestudio.core.workspace import hash_model
 
 
 def package_runtimes() -> list[str]:
@@ -56,13 +63,14 @@ def default_package_runtime(fmt: ModelFormat) -> str | None:
 
 
 RUNNER = '''#!/usr/bin/env python3
-"""Run {model} with {runtime_label}: one inference on an input, its latency, its output.
+"""Run this package's model: one inference on an input, its latency, its output.
 
     pip install -r requirements.txt
     python run.py                       # runs input.npy, prints latency and the top class
     python run.py --input x.npy --output y.npy --runs 100
 
-Made by EdgeStudio {version}. Inputs: a .npy for one input, or a .npz with one array per input name.
+Made by EdgeStudio. The model's file and runtime are read from report.json beside this file (data, never code).
+Inputs: a .npy for one input, or a .npz with one array per input name.
 """
 
 import argparse
@@ -73,14 +81,16 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODEL = os.path.join(HERE, "model", "{model}")
-{loader}
+with open(os.path.join(HERE, "report.json"), encoding="utf-8") as _fh:
+    PACKAGE = json.load(_fh)
+MODEL = os.path.join(HERE, "model", os.path.basename(PACKAGE["model"]["file"]))
+%(loader)s
 
 def read_input(path, names):
     data = np.load(path, allow_pickle=False)
     if isinstance(data, np.ndarray):
-        return {{names[0]: data}}
-    return {{name: data[name] for name in names}}
+        return {names[0]: data}
+    return {name: data[name] for name in names}
 
 
 def main():
@@ -88,7 +98,7 @@ def main():
     ap.add_argument("--input", default=os.path.join(HERE, "input.npy"))
     ap.add_argument("--output", help="save the first output here (.npy)")
     ap.add_argument("--runs", type=int, default=1, help="timed runs after the first")
-    ap.add_argument("--precision", default={precision!r}, help="inference precision hint where the runtime has one")
+    ap.add_argument("--precision", default=None, help="inference precision hint where the runtime has one")
     args = ap.parse_args()
     t0 = time.perf_counter()
     names, run = load(MODEL, args.precision)
@@ -104,8 +114,8 @@ def main():
         times.append((time.perf_counter() - t0) * 1e3)
     if args.output:
         np.save(args.output, out)
-    report = {{"model": "{model}", "runtime": "{runtime}", "load_ms": round(load_ms, 3),
-              "first_inference_ms": round(first_ms, 3), "output_shape": list(out.shape)}}
+    report = {"model": PACKAGE["model"]["file"], "runtime": PACKAGE["runtime"], "load_ms": round(load_ms, 3),
+              "first_inference_ms": round(first_ms, 3), "output_shape": list(out.shape)}
     if times:
         report["latency_ms_p50"] = round(float(np.percentile(times, 50)), 4)
     if out.ndim >= 1 and out.shape[-1] > 1:
@@ -133,12 +143,28 @@ def requirements_for(runtime: str) -> list[str]:
     return pins
 
 
+def runner_source(loader: str) -> str:
+    """``run.py``: the fixed runner around the runtime's ``load`` function. Nothing about the model (its name, its
+    files) is pasted into the code: the runner reads them from the package's report.json."""
+    source = RUNNER.replace("%(loader)s", loader, 1)
+    try:
+        ast.parse(source)
+    except SyntaxError as exc:  # the runtime's loader (code of EdgeStudio's, not data) is broken
+        raise EdgeStudioError(None, f"the generated run.py does not parse ({exc.msg}, line {exc.lineno})") from None
+    return source
+
+
 def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input_npy: str | Path | None = None,
                   inputs: InputSpec | dict[str, Any] | None = None,
                   dataset: str | None = None, iterations: int = 100, tflm: bool = False,
                   lineage: list[dict[str, Any]] | None = None, progress: ProgressCallback = noop_progress,
                   cancel: CancelToken | None = None) -> dict[str, Any]:
-    """Write the package to ``out_zip``; returns its manifest (also stored inside as report.json)."""
+    """Write the package to ``out_zip``; returns its manifest (also stored inside as report.json).
+
+    The format is the one detected from the content, and the packaged model file gets that format's suffix (an
+    ONNX model named ``x.json`` is packaged as ``x.onnx``). Every file the model consists of is checked (a regular
+    file inside the model's folder: no link, no device) and copied into the package first; the checks, the
+    benchmark and the reference output all run on that copy, the exact bytes the package ships."""
     from edgestudio.backends.runtimes import get_runtime
     from edgestudio.bench.latency import BenchConfig, run_benchmark
     from edgestudio.core.inputspec import make_feeds
@@ -153,59 +179,61 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
                                      f"(edgestudio convert --to {'tflite' if runtime == 'litert' else 'onnx'})")
     if tflm and fmt is not ModelFormat.TFLITE:
         raise EdgeStudioError(model, "TFLite Micro export needs a .tflite model")
-    progress(0.05, "reading the model")
-    info = inspect_model(model, fmt)
-    from edgestudio.backends.runtimes.base import check_precision
-
-    session = get_runtime(runtime).load(model, precision=check_precision(runtime))
-    spec = InputSpec.from_dict(inputs)
-    if input_npy:
-        spec = spec.merged(InputSpec(data=str(input_npy)))
-    # the user's inputs, else random ones of a shape the user fixed: never a made-up 1x1 for a dynamic model
-    feeds = make_feeds(session.inputs, spec, count=1, model=model).samples[0]
-    try:
-        expected = next(iter(session.run(feeds).values()))
-    except Exception as exc:
-        raise EdgeStudioError(model, f"the model does not run on {runtime} with these inputs "
-                                     f"({spec.describe()}): {clean_message(exc, 200)}",
-                              hint="give --shape / --value / --input") from None
-    cancel.check()
-    progress(0.2, f"benchmarking on {runtime}")
-    bench = run_benchmark(model, BenchConfig(runtime=runtime, iterations=iterations, warmup=10, inputs=spec),
-                          cancel=cancel)
-    accuracy = None
-    if dataset:
-        from edgestudio.bench.accuracy import evaluate
-
-        progress(0.6, "measuring accuracy")
-        accuracy = evaluate(model, dataset, runtime=runtime, inputs=spec, cancel=cancel).to_dict()
-    cancel.check()
+    loader = get_runtime(runtime).package_loader
+    if not loader:
+        raise EdgeStudioError(model, f"runtime {runtime} has no standalone runner for packages")
     name = safe_name(model.stem if model.is_file() else model.name)
-    packaged = name + model.suffix  # the model's file name inside the package: sanitized like the folder
-    versions = {"edgestudio": __version__, "python": platform.python_version()}
-    for dist in [*decl.pip, "numpy"]:
-        versions[dist] = _version(dist) or "unknown"
-    for step in lineage or []:
-        versions.update((step.get("options") or {}).get("versions") or {})
-    manifest: dict[str, Any] = {
-        "package": name, "runtime": runtime, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": {"file": packaged, "format": fmt.value, "sha256": hash_model(model, fmt), **{
-            k: v for k, v in info.to_dict().items() if k in ("inputs", "outputs", "parameters", "macs", "size_bytes")}},
-        "benchmark": {**bench.to_dict(), "model": packaged}, "inputs": _relative_spec(spec), "accuracy": accuracy, "requirements": requirements_for(runtime),
-        "versions": versions, "lineage": lineage or [{"name": display(model.name), "format": fmt.value,
-                                                      "made_by": "import"}],
-    }
+    packaged = name + fmt.default_suffix  # the model's file name inside the package: sanitized, its real suffix
+    files = package_files(model, fmt)  # every file checked before anything reads the model
     with tempfile.TemporaryDirectory(prefix="edgestudio-pkg-") as tmp:
         root = Path(tmp) / name
         (root / "model").mkdir(parents=True)
-        for f in model_files(model, fmt):  # an IR's .xml and .bin keep one stem
-            shutil.copy2(f, root / "model" / (name + f.suffix))
-        loader = get_runtime(runtime).package_loader
-        if not loader:
-            raise EdgeStudioError(model, f"runtime {runtime} has no standalone runner for packages")
-        (root / "run.py").write_text(RUNNER.format(model=packaged, runtime=runtime, version=__version__,
-                                                   runtime_label=decl.label,
-                                                   loader=loader, precision=None))
+        staged = copy_package_files(model, fmt, files, root / "model", name)
+        with naming_the_model(model, staged):
+            progress(0.05, "reading the model")
+            info = inspect_model(staged, fmt)
+            from edgestudio.backends.runtimes.base import check_precision
+
+            session = get_runtime(runtime).load(staged, precision=check_precision(runtime))
+            spec = InputSpec.from_dict(inputs)
+            if input_npy:
+                spec = spec.merged(InputSpec(data=str(input_npy)))
+            # the user's inputs, else random ones of a shape the user fixed: never a made-up 1x1 for a dynamic model
+            feeds = make_feeds(session.inputs, spec, count=1, model=model).samples[0]
+            try:
+                expected = next(iter(session.run(feeds).values()))
+            except Exception as exc:
+                raise EdgeStudioError(model, f"the model does not run on {runtime} with these inputs "
+                                             f"({spec.describe()}): {clean_message(exc, 200)}",
+                                      hint="give --shape / --value / --input") from None
+            cancel.check()
+            progress(0.2, f"benchmarking on {runtime}")
+            bench = run_benchmark(staged, BenchConfig(runtime=runtime, iterations=iterations, warmup=10, inputs=spec),
+                                  cancel=cancel)
+            accuracy = None
+            if dataset:
+                from edgestudio.bench.accuracy import evaluate
+
+                progress(0.6, "measuring accuracy")
+                accuracy = evaluate(staged, dataset, runtime=runtime, inputs=spec, cancel=cancel).to_dict()
+        cancel.check()
+        versions = {"edgestudio": __version__, "python": platform.python_version()}
+        for dist in [*decl.pip, "numpy"]:
+            versions[dist] = _version(dist) or "unknown"
+        for step in lineage or []:
+            versions.update((step.get("options") or {}).get("versions") or {})
+        manifest: dict[str, Any] = {
+            "package": name, "runtime": runtime, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "model": {"file": packaged, "format": fmt.value, "sha256": hash_model(staged, fmt), **{
+                k: v for k, v in info.to_dict().items() if k in ("inputs", "outputs", "parameters", "macs", "size_bytes")}},
+            "benchmark": {**bench.to_dict(), "model": packaged}, "inputs": _relative_spec(spec), "accuracy": accuracy,
+            "requirements": requirements_for(runtime), "versions": versions,
+            "lineage": lineage or [{"name": display(model.name), "format": fmt.value, "made_by": "import"}],
+        }
+        if len(files) > 1:
+            manifest["model"]["files"] = sorted(str(f.relative_to(root / "model")) for f in (root / "model").rglob("*")
+                                                if f.is_file())
+        (root / "run.py").write_text(runner_source(loader))
         (root / "requirements.txt").write_text("\n".join(manifest["requirements"]) + "\n")
         if len(feeds) == 1:
             np.save(root / "input.npy", next(iter(feeds.values())))
@@ -216,16 +244,18 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
             from edgestudio.packaging.tflm import TflmError, export_c_array, verify_tflm
 
             progress(0.8, "running the model in TensorFlow Lite Micro (arena search)")
-            try:
-                verified = verify_tflm(model, spec)
-            except TflmError as exc:
-                if "not installed" not in exc.cause:
-                    raise  # an op TFLM lacks, or a model it cannot run: no package that would fail on the device
-                verified = None
-                manifest.setdefault("warnings", []).append(
-                    "TensorFlow Lite Micro is not installed here: the arena in tflm/ is an ESTIMATE "
-                    "(pip install tflite-micro to measure it)")
-            manifest["tflm"] = export_c_array(model, root / "tflm", name, verified=verified)
+            with naming_the_model(model, staged):
+                try:
+                    verified = verify_tflm(staged, spec)
+                except TflmError as exc:
+                    if "not installed" not in exc.cause:
+                        raise  # an op TFLM lacks, or a model it cannot run: no package that would fail on the device
+                    verified = None
+                    manifest.setdefault("warnings", []).append(
+                        "TensorFlow Lite Micro is not installed here: the arena in tflm/ is an ESTIMATE "
+                        "(pip install tflite-micro to measure it)")
+                manifest["tflm"] = export_c_array(staged, root / "tflm", name, verified=verified,
+                                                  source_name=model.name)
         (root / "report.json").write_text(json.dumps(manifest, indent=2, default=str))
         (root / "lineage.json").write_text(json.dumps({"lineage": manifest["lineage"], "versions": versions},
                                                       indent=2, default=str))
@@ -237,6 +267,171 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
     manifest["output"] = str(out)
     manifest["size_bytes"] = out.stat().st_size
     return manifest
+
+
+@contextlib.contextmanager
+def naming_the_model(model: Path, staged: Path) -> Iterator[None]:
+    """Errors about the package's copy of the model name the user's model instead."""
+    try:
+        yield
+    except EdgeStudioError as exc:
+        if exc.path is None or Path(exc.path) != staged:
+            raise
+        try:
+            renamed = type(exc)(model, exc.cause.replace(str(staged), display(model.name)), hint=exc.hint)
+        except TypeError:  # a subclass with a signature of its own: keep it as it is
+            raise exc from None
+        raise renamed from None
+
+
+# ----------------------------------------------------------------------------------------- the model's files
+def package_files(model: Path, fmt: ModelFormat) -> list[tuple[Path, str]]:
+    """The files a package of ``model`` copies, each with its path inside the packaged model (``""``: the model
+    file itself, renamed; ``"*.bin"``: an IR's weights, renamed with it; a relative path: an ONNX model's external
+    data file, a file of a SavedModel / TF.js folder, kept as the model names it). Each one is checked
+    (:func:`edgestudio.core.safety.member_file`): a regular file (not a link, a device, a FIFO) inside the
+    model's folder, else :class:`ModelFormatError` naming the model, the file and the cause."""
+    model = Path(model)
+    if model.is_dir():
+        if fmt is ModelFormat.TFJS:
+            return [(member_file(model, "model.json", model, "TF.js model file"), "model.json"), *_tfjs_shards(model)]
+        return _folder_files(model)
+    st = model.stat()  # the model itself: the path the user gave (a link the user made is followed)
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelFormatError(model, "not a regular file (a device, FIFO or socket): refusing to package it")
+    files: list[tuple[Path, str]] = [(model, "")]
+    if fmt is ModelFormat.OPENVINO:
+        files.append((member_file(model.parent, model.with_suffix(".bin").name, model, "OpenVINO IR weights file"),
+                      "*.bin"))
+    elif fmt is ModelFormat.ONNX:
+        files += _onnx_external_files(model)
+    return files
+
+
+def copy_package_files(model: Path, fmt: ModelFormat, files: list[tuple[Path, str]], into: Path, name: str) -> Path:
+    """Copy checked ``files`` (:func:`package_files`) into ``into`` (the package's model/ folder); returns the
+    packaged model's path (``<name><the format's suffix>``; a folder model: ``<name>/``)."""
+    if model.is_dir():
+        target = into / name
+        for src, rel in files:
+            copy_regular_file(src, target / rel, model)
+        return target
+    target = into / (name + fmt.default_suffix)
+    for src, rel in files:
+        dst = target if rel == "" else target.with_suffix(".bin") if rel == "*.bin" else into / rel
+        if dst.exists() or not dst.resolve().is_relative_to(into.resolve()):
+            raise ModelFormatError(model, f"{display(rel)} would overwrite {display(dst.name)} in the package "
+                                          "(a model file and its data file share a name)")
+        copy_regular_file(src, dst, model)
+    return target
+
+
+def _folder_files(folder: Path) -> list[tuple[Path, str]]:
+    """Every file of a model folder (a SavedModel, a compiled TVM model), each checked; a linked folder refused."""
+    out: list[tuple[Path, str]] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        here = Path(dirpath)
+        for d in sorted(dirnames):
+            if (here / d).is_symlink():  # os.walk does not enter it: said, not silently left out
+                raise ModelFormatError(folder, f"folder {display((here / d).relative_to(folder).as_posix())} is a "
+                                               "link: copy the real folder in")
+        dirnames.sort()
+        for fname in sorted(filenames):
+            rel = (here / fname).relative_to(folder).as_posix()
+            out.append((member_file(folder, rel, folder, "file"), rel))
+    return out
+
+
+def _tfjs_shards(folder: Path) -> list[tuple[Path, str]]:
+    """The weight files a TF.js model.json lists (its weightsManifest paths), checked."""
+    manifest = folder / "model.json"
+    try:
+        doc = json.loads(manifest.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(manifest, f"cannot read the TF.js model.json ({clean_message(exc, 160)})") from None
+    out: list[tuple[Path, str]] = []
+    groups = doc.get("weightsManifest") if isinstance(doc, dict) else None
+    for group in groups if isinstance(groups, list) else []:
+        for path in (group.get("paths") or []) if isinstance(group, dict) else []:
+            if not isinstance(path, str):
+                raise ModelFormatError(folder, f"TF.js weight shard {display(repr(path))} is not a file name")
+            if path not in {r for _, r in out}:
+                out.append((_member(folder, path, folder, "TF.js weight shard"), path))
+    return out
+
+
+def _onnx_external_files(model: Path) -> list[tuple[Path, str]]:
+    """The external data files an ONNX model's tensors point to (initializers, constants, subgraphs), checked."""
+    import onnx
+
+    try:
+        proto = onnx.load_model(str(model), format="protobuf", load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - the library's parse error: one line naming the file
+        raise ModelFormatError(model, f"corrupt ONNX file ({clean_message(exc, 200)})") from None
+    locations: list[str] = []
+    for t in _onnx_tensors(proto):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            loc = next((e.value for e in t.external_data if e.key == "location"), "")
+            if loc not in locations:
+                locations.append(loc)
+    return [(_member(model.parent, loc, model, "ONNX external data file"), loc) for loc in locations]
+
+
+def _member(folder: Path, rel: str, model: Path, what: str) -> Path:
+    """:func:`member_file`, and a path that stays inside the package too (no ``..`` part, which would put the copy
+    beside the package's model/ folder even when the source itself is inside the model's)."""
+    if ".." in rel.replace("\\", "/").split("/"):
+        raise ModelFormatError(model, f"{what} {display(rel)} leaves the model's folder")
+    return member_file(folder, rel, model, what)
+
+
+def _onnx_tensors(proto: Any) -> Iterator[Any]:
+    def graph(g: Any) -> Iterator[Any]:
+        yield from g.initializer
+        for sp in g.sparse_initializer:
+            yield sp.values
+            yield sp.indices
+        for n in g.node:
+            yield from node(n)
+
+    def node(n: Any) -> Iterator[Any]:
+        for a in n.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            if a.HasField("sparse_tensor"):
+                yield a.sparse_tensor.values
+                yield a.sparse_tensor.indices
+            for sp in a.sparse_tensors:
+                yield sp.values
+                yield sp.indices
+            if a.HasField("g"):
+                yield from graph(a.g)
+            for g in a.graphs:
+                yield from graph(g)
+
+    yield from graph(proto.graph)
+    for f in proto.functions:
+        for n in f.node:
+            yield from node(n)
+
+
+def copy_regular_file(src: Path, dst: Path, model: Path) -> None:
+    """Copy ``src`` (checked) to ``dst``, opened without following a link and refused unless it is a regular file
+    when opened: a file swapped for a link (or a FIFO) after the check is not copied either."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (getattr(os, "O_NOFOLLOW", 0) if src != model else 0)
+    try:
+        fd = os.open(src, flags)
+    except OSError as exc:
+        why = "a symbolic link" if exc.errno == errno.ELOOP else clean_message(exc, 120)
+        raise ModelFormatError(src, f"cannot be packaged ({why})") from None
+    with os.fdopen(fd, "rb") as fin:
+        if not stat.S_ISREG(os.fstat(fin.fileno()).st_mode):
+            raise ModelFormatError(src, "not a regular file (a device, FIFO or socket): refusing to package it")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with open(dst, "xb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+    shutil.copystat(src, dst, follow_symlinks=src == model)
 
 
 def write_package_zip(root: Path, out_zip: Path) -> Path:
@@ -285,13 +480,14 @@ def _markdown(m: dict[str, Any]) -> str:
         a = m["accuracy"]
         lines += ["## Accuracy", "", f"top-1 {a['top1']:.4f}" + (f", top-5 {a['top5']:.4f}" if a.get("top5") else "")
                   + f" on {a['n']} samples.", ""]
-    lines += ["## Lineage", ""] + [f"{i + 1}. {s.get('name')} ({s.get('format')})"
-                                   + (f" — {s.get('made_by')}" if s.get("made_by") else "") for i, s in enumerate(m["lineage"])]
-    lines += ["", "## Versions", ""] + [f"- {k} {v}" for k, v in sorted(m["versions"].items())]
+    lines += ["## Lineage", ""] + [f"{i + 1}. {_md(s.get('name'))} ({_md(s.get('format'))})"
+                                   + (f" — {_md(s.get('made_by'))}" if s.get("made_by") else "")
+                                   for i, s in enumerate(m["lineage"])]
+    lines += ["", "## Versions", ""] + [f"- {_md(k)} {_md(v)}" for k, v in sorted(m["versions"].items())]
     if m.get("tflm"):
         t = m["tflm"]
         lines += ["", "## TensorFlow Lite Micro", "", f"`tflm/{t['source']}`, `tflm/{t['header']}`, `tflm/{t['main']}` "
-                  f"(op resolver with exactly: {', '.join(t['ops'])})."]
+                  f"(op resolver with exactly: {', '.join(_md(op) for op in t['ops'])})."]
         if t.get("arena_measured"):
             parts = t.get("arena_parts") or {}
             par = t.get("parity") or {}
@@ -306,6 +502,12 @@ def _markdown(m: dict[str, Any]) -> str:
             lines += [f"- RAM: tensor arena ESTIMATED at {t['arena_bytes']:,} bytes (TFLM was not run here).",
                       f"- Flash: model {t['model_bytes']:,} bytes."]
     return "\n".join(lines) + "\n"
+
+
+def _md(value: Any) -> str:
+    """Text from the model or the workspace (a file name, an operator's name) as plain Markdown text on one line:
+    its control characters shown as escapes, Markdown's punctuation (code fences, links, HTML) backslash-escaped."""
+    return re.sub(r"([\\`*_{}\[\]<>()#+!|~&])", r"\\\1", display(str(value)))
 
 
 def _readme(m: dict[str, Any]) -> str:
