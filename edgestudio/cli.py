@@ -1018,6 +1018,8 @@ def run_job(args: argparse.Namespace, spec: Any, output_name: str | None = None,
     from edgestudio.execution.targets import executor_for
     from edgestudio.workers.manager import JobManager
 
+    if getattr(args, "timeout", None) and not spec.timeout_s:
+        spec.timeout_s = args.timeout
     executor = executor_for(getattr(args, "env", None), max_workers=1)  # an unknown target fails here
     try:
         ws = _open_workspace(args) if args.workspace and record else None
@@ -1199,6 +1201,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "workspace (run through the worker pool)")
     common.add_argument("--verbose", action="store_true", help="let the libraries' own log lines through to "
                                                                 "stderr (kept in a log file by default)")
+    common.add_argument("--timeout", type=_bounded("timeout", float), metavar="SECONDS",
+                        help="stop the job (its worker) after this many seconds; default: no limit")
     common.add_argument("--trust-model", action="store_true", help="run a TensorFlow model even though its graph "
                                                                     "holds ops that reach the file system or run "
                                                                     "Python (refused by default)")

@@ -199,11 +199,36 @@ def test_the_studio_shows_where_a_variant_parts_and_where_time_goes(qtbot, windo
         d.close()
 
 
-def test_rescue_keeps_the_fewest_layers_in_float_to_pass_the_guard(tmp_path: Path, real_inputs: Path) -> None:
-    """ORT static INT8 of the digits CNN loses one test image (0.9778 -> 0.9756); with no drop allowed the search
-    keeps the layer the comparison blames in float, each step measured, and writes the model that passes."""
+@pytest.fixture(scope="module")
+def outlier_float(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits CNN with one channel of conv1 scaled up 300x and conv2's weights on it scaled down as much: the
+    same float model (ReLU is positively homogeneous), whose conv1 output has a per-tensor INT8 scale 300x too
+    coarse for its other channels. Its static INT8 loses accuracy by arithmetic, on any CPU (the plain digits CNN
+    keeps its accuracy where the CPU has VNNI), and keeping conv1/conv2 in float brings it back."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(SAMPLES / "digits_cnn.onnx"))
+    inits = {i.name: i for i in m.graph.initializer}
+    names = ("digits_cnn_1/conv1_1/convolution/ReadVariableOp:0", "digits_cnn_1/conv1_1/Squeeze:0",
+             "digits_cnn_1/conv2_1/convolution/ReadVariableOp:0")
+    w1, b1, w2 = (numpy_helper.to_array(inits[n]).copy() for n in names)
+    w1[0] *= 300
+    b1[0] *= 300
+    w2[:, 0] /= 300
+    for name, arr in zip(names, (w1, b1, w2)):
+        inits[name].CopyFrom(numpy_helper.from_array(arr.astype(np.float32), name))
+    path = tmp_path_factory.mktemp("outlier") / "digits_outlier.onnx"
+    onnx.save(m, str(path))
+    return path
+
+
+def test_rescue_keeps_the_fewest_layers_in_float_to_pass_the_guard(tmp_path: Path, real_inputs: Path,
+                                                                    outlier_float: Path) -> None:
+    """ORT static INT8 of a model with an outlier channel loses test images; with no drop allowed the search
+    keeps the layers the comparison blames in float, each step measured, and writes the model that passes."""
     out = tmp_path / "rescued.onnx"
-    r = run_cli("rescue", str(SAMPLES / "digits_cnn.onnx"), "--calibration", str(SAMPLES / "digits_calib.npz"),
+    r = run_cli("rescue", str(outlier_float), "--calibration", str(SAMPLES / "digits_calib.npz"),
                 "--dataset", str(SAMPLES / "digits_test.npz"), "--max-drop", "0", "--input", str(real_inputs), "-o",
                 str(out), "--json", timeout=600)
     assert r.returncode == 0, r.stderr
@@ -276,7 +301,7 @@ def test_a_real_quantized_model_is_compared_layer_by_layer_without_stand_ins(tmp
 
 
 def test_the_studio_rescues_a_lossy_int8_variant_into_the_workspace(qtbot, window, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                                                     real_inputs: Path) -> None:
+                                                                     real_inputs: Path, outlier_float: Path) -> None:
     """'Rescue' in the layer dialog of an INT8 variant: the search runs as a job, its steps fill a table, and the
     rescued model joins the lineage under the float parent with what was kept in float."""
     import os
@@ -284,9 +309,9 @@ def test_the_studio_rescues_a_lossy_int8_variant_into_the_workspace(qtbot, windo
     from edgestudio.optimization.engine import optimize_model
     from tests.conftest import ROOT
 
-    (root_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    (root_id,) = window.import_paths([outlier_float])
     lossy = tmp_path / "digits_int8.onnx"
-    optimize_model(SAMPLES / "digits_cnn.onnx", "int8-static", runtime="onnxruntime", output=lossy,
+    optimize_model(outlier_float, "int8-static", runtime="onnxruntime", output=lossy,
                    options=__import__("edgestudio.backends.optimizers.base", fromlist=["x"]).OptimizeOptions(
                        calibration=str(SAMPLES / "digits_calib.npz")))
     child = window.workspace.add_artifact(lossy, parent_id=root_id, job_id=None, options={

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, SAMPLES
 
 
@@ -68,7 +70,8 @@ def test_results_come_back_after_a_restart(qtbot, tmp_path: Path) -> None:  # ty
         ws2.close()
 
 
-def test_a_studio_session_becomes_a_recipe_that_replays_headless(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_studio_session_becomes_a_recipe_that_replays_headless(qtbot, window, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Convert, optimize, benchmark and evaluate in the studio; File ▸ Export recipe; `edgestudio run` replays it
     from a clean folder with the same artifacts and verdicts; a gate set out of reach fails the run (exit 1); the
     studio runs the recipe too, its artifacts joining the lineage."""
@@ -106,7 +109,9 @@ def test_a_studio_session_becomes_a_recipe_that_replays_headless(qtbot, window, 
     text = recipe_path.read_text()
     assert "digits_calib.npz" in text and "/" not in recipe["model"] and "max_p50_ms" in text  # relative, gated
 
-    r = run_cli("run", str(recipe_path), "-o", str(tmp_path / "replay"), "--json", timeout=600)
+    r = run_cli("run", str(recipe_path), "-o", str(tmp_path / "replay"))  # it reads the samples' test set
+    assert r.returncode == 2 and "outside the recipe's folder" in r.stderr and "digits_test.npz" in r.stderr
+    r = run_cli("run", str(recipe_path), "-o", str(tmp_path / "replay"), "--allow-outside", "--json", timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     d = json.loads(r.stdout)
     assert d["passed"] and [s["kind"] for s in d["steps"]] == kinds
@@ -119,13 +124,19 @@ def test_a_studio_session_becomes_a_recipe_that_replays_headless(qtbot, window, 
     strict = yaml.safe_load(recipe_path.read_text())
     strict["steps"][2]["gates"]["max_p50_ms"] = 1e-6  # a latency no CPU reaches
     (work / "strict.yaml").write_text(yaml.safe_dump(strict))
-    r = run_cli("run", str(work / "strict.yaml"), "-o", str(tmp_path / "strict"))
+    r = run_cli("run", str(work / "strict.yaml"), "-o", str(tmp_path / "strict"), "--allow-outside")
     assert r.returncode == 1 and "max_p50_ms" in r.stdout and "FAILED" in r.stdout
     bad = run_cli("run", str(SAMPLES / "digits_test.npz"))
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
 
+    from PySide6.QtWidgets import QMessageBox
+
+    asked: list[str] = []
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(
+        lambda parent, title, text, *a: asked.append(text) or QMessageBox.StandardButton.Yes))
     before = len(window.workspace.models())
     job = window.open_recipe(recipe_path)
+    assert len(asked) == 1 and "digits_test.npz" in asked[0]  # the studio said what it reads outside, and asked
     qtbot.waitUntil(lambda: job in window.recipe_results or job not in window._recipe_jobs, timeout=300_000)
     assert window.recipe_results[job]["passed"], window.statusBar().currentMessage()
     assert len(window.workspace.models()) == before + 2  # the replayed ONNX and INT8, in the lineage

@@ -147,7 +147,9 @@ def _check_onnx(p: Path, model: Any) -> None:
         if not n.op_type:
             raise ModelFormatError(p, f"invalid ONNX graph: node {n.name or '#?'} has an empty op type")
     try:
-        onnx.checker.check_model(model)
+        external = any(i.data_location == onnx.TensorProto.EXTERNAL for i in model.graph.initializer)
+        # with external data, the checker must know the model's folder (it checks the data files there)
+        onnx.checker.check_model(str(p) if external else model)
     except onnx.checker.ValidationError as exc:
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "invalid")
         raise ModelFormatError(p, f"invalid ONNX graph: {first[:240]}") from None

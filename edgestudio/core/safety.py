@@ -78,6 +78,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "runs": (1, 1_000_000), "limit": (1, 1_000_000_000), "duration": (0.001, 86_400), "max_steps": (1, 1000),
     "epochs": (1, 100_000), "batch_size": (1, 1_000_000), "batch": (1, 65_536), "streams": (1, 256),
     "opset": (7, 30), "tvm_trials": (0, 1_000_000), "tvm_minutes": (0, 100_000), "port": (0, 65_535),
+    "timeout": (1, 7 * 86_400),
 }
 
 
@@ -330,7 +331,7 @@ def _npy_declared(fh, size: int, path: str | Path, key: str) -> int:  # type: ig
         shape, _, dtype = (fmt.read_array_header_1_0(fh) if version == (1, 0) else
                            fmt.read_array_header_2_0(fh) if version == (2, 0) else fmt._read_array_header(fh, version))
     except Exception as exc:  # noqa: BLE001 - numpy's own message, one line
-        raise UsageError(path, f"array {key!r} is not a valid .npy ({' '.join(str(exc).split())[:120]})") from None
+        raise UsageError(path, f"cannot read array {key!r}: not a valid .npy ({' '.join(str(exc).split())[:120]})") from None
     if dtype.hasobject:
         raise UsageError(path, f"array {key!r} holds Python objects (it would need unpickling): refused")
     n = 1

@@ -8,6 +8,7 @@ were queued or running when the app died are marked failed ("interrupted") and s
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgestudio.core.errors import EdgeStudioError, ModelFormatError
+from edgestudio.core.errors import EdgeStudioError, ModelFormatError, display
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.jobs import JobRecord, JobSpec, JobStatus
 from edgestudio.core.modelinfo import model_size_bytes
@@ -206,13 +207,18 @@ def copy_model_folder(src: Path, dst: Path) -> None:
     budget = [folder_size(src)]
 
     def copy(a: str, b: str) -> str:
-        with open(a, "rb") as fin, open(b, "wb") as fout:
-            while block := fin.read(1 << 20):
-                budget[0] -= len(block)
-                if budget[0] < 0:
-                    raise ModelFormatError(src, "the folder's files grew while being copied; refusing")
-                fout.write(block)
-        shutil.copystat(a, b)
+        try:
+            with open(a, "rb") as fin, open(b, "wb") as fout:
+                while block := fin.read(1 << 20):
+                    budget[0] -= len(block)
+                    if budget[0] < 0:
+                        raise ModelFormatError(src, "the folder's files grew while being copied; refusing")
+                    fout.write(block)
+            shutil.copystat(a, b)
+        except OSError as exc:  # one line naming where it failed (copytree would gather a list of errno tuples)
+            if exc.errno == errno.ENOSPC:
+                raise EdgeStudioError(dst.parent, f"no space left on {display(str(dst.parent))}") from None
+            raise EdgeStudioError(src, f"cannot copy {display(Path(a).name)}: {exc.strerror or exc}") from None
         return b
 
     shutil.copytree(src, dst, copy_function=copy)
@@ -222,7 +228,7 @@ def hash_model(path: str | Path, fmt: ModelFormat) -> str:
     p = Path(path)
     h = hashlib.sha256()
     for f in model_files(p, fmt):
-        h.update(str(f.relative_to(p) if p.is_dir() else f.suffix).encode() + b"\0")
+        h.update(os.fsencode(str(f.relative_to(p) if p.is_dir() else f.suffix)) + b"\0")
         with f.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)

@@ -935,14 +935,31 @@ class MainWindow(QMainWindow):
     def open_recipe(self, path: str | Path) -> str:
         """Replay a recipe as a job: its artifacts join this workspace's lineage; the verdicts go to the job log and
         the status bar."""
-        from edgestudio.workers.recipes import load_recipe
+        from edgestudio.core.errors import UsageError
+        from edgestudio.workers.recipes import check_confined, load_recipe, recipe_paths
 
         recipe = Path(path).resolve()
         doc = load_recipe(recipe)
+        allow_outside = False
+        try:
+            check_confined(recipe, doc)
+        except UsageError:  # a recipe is a file someone else can hand you: say what it would read, and ask
+            outside = [f"{what}: {p}" for what, p in recipe_paths(recipe, doc)
+                       if not Path(p).resolve().is_relative_to(recipe.parent)]
+            answer = QMessageBox.question(
+                self, "Run this recipe?",
+                f"{recipe.name} reads files outside its own folder:\n\n" + "\n".join(outside[:8])
+                + ("\n…" if len(outside) > 8 else "") + "\n\nA recipe can be written by anyone. Run it and let it read "
+                "these files?", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                self.statusBar().showMessage(f"Recipe {recipe.name} not run", 10000)
+                return ""
+            allow_outside = True
         model = doc["model"] if Path(doc["model"]).is_absolute() else str((recipe.parent / doc["model"]).resolve())
         job = self.bridge.submit(JobSpec(JobKind.CALL, model=model, options={
-            "function": "edgestudio.workers.recipes:run_recipe", "kwargs": {"recipe": str(recipe)}}),
-            output_name=recipe.stem)
+            "function": "edgestudio.workers.recipes:run_recipe",
+            "kwargs": {"recipe": str(recipe), "allow_outside": allow_outside}}), output_name=recipe.stem)
         self._recipe_jobs[job] = recipe.name
         self.docks["jobs"].show()
         return job
