@@ -50,6 +50,43 @@ def digits_net(torch_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return folder
 
 
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_real_exported_program_with_a_payload_in_its_sample_inputs_never_runs_it(digits_net: Path,
+                                                                                      tmp_path: Path) -> None:
+    """torch.export.load unpickles the archive's sample inputs: a .pt2 (a real one, saved by PyTorch) whose
+    sample-inputs member is a pickle with a payload is refused before PyTorch sees it, in the app and in the torch
+    environment alike; the untouched archive still loads."""
+    import pickle
+    import zipfile
+
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "evil.pt2"
+    with zipfile.ZipFile(digits_net / "digits_net.pt2") as zin, zipfile.ZipFile(evil, "w") as zout:
+        members = zin.infolist()
+        assert any("sample_inputs" in i.filename for i in members)
+        for info in members:
+            data = zin.read(info)
+            zout.writestr(info, pickle.dumps(_Payload(marker), protocol=2) if "sample_inputs" in info.filename else data)
+    for command in (["inspect", str(evil)], ["bench", str(evil)], ["convert", str(evil), "--to", "onnx"]):
+        r = cli(*command)
+        assert r.returncode == 1 and "would run code" in r.stderr and "posix.system" in r.stderr, r.stderr
+    r = subprocess.run([str(ENVS / "torch" / "bin" / "python"), "-c",
+                        "import sys; from edgestudio.core.inspection import load_torch; load_torch(sys.argv[1])",
+                        str(evil)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode != 0 and "would run code" in r.stderr
+    assert not marker.exists()
+    assert cli("inspect", str(digits_net / "digits_net.pt2")).returncode == 0
+
+
 def test_pickled_modules_and_weights_are_refused_saying_why(digits_net: Path) -> None:
     from edgestudio.core.errors import ModelFormatError
     from edgestudio.core.formats import ModelFormat, detect_format

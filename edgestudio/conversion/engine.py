@@ -182,8 +182,14 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
         from edgestudio.core.inspection import check_onnx_file
 
         check_onnx_file(current)
+    given, private = current, None
+    if i == 0:  # the user's own model: the converter gets a private copy (libraries write beside their input)
+        from edgestudio.core.workspace import private_copy
+
+        private = Path(tempfile.mkdtemp(prefix="edgestudio-private-"))
+        given = private_copy(current, current_fmt, private)
     try:
-        conv.convert(current, current_fmt, dst, opts, progress=hop_progress, cancel=cancel)
+        conv.convert(given, current_fmt, dst, opts, progress=hop_progress, cancel=cancel)
     except (Cancelled, ConversionError):
         raise
     except EdgeStudioError as exc:
@@ -192,6 +198,9 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
         if out_of_space(exc, dst.parent):
             raise ConversionError(current, f"no space left on {dst.parent}", converter=hop.converter) from None
         raise conv.explain(exc, current, current_fmt) from None
+    finally:
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
     seconds = time.perf_counter() - t0
     check_output(dst, hop.converter)
     parity = None

@@ -189,6 +189,58 @@ def copy_model(src: Path, dst: Path) -> None:
             shutil.copy2(src.with_suffix(".bin"), dst.with_suffix(".bin"))
 
 
+def onnx_external_files(path: Path) -> list[str]:
+    """The external-data files an ONNX model names (relative to its folder), read without loading the data."""
+    try:
+        import onnx
+    except ImportError:
+        return []
+    from edgestudio.core.inspection import onnx_graphs
+
+    try:
+        model = onnx.load(str(path), format="protobuf", load_external_data=False)
+    except Exception:  # noqa: BLE001 - an unreadable model: the library that reads it next says why
+        return []
+    out: list[str] = []
+    for graph in onnx_graphs(model.graph):
+        tensors = list(graph.initializer) + [a.t for n in graph.node for a in n.attribute if a.type == a.TENSOR]
+        for t in tensors:
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                loc = next((e.value for e in t.external_data if e.key == "location"), None)
+                if loc and loc not in out:
+                    out.append(loc)
+    return out
+
+
+def private_copy(src: Path, fmt: ModelFormat, folder: Path) -> Path:
+    """A copy of the model for a library that may write beside what it is given (ONNX Runtime's quantizer writes
+    ``<model>-inferred.onnx`` beside its input, onnx2tf rewrites its input, tensorflowjs unzips beside it): the
+    user's folder is never touched. ONNX external data and an IR's .bin come along (regular files of the model's
+    folder only)."""
+    from edgestudio.core.safety import member_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name = src.name
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        name = "model" + "".join(c for c in src.suffix if c.isascii() and (c.isalnum() or c == "."))
+    dst = folder / name
+    if src.is_dir():
+        copy_model_folder(src, dst)
+        return dst
+    shutil.copy2(src, dst)
+    if fmt is ModelFormat.OPENVINO:
+        shutil.copy2(member_file(src.parent, src.with_suffix(".bin").name, src, "OpenVINO IR weights file"),
+                     dst.with_suffix(".bin"))
+    elif fmt is ModelFormat.ONNX:
+        for rel in onnx_external_files(src):
+            target = folder / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(member_file(src.parent, rel, src, "ONNX external data file"), target)
+    return dst
+
+
 def remove_model_files(path: str | Path) -> None:
     """Delete a model from disk: a folder, a file, and an IR's .bin beside its .xml. Missing is fine."""
     p = Path(path)

@@ -96,8 +96,13 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
         out.parent.mkdir(parents=True, exist_ok=True)
         cancel.check()
         progress(0.4, f"{method} for {runtime}")
+        given = work
+        if work == src:  # the user's own file: the library gets a private copy (it may write beside it)
+            from edgestudio.core.workspace import private_copy
+
+            given = private_copy(src, wfmt, Path(tmp) / "private")
         try:
-            details = cls().optimize(work, wfmt, out, opts, progress=lambda f, m="": progress(0.4 + 0.4 * f, m),
+            details = cls().optimize(given, wfmt, out, opts, progress=lambda f, m="": progress(0.4 + 0.4 * f, m),
                                      cancel=cancel)
         except EdgeStudioError as exc:
             if exc.path is None:
