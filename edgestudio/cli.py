@@ -485,8 +485,13 @@ def _optimize_text(d: dict[str, Any]) -> str:
              f"{sb['after']:,} bytes ({sb['after'] / max(sb['before'], 1):.0%})"]
     drift = (d.get("details") or {}).get("drift")
     if drift:
-        outs = ", ".join(f"{o['name']} cosine {o['cosine']:.4f}" + (f" / SNR {o['snr_db']:.1f} dB" if o.get("snr_db")
-                                                                    is not None else "") for o in drift["outputs"][:4])
+        outs = "; ".join(
+            f"{o['name']} cosine {o['cosine']:.4f} (worst sample)" + (f" / SNR {o['snr_db']:.1f} dB" if o.get("snr_db")
+                                                                       is not None else "")
+            + (f", worst slice {o['worst_slice']} {o['worst_slice_cosine']:.4f}" if o.get("worst_slice") and
+               o.get("worst_slice_cosine") is not None else "")
+            + (f": {o['reason']}" if o.get("verdict") == "failed" and o.get("reason") else "")
+            for o in drift["outputs"][:4])
         lines.append(f"  drift vs FP32: {drift['verdict']} on {drift['samples']} {drift['data']}: {outs} "
                      f"(limit cosine {drift['min_cosine']})")
     if d.get("accuracy"):

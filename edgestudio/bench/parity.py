@@ -9,7 +9,12 @@ dB, and top-1 agreement where the output looks like class scores. The verdict is
   inputs): never "passed"; give real inputs (``--input``).
 
 Two modes: ``exact`` for FP32 hops (element-wise tolerance and cosine >= 0.999) and ``lossy`` for FP16/INT8
-results (judged by cosine, default 0.99, with SNR reported). Inputs come from the user's input specification
+results (judged by cosine, default 0.99, with SNR reported). The cosine judged is the worst sample's (a mean over
+samples hides the one that broke). An output whose one tensor carries several quantities (``[N, K, A]`` or
+``[N, A, K]``: a detector's boxes and class scores) is also judged per channel slice: a slice that collapsed to a
+constant where the reference varies fails the check, naming it, whatever the whole tensor's cosine. In exact mode,
+differences of float rounding (at most 1e-5, within the element-wise tolerance) on an output near zero make the
+cosine meaningless: that is inconclusive, never a failure of an exact conversion. Inputs come from the user's input specification
 (``--input``/``--shape``/``--value`` or a dataset) and are random only where nothing was given; the report
 says which. Inputs are matched by name (as converters mangle names) else by order; a layout change
 (NCHW <-> NHWC) feeds the same data transposed and is reported, and fails the hop unless it was asked for.
@@ -41,6 +46,8 @@ PASSED, FAILED, INCONCLUSIVE, NOT_CHECKED = "passed", "failed", "inconclusive", 
 EXACT_MIN_COSINE = 0.999
 LOSSY_MIN_COSINE = 0.99
 DEFAULT_RTOL = 1e-3
+#: exact mode: within the element-wise tolerance, differences this small are float rounding, whatever the cosine
+EXACT_NEAR_ZERO = 1e-5
 
 
 @dataclass
@@ -54,10 +61,14 @@ class OutputCheck:
     top1_agreement: float | None
     verdict: str
     reason: str | None = None
+    mean_cosine: float | None = None  # over the samples together; ``cosine`` is the worst sample's
+    worst_slice: str | None = None  # the slice (channel group) whose cosine is lowest, where the output has some
+    worst_slice_cosine: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("max_abs_diff", "max_rel_diff", "cosine", "snr_db", "top1_agreement"):
+        for k in ("max_abs_diff", "max_rel_diff", "cosine", "snr_db", "top1_agreement", "mean_cosine",
+                  "worst_slice_cosine"):
             if d[k] is not None:
                 d[k] = _round(d[k])
         return d
@@ -201,6 +212,71 @@ def _degenerate(ref: list[np.ndarray]) -> str | None:
     return None
 
 
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    return 1.0 if na == nb == 0 else float(np.dot(a, b) / max(na * nb, 1e-300))
+
+
+def _worst_sample_cosine(ref: list[np.ndarray], got: list[np.ndarray], peak: float) -> float | None:
+    """The lowest cosine of one sample (a mean over samples hides the one that broke); samples whose reference
+    output is ~0 (nothing to compare) are left out."""
+    vals = [_cos(r.astype(np.float64).ravel(), g.astype(np.float64).ravel()) for r, g in zip(ref, got)
+            if float(np.abs(r).max(initial=0.0)) > 1e-3 * peak]
+    return min(vals) if vals else None
+
+
+#: lossy mode: a channel slice this far from its reference fails the output, whatever the whole tensor's cosine
+SLICE_MIN_COSINE = 0.9
+#: slice axes are channel-like: at most this many entries, and another axis at least as long
+MAX_SLICE_AXIS = 4096
+
+
+def _slices(ref: list[np.ndarray], got: list[np.ndarray]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Per-channel slices of an output whose one tensor carries several quantities: ``[N, K, A]`` (axis 1) or
+    ``[N, A, K]`` (the last axis), K the channels (boxes and class scores of a detector, say), as flat arrays over
+    all samples. Each slice is judged on its own: one block of small values can be wiped out by a scale set by
+    another block of large ones, and a cosine over the whole tensor never sees it."""
+    shape = ref[0].shape
+    if len(shape) < 3 or any(r.shape != shape for r in ref) or any(g.shape != shape for g in got):
+        return []
+    out: list[tuple[str, np.ndarray, np.ndarray]] = []
+    rs, gs = np.stack(ref).astype(np.float64), np.stack(got).astype(np.float64)  # [S, N, ...]
+    for axis in sorted({1, len(shape) - 1}):
+        k = shape[axis]
+        others = [d for i, d in enumerate(shape) if i not in (0, axis)]
+        if not 2 <= k <= MAX_SLICE_AXIS or not others or max(others) < k:
+            continue
+        ra, ga = np.moveaxis(rs, axis + 1, 0).reshape(k, -1), np.moveaxis(gs, axis + 1, 0).reshape(k, -1)
+        out += [(f"[{'...,' if axis != 1 else ':,'}{i}{',...' if axis == 1 else ''}] (axis {axis})", ra[i], ga[i])
+                for i in range(k)]
+    return out
+
+
+def _slice_verdict(ref: list[np.ndarray], got: list[np.ndarray]) -> tuple[str | None, float | None, str | None]:
+    """(the worst slice, its cosine, why it collapsed or None). A slice collapses when the reference varies along
+    it and the result is constant there (all zero, or one value): a detector whose class scores all became 0."""
+    worst, worst_cos, collapsed = None, None, []
+    slices = _slices(ref, got)
+    whole = max((float(np.ptp(a)) for _, a, _ in slices if a.size), default=0.0)
+    for label, a, b in slices:
+        spread = float(np.ptp(a)) if a.size else 0.0
+        if spread <= 1e-4 * whole or spread <= 1e-6 * max(float(np.abs(a).max(initial=0.0)), 1e-12) \
+                or not np.isfinite(b).all():
+            continue  # a reference slice that barely varies (a class never present) cannot tell
+        c = _cos(a, b)
+        if worst_cos is None or c < worst_cos:
+            worst, worst_cos = label, c
+        if float(np.ptp(b)) <= 1e-3 * spread:
+            collapsed.append(label)
+    if collapsed:
+        where = ", ".join(collapsed[:4]) + (f" and {len(collapsed) - 4} more" if len(collapsed) > 4 else "")
+        value = "0" if all(float(np.abs(b).max(initial=0.0)) == 0 for label, a, b in slices
+                           if label in collapsed) else "a constant"
+        return worst, worst_cos, (f"{len(collapsed)} slice{'s' if len(collapsed) > 1 else ''} collapsed to {value} "
+                                  f"where the reference varies: {where}")
+    return worst, worst_cos, None
+
+
 def check_output(name: str, child_name: str, ref: list[np.ndarray], got: list[np.ndarray], *, mode: str,
                  atol: float, rtol: float, min_cosine: float) -> OutputCheck:
     a = np.concatenate([r.astype(np.float64).ravel() for r in ref])
@@ -210,8 +286,11 @@ def check_output(name: str, child_name: str, ref: list[np.ndarray], got: list[np
     max_abs = float(diff.max()) if diff.size else 0.0
     rel = diff / (np.abs(a) + 1e-12)
     max_rel = float(rel.max()) if rel.size else 0.0
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    cosine = 1.0 if na == nb == 0 else float(np.dot(a, b) / max(na * nb, 1e-300))
+    mean_cosine = _cos(a, b)
+    peak = float(np.abs(a[np.isfinite(a)]).max()) if np.isfinite(a).any() else 0.0
+    worst_sample = _worst_sample_cosine(ref, got, peak) if len(ref) > 1 and finite.all() else None
+    cosine = min(mean_cosine, worst_sample) if worst_sample is not None else mean_cosine
+    slice_name, slice_cos, collapse = _slice_verdict(ref, got) if finite.all() else (None, None, None)
     noise = float(np.sum((a - b) ** 2))
     snr = None if noise == 0 else 10 * math.log10(max(float(np.sum(a ** 2)), 1e-300) / noise)
     agree = None
@@ -221,8 +300,11 @@ def check_output(name: str, child_name: str, ref: list[np.ndarray], got: list[np
         agree = float(np.mean(pa.argmax(1) == pb.argmax(1)))
     degenerate = _degenerate(ref)
     scale = max(1.0, float(np.abs(a[np.isfinite(a)]).max()) if np.isfinite(a).any() else 1.0)
+    which = "the worst sample's cosine" if worst_sample is not None and worst_sample < mean_cosine else "cosine"
     if not finite.all():
         verdict, reason = FAILED, "the result holds NaN/Inf"
+    elif collapse and not degenerate:
+        verdict, reason = FAILED, collapse
     elif mode == "exact":
         tol_ok = bool(np.all(diff <= atol * scale + rtol * np.abs(a)))
         if not tol_ok:
@@ -231,8 +313,13 @@ def check_output(name: str, child_name: str, ref: list[np.ndarray], got: list[np
                                        f"at element {worst}")
         elif degenerate:
             verdict, reason = INCONCLUSIVE, degenerate
+        elif cosine < min_cosine and max_abs <= EXACT_NEAR_ZERO:
+            # within the element-wise tolerance, differences of float rounding (<= 1e-5) on an output near zero
+            # on these inputs: the cosine of such tiny values says nothing about the conversion
+            verdict, reason = INCONCLUSIVE, (f"{which} {cosine:.6f} with differences of at most {max_abs:.2g}: the "
+                                             "output is near zero on these inputs, so the cosine cannot judge")
         elif cosine < min_cosine:
-            verdict, reason = FAILED, f"cosine {cosine:.6f} < {min_cosine}"
+            verdict, reason = FAILED, f"{which} {cosine:.6f} < {min_cosine}"
         else:
             verdict, reason = PASSED, None
     else:
@@ -240,10 +327,14 @@ def check_output(name: str, child_name: str, ref: list[np.ndarray], got: list[np
             verdict, reason = (INCONCLUSIVE, degenerate) if np.allclose(a, b, rtol=0.05, atol=1e-3 * scale) \
                 else (FAILED, f"{degenerate}, and the result differs from it")
         elif cosine < min_cosine:
-            verdict, reason = FAILED, f"cosine {cosine:.4f} < {min_cosine}"
+            verdict, reason = FAILED, f"{which} {cosine:.4f} < {min_cosine}"
+        elif slice_cos is not None and slice_cos < SLICE_MIN_COSINE:
+            verdict, reason = FAILED, (f"slice {slice_name} has cosine {slice_cos:.4f} < {SLICE_MIN_COSINE} (the "
+                                       f"whole output's {cosine:.4f} hides it)")
         else:
             verdict, reason = PASSED, None
-    return OutputCheck(name, child_name, max_abs, max_rel, cosine, snr, agree, verdict, reason)
+    return OutputCheck(name, child_name, max_abs, max_rel, cosine, snr, agree, verdict, reason, mean_cosine,
+                       slice_name, slice_cos)
 
 
 def overall(verdicts: list[str]) -> str:

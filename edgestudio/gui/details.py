@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QRectF, Qt, Signal
@@ -91,9 +93,23 @@ def drift_html(d: dict[str, Any] | None) -> str:
     """An optimized variant's drift from its FP32 parent."""
     if not d:
         return ""
-    outs = ", ".join(f"{o['name']} cosine {o['cosine']:.4f}" + (f", SNR {o['snr_db']:.1f} dB" if o.get("snr_db")
-                     is not None else "") for o in d.get("outputs", [])[:3])
-    return f"drift vs FP32 {verdict_html(d.get('verdict'))} on {d.get('samples')} {d.get('data')}: {outs}"
+    return f"drift vs FP32 {verdict_html(d.get('verdict'))} on {d.get('samples')} {d.get('data')}: " + html.escape(
+        drift_outputs_text(d))
+
+
+def drift_outputs_text(d: dict[str, Any]) -> str:
+    """Per output: the worst sample's cosine, SNR, the worst channel slice where there are slices, and why it
+    failed (a collapsed slice is named)."""
+    parts = []
+    for o in d.get("outputs", [])[:3]:
+        text = f"{o['name']} cosine {o['cosine']:.4f} (worst sample)"
+        text += f", SNR {o['snr_db']:.1f} dB" if o.get("snr_db") is not None else ""
+        if o.get("worst_slice") and o.get("worst_slice_cosine") is not None:
+            text += f", worst slice {o['worst_slice']} cosine {o['worst_slice_cosine']:.4f}"
+        if o.get("verdict") == "failed" and o.get("reason"):
+            text += f": {o['reason']}"
+        parts.append(text)
+    return "; ".join(parts)
 
 
 class GraphWindow(QWidget):

@@ -3,6 +3,8 @@ schema, calibration / evaluation data (drop a folder or .npz), presets and an ac
 
 from __future__ import annotations
 
+import html
+
 from pathlib import Path
 from typing import Any
 
@@ -260,8 +262,9 @@ class OptimizePanel(QWidget):
         if acc.get("after") is not None:
             parts.append(f"top-1 {acc.get('before', 0):.4f} → {acc['after']:.4f}")
         if drift:
-            worst = drift.get("worst") or {}
-            parts.append(f"drift {drift.get('verdict')}" + (f" (cosine {worst.get('cosine')})" if worst else ""))
+            from edgestudio.gui.details import drift_outputs_text
+
+            parts.append(f"drift {drift.get('verdict')}: " + html.escape(drift_outputs_text(drift)))
         if size.get("before") and size.get("after"):
             parts.append(f"size {size['before'] / 1024:.0f} → {size['after'] / 1024:.0f} KB "
                          f"({size['after'] / size['before']:.0%})")

@@ -142,8 +142,9 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
                             f"(pruning is judged by the accuracy guard: give --dataset)")
         elif drift["verdict"] == "failed":
             worst = drift.get("worst") or {}
-            msg = (f"drift guard: output {worst.get('name')!r} has cosine {worst.get('cosine')} to the FP32 model "
-                   f"(SNR {worst.get('snr_db')} dB; limit {opts.min_cosine}) on {drift['samples']} {drift['data']}")
+            why = worst.get("reason") or f"cosine {worst.get('cosine')} < {opts.min_cosine}"
+            msg = (f"drift guard: output {worst.get('name')!r} against the FP32 model: {why} (SNR "
+                   f"{worst.get('snr_db')} dB; limit cosine {opts.min_cosine}) on {drift['samples']} {drift['data']}")
             if drift.get("note") and "interface" in drift["note"]:
                 msg = f"drift guard: {drift['note']}"
             if not opts.keep_lossy:
@@ -258,14 +259,20 @@ def drift_check(reference: Path, optimized: Path, opts: OptimizeOptions, cancel:
     if verdict == PASSED and report.inputs.get("random"):
         verdict, note = INCONCLUSIVE, ("checked on random inputs only, which cannot speak for real data: give "
                                        "--input, --dataset or real --calibration samples")
-    worst = min(report.outputs, key=lambda o: o.cosine) if report.outputs else None
+    failed = [o for o in report.outputs if o.verdict == FAILED]
+    # the output the verdict stands on: a failed one (its own reason), else the lowest cosine
+    worst = failed[0] if failed else min(report.outputs, key=lambda o: o.cosine) if report.outputs else None
+
+    def figures(o: Any) -> dict[str, Any]:
+        return {"name": o.name, "cosine": round(o.cosine, 6), "mean_cosine": None if o.mean_cosine is None else
+                round(o.mean_cosine, 6), "snr_db": None if o.snr_db is None else round(o.snr_db, 2),
+                "verdict": o.verdict, "reason": o.reason, "worst_slice": o.worst_slice,
+                "worst_slice_cosine": None if o.worst_slice_cosine is None else round(o.worst_slice_cosine, 6)}
+
     return {"verdict": verdict, "min_cosine": opts.min_cosine, "samples": report.samples, "data": what,
             "same_as_calibration": same_as_calibration, "note": note,
-            "outputs": [{"name": o.name, "cosine": round(o.cosine, 6),
-                         "snr_db": None if o.snr_db is None else round(o.snr_db, 2), "verdict": o.verdict}
-                        for o in report.outputs],
-            "worst": None if worst is None else {"name": worst.name, "cosine": round(worst.cosine, 6),
-                                                 "snr_db": None if worst.snr_db is None else round(worst.snr_db, 1)},
+            "outputs": [figures(o) for o in report.outputs],
+            "worst": None if worst is None else figures(worst),
             "passed": verdict == PASSED if verdict != INCONCLUSIVE else None,
             "failed": verdict == FAILED}
 

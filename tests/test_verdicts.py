@@ -1,0 +1,100 @@
+"""Verdicts true in both directions (issue 26): a collapsed slice of an output is caught whatever the whole
+tensor's cosine, the worst sample is judged (not the mean), float rounding on an output near zero never fails an
+exact conversion, and the reason printed is the reason. Each case is built by arithmetic, so it holds on any CPU,
+and checked independently with ONNX Runtime called directly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgestudio.bench.parity import FAILED, INCONCLUSIVE, PASSED, check_output
+from tests.conftest import run_cli
+
+C, A = 20, 64
+
+
+def _detector(path: Path, calib: Path) -> None:
+    """A YOLO-style head: one output ``[1, 4 + C, A]`` packing boxes (0-320 px) and class scores (sigmoids, mostly
+    under 0.5). One per-tensor INT8 scale for the packed output (set by the boxes) leaves no level for the scores."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    consts = [numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 1, 1)).astype(np.float32), "wa"),
+              numpy_helper.from_array(rng.normal(0, 0.3, (C, 3, 1, 1)).astype(np.float32), "wb"),
+              numpy_helper.from_array(np.array(5.0, np.float32), "five"),
+              numpy_helper.from_array(np.array(320.0, np.float32), "px"),
+              numpy_helper.from_array(np.array([1, -1, A], np.int64), "shape")]
+    nodes = [helper.make_node("Conv", ["x", "wa"], ["ca"]), helper.make_node("Sigmoid", ["ca"], ["sa"]),
+             helper.make_node("Mul", ["sa", "px"], ["b4"]), helper.make_node("Reshape", ["b4", "shape"], ["boxes"]),
+             helper.make_node("Conv", ["x", "wb"], ["cb"]), helper.make_node("Sub", ["cb", "five"], ["cb5"]),
+             helper.make_node("Sigmoid", ["cb5"], ["sb"]), helper.make_node("Reshape", ["sb", "shape"], ["scores"]),
+             helper.make_node("Concat", ["boxes", "scores"], ["out"], axis=1)]
+    g = helper.make_graph(nodes, "det", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4 + C, A])], initializer=consts)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    np.savez(calib, x=rng.normal(0, 2, (96, 3, 8, 8)).astype(np.float32))
+
+
+def test_a_dead_detector_is_caught_by_its_collapsed_score_slices(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    model, calib = tmp_path / "det.onnx", tmp_path / "calib.npz"
+    _detector(model, calib)
+    out = tmp_path / "det_int8.onnx"
+    r = run_cli("optimize", str(model), "--method", "int8-static", "--runtime", "onnxruntime", "--calibration",
+                str(calib), "-o", str(out))
+    assert r.returncode == 1 and "collapsed to 0" in r.stderr and "[:,5,...]" in r.stderr, r.stderr
+    assert not out.exists()
+    r = run_cli("optimize", str(model), "--method", "int8-static", "--runtime", "onnxruntime", "--calibration",
+                str(calib), "-o", str(out), "--keep-lossy", "--json")
+    d = json.loads(r.stdout)
+    drift = d["details"]["drift"]
+    assert drift["verdict"] == "failed" and drift["worst"]["worst_slice_cosine"] < 0.5
+    # independently: ONNX Runtime itself, on the same kind of inputs
+    x = np.load(calib)["x"][:16]
+    ref = np.stack([ort.InferenceSession(str(model)).run(None, {"x": s[None]})[0] for s in x])
+    got = np.stack([ort.InferenceSession(str(out)).run(None, {"x": s[None]})[0] for s in x])
+    cos = float(np.dot(ref.ravel(), got.ravel()) / np.linalg.norm(ref) / np.linalg.norm(got))
+    assert cos > 0.999  # what a whole-tensor cosine said: "passed"
+    assert np.ptp(ref[:, :, 5:]) > 0.1 and np.count_nonzero(got[:, :, 5:]) < 0.05 * got[:, :, 5:].size
+
+
+def test_the_worst_sample_is_judged_not_the_mean() -> None:
+    rng = np.random.default_rng(1)
+    ref = [rng.normal(0, 1, (1, 100)).astype(np.float32) for _ in range(8)]
+    got = [r + rng.normal(0, 0.01, r.shape).astype(np.float32) for r in ref]
+    got[3] = ref[3] + rng.normal(0, 0.15, ref[3].shape).astype(np.float32)  # one sample drifts
+    c = check_output("y", "y", ref, got, mode="lossy", atol=1e-4, rtol=1e-3, min_cosine=0.99)
+    assert c.mean_cosine > 0.99 and c.cosine < 0.99 and c.verdict == FAILED and "worst sample" in c.reason
+
+
+def test_float_rounding_on_an_output_near_zero_never_fails_an_exact_conversion() -> None:
+    rng = np.random.default_rng(2)
+    ref = [rng.normal(0, 2e-6, (1, 1, 16, 16)).astype(np.float32) for _ in range(4)]
+    got = [r + rng.normal(0, 1e-7, r.shape).astype(np.float32) for r in ref]
+    c = check_output("map", "map", ref, got, mode="exact", atol=1e-4, rtol=1e-3, min_cosine=0.999)
+    assert c.cosine < 0.999 and c.max_abs_diff < 1e-5
+    assert c.verdict == INCONCLUSIVE and "near zero" in c.reason
+    broken = [r + 0.5 for r in ref]  # a real difference is still a failure
+    assert check_output("map", "map", ref, broken, mode="exact", atol=1e-4, rtol=1e-3,
+                        min_cosine=0.999).verdict == FAILED
+
+
+@pytest.mark.parametrize("layout", ["channels-second", "channels-last"])
+def test_a_good_quantization_of_a_packed_output_passes(layout: str) -> None:
+    """No false refusal: small, even noise on every slice (what a good INT8 does) passes."""
+    rng = np.random.default_rng(3)
+    ref, got = [], []
+    for _ in range(6):
+        r = np.concatenate([rng.uniform(0, 320, (1, 4, 300)), rng.uniform(0, 1, (1, C, 300))], 1).astype(np.float32)
+        r = r if layout == "channels-second" else r.transpose(0, 2, 1).copy()
+        ref.append(r)
+        got.append(r + rng.normal(0, 0.004, r.shape).astype(np.float32) * np.maximum(np.abs(r), 0.05))
+    c = check_output("out", "out", ref, got, mode="lossy", atol=1e-4, rtol=1e-3, min_cosine=0.99)
+    assert c.verdict == PASSED, c.reason
+    assert c.worst_slice is not None and c.worst_slice_cosine > 0.99
