@@ -98,3 +98,21 @@ def test_a_good_quantization_of_a_packed_output_passes(layout: str) -> None:
     c = check_output("out", "out", ref, got, mode="lossy", atol=1e-4, rtol=1e-3, min_cosine=0.99)
     assert c.verdict == PASSED, c.reason
     assert c.worst_slice is not None and c.worst_slice_cosine > 0.99
+
+
+def test_a_dynamic_batch_s_rows_are_samples_never_one_repeated(tmp_path: Path) -> None:
+    from edgestudio.core.inputspec import InputSpec, make_feeds
+    from edgestudio.core.modelinfo import TensorSpec
+
+    specs = [TensorSpec("input_ids", ["batch", 32], "int64"), TensorSpec("attention_mask", ["batch", 32], "int64")]
+    data = tmp_path / "sentences.npz"
+    ids = np.arange(8 * 32, dtype=np.int64).reshape(8, 32)
+    np.savez(data, input_ids=ids, attention_mask=np.ones((8, 32), np.int64))
+    feeds = make_feeds(specs, InputSpec(data=str(data)), count=4)
+    assert len(feeds.samples) == 4
+    assert [f["input_ids"].shape for f in feeds.samples] == [(1, 32)] * 4
+    assert len({f["input_ids"].tobytes() for f in feeds.samples}) == 4  # four different sentences
+    one = tmp_path / "one.npz"
+    np.savez(one, input_ids=ids[:1], attention_mask=np.ones((1, 32), np.int64))
+    feeds = make_feeds(specs, InputSpec(data=str(one)), count=4)
+    assert len(feeds.samples) == 1  # one sentence given: one sample, not the same one four times

@@ -372,6 +372,15 @@ def make_feeds(specs: Sequence[TensorSpec], spec: InputSpec | None = None, *, co
                 and s.shape[0] == 1 and arr.shape[0] > 1):
             given[s.name] = arr[:, None]
             notes.append(f"{s.name}: {arr.shape[0]} samples of batch 1 (the model's batch is fixed at 1)")
+    if count != 1:  # a dynamic batch's rows are samples: [8, 32] is 8 sentences, never one repeated
+        rows = {s.name: given[s.name].shape[0] for s in specs if s.name in given and s.shape != ["?"]
+                and len(s.shape) > 1 and given[s.name].ndim == len(s.shape) and not _is_fixed(s.shape[0])
+                and given[s.name].shape[0] > 1}
+        if rows and len(set(rows.values())) == 1:
+            for name, n_rows in rows.items():
+                given[name] = given[name][:, None]
+            notes.append(f"{', '.join(rows)}: {next(iter(rows.values()))} rows taken as {next(iter(rows.values()))} "
+                         "samples of batch 1 (the batch dimension is dynamic)")
     real = [s.name for s in specs]
     values = {match_name(k, real): v for k, v in spec.values.items()}
     shapes = resolve_shapes(specs, spec, dynamic_default=dynamic_default, model=model, given=given)
@@ -401,6 +410,8 @@ def make_feeds(specs: Sequence[TensorSpec], spec: InputSpec | None = None, *, co
         raise UsageError(spec.data or model, f"the inputs hold different numbers of samples ({sorted(stacked_n)})")
     if stacked_n:
         n = min(stacked_n) if count is None else min(min(stacked_n), count)
+    elif all(v != "random" for v in sources.values()):
+        n = 1  # every input fixed by the user: one distinct sample, never repeated to reach a count
     else:
         n = count or 1
     _check_feed_budget(specs, shapes, sources, per_input, n, spec.data or model)
