@@ -1003,6 +1003,8 @@ def _out(args: argparse.Namespace, default: Path) -> Path:
         from edgestudio.workers.pool import free_name
 
         return free_name(out.resolve() / default.name)
+    if out.exists() and not getattr(args, "overwrite", False):
+        raise UsageError(out, "exists: give another name, or --overwrite to replace it")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -1208,6 +1210,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                 "stderr (kept in a log file by default)")
     common.add_argument("--timeout", type=_bounded("timeout", float), metavar="SECONDS",
                         help="stop the job (its worker) after this many seconds; default: no limit")
+    common.add_argument("--overwrite", action="store_true", help="let -o replace an existing file (refused by "
+                                                                  "default; a folder is never replaced)")
     common.add_argument("--trust-model", action="store_true", help="run a TensorFlow model even though its graph "
                                                                     "holds ops that reach the file system or run "
                                                                     "Python (refused by default)")

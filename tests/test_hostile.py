@@ -89,14 +89,54 @@ def _memo_evasion(marker: Path) -> bytes:
             + b"h\x00h\x01\x93" + b"X" + len(cmd).to_bytes(4, "little") + cmd + b"\x85R.")
 
 
+def _sbu(text: str) -> bytes:
+    b = text.encode()
+    return b"\x8c" + bytes([len(b)]) + b
+
+
+def _stale_memo(marker: Path) -> bytes:
+    """Memo slots first hold 'collections'/'OrderedDict', then names computed at load time (_codecs.encode of
+    rot13 text) overwrite them: a checker that keeps the stale strings sees collections.OrderedDict."""
+    p = b"\x80\x04" + _sbu("collections") + b"q\x00" + b"0" + _sbu("OrderedDict") + b"q\x01" + b"0"
+    for idx, rot in ((0, "bf"), (1, "flfgrz")):
+        p += _sbu("_codecs") + _sbu("encode") + b"\x93" + _sbu(rot) + _sbu("rot13") + b"\x86" + b"R" + b"q" \
+            + bytes([idx]) + b"0"
+    return p + b"h\x00h\x01\x93" + _sbu(f"touch {marker}") + b"\x85R."
+
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
 # --------------------------------------------------------------------------- 1. nothing of a model's code runs
 @pytest.mark.parametrize("variant", ["raw-pickle", "nested-torch-save", "memo-evasion", "pickled-weight",
-                                     "torchscript"])
+                                     "torchscript", "legacy-second-pickle", "stale-memo", "load-from-bytes",
+                                     "json-named-constant", "declared-raw-and-pickled"])
 def test_pytorch_archives_with_code_are_refused_and_never_run(tmp_path: Path, variant: str) -> None:
+    """Each variant is a way past a static pickle check that an attacker's pass found or tried: every one is refused
+    before PyTorch sees the archive, and its marker never appears."""
+    import struct
+
     marker = tmp_path / "PWNED"
     evil = pickle.dumps(Payload(marker), protocol=2)
+    legacy = pickle.dumps(LEGACY_MAGIC, protocol=2) + evil  # torch.load reads the second pickle too
     model = tmp_path / "evil.pt2"
-    if variant == "raw-pickle":
+    raw_w = {"path_name": "weight_0", "use_pickle": False, "tensor_meta": {"dtype": 7}}
+    if variant == "legacy-second-pickle":
+        _pt2(model, _torch_save_zip(pickle.dumps({"x": 1}, protocol=2)), weights={"weight_0": legacy},
+             weights_config={"w": {"path_name": "weight_0", "use_pickle": True}})
+    elif variant == "stale-memo":
+        _pt2(model, _torch_save_zip(_stale_memo(marker)))
+    elif variant == "load-from-bytes":
+        inner = legacy
+        _pt2(model, b"\x80\x02ctorch.storage\n_load_from_bytes\nB" + struct.pack("<I", len(inner)) + inner + b"\x85R.")
+    elif variant == "json-named-constant":
+        _pt2(model, _torch_save_zip(pickle.dumps({"x": 1}, protocol=2)))
+        with zipfile.ZipFile(model, "a") as z:
+            z.writestr("m/data/constants/tensor_0.json", evil)
+    elif variant == "declared-raw-and-pickled":
+        _pt2(model, _torch_save_zip(pickle.dumps({"x": 1}, protocol=2)), weights={"weight_0": evil},
+             weights_config={"a": raw_w, "b": {"path_name": "weight_0", "use_pickle": True}})
+    elif variant == "raw-pickle":
         _pt2(model, evil)
     elif variant == "nested-torch-save":
         _pt2(model, _torch_save_zip(evil))
@@ -117,7 +157,8 @@ def test_pytorch_archives_with_code_are_refused_and_never_run(tmp_path: Path, va
                     ["package", str(model)]):
         r = cli(*command)
         line = one_line(r, model.name)
-        assert "would run code" in line and ("posix.system" in line or "computed" in line), line
+        assert "would run code" in line and any(why in line for why in (
+            "posix.system", "computed", "follow the pickle", "_load_from_bytes")), line
         assert not marker.exists()
 
 
@@ -171,6 +212,57 @@ def test_tensorflow_graphs_with_file_ops_run_only_when_trusted(savedmodels: tupl
     r = cli("bench", str(evil), "--iterations", "3", "--trust-model", "--json")
     assert r.returncode == 0, r.stderr[-800:]
     assert marker.exists()  # trusted: it ran, as asked
+
+
+@pytest.fixture(scope="module")
+def hidden_savedmodels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Ways an attacker's pass got file writes past the op check: a text SavedModel (saved_model.pbtxt only), a
+    dataset cache (CacheDatasetV2 writes files), SaveV2 in a serving function whose name says "save"."""
+    folder = tmp_path_factory.mktemp("hidden")
+    script = f"""
+import os, shutil, tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.protobuf import saved_model_pb2
+D = {str(folder)!r}
+sig = [tf.TensorSpec([1, 4], tf.float32, name="x")]
+def save(name, fn):
+    m = tf.Module(); m.f = tf.function(fn, input_signature=sig)
+    tf.saved_model.save(m, D + "/" + name, signatures={{"serving_default": m.f}})
+    return D + "/" + name
+def wf(x):
+    tf.io.write_file(D + "/PWNED_pbtxt", tf.strings.as_string(x[0, 0])); return {{"y": x * 2}}
+p = save("pbtxt", wf)
+sm = saved_model_pb2.SavedModel(); sm.ParseFromString(open(p + "/saved_model.pb", "rb").read())
+open(p + "/saved_model.pbtxt", "w").write(text_format.MessageToString(sm)); os.remove(p + "/saved_model.pb")
+def serve_save(x):
+    tf.raw_ops.SaveV2(prefix=D + "/PWNED_save", tensor_names=["a"], shape_and_slices=[""], tensors=[x])
+    return {{"y": x * 2}}
+save("save", serve_save)
+def cache(x):
+    ds = tf.data.Dataset.from_tensors(x).cache(D + "/PWNED_cache")
+    return {{"y": ds.reduce(tf.zeros([1, 4]), lambda a, b: a + b) * 2}}
+save("cache", cache)
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=300)
+    return folder
+
+
+@pytest.mark.parametrize("name,op", [("pbtxt", "WriteFile"), ("save", "SaveV2"), ("cache", "CacheDatasetV2")])
+def test_file_ops_hidden_from_a_first_check_are_refused(hidden_savedmodels: Path, name: str, op: str) -> None:
+    line = one_line(cli("bench", str(hidden_savedmodels / name), "--iterations", "3", "--warmup", "0",
+                        "--timeout", "60"), name)
+    assert op in line and "--trust-model" in line, line
+    assert not list(hidden_savedmodels.glob("PWNED*"))
+
+
+def test_o_naming_an_existing_file_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    victim = tmp_path / "precious.onnx"
+    victim.write_text("precious")
+    line = one_line(cli("convert", str(ONNX), "--to", "onnx", "--simplify", "-o", str(victim)), "precious.onnx")
+    assert "--overwrite" in line and victim.read_text() == "precious"
+    r = cli("convert", str(ONNX), "--to", "onnx", "--simplify", "-o", str(victim), "--overwrite")
+    assert r.returncode == 0, r.stderr[-500:]
+    assert victim.read_bytes()[:1] != b"p"
 
 
 def test_tfjs_graph_with_file_ops_and_hostile_manifests_are_refused(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ file takes the machine.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -415,9 +416,9 @@ _SAFE_GLOBALS: set[tuple[str, str]] = (
     | {("torch", f"{k}Storage") for k in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char",
                                            "Byte", "Bool", "ComplexFloat", "ComplexDouble", "QInt8", "QUInt8",
                                            "QInt32", "QUInt4x2", "QUInt2x4", "Untyped")}
-    | {("torch.storage", "UntypedStorage"), ("torch.storage", "TypedStorage"), ("torch.storage", "_load_from_bytes"),
+    | {("torch.storage", "UntypedStorage"), ("torch.storage", "TypedStorage"),
        ("torch.serialization", "_get_layout"), ("torch._tensor", "_rebuild_from_type_v2"),
-       ("torch.nn.parameter", "Parameter"), ("torch", "Tensor"), ("torch._C", "_nn"),
+       ("torch.nn.parameter", "Parameter"), ("torch", "Tensor"),
        ("collections", "OrderedDict"), ("collections", "Counter"), ("collections", "defaultdict"),
        ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"), ("builtins", "bytearray"),
        ("builtins", "slice"), ("builtins", "range"), ("builtins", "tuple"), ("builtins", "list"), ("builtins", "dict"),
@@ -447,22 +448,24 @@ def pickle_globals(data: bytes) -> set[tuple[str, str]]:
     import pickletools
 
     out: set[tuple[str, str]] = set()
-    memo: dict[int, str] = {}
+    memo: dict[int, str | None] = {}
     recent: list[str | None] = []  # the values the last operations pushed (None: not a known string)
     memo_next = 0
+    end = 0
     try:
-        for op, arg, _ in pickletools.genops(data):
+        for op, arg, pos in pickletools.genops(data):
+            end = pos
+            if op.name == "STOP":
+                end = pos + 1
             name = op.name
             if name in _STRING_OPS:
                 recent.append(arg if isinstance(arg, str) else None)
             elif name == "MEMOIZE":
-                if recent and recent[-1] is not None:
-                    memo[memo_next] = recent[-1]
+                memo[memo_next] = recent[-1] if recent else None  # a value not known here clears the slot
                 memo_next += 1
                 continue  # the stack is unchanged
             elif name in _PUT_OPS:
-                if recent and recent[-1] is not None:
-                    memo[int(arg)] = recent[-1]
+                memo[int(arg)] = recent[-1] if recent else None
                 continue
             elif name in _GET_OPS:
                 recent.append(memo.get(int(arg)))
@@ -484,6 +487,9 @@ def pickle_globals(data: bytes) -> set[tuple[str, str]]:
         raise
     except Exception as exc:  # noqa: BLE001 - pickletools' own errors: an unreadable pickle is unsafe
         raise UnsafePickle(f"it does not parse as a pickle ({' '.join(str(exc).split())[:120]})") from None
+    if end < len(data):  # a second pickle after the first (the legacy torch.save format): unchecked bytes
+        raise UnsafePickle(f"{len(data) - end:,} bytes follow the pickle (the legacy torch.save format, whose later "
+                           "pickles load with arbitrary code)")
     return out
 
 
@@ -501,6 +507,7 @@ def _pt2_raw_members(zf: zipfile.ZipFile, top: str, path: str | Path) -> set[str
     import json
 
     raw: set[str] = set()
+    loaded: set[str] = set()  # declared to load through a pickle: never raw, whatever else says so
     for folder, config in (("weights", "model_weights_config.json"), ("constants", "model_constants_config.json")):
         name = f"{top}/data/{folder}/{config}"
         if name not in zf.namelist():
@@ -510,11 +517,17 @@ def _pt2_raw_members(zf: zipfile.ZipFile, top: str, path: str | Path) -> set[str
             entries = doc.get("config", {}).values()
             for entry in entries:
                 rel = str(entry.get("path_name", ""))
+                member = f"{top}/data/{folder}/{rel}"
                 if entry.get("use_pickle") is False and not rel.startswith(("custom_obj", "opaque_obj")):
-                    raw.add(f"{top}/data/{folder}/{rel}")
+                    raw.add(member)
+                else:
+                    loaded.add(member)
         except (ValueError, AttributeError, TypeError):
             raise ModelFormatError(path, f"archive member {display(name)} is not a valid payload config") from None
-    return raw
+    return raw - loaded
+
+
+_PT2_CONFIGS = ("data/weights/model_weights_config.json", "data/constants/model_constants_config.json")
 
 
 def check_torch_archive(path: str | Path, data: bytes | None = None, *, _depth: int = 0) -> None:
@@ -540,8 +553,10 @@ def check_torch_archive(path: str | Path, data: bytes | None = None, *, _depth: 
                 if info.is_dir() or name in raw:
                     continue
                 top, _, rel = name.partition("/")
+                # an ExportedProgram loads what its data/ folder holds with torch.load or pickle.loads, whatever
+                # the member is named: all of it is checked but the two configs and the declared raw tensors
                 pickled = name.endswith((".pkl", ".debug_pkl")) or (
-                    top in pt2 and rel.startswith("data/") and not rel.endswith(".json"))
+                    top in pt2 and rel.startswith("data/") and rel not in _PT2_CONFIGS)
                 if not pickled:
                     continue
                 member = read_member(zf, info, memory_budget(), path)
@@ -578,10 +593,16 @@ DANGEROUS_TF_OPS = frozenset({
     "FlushSummaryWriter", "InitializeTableFromTextFile", "InitializeTableFromTextFileV2", "LoadAndRemapMatrix",
     "DebugIdentity", "DebugIdentityV2", "DebugIdentityV3", "DebugNanCount", "DebugNumericSummary",
     "DebugNumericSummaryV2", "DebugGradientIdentity", "Copy", "CopyHost",
+    "CacheDataset", "CacheDatasetV2", "ExperimentalCSVDataset", "ExperimentalLMDBDataset", "ExperimentalSqlDataset",
+    "ExperimentalMatchingFilesDataset", "ExperimentalSaveDataset", "DistributedSave", "SnapshotDatasetReader",
+    "SnapshotNestedDatasetReader", "SnapshotChunkDataset", "ListSnapshotChunksDataset", "FileSystemSetConfiguration",
+    "DecodeProtoV2", "EncodeProto", "GenerateVocabRemapping", "DataServiceDataset", "DataServiceDatasetV2",
+    "DataServiceDatasetV3", "DataServiceDatasetV4", "RegisterDataset", "RegisterDatasetV2", "Rpc", "TryRpc",
+    "RpcClient", "RpcCall", "RpcCheckStatus", "RpcServer", "RpcServerStart", "RpcServerRegister",
 })
 #: checkpoint writers: every SavedModel's own save functions hold them; anywhere else they write where the
 #: graph says
-_SAVER_OPS = frozenset({"SaveV2", "Save", "SaveSlices", "MergeV2Checkpoints"})
+_SAVER_OPS = frozenset({"SaveV2", "Save", "SaveSlices", "MergeV2Checkpoints", "RestoreV2", "Restore", "RestoreSlice"})
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
@@ -654,33 +675,119 @@ def _graph_nodes(graph: bytes) -> Iterator[tuple[str, str, str, bytes]]:
                     yield (fname, *n)
 
 
-def _verdicts(nodes: Iterable[tuple[str, str, str, bytes]]) -> list[str]:
+def _verdicts(nodes: Iterable[tuple[str, str, str, bytes]], saver_ok: Callable[[str, str], bool] | None = None
+              ) -> list[str]:
+    """The dangerous ops among ``nodes``; checkpoint ops pass only where ``saver_ok(function, node)`` says they
+    belong to the model's own saver (never, without it)."""
     bad: list[str] = []
     for fname, name, op, raw in nodes:
+        where = f"{name}{' in ' + fname if fname else ''}"
         if op in DANGEROUS_TF_OPS:
-            bad.append(f"{op} ({name}{' in ' + fname if fname else ''})")
+            bad.append(f"{op} ({where})")
         elif op == "PrintV2" and b"file://" in raw:
-            bad.append(f"PrintV2 to a file ({name})")
-        elif op in _SAVER_OPS:
-            own = "save" in fname.lower() or name.split("/", 1)[0].startswith("save")
-            if not own:
-                bad.append(f"{op} ({name}{' in ' + fname if fname else ''})")
+            bad.append(f"PrintV2 to a file ({where})")
+        elif op in _SAVER_OPS and not (saver_ok is not None and saver_ok(fname, name)):
+            bad.append(f"{op} ({where})")
     return bad
 
 
-def saved_model_dangerous_ops(folder: Path) -> list[str]:
-    """File-system and Python ops of a SavedModel's graphs (its saver's own functions aside)."""
+_TOKEN = re.compile(rb"[A-Za-z0-9_.\-/]{3,}")
+
+
+def _node_inputs(raw: bytes) -> list[str]:
+    return [bytes(v).decode("utf-8", "replace").lstrip("^").split(":")[0]  # type: ignore[arg-type]
+            for f, w, v in _fields(raw) if f == 3 and w == 2]
+
+
+def _saver_scope(nodes: list[tuple[str, str, str, bytes]], roots: set[str]) -> Callable[[str, str], bool]:
+    """Where checkpoint ops belong to the model's saver: top-level nodes that feed the saver's own nodes (the
+    SaverDef names them), and functions only the saver calls. A checkpoint op anywhere the model's signatures
+    reach (or in a function nothing reaches) writes where the graph says, and is flagged."""
+    functions = {f for f, *_ in nodes if f}
+    calls: dict[str, set[str]] = {}  # caller (node "name" at top level, or a function) -> functions it calls
+    top: dict[str, bytes] = {}
+    for fname, name, _op, raw in nodes:
+        called = {t.decode() for t in _TOKEN.findall(raw)} & functions
+        key = fname or f"node:{name}"
+        calls.setdefault(key, set()).update(called - {fname})
+        if not fname:
+            top[name] = raw
+
+    def reach(starts: Iterable[str]) -> set[str]:
+        seen: set[str] = set()
+        todo = list(starts)
+        while todo:
+            k = todo.pop()
+            for f in calls.get(k, ()):
+                if f not in seen:
+                    seen.add(f)
+                    todo.append(f)
+        return seen
+
+    saver_nodes: set[str] = set()
+    todo = [r for r in roots if r in top]
+    while todo:
+        n = todo.pop()
+        if n in saver_nodes:
+            continue
+        saver_nodes.add(n)
+        todo += [i for i in _node_inputs(top[n]) if i in top]
+    saver_fns = reach(f"node:{n}" for n in saver_nodes)
+    model_fns = reach(f"node:{n}" for n in top if n not in saver_nodes)
+
+    def ok(fname: str, name: str) -> bool:
+        if not fname:
+            return name in saver_nodes
+        return fname in saver_fns and fname not in model_fns
+
+    return ok
+
+
+def _saver_roots(meta: bytes) -> set[str]:
+    """The node names a MetaGraphDef's SaverDef (field 3) names: its save tensor and its restore op."""
+    roots: set[str] = set()
+    for f, w, v in _fields(meta):
+        if f == 3 and w == 2:
+            for sf, sw, sv in _fields(v):  # type: ignore[arg-type]
+                if sf in (1, 2, 3) and sw == 2:
+                    roots.add(bytes(sv).decode("utf-8", "replace").lstrip("^").split(":")[0])  # type: ignore[arg-type]
+    return roots
+
+
+def _saved_model_bytes(folder: Path) -> bytes | None:
     pb = folder / "saved_model.pb"
-    if not pb.is_file():
-        return []  # a text SavedModel (.pbtxt): read by TensorFlow's own parser, checked when loaded
-    data = pb.read_bytes()
+    if pb.is_file():
+        return pb.read_bytes()
+    text = folder / "saved_model.pbtxt"
+    if not text.is_file():
+        return None
+    try:  # a text SavedModel (rare): TensorFlow's own protos parse it, then the same walk as the binary one
+        from google.protobuf import text_format
+        from tensorflow.core.protobuf import saved_model_pb2
+    except ImportError:
+        raise UntrustedModelError(folder, "a text SavedModel (saved_model.pbtxt) cannot be checked without "
+                                          "TensorFlow", hint="--trust-model runs it unchecked") from None
+    try:
+        proto = text_format.Parse(read_regular(text, "SavedModel graph", 256 << 20).decode("utf-8", "replace"),
+                                  saved_model_pb2.SavedModel())
+    except text_format.ParseError as exc:
+        raise ModelFormatError(folder, f"corrupt saved_model.pbtxt ({' '.join(str(exc).split())[:160]})") from None
+    return bytes(proto.SerializeToString())
+
+
+def saved_model_dangerous_ops(folder: Path) -> list[str]:
+    """File-system, network and Python ops of a SavedModel's graphs (checkpoint ops of its own saver aside)."""
+    data = _saved_model_bytes(folder)
+    if data is None:
+        return []
     out: list[str] = []
     try:
         for f, w, meta in _fields(data):
             if f == 2 and w == 2:  # SavedModel.meta_graphs
                 for mf, mw, graph in _fields(meta):  # type: ignore[arg-type]
                     if mf == 2 and mw == 2:  # MetaGraphDef.graph_def
-                        out += _verdicts(_graph_nodes(graph))  # type: ignore[arg-type]
+                        nodes = list(_graph_nodes(graph))  # type: ignore[arg-type]
+                        out += _verdicts(nodes, _saver_scope(nodes, _saver_roots(meta)))  # type: ignore[arg-type]
     except ValueError as exc:
         raise ModelFormatError(folder, f"corrupt saved_model.pb ({exc})") from None
     return out
@@ -704,7 +811,7 @@ def tfjs_dangerous_ops(doc: dict) -> list[str]:  # type: ignore[type-arg]
         if isinstance(fn, dict):
             sig = fn.get("signature")
             add(str(sig.get("name", "")) if isinstance(sig, dict) else "", fn.get("nodeDef"))
-    return _verdicts(nodes)
+    return _verdicts(nodes)  # a TF.js graph has no saver: a checkpoint op there is the graph's own
 
 
 # ---------------------------------------------------------------------------------------------- trust
