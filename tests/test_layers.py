@@ -313,7 +313,7 @@ def test_the_studio_rescues_a_lossy_int8_variant_into_the_workspace(qtbot, windo
     lossy = tmp_path / "digits_int8.onnx"
     optimize_model(outlier_float, "int8-static", runtime="onnxruntime", output=lossy,
                    options=__import__("edgestudio.backends.optimizers.base", fromlist=["x"]).OptimizeOptions(
-                       calibration=str(SAMPLES / "digits_calib.npz")))
+                       calibration=str(SAMPLES / "digits_calib.npz"), keep_lossy=True))  # lossy: what is rescued
     child = window.workspace.add_artifact(lossy, parent_id=root_id, job_id=None, options={
         "method": "int8-static", "runtime": "onnxruntime", "calibration": str(SAMPLES / "digits_calib.npz"),
         "dataset": str(SAMPLES / "digits_test.npz"), "max_drop": 0.0})
