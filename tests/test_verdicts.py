@@ -116,3 +116,15 @@ def test_a_dynamic_batch_s_rows_are_samples_never_one_repeated(tmp_path: Path) -
     np.savez(one, input_ids=ids[:1], attention_mask=np.ones((1, 32), np.int64))
     feeds = make_feeds(specs, InputSpec(data=str(one)), count=4)
     assert len(feeds.samples) == 1  # one sentence given: one sample, not the same one four times
+
+
+def test_outputs_whose_names_a_hop_lost_are_paired_by_shape_not_position() -> None:
+    """A TFLite round trip renames outputs and may reorder them: [1, 896, 1] scores and [1, 896, 16] boxes are
+    told apart by their shapes (pairing by position compared scores with boxes)."""
+    from edgestudio.bench.parity import _pair
+    from edgestudio.core.modelinfo import TensorSpec
+
+    parent = [TensorSpec("scores", [1, 896, 1], "float32"), TensorSpec("boxes", [1, 896, 16], "float32")]
+    child = [TensorSpec("Identity", [1, 896, 16], "float32"), TensorSpec("Identity_1", [1, 896, 1], "float32")]
+    assert [(p.name, c.name) for p, c in _pair(parent, child, "output")] == [("scores", "Identity_1"),
+                                                                               ("boxes", "Identity")]

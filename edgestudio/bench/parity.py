@@ -365,6 +365,16 @@ def _pair(parent: list[TensorSpec], child: list[TensorSpec], what: str) -> list[
     by_name = {normalize_name(c.name): c for c in child}
     if len(by_name) == len(child) and all(normalize_name(p.name) in by_name for p in parent):
         return [(p, by_name[normalize_name(p.name)]) for p in parent]
+    # names lost in a hop: a tensor's shape (as a multiset of dims, a layout change aside) tells outputs apart
+    # when every one is different, where the order may have changed (a TFLite round trip reorders outputs)
+    def key(t: TensorSpec) -> tuple[str, ...] | None:
+        if t.shape == ["?"] or any(not isinstance(d, int) or d < 0 for d in t.shape):
+            return None
+        return tuple(sorted(str(d) for d in t.shape))
+
+    pk, ck = [key(p) for p in parent], [key(c) for c in child]
+    if all(k is not None for k in pk + ck) and len(set(pk)) == len(pk) and sorted(pk) == sorted(ck):  # type: ignore[type-var]
+        return [(p, child[ck.index(k)]) for p, k in zip(parent, pk)]
     return list(zip(parent, child))
 
 
