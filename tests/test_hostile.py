@@ -237,6 +237,11 @@ def serve_save(x):
     tf.raw_ops.SaveV2(prefix=D + "/PWNED_save", tensor_names=["a"], shape_and_slices=[""], tensors=[x])
     return {{"y": x * 2}}
 save("save", serve_save)
+shutil.copytree(D + "/save", D + "/forged")  # a SaverDef that names the serving node as the saver's restore op
+sm = saved_model_pb2.SavedModel(); sm.ParseFromString(open(D + "/forged/saved_model.pb", "rb").read())
+mg = sm.meta_graphs[0]
+mg.saver_def.restore_op_name = mg.signature_def["serving_default"].outputs["y"].name.split(":")[0]
+open(D + "/forged/saved_model.pb", "wb").write(sm.SerializeToString())
 def cache(x):
     ds = tf.data.Dataset.from_tensors(x).cache(D + "/PWNED_cache")
     return {{"y": ds.reduce(tf.zeros([1, 4]), lambda a, b: a + b) * 2}}
@@ -246,7 +251,8 @@ save("cache", cache)
     return folder
 
 
-@pytest.mark.parametrize("name,op", [("pbtxt", "WriteFile"), ("save", "SaveV2"), ("cache", "CacheDatasetV2")])
+@pytest.mark.parametrize("name,op", [("pbtxt", "WriteFile"), ("save", "SaveV2"), ("forged", "SaveV2"),
+                                     ("cache", "CacheDatasetV2")])
 def test_file_ops_hidden_from_a_first_check_are_refused(hidden_savedmodels: Path, name: str, op: str) -> None:
     line = one_line(cli("bench", str(hidden_savedmodels / name), "--iterations", "3", "--warmup", "0",
                         "--timeout", "60"), name)

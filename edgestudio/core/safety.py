@@ -699,7 +699,8 @@ def _node_inputs(raw: bytes) -> list[str]:
             for f, w, v in _fields(raw) if f == 3 and w == 2]
 
 
-def _saver_scope(nodes: list[tuple[str, str, str, bytes]], roots: set[str]) -> Callable[[str, str], bool]:
+def _saver_scope(nodes: list[tuple[str, str, str, bytes]], roots: set[str],
+                 served: set[str] | None = None) -> Callable[[str, str], bool]:
     """Where checkpoint ops belong to the model's saver: top-level nodes that feed the saver's own nodes (the
     SaverDef names them), and functions only the saver calls. A checkpoint op anywhere the model's signatures
     reach (or in a function nothing reaches) writes where the graph says, and is flagged."""
@@ -724,20 +725,26 @@ def _saver_scope(nodes: list[tuple[str, str, str, bytes]], roots: set[str]) -> C
                     todo.append(f)
         return seen
 
-    saver_nodes: set[str] = set()
-    todo = [r for r in roots if r in top]
-    while todo:
-        n = todo.pop()
-        if n in saver_nodes:
-            continue
-        saver_nodes.add(n)
-        todo += [i for i in _node_inputs(top[n]) if i in top]
+    def ancestors(starts: Iterable[str]) -> set[str]:
+        seen: set[str] = set()
+        todo = [r for r in starts if r in top]
+        while todo:
+            n = todo.pop()
+            if n not in seen:
+                seen.add(n)
+                todo += [i for i in _node_inputs(top[n]) if i in top]
+        return seen
+
+    saver_nodes = ancestors(roots)
+    # what the signatures compute is the model's, whatever the SaverDef claims (a forged one may name the
+    # serving node as the saver's)
+    model_nodes = ancestors(served or ()) | (set(top) - saver_nodes)
     saver_fns = reach(f"node:{n}" for n in saver_nodes)
-    model_fns = reach(f"node:{n}" for n in top if n not in saver_nodes)
+    model_fns = reach(f"node:{n}" for n in model_nodes)
 
     def ok(fname: str, name: str) -> bool:
         if not fname:
-            return name in saver_nodes
+            return name in saver_nodes and name not in model_nodes
         return fname in saver_fns and fname not in model_fns
 
     return ok
@@ -752,6 +759,26 @@ def _saver_roots(meta: bytes) -> set[str]:
                 if sf in (1, 2, 3) and sw == 2:
                     roots.add(bytes(sv).decode("utf-8", "replace").lstrip("^").split(":")[0])  # type: ignore[arg-type]
     return roots
+
+
+def _served_nodes(meta: bytes) -> set[str]:
+    """The nodes a MetaGraphDef's signatures (field 5: name -> SignatureDef) read their inputs from and their
+    outputs of: TensorInfo names in SignatureDef.inputs (1) and .outputs (2)."""
+    out: set[str] = set()
+    for f, w, entry in _fields(meta):
+        if f != 5 or w != 2:
+            continue
+        for ef, ew, sig in _fields(entry):  # type: ignore[arg-type]
+            if ef != 2 or ew != 2:
+                continue
+            for sf, sw, tmap in _fields(sig):  # type: ignore[arg-type]
+                if sf in (1, 2) and sw == 2:
+                    for mf, mw, info in _fields(tmap):  # type: ignore[arg-type]
+                        if mf == 2 and mw == 2:
+                            for tf_, tw, tv in _fields(info):  # type: ignore[arg-type]
+                                if tf_ == 1 and tw == 2:
+                                    out.add(bytes(tv).decode("utf-8", "replace").split(":")[0])  # type: ignore[arg-type]
+    return out
 
 
 def _saved_model_bytes(folder: Path) -> bytes | None:
@@ -787,7 +814,8 @@ def saved_model_dangerous_ops(folder: Path) -> list[str]:
                 for mf, mw, graph in _fields(meta):  # type: ignore[arg-type]
                     if mf == 2 and mw == 2:  # MetaGraphDef.graph_def
                         nodes = list(_graph_nodes(graph))  # type: ignore[arg-type]
-                        out += _verdicts(nodes, _saver_scope(nodes, _saver_roots(meta)))  # type: ignore[arg-type]
+                        scope = _saver_scope(nodes, _saver_roots(meta), _served_nodes(meta))  # type: ignore[arg-type]
+                        out += _verdicts(nodes, scope)
     except ValueError as exc:
         raise ModelFormatError(folder, f"corrupt saved_model.pb ({exc})") from None
     return out
