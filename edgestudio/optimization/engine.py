@@ -74,6 +74,9 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
     fmt = detect_format(src)
     runtime = runtime or default_runtime_for(fmt)
     cls = find_optimizer(method, runtime)
+    if opts.ignored_scope and not cls.keeps_in_float:
+        raise OptimizationError(src, f"--ignore: {method} for {runtime} cannot keep layers in float (int8-static "
+                                     "for onnxruntime, openvino or litert can)")
     if cls.needs_labels and not opts.dataset:
         raise OptimizationError(src, f"{method} needs labeled data: --dataset DATA")
     if cls.needs_calibration and not (opts.calibration or opts.dataset):

@@ -82,6 +82,9 @@ class Optimizer(Requirements, abc.ABC):
     sources: ClassVar[tuple[ModelFormat, ...]]  # in order of preference (the first is converted to if needed)
     needs_calibration: ClassVar[bool] = False
     needs_labels: ClassVar[bool] = False
+    #: takes ``--ignore`` (node names or ``type:OpType`` kept in floating point); a method that cannot is refused
+    #: when asked, never silently ignores it
+    keeps_in_float: ClassVar[bool] = False
     description: ClassVar[str] = ""
     distributions: ClassVar[tuple[str, ...]] = ()
 

@@ -29,6 +29,7 @@ class OrtInt8Static(Optimizer):
     requires = ("onnxruntime",)
     distributions = ("onnxruntime",)
     needs_calibration = True
+    keeps_in_float = True
     description = "static INT8 (QDQ) calibrated on your samples; U8S8 by default"
 
     def optimize(self, src: Path, fmt: ModelFormat, dst: Path, opts: OptimizeOptions, *,
@@ -59,8 +60,10 @@ class OrtInt8Static(Optimizer):
 
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[opts.calibration_method]
-        names = [n for n in opts.ignored_scope if not n.startswith("type:")]
+        wanted = excluded_nodes(src, opts.ignored_scope)  # refused here when one matches nothing
+
         def quantize(model: Path) -> None:
+            names = nodes_in(model, wanted)  # pre-processing renames what it fuses (MatMul+Add -> .../MatMulAddFusion)
             quantize_static(
                 str(model), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=opts.per_channel,
                 activation_type=QuantType.QUInt8 if opts.activation_type == "uint8" else QuantType.QInt8,
@@ -91,6 +94,10 @@ class OrtInt8Static(Optimizer):
         error = _load_error(dst)
         if error:
             raise OptimizationError(src, f"the INT8 model does not load in ONNX Runtime: {error}")
+        still = still_quantized(dst, wanted)
+        if still:  # never silently: --ignore asked for float there
+            raise OptimizationError(None, f"--ignore: ONNX Runtime still quantized {', '.join(still[:3])}"
+                                          f"{' and more' if len(still) > 3 else ''}")
         if opts.activation_type == "int8":
             warnings.append("S8S8 (int8 activations) brings no speed-up on x86 with ONNX Runtime; uint8 does")
         quantized = count_quantized_nodes(dst)
@@ -99,6 +106,66 @@ class OrtInt8Static(Optimizer):
                             "Runtime does not quantize ops inside If/Loop branches); it is the FP32 model again")
         return {"warnings": warnings, "calibration_samples": len(samples), "preprocessed": preprocessed,
                 "quantized_nodes": quantized}
+
+
+def excluded_nodes(model: Path, ignored: list[str]) -> list[str]:
+    """ONNX Runtime's ``nodes_to_exclude`` for ``--ignore``: node names as given, ``type:OpType`` as every node of
+    that type (ORT has no type filter: it was silently dropped before); one that matches nothing is refused."""
+    import onnx
+
+    from edgestudio.core.inspection import onnx_graphs
+
+    if not ignored:
+        return []
+    graph = onnx.load(str(model), format="protobuf", load_external_data=False).graph
+    nodes = [(n.name, n.op_type) for g in onnx_graphs(graph) for n in g.node]
+    out: list[str] = []
+    for item in ignored:
+        if item.startswith("type:"):
+            found = [name for name, op in nodes if op == item[5:] and name]
+        else:
+            found = [name for name, _ in nodes if name == item]
+        if not found:
+            raise OptimizationError(None, f"--ignore {item}: no node of the model matches it (node names, or "
+                                           "type:OpType such as type:Gemm)")
+        out += [f for f in found if f not in out]
+    return out
+
+
+def _names_like(nodes: list[tuple[str, str]], name: str) -> list[str]:
+    """``name`` itself, or what a fusion made of it (``name/MatMulAddFusion``)."""
+    return [n for n, _ in nodes if n == name or n.startswith(name + "/")]
+
+
+def nodes_in(model: Path, wanted: list[str]) -> list[str]:
+    """The nodes of ``model`` (perhaps pre-processed) that stand for the ``wanted`` nodes of the original."""
+    import onnx
+
+    from edgestudio.core.inspection import onnx_graphs
+
+    if not wanted:
+        return []
+    graph = onnx.load(str(model), format="protobuf", load_external_data=False).graph
+    nodes = [(n.name, n.op_type) for g in onnx_graphs(graph) for n in g.node]
+    out: list[str] = []
+    for w in wanted:
+        out += [n for n in _names_like(nodes, w) if n not in out]
+    return out
+
+
+def still_quantized(model: Path, wanted: list[str]) -> list[str]:
+    """The ``wanted`` nodes (or what they were fused into) whose weights are still quantized (an input that is a
+    DequantizeLinear of an initializer). Their activations may arrive through a Q/DQ pair of the node before:
+    a node kept in float computes in float on them."""
+    import onnx
+
+    if not wanted:
+        return []
+    graph = onnx.load(str(model), format="protobuf", load_external_data=False).graph
+    inits = {i.name for i in graph.initializer}
+    weight_dq = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+    kept = set(nodes_in(model, wanted))
+    return [n.name for n in graph.node if n.name in kept and any(i in weight_dq for i in n.input[1:])]
 
 
 def count_quantized_nodes(path: Path) -> int:

@@ -21,6 +21,7 @@ class OvInt8AccuracyAware(Optimizer):
     distributions = ("openvino", "nncf")
     needs_calibration = True
     needs_labels = True
+    keeps_in_float = True
     description = "INT8 that keeps top-1 within --max-drop of FP32 on your labeled data"
 
     def optimize(self, src: Path, fmt: ModelFormat, dst: Path, opts: OptimizeOptions, *,

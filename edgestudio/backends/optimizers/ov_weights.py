@@ -42,6 +42,7 @@ class _OvWeights(Optimizer):
 class OvWeightsInt8(_OvWeights):
     method = "weights-int8"
     bits = 8
+    keeps_in_float = True
     description = "INT8 weights (asymmetric), float compute; no calibration data needed"
 
 

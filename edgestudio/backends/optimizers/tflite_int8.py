@@ -20,6 +20,7 @@ class TfliteInt8(Optimizer):
     requires = ("tensorflow",)
     distributions = ("tensorflow-cpu",)
     needs_calibration = True
+    keeps_in_float = True
     description = "full-integer INT8 calibrated on your samples (what microcontrollers and NPUs run)"
 
     def optimize(self, src: Path, fmt: ModelFormat, dst: Path, opts: OptimizeOptions, *,
