@@ -6,6 +6,7 @@ and checked independently with ONNX Runtime called directly."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +157,25 @@ def test_ignore_keeps_the_asked_layers_in_float_on_onnx_runtime_or_refuses(tmp_p
     r = run_cli("optimize", str(SAMPLES / "digits_cnn.onnx"), "--method", "int8-dynamic", "--runtime", "onnxruntime",
                 "--ignore", "type:MatMul", "-o", str(tmp_path / "y.onnx"))
     assert r.returncode != 0 and "--ignore" in r.stderr
+
+
+def test_the_wizard_shows_the_worst_slice_of_a_packed_output(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from edgestudio.core.formats import ModelFormat
+
+    model, calib = tmp_path / "det.onnx", tmp_path / "calib.npz"
+    _detector(model, calib)
+    (model_id,) = window.import_paths([model])
+    wizard = window.model_action("convert", model_id)
+    qtbot.addWidget(wizard)
+    wizard.next()
+    wizard.target_page.boxes[ModelFormat.OPENVINO].setChecked(True)
+    wizard.next()
+    wizard.next()
+    wizard.next()
+    qtbot.waitUntil(lambda: wizard.run_page.isComplete(), timeout=120_000)
+    assert not wizard.errors, wizard.errors
+    text = wizard.run_page.report.item(0, 6).text()
+    assert text.startswith("✓ passed") and "worst slice out[" in text, text
+    if os.environ.get("EDGESTUDIO_SHOTS"):
+        wizard.resize(1100, 560)
+        wizard.grab().save(str(Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "wizard-slices.png"))

@@ -312,6 +312,10 @@ class RunPage(QWizardPage):
                 # the result also run where it will be deployed (TF.js in a real browser): its own verdict
                 also = "".join(f" · in {rt}: {marks.get((a or {}).get('verdict'), 'not run')}"
                                for rt, a in (p.get("also") or {}).items())
+                sliced = [o for o in p.get("outputs") or [] if o.get("worst_slice_cosine") is not None]
+                if sliced:  # an output packing several quantities: its worst channel slice, which a whole cosine hides
+                    o = min(sliced, key=lambda o: o["worst_slice_cosine"])
+                    also += f" · worst slice {o['name']}{o['worst_slice'].split(' ')[0]} {o['worst_slice_cosine']:.4f}"
                 values = [target, f"{step['from']} → {step['to']}", step["converter"], f"{step['seconds']:.2f}",
                           str(p.get("max_abs_diff", "-")), str(p.get("cosine", "-")),
                           marks.get(verdict, "not checked") + (" (random inputs)" if (p.get("inputs") or {}).get("random")
