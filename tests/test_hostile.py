@@ -103,13 +103,22 @@ def _stale_memo(marker: Path) -> bytes:
     return p + b"h\x00h\x01\x93" + _sbu(f"touch {marker}") + b"\x85R."
 
 
+def _memo_index(marker: Path) -> bytes:
+    """BINPUT and MEMOIZE mixed: the unpickler numbers a MEMOIZE by the slots already filled, so a checker that
+    counts MEMOIZEs alone reads collections.OrderedDict where os.system is loaded."""
+    return (b"\x80\x04" + _sbu("os") + b"q\x00" + b"0" + _sbu("collections") + b"\x94" + b"0" + _sbu("system")
+            + b"q\x01" + b"0" + _sbu("OrderedDict") + b"\x94" + b"0" + b"h\x00h\x01\x93" + _sbu(f"touch {marker}")
+            + b"\x85R.")
+
+
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
 # --------------------------------------------------------------------------- 1. nothing of a model's code runs
 @pytest.mark.parametrize("variant", ["raw-pickle", "nested-torch-save", "memo-evasion", "pickled-weight",
                                      "torchscript", "legacy-second-pickle", "stale-memo", "load-from-bytes",
-                                     "json-named-constant", "declared-raw-and-pickled"])
+                                     "json-named-constant", "declared-raw-and-pickled", "memo-index",
+                                     "raw-and-pickled-in-another-case"])
 def test_pytorch_archives_with_code_are_refused_and_never_run(tmp_path: Path, variant: str) -> None:
     """Each variant is a way past a static pickle check that an attacker's pass found or tried: every one is refused
     before PyTorch sees the archive, and its marker never appears."""
@@ -135,6 +144,12 @@ def test_pytorch_archives_with_code_are_refused_and_never_run(tmp_path: Path, va
     elif variant == "declared-raw-and-pickled":
         _pt2(model, _torch_save_zip(pickle.dumps({"x": 1}, protocol=2)), weights={"weight_0": evil},
              weights_config={"a": raw_w, "b": {"path_name": "weight_0", "use_pickle": True}})
+    elif variant == "memo-index":
+        _pt2(model, _torch_save_zip(pickle.dumps({"x": 1}, protocol=2)), weights={"weight_0": _memo_index(marker)},
+             weights_config={"w": {"path_name": "weight_0", "use_pickle": True}})
+    elif variant == "raw-and-pickled-in-another-case":  # PyTorch's reader matches member names ignoring case
+        _pt2(model, _torch_save_zip(pickle.dumps({"x": 1}, protocol=2)), weights={"weight_0": evil + b"\0\0"},
+             weights_config={"b": {"path_name": "Weight_0", "use_pickle": True}, "a": raw_w})
     elif variant == "raw-pickle":
         _pt2(model, evil)
     elif variant == "nested-torch-save":
@@ -157,7 +172,7 @@ def test_pytorch_archives_with_code_are_refused_and_never_run(tmp_path: Path, va
         r = cli(*command)
         line = one_line(r, model.name)
         assert "would run code" in line and any(why in line for why in (
-            "posix.system", "computed", "follow the pickle", "_load_from_bytes")), line
+            "posix.system", "os.system", "computed", "follow the pickle", "_load_from_bytes")), line
         assert not marker.exists()
 
 

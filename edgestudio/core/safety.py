@@ -450,7 +450,6 @@ def pickle_globals(data: bytes) -> set[tuple[str, str]]:
     out: set[tuple[str, str]] = set()
     memo: dict[int, str | None] = {}
     recent: list[str | None] = []  # the values the last operations pushed (None: not a known string)
-    memo_next = 0
     end = 0
     try:
         for op, arg, pos in pickletools.genops(data):
@@ -461,8 +460,8 @@ def pickle_globals(data: bytes) -> set[tuple[str, str]]:
             if name in _STRING_OPS:
                 recent.append(arg if isinstance(arg, str) else None)
             elif name == "MEMOIZE":
-                memo[memo_next] = recent[-1] if recent else None  # a value not known here clears the slot
-                memo_next += 1
+                # the unpickler numbers a MEMOIZE by the slots already filled (PUTs included), not by MEMOIZEs
+                memo[len(memo)] = recent[-1] if recent else None  # a value not known here clears the slot
                 continue  # the stack is unchanged
             elif name in _PUT_OPS:
                 memo[int(arg)] = recent[-1] if recent else None
@@ -524,7 +523,9 @@ def _pt2_raw_members(zf: zipfile.ZipFile, top: str, path: str | Path) -> set[str
                     loaded.add(member)
         except (ValueError, AttributeError, TypeError):
             raise ModelFormatError(path, f"archive member {display(name)} is not a valid payload config") from None
-    return raw - loaded
+    # PyTorch's archive reader matches member names ignoring case: a name declared pickled in any case is pickled
+    pickled = {m.lower() for m in loaded}
+    return {m for m in raw if m.lower() not in pickled}
 
 
 _PT2_CONFIGS = ("data/weights/model_weights_config.json", "data/constants/model_constants_config.json")
