@@ -197,3 +197,19 @@ def compare_in_studio(qtbot, window, model_ids: list[int], targets: list[tuple[s
     dialog.run_button.click()
     qtbot.waitUntil(lambda: window.comparison.rows and not window._compare, timeout=timeout)
     return list(window.comparison.rows)
+
+
+_SESSION_START = __import__("time").time()
+
+
+def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
+    """TensorFlow's autograph leaves __autograph_generated_file*.py in the temp folder: remove the session's."""
+    import glob
+    import tempfile
+
+    for f in glob.glob(os.path.join(tempfile.gettempdir(), "__autograph_generated_file*.py")):
+        try:
+            if os.path.getmtime(f) >= _SESSION_START:
+                os.unlink(f)
+        except OSError:
+            pass

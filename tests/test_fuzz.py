@@ -167,19 +167,23 @@ def _tmpfs(path: Path, size_kb: int) -> bool:
                           capture_output=True).returncode == 0
 
 
+def fill(path: Path) -> None:
+    """Write zeros to ``path`` until its disk is full."""
+    with open(path, "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+        except OSError:
+            pass
+
+
 def test_disk_full_is_said_and_keeps_the_workspace(tmp_path: Path) -> None:
     full = tmp_path / "full"
     if not _tmpfs(full, 600):
         pytest.skip("cannot mount a small tmpfs here")
     try:
         assert run_cli("models", "--workspace", str(full / "ws")).returncode == 0
-        (full / "fill").write_bytes(b"")
-        with open(full / "fill", "wb") as fh:
-            try:
-                while True:
-                    fh.write(b"\0" * 65536)
-            except OSError:
-                pass
+        fill(full / "fill")
         r = run_cli("bench", str(SAMPLES / "digits_cnn.onnx"), "--workspace", str(full / "ws"), "--iterations", "5")
         assert r.returncode == 1 and "no space left on" in r.stderr and r.stderr.count("\n") == 1, r.stderr
         r = run_cli("convert", str(SAMPLES / "digits_cnn.onnx"), "--to", "openvino", "-o", str(full / "d.xml"))

@@ -569,19 +569,14 @@ def test_the_studio_asks_before_importing_a_model_whose_graph_reaches_files(qtbo
 
 
 def test_a_full_disk_while_importing_a_folder_says_which_disk(tmp_path: Path) -> None:
-    from tests.test_fuzz import _tmpfs
+    from tests.test_fuzz import _tmpfs, fill
 
     full = tmp_path / "full"
     if not _tmpfs(full, 400):
         pytest.skip("cannot mount a small tmpfs here")
     try:
         assert cli("models", "--workspace", str(full / "ws")).returncode == 0
-        with open(full / "fill", "wb") as fh:
-            try:
-                while True:
-                    fh.write(b"\0" * 65536)
-            except OSError:
-                pass
+        fill(full / "fill")
         line = one_line(cli("import", str(SAMPLES / "digits_cnn_savedmodel"), "--workspace", str(full / "ws")),
                         str(full))
         assert "no space left on" in line and "[" not in line.split("no space left on")[1], line

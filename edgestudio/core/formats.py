@@ -266,25 +266,15 @@ def _torch_archive(p: Path, names: set[str]) -> ModelFormat | None:
 
 
 def _pickle_globals(p: Path, member: str) -> set[tuple[str, str]]:
-    """The (module, name) pairs a pickle references, read with pickletools (nothing is unpickled)."""
-    import pickletools
+    """The (module, name) pairs a member's pickle references (``safety.pickle_globals``: nothing is unpickled);
+    one that cannot be read statically counts as code, the safe answer."""
+    from edgestudio.core.safety import UnsafePickle, pickle_globals
 
-    out: set[tuple[str, str]] = set()
     try:
         with zipfile.ZipFile(p) as zf:
-            data = zf.read(member)
-        strings: list[str] = []
-        for op, arg, _ in pickletools.genops(data):
-            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-                strings.append(str(arg))
-            elif op.name == "GLOBAL":
-                mod, _, name = str(arg).partition(" ")
-                out.add((mod, name))
-            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                out.add((strings[-2], strings[-1]))
-    except Exception:  # noqa: BLE001 - unreadable: treat it as code, the safe answer
-        out.add(("?", "unreadable pickle"))
-    return out
+            return pickle_globals(zf.read(member))
+    except (UnsafePickle, zipfile.BadZipFile, OSError, KeyError):
+        return {("?", "unreadable pickle")}
 
 
 def _detect_h5(p: Path) -> ModelFormat:

@@ -111,14 +111,9 @@ class OrtInt8Static(Optimizer):
 def excluded_nodes(model: Path, ignored: list[str]) -> list[str]:
     """ONNX Runtime's ``nodes_to_exclude`` for ``--ignore``: node names as given, ``type:OpType`` as every node of
     that type (ORT has no type filter: it was silently dropped before); one that matches nothing is refused."""
-    import onnx
-
-    from edgestudio.core.inspection import onnx_graphs
-
     if not ignored:
         return []
-    graph = onnx.load(str(model), format="protobuf", load_external_data=False).graph
-    nodes = [(n.name, n.op_type) for g in onnx_graphs(graph) for n in g.node]
+    nodes = _nodes(model)
     out: list[str] = []
     for item in ignored:
         if item.startswith("type:"):
@@ -132,6 +127,16 @@ def excluded_nodes(model: Path, ignored: list[str]) -> list[str]:
     return out
 
 
+def _nodes(model: Path) -> list[tuple[str, str]]:
+    """(name, op type) of every node of an ONNX model and its subgraphs (weights not loaded)."""
+    import onnx
+
+    from edgestudio.core.inspection import onnx_graphs
+
+    graph = onnx.load(str(model), format="protobuf", load_external_data=False).graph
+    return [(n.name, n.op_type) for g in onnx_graphs(graph) for n in g.node]
+
+
 def _names_like(nodes: list[tuple[str, str]], name: str) -> list[str]:
     """``name`` itself, or what a fusion made of it (``name/MatMulAddFusion``)."""
     return [n for n, _ in nodes if n == name or n.startswith(name + "/")]
@@ -139,14 +144,10 @@ def _names_like(nodes: list[tuple[str, str]], name: str) -> list[str]:
 
 def nodes_in(model: Path, wanted: list[str]) -> list[str]:
     """The nodes of ``model`` (perhaps pre-processed) that stand for the ``wanted`` nodes of the original."""
-    import onnx
+    return _stand_for(_nodes(model), wanted) if wanted else []
 
-    from edgestudio.core.inspection import onnx_graphs
 
-    if not wanted:
-        return []
-    graph = onnx.load(str(model), format="protobuf", load_external_data=False).graph
-    nodes = [(n.name, n.op_type) for g in onnx_graphs(graph) for n in g.node]
+def _stand_for(nodes: list[tuple[str, str]], wanted: list[str]) -> list[str]:
     out: list[str] = []
     for w in wanted:
         out += [n for n in _names_like(nodes, w) if n not in out]
@@ -164,7 +165,7 @@ def still_quantized(model: Path, wanted: list[str]) -> list[str]:
     graph = onnx.load(str(model), format="protobuf", load_external_data=False).graph
     inits = {i.name for i in graph.initializer}
     weight_dq = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
-    kept = set(nodes_in(model, wanted))
+    kept = set(_stand_for([(n.name, n.op_type) for n in graph.node], wanted))  # the graph read once
     return [n.name for n in graph.node if n.name in kept and any(i in weight_dq for i in n.input[1:])]
 
 
