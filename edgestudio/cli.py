@@ -40,7 +40,30 @@ def _input_spec(args: argparse.Namespace) -> Any:
     """The input specification from --input / --shape / --value (one meaning on every command)."""
     from edgestudio.core.inputspec import InputSpec
 
-    return InputSpec.from_cli(getattr(args, "input", None), getattr(args, "shape", None), getattr(args, "value", None))
+    spec = InputSpec.from_cli(getattr(args, "input", None), getattr(args, "shape", None), getattr(args, "value", None),
+                              getattr(args, "output_kind", None))
+    return _remembered_kinds(args, spec)
+
+
+def _remembered_kinds(args: argparse.Namespace, spec: Any) -> Any:
+    """With --workspace, what the model's outputs are (--output-kind) is remembered for it and its variants: given
+    kinds are saved, kinds given before are used."""
+    model = getattr(args, "model", None)
+    if not getattr(args, "workspace", None) or not isinstance(model, str) or not Path(model).exists():
+        return spec
+    from edgestudio.core.errors import EdgeStudioError
+    from edgestudio.core.inputspec import InputSpec
+
+    try:
+        with _open_workspace(args) as ws:
+            entry = ws.model_by_path(model) or ws.import_model(model, copy=False)
+            saved = ws.inputs_for(entry.id)
+            kinds = {**(saved.get("outputs") or {}), **spec.outputs}
+            if spec.outputs:
+                ws.set_inputs(entry.id, {**saved, "outputs": kinds})
+    except (EdgeStudioError, OSError):
+        return spec
+    return InputSpec(spec.data, spec.shapes, spec.values, kinds)
 
 
 def _add_input_args(p: argparse.ArgumentParser, what: str = "the run") -> None:
@@ -51,6 +74,9 @@ def _add_input_args(p: argparse.ArgumentParser, what: str = "the run") -> None:
                    help="the shape of a dynamic input (repeatable; unnamed: the first input)")
     g.add_argument("--value", action="append", metavar="NAME=V", help="an input that holds a fixed value, e.g. "
                                                                       "sr=16000 (repeatable)")
+    g.add_argument("--output-kind", action="append", metavar="NAME=KIND",
+                   help="what an output is, for the task metrics of the checks: logits, scores, boxes, embedding, "
+                        "mask, landmarks or raw (repeatable; remembered with --workspace)")
 
 
 def _check_inputs(args: argparse.Namespace, spec: Any) -> None:
@@ -485,13 +511,9 @@ def _optimize_text(d: dict[str, Any]) -> str:
              f"{sb['after']:,} bytes ({sb['after'] / max(sb['before'], 1):.0%})"]
     drift = (d.get("details") or {}).get("drift")
     if drift:
-        outs = "; ".join(
-            f"{o['name']} cosine {o['cosine']:.4f} (worst sample)" + (f" / SNR {o['snr_db']:.1f} dB" if o.get("snr_db")
-                                                                       is not None else "")
-            + (f", worst slice {o['worst_slice']} {o['worst_slice_cosine']:.4f}" if o.get("worst_slice") and
-               o.get("worst_slice_cosine") is not None else "")
-            + (f": {o['reason']}" if o.get("verdict") == "failed" and o.get("reason") else "")
-            for o in drift["outputs"][:4])
+        from edgestudio.bench.parity import output_text
+
+        outs = "; ".join(output_text(o) for o in drift["outputs"][:4])
         lines.append(f"  drift vs FP32: {drift['verdict']} on {drift['samples']} {drift['data']}: {outs} "
                      f"(limit cosine {drift['min_cosine']})")
     if d.get("accuracy"):

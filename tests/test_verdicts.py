@@ -179,3 +179,93 @@ def test_the_wizard_shows_the_worst_slice_of_a_packed_output(qtbot, window, tmp_
     if os.environ.get("EDGESTUDIO_SHOTS"):
         wizard.resize(1100, 560)
         wizard.grab().save(str(Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "wizard-slices.png"))
+
+
+# ------------------------------------------------------------------------------------ what an output is
+def test_the_detector_declared_as_boxes_is_judged_by_box_iou_class_and_anchor_agreement(tmp_path: Path) -> None:
+    """--output-kind out=boxes: the drift carries the task metrics, computed as a user would (checked here
+    with ONNX Runtime called directly), and the dead scores fail as the task sees them."""
+    import onnxruntime as ort
+
+    model, calib = tmp_path / "det.onnx", tmp_path / "calib.npz"
+    _detector(model, calib)
+    out = tmp_path / "det_int8.onnx"
+    r = run_cli("optimize", str(model), "--method", "int8-static", "--runtime", "onnxruntime", "--calibration",
+                str(calib), "-o", str(out), "--keep-lossy", "--json", "--output-kind", "out=boxes")
+    d = json.loads(r.stdout)
+    (o,) = d["details"]["drift"]["outputs"]
+    metrics = {m["metric"]: m for m in o["task"]}
+    assert o["kind"] == "boxes" and set(metrics) == {"box IoU", "class agreement", "anchor overlap"}
+    assert not metrics["anchor overlap"]["ok"] and metrics["anchor overlap"]["value"] < 0.2
+    # independently: the confident anchors of the reference are no longer confident in the INT8 model
+    x = np.load(calib)["x"][:4]
+    ref = ort.InferenceSession(str(model)).run(None, {"x": x[:1]})[0][0].T  # [A, 4 + C]
+    got = ort.InferenceSession(str(out)).run(None, {"x": x[:1]})[0][0].T
+    conf = ref[:, 4:].max(1) >= 0.5 * ref[:, 4:].max()
+    assert conf.any() and float(got[conf, 4:].max()) < 0.5 * float(ref[:, 4:].max())
+
+
+def test_declared_kinds_use_the_task_metric_in_both_directions() -> None:
+    """An embedding whose padding tokens differ (the attention mask drops them) is not a failure; a mask whose
+    foreground moved is, though its cosine is high; landmarks off by a tenth of their range fail."""
+    rng = np.random.default_rng(4)
+    ref = [rng.normal(size=(4, 16, 32)).astype(np.float32) for _ in range(2)]
+    got = [r.copy() for r in ref]
+    for g in got:
+        g[:, 12:, :] = rng.normal(size=(4, 4, 32))
+    feeds = [{"input_ids": np.ones((4, 16), np.int64),
+              "attention_mask": np.concatenate([np.ones((4, 12)), np.zeros((4, 4))], 1).astype(np.int64)}] * 2
+    kw = dict(mode="lossy", atol=1e-4, rtol=1e-3, min_cosine=0.99)
+    c = check_output("e", "e", ref, got, kind="embedding", feeds=feeds, **kw)
+    assert c.verdict == PASSED and c.task[0].metric == "embedding cosine" and c.task[0].value > 0.9999
+    assert "attention mask" in c.task[0].detail
+    assert check_output("e", "e", ref, got, **kw).verdict == FAILED  # token by token, it differs
+    mask = [np.full((1, 1, 32, 32), 0.1, np.float32) for _ in range(3)]
+    for i, m in enumerate(mask):
+        m[..., 8 + i:24 + i, 8:24] = 0.9
+    moved = [np.roll(m, 5, axis=-1) * 0.6 + 0.4 * m for m in mask]
+    c = check_output("m", "m", mask, moved, kind="mask", **kw)
+    assert c.cosine > 0.9 and c.verdict == FAILED and "mask IoU" in c.reason
+    pts = [rng.uniform(0, 224, (1, 63)).astype(np.float32) for _ in range(3)]
+    assert check_output("l", "l", pts, [p + 0.5 for p in pts], kind="landmarks", **kw).verdict == PASSED
+    c = check_output("l", "l", pts, [p + 22.0 for p in pts], kind="landmarks", **kw)
+    assert c.verdict == FAILED and "landmark error" in c.reason
+
+
+def test_output_kinds_are_checked_remembered_in_the_workspace_and_shown(tmp_path: Path) -> None:
+    model, calib = tmp_path / "det.onnx", tmp_path / "calib.npz"
+    _detector(model, calib)
+    r = run_cli("convert", str(model), "--to", "openvino", "-o", str(tmp_path / "a.xml"), "--output-kind", "nope=boxes")
+    assert r.returncode == 2 or r.returncode == 1
+    assert "'nope', which is not an output of this model (its outputs: out)" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("convert", str(model), "--to", "openvino", "-o", str(tmp_path / "a.xml"), "--output-kind", "out=box")
+    assert r.returncode != 0 and "unknown kind 'box'" in r.stderr and "Traceback" not in r.stderr
+    ws = tmp_path / "ws"
+    r = run_cli("convert", str(model), "--to", "openvino", "--workspace", str(ws), "--input", str(calib),
+                "--output-kind", "out=boxes", "--json")
+    assert r.returncode == 0, r.stderr
+    step = json.loads(r.stdout)["steps"][-1]["parity"]
+    assert step["verdict"] == "passed" and {m["metric"] for m in step["outputs"][0]["task"]} == {
+        "box IoU", "class agreement", "anchor overlap"}
+    r = run_cli("convert", str(model), "--to", "onnx", "--simplify", "--workspace", str(ws), "--input", str(calib))
+    assert r.returncode == 0 and "box IoU" in r.stdout, r.stdout + r.stderr  # remembered for this model
+
+
+def test_the_inputs_editor_says_what_each_output_is(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from edgestudio.core.modelinfo import TensorSpec
+    from edgestudio.gui.inputs_editor import InputsEditor
+
+    editor = InputsEditor()
+    qtbot.addWidget(editor)
+    editor.set_inputs([TensorSpec("x", [1, 3, 8, 8], "float32")], {"outputs": {"out": "boxes"}},
+                      [TensorSpec("out", [1, 24, 64], "float32"), TensorSpec("aux", [1, 2], "float32")])
+    assert editor.outputs.cellWidget(0, 2).currentData() == "boxes"
+    assert editor.outputs.cellWidget(1, 2).currentData() is None
+    editor.outputs.cellWidget(1, 2).setCurrentIndex(editor.outputs.cellWidget(1, 2).findData("logits"))
+    with qtbot.waitSignal(editor.saved) as sig:
+        editor.save_button.click()
+    assert sig.args[0]["outputs"] == {"out": "boxes", "aux": "logits"}
+    assert "out is boxes" in editor.status.text()
+    if os.environ.get("EDGESTUDIO_SHOTS"):
+        editor.resize(760, 420)
+        editor.grab().save(str(Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "inputs-output-kinds.png"))

@@ -40,6 +40,7 @@ from edgestudio.core.inputspec import (
     make_feeds,
     normalize_name,
 )
+from edgestudio.bench.tasks import TaskMetric, near_chance, score_channels, task_metrics
 from edgestudio.core.modelinfo import Dim, TensorSpec
 
 PASSED, FAILED, INCONCLUSIVE, NOT_CHECKED = "passed", "failed", "inconclusive", "not checked"
@@ -64,9 +65,15 @@ class OutputCheck:
     mean_cosine: float | None = None  # over the samples together; ``cosine`` is the worst sample's
     worst_slice: str | None = None  # the slice (channel group) whose cosine is lowest, where the output has some
     worst_slice_cosine: float | None = None
+    kind: str | None = None  # what the user said the output is (--output-kind), None: not said
+    task: list[TaskMetric] = field(default_factory=list)  # the task metrics (bench.tasks), worst sample
+
+    def task_text(self) -> str:
+        return ", ".join(m.text() for m in self.task)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["task"] = [m.to_dict() for m in self.task]
         for k in ("max_abs_diff", "max_rel_diff", "cosine", "snr_db", "top1_agreement", "mean_cosine",
                   "worst_slice_cosine"):
             if d[k] is not None:
@@ -127,8 +134,11 @@ class ParityReport:
             figs.append(f"cosine {w.cosine:.6f}")
             figs.append(f"SNR {'inf' if w.snr_db is None else f'{w.snr_db:.1f}'} dB")
             figs.append(f"max abs diff {w.max_abs_diff:.3g}")
-            if self.top1_agreement is not None:
+            if self.top1_agreement is not None and not any(o.task for o in self.outputs):
                 figs.append(f"top-1 agreement {self.top1_agreement:.0%}")
+            tasks = [o for o in self.outputs if o.task]
+            for o in tasks[:2]:
+                figs.append((f"{o.name} " if len(self.outputs) > 1 else "") + o.task_text())
         src = ("random inputs" if self.inputs.get("random") else "inputs, partly random" if any(
             v == "random" for v in (self.inputs.get("sources") or {}).values()) else "real inputs") if self.inputs else ""
         text = f"{self.verdict}: " + ", ".join(figs) + (f" on {self.samples} {src}".rstrip() if self.samples else "")
@@ -146,6 +156,20 @@ class ParityReport:
                 "parent_runtime": self.parent_runtime, "child_runtime": self.child_runtime,
                 "outputs": [o.to_dict() for o in self.outputs], "inputs": self.inputs,
                 "io_changes": list(self.io_changes), "note": self.note, "summary": self.summary()}
+
+
+def output_text(o: dict[str, Any]) -> str:
+    """One output of a report (its dict): the worst sample's cosine, SNR, the worst channel slice, the task metrics,
+    and why it failed. The one wording of the CLI and the studio."""
+    text = f"{o['name']} cosine {o['cosine']:.4f} (worst sample)"
+    text += f", SNR {o['snr_db']:.1f} dB" if o.get("snr_db") is not None else ""
+    if o.get("worst_slice") and o.get("worst_slice_cosine") is not None:
+        text += f", worst slice {o['worst_slice']} cosine {o['worst_slice_cosine']:.4f}"
+    for m in o.get("task") or []:
+        text += f", {TaskMetric(**m).text()}"
+    if o.get("verdict") == "failed" and o.get("reason"):
+        text += f": {o['reason']}"
+    return text
 
 
 def _r(x: float | None) -> float | None:
@@ -189,8 +213,16 @@ def default_runtime(fmt: ModelFormat) -> str | None:
 
 # ------------------------------------------------------------------------------------------ metrics
 def _looks_like_classes(a: np.ndarray) -> bool:
-    """Scores per class: [N, C] or a sequence of them [N, T, C] (a 4-D map is an image, not classes)."""
-    return a.ndim in (2, 3) and 2 <= a.shape[-1] <= 100_000
+    """Scores per class: [N, C] or a sequence of them [N, T, C] (a 4-D map is an image, not classes). A 3-D output
+    whose middle axis is the shorter is a detector's packed ``[N, K, A]`` unless its rows are probabilities."""
+    if a.ndim == 2:
+        return 2 <= a.shape[-1] <= 100_000
+    if a.ndim != 3 or not 2 <= a.shape[-1] <= 100_000:
+        return False
+    if a.shape[1] < a.shape[2]:
+        sums = a.reshape(-1, a.shape[-1]).astype(np.float64).sum(1)
+        return bool(a.min() >= 0 and np.allclose(sums, 1.0, atol=1e-2))
+    return True
 
 
 def _degenerate(ref: list[np.ndarray]) -> str | None:
@@ -278,7 +310,10 @@ def _slice_verdict(ref: list[np.ndarray], got: list[np.ndarray]) -> tuple[str | 
 
 
 def check_output(name: str, child_name: str, ref: list[np.ndarray], got: list[np.ndarray], *, mode: str,
-                 atol: float, rtol: float, min_cosine: float) -> OutputCheck:
+                 atol: float, rtol: float, min_cosine: float, kind: str | None = None,
+                 feeds: list[dict[str, np.ndarray]] | None = None) -> OutputCheck:
+    """Judge one output. ``kind`` (what the user said it is) adds its task metrics, which then decide a lossy
+    verdict in place of the whole tensor's cosine (the user said what matters); collapses fail whatever the kind."""
     a = np.concatenate([r.astype(np.float64).ravel() for r in ref])
     b = np.concatenate([g.astype(np.float64).ravel() for g in got])
     finite = np.isfinite(b)
@@ -294,17 +329,29 @@ def check_output(name: str, child_name: str, ref: list[np.ndarray], got: list[np
     noise = float(np.sum((a - b) ** 2))
     snr = None if noise == 0 else 10 * math.log10(max(float(np.sum(a ** 2)), 1e-300) / noise)
     agree = None
-    if _looks_like_classes(ref[0]):
+    task = task_metrics(kind, ref, got, feeds) if kind != "raw" and finite.all() else []
+    if _looks_like_classes(ref[0]) and kind is None and score_channels(ref) is None:
         pa = np.concatenate([r.reshape(-1, r.shape[-1]) for r in ref])
         pb = np.concatenate([g.reshape(-1, g.shape[-1]) for g in got])
         agree = float(np.mean(pa.argmax(1) == pb.argmax(1)))
     degenerate = _degenerate(ref)
     scale = max(1.0, float(np.abs(a[np.isfinite(a)]).max()) if np.isfinite(a).any() else 1.0)
     which = "the worst sample's cosine" if worst_sample is not None and worst_sample < mean_cosine else "cosine"
+    if kind in ("logits", "scores"):
+        agree = next((m.value for m in task if m.metric == "top-1 agreement"), agree)
+    task_bad = [m for m in task if not m.ok]
+    chance = [m for m in task if m.kind == "auto" and near_chance(m, ref)]
+    declared = kind not in (None, "raw") and bool(task)
     if not finite.all():
         verdict, reason = FAILED, "the result holds NaN/Inf"
     elif collapse and not degenerate:
         verdict, reason = FAILED, collapse
+    elif chance and not degenerate:
+        verdict, reason = FAILED, (f"the class scores no longer tell anything: {chance[0].metric} "
+                                   f"{chance[0].value:.1%}, no better than a guess ({chance[0].detail})")
+    elif declared and mode != "exact" and not degenerate:
+        verdict, reason = ((FAILED, f"as {kind}: " + ", ".join(m.text() for m in task_bad)) if task_bad
+                           else (PASSED, None))
     elif mode == "exact":
         tol_ok = bool(np.all(diff <= atol * scale + rtol * np.abs(a)))
         if not tol_ok:
@@ -320,6 +367,8 @@ def check_output(name: str, child_name: str, ref: list[np.ndarray], got: list[np
                                              "output is near zero on these inputs, so the cosine cannot judge")
         elif cosine < min_cosine:
             verdict, reason = FAILED, f"{which} {cosine:.6f} < {min_cosine}"
+        elif declared and task_bad:
+            verdict, reason = FAILED, f"as {kind}: " + ", ".join(m.text() for m in task_bad)
         else:
             verdict, reason = PASSED, None
     else:
@@ -334,7 +383,7 @@ def check_output(name: str, child_name: str, ref: list[np.ndarray], got: list[np
         else:
             verdict, reason = PASSED, None
     return OutputCheck(name, child_name, max_abs, max_rel, cosine, snr, agree, verdict, reason, mean_cosine,
-                       slice_name, slice_cos)
+                       slice_name, slice_cos, kind, task)
 
 
 def overall(verdicts: list[str]) -> str:
@@ -348,6 +397,22 @@ def overall(verdicts: list[str]) -> str:
 
 
 # -------------------------------------------------------------------------------------- the check
+def _output_kinds(spec: InputSpec, names: list[str], model: str | Path) -> dict[str, str]:
+    """The user's ``--output-kind`` entries keyed by the model's own output names (an unknown name is an error
+    listing the real ones)."""
+    from edgestudio.core.errors import UsageError
+    from edgestudio.core.inputspec import match_name
+
+    out = {}
+    for given, kind in spec.outputs.items():
+        name = match_name(given, names)
+        if name is None:
+            raise UsageError(model, f"--output-kind names {given!r}, which is not an output of this model "
+                                    f"(its outputs: {', '.join(names) or 'none'})")
+        out[name] = kind
+    return out
+
+
 def _layout_asked(perm: tuple[int, ...], parent_shape: list[Dim], expected: str | None) -> bool:
     """A layout change is fine when the hop was asked to make it, and only from the other layout."""
     n = len(perm)
@@ -472,8 +537,10 @@ def compare_models(parent: str | Path, child: str | Path, *, tolerance: float = 
                 p_out[k].append(a)
                 c_out[k].append(b)
         changes += sorted(out_changes)
+        kinds = _output_kinds(spec, [po.name for po, _ in out_pairs], parent)
         checks = [check_output(po.name, co.name, p_out[k], c_out[k], mode=mode, atol=tolerance, rtol=rtol,
-                               min_cosine=min_cos) for k, (po, co) in enumerate(out_pairs)]
+                               min_cosine=min_cos, kind=kinds.get(po.name), feeds=feeds.samples)
+                  for k, (po, co) in enumerate(out_pairs)]
         verdict = overall([c.verdict for c in checks])
         bad_changes = [ch for ch in changes if "changed rank" in ch or ("changed dtype" in ch and mode == "exact")]
         bad_changes += unasked

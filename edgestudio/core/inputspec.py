@@ -32,19 +32,24 @@ CHECK_DYNAMIC_DIM = 64
 
 @dataclass
 class InputSpec:
-    """What the user said about a model's inputs. JSON-serialisable (jobs, workspace, recipes)."""
+    """What the user said about a model's data: its inputs, and what its outputs are (``--output-kind``, which
+    chooses the task metrics of the checks). JSON-serialisable (jobs, workspace, recipes)."""
 
     data: str | None = None
     shapes: dict[str, list[int]] = field(default_factory=dict)
     values: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)  # output name -> kind (OUTPUT_KINDS)
 
     @property
     def empty(self) -> bool:
         return not (self.data or self.shapes or self.values)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"data": self.data, "shapes": {k: list(v) for k, v in self.shapes.items()},
-                "values": dict(self.values)}
+        d: dict[str, Any] = {"data": self.data, "shapes": {k: list(v) for k, v in self.shapes.items()},
+                             "values": dict(self.values)}
+        if self.outputs:
+            d["outputs"] = dict(self.outputs)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | InputSpec | None) -> InputSpec:
@@ -52,21 +57,23 @@ class InputSpec:
             return d
         d = d or {}
         return cls(data=d.get("data") or None, shapes={k: [int(x) for x in v] for k, v in (d.get("shapes") or {}).items()},
-                   values={k: float(v) for k, v in (d.get("values") or {}).items()})
+                   values={k: float(v) for k, v in (d.get("values") or {}).items()},
+                   outputs=parse_output_kinds(f"{k}={v}" for k, v in (d.get("outputs") or {}).items()))
 
     @classmethod
     def from_cli(cls, data: str | None = None, shapes: Iterable[str] | None = None,
-                 values: Iterable[str] | None = None) -> InputSpec:
+                 values: Iterable[str] | None = None, outputs: Iterable[str] | None = None) -> InputSpec:
         if data and not Path(data).exists():
             raise UsageError(None, f"{data}: no such file (--input)")
         return cls(data=str(Path(data).resolve()) if data else None, shapes=parse_shapes(shapes),
-                   values=parse_values(values))
+                   values=parse_values(values), outputs=parse_output_kinds(outputs))
 
     def merged(self, other: InputSpec | None) -> InputSpec:
         """``other``'s entries over this one's."""
         if other is None:
             return self
-        return InputSpec(other.data or self.data, {**self.shapes, **other.shapes}, {**self.values, **other.values})
+        return InputSpec(other.data or self.data, {**self.shapes, **other.shapes}, {**self.values, **other.values},
+                         {**self.outputs, **other.outputs})
 
     def describe(self) -> str:
         parts = []
@@ -182,6 +189,23 @@ def parse_values(items: Iterable[str] | None) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------------ shapes
+#: what an output is, for the task metrics of the checks (``--output-kind NAME=KIND``)
+OUTPUT_KINDS = ("logits", "scores", "boxes", "embedding", "mask", "landmarks", "raw")
+
+
+def parse_output_kinds(items: Iterable[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or ():
+        name, sep, kind = str(item).rpartition("=")
+        kind = kind.strip().lower()
+        if not sep or not name.strip():
+            raise UsageError(None, f"--output-kind {item!r}: expected NAME=KIND (KIND one of {', '.join(OUTPUT_KINDS)})")
+        if kind not in OUTPUT_KINDS:
+            raise UsageError(None, f"--output-kind {item!r}: unknown kind {kind!r} (one of {', '.join(OUTPUT_KINDS)})")
+        out[name.strip()] = kind
+    return out
+
+
 def _is_fixed(d: Dim) -> bool:
     return isinstance(d, int) and d >= 0
 

@@ -578,7 +578,7 @@ class Workspace:
             with self._lock:
                 row = self._db.execute("SELECT inputs_json FROM models WHERE id = ?", (entry.id,)).fetchone()
             spec = json.loads(row[0]) if row and row[0] else {}
-            if spec and any(spec.get(k) for k in ("data", "shapes", "values")):
+            if spec and any(spec.get(k) for k in ("data", "shapes", "values", "outputs")):
                 return dict(spec)
         return {}
 

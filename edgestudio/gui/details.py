@@ -98,17 +98,11 @@ def drift_html(d: dict[str, Any] | None) -> str:
 
 
 def drift_outputs_text(d: dict[str, Any]) -> str:
-    """Per output: the worst sample's cosine, SNR, the worst channel slice where there are slices, and why it
-    failed (a collapsed slice is named)."""
-    parts = []
-    for o in d.get("outputs", [])[:3]:
-        text = f"{o['name']} cosine {o['cosine']:.4f} (worst sample)"
-        text += f", SNR {o['snr_db']:.1f} dB" if o.get("snr_db") is not None else ""
-        if o.get("worst_slice") and o.get("worst_slice_cosine") is not None:
-            text += f", worst slice {o['worst_slice']} cosine {o['worst_slice_cosine']:.4f}"
-        if o.get("verdict") == "failed" and o.get("reason"):
-            text += f": {o['reason']}"
-        parts.append(text)
+    """Per output: the worst sample's cosine, SNR, the worst channel slice where there are slices, the task
+    metrics where the output's kind is known, and why it failed (a collapsed slice is named)."""
+    from edgestudio.bench.parity import output_text
+
+    parts = [output_text(o) for o in d.get("outputs", [])[:3]]
     return "; ".join(parts)
 
 
@@ -272,7 +266,8 @@ class DetailsView(QWidget):
         rows = [["in", t["name"], format_dims(t["shape"]), t["dtype"]] for t in info["inputs"]]
         rows += [["out", t["name"], format_dims(t["shape"]), t["dtype"]] for t in info["outputs"]]
         _fill(self.io, rows)
-        self.inputs.set_inputs([TensorSpec.from_dict(t) for t in info["inputs"]], self._inputs_spec)
+        self.inputs.set_inputs([TensorSpec.from_dict(t) for t in info["inputs"]], self._inputs_spec,
+                               [TensorSpec.from_dict(t) for t in info["outputs"]])
         ops = sorted(info["ops"].items(), key=lambda kv: -kv[1])
         self._op_bars.maximum = float(max((v for _, v in ops), default=1))
         _fill(self.ops, [[k, v] for k, v in ops])

@@ -2,7 +2,8 @@
 
 One row per model input: its declared shape and type, the shape to use for dynamic dims, and a fixed value
 where the input must hold one (a sample rate). A data file (.npz keyed by input name, or .npy) gives real
-samples. What is saved here is remembered in the workspace and used by every job the studio runs on this
+samples. Below, what each output is (logits, boxes, an embedding, a mask, landmarks) chooses the task metrics
+the checks judge it by (the CLI's --output-kind). What is saved here is remembered in the workspace and used by every job the studio runs on this
 model and its variants: parity, drift, calibration, benchmarks, packages.
 """
 
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QComboBox,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -25,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from edgestudio.core.errors import EdgeStudioError
-from edgestudio.core.inputspec import InputSpec, format_dims, parse_shapes, parse_values
+from edgestudio.core.inputspec import OUTPUT_KINDS, InputSpec, format_dims, parse_shapes, parse_values
 from edgestudio.core.modelinfo import TensorSpec
 
 NAME, DECLARED, DTYPE, SHAPE, VALUE = range(5)
@@ -50,6 +52,17 @@ class InputsEditor(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         lay.addWidget(self.table, 1)
+        self.outputs_label = QLabel("What the outputs are (the checks use the task's metrics: top-1 agreement, box "
+                                    "IoU, embedding cosine, mask IoU, landmark error)")
+        self.outputs_label.setWordWrap(True)
+        lay.addWidget(self.outputs_label)
+        self.outputs = QTableWidget(0, 3)
+        self.outputs.setObjectName("outputs_table")
+        self.outputs.setHorizontalHeaderLabels(["Output", "Shape", "Kind"])
+        self.outputs.verticalHeader().setVisible(False)
+        self.outputs.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.outputs.horizontalHeader().setStretchLastSection(True)
+        lay.addWidget(self.outputs, 1)
         row = QHBoxLayout()
         row.addWidget(QLabel("Data file"))
         self.data = QLineEdit()
@@ -74,9 +87,25 @@ class InputsEditor(QWidget):
         buttons.addWidget(self.save_button)
         lay.addLayout(buttons)
         self._specs: list[TensorSpec] = []
+        self._outs: list[TensorSpec] = []
 
-    def set_inputs(self, specs: list[TensorSpec], spec: dict[str, Any] | None = None) -> None:
+    def set_inputs(self, specs: list[TensorSpec], spec: dict[str, Any] | None = None,
+                   outputs: list[TensorSpec] | None = None) -> None:
         self._specs = list(specs)
+        self._outs = list(outputs or [])
+        self.outputs.setRowCount(len(self._outs))
+        for r, o in enumerate(self._outs):
+            for c, text in ((0, o.name), (1, format_dims(o.shape))):
+                item = QTableWidgetItem(text)
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                self.outputs.setItem(r, c, item)
+            combo = QComboBox()
+            combo.addItem("not said (shape only)", None)
+            for kind in OUTPUT_KINDS:
+                combo.addItem(kind, kind)
+            self.outputs.setCellWidget(r, 2, combo)
+        self.outputs.setVisible(bool(self._outs))
+        self.outputs_label.setVisible(bool(self._outs))
         self.table.setRowCount(len(specs))
         for r, s in enumerate(specs):
             for c, text in ((NAME, s.name), (DECLARED, format_dims(s.shape)), (DTYPE, s.dtype)):
@@ -96,6 +125,9 @@ class InputsEditor(QWidget):
             self.table.item(r, SHAPE).setText(",".join(map(str, shape)) if shape else "")
             self.table.item(r, VALUE).setText("" if value is None else (str(int(value)) if float(value).is_integer()
                                                                          else f"{value:g}"))
+        for r, o in enumerate(self._outs):
+            combo = self.outputs.cellWidget(r, 2)
+            combo.setCurrentIndex(max(0, combo.findData(spec.outputs.get(o.name))) if spec.outputs.get(o.name) else 0)
         self.status.setText(self._describe(spec))
 
     def spec(self) -> InputSpec:
@@ -109,7 +141,9 @@ class InputsEditor(QWidget):
             if value:
                 values.append(f"{s.name}={value}")
         data = self.data.text().strip() or None
-        spec = InputSpec(data=data, shapes=parse_shapes(shapes), values=parse_values(values))
+        kinds = {o.name: self.outputs.cellWidget(r, 2).currentData() for r, o in enumerate(self._outs)}
+        spec = InputSpec(data=data, shapes=parse_shapes(shapes), values=parse_values(values),
+                         outputs={k: v for k, v in kinds.items() if v})
         if data:
             spec.check_names(self._specs, data)
         return spec
@@ -125,7 +159,10 @@ class InputsEditor(QWidget):
 
     @staticmethod
     def _describe(spec: InputSpec) -> str:
-        return "random inputs (nothing given)" if spec.empty else spec.describe()
+        text = "random inputs (nothing given)" if spec.empty else spec.describe()
+        if spec.outputs:
+            text += "; outputs: " + ", ".join(f"{k} is {v}" for k, v in spec.outputs.items())
+        return text
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Input data", self.data.text(), "NumPy (*.npz *.npy)")

@@ -316,6 +316,8 @@ class RunPage(QWizardPage):
                 if sliced:  # an output packing several quantities: its worst channel slice, which a whole cosine hides
                     o = min(sliced, key=lambda o: o["worst_slice_cosine"])
                     also += f" · worst slice {o['name']}{o['worst_slice'].split(' ')[0]} {o['worst_slice_cosine']:.4f}"
+                for o in [o for o in p.get("outputs") or [] if o.get("task")][:2]:  # the task metrics
+                    also += " · " + ", ".join(_task_text(m) for m in o["task"])
                 values = [target, f"{step['from']} → {step['to']}", step["converter"], f"{step['seconds']:.2f}",
                           str(p.get("max_abs_diff", "-")), str(p.get("cosine", "-")),
                           marks.get(verdict, "not checked") + (" (random inputs)" if (p.get("inputs") or {}).get("random")
@@ -363,3 +365,9 @@ class RunPage(QWizardPage):
 
     def isComplete(self) -> bool:  # noqa: N802
         return len(self.w.results) + len(self.w.errors) == len(self.w.jobs) and bool(self.w.jobs)
+
+
+def _task_text(m: dict[str, Any]) -> str:
+    from edgestudio.bench.tasks import TaskMetric
+
+    return TaskMetric(**m).text()

@@ -270,7 +270,8 @@ def drift_check(reference: Path, optimized: Path, opts: OptimizeOptions, cancel:
         return {"name": o.name, "cosine": round(o.cosine, 6), "mean_cosine": None if o.mean_cosine is None else
                 round(o.mean_cosine, 6), "snr_db": None if o.snr_db is None else round(o.snr_db, 2),
                 "verdict": o.verdict, "reason": o.reason, "worst_slice": o.worst_slice,
-                "worst_slice_cosine": None if o.worst_slice_cosine is None else round(o.worst_slice_cosine, 6)}
+                "worst_slice_cosine": None if o.worst_slice_cosine is None else round(o.worst_slice_cosine, 6),
+                "kind": o.kind, "task": [m.to_dict() for m in o.task]}
 
     return {"verdict": verdict, "min_cosine": opts.min_cosine, "samples": report.samples, "data": what,
             "same_as_calibration": same_as_calibration, "note": note,
