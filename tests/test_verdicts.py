@@ -269,3 +269,35 @@ def test_the_inputs_editor_says_what_each_output_is(qtbot, tmp_path: Path) -> No
     if os.environ.get("EDGESTUDIO_SHOTS"):
         editor.resize(760, 420)
         editor.grab().save(str(Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "inputs-output-kinds.png"))
+
+
+def test_the_optimize_panel_judges_a_declared_output_by_its_task(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Details ▸ Inputs: the output is said to be boxes; the panel's INT8 run then reports box IoU and anchor
+    agreement, and the dead scores are named as the reason it failed."""
+    model, calib = tmp_path / "det.onnx", tmp_path / "calib.npz"
+    _detector(model, calib)
+    (model_id,) = window.import_paths([model])
+    window.browser.select(model_id)
+    editor = window.details.inputs
+    qtbot.waitUntil(lambda: editor.outputs.rowCount() == 1, timeout=30_000)
+    editor.outputs.cellWidget(0, 2).setCurrentIndex(editor.outputs.cellWidget(0, 2).findData("boxes"))
+    editor.save_button.click()
+    assert window.workspace.inputs_for(model_id)["outputs"] == {"out": "boxes"}
+    panel = window.optimize
+    panel.runtime.setCurrentText("onnxruntime")
+    panel.method.setCurrentText("int8-static")
+    panel.calibration.set_text(str(calib))
+    panel.run()
+    qtbot.waitUntil(lambda: "done" in panel.message.text() or "failed" in panel.message.text(), timeout=120_000)
+    text = panel.message.text()
+    assert "box IoU" in text and "anchor overlap" in text and "collapsed to 0" in text, text
+    if os.environ.get("EDGESTUDIO_SHOTS"):
+        from PySide6.QtWidgets import QDockWidget
+
+        dock = panel.parent()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parent()
+        dock.raise_()
+        window.resize(1400, 860)
+        qtbot.wait(200)
+        window.grab().save(str(Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "optimize-task-metrics.png"))

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QScrollArea,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -81,6 +82,24 @@ class DataPicker(QWidget):
             self.edit.setText(path)
 
 
+class _Message(QTextBrowser):
+    """The panel's last word (rich text); ``text()`` is what it says, as plain text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("opt_message")
+        self.setFrameShape(QTextBrowser.Shape.NoFrame)
+        self.setMinimumHeight(96)
+        self.setOpenLinks(False)
+        self.viewport().setAutoFillBackground(False)
+
+    def setText(self, text: str) -> None:  # noqa: N802 (QLabel's name: callers need not know)
+        self.setHtml(text)
+
+    def text(self) -> str:
+        return self.toPlainText()
+
+
 class OptimizePanel(QWidget):
     submitted = Signal(str)  # job id
 
@@ -140,8 +159,7 @@ class OptimizePanel(QWidget):
         self.run_button.setObjectName("opt_run")
         self.run_button.clicked.connect(self.run)
         lay.addWidget(self.run_button)
-        self.message = QLabel()
-        self.message.setWordWrap(True)
+        self.message = _Message()  # a verdict with its figures and reason is long: it scrolls, never clipped
         lay.addWidget(self.message)
         self._runtime_changed(self.runtime.currentText())
 
@@ -229,7 +247,7 @@ class OptimizePanel(QWidget):
         try:
             cls = find_optimizer(method, runtime)
         except EdgeStudioError as exc:
-            self.message.setText(exc.one_line())
+            self.message.setText(html.escape(exc.one_line()))
             return None
         opts = self.options()
         if cls.needs_calibration and not (opts.calibration or opts.dataset):
@@ -242,7 +260,7 @@ class OptimizePanel(QWidget):
                                          device=self.device.currentText(),
                                          options={"method": method, "options": opts.to_dict(), "keep_reference": True}),
                                  output_name=optimized_name(src, method, runtime, out_fmt))
-        self.message.setText(f"{method} for {runtime} on {src.name}: queued (see Jobs)…")
+        self.message.setText(html.escape(f"{method} for {runtime} on {src.name}: queued (see Jobs)…"))
         self._jobs[job] = src.name
         self.submitted.emit(job)
         return job
@@ -253,7 +271,7 @@ class OptimizePanel(QWidget):
         if name is None:
             return False
         if not ok or not result:
-            self.message.setText(f"<b>{name}: failed</b> — {error}")
+            self.message.setText(f"<b>{html.escape(name)}: failed</b> — {html.escape(str(error))}")
             return True
         acc = result.get("accuracy") or {}
         drift = (result.get("details") or {}).get("drift") or {}
@@ -268,7 +286,7 @@ class OptimizePanel(QWidget):
         if size.get("before") and size.get("after"):
             parts.append(f"size {size['before'] / 1024:.0f} → {size['after'] / 1024:.0f} KB "
                          f"({size['after'] / size['before']:.0%})")
-        parts.append(f"<small>{result['output']}</small>")
+        parts.append(f"<small>{html.escape(str(result['output']))}</small>")
         self.message.setText("<br>".join(parts))
         return True
 

@@ -146,8 +146,13 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
         elif drift["verdict"] == "failed":
             worst = drift.get("worst") or {}
             why = worst.get("reason") or f"cosine {worst.get('cosine')} < {opts.min_cosine}"
-            msg = (f"drift guard: output {worst.get('name')!r} against the FP32 model: {why} (SNR "
-                   f"{worst.get('snr_db')} dB; limit cosine {opts.min_cosine}) on {drift['samples']} {drift['data']}")
+            from edgestudio.bench.tasks import TaskMetric
+
+            task = ", ".join(TaskMetric(**m).text() for m in worst.get("task") or [])
+            msg = (f"drift guard: output {worst.get('name')!r} against the FP32 model: {why} ("
+                   + (f"as {worst.get('kind')}: {task}; " if task and worst.get("kind") else f"{task}; " if task else "")
+                   + f"SNR {worst.get('snr_db')} dB; limit cosine {opts.min_cosine}) on {drift['samples']} "
+                     f"{drift['data']}")
             if drift.get("note") and "interface" in drift["note"]:
                 msg = f"drift guard: {drift['note']}"
             if not opts.keep_lossy:
