@@ -9,10 +9,15 @@ from edgestudio.core.formats import ModelFormat
 from edgestudio.core.progress import CancelToken, ProgressCallback
 
 
-def slim(src: Path, dst: Path) -> None:
+def slim(src: Path, dst: Path, input_shapes: list[str] | None = None) -> None:
+    """Simplify ``src`` into ``dst``; ``input_shapes`` ("name:1,3,224,224") fixes dynamic input dims first."""
+    import contextlib
+    import io
+
     import onnxslim
 
-    onnxslim.slim(str(src), str(dst))
+    with contextlib.redirect_stdout(io.StringIO()):  # its summary table is not ours to print
+        onnxslim.slim(str(src), str(dst), **({"input_shapes": input_shapes} if input_shapes else {}))
     if not dst.exists():
         raise RuntimeError("onnxslim wrote no output")
 

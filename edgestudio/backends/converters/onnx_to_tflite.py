@@ -70,19 +70,45 @@ def run_onnx2tf(src: Path, opts: ConvertOptions, work: Path, *, progress: Progre
     from edgestudio.backends.converters.onnx_simplify import slim
 
     impl.download_test_image_data = _synthetic_test_images  # never reach for the network
-    progress(0.05, "simplifying (constant weights for onnx2tf)")
-    slim(src, work / "model.onnx")  # a copy: onnx2tf rewrites its input in place
+    # onnx2tf needs every dim fixed ("Dimension -1 must be >= 0" otherwise): the shapes are set in the graph
+    # (onnxslim propagates them, so the result is static, as a microcontroller needs) and given as its -ois
+    fixed = fixed_input_shapes(src, opts)
+    ois = [f"{k}:{','.join(map(str, v))}" for k, v in fixed.items()]
+    progress(0.05, "simplifying (constant weights for onnx2tf)" + (f", inputs fixed at {', '.join(ois)}" if ois else ""))
+    slim(src, work / "model.onnx", input_shapes=ois)  # a copy: onnx2tf rewrites its input in place
     cancel.check()
     progress(0.2, "converting with onnx2tf")
     kwargs: dict = {"non_verbose": True, "output_signaturedefs": True, "disable_strict_mode": True}
-    if opts.shapes:
-        kwargs["overwrite_input_shape"] = [f"{k}:{','.join(map(str, v))}" for k, v in opts.shapes.items() if k]
+    if ois:
+        kwargs["overwrite_input_shape"] = ois
     keep = _input_names(work / "model.onnx") if opts.layout == "nchw" else _channels_last_inputs(work / "model.onnx")
     if keep:  # onnx2tf reads every 4-D input as NCHW: an NHWC input would be transposed once more
         # (onnx2tf renames 'a:0' to 'a__0' before it looks the names up; unknown names are ignored)
         kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = keep + [k.replace(":", "__") for k in keep if ":" in k]
     onnx2tf.convert(input_onnx_file_path=str(work / "model.onnx"), output_folder_path=str(work / "out"), **kwargs)
     return work / "out"
+
+
+def fixed_input_shapes(path: Path, opts: ConvertOptions) -> dict[str, list[int]]:
+    """A fixed shape for every input of the ONNX model ``path`` that has dynamic dims: from ``--shape`` (the converter's shapes
+    and the input specification's), the ``--input`` arrays, a dim of the same name elsewhere, batch 1; a dim none
+    of these fixes is a one-line error naming the input and the ``--shape`` to give."""
+    from edgestudio.core.inputspec import InputSpec, resolve_shapes
+    from edgestudio.core.inspection import inspect_model
+
+    specs = inspect_model(path).inputs
+    dynamic = [s for s in specs if s.shape == ["?"] or any(not isinstance(d, int) or d < 0 for d in s.shape)]
+    if not dynamic:
+        return {}
+    spec = InputSpec.from_dict(opts.inputs).merged(InputSpec(shapes={k: list(v) for k, v in opts.shapes.items()}))
+    given = None
+    if spec.data:  # a dynamic batch's rows are samples: one of them gives the shape
+        by_name = {s.name: s for s in specs}
+        given = {k: v[:1] if v.ndim == len(by_name[k].shape) and v.ndim and not (
+                 isinstance(by_name[k].shape[0], int) and by_name[k].shape[0] >= 0) else v
+                 for k, v in spec.arrays(specs).items()}
+    shapes = resolve_shapes(specs, spec, model=path, given=given)
+    return {s.name: shapes[s.name] for s in dynamic}
 
 
 def _input_names(path: Path) -> list[str]:
