@@ -52,3 +52,16 @@ def test_onnx_to_tflite_fixes_dynamic_dims_from_the_input_specification(tmp_path
     it.invoke()
     got = it.get_tensor(it.get_output_details()[0]["index"]).transpose(0, 3, 1, 2)
     assert np.allclose(ref, got, atol=1e-4)
+
+
+def test_tflm_says_why_it_cannot_allocate_a_float16_model(tmp_path: Path) -> None:
+    """FP16 weights are DEQUANTIZE ops over float16 tensors, which TFLM cannot allocate: said plainly, with the
+    way to a model it can run (the old message was TFLM's bare 'failed to allocate tensors')."""
+    from tests.conftest import SAMPLES
+
+    fp16 = tmp_path / "d16.tflite"
+    r = run_cli("optimize", str(SAMPLES / "digits_cnn.keras"), "--method", "fp16", "--runtime", "litert", "-o", str(fp16))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("package", str(fp16), "--tflm", "-o", str(tmp_path / "pkg"))
+    assert r.returncode == 1 and "float16" in r.stderr and "DEQUANTIZE" in r.stderr and "int8-static" in r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr

@@ -413,6 +413,35 @@ def _output_kinds(spec: InputSpec, names: list[str], model: str | Path) -> dict[
     return out
 
 
+def follow_model(inputs: dict[str, Any], parent: str | Path, child: str | Path) -> dict[str, Any]:
+    """An input specification written for ``parent``, for ``child`` made from it: the output kinds keyed by the
+    child's output names, paired as the checks pair them (a converter may rename outputs, ``output_0``, and reorder
+    them), and shapes dropped where the child's inputs are all static (the conversion fixed them, maybe in another
+    layout)."""
+    spec = InputSpec.from_dict(inputs)
+    if not spec.outputs and not spec.shapes:
+        return inputs
+    from edgestudio.core.errors import EdgeStudioError
+    from edgestudio.core.inputspec import match_name
+    from edgestudio.core.inspection import inspect_model
+
+    try:
+        p_info, c_info = inspect_model(parent), inspect_model(child)
+    except EdgeStudioError:
+        return inputs
+    shapes = spec.shapes
+    if all(s.shape != ["?"] and all(isinstance(d, int) and d >= 0 for d in s.shape) for s in c_info.inputs):
+        shapes = {}
+    kinds = spec.outputs
+    if kinds:
+        try:
+            pairs = {p.name: c.name for p, c in _pair(p_info.outputs, c_info.outputs, "output")}
+        except ValueError:
+            pairs = {}
+        kinds = {pairs[n]: k for g, k in kinds.items() if (n := match_name(g, list(pairs))) is not None}
+    return InputSpec(spec.data, shapes, spec.values, kinds).to_dict()
+
+
 def _layout_asked(perm: tuple[int, ...], parent_shape: list[Dim], expected: str | None) -> bool:
     """A layout change is fine when the hop was asked to make it, and only from the other layout."""
     n = len(perm)

@@ -4,6 +4,8 @@ is a failure."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import shutil
 import tempfile
 import time
@@ -113,9 +115,14 @@ def convert_model(src: str | Path, target: ModelFormat, *, output: str | Path | 
         n = len(plan.hops)
         for i, hop in enumerate(plan.hops):
             try:
+                parent = current
                 current, current_fmt = _run_hop(
                     i, n, hop, current, current_fmt, out if i == n - 1 else None, inter, stem, opts, steps,
                     warnings, progress, cancel)
+                if i < n - 1 and (opts.inputs.get("outputs") or opts.inputs.get("shapes")):
+                    from edgestudio.bench.parity import follow_model  # renamed outputs, shapes now fixed
+
+                    opts = dataclasses.replace(opts, inputs=follow_model(opts.inputs, parent, current))
             except ConversionError as exc:
                 remove_model_files(out)  # a failed conversion leaves no output behind
                 if n > 1 or exc.path != str(src):  # name the user's model and the step, not a temp file

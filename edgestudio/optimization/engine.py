@@ -7,6 +7,7 @@ the target runtime and the result must stay within ``max_drop`` top-1 (the accur
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -88,6 +89,10 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
         work, steps, reference = _bring_to(src, fmt, cls.sources, Path(keep_dir) if keep_dir else Path(tmp), opts,
                                            progress, cancel)
         wfmt = detect_format(work)
+        if work != src:  # what the user said about their model's inputs, for the converted one
+            from edgestudio.bench.parity import follow_model
+
+            opts = dataclasses.replace(opts, inputs=follow_model(dict(opts.inputs), src, work))
         if wfmt is ModelFormat.ONNX:  # no cycle, nothing over the memory budget, before a quantizer reads it
             from edgestudio.core.inspection import check_onnx_file
 
@@ -108,8 +113,9 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
             details = cls().optimize(given, wfmt, out, opts, progress=lambda f, m="": progress(0.4 + 0.4 * f, m),
                                      cancel=cancel)
         except EdgeStudioError as exc:
-            if exc.path is None:
-                raise OptimizationError(src, exc.cause, hint=exc.hint) from None
+            if exc.path is None or Path(exc.path) != src:  # name the user's model, never a temporary file
+                where = f" ({wfmt.label} made from it)" if work != src else ""
+                raise OptimizationError(src, f"{cls.key()}{where}: {exc.cause}", hint=exc.hint) from None
             raise
         except Exception as exc:
             if type(exc).__name__ == "Cancelled":
@@ -133,6 +139,9 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
             ref = convert_model(work, out_fmt, output=default_output(work, out_fmt, ref_dir),
                                 options=ConvertOptions(inputs=dict(opts.inputs)), cancel=cancel)
             steps += [s.to_dict() for s in ref.steps]
+            from edgestudio.bench.parity import follow_model
+
+            opts = dataclasses.replace(opts, inputs=follow_model(dict(opts.inputs), work, Path(ref.output)))
             work, wfmt = Path(ref.output), out_fmt
         warnings = list(details.pop("warnings", []) or [])
         cancel.check()
@@ -197,21 +206,39 @@ def _bring_to(src: Path, fmt: ModelFormat, sources: tuple[ModelFormat, ...], fol
     from edgestudio.backends.converters.base import ConversionError
     from edgestudio.conversion.engine import convert_model, default_output
 
-    last: ConversionError | None = None
+    errors: list[tuple[ModelFormat, ConversionError]] = []
+    inputs = dict(opts.inputs)
+    calib = opts.calibration or opts.dataset
+    if not inputs.get("data") and calib and calib != "random" and Path(calib).suffix in (".npz", ".npy") \
+            and Path(calib).is_file():
+        from edgestudio.bench.parity import load_for_check
+        from edgestudio.core.inputspec import InputSpec, npz_keys_are_inputs
+
+        sess = load_for_check(src)
+        from edgestudio.core.safety import npz_names
+
+        one = sess is not None and len(sess.inputs) == 1
+        if sess is not None and (npz_keys_are_inputs(calib, sess.inputs) or one and (
+                Path(calib).suffix == ".npy" or "x" in npz_names(Path(calib)))):
+            # the samples fix what the conversion needs fixed (dynamic dims) and are what its check runs on
+            inputs = InputSpec.from_dict(inputs).merged(InputSpec(data=str(Path(calib).resolve()))).to_dict()
     for target in sources:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             from edgestudio.backends.converters.base import ConvertOptions
 
             report = convert_model(src, target, output=default_output(src, target, folder),
-                                   options=ConvertOptions(inputs=dict(opts.inputs)),
+                                   options=ConvertOptions(inputs=inputs),
                                    progress=lambda f, m="": progress(0.35 * f, m), cancel=cancel)
             return Path(report.output), [s.to_dict() for s in report.steps], Path(report.output)
         except ConversionError as exc:
-            last = exc
+            errors.append((target, exc))
     names = ", ".join(s.label for s in sources)
-    raise OptimizationError(src, f"this method needs a {names} model; converting it failed: "
-                                 + (last.cause if last else "no converter"),
+    # the real cause: a converter that ran and failed, never a planner's "no path" to a format tried after it
+    tried = [(t, e) for t, e in errors if not e.cause.startswith("no conversion path")]
+    target, last = (tried or errors or [(None, None)])[0]
+    cause = (f"to {target.label}: {last.cause}" if target is not None and last is not None else "no converter")
+    raise OptimizationError(src, f"this method needs a {names} model; converting it {cause}",
                             hint=(last.hint if last and last.hint else
                                   "pass the original Keras/SavedModel, or pick another --runtime"))
 

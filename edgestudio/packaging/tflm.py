@@ -68,8 +68,9 @@ class TflmError(EdgeStudioError):
     """The model cannot run in TensorFlow Lite Micro."""
 
 
-def builtin_ops(path: str | Path) -> list[str]:
-    """The model's operators (BuiltinOperator names, or the custom code), in first-use order."""
+def builtin_ops(path: str | Path, *, unique: bool = True) -> list[str]:
+    """The model's operators (BuiltinOperator names, or the custom code), in first-use order (``unique=False``:
+    one entry per operator of the graph)."""
     from ai_edge_litert import schema_py_generated as schema
 
     buf = Path(path).read_bytes()
@@ -86,7 +87,7 @@ def builtin_ops(path: str | Path) -> list[str]:
         sg = model.Subgraphs(g)
         for j in range(sg.OperatorsLength()):
             name = codes[sg.Operators(j).OpcodeIndex()]
-            if name not in used:
+            if name not in used or not unique:
                 used.append(name)
     return used
 
@@ -215,6 +216,32 @@ def verify_tflm(path: str | Path, inputs: Any = None, *, samples: int = 4, timeo
     return out  # type: ignore[no-any-return]
 
 
+def _tflm_blockers(path: Path) -> str | None:
+    """What in the model TFLM cannot allocate, said plainly: float16 tensors (FP16 weights dequantized at run
+    time), dynamic shapes, or tensor types TFLM kernels do not take."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        details = Interpreter(model_path=str(path)).get_tensor_details()
+    except Exception:  # noqa: BLE001 - a diagnosis only: the caller still has TFLM's own words
+        return None
+    reasons = []
+    fp16 = [d["name"] for d in details if np.dtype(d["dtype"]) == np.float16]
+    if fp16:
+        dq = sum(op == "DEQUANTIZE" for op in builtin_ops(path, unique=False))
+        reasons.append(f"it stores {len(fp16)} tensors as float16 (FP16 weights, {dq} DEQUANTIZE ops), which TFLM "
+                       "cannot allocate")
+    odd = sorted({np.dtype(d["dtype"]).name for d in details} - {"float32", "int8", "int16", "int32", "uint8", "bool",
+                                                                  "float16"})
+    if odd:
+        reasons.append(f"it has {', '.join(odd)} tensors")
+    # a dynamic batch alone is fine for TFLM; dynamic inner dims are not (said only when nothing else explains it)
+    dyn = [d["name"] for d in details if -1 in list(d.get("shape_signature", []))[1:]]
+    if dyn and not reasons:
+        reasons.append(f"{len(dyn)} tensors have dynamic shapes (e.g. {dyn[0]!r}); TFLM needs static ones")
+    return "; ".join(reasons) or None
+
+
 def _verify_here(path: Path, inputs: Any = None, *, samples: int = 4) -> dict[str, Any]:
     from edgestudio.backends.runtimes import get_runtime
     from edgestudio.core.inputspec import InputSpec, make_feeds
@@ -247,8 +274,11 @@ def _verify_here(path: Path, inputs: Any = None, *, samples: int = 4) -> dict[st
             raise TflmError(path, f"TensorFlow Lite Micro has no kernel for {', '.join(missing)} (the model uses "
                                   f"{', '.join(ops)})", hint="quantize to full INT8 or replace those layers")
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        why = _tflm_blockers(path)
         raise TflmError(path, "TensorFlow Lite Micro cannot run this model: "
-                              + clean_message(lines[-1] if lines else "AllocateTensors failed", 300))
+                              + (why or clean_message(lines[-1] if lines else "AllocateTensors failed", 300)),
+                        hint="make a full-INT8 model: edgestudio optimize MODEL --method int8-static --runtime litert "
+                             "--calibration DATA")
     # (b) the exact arena: the smallest 16-byte multiple TFLM allocates and runs with
     lo, hi = 0, generous
     while hi - lo > ALIGN:

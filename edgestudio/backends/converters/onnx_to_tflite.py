@@ -7,6 +7,7 @@ onnx2tf's test-image download is replaced by local synthetic images: nothing is 
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -76,6 +77,7 @@ def run_onnx2tf(src: Path, opts: ConvertOptions, work: Path, *, progress: Progre
     ois = [f"{k}:{','.join(map(str, v))}" for k, v in fixed.items()]
     progress(0.05, "simplifying (constant weights for onnx2tf)" + (f", inputs fixed at {', '.join(ois)}" if ois else ""))
     slim(src, work / "model.onnx", input_shapes=ois)  # a copy: onnx2tf rewrites its input in place
+    _valid_scope_names(work / "model.onnx")
     cancel.check()
     progress(0.2, "converting with onnx2tf")
     kwargs: dict = {"non_verbose": True, "output_signaturedefs": True, "disable_strict_mode": True}
@@ -89,6 +91,28 @@ def run_onnx2tf(src: Path, opts: ConvertOptions, work: Path, *, progress: Progre
     return work / "out"
 
 
+_SCOPE_BAD = re.compile(r"[^A-Za-z0-9_./>-]")
+
+
+def _valid_scope_names(path: Path) -> None:
+    """TensorFlow names a layer's scope after its ONNX node and refuses names outside ``[A-Za-z0-9_.\\/>-]``
+    (Paddle exports ``Softmax@0``): such node names are rewritten, uniquely, in onnx2tf's copy."""
+    import onnx
+
+    m = onnx.load(str(path))
+    names = {n.name for n in m.graph.node}
+    changed = False
+    for i, n in enumerate(m.graph.node):
+        if n.name and _SCOPE_BAD.search(n.name):
+            new = _SCOPE_BAD.sub("_", n.name)
+            while new in names:
+                new = f"{new}_{i}"
+            names.add(new)
+            n.name, changed = new, True
+    if changed:
+        onnx.save(m, str(path))
+
+
 def fixed_input_shapes(path: Path, opts: ConvertOptions) -> dict[str, list[int]]:
     """A fixed shape for every input of the ONNX model ``path`` that has dynamic dims: from ``--shape`` (the converter's shapes
     and the input specification's), the ``--input`` arrays, a dim of the same name elsewhere, batch 1; a dim none
@@ -96,18 +120,26 @@ def fixed_input_shapes(path: Path, opts: ConvertOptions) -> dict[str, list[int]]
     from edgestudio.core.inputspec import InputSpec, resolve_shapes
     from edgestudio.core.inspection import inspect_model
 
-    specs = inspect_model(path).inputs
-    dynamic = [s for s in specs if s.shape == ["?"] or any(not isinstance(d, int) or d < 0 for d in s.shape)]
-    if not dynamic:
+    from edgestudio.core.errors import ModelFormatError
+
+    try:
+        specs = inspect_model(path).inputs
+    except ModelFormatError:  # a graph onnx's checker refuses (an input without a shape): onnx2tf may still cope
         return {}
     spec = InputSpec.from_dict(opts.inputs).merged(InputSpec(shapes={k: list(v) for k, v in opts.shapes.items()}))
+    # inputs of unknown rank are left to onnx2tf unless the user gave their shape
+    dynamic = [s for s in specs if (s.shape != ["?"] and any(not isinstance(d, int) or d < 0 for d in s.shape))
+               or (s.shape == ["?"] and (s.name in spec.shapes or (len(specs) == 1 and "" in spec.shapes)))]
+    if not dynamic:
+        return {}
     given = None
     if spec.data:  # a dynamic batch's rows are samples: one of them gives the shape
         by_name = {s.name: s for s in specs}
         given = {k: v[:1] if v.ndim == len(by_name[k].shape) and v.ndim and not (
                  isinstance(by_name[k].shape[0], int) and by_name[k].shape[0] >= 0) else v
                  for k, v in spec.arrays(specs).items()}
-    shapes = resolve_shapes(specs, spec, model=path, given=given)
+    known = [s for s in specs if s.shape != ["?"] or s in dynamic]
+    shapes = resolve_shapes(known, spec, model=path, given=given)
     return {s.name: shapes[s.name] for s in dynamic}
 
 
