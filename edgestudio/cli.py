@@ -784,23 +784,38 @@ def cmd_sweep(args: argparse.Namespace) -> Any:
 
 # ------------------------------------------------------------------------------------------ debug, profile
 def _debug_text(d: dict[str, Any]) -> str:
-    first = d.get("first_diverging")
+    first, big = d.get("first_diverging"), d.get("biggest_contributor")
     head = {"agrees": "every matched layer agrees", "diverges": "the child diverges",
             "inconclusive": "inconclusive"}[d["verdict"]]
-    lines = [f"{d['child']} vs {d['parent']}: {head} ({d['matched']} tensors matched, {d['matched_by_name']} by "
-             f"name; {len(d['unmatched_parent'])} of the parent's and {len(d['unmatched_child'])} of the child's "
-             f"unmatched; {d['samples']} samples)"]
+    lone = d.get("unmatched") or {"parent": len(d["unmatched_parent"]), "child": len(d["unmatched_child"]),
+                                  "refused": 0}
+    lines = [f"{d['child']} vs {d['parent']}: {head} ({d['matched']} tensors paired: {d['matched_by_name']} by name, "
+             f"{d.get('matched_by_structure', 0)} by graph structure; unmatched: {lone['parent']} of the parent's, "
+             f"{lone['child']} of the child's, {lone['refused']} name pairs refused (before vs after an activation); "
+             f"{d['samples']} samples)"]
     if d.get("note"):
         lines.append(f"  note: {d['note']}")
+
+    def weighted(p: dict[str, Any]) -> str:
+        own = p.get("blame_node") and p["blame_node"] != p["node"]
+        return f" [weighted op: {p['blame_node']} ({p['blame_op']})]" if own else ""
+
     if first:
         lines.append(f"  first diverging layer: {first['node']} ({first['op']}) -> {first['parent']}: cosine "
-                     f"{first['cosine']}, SNR {first['snr_db']} dB, max abs diff {first['max_abs_diff']:.4g}")
-    lines.append(f"  {'#':>4} {'op':<16}{'tensor':<44}{'matched':<12}{'cosine':>10}{'SNR dB':>9}{'max abs':>11}")
+                     f"{first['cosine']}, SNR {first['snr_db']} dB, max abs diff {first['max_abs_diff']:.4g}"
+                     + weighted(first))
+    if big:
+        lines.append(f"  largest own error: {big['node']} ({big['op']}) -> {big['parent']}: cosine "
+                     f"{big['input_cosine']} in -> {big['cosine']} out (drop {big['contribution']:.4g})"
+                     + weighted(big) + "; keep it in float: --ignore " + str(big.get("blame_node") or big["node"]))
+    lines.append(f"  {'#':>4} {'op':<16}{'tensor':<44}{'matched':<11}{'cosine':>10}{'own drop':>10}{'SNR dB':>9}"
+                 f"{'max abs':>11}")
     for p in d["pairs"][:60]:
         snr = "inf" if p["snr_db"] is None else f"{p['snr_db']:.1f}"
-        lines.append(f"  {p['order']:>4} {p['op'][:15]:<16}{p['parent'][-43:]:<44}{p['matched_by']:<12}"
-                     f"{p['cosine'] if p['cosine'] is not None else '-':>10}{snr:>9}{p['max_abs_diff']:>11.4g}"
-                     + ("  <- diverges" if p["diverges"] else ""))
+        own = "-" if p.get("contribution") is None else f"{p['contribution']:.4f}"
+        lines.append(f"  {p['order']:>4} {p['op'][:15]:<16}{p['parent'][-43:]:<44}{p['matched_by']:<11}"
+                     f"{p['cosine'] if p['cosine'] is not None else '-':>10}{own:>10}{snr:>9}"
+                     f"{p['max_abs_diff']:>11.4g}" + ("  <- diverges" if p["diverges"] else ""))
     return "\n".join(lines)
 
 
@@ -878,12 +893,37 @@ def _rescue_text(d: dict[str, Any]) -> str:
              f"  {'step':>4} {'kept in float':<44}{'p50 ms':>9}{'size KB':>9}{'cosine':>9}{'top-1':>8}  guard"]
     for r in d["steps"]:
         kept = ", ".join("/".join(n.split("/")[-2:]) for n in r["kept_in_float"]) or "-"
+        if r.get("error"):
+            lines.append(f"  {r['step']:>4} {kept[:43]:<44}  quantizer failed: {r['error']}")
+            continue
         cos = f"{r['output_cosine']:.4f}" if r["output_cosine"] is not None else "-"
         top1 = f"{r['top1']:.4f}" if r.get("top1") is not None else "-"
+        mark = "  <- best" if r["step"] == d.get("best_step") else ""
         lines.append(f"  {r['step']:>4} {kept[:43]:<44}{r['p50_ms']:>9.3f}{r['size_bytes'] / 1024:>9.0f}{cos:>9}"
-                     f"{top1:>8}  {'ok' if r['passed'] else 'fails'}")
-    lines.append(f"result: {d['output']}" if d["passed"] else "no step passed the guard: nothing written")
+                     f"{top1:>8}  {'ok' if r['passed'] else 'fails'}{mark}")
+    lines.append(f"stopped: {d.get('stopped') or '-'} ({d.get('seconds', 0):.0f} s)")
+    if d["passed"]:
+        lines.append(f"result: {d['output']}")
+    elif d["output"]:
+        lines.append(f"best attempt (guard not met): {d['output']}")
+    else:
+        lines.append("no attempt improved on plain INT8: nothing written")
     return "\n".join(lines)
+
+
+def _rescue_failure(d: dict[str, Any]) -> str:
+    """One line for stderr when the guard was not met: why the search stopped and where its best attempt is."""
+    best = next((r for r in d["steps"] if r["step"] == d.get("best_step")), None)
+    text = f"error: rescue: the guard was not met; stopped: {d.get('stopped') or 'unknown'}"
+    if d["output"] and best:
+        figs = ", ".join(x for x in (f"top-1 {best['top1']:.4f}" if best.get("top1") is not None else "",
+                                     f"output cosine {best['output_cosine']:.6f}"
+                                     if best.get("output_cosine") is not None else "") if x)
+        text += (f"; best attempt (step {best['step']}, {len(best['kept_in_float'])} kept in float: {figs}) "
+                 f"written to {display(d['output'])}")
+    else:
+        text += "; no attempt improved on plain INT8: nothing written"
+    return text
 
 
 def cmd_rescue(args: argparse.Namespace) -> Any:
@@ -900,9 +940,11 @@ def cmd_rescue(args: argparse.Namespace) -> Any:
 
     with contextlib.redirect_stdout(sys.stderr):  # TensorFlow's exporters print to stdout: keep --json clean
         result = rescue(src, out, runtime=args.runtime, options=opts, inputs=_input_spec(args),
-                        max_drop=opts.max_drop, min_cosine=opts.min_cosine or 0.999, max_steps=args.max_steps)
+                        max_drop=opts.max_drop, min_cosine=opts.min_cosine or 0.999, max_steps=args.max_steps,
+                        budget_s=args.budget)
     _emit(args, result, _rescue_text)
     if not result["passed"]:
+        print(_rescue_failure(result), file=sys.stderr)
         raise SystemExit(1)
     return result
 
@@ -1392,7 +1434,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  "SavedModel (litert)")
     p.add_argument("--runtime", choices=["onnxruntime", "openvino", "litert"], default="onnxruntime",
                    help="whose INT8: ORT nodes_to_exclude, NNCF ignored_scope, TFLite debugger denylist")
-    p.add_argument("--max-steps", type=_bounded("max_steps"), default=8, help="at most this many layers kept in float")
+    p.add_argument("--max-steps", type=_bounded("max_steps"), default=8, help="at most this many attempts after plain "
+                                                                              "INT8 (each keeps one more blamed layer)")
+    p.add_argument("--budget", type=_bounded("duration", float), default=600.0,
+                   help="seconds: no attempt is started that would end past it (default 600)")
     _add_option_args(p, "edgestudio.backends.optimizers.base:OptimizeOptions", skip=("inputs",))
     p.add_argument("-o", "--output", help="the rescued model (default: beside the model)")
     _add_input_args(p, "the per-layer comparison")

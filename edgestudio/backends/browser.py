@@ -374,7 +374,7 @@ class Browser:
 def encode_array(a: Any) -> dict[str, Any]:
     import numpy as np
 
-    arr = np.ascontiguousarray(a)
+    arr = np.require(a, requirements="C")  # a 0-d array stays 0-d (np.ascontiguousarray makes it 1-d)
     return {"dtype": str(arr.dtype), "shape": list(arr.shape), "data": base64.b64encode(arr.tobytes()).decode()}
 
 

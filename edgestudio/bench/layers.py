@@ -1,16 +1,32 @@
 """Per-layer truth: run a parent and its child (a conversion or a quantization) on the same inputs with every
-intermediate tensor exposed, match the tensors of the two graphs, and say where they part.
+intermediate tensor exposed, pair the tensors of the two graphs that are *the same tensor*, and say where they part
+and which layer's own error matters most.
 
 Exposing intermediates: ONNX (every node output added as a graph output, run by ONNX Runtime with graph
 optimizations off, so nothing is fused away), OpenVINO IR (an output added on every op's port, f32), TFLite
-(LiteRT's ``experimental_preserve_all_tensors``, without the XNNPACK delegate, which would hide them).
+(LiteRT's ``experimental_preserve_all_tensors``, without the XNNPACK delegate, which would hide them). Runtime-internal
+tensors are never exposed: the Quantize/DequantizeLinear copies of a QDQ graph, NNCF's FakeQuantize, OpenVINO's
+Converts, TFLite's (DE)QUANTIZE, and whatever is computed from constants only (weight decompression). They are
+transparent when the graph is walked: a Conv fed through a DequantizeLinear is fed by the tensor that was quantized.
 
-Matching: by tensor name where the converter kept it (normalized: ``:0`` suffixes, case), else by order and
-element count along the graph (the shapes may differ by a layout change: NCHW vs NHWC is undone before
-comparing). Quantized tensors are dequantized with their scale and zero point; the Quantize/DequantizeLinear copies
-of a QDQ graph are not layers and are not compared (matched by size they would stand in for a layer the quantizer
-fused away: a real PP-OCR model was blamed at a fused Add that way). Each pair says how it was matched; tensors that could not
-be matched are counted and named.
+Pairing, and only pairs get verdicts:
+- by name, where the converter kept it (normalized: ``:0`` suffixes, case). TFLite names a fused op's output after
+  every op it fused (``Conv;BiasAdd;Relu``), on either side of a hop: the tensors sharing those names form a group
+  and only the one produced by the *last* op of the group is compared (the others were fused away). A name pair
+  whose one side is an activation's output (Relu, Clip, a TFLite op with a fused activation) and the other side is
+  not is refused: a quantizer that fused a Clip into its Conv gave the Conv's pre-activation output the Clip's name.
+  That child tensor is then paired with the activation's input in the parent (both before the activation).
+- by structure, where the graph proves it: the same op type (across formats: Conv = Convolution = CONV_2D), the
+  producer's inputs already paired with each other, one candidate only, and every paired consumer on the parent's
+  side consuming it on the child's side too with the same op type, every consumer paired (a converter that folded a
+  BatchNorm or a Mul into a convolution's weights leaves an op of the same type whose output is not the same tensor).
+  Walked from the inputs, repeated until nothing more is proven.
+Everything else is reported unmatched (and counted); there is no matching by order or size.
+
+Blame: the first diverging pair in graph order, and the layer whose own error is largest: its output pair's cosine
+dropped furthest below the worst of its inputs' pairs (the error it adds, not the error it carries). Both are
+named by the weighted op behind them (the Conv/Gemm/MatMul a quantizer quantizes; a diverging Relu or Add carries its
+producer's error): that is what keeping a layer in float means.
 """
 
 from __future__ import annotations
@@ -29,19 +45,53 @@ from edgestudio.core.formats import ModelFormat, detect_format
 MIN_COSINE = 0.99  # below this (or SNR under MIN_SNR_DB), a layer is said to diverge
 MIN_SNR_DB = 20.0
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+#: a runtime's or a quantizer's own copies of a tensor, not layers: never paired, walked through
+INTERNAL_OPS = frozenset({*QDQ_OPS, "FakeQuantize", "Convert", "ConvertLike", "QUANTIZE", "DEQUANTIZE"})
+#: the ops a quantizer quantizes the weights of (ONNX, OpenVINO, TFLite names): what "keep it in float" keeps
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm",
+                          "Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData",
+                          "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL",
+                          "CONV_3D"})
+ACTIVATIONS = frozenset({"relu", "clip", "sigmoid", "hardsigmoid", "hardswish", "tanh", "leakyrelu", "prelu", "elu",
+                         "selu", "gelu", "swish", "mish", "softplus", "softsign", "celu", "thresholdedrelu"})
+_CANON = {  # one name per op across ONNX, OpenVINO and TFLite (lower case, no punctuation)
+    "convolution": "conv", "groupconvolution": "conv", "conv2d": "conv", "depthwiseconv2d": "conv", "conv3d": "conv",
+    "convolutionbackpropdata": "convtranspose", "groupconvolutionbackpropdata": "convtranspose",
+    "transposeconv": "convtranspose", "gemm": "matmul", "fullyconnected": "matmul", "batchmatmul": "matmul",
+    "clamp": "clip", "relu6": "clip", "relun1to1": "clip", "logistic": "sigmoid", "hsigmoid": "hardsigmoid",
+    "hswish": "hardswish", "multiply": "mul", "subtract": "sub", "divide": "div", "maximum": "max",
+    "minimum": "min", "avgpool": "averagepool", "averagepool2d": "averagepool", "maxpool2d": "maxpool",
+    "concatenation": "concat", "interpolate": "resize", "resizebilinear": "resize",
+    "resizenearestneighbor": "resize", "reducemean": "mean", "globalaveragepool": "mean",
+    "batchnorminference": "batchnorm", "batchnormalization": "batchnorm", "squeeze": "reshape",
+    "unsqueeze": "reshape", "flatten": "reshape", "power": "pow", "sqrt": "sqrt", "reducesum": "sum",
+}
+
+
+def canonical_op(op: str) -> str:
+    """One name for an op type whatever the format calls it (Conv, Convolution, CONV_2D: ``conv``)."""
+    key = re.sub(r"[^a-z0-9]", "", op.lower())
+    return _CANON.get(key, key)
 
 
 @dataclass
 class Tensor:
     name: str
-    op: str  # the producing op's type
+    op: str  # the producing op's type ("Input" for a graph input)
     node: str  # the producing node's name
     order: int  # position along the graph (topological)
+    inputs: tuple[str, ...] = ()  # the tensors it is computed from (through runtime-internal copies; no constants)
+    weighted: bool = False  # its producer has weights (a Conv/Gemm/MatMul with a constant operand)
+    activation: str | None = None  # an activation fused into the producer (TFLite): the output is after it
     values: list[np.ndarray] = field(default_factory=list, repr=False)  # one per input sample
 
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.values[0].shape) if self.values else ()
+
+    @property
+    def post_activation(self) -> bool:
+        return canonical_op(self.op) in ACTIVATIONS or bool(self.activation)
 
 
 @dataclass
@@ -51,17 +101,24 @@ class LayerPair:
     op: str
     node: str
     order: int
-    matched_by: str  # name, order+size
+    matched_by: str  # name, structure
     cosine: float | None
     snr_db: float | None
     max_abs_diff: float
     rel_diff: float
     layout: str | None = None
     diverges: bool = False
+    input_cosine: float | None = None  # the worst of the pairs it is computed from (1: the model's inputs)
+    contribution: float | None = None  # its own error: input_cosine - cosine
+    blame_node: str | None = None  # the weighted op behind it (itself, or the nearest upstream)
+    blame_op: str | None = None
+    blame_tensor: str | None = None  # that op's output tensor (what the TFLite denylist takes)
+    blame_upstream: str | None = None  # the weighted op feeding it (the tensor between them is quantized too)
+    child_op: str | None = None  # the child's producing op ("CONV_2D+RELU": an activation fused into it)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("cosine", "snr_db", "max_abs_diff", "rel_diff"):
+        for k in ("cosine", "snr_db", "max_abs_diff", "rel_diff", "input_cosine", "contribution"):
             if isinstance(d[k], float):
                 d[k] = round(d[k], 6) if abs(d[k]) < 1e6 else d[k]
         return d
@@ -72,23 +129,51 @@ def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "/", name).strip("/")
 
 
+def _floats(order: list[Tensor]) -> list[Tensor]:
+    """The float tensors, each with only float tensors (or graph inputs) for inputs: shapes and indices are not layers."""
+    kept = [t for t in order if t.values and np.issubdtype(t.values[0].dtype, np.floating)]
+    names = {t.name for t in kept}
+    for t in kept:
+        t.inputs = tuple(i for i in t.inputs if i in names or i.startswith("input:"))
+    return kept
+
+
 # ------------------------------------------------------------------------------------------- exposing
 def _onnx_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
     import onnx
     import onnxruntime as ort
 
     model = onnx.load(str(path), format="protobuf")
-    existing = {o.name for o in model.graph.output}
-    inits = {i.name for i in model.graph.initializer}
-    order: list[Tensor] = []
-    for i, node in enumerate(model.graph.node):
-        if node.op_type in QDQ_OPS:  # a quantized copy of a tensor (and its float twin), not a layer's output
+    graph = model.graph
+    existing = {o.name for o in graph.output}
+    const = {i.name for i in graph.initializer}
+    graph_inputs = [i.name for i in graph.input if i.name not in const]
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def source(name: str) -> str:
+        for _ in range(64):  # through Q/DQ copies to the tensor that was quantized
+            node = producer.get(name)
+            if node is None or node.op_type not in INTERNAL_OPS or not node.input:
+                break
+            name = node.input[0]
+        return name
+
+    order: list[Tensor] = [Tensor(f"input:{n}", "Input", n, -1) for n in graph_inputs]
+    for i, node in enumerate(graph.node):
+        srcs = [source(x) for x in node.input if x]
+        if not srcs or all(s in const for s in srcs):  # Constant, or computed from constants only
+            const.update(o for o in node.output if o)
             continue
+        if node.op_type in INTERNAL_OPS:  # a quantized copy of a tensor (and its float twin), not a layer's output
+            continue
+        ins = tuple(dict.fromkeys(f"input:{s}" if s in graph_inputs else s for s in srcs if s not in const))
+        weighted = node.op_type in WEIGHTED_OPS and any(s in const for s in srcs[1:])
         for out in node.output:
-            if out and out not in inits:
-                order.append(Tensor(out, node.op_type, node.name or out, i))
+            if out:
+                order.append(Tensor(out, node.op_type, node.name or out, i, ins, weighted))
                 if out not in existing:
                     model.graph.output.append(onnx.ValueInfoProto(name=out))
+    layers = [t for t in order if t.op != "Input"]
     with tempfile.TemporaryDirectory(prefix="edgestudio-layers-") as tmp:
         exposed = Path(tmp) / "exposed.onnx"
         onnx.save(model, str(exposed), format="protobuf")
@@ -98,11 +183,10 @@ def _onnx_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor
         sess = ort.InferenceSession(str(exposed), opts, providers=["CPUExecutionProvider"])
         names = [o.name for o in sess.get_outputs()]
         for sample in feeds:
-            outs = sess.run(names, sample)
-            got = dict(zip(names, outs))
-            for t in order:
+            got = dict(zip(names, sess.run(names, sample)))
+            for t in layers:
                 t.values.append(np.asarray(got[t.name]))
-    return [t for t in order if t.values and np.issubdtype(t.values[0].dtype, np.floating)]
+    return [t for t in order if t.op == "Input"] + _floats(layers)
 
 
 def _openvino_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
@@ -112,17 +196,45 @@ def _openvino_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Te
     model = core.read_model(str(path))
     order: list[Tensor] = []
     ports = []
+    name_of: dict[tuple[int, int], str] = {}  # (op instance, port) -> tensor name
+    const: set[tuple[int, int]] = set()
+
+    def key(out: Any) -> tuple[int, int]:
+        return out.get_node().get_instance_id(), out.get_index()
+
+    def source(out: Any) -> Any:
+        for _ in range(64):  # through FakeQuantize / Convert to the tensor they copy
+            node = out.get_node()
+            if node.get_type_name() not in INTERNAL_OPS or node.get_input_size() == 0:
+                break
+            out = node.input(0).get_source_output()
+        return out
+
     for i, op in enumerate(model.get_ordered_ops()):
         kind = op.get_type_name()
-        if kind in ("Parameter", "Result", "Constant", "Convert") or op.get_output_size() == 0:
+        if kind == "Parameter":
+            name = op.output(0).get_any_name() if op.output(0).get_names() else op.get_friendly_name()
+            order.append(Tensor(f"input:{name}", "Input", op.get_friendly_name(), -1))
+            name_of[key(op.output(0))] = f"input:{name}"
             continue
+        if kind == "Result" or op.get_output_size() == 0:
+            continue
+        srcs = [source(x.get_source_output()) for x in op.inputs()]
+        if kind == "Constant" or not srcs or all(key(s) in const for s in srcs):  # weights and what decompresses them
+            const.update(key(op.output(p)) for p in range(op.get_output_size()))
+            continue
+        if kind in INTERNAL_OPS:
+            continue
+        ins = tuple(dict.fromkeys(name_of[key(s)] for s in srcs if key(s) not in const and key(s) in name_of))
+        weighted = kind in WEIGHTED_OPS and any(key(s) in const for s in srcs[1:])
         for p in range(op.get_output_size()):
             out = op.output(p)
             names = sorted(out.get_names())
             if not names:  # give it a name: results are read back by name
                 names = [f"{op.get_friendly_name()}:{p}"]
                 out.get_tensor().set_names(set(names))
-            order.append(Tensor(names[0], kind, op.get_friendly_name(), i))
+            name_of[key(out)] = names[0]
+            order.append(Tensor(names[0], kind, op.get_friendly_name(), i, ins, weighted))
             ports.append(out)
     model.add_outputs(ports)
     compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
@@ -134,7 +246,32 @@ def _openvino_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Te
                 if name in by_name:
                     by_name[name].values.append(np.asarray(res[port]))
                     break
-    return [t for t in order if t.values and np.issubdtype(t.values[0].dtype, np.floating)]
+    return [t for t in order if t.op == "Input"] + _floats([t for t in order if t.op != "Input"])
+
+
+def _tflite_fused_activations(path: Path) -> dict[int, str]:
+    """{operator index: the activation fused into it} for the main subgraph, read from the flatbuffer."""
+    from ai_edge_litert import schema_py_generated as s
+
+    model = s.Model.GetRootAs(path.read_bytes(), 0)
+    if model.SubgraphsLength() == 0:
+        return {}
+    graph = model.Subgraphs(0)
+    options = {v: k for k, v in vars(s.BuiltinOptions).items() if not k.startswith("_")}
+    activations = {v: k for k, v in vars(s.ActivationFunctionType).items() if not k.startswith("_")}
+    out: dict[int, str] = {}
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        cls = getattr(s, options.get(op.BuiltinOptionsType(), ""), None)
+        table = op.BuiltinOptions()
+        if cls is None or table is None or not hasattr(cls, "FusedActivationFunction"):
+            continue
+        opt = cls()
+        opt.Init(table.Bytes, table.Pos)
+        fused = opt.FusedActivationFunction()
+        if fused:
+            out[i] = activations.get(fused, str(fused))
+    return out
 
 
 def _tflite_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
@@ -149,12 +286,39 @@ def _tflite_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tens
     interp.allocate_tensors()
     details = {d["index"]: d for d in interp.get_tensor_details()}
     ins = interp.get_input_details()
-    order = []
-    for op in interp._get_ops_details():  # noqa: SLF001 - LiteRT's only way to walk the ops
+    ops = interp._get_ops_details()  # noqa: SLF001 - LiteRT's only way to walk the ops
+    fused = _tflite_fused_activations(path)
+    producer = {int(o): op for op in ops for o in op["outputs"]}
+    graph_inputs = {int(d["index"]): d["name"] for d in ins}
+    const = {i for i in details if i not in producer and i not in graph_inputs}
+
+    def source(idx: int) -> int:
+        for _ in range(64):
+            op = producer.get(idx)
+            if op is None or op["op_name"] not in INTERNAL_OPS:
+                break
+            idx = int(op["inputs"][0])
+        return idx
+
+    def name(idx: int) -> str:
+        return f"input:{graph_inputs[idx]}" if idx in graph_inputs else details[idx]["name"]
+
+    order: list[tuple[Tensor, dict[str, Any]]] = []
+    inputs = [Tensor(f"input:{d['name']}", "Input", d["name"], -1) for d in ins]
+    for op in ops:
+        srcs = [source(int(i)) for i in op["inputs"] if int(i) >= 0]
+        if not srcs or all(s in const for s in srcs):
+            const.update(int(o) for o in op["outputs"])
+            continue
+        if op["op_name"] in INTERNAL_OPS:
+            continue
+        names = tuple(dict.fromkeys(name(s) for s in srcs if s not in const))
+        weighted = op["op_name"] in WEIGHTED_OPS and any(s in const for s in srcs[1:])
         for idx in op["outputs"]:
             if int(idx) >= 0:
                 d = details[int(idx)]
-                order.append((Tensor(d["name"], op["op_name"], f"{op['op_name']}_{op['index']}", int(op["index"])), d))
+                order.append((Tensor(d["name"], op["op_name"], f"{op['op_name']}_{op['index']}", int(op["index"]),
+                                     names, weighted, fused.get(int(op["index"]))), d))
     for sample in feeds:
         for i, d in enumerate(ins):
             x = list(sample.values())[i] if d["name"] not in sample else sample[d["name"]]
@@ -169,13 +333,14 @@ def _tflite_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tens
             if np.issubdtype(v.dtype, np.integer) and scale:
                 v = (v.astype(np.float32) - zero) * scale  # dequantized: compared in the parent's units
             t.values.append(np.asarray(v))
-    return [t for t, _ in order if t.values and np.issubdtype(t.values[0].dtype, np.floating)]
+    return inputs + _floats([t for t, _ in order])
 
 
 EXPOSERS = {ModelFormat.ONNX: _onnx_tensors, ModelFormat.OPENVINO: _openvino_tensors, ModelFormat.TFLITE: _tflite_tensors}
 
 
 def intermediate_tensors(path: str | Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
+    """The model's graph inputs (op ``Input``) and every float intermediate it computes, in graph order."""
     path = Path(path)
     fmt = detect_format(path)
     if fmt not in EXPOSERS:
@@ -211,82 +376,233 @@ def _aligned(child: list[np.ndarray], parent: list[np.ndarray]) -> tuple[list[np
     return None
 
 
-def _named_pairs(parent: list[Tensor], child: list[Tensor], pairs: list[LayerPair]) -> list[tuple[Tensor, Tensor]]:
-    p_by = {t.name: t for t in parent}
-    c_by = {c.name: c for c in child}
-    return [(p_by[x.parent], c_by[x.child]) for x in pairs]
-
-
 def _constant(t: Tensor) -> bool:
     return len(t.values) > 1 and all(np.array_equal(t.values[0], v) for v in t.values[1:])
 
 
-def match_tensors(parent: list[Tensor], child: list[Tensor]) -> tuple[list[LayerPair], list[str], list[str]]:
-    """Pairs along the parent's order; the parent's and the child's tensors left unmatched."""
-    parent = [t for t in parent if not _constant(t)]  # folded constants (a reshaped bias): not layers
-    child = [t for t in child if not _constant(t)]
-    # by name. A tensor may carry several names: TFLite names a fused op's output after every op it fused
-    # (Conv;BiasAdd;Relu), on either side of the hop. Such a tensor is the output of the *last* op of the group
-    # on the other side: parents are taken from the last, each with the last unused child it shares a name with.
-    def aliases(t: Tensor) -> set[str]:
-        return {_norm(a) for a in t.name.split(";") if a}
+@dataclass
+class Matching:
+    """What :func:`match_tensors` found: the pairs (parent order), the tensors left unmatched on each side, and the
+    name pairs refused (one side before an activation, the other after it)."""
 
-    pos = {id(c): i for i, c in enumerate(child)}
-    c_by_alias: dict[str, list[Tensor]] = {}
-    for c in child:
-        for a in aliases(c):
-            c_by_alias.setdefault(a, []).append(c)
-    pairs: list[LayerPair] = []
-    used: set[int] = set()
-    taken: set[int] = set()
-    for t in sorted(parent, key=lambda t: -t.order):
-        cands = {id(c): c for a in aliases(t) for c in c_by_alias.get(a, [])}
-        for c in sorted(cands.values(), key=lambda c: -pos[id(c)]):
-            if id(c) in used:
-                continue
-            al = _aligned(c.values, t.values)
-            if al is not None:
-                used.add(id(c))
-                taken.add(id(t))
-                pairs.append(_pair(t, c, al, "name"))
-                break
-    pending = [t for t in parent if id(t) not in taken]
-    # the rest: by element count, only between the child tensors of their name-matched neighbours (a tensor a
-    # converter fused away has no partner there, and gets none)
-    anchors = sorted((t.order, pos[id(c)]) for t, c in _named_pairs(parent, child, pairs))
-    still: list[str] = []
-    for t in pending:
-        lo = max((ci for po, ci in anchors if po < t.order), default=-1)
-        hi = min((ci for po, ci in anchors if po > t.order), default=len(child))
-        size = int(np.prod(t.shape))
-        match = None
-        for c in child[lo + 1:hi]:
-            if id(c) not in used and int(np.prod(c.shape)) == size:
-                al = _aligned(c.values, t.values)
-                if al is not None:
-                    match = (c, al)
-                    break
-        if match is None:
-            still.append(t.name)
+    pairs: list[LayerPair]
+    unmatched_parent: list[str]
+    unmatched_child: list[str]
+    refused: list[dict[str, str]]
+
+
+def _aliases(t: Tensor) -> set[str]:
+    return {_norm(a) for a in t.name.split(";") if a}
+
+
+def _name_candidates(parent: list[Tensor], child: list[Tensor]) -> list[tuple[Tensor, Tensor]]:
+    """(parent, child) tensors that carry the same name. Tensors linked by shared names form a group (a TFLite op
+    named after every op it fused, on either side): when one side of a group is a single tensor, it stands for the
+    *last* op of the group on the other side, and only that one is paired; the rest were fused away."""
+    owners: dict[str, list[tuple[str, int]]] = {}
+    sides = {"p": parent, "c": child}
+    for side, tensors in sides.items():
+        for i, t in enumerate(tensors):
+            for a in _aliases(t):
+                owners.setdefault(a, []).append((side, i))
+    seen: set[tuple[str, int]] = set()
+    out: list[tuple[Tensor, Tensor]] = []
+    for start in [("p", i) for i in range(len(parent))]:
+        if start in seen:
             continue
-        used.add(id(match[0]))
-        pairs.append(_pair(t, match[0], match[1], "order+size"))
-        anchors = sorted([*anchors, (t.order, pos[id(match[0])])])
-    pairs.sort(key=lambda p: p.order)
-    return pairs, still, [c.name for c in child if id(c) not in used]
+        group, queue = [], [start]
+        seen.add(start)
+        while queue:  # the tensors linked to this one through shared names
+            cur = queue.pop()
+            group.append(cur)
+            for a in _aliases(sides[cur[0]][cur[1]]):
+                for other in owners[a]:
+                    if other not in seen:
+                        seen.add(other)
+                        queue.append(other)
+        ps = sorted((parent[i] for s, i in group if s == "p"), key=lambda t: t.order)
+        cs = sorted((child[i] for s, i in group if s == "c"), key=lambda t: t.order)
+        if not ps or not cs:
+            continue
+        if len(ps) == 1 or len(cs) == 1:
+            out.append((ps[-1], cs[-1]))
+            continue
+        used: set[int] = set()  # several on both sides: each parent (last first) with the last child it shares a name with
+        for t in reversed(ps):
+            for c in reversed(cs):
+                if id(c) not in used and _aliases(t) & _aliases(c):
+                    used.add(id(c))
+                    out.append((t, c))
+                    break
+    return out
+
+
+def match_tensors(parent: list[Tensor], child: list[Tensor]) -> Matching:
+    """Pair the tensors of two graphs that are the same tensor: by name, else by structure proven by the graph."""
+    p_inputs = [t for t in parent if t.op == "Input"]
+    c_inputs = [t for t in child if t.op == "Input"]
+    parent = [t for t in parent if t.op != "Input" and not _constant(t)]  # folded constants: not layers
+    child = [t for t in child if t.op != "Input" and not _constant(t)]
+    mapping: dict[str, str] = {}  # parent tensor -> child tensor (graph inputs included)
+    if len(p_inputs) == len(c_inputs):  # fed the same samples in the same order (parity.feeds_for_child)
+        mapping.update((a.name, b.name) for a, b in zip(p_inputs, c_inputs))
+    pairs: list[LayerPair] = []
+    used: set[str] = set()
+    refused: list[dict[str, str]] = []
+
+    def take(p: Tensor, c: Tensor, how: str) -> bool:
+        al = _aligned(c.values, p.values)
+        if al is None:
+            return False
+        pairs.append(_pair(p, c, al, how))
+        mapping[p.name] = c.name
+        used.add(c.name)
+        return True
+
+    p_by_name = {t.name: t for t in parent}
+    renamed: list[tuple[Tensor, Tensor, dict[str, str]]] = []
+    for p, c in _name_candidates(parent, child):
+        if p.post_activation != c.post_activation:  # a fused activation renamed the tensor before it
+            refused.append({"parent": p.name, "child": c.name, "reason": (
+                f"{'after' if p.post_activation else 'before'} an activation in the parent ({p.op}), "
+                f"{'after' if c.post_activation else 'before'} it in the child ({c.op}"
+                + (f" with {c.activation} fused" if c.activation else "") + ")")})
+            before = p_by_name.get(p.inputs[0]) if len(p.inputs) == 1 else None
+            if p.post_activation and before is not None and not before.post_activation:
+                renamed.append((before, c, refused[-1]))
+            continue
+        if not take(p, c, "name"):
+            refused.append({"parent": p.name, "child": c.name, "reason": f"shapes {p.shape} and {c.shape} differ"})
+    # a quantizer that removed an activation gave its name to the tensor before it: that tensor is the activation's
+    # input in the parent (both before the activation), when nothing else claimed it
+    for before, c, entry in renamed:
+        if before.name not in mapping and c.name not in used and take(before, c, "name"):
+            refused.remove(entry)
+
+    # by structure: same op type, inputs paired, one candidate; its paired consumers consume it on both sides
+    p_consumers: dict[str, list[Tensor]] = {}
+    for t in parent:
+        for i in t.inputs:
+            p_consumers.setdefault(i, []).append(t)
+    c_by_name = {c.name: c for c in child}
+    c_by_inputs: dict[frozenset[str], list[Tensor]] = {}
+    for c in child:
+        c_by_inputs.setdefault(frozenset(c.inputs), []).append(c)
+    for _ in range(16):  # a pair proven downstream may prove the one before it: repeat until nothing changes
+        changed = False
+        for p in parent:
+            if p.name in mapping or not p.inputs or any(i not in mapping for i in p.inputs):
+                continue
+            kind = canonical_op(p.op)
+            cands = [c for c in c_by_inputs.get(frozenset(mapping[i] for i in p.inputs), [])
+                     if c.name not in used and canonical_op(c.op) == kind and c.post_activation == p.post_activation]
+            if len(cands) != 1:
+                continue
+            c = cands[0]
+            consumers_agree = all(
+                q.name in mapping and mapping[q.name] in c_by_name
+                and c.name in c_by_name[mapping[q.name]].inputs
+                and canonical_op(c_by_name[mapping[q.name]].op) == canonical_op(q.op)
+                for q in p_consumers.get(p.name, []))
+            if consumers_agree and take(p, c, "structure"):
+                changed = True
+        if not changed:
+            break
+    pairs.sort(key=lambda x: x.order)
+    _blame(parent, pairs)
+    return Matching(pairs, [t.name for t in parent if t.name not in mapping],
+                    [c.name for c in child if c.name not in used], refused)
+
+
+def _blame(parent: list[Tensor], pairs: list[LayerPair]) -> None:
+    """Each pair's own error (its cosine below the worst of the pairs it is computed from) and the weighted op
+    behind it, walking the parent's graph."""
+    by_name = {t.name: t for t in parent}
+    cos = {p.parent: (p.cosine if p.cosine is not None else 1.0) for p in pairs}
+    for pair in pairs:
+        t = by_name[pair.parent]
+        found: list[float] = []
+        seen: set[str] = set()
+        stack = list(t.inputs)
+        while stack:  # the nearest paired tensors upstream (through unpaired ones)
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if n.startswith("input:"):
+                found.append(1.0)
+            elif n in cos:
+                found.append(cos[n])
+            elif n in by_name:
+                stack.extend(by_name[n].inputs)
+        pair.input_cosine = min(found, default=1.0)
+        pair.contribution = pair.input_cosine - cos[pair.parent]
+        queue, seen = [t], set()
+        while queue:  # the weighted op behind it: itself, else the nearest upstream (the worse branch first)
+            cur = queue.pop(0)
+            if cur.name in seen:
+                continue
+            seen.add(cur.name)
+            if cur.weighted:
+                pair.blame_node, pair.blame_op, pair.blame_tensor = cur.node, cur.op, cur.name
+                pair.blame_upstream = _weighted_upstream(cur, by_name, cos)
+                break
+            queue.extend(by_name[n] for n in sorted(cur.inputs, key=lambda n: cos.get(n, 1.0)) if n in by_name)
+
+
+def _weighted_upstream(t: Tensor, by_name: dict[str, Tensor], cos: dict[str, float]) -> str | None:
+    """The nearest weighted op feeding ``t`` (the worse branch first), or None."""
+    queue = [by_name[n] for n in sorted(t.inputs, key=lambda n: cos.get(n, 1.0)) if n in by_name]
+    seen: set[str] = set()
+    while queue:
+        cur = queue.pop(0)
+        if cur.name in seen:
+            continue
+        seen.add(cur.name)
+        if cur.weighted:
+            return cur.node
+        queue.extend(by_name[n] for n in sorted(cur.inputs, key=lambda n: cos.get(n, 1.0)) if n in by_name)
+    return None
 
 
 def _pair(p: Tensor, c: Tensor, aligned: tuple[list[np.ndarray], str | None], how: str) -> LayerPair:
     values, layout = aligned
     cos, snr, mx, rel = _metrics(p.values, values)
     bad = (cos is not None and cos < MIN_COSINE) or (snr is not None and snr < MIN_SNR_DB)
-    return LayerPair(p.name, c.name, p.op, p.node, p.order, how, cos, snr, mx, rel, layout, bad)
+    return LayerPair(p.name, c.name, p.op, p.node, p.order, how, cos, snr, mx, rel, layout, bad,
+                     child_op=c.op + (f"+{c.activation}" if c.activation else ""))
+
+
+def _own(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pairs whose contribution is a weighted op's own: its output's pair, or, where that op has no pair (its
+    output fused away, or unproven), the nearest pair after it. A pooling or a gate's cosine moves with the bias its
+    input already carries (a mean keeps the bias and drops the variance): it is not an error of its own."""
+    paired = {p["parent"] for p in pairs}
+    return [p for p in pairs if p.get("blame_node") and (p["blame_tensor"] == p["parent"]
+                                                         or p["blame_tensor"] not in paired)]
+
+
+def blamed_layers(pairs: list[dict[str, Any]], limit: int = 12) -> list[dict[str, Any]]:
+    """The weighted ops to blame, the largest own error first: per weighted op, the largest contribution of its
+    own pairs (:func:`_own`; only those that add error)."""
+    best: dict[str, dict[str, Any]] = {}
+    for p in _own(pairs):
+        if (p.get("contribution") or 0.0) <= 1e-6:
+            continue
+        cur = best.get(p["blame_node"])
+        if cur is None or p["contribution"] > cur["contribution"]:
+            best[p["blame_node"]] = {"node": p["blame_node"], "op": p["blame_op"], "tensor": p["blame_tensor"],
+                                     "upstream": p.get("blame_upstream"),
+                                     "contribution": p["contribution"], "via": p["parent"], "cosine": p["cosine"],
+                                     "input_cosine": p["input_cosine"], "diverges": p["diverges"]}
+    return sorted(best.values(), key=lambda b: -b["contribution"])[:limit]
 
 
 def compare_layers(parent: str | Path, child: str | Path, *, inputs: Any = None, samples: int = 4,
                    seed: int = 0) -> dict[str, Any]:
-    """Every matched intermediate of ``child`` against ``parent`` on the same inputs (``inputs``: an InputSpec or
-    its dict; real data makes the verdicts meaningful), and the first layer where they part."""
+    """Every paired intermediate of ``child`` against ``parent`` on the same inputs (``inputs``: an InputSpec or
+    its dict; real data makes the verdicts meaningful): the first layer where they part, and the layer whose own
+    error is largest."""
     from edgestudio.bench.parity import feeds_for_child, load_for_check
     from edgestudio.core.inputspec import InputSpec, make_feeds
 
@@ -300,19 +616,29 @@ def compare_layers(parent: str | Path, child: str | Path, *, inputs: Any = None,
         raise EdgeStudioError(child, f"cannot feed it the parent's inputs: {exc}") from None
     p_t = intermediate_tensors(parent, feeds.samples)
     c_t = intermediate_tensors(child, child_samples)
-    pairs, lone_parent, lone_child = match_tensors(p_t, c_t)
+    m = match_tensors(p_t, c_t)
+    pairs = m.pairs
     first = next((p for p in pairs if p.diverges), None)
     worst = min((p for p in pairs if p.cosine is not None), key=lambda p: p.cosine or 0.0, default=None)
     note = None
     if feeds.partly_random:
         note = "on random inputs only: give real ones with --input for a verdict that means something"
+    dicts = [p.to_dict() for p in pairs]
+    own = _own(dicts)
+    biggest = max(own, key=lambda p: p["contribution"] or 0.0, default=None)
+    if biggest is not None and (biggest["contribution"] or 0.0) <= 1e-6:
+        biggest = None  # nothing adds error
     result = {"parent": str(parent), "child": str(child), "samples": len(feeds.samples), "inputs": feeds.to_dict(),
-            "pairs": [p.to_dict() for p in pairs], "matched": len(pairs),
-            "matched_by_name": sum(p.matched_by == "name" for p in pairs),
-            "unmatched_parent": lone_parent, "unmatched_child": lone_child,
-            "first_diverging": first.to_dict() if first else None, "worst": worst.to_dict() if worst else None,
-            "thresholds": {"min_cosine": MIN_COSINE, "min_snr_db": MIN_SNR_DB}, "note": note,
-            "verdict": ("inconclusive" if note else "diverges" if first else "agrees")}
+              "pairs": dicts, "matched": len(pairs),
+              "matched_by_name": sum(p.matched_by == "name" for p in pairs),
+              "matched_by_structure": sum(p.matched_by == "structure" for p in pairs),
+              "unmatched_parent": m.unmatched_parent, "unmatched_child": m.unmatched_child, "refused": m.refused,
+              "unmatched": {"parent": len(m.unmatched_parent), "child": len(m.unmatched_child),
+                            "refused": len(m.refused)},
+              "first_diverging": first.to_dict() if first else None, "worst": worst.to_dict() if worst else None,
+              "biggest_contributor": biggest, "blame": blamed_layers(dicts),
+              "thresholds": {"min_cosine": MIN_COSINE, "min_snr_db": MIN_SNR_DB}, "note": note,
+              "verdict": ("inconclusive" if note else "diverges" if first else "agrees")}
     result["graph"] = graph_heat(result)
     return result
 
@@ -336,6 +662,9 @@ def graph_heat(result: dict[str, Any]) -> dict[str, Any]:
     first = result.get("first_diverging")
     if first and first["node"] in nodes:
         nodes[first["node"]]["label"] += " — first diverging layer"
+    big = result.get("biggest_contributor")
+    if big and big["node"] in nodes:
+        nodes[big["node"]]["label"] += f" — largest own error (cosine drop {big['contribution']:.4g})"
     return {"model": result["parent"], "title": "child vs parent, per layer", "low": "cosine 1",
             "high": f"cosine {1 - span:.3g}", "nodes": nodes}
 
@@ -385,7 +714,7 @@ def compare_chain(models: list[str | Path], *, inputs: Any = None, samples: int 
     def row(r: dict[str, Any]) -> dict[str, Any]:
         return {"parent": r["parent"], "child": r["child"], "verdict": r["verdict"], "matched": r["matched"],
                 **output_agreement(Path(r["parent"]), Path(r["child"]), inputs, samples, seed),
-                "first_diverging": r["first_diverging"]}
+                "first_diverging": r["first_diverging"], "biggest_contributor": r["biggest_contributor"]}
 
     rows = [row(r) for r in hops]
     # where the loss enters: the hop whose output moves furthest from its parent's

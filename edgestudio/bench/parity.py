@@ -97,6 +97,8 @@ class ParityReport:
     inputs: dict[str, Any] = field(default_factory=dict)  # where the inputs came from (Feeds.to_dict)
     io_changes: list[str] = field(default_factory=list)
     note: str | None = None
+    #: the samples as the child took them (its names, layout, dtypes): the next hop of a chain checks on them
+    child_samples: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def passed(self) -> bool | None:
@@ -413,6 +415,17 @@ def _output_kinds(spec: InputSpec, names: list[str], model: str | Path) -> dict[
     return out
 
 
+def carried_data(report: ParityReport) -> tuple[dict[str, list[np.ndarray]], str] | None:
+    """The samples a hop was checked on, as its result takes them, for the next hop's check (one set of inputs
+    along a whole chain, in each model's own names and layout), and where they came from."""
+    if not report.child_samples:
+        return None
+    sources = set((report.inputs.get("sources") or {}).values())
+    source = "random" if "random" in sources or not sources else " and ".join(sorted(sources))
+    names = list(report.child_samples[0])
+    return {k: [s[k] for s in report.child_samples] for k in names}, source
+
+
 def follow_model(inputs: dict[str, Any], parent: str | Path, child: str | Path) -> dict[str, Any]:
     """An input specification written for ``parent``, for ``child`` made from it: the output kinds keyed by the
     child's output names, paired as the checks pair them (a converter may rename outputs, ``output_0``, and reorder
@@ -472,6 +485,42 @@ def _pair(parent: list[TensorSpec], child: list[TensorSpec], what: str) -> list[
     return list(zip(parent, child))
 
 
+def _ambiguous(pairs: list[tuple[TensorSpec, TensorSpec]]) -> bool:
+    """Outputs paired by position because names were lost, with shapes that repeat: the order may be wrong."""
+    if all(normalize_name(p.name) == normalize_name(c.name) for p, c in pairs):
+        return False
+    keys = [tuple(str(d) for d in c.shape) for _, c in pairs]
+    return len(set(keys)) < len(keys)
+
+
+def _pair_by_values(pairs: list[tuple[TensorSpec, TensorSpec]], pr: dict[str, Any],
+                    cr: dict[str, Any]) -> list[tuple[TensorSpec, TensorSpec]]:
+    """Among outputs of one shape, each parent output with the child output closest to it on a first sample (a
+    TFLite round trip renames outputs to ``Identity_N`` and may reorder them; a hand-landmark model has two
+    [1, 63] and two [1, 1] outputs). Greedy on the relative difference, closest first."""
+    parents = [p for p, _ in pairs]
+    children = [c for _, c in pairs]
+    cost: list[tuple[float, int, int]] = []
+    for i, p in enumerate(parents):
+        a = np.asarray(pr[p.name], dtype=np.float64)
+        for j, c in enumerate(children):
+            try:
+                b, _ = _align_output(np.asarray(cr[c.name]), a)
+            except ValueError:
+                continue
+            b = b.astype(np.float64)
+            cost.append((float(np.linalg.norm(a - b) / max(float(np.linalg.norm(a)), 1e-12)), i, j))
+    out: dict[int, int] = {}
+    used: set[int] = set()
+    for _, i, j in sorted(cost):
+        if i not in out and j not in used:
+            out[i] = j
+            used.add(j)
+    if len(out) != len(parents):
+        return pairs
+    return [(parents[i], children[out[i]]) for i in range(len(parents))]
+
+
 def _child_feed(feed: dict[str, np.ndarray], in_pairs: list[tuple[TensorSpec, TensorSpec]],
                 perms: dict[str, tuple[int, ...] | None]) -> dict[str, np.ndarray]:
     """The parent's sample as the child takes it: its input names, layout and dtypes."""
@@ -482,7 +531,8 @@ def _child_feed(feed: dict[str, np.ndarray], in_pairs: list[tuple[TensorSpec, Te
         arr = arr.transpose(perm) if perm else arr
         if c.shape == [] and arr.ndim == 1 and arr.size == 1:
             arr = arr.reshape(())
-        child_feed[c.name] = np.ascontiguousarray(arr.astype(np.dtype(c.dtype), copy=False)) \
+        # np.require keeps a 0-d array 0-d (np.ascontiguousarray makes it 1-d)
+        child_feed[c.name] = np.require(arr.astype(np.dtype(c.dtype), copy=False), requirements="C") \
             if c.dtype not in ("unknown", "str") else arr
     return child_feed
 
@@ -555,8 +605,12 @@ def compare_models(parent: str | Path, child: str | Path, *, tolerance: float = 
         p_out: list[list[np.ndarray]] = [[] for _ in out_pairs]
         c_out: list[list[np.ndarray]] = [[] for _ in out_pairs]
         out_changes: set[str] = set()
-        for feed in feeds.samples:
-            pr, cr = ps.run(feed), cs.run(_child_feed(feed, in_pairs, perms))
+        child_samples = []
+        for n_feed, feed in enumerate(feeds.samples):
+            child_samples.append(_child_feed(feed, in_pairs, perms))
+            pr, cr = ps.run(feed), cs.run(child_samples[-1])
+            if n_feed == 0 and _ambiguous(out_pairs):  # names lost and shapes repeat: pair by what they hold
+                out_pairs = _pair_by_values(out_pairs, pr, cr)
             for k, (po, co) in enumerate(out_pairs):
                 a = np.asarray(pr[po.name])
                 b, how = _align_output(np.asarray(cr[co.name]), a)
@@ -584,7 +638,7 @@ def compare_models(parent: str | Path, child: str | Path, *, tolerance: float = 
         elif feeds.notes:
             note = "; ".join(feeds.notes)
         return ParityReport(verdict, checks, tolerance if mode == "exact" else min_cos, len(feeds.samples), prt, crt,
-                            mode, feeds.to_dict(), changes, note)
+                            mode, feeds.to_dict(), changes, note, child_samples)
     finally:
         for session in (ps, cs):  # a browser or a remote device behind a session: released now
             close = getattr(session, "close", None)

@@ -97,7 +97,7 @@ def convert_model(src: str | Path, target: ModelFormat, *, output: str | Path | 
     ``intermediate_dir`` when given (kept, e.g. for lineage), else to a temporary folder that is removed.
     """
     src = Path(src)
-    opts = options or ConvertOptions()
+    opts = dataclasses.replace(options or ConvertOptions(), chain_target=target.value)
     cancel = cancel or CancelToken()
     fmt = detect_format(src)
     plan = plan_conversion(fmt, target, via=via, simplify=simplify)
@@ -111,6 +111,7 @@ def convert_model(src: str | Path, target: ModelFormat, *, output: str | Path | 
     inter = Path(intermediate_dir or tmp or ".")
     try:
         current, current_fmt = src, fmt
+        carry: dict[str, Any] = {}  # the samples the last hop was checked on, as its result takes them
         stem = src.stem if src.is_file() else src.name
         n = len(plan.hops)
         for i, hop in enumerate(plan.hops):
@@ -118,7 +119,7 @@ def convert_model(src: str | Path, target: ModelFormat, *, output: str | Path | 
                 parent = current
                 current, current_fmt = _run_hop(
                     i, n, hop, current, current_fmt, out if i == n - 1 else None, inter, stem, opts, steps,
-                    warnings, progress, cancel)
+                    warnings, progress, cancel, carry)
                 if i < n - 1 and (opts.inputs.get("outputs") or opts.inputs.get("shapes")):
                     from edgestudio.bench.parity import follow_model  # renamed outputs, shapes now fixed
 
@@ -170,7 +171,8 @@ def _also_check(i: int, hop: Hop, cls: Any, current: Path, dst: Path, parity: di
 
 def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, final: Path | None, inter: Path,
              stem: str, opts: ConvertOptions, steps: list[StepReport], warnings: list[str],
-             progress: ProgressCallback, cancel: CancelToken) -> tuple[Path, ModelFormat]:
+             progress: ProgressCallback, cancel: CancelToken, carry: dict[str, Any] | None = None
+             ) -> tuple[Path, ModelFormat]:
     """Convert, check the output is a real model, and check parity against ``current``."""
     cancel.check()
     cls = CONVERTERS.get(hop.converter)
@@ -226,7 +228,15 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
             tol = opts.tolerance if opts.tolerance is not None else cls.tolerance
             check_kw = dict(tolerance=tol, inputs=inputs, mode="lossy" if lossy else "exact",
                             min_cosine=0.999 if lossy else None, expected_layout=conv.layout_change(opts))
+            if carry and carry.get("data"):  # a later hop: the first hop's samples, in this model's names/layout
+                check_kw.update(inputs=InputSpec(outputs=inputs.outputs), data=carry["data"],
+                                data_source=carry["source"], samples=len(next(iter(carry["data"].values()))))
             report = compare_models(current, dst, **check_kw)
+            if carry is not None:
+                from edgestudio.bench.parity import carried_data
+
+                got = carried_data(report)
+                carry.update(data=got[0], source=got[1]) if got else carry.clear()
         else:  # not compared, but never called a success without running once
             hop_progress(0.85, "running the result once")
             smoke_run(dst, inputs)

@@ -223,6 +223,11 @@ BUILTIN_OPTIMIZERS: tuple[OptimizerDecl, ...] = (
     OptimizerDecl("litert", "fp16", _O + "tflite_fp16"),
     OptimizerDecl("litert", "int8-dynamic", _O + "tflite_dynamic"),
     OptimizerDecl("litert", "int8-static", _O + "tflite_int8", options=("subset_size", "io_type", "ignored_scope")),
+    # LiteRT Quantizer quantizes a .tflite where it is (no round trip through ONNX and a SavedModel); its classes
+    # extend the TFLite-converter ones above and take over their keys (a later entry of a key wins)
+    OptimizerDecl("litert", "int8-static", _O + "litert_quantizer", options=("subset_size", "io_type", "ignored_scope")),
+    OptimizerDecl("litert", "int8-dynamic", _O + "litert_quantizer", options=("ignored_scope",)),
+    OptimizerDecl("litert", "weights-int8", _O + "litert_quantizer", options=("per_channel", "ignored_scope")),
     OptimizerDecl("any", "prune", _O + "prune", options=("sparsity",)),
 )
 

@@ -37,7 +37,7 @@ class InputSpec:
 
     data: str | None = None
     shapes: dict[str, list[int]] = field(default_factory=dict)
-    values: dict[str, float] = field(default_factory=dict)
+    values: dict[str, float | int] = field(default_factory=dict)  # an integer stays an int (token ids, 2**53+)
     outputs: dict[str, str] = field(default_factory=dict)  # output name -> kind (OUTPUT_KINDS)
 
     @property
@@ -57,7 +57,7 @@ class InputSpec:
             return d
         d = d or {}
         return cls(data=d.get("data") or None, shapes={k: [int(x) for x in v] for k, v in (d.get("shapes") or {}).items()},
-                   values={k: float(v) for k, v in (d.get("values") or {}).items()},
+                   values={k: _number(v) for k, v in (d.get("values") or {}).items()},
                    outputs=parse_output_kinds(f"{k}={v}" for k, v in (d.get("outputs") or {}).items()))
 
     @classmethod
@@ -92,6 +92,9 @@ class InputSpec:
                 if name and match_name(name, real) is None:
                     raise UsageError(model, f"{flag} names {name!r}, which is not an input of this model "
                                             f"(its inputs: {', '.join(real) or 'none'})")
+        by_name = {s.name: s for s in specs}
+        for name, v in self.values.items():
+            check_value(by_name[match_name(name, real)], v, model)  # type: ignore[index]
         if self.data:
             arrays = self.arrays(specs)  # raises on unknown keys
             del arrays
@@ -136,8 +139,41 @@ def npz_keys_are_inputs(path: str | Path, specs: Sequence[TensorSpec]) -> bool:
     return bool(keys) and "x" not in keys and all(match_name(k, real) for k in keys)
 
 
-def _fmt_value(v: float) -> str:
+def _fmt_value(v: float | int) -> str:
+    if isinstance(v, int):
+        return str(v)
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def _number(v: Any) -> float | int:
+    """A --value as given: an integer stays exact (an int64 input takes 2**53 + 1), anything else a float."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str):
+        text = v.strip()
+        if text.lower() in ("true", "false"):
+            return int(text.lower() == "true")
+        try:
+            return int(text)
+        except ValueError:
+            return float(text)
+    return float(v)
+
+
+def check_value(s: TensorSpec, v: float | int, model: str | Path | None = None) -> None:
+    """A --value must fit its input's dtype: an integer for an int input (within its range), 0/1 for a bool."""
+    dtype = spec_dtype(s)
+    if dtype.kind in "iub":
+        if isinstance(v, float) and not v.is_integer():
+            raise UsageError(model, f"--value {s.name}={_fmt_value(v)}: input {s.name!r} is {dtype.name}, "
+                                    f"give an integer" + (" (0 or 1)" if dtype.kind == "b" else ""))
+        n = int(v)
+        lo, hi = (0, 1) if dtype.kind == "b" else (np.iinfo(dtype).min, np.iinfo(dtype).max)
+        if not lo <= n <= hi:
+            raise UsageError(model, f"--value {s.name}={_fmt_value(v)}: out of range for input {s.name!r} "
+                                    f"({dtype.name}: {lo} to {hi})")
 
 
 _SUFFIX = re.compile(r":\d+$")
@@ -160,31 +196,41 @@ def match_name(name: str, real: Sequence[str]) -> str | None:
 
 
 def parse_shapes(items: Iterable[str] | None) -> dict[str, list[int]]:
-    """``["name=1,3,224,224", "1x28x28x1"]``; an unnamed shape applies to the first input ("")."""
+    """``["name=1,3,224,224", "1x28x28x1", "sr="]``; an unnamed shape applies to the first input (""); a named
+    empty shape (``sr=`` or ``sr=[]``) is a 0-d scalar."""
     out: dict[str, list[int]] = {}
     for item in items or []:
-        name, _, dims = item.rpartition("=")
+        name, sep, dims = item.rpartition("=")
+        dims = dims.strip()
+        if dims.startswith(("[", "(")) and dims.endswith(("]", ")")):
+            dims = dims[1:-1]
         try:
             shape = [int(x) for x in dims.replace("x", ",").split(",") if x.strip()]
         except ValueError:
-            raise UsageError(None, f"bad --shape {item!r}: expected NAME=1,3,224,224") from None
-        if not shape or any(d <= 0 for d in shape):
+            raise UsageError(None, f"bad --shape {item!r}: expected NAME=1,3,224,224 (NAME= for a scalar)") from None
+        if not shape and not (sep and name.strip()):
+            raise UsageError(None, f"bad --shape {item!r}: expected NAME=1,3,224,224 (NAME= for a scalar)")
+        if any(d <= 0 for d in shape):
             raise UsageError(None, f"bad --shape {item!r}: dimensions must be positive integers")
         out[name.strip()] = shape
     return out
 
 
-def parse_values(items: Iterable[str] | None) -> dict[str, float]:
-    """``["sr=16000"]``: an input that holds this value (filled to its shape)."""
-    out: dict[str, float] = {}
+def parse_values(items: Iterable[str] | None) -> dict[str, float | int]:
+    """``["sr=16000"]``: an input that holds this value (filled to its shape; a 0-d input is that scalar). An
+    integer stays an int; ``true``/``false`` are 1/0."""
+    out: dict[str, float | int] = {}
     for item in items or []:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise UsageError(None, f"bad --value {item!r}: expected NAME=number (e.g. sr=16000)")
         try:
-            out[name.strip()] = float(value)
+            v = _number(value)
         except ValueError:
             raise UsageError(None, f"bad --value {item!r}: {value!r} is not a number") from None
+        if isinstance(v, float) and not np.isfinite(v):
+            raise UsageError(None, f"bad --value {item!r}: {value!r} is not a finite number")
+        out[name.strip()] = v
     return out
 
 
@@ -246,6 +292,9 @@ def resolve_shapes(specs: Sequence[TensorSpec], spec: InputSpec | None = None, *
         out[s.name] = list(shape)
     for s in specs:
         if s.name in out:
+            continue
+        if s.shape == ["?"] and any(match_name(k, real) == s.name for k in spec.values):
+            out[s.name] = []  # a --value for an input of unknown rank (a TorchScript Tensor): a 0-d scalar
             continue
         if s.shape == ["?"]:  # unknown rank
             raise UsageError(model, f"input {s.name!r} has an unknown rank: give --shape {s.name}=...")
@@ -357,6 +406,25 @@ def _random_array(shape: list[int], dtype: np.dtype, rng: np.random.Generator) -
     raise UsageError(None, f"cannot generate data of dtype {dtype}")
 
 
+def _samples(n: int) -> str:
+    return f"{n} sample{'s' if n != 1 else ''}"
+
+
+def _contiguous(arr: np.ndarray, dtype: np.dtype, s: TensorSpec, where: str | Path | None, *,
+                check: bool = True) -> np.ndarray:
+    """``arr`` as the input takes it: its dtype, C-contiguous, a 0-d array kept 0-d (``np.ascontiguousarray``
+    makes it 1-d), a scalar given for an input of shape [1] or [1, 1] reshaped to it. Integers for an integer
+    input must be whole numbers: 3.7 is never silently truncated to a token id."""
+    arr = np.asarray(arr)
+    if arr.ndim == 0 and s.shape not in (["?"], []) and all(d == 1 for d in s.shape):
+        arr = arr.reshape([1] * len(s.shape))
+    if check and dtype.kind in "iub" and arr.dtype.kind == "f" and arr.size and \
+            not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+        raise UsageError(where, f"input {s.name!r} is {dtype.name} but its data holds non-integer values "
+                                f"(e.g. {arr.flat[int(np.argmax(arr != np.round(arr)))]:g})")
+    return np.require(arr.astype(dtype, copy=False), requirements="C")
+
+
 def spec_dtype(s: TensorSpec) -> np.dtype:
     return np.dtype(s.dtype) if s.dtype not in ("unknown", "str") else np.dtype("float32")
 
@@ -388,6 +456,11 @@ def make_feeds(specs: Sequence[TensorSpec], spec: InputSpec | None = None, *, co
     """
     spec = spec or InputSpec()
     spec.check_names(specs, model)
+    real = [s.name for s in specs]
+    ranked = {(real[0] if k == "" and real else match_name(k, real)): v for k, v in spec.shapes.items()}
+    # an input of unknown rank (TorchScript) has the rank --shape gives it: an --input array of one more is N samples
+    specs = [TensorSpec(s.name, list(ranked[s.name]), s.dtype) if s.shape == ["?"] and s.name in ranked else s
+             for s in specs]
     given = spec.arrays(specs)
     notes: list[str] = []
     for s in specs:  # a batch of N given to a model whose batch is fixed at 1: N samples of batch 1
@@ -405,7 +478,6 @@ def make_feeds(specs: Sequence[TensorSpec], spec: InputSpec | None = None, *, co
                 given[name] = given[name][:, None]
             notes.append(f"{', '.join(rows)}: {next(iter(rows.values()))} rows taken as {next(iter(rows.values()))} "
                          "samples of batch 1 (the batch dimension is dynamic)")
-    real = [s.name for s in specs]
     values = {match_name(k, real): v for k, v in spec.values.items()}
     shapes = resolve_shapes(specs, spec, dynamic_default=dynamic_default, model=model, given=given)
     per_input: dict[str, list[np.ndarray] | np.ndarray] = {}
@@ -416,16 +488,16 @@ def make_feeds(specs: Sequence[TensorSpec], spec: InputSpec | None = None, *, co
         if s.name in given:
             arr = given[s.name]
             if s.shape != ["?"] and arr.ndim == len(s.shape) + 1:
-                per_input[s.name] = [np.ascontiguousarray(a.astype(dtype, copy=False)) for a in arr]
+                per_input[s.name] = [_contiguous(a, dtype, s, spec.data) for a in arr]
                 stacked_n.add(len(arr))
-            else:
-                per_input[s.name] = np.ascontiguousarray(arr.astype(dtype, copy=False))
+            else:  # one sample (a 0-d array: that scalar), the same in every sample
+                per_input[s.name] = _contiguous(arr, dtype, s, spec.data)
             sources[s.name] = "your --input"
         elif s.name in values:
             per_input[s.name] = np.full(shapes[s.name], values[s.name], dtype=dtype)
             sources[s.name] = "--value"
         elif data and s.name in data and data[s.name]:
-            per_input[s.name] = [np.ascontiguousarray(a.astype(dtype, copy=False)) for a in data[s.name]]
+            per_input[s.name] = [_contiguous(np.asarray(a), dtype, s, model, check=False) for a in data[s.name]]
             stacked_n.add(len(data[s.name]))
             sources[s.name] = data_source
         else:
@@ -434,8 +506,15 @@ def make_feeds(specs: Sequence[TensorSpec], spec: InputSpec | None = None, *, co
         raise UsageError(spec.data or model, f"the inputs hold different numbers of samples ({sorted(stacked_n)})")
     if stacked_n:
         n = min(stacked_n) if count is None else min(min(stacked_n), count)
+        if count is not None and n < count:
+            notes.append(f"{_samples(n)} in the data, fewer than the {count} asked for: all {n} used, none repeated"
+                         if n > 1 else f"1 sample in the data, fewer than the {count} asked for: used once, "
+                                       "not repeated")
     elif all(v != "random" for v in sources.values()):
         n = 1  # every input fixed by the user: one distinct sample, never repeated to reach a count
+        if count is not None and count > 1 and sources:
+            notes.append(f"1 distinct sample (every input is fixed by your --input / --value), fewer than the "
+                         f"{count} asked for: used once, not repeated")
     else:
         n = count or 1
     _check_feed_budget(specs, shapes, sources, per_input, n, spec.data or model)

@@ -173,7 +173,8 @@ class LayerDebugDialog(_JobDialog):
         self.lay.addWidget(self.status)
         self.plot = self._chart("cosine to the parent", "layer (graph order)")
         self.figures_lay.addWidget(self.plot)
-        self.table = _table(["#", "op", "node", "tensor", "matched by", "cosine", "SNR dB", "max abs diff"])
+        self.table = _table(["#", "op", "node", "tensor", "matched by", "cosine", "own drop", "SNR dB",
+                             "max abs diff", "weighted op"])
         self.figures_lay.addWidget(self.table, 1)
         self.lay.addWidget(self.tabs, 1)
         self._spec = dict(inputs or {})
@@ -240,22 +241,29 @@ class LayerDebugDialog(_JobDialog):
         def num(v: Any, fmt: str) -> Any:
             return format(v, fmt) if isinstance(v, (int, float)) else ("-" if v is None else v)
 
-        rows = [[r["step"], ", ".join(n.split(";")[0] for n in r["kept_in_float"]) or "-", num(r["p50_ms"], ".3g"),
-                 round(r["size_bytes"] / 1024), num(r["output_cosine"], ".6f"), num(r.get("top1"), ".4f"),
-                 "ok" if r["passed"] else "fails"] for r in d["steps"]]
+        rows = [[r["step"], ", ".join(n.split(";")[0] for n in r["kept_in_float"]) or "-", num(r.get("p50_ms"), ".3g"),
+                 round(r.get("size_bytes", 0) / 1024), num(r.get("output_cosine"), ".6f"), num(r.get("top1"), ".4f"),
+                 ("ok" if r["passed"] else "fails" if not r.get("error") else f"error: {r['error']}")
+                 + (" (best)" if r["step"] == d.get("best_step") else "")] for r in d["steps"]]
         _fill(self.rescue_table, rows, [not r["passed"] for r in d["steps"]])
         self.tabs.setCurrentWidget(self.rescue_table)
         guard = (f"top-1 drop ≤ {d['guard']['max_drop']}" if "max_drop" in d["guard"]
                  else f"output cosine ≥ {d['guard']['min_output_cosine']}")
+        stopped = d.get("stopped") or ""
         if d["passed"]:
             self.status.setText(f"<b>rescued</b>: {len(d['kept_in_float'])} layer(s) kept in float pass the guard "
-                                f"({guard}); <b>{Path(d['output']).name}</b> joined the workspace.")
+                                f"({guard}); <b>{Path(d['output']).name}</b> joined the workspace.<br>stopped: {stopped}")
+        elif d.get("output"):
+            self.status.setText(f"<b>the guard was not met</b> ({guard}); the best attempt (step {d['best_step']}, "
+                                f"{len(d['kept_in_float'])} kept in float) <b>{Path(d['output']).name}</b> joined the "
+                                f"workspace, marked as failing the guard.<br>stopped: {stopped}")
+        else:
+            self.status.setText(f"<b>no attempt passed the guard</b> ({guard}) nor improved on plain INT8: nothing "
+                                f"was added.<br>stopped: {stopped}. Try int8-accuracy-aware, or a larger drop allowed.")
+        if d.get("output"):
             refresh = getattr(self.window, "refresh", None)
             if callable(refresh):
                 refresh()
-        else:
-            self.status.setText(f"<b>no step passed the guard</b> ({guard}) within {len(d['steps']) - 1} layers kept "
-                                "in float: nothing was added. Try int8-accuracy-aware, or a larger drop allowed.")
 
     def _finished(self, job: str, status: str, error: Any, result: Any) -> None:
         if job == self.rescue_job and not self.bridge.closed:
@@ -303,21 +311,31 @@ class LayerDebugDialog(_JobDialog):
     def show_result(self, d: dict[str, Any]) -> None:
         import pyqtgraph as pg
 
-        first = d.get("first_diverging")
+        first, big = d.get("first_diverging"), d.get("biggest_contributor")
         verdict = {"agrees": "every matched layer agrees", "diverges": "the child diverges",
                    "inconclusive": "inconclusive"}[d["verdict"]]
-        text = (f"<b>{verdict}</b> — {d['matched']} tensors matched ({d['matched_by_name']} by name), "
-                f"{len(d['unmatched_parent'])} of the parent's unmatched; {d['samples']} samples.")
+        lone = d.get("unmatched") or {"parent": len(d["unmatched_parent"]), "child": len(d["unmatched_child"]),
+                                      "refused": 0}
+        text = (f"<b>{verdict}</b> — {d['matched']} tensors paired ({d['matched_by_name']} by name, "
+                f"{d.get('matched_by_structure', 0)} by graph structure); unmatched: {lone['parent']} of the parent's, "
+                f"{lone['child']} of the child's, {lone['refused']} name pairs refused (before vs after an "
+                f"activation); {d['samples']} samples.")
+        if big:
+            via = (f" via {big['node']} ({big['op']})" if big.get("blame_node") and big["blame_node"] != big["node"]
+                   else "")
+            text += (f"<br>Blamed layer (largest own error): <b>{big.get('blame_node') or big['node']}</b> "
+                     f"({big.get('blame_op') or big['op']}){via}: cosine {big['input_cosine']} in → {big['cosine']} "
+                     f"out. Keep it in float (Optimize ▸ ignored scope) or <code>edgestudio rescue</code>.")
         if first:
             text += (f"<br>First diverging layer: <b>{first['node']}</b> ({first['op']}), cosine {first['cosine']}, "
-                     f"SNR {first['snr_db']} dB. Keep it in float (Optimize ▸ ignored scope) or "
-                     "<code>edgestudio rescue</code>.")
+                     f"SNR {first['snr_db']} dB.")
         if d.get("note"):
             text += f"<br><i>{d['note']}</i>"
         self.status.setText(text)
         pairs = d["pairs"]
         _fill(self.table, [[p["order"], p["op"], p["node"], p["parent"], p["matched_by"], p["cosine"],
-                            "inf" if p["snr_db"] is None else p["snr_db"], p["max_abs_diff"]] for p in pairs],
+                            p.get("contribution"), "inf" if p["snr_db"] is None else p["snr_db"], p["max_abs_diff"],
+                            p.get("blame_node") or ""] for p in pairs],
               [p["diverges"] for p in pairs])
         self.plot.clear()
         xs = [p["order"] for p in pairs]
@@ -327,6 +345,8 @@ class LayerDebugDialog(_JobDialog):
         self.plot.addLine(y=d["thresholds"]["min_cosine"], pen=pg.mkPen("#999", style=Qt.PenStyle.DashLine))
         if first:
             self.plot.addLine(x=first["order"], pen=pg.mkPen("#d04a3a", width=1))
+        if big:
+            self.plot.addLine(x=big["order"], pen=pg.mkPen("#e0a020", width=2))
         self.show_on_graph(d.get("graph"))
 
 

@@ -220,8 +220,16 @@ def _bring_to(src: Path, fmt: ModelFormat, sources: tuple[ModelFormat, ...], fol
         one = sess is not None and len(sess.inputs) == 1
         if sess is not None and (npz_keys_are_inputs(calib, sess.inputs) or one and (
                 Path(calib).suffix == ".npy" or "x" in npz_names(Path(calib)))):
-            # the samples fix what the conversion needs fixed (dynamic dims) and are what its check runs on
-            inputs = InputSpec.from_dict(inputs).merged(InputSpec(data=str(Path(calib).resolve()))).to_dict()
+            # the samples fix what the conversion needs fixed (dynamic dims) and are what its check runs on, when
+            # they fit the model as they are (a dataset in another layout is the calibration loader's to adapt)
+            with_data = InputSpec.from_dict(inputs).merged(InputSpec(data=str(Path(calib).resolve())))
+            try:
+                from edgestudio.core.inputspec import make_feeds
+
+                make_feeds(sess.inputs, with_data, count=1, model=src)
+                inputs = with_data.to_dict()
+            except EdgeStudioError:
+                pass
     for target in sources:
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,9 @@ class ConvertOptions:
     validate: bool = field(default=True, metadata={"help": "check each result numerically against its parent"})
     inputs: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "what the parity checks run on: the input specification (--input, --shape, --value)"})
+    chain_target: str | None = field(default=None, metadata={
+        "help": "set by the conversion engine: the format the whole chain ends in (a hop may write what it needs)",
+        "internal": True})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -73,7 +76,7 @@ def option_schema(names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Describe options (name, type, default, help) so a GUI can generate its form from them."""
     out = []
     for f in dataclasses.fields(ConvertOptions):
-        if names is not None and f.name not in names:
+        if (names is not None and f.name not in names) or f.metadata.get("internal"):
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         out.append({"name": f.name, "type": str(f.type), "default": default, "help": f.metadata.get("help", ""),

@@ -34,7 +34,10 @@ class OnnxToSavedModel(Converter):
     def convert(self, src: Path, fmt: ModelFormat, dst: Path, opts: ConvertOptions, *,
                 progress: ProgressCallback, cancel: CancelToken) -> None:
         with tempfile.TemporaryDirectory(prefix="edgestudio-onnx2tf-") as tmp:
-            out = run_onnx2tf(src, opts, Path(tmp), progress=progress, cancel=cancel)
+            # on the way to TF.js, whose conv2d has no groups: grouped convolutions are written as separate ones
+            # (onnx2tf's -dgc; not for TFLite, whose INT8 quantizer then leaves them in float)
+            out = run_onnx2tf(src, opts, Path(tmp), progress=progress, cancel=cancel,
+                              portable=opts.chain_target == ModelFormat.TFJS.value)
             if not (out / "saved_model.pb").exists():
                 raise ConversionError(src, "onnx2tf finished without writing a SavedModel", converter=self.name)
             dst.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,7 @@ class OnnxToTflite(Converter):
 
 
 def run_onnx2tf(src: Path, opts: ConvertOptions, work: Path, *, progress: ProgressCallback,
-                cancel: CancelToken) -> Path:
+                cancel: CancelToken, portable: bool = False) -> Path:
     """Run onnx2tf on a simplified copy of ``src`` in ``work``; returns its output folder (a SavedModel with
     signatures, and float32/float16 TFLite files)."""
     from edgestudio.core.loaders import quiet_tensorflow
@@ -83,6 +83,8 @@ def run_onnx2tf(src: Path, opts: ConvertOptions, work: Path, *, progress: Progre
     kwargs: dict = {"non_verbose": True, "output_signaturedefs": True, "disable_strict_mode": True}
     if ois:
         kwargs["overwrite_input_shape"] = ois
+    if portable:  # grouped convolutions as separate ones: TF.js has no grouped conv2d
+        kwargs["disable_group_convolution"] = True
     keep = _input_names(work / "model.onnx") if opts.layout == "nchw" else _channels_last_inputs(work / "model.onnx")
     if keep:  # onnx2tf reads every 4-D input as NCHW: an NHWC input would be transposed once more
         # (onnx2tf renames 'a:0' to 'a__0' before it looks the names up; unknown names are ignored)

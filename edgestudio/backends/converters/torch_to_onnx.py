@@ -2,7 +2,9 @@
 
 Runs in the ``torch`` environment. ExportedPrograms go through the dynamo exporter (their dynamic dims stay
 dynamic); TorchScript modules through the TorchScript exporter (the dynamo one takes no ScriptModule) at the
-shape given with ``--shape`` (TorchScript files do not record one). The result is checked against PyTorch
+shape given with ``--shape`` (TorchScript files do not record one). The example inputs are the user's (``--input``,
+``--value``, ``--shape``) with the declared dtypes: an ``int``/``float`` forward argument is passed as that Python
+scalar (it becomes a 0-d ONNX input), a 0-d tensor input as a 0-d tensor. The result is checked against PyTorch
 itself, on the same inputs, like every hop.
 """
 
@@ -31,33 +33,44 @@ class TorchToOnnx(Converter):
 
     def convert(self, src: Path, fmt: ModelFormat, dst: Path, opts: ConvertOptions, *,
                 progress: ProgressCallback, cancel: CancelToken) -> None:
-        import numpy as np
         import torch
 
-        from edgestudio.backends.runtimes.torch import load_torch
-        from edgestudio.core.inspection import load_exported_program
-        from edgestudio.core.inputspec import InputSpec, resolve_shapes
+        from edgestudio.core.inputspec import InputSpec, make_feeds
+        from edgestudio.core.inspection import load_torch_program
 
         opset = opts.opset or DEFAULT_OPSET
         progress(0.1, "loading with PyTorch")
-        module, inputs, _ = load_torch(src)
+        prog = load_torch_program(src)
+        inputs = prog.inputs
         spec = InputSpec.from_dict(opts.inputs).merged(InputSpec(shapes=dict(opts.shapes)))
-        shapes = resolve_shapes(inputs, spec, model=src)
-        args = tuple(torch.from_numpy(np.zeros(shapes[s.name], dtype=np.dtype(s.dtype if s.dtype != "?" else "float32")))
-                     for s in inputs)
+        # the example inputs: what the user gave (--input, --value, --shape), as the model declares them (a Python
+        # int for an ``sr: int`` argument, a 0-d tensor for a 0-d Tensor input, int64 token ids)
+        feeds = make_feeds(inputs, spec, count=1, model=src)
+        feed = feeds.samples[0]
+        args = prog.args(feed)
         cancel.check()
         progress(0.3, f"exporting (opset {opset})")
         names = [s.name for s in inputs]
         try:
             if fmt is ModelFormat.PT2:
-                ep = load_exported_program(src)
-                prog = torch.onnx.export(ep, args, dynamo=True, opset_version=opset, input_names=names,
-                                         verbose=False)
-                prog.save(str(dst))
+                prog_onnx = torch.onnx.export(prog.ep, args, dynamo=True, opset_version=opset, input_names=names,
+                                              verbose=False)
+                prog_onnx.save(str(dst))
             else:
-                torch.onnx.export(module, args, str(dst), dynamo=False, opset_version=opset, input_names=names,
-                                  verbose=False)
+                torch.onnx.export(prog.module, args, str(dst), dynamo=False, opset_version=opset,
+                                  input_names=names, verbose=False)
         except Exception as exc:
+            if "TorchScript interpreter" in str(exc):  # the model's own code raised on the example inputs
+                from edgestudio.backends.runtimes.torch import describe_feed, last_error_line
+
+                random = [n for n, v in feeds.sources.items() if v == "random"]
+                scalars = [s.name for s in inputs if s.shape == [] and s.name in random]
+                hint = ("give the value it takes with " + " ".join(f"--value {n}=V" for n in scalars) if scalars
+                        else "give real inputs with --input" if random else None)
+                raise ConversionError(src, f"the model raised {last_error_line(exc)} on the example inputs "
+                                           f"({describe_feed(inputs, feed)}"
+                                           f"{'; random: ' + ', '.join(random) if random else ''})",
+                                      converter=self.name, hint=hint) from None
             raise self.explain(exc, src, fmt) from None
         if not dst.exists():
             raise ConversionError(src, "torch.onnx.export finished without writing a model", converter=self.name)

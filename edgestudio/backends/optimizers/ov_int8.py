@@ -33,8 +33,9 @@ class OvInt8(Optimizer):
         samples, warnings = calibration_feeds(opts, specs, model=src)
         cancel.check()
         progress(0.2, f"quantizing with NNCF ({opts.preset}, {len(samples)} samples)")
-        model = nncf.quantize(read_ir(src), nncf.Dataset(samples), preset=nncf.QuantizationPreset(opts.preset),
-                              subset_size=min(opts.subset_size, len(samples)), ignored_scope=ignored_scope(opts))
+        ir = read_ir(src)
+        model = nncf.quantize(ir, nncf.Dataset(samples), preset=nncf.QuantizationPreset(opts.preset),
+                              subset_size=min(opts.subset_size, len(samples)), ignored_scope=ignored_scope(opts, ir))
         cancel.check()
         save_ir(model, dst)
         return {"warnings": warnings, "calibration_samples": len(samples)}

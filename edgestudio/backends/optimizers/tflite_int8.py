@@ -50,8 +50,10 @@ class TfliteInt8(Optimizer):
         if opts.ignored_scope:  # mixed precision: the quantization debugger's denylist keeps those ops in float
             from edgestudio.backends.converters.tf_to_tflite import tflite_converter
 
-            nodes = [n for n in opts.ignored_scope if not n.startswith("type:")]
-            ops = [n[5:] for n in opts.ignored_scope if n.startswith("type:")]
+            from edgestudio.backends.optimizers._tflite import denylist, still_quantized
+
+            float_model = tflite_converter(src, fmt).convert()  # what the denylist names: its ops' output tensors
+            nodes, ops = denylist(float_model, opts.ignored_scope)  # refused here when one matches nothing
             progress(0.2, f"calibrating on {len(samples)} samples; {len(opts.ignored_scope)} kept in float")
             conv = tflite_converter(src, fmt)
             configure(conv)
@@ -61,6 +63,12 @@ class TfliteInt8(Optimizer):
                 debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes or None,
                                                                             denylisted_ops=ops or None))
             dst.write_bytes(debugger.get_nondebug_quantized_model())
+            still = still_quantized(dst, nodes, ops)
+            if still:  # never silently: --ignore asked for float there
+                from edgestudio.backends.optimizers.base import OptimizationError
+
+                raise OptimizationError(None, f"--ignore: the TFLite converter still quantized {', '.join(still[:3])}"
+                                              f"{' and more' if len(still) > 3 else ''}")
             return {"warnings": warnings, "calibration_samples": len(samples), "io_type": opts.io_type,
                     "kept_in_float": list(opts.ignored_scope)}
         progress(0.2, f"calibrating on {len(samples)} samples and converting to full INT8")

@@ -42,6 +42,10 @@ class OvSession(Session):
             self.precision = None
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        scalars = {s.name for s in self.inputs if s.shape == []}
+        if scalars:  # a one-element array for a 0-d input (np.ascontiguousarray makes 0-d arrays 1-d) is that scalar
+            feeds = {k: (np.asarray(v).reshape(()) if k in scalars and np.size(v) == 1 else v)
+                     for k, v in feeds.items()}
         result = self._request.infer(feeds)
         return {spec.name: np.array(result[port]) for spec, port in zip(self.outputs, self._compiled.outputs)}
 
@@ -49,7 +53,7 @@ class OvSession(Session):
         import openvino as ov
 
         for name, arr in feeds.items():
-            self._request.set_tensor(name, ov.Tensor(np.ascontiguousarray(arr)))
+            self._request.set_tensor(name, ov.Tensor(np.require(arr, requirements="C")))  # a 0-d input stays 0-d
         return self._request.infer
 
 

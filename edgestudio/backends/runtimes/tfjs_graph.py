@@ -21,7 +21,13 @@ class TfjsGraphSession(Session):
         from edgestudio.core.inspection import inspect_model
 
         self._graph = graph
-        self._sess = tf.compat.v1.Session(graph=graph)
+        from tensorflow.core.protobuf import rewriter_config_pb2
+
+        # grappler's remapper would fuse conv + bias + activation back into _FusedConv2D, whose CPU kernel refuses
+        # grouped convolutions: off, for a check that runs what the graph says
+        config = tf.compat.v1.ConfigProto()
+        config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
+        self._sess = tf.compat.v1.Session(graph=graph, config=config)
         self.runtime = "tfjs-graph"
         self.device = "CPU"
         self.precision = None
@@ -78,4 +84,49 @@ class TfjsGraphRuntime(Runtime):
         except Exception as exc:
             raise ModelFormatError(path, f"cannot load the TF.js graph model: {' '.join(str(exc).split())[:300]}") \
                 from None
-        return TfjsGraphSession(graph)
+        return TfjsGraphSession(_unfused(graph))
+
+
+_ACTIVATIONS = ("Relu", "Relu6", "Elu", "LeakyRelu", "Sigmoid", "Tanh")
+
+
+def _unfused(graph: Any) -> Any:
+    """The graph with TF.js's fused convolutions (``_FusedConv2D``: conv + bias + activation) split back into
+    Conv2D, BiasAdd and the activation: TensorFlow's CPU kernel for the fused op refuses grouped convolutions
+    ("Fused conv implementation does not support grouped convolutions"), which MobileNet-style ONNX exports have.
+    The same arithmetic; only the check runs it."""
+    import tensorflow as tf
+
+    gd = graph.as_graph_def()
+    if not any(n.op == "_FusedConv2D" for n in gd.node):
+        return graph
+    out = tf.compat.v1.GraphDef()
+    out.versions.CopyFrom(gd.versions)
+    for node in gd.node:
+        fused = [f.decode() for f in node.attr["fused_ops"].list.s] if node.op == "_FusedConv2D" else []
+        if not fused or fused[0] != "BiasAdd" or len(fused) > 2 or any(f not in _ACTIVATIONS for f in fused[1:]) \
+                or len(node.input) < 3:
+            out.node.add().CopyFrom(node)
+            continue
+        conv = out.node.add(name=f"{node.name}/es_conv", op="Conv2D", input=[node.input[0], node.input[1]],
+                            device=node.device)
+        for key in ("T", "strides", "padding", "explicit_paddings", "data_format", "dilations", "use_cudnn_on_gpu"):
+            if key in node.attr:
+                conv.attr[key].CopyFrom(node.attr[key])
+        bias = out.node.add(name=node.name if len(fused) == 1 else f"{node.name}/es_bias", op="BiasAdd",
+                            input=[conv.name, node.input[2]], device=node.device)
+        bias.attr["T"].CopyFrom(node.attr["T"])
+        if "data_format" in node.attr:
+            bias.attr["data_format"].CopyFrom(node.attr["data_format"])
+        if len(fused) == 2:
+            act = out.node.add(name=node.name, op=fused[1], input=[bias.name], device=node.device)
+            act.attr["T"].CopyFrom(node.attr["T"])
+            if fused[1] == "LeakyRelu" and "leakyrelu_alpha" in node.attr:
+                act.attr["alpha"].f = node.attr["leakyrelu_alpha"].f
+        for extra in node.input[3:]:  # control inputs
+            if extra.startswith("^"):
+                conv.input.append(extra)
+    new = tf.Graph()
+    with new.as_default():
+        tf.compat.v1.import_graph_def(out, name="")
+    return new

@@ -45,7 +45,8 @@ class TvmSession(Session):
         self.facts = {"target": doc.get("target"), "tuning": doc.get("tuning"), "tvm": doc.get("tvm_version")}
 
     def _tensors(self, feeds: dict[str, np.ndarray]) -> list[Any]:
-        return [self._tvm.runtime.tensor(np.ascontiguousarray(feeds[s.name], dtype=s.dtype)) for s in self.inputs]
+        return [self._tvm.runtime.tensor(np.require(feeds[s.name], dtype=s.dtype, requirements="C"))  # 0-d stays 0-d
+                for s in self.inputs]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = _outputs(self._vm["main"](*self._tensors(feeds)))
