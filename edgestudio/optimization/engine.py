@@ -299,7 +299,8 @@ def drift_check(reference: Path, optimized: Path, opts: OptimizeOptions, cancel:
                             min_cosine=opts.min_cosine, data_source="dataset")
     verdict = report.verdict
     note = report.note
-    if verdict == PASSED and report.inputs.get("random"):
+    sources = set((report.inputs.get("sources") or {}).values())
+    if verdict == PASSED and "random" in sources and sources <= {"random", "--value"}:  # no real data at all
         verdict, note = INCONCLUSIVE, ("checked on random inputs only, which cannot speak for real data: give "
                                        "--input, --dataset or real --calibration samples")
     failed = [o for o in report.outputs if o.verdict == FAILED]

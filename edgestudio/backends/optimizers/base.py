@@ -1,6 +1,6 @@
 """The optimizer interface: one method (fp16, int8-static, ...) for one runtime's model format.
 
-Optimizers use the field's libraries (onnxruntime.quantization, onnxconverter-common, NNCF, the TFLite
+Optimizers use the field's libraries (onnxruntime.quantization and its float16 converter, NNCF, the TFLite
 converter); none quantizes by hand. Options are one described dataclass, so a GUI can generate a form.
 """
 
