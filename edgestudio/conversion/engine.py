@@ -191,6 +191,17 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
         from edgestudio.core.inspection import check_onnx_file
 
         check_onnx_file(current)
+    if current_fmt is ModelFormat.TFLITE:  # a custom op is a kernel only its app has: no converter can carry it
+        from edgestudio.core.inspection import tflite_custom_ops
+
+        custom = tflite_custom_ops(current)
+        if custom:
+            raise ConversionError(current, f"it uses the custom op{'s' if len(custom) > 1 else ''} "
+                                           f"{', '.join(custom)} (not a TFLite builtin: a kernel that ships with the "
+                                           f"app that made the model), which {hop.converter} cannot convert",
+                                  converter=hop.converter, op=custom[0],
+                                  hint="run it on LiteRT with that kernel registered, or convert the model it was "
+                                       "exported from")
     given, private = current, None
     if i == 0:  # the user's own model: the converter gets a private copy (libraries write beside their input)
         from edgestudio.core.workspace import private_copy

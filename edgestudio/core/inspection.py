@@ -440,6 +440,27 @@ def _inspect_tflite(p: Path, shapes: dict[str, list[int]] | None = None) -> Mode
                      schema_version, None)
 
 
+def tflite_custom_ops(path: str | Path) -> list[str]:
+    """The custom operators a TFLite model uses (not TFLite builtins: MediaPipe's Convolution2DTransposeBias, say),
+    read from the flatbuffer's operator codes; [] when there are none or the schema reader is missing."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:  # pragma: no cover
+        return []
+    model = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
+    custom = int(schema.BuiltinOperator.CUSTOM)
+    out = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+        name = oc.CustomCode()
+        if code == custom and name:
+            text = name.decode("utf-8", "backslashreplace")
+            if text not in out:
+                out.append(text)
+    return out
+
+
 def _tflite_constants(p: Path) -> tuple[int | None, int | None]:
     """Count elements of constant tensors (those backed by a data buffer) from the flatbuffer."""
     try:
