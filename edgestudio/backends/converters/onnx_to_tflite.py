@@ -11,8 +11,10 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from edgestudio.backends.converters.base import CONVERTERS, ConversionError, Converter, ConvertOptions
+from edgestudio.core.errors import clean_message
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.progress import CancelToken, ProgressCallback
 
@@ -40,12 +42,30 @@ class OnnxToTflite(Converter):
 
     def convert(self, src: Path, fmt: ModelFormat, dst: Path, opts: ConvertOptions, *,
                 progress: ProgressCallback, cancel: CancelToken) -> None:
+        from edgestudio.core.inspection import tflite_custom_ops
+
         with tempfile.TemporaryDirectory(prefix="edgestudio-onnx2tf-") as tmp:
             out = run_onnx2tf(src, opts, Path(tmp), progress=progress, cancel=cancel)
             produced = out / "model_float32.tflite"
             if not produced.exists():
                 raise ConversionError(src, "onnx2tf finished without writing a float32 TFLite model",
                                       converter=self.name)
+            flex = [op for op in tflite_custom_ops(produced) if op.startswith("Flex")]
+            pseudo = sorted({PSEUDO_FOR_FLEX[op] for op in flex if op in PSEUDO_FOR_FLEX})
+            if flex and not opts.allow_tf_ops and len(pseudo) == len(flex):
+                # the next route: onnx2tf's documented pseudo operators (-rtpo) in TFLite builtins; the parity
+                # check judges the approximation
+                progress(0.5, f"TensorFlow ops {', '.join(flex)} left: again with builtin replacements for "
+                              f"{', '.join(pseudo)}")
+                shutil.rmtree(out, ignore_errors=True)
+                out = run_onnx2tf(src, opts, Path(tmp) / "again", progress=progress, cancel=cancel, pseudo=pseudo)
+                produced = out / "model_float32.tflite"
+                flex = [op for op in tflite_custom_ops(produced) if op.startswith("Flex")]
+            if flex and not opts.allow_tf_ops:
+                raise ConversionError(src, f"the TFLite result needs TensorFlow ops ({', '.join(flex)}) that LiteRT's "
+                                           "builtin kernels lack", converter=self.name, op=flex[0][4:],
+                                      hint="--allow-tf-ops keeps them (the device then needs the Flex delegate), or "
+                                           "keep the model on onnxruntime / openvino")
             shutil.move(str(produced), dst)
 
     def layout_change(self, opts: ConvertOptions) -> str | None:
@@ -58,8 +78,13 @@ class OnnxToTflite(Converter):
         return err
 
 
+#: TensorFlow (Flex) ops onnx2tf leaves in a TFLite model, and the ONNX op its -rtpo writes in builtins instead
+PSEUDO_FOR_FLEX = {"FlexErf": "Erf", "FlexAsin": "Asin", "FlexAcos": "Acos", "FlexAtan": "Atan", "FlexGatherNd": "GatherND",
+                   "FlexAbs": "Abs", "FlexNeg": "Neg", "FlexPow": "Power", "FlexMatMulInteger": "MatMulInteger"}
+
+
 def run_onnx2tf(src: Path, opts: ConvertOptions, work: Path, *, progress: ProgressCallback,
-                cancel: CancelToken, portable: bool = False) -> Path:
+                cancel: CancelToken, portable: bool = False, pseudo: list[str] | None = None) -> Path:
     """Run onnx2tf on a simplified copy of ``src`` in ``work``; returns its output folder (a SavedModel with
     signatures, and float32/float16 TFLite files)."""
     from edgestudio.core.loaders import quiet_tensorflow
@@ -76,6 +101,7 @@ def run_onnx2tf(src: Path, opts: ConvertOptions, work: Path, *, progress: Progre
     fixed = fixed_input_shapes(src, opts)
     ois = [f"{k}:{','.join(map(str, v))}" for k, v in fixed.items()]
     progress(0.05, "simplifying (constant weights for onnx2tf)" + (f", inputs fixed at {', '.join(ois)}" if ois else ""))
+    work.mkdir(parents=True, exist_ok=True)
     slim(src, work / "model.onnx", input_shapes=ois)  # a copy: onnx2tf rewrites its input in place
     _valid_scope_names(work / "model.onnx")
     cancel.check()
@@ -83,14 +109,60 @@ def run_onnx2tf(src: Path, opts: ConvertOptions, work: Path, *, progress: Progre
     kwargs: dict = {"non_verbose": True, "output_signaturedefs": True, "disable_strict_mode": True}
     if ois:
         kwargs["overwrite_input_shape"] = ois
+    if pseudo:
+        kwargs["replace_to_pseudo_operators"] = [p.lower() for p in pseudo]  # its ops compare lower case
     if portable:  # grouped convolutions as separate ones: TF.js has no grouped conv2d
         kwargs["disable_group_convolution"] = True
     keep = _input_names(work / "model.onnx") if opts.layout == "nchw" else _channels_last_inputs(work / "model.onnx")
     if keep:  # onnx2tf reads every 4-D input as NCHW: an NHWC input would be transposed once more
         # (onnx2tf renames 'a:0' to 'a__0' before it looks the names up; unknown names are ignored)
         kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = keep + [k.replace(":", "__") for k in keep if ":" in k]
-    onnx2tf.convert(input_onnx_file_path=str(work / "model.onnx"), output_folder_path=str(work / "out"), **kwargs)
+    failed_at = _run_reporting_node(onnx2tf, work, kwargs)
+    if failed_at is not None:
+        node, op, exc = failed_at
+        what = clean_message(exc, 240) or type(exc).__name__
+        raise ConversionError(src, f"onnx2tf failed at node {node!r} ({op}): {what}", converter="onnx2tf", op=op,
+                              node=node, hint=_hint_for(op, what))
     return work / "out"
+
+
+def _run_reporting_node(onnx2tf: Any, work: Path, kwargs: dict[str, Any]) -> tuple[str, str, Exception] | None:
+    """Run onnx2tf; on failure, the ONNX node it failed on (it logs ``onnx_op_name: ...`` through its own
+    ``error``, silenced here), that node's op type, and the exception; None when it succeeded."""
+    import onnx2tf.utils.common_functions as cf
+
+    seen: list[str] = []
+    original = cf.error
+
+    def capture(*args: Any, **kw: Any) -> None:
+        text = " ".join(str(a) for a in args)
+        if text.startswith("onnx_op_name: "):
+            seen.append(text[len("onnx_op_name: "):].strip())
+
+    cf.error = capture
+    try:
+        onnx2tf.convert(input_onnx_file_path=str(work / "model.onnx"), output_folder_path=str(work / "out"),
+                        **kwargs)
+        return None
+    except Exception as exc:  # noqa: BLE001 - named with its node below, or re-raised
+        if not seen:
+            raise
+        import onnx
+
+        node = seen[0]
+        ops = {n.name: n.op_type for n in onnx.load(str(work / "model.onnx"), load_external_data=False).graph.node}
+        return node, ops.get(node, ops.get(node.lstrip("/"), "unknown op")), exc
+    finally:
+        cf.error = original
+
+
+def _hint_for(op: str, what: str) -> str:
+    if "Dimension -1" in what or "None" in what:
+        return "fix the dynamic dims with --shape NAME=dims (or real data with --input)"
+    if "Dimensions must be equal" in what or "Incompatible shapes" in what:
+        return (f"onnx2tf mis-transposed around this {op} (NCHW vs NHWC): try --layout nchw, or keep the model on "
+                "onnxruntime / openvino")
+    return "keep the model on onnxruntime / openvino, or convert the original Keras/SavedModel to TFLite directly"
 
 
 _SCOPE_BAD = re.compile(r"[^A-Za-z0-9_./>-]")
