@@ -215,16 +215,9 @@ def default_runtime(fmt: ModelFormat) -> str | None:
 
 # ------------------------------------------------------------------------------------------ metrics
 def _looks_like_classes(a: np.ndarray) -> bool:
-    """Scores per class: [N, C] or a sequence of them [N, T, C] (a 4-D map is an image, not classes). A 3-D output
-    whose middle axis is the shorter is a detector's packed ``[N, K, A]`` unless its rows are probabilities."""
-    if a.ndim == 2:
-        return 2 <= a.shape[-1] <= 100_000
-    if a.ndim != 3 or not 2 <= a.shape[-1] <= 100_000:
-        return False
-    if a.shape[1] < a.shape[2]:
-        sums = a.reshape(-1, a.shape[-1]).astype(np.float64).sum(1)
-        return bool(a.min() >= 0 and np.allclose(sums, 1.0, atol=1e-2))
-    return True
+    """Scores per class: [N, C] or a sequence of them [N, T, C] (a 4-D map is an image, not classes; a detector's
+    packed [N, 4+C, A] is told apart by its values: see ``tasks.score_channels``)."""
+    return a.ndim in (2, 3) and 2 <= a.shape[-1] <= 100_000
 
 
 def _degenerate(ref: list[np.ndarray]) -> str | None:

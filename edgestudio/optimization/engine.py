@@ -113,7 +113,10 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
             details = cls().optimize(given, wfmt, out, opts, progress=lambda f, m="": progress(0.4 + 0.4 * f, m),
                                      cancel=cancel)
         except EdgeStudioError as exc:
-            if exc.path is None or Path(exc.path) != src:  # name the user's model, never a temporary file
+            # name the user's model, never a temporary file (a user's other file, the dataset, stays named)
+            staged = exc.path is not None and (Path(exc.path) in (given, work) or Path(tmp) in Path(exc.path).parents
+                                               or (keep_dir is not None and Path(keep_dir) in Path(exc.path).parents))
+            if exc.path is None or staged:
                 where = f" ({wfmt.label} made from it)" if work != src else ""
                 raise OptimizationError(src, f"{cls.key()}{where}: {exc.cause}", hint=exc.hint) from None
             raise
