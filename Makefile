@@ -28,21 +28,19 @@ $(STAMP): pyproject.toml Makefile
 run: setup
 	$(BIN)/edgestudio
 
-# Real models with real weights for the trust tests: PP-OCR (rapidocr-onnxruntime) and silero-vad, from their
-# pinned PyPI wheels (pip download --no-deps; only the .onnx files are kept, in the git-ignored .cache/).
-REAL_MODELS := .cache/real-models/.fetched
+# Real models with real weights for the tests and benchmarks/bench_real.py: PP-OCR (rapidocr-onnxruntime), silero-vad,
+# and the wider corpus (NudeNet's YOLOv8 detector, magika, a MiniLM encoder, basic-pitch, MediaPipe segmentation /
+# landmarks / detection, a micro wake-word model), from their pinned PyPI wheels (pip download --no-deps, ~230 MB
+# downloaded once; only the model files are kept, ~110 MB, in the git-ignored .cache/).
+REAL_MODELS := .cache/real-models/.fetched-all
 
 real-models: $(REAL_MODELS)
+corpus: $(REAL_MODELS)
 
 $(REAL_MODELS): tests/helpers/real_models.py | $(STAMP)
 	$(BIN)/python tests/helpers/real_models.py
-	@touch $@
-
-# The wider corpus of real models (detection, segmentation, landmarks, face detection, audio, a text encoder, a byte
-# classifier; ONNX and TFLite) for benchmarks/bench_real.py, from pinned wheels (~230 MB downloaded once, ~100 MB
-# kept). Not part of `make test`'s setup.
-corpus: setup
 	$(BIN)/python tests/helpers/real_models.py --corpus
+	@touch $@
 
 # Browser runtimes (ONNX Runtime Web): their JS/wasm files come from npm (web/package-lock.json pins them; served
 # from loopback, never a CDN), and the browser is Debian's chromium (installed with apt-get when no Chromium or
