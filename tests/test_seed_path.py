@@ -144,3 +144,44 @@ def test_onnx2tf_s_tensorflow_ops_are_replaced_by_builtins_or_named(tmp_path: Pa
     from edgestudio.core.inspection import tflite_custom_ops
 
     assert tflite_custom_ops(out) == []  # builtins only: LiteRT (and TFLite Micro) can run it
+
+
+def _vendor_tflite(path: Path) -> None:
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from tests.conftest import SAMPLES
+
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAs((SAMPLES / "digits_cnn.tflite").read_bytes(), 0))
+    code = m.operatorCodes[-1]
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode = "MyVendorOp"
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    path.write_bytes(b.Output())
+
+
+def test_the_wizard_reports_a_failed_route_with_the_op_and_what_to_try(qtbot, window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from edgestudio.core.formats import ModelFormat
+
+    model = tmp_path / "vendor.tflite"
+    _vendor_tflite(model)
+    (model_id,) = window.import_paths([model])
+    wizard = window.model_action("convert", model_id)
+    qtbot.addWidget(wizard)
+    wizard.next()
+    wizard.target_page.boxes[ModelFormat.ONNX].setChecked(True)
+    wizard.next()
+    wizard.next()
+    wizard.next()
+    qtbot.waitUntil(lambda: wizard.run_page.isComplete(), timeout=120_000)
+    report = wizard.run_page.report
+    row = next(r for r in range(report.rowCount()) if report.item(r, 0).text() == "onnx")
+    assert report.item(row, 1).text() == "tflite → onnx" and report.item(row, 2).text() != "-"
+    text = report.item(row, 6).text()
+    assert text.startswith("✗") and "custom op MyVendorOp" in text and "run it on LiteRT" in text, text
+    if os.environ.get("EDGESTUDIO_SHOTS"):
+        wizard.resize(1100, 560)
+        wizard.grab().save(str(Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "wizard-failed-route.png"))

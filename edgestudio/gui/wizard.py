@@ -214,6 +214,7 @@ class RunPage(QWizardPage):
         self.setSubTitle("Jobs run in the background; you can close the wizard, they go on in the Jobs panel.")
         lay = QVBoxLayout(self)
         self.bars: dict[str, QProgressBar] = {}
+        self.routes: dict[str, list[tuple[str, str, str]]] = {}  # job -> its planned hops (from, to, converter)
         self.bar_box = QGroupBox("Progress")
         self.bar_lay = QVBoxLayout(self.bar_box)
         lay.addWidget(self.bar_box)
@@ -251,6 +252,7 @@ class RunPage(QWizardPage):
             name = default_output(Path(src.path), fmt, folder=Path("/nonexistent")).name
             job = w.bridge.submit(spec, output_name=name)
             w.jobs[job] = fmt.value
+            self.routes[job] = _route(src.format, fmt, simplify)
             self._bar(job, fmt.label)
         if w.microcontroller():
             inputs = dict(w.inputs_for(src.id)) if w.inputs_for is not None else {}
@@ -333,6 +335,7 @@ class RunPage(QWizardPage):
             bar.setFormat(f"{target}: {status}")
             self.w.errors[job] = error or status
             self.log.appendPlainText(f"[{target}] {status}: {error}")
+            self._report_failure(target, self.routes.get(job) or [], str(error or status))
             if target == "microcontroller":
                 self.mcu_summary.setText(f"<span style='color:#c0392b'><b>Microcontroller</b>: {error}</span>")
                 self.mcu_summary.show()
@@ -340,6 +343,30 @@ class RunPage(QWizardPage):
             self.w.setOption(QWizard.WizardOption.HaveCustomButton1, False)
             self.w.setButtonText(QWizard.WizardButton.CancelButton, "Close")
         self.completeChanged.emit()
+
+    def _report_failure(self, target: str, route: list[tuple[str, str, str]], error: str) -> None:
+        """A failed target in the report too: the route it took (the hop it failed at, when the error names one) and
+        the error, which names the op and the next thing to try."""
+        import re
+
+        if target == "microcontroller":
+            return
+        m = re.search(r"step (\d+)/\d+", error)
+        at = int(m.group(1)) - 1 if m else (0 if len(route) == 1 else None)
+        hop = route[at] if at is not None and at < len(route) else None
+        row = self.report.rowCount()
+        self.report.insertRow(row)
+        path = " → ".join([route[0][0]] + [t for _, t, _ in route]) if route else "-"
+        cause = error.removeprefix("error: ")
+        src = self.w.source()
+        for prefix in (src.path, Path(src.path).name):  # the row is the model's: its cause first, not its path
+            cause = cause.removeprefix(f"{prefix}: ")
+        values = [target, f"{hop[0]} → {hop[1]}" if hop else path, hop[2] if hop else "-", "-", "-", "-", "✗ " + cause]
+        for c, v in enumerate(values):
+            item = QTableWidgetItem(v)
+            item.setToolTip(f"route: {path}\n{error}")
+            self.report.setItem(row, c, item)
+        self.report.resizeColumnsToContents()
 
     def _show_microcontroller(self, result: dict[str, Any]) -> None:
         t = result.get("tflm") or {}
@@ -371,3 +398,14 @@ def _task_text(m: dict[str, Any]) -> str:
     from edgestudio.bench.tasks import TaskMetric
 
     return TaskMetric(**m).text()
+
+
+def _route(source: Any, target: Any, simplify: bool) -> list[tuple[str, str, str]]:
+    """The hops a conversion will take (what the job's own planner picks), for the report of a failure."""
+    from edgestudio.conversion.planner import plan_conversion
+
+    try:
+        plan = plan_conversion(source, target, simplify=simplify)
+    except Exception:  # noqa: BLE001 - the job itself says why there is no path
+        return []
+    return [(h.source.value, h.target.value, h.converter) for h in plan.hops]
