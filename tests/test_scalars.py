@@ -159,8 +159,32 @@ class Scaled(torch.nn.Module):
         return x * sr / 16000 * gain
 
 
+class NotLen(torch.nn.Module):  # silero-vad's `if not len(self._context):` is aten::__not__ on an int
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x: Tensor, sr: int) -> Tensor:
+        if not sr % 8000:
+            return torch.sigmoid(self.fc(x))
+        return torch.tanh(self.fc(x))
+
+
+class Stateful(torch.nn.Module):  # keeps state between calls, as streaming models do
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+        self.register_buffer("state", torch.zeros(1, 4))
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.state = torch.tanh(self.fc(x) + self.state)
+        return self.state
+
+
 torch.manual_seed(0)
 out = sys.argv[1]
+torch.jit.save(torch.jit.script(NotLen()), f"{out}/notlen.pt")
+torch.jit.save(torch.jit.script(Stateful()), f"{out}/stateful.pt")
 torch.jit.save(torch.jit.script(Vad()), f"{out}/vad.pt")
 torch.jit.save(torch.jit.script(Tokens()), f"{out}/tokens.pt")
 torch.jit.save(torch.jit.script(Scaled()), f"{out}/scaled.pt")
@@ -260,3 +284,24 @@ def test_integer_token_ids_convert_from_torchscript_and_exported_programs(scalar
             "-o", str(tmp_path / "scaled.onnx"), "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["steps"][0]["parity"]["verdict"] == "passed"
+
+
+def test_python_not_on_an_int_exports_and_a_stateful_model_is_named(scalar_models: Path, tmp_path: Path) -> None:
+    """silero-vad's TorchScript failed to export ("bitwise Not for non-boolean input values": Python's ``not n`` on
+    an int); it exports now, checked against PyTorch. A model that keeps state between calls is refused with that
+    reason (the same input twice gave another output), not with a bare cosine."""
+    import onnxruntime as ort
+
+    out = tmp_path / "notlen.onnx"
+    r = cli("convert", str(scalar_models / "notlen.pt"), "--to", "onnx", "--shape", "x=1,4", "--value", "sr=16000",
+            "-o", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["steps"][0]["parity"]["verdict"] == "passed"
+    sess = ort.InferenceSession(str(out))  # independently: the branch still follows sr
+    x = np.ones((1, 4), np.float32)
+    feeds = {i.name: (x if i.name == "x" else np.array(16000, np.int64)) for i in sess.get_inputs()}
+    y16 = sess.run(None, feeds)[0]
+    assert float(y16.min()) >= 0.0  # the sigmoid branch
+    r = cli("convert", str(scalar_models / "stateful.pt"), "--to", "onnx", "--shape", "x=1,4", "-o",
+            str(tmp_path / "stateful.onnx"))
+    assert r.returncode == 1 and "keeps state between calls" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -599,9 +599,13 @@ def compare_models(parent: str | Path, child: str | Path, *, tolerance: float = 
         c_out: list[list[np.ndarray]] = [[] for _ in out_pairs]
         out_changes: set[str] = set()
         child_samples = []
+        stateful = None
         for n_feed, feed in enumerate(feeds.samples):
             child_samples.append(_child_feed(feed, in_pairs, perms))
             pr, cr = ps.run(feed), cs.run(child_samples[-1])
+            if n_feed == 0:  # the same input again: a model that keeps state between calls answers differently
+                again = ps.run(feed)
+                stateful = next((k for k in pr if not np.array_equal(np.asarray(pr[k]), np.asarray(again[k]))), None)
             if n_feed == 0 and _ambiguous(out_pairs):  # names lost and shapes repeat: pair by what they hold
                 out_pairs = _pair_by_values(out_pairs, pr, cr)
             for k, (po, co) in enumerate(out_pairs):
@@ -630,6 +634,9 @@ def compare_models(parent: str | Path, child: str | Path, *, tolerance: float = 
                     + ("; give real inputs with --input" if feeds.partly_random else ""))
         elif feeds.notes:
             note = "; ".join(feeds.notes)
+        if stateful is not None and verdict != PASSED:
+            note = (f"the reference keeps state between calls (the same input twice gave another {stateful!r}): a "
+                    "result made from one call cannot follow it" + (f"; {note}" if note else ""))
         return ParityReport(verdict, checks, tolerance if mode == "exact" else min_cos, len(feeds.samples), prt, crt,
                             mode, feeds.to_dict(), changes, note, child_samples)
     finally:

@@ -261,7 +261,9 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
     if report is not None:
         parity = report.to_dict()
         if report.verdict == FAILED:
-            raise ConversionError(dst, f"parity check failed after {hop.converter}: {report.note or report.summary()}",
+            why = report.note if report.note and report.note.startswith("the child's interface") else (
+                report.summary() + (f"; {report.note}" if report.note else ""))
+            raise ConversionError(dst, f"parity check failed after {hop.converter}: {why}",
                                   converter=hop.converter,
                                   hint="raise --tolerance if this precision loss is expected, choose --layout, "
                                        "or try another path with --via")

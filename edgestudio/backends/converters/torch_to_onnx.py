@@ -57,6 +57,7 @@ class TorchToOnnx(Converter):
                                               verbose=False)
                 prog_onnx.save(str(dst))
             else:
+                _python_not_on_numbers(opset)
                 torch.onnx.export(prog.module, args, str(dst), dynamo=False, opset_version=opset,
                                   input_names=names, verbose=False)
         except Exception as exc:
@@ -74,3 +75,21 @@ class TorchToOnnx(Converter):
             raise self.explain(exc, src, fmt) from None
         if not dst.exists():
             raise ConversionError(src, "torch.onnx.export finished without writing a model", converter=self.name)
+
+
+def _python_not_on_numbers(opset: int) -> None:
+    """TorchScript's ``not n`` on an int (silero-vad's sample-rate checks) is ``aten::__not__``, which the
+    TorchScript exporter maps to ONNX ``Not`` and refuses for non-boolean inputs ("ONNX export does NOT support
+    exporting bitwise Not for non-boolean input values"). Python's ``not n`` is ``n == 0``: cast to bool, then Not."""
+    import torch
+
+    def symbolic(g, self):  # type: ignore[no-untyped-def]
+        return g.op("Not", g.op("Cast", self, to_i=9))  # 9: ONNX BOOL; a bool input casts to itself
+
+    try:  # the TorchScript exporter's own registry (torch 2.9+), where its built-in __not__ lives
+        from torch.onnx._internal.torchscript_exporter import registration
+
+        for name in ("aten::__not__", "aten::__not_"):  # the exporter looks it up with one trailing "_" dropped
+            registration.registry.register(name, opset, symbolic, custom=True)
+    except ImportError:  # older torch: the public registration reaches the same table
+        torch.onnx.register_custom_op_symbolic("aten::__not__", symbolic, opset)
