@@ -77,3 +77,40 @@ def test_the_seed_path_on_a_real_classifier(tmp_path: Path) -> None:
     steps = json.loads(r.stdout)["steps"]
     assert [s["parity"]["verdict"] for s in steps] == ["passed", "passed"]
     assert (steps[-1]["parity"].get("also") or {}).get("tfjs", {}).get("verdict") in ("passed", None)
+
+
+@needs_corpus
+def test_debug_blames_the_layer_that_matters_on_a_real_hand_landmark_model(tmp_path: Path) -> None:
+    """MediaPipe's hand landmarks through ONNX Runtime static INT8: one head (a Gemm writing a graph output, which
+    ORT's QDQ renames X_QuantizeLinear_Input) loses most. debug names it as the largest own error, and keeping only
+    it in float restores that output (checked with ONNX Runtime directly)."""
+    import onnxruntime as ort
+
+    data = tmp_path / "hands.npz"
+    np.savez(data, **rm.corpus_inputs("hand_landmark"))
+    fp32, int8, kept = tmp_path / "hl.onnx", tmp_path / "hl_int8.onnx", tmp_path / "hl_kept.onnx"
+    r = run_cli("convert", str(rm.model("hand_landmark_lite.tflite")), "--to", "onnx", "-o", str(fp32), "--input",
+                str(data))
+    assert r.returncode == 0, r.stderr
+    common = ["optimize", str(fp32), "--method", "int8-static", "--runtime", "onnxruntime", "--calibration", str(data),
+              "--input", str(data), "--keep-lossy"]
+    assert run_cli(*common, "-o", str(int8)).returncode == 0
+    r = run_cli("debug", str(int8), "--parent", str(fp32), "--input", str(data), "--json", timeout=600)
+    assert r.returncode in (0, 1), r.stderr
+    blamed = json.loads(r.stdout)["biggest_contributor"]
+    node = blamed.get("blame_node") or blamed["node"]
+    assert blamed["op"] == "Gemm", blamed
+    assert run_cli(*common, "-o", str(kept), "--ignore", node).returncode == 0
+    x = np.load(data)[next(iter(np.load(data).keys()))]
+    out = blamed["parent"]
+
+    def worst(path: Path) -> float:
+        ref, got = ort.InferenceSession(str(fp32)), ort.InferenceSession(str(path))
+        cos = []
+        for s in x:
+            a = ref.run([out], {ref.get_inputs()[0].name: s})[0].ravel().astype(np.float64)
+            b = got.run([out], {got.get_inputs()[0].name: s})[0].ravel().astype(np.float64)
+            cos.append(float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)))
+        return min(cos)
+
+    assert worst(kept) > worst(int8) + 0.1, (worst(int8), worst(kept))

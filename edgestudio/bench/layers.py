@@ -125,7 +125,9 @@ class LayerPair:
 
 
 def _norm(name: str) -> str:
-    name = name.lower().removesuffix(":0")
+    # ONNX Runtime's QDQ quantizer renames the tensor an op writes into a graph output X (which then goes through
+    # QuantizeLinear/DequantizeLinear) to X_QuantizeLinear_Input: the same tensor as the parent's X
+    name = name.lower().removesuffix(":0").removesuffix("_quantizelinear_input")
     return re.sub(r"[^a-z0-9]+", "/", name).strip("/")
 
 
