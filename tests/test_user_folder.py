@@ -28,6 +28,7 @@ def planted(tmp_path: Path) -> Path:
     folder.mkdir()
     shutil.copy(SAMPLES / "digits_cnn.onnx", folder / "m.onnx")
     shutil.copy(SAMPLES / "digits_cnn.keras", folder / "k.keras")
+    shutil.copy(SAMPLES / "digits_cnn.tflite", folder / "t.tflite")
     for name in ("m-inferred.onnx", "m-opt.onnx", "m_int8.onnx.tmp", "k_savedmodel", "augmented_model.onnx",
                  "m.data", "notes.txt"):
         (folder / name).write_text(f"the user's own {name}")
@@ -44,14 +45,18 @@ def planted(tmp_path: Path) -> Path:
     ["bench", "m.onnx", "--iterations", "5"],
     ["debug", "m.onnx", "--parent", "m.onnx"],
     ["profile", "m.onnx", "--runs", "3"],
+    ["inspect", "m.onnx"],
+    ["optimize", "t.tflite", "--method", "int8-static", "--runtime", "litert", "--calibration", "CALIB"],
+    ["convert", "t.tflite", "--to", "onnx"],
+    ["package", "m.onnx"],
 ], ids=lambda c: "-".join(c[:1] + c[2:5]))
 def test_nothing_beside_the_model_changes(planted: Path, tmp_path: Path, command: list[str]) -> None:
     before = _state(planted)
     out = tmp_path / "out"
     out.mkdir()
     args = [a.replace("CALIB", str(SAMPLES / "digits_calib.npz")) for a in command]
-    args = [str(planted / a) if a in ("m.onnx", "k.keras") else a for a in args]
-    if args[0] in ("optimize", "convert"):
+    args = [str(planted / a) if a in ("m.onnx", "k.keras", "t.tflite") else a for a in args]
+    if args[0] in ("optimize", "convert", "package"):
         args += ["-o", str(out)]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     r = subprocess.run([sys.executable, "-m", "edgestudio", *args], capture_output=True, text=True, timeout=900,
