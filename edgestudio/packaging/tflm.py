@@ -208,8 +208,13 @@ def verify_tflm(path: str | Path, inputs: Any = None, *, samples: int = 4, timeo
             why += f" ({clean_message(lines[-1], 160)})" if lines else " without a message"
         else:
             why = clean_message(lines[-1], 200) if lines else f"exit code {r.returncode}"
-        raise TflmError(path, f"TensorFlow Lite Micro could not run the model: {why}",
-                        hint="the device would fail the same way; try another quantization or architecture")
+        blockers = _tflm_blockers(path)
+        if blockers:
+            why += f"; likely because {blockers}"
+        hint = ("on the device, create the interpreter with MicroResourceVariables::Create(...); its arena could not "
+                "be measured here" if blockers and "resource variables" in blockers else
+                "the device would fail the same way; try another quantization or architecture")
+        raise TflmError(path, f"TensorFlow Lite Micro could not run the model: {why}", hint=hint)
     out = json.loads(answer)
     if "error" in out:
         raise TflmError(path, out["error"], hint=out.get("hint"))
@@ -231,8 +236,13 @@ def _tflm_blockers(path: Path) -> str | None:
         dq = sum(op == "DEQUANTIZE" for op in builtin_ops(path, unique=False))
         reasons.append(f"it stores {len(fp16)} tensors as float16 (FP16 weights, {dq} DEQUANTIZE ops), which TFLM "
                        "cannot allocate")
+    state = [op for op in ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE") if op in builtin_ops(path)]
+    if state:
+        reasons.append(f"it keeps state between calls in resource variables ({', '.join(state)}), which need the "
+                       "application's MicroResourceVariables (the Python TFLM interpreter used to verify here gives "
+                       "it none)")
     odd = sorted({np.dtype(d["dtype"]).name for d in details} - {"float32", "int8", "int16", "int32", "uint8", "bool",
-                                                                  "float16"})
+                                                                  "float16", "resource", "object"})
     if odd:
         reasons.append(f"it has {', '.join(odd)} tensors")
     # a dynamic batch alone is fine for TFLM; dynamic inner dims are not (said only when nothing else explains it)
