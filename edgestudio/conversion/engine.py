@@ -236,7 +236,11 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
             lossy = opts.tolerance is None and (
                 (opts.compress_fp16 and hop.target is ModelFormat.OPENVINO)
                 or (opts.tfjs_quantization != "none" and hop.target is ModelFormat.TFJS))
-            tol = opts.tolerance if opts.tolerance is not None else cls.tolerance
+            from edgestudio.bench.parity import default_runtime, exact_tolerance
+
+            # the converter's tolerance, raised to what the runtimes' float kernels need (unless the user set one)
+            tol = opts.tolerance if opts.tolerance is not None else exact_tolerance(
+                cls.tolerance, default_runtime(current_fmt), default_runtime(hop.target))
             check_kw = dict(tolerance=tol, inputs=inputs, mode="lossy" if lossy else "exact",
                             min_cosine=0.999 if lossy else None, expected_layout=conv.layout_change(opts))
             if carry and carry.get("data"):  # a later hop: the first hop's samples, in this model's names/layout

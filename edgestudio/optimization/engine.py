@@ -139,8 +139,15 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
             progress(0.82, f"FP32 {out_fmt.label} reference")
             from edgestudio.backends.converters.base import ConvertOptions
 
-            ref = convert_model(work, out_fmt, output=default_output(work, out_fmt, ref_dir),
-                                options=ConvertOptions(inputs=dict(opts.inputs)), cancel=cancel)
+            from edgestudio.backends.converters.base import ConversionError
+
+            try:
+                ref = convert_model(work, out_fmt, output=default_output(work, out_fmt, ref_dir),
+                                    options=ConvertOptions(inputs=calibration_as_inputs(work, opts)), cancel=cancel)
+            except ConversionError as exc:  # named as the user's model, never the staged copy
+                made = f" from the {wfmt.label} made from it" if work != src else ""
+                raise OptimizationError(src, f"the FP32 {out_fmt.label} reference{made}: {exc.cause}",
+                                        hint=exc.hint) from None
             steps += [s.to_dict() for s in ref.steps]
             from edgestudio.bench.parity import follow_model
 
@@ -201,6 +208,35 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
 
 
 
+def calibration_as_inputs(model: Path, opts: OptimizeOptions) -> dict[str, Any]:
+    """The user's input specification for a conversion made on the way to (or beside) an optimization: with the
+    calibration samples as its data when nothing else was given and they fit ``model`` as they are (they fix what
+    the conversion needs fixed, dynamic dims, and are what its check runs on, instead of random data); a dataset
+    in another layout is the calibration loader's to adapt, and is left out."""
+    inputs = dict(opts.inputs)
+    calib = opts.calibration or opts.dataset
+    if inputs.get("data") or not calib or calib == "random" or Path(calib).suffix not in (".npz", ".npy") \
+            or not Path(calib).is_file():
+        return inputs
+    from edgestudio.bench.parity import load_for_check
+    from edgestudio.core.inputspec import InputSpec, make_feeds, npz_keys_are_inputs
+    from edgestudio.core.safety import npz_names
+
+    sess = load_for_check(model)
+    if sess is None:
+        return inputs
+    one = len(sess.inputs) == 1
+    if not (npz_keys_are_inputs(calib, sess.inputs) or one and (Path(calib).suffix == ".npy"
+                                                                  or "x" in npz_names(Path(calib)))):
+        return inputs
+    with_data = InputSpec.from_dict(inputs).merged(InputSpec(data=str(Path(calib).resolve())))
+    try:
+        make_feeds(sess.inputs, with_data, count=1, model=model)
+    except EdgeStudioError:
+        return inputs
+    return with_data.to_dict()
+
+
 def _bring_to(src: Path, fmt: ModelFormat, sources: tuple[ModelFormat, ...], folder: Path, opts: OptimizeOptions,
               progress: ProgressCallback, cancel: CancelToken) -> tuple[Path, list[dict[str, Any]], Path]:
     """The model in one of ``sources`` (converted, parity-checked, if it is not already)."""
@@ -210,29 +246,7 @@ def _bring_to(src: Path, fmt: ModelFormat, sources: tuple[ModelFormat, ...], fol
     from edgestudio.conversion.engine import convert_model, default_output
 
     errors: list[tuple[ModelFormat, ConversionError]] = []
-    inputs = dict(opts.inputs)
-    calib = opts.calibration or opts.dataset
-    if not inputs.get("data") and calib and calib != "random" and Path(calib).suffix in (".npz", ".npy") \
-            and Path(calib).is_file():
-        from edgestudio.bench.parity import load_for_check
-        from edgestudio.core.inputspec import InputSpec, npz_keys_are_inputs
-
-        sess = load_for_check(src)
-        from edgestudio.core.safety import npz_names
-
-        one = sess is not None and len(sess.inputs) == 1
-        if sess is not None and (npz_keys_are_inputs(calib, sess.inputs) or one and (
-                Path(calib).suffix == ".npy" or "x" in npz_names(Path(calib)))):
-            # the samples fix what the conversion needs fixed (dynamic dims) and are what its check runs on, when
-            # they fit the model as they are (a dataset in another layout is the calibration loader's to adapt)
-            with_data = InputSpec.from_dict(inputs).merged(InputSpec(data=str(Path(calib).resolve())))
-            try:
-                from edgestudio.core.inputspec import make_feeds
-
-                make_feeds(sess.inputs, with_data, count=1, model=src)
-                inputs = with_data.to_dict()
-            except EdgeStudioError:
-                pass
+    inputs = calibration_as_inputs(src, opts)
     for target in sources:
         try:
             folder.mkdir(parents=True, exist_ok=True)
