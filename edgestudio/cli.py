@@ -816,6 +816,12 @@ def _debug_text(d: dict[str, Any]) -> str:
         lines.append(f"  {p['order']:>4} {p['op'][:15]:<16}{p['parent'][-43:]:<44}{p['matched_by']:<11}"
                      f"{p['cosine'] if p['cosine'] is not None else '-':>10}{own:>10}{snr:>9}"
                      f"{p['max_abs_diff']:>11.4g}" + ("  <- diverges" if p["diverges"] else ""))
+    outs = d.get("outputs")
+    if outs and outs.get("outputs"):  # what the layers explain: the outputs, judged as the drift guard judges them
+        from edgestudio.bench.parity import output_text
+
+        lines.insert(1 + bool(d.get("first_diverging")) + bool(d.get("biggest_contributor")),
+                     f"  outputs ({outs['verdict']}): " + "; ".join(output_text(o) for o in outs["outputs"][:4]))
     return "\n".join(lines)
 
 

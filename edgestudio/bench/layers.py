@@ -642,7 +642,20 @@ def compare_layers(parent: str | Path, child: str | Path, *, inputs: Any = None,
               "thresholds": {"min_cosine": MIN_COSINE, "min_snr_db": MIN_SNR_DB}, "note": note,
               "verdict": ("inconclusive" if note else "diverges" if first else "agrees")}
     result["graph"] = graph_heat(result)
+    result["outputs"] = _outputs(parent, child, spec, samples, seed)
     return result
+
+
+def _outputs(parent: str | Path, child: str | Path, spec: Any, samples: int, seed: int) -> dict[str, Any] | None:
+    """The models' own outputs judged as the drift guard judges them (worst sample, channel slices, the task
+    metrics of a declared output kind): what the layers above explain."""
+    from edgestudio.bench.parity import compare_models
+
+    try:
+        report = compare_models(parent, child, inputs=spec, samples=samples, seed=seed, mode="lossy")
+    except (EdgeStudioError, ValueError):
+        return None
+    return {"verdict": report.verdict, "outputs": [o.to_dict() for o in report.outputs], "summary": report.summary()}
 
 
 def graph_heat(result: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,8 @@ figures painted on the model's graph (Netron, embedded: a heat overlay per node)
 
 from __future__ import annotations
 
+import html
+
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -329,6 +331,12 @@ class LayerDebugDialog(_JobDialog):
         if first:
             text += (f"<br>First diverging layer: <b>{first['node']}</b> ({first['op']}), cosine {first['cosine']}, "
                      f"SNR {first['snr_db']} dB.")
+        outs = d.get("outputs")
+        if outs and outs.get("outputs"):  # the outputs themselves: worst sample, slices, task metrics
+            from edgestudio.bench.parity import output_text
+
+            text += (f"<br>Outputs ({html.escape(outs['verdict'])}): "
+                     + html.escape("; ".join(output_text(o) for o in outs["outputs"][:3])))
         if d.get("note"):
             text += f"<br><i>{d['note']}</i>"
         self.status.setText(text)
