@@ -160,8 +160,8 @@ def _hint_for(op: str, what: str) -> str:
     if "Dimension -1" in what or "None" in what:
         return "fix the dynamic dims with --shape NAME=dims (or real data with --input)"
     if "Dimensions must be equal" in what or "Incompatible shapes" in what:
-        return (f"onnx2tf mis-transposed around this {op} (NCHW vs NHWC): try --layout nchw, or keep the model on "
-                "onnxruntime / openvino")
+        return (f"onnx2tf's NCHW -> NHWC transposition went wrong around this {op}: its parameter replacement JSON "
+                "(onnx2tf's README) can fix that node; else keep the model on onnxruntime / openvino")
     return "keep the model on onnxruntime / openvino, or convert the original Keras/SavedModel to TFLite directly"
 
 

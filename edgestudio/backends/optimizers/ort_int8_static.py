@@ -62,14 +62,30 @@ class OrtInt8Static(Optimizer):
                   "percentile": CalibrationMethod.Percentile}[opts.calibration_method]
         wanted = excluded_nodes(src, opts.ignored_scope)  # refused here when one matches nothing
 
+        per_channel = [opts.per_channel]
+
         def quantize(model: Path) -> None:
             names = nodes_in(model, wanted)  # pre-processing renames what it fuses (MatMul+Add -> .../MatMulAddFusion)
-            quantize_static(
-                str(model), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=opts.per_channel,
-                activation_type=QuantType.QUInt8 if opts.activation_type == "uint8" else QuantType.QInt8,
-                weight_type=QuantType.QUInt8 if opts.weight_type == "uint8" else QuantType.QInt8,
-                calibrate_method=method, nodes_to_exclude=names or None,
-                op_types_to_quantize=None, extra_options={"ActivationSymmetric": opts.activation_type == "int8"})
+
+            def run() -> None:
+                quantize_static(
+                    str(model), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel[0],
+                    activation_type=QuantType.QUInt8 if opts.activation_type == "uint8" else QuantType.QInt8,
+                    weight_type=QuantType.QUInt8 if opts.weight_type == "uint8" else QuantType.QInt8,
+                    calibrate_method=method, nodes_to_exclude=names or None,
+                    op_types_to_quantize=None, extra_options={"ActivationSymmetric": opts.activation_type == "int8"})
+
+            try:
+                run()
+            except ValueError as exc:
+                # ONNX Runtime's per-channel bias-scale adjustment fails on some weights (magika: "The truth value
+                # of an array with more than one element is ambiguous", onnxruntime#24815): per-tensor, and say so
+                if not per_channel[0] or "truth value of an array" not in str(exc):
+                    raise
+                per_channel[0] = False
+                warnings.append("ONNX Runtime's per-channel quantization failed on this model (its bias-scale "
+                                "adjustment, onnxruntime#24815): quantized per tensor instead")
+                run()
 
         preprocessed = False
         with tempfile.TemporaryDirectory(prefix="edgestudio-ort-q-") as tmp:
@@ -105,7 +121,7 @@ class OrtInt8Static(Optimizer):
             warnings.append("nothing was quantized: the result has no QuantizeLinear/DequantizeLinear nodes (ONNX "
                             "Runtime does not quantize ops inside If/Loop branches); it is the FP32 model again")
         return {"warnings": warnings, "calibration_samples": len(samples), "preprocessed": preprocessed,
-                "quantized_nodes": quantized}
+                "quantized_nodes": quantized, "per_channel": per_channel[0]}
 
 
 def excluded_nodes(model: Path, ignored: list[str]) -> list[str]:
