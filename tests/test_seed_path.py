@@ -102,19 +102,8 @@ def test_onnx_runtime_fp16_of_a_model_with_casts_loads_and_is_checked(tmp_path: 
 def test_a_tflite_custom_op_is_named_instead_of_a_runtime_s_raw_error(tmp_path: Path) -> None:
     """MediaPipe's selfie segmentation uses the custom op Convolution2DTransposeBias: converting it gave ONNX
     Runtime's raw INVALID_GRAPH naming a temp file. The op is named, with what to do, before any converter runs."""
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
-    from tests.conftest import SAMPLES
-
-    m = schema.ModelT.InitFromObj(schema.Model.GetRootAs((SAMPLES / "digits_cnn.tflite").read_bytes(), 0))
-    code = m.operatorCodes[-1]
-    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
-    code.customCode = "MyVendorOp"
-    b = flatbuffers.Builder(1024)
-    b.Finish(m.Pack(b), file_identifier=b"TFL3")
     model = tmp_path / "vendor.tflite"
-    model.write_bytes(b.Output())
+    _vendor_tflite(model)
     for target, name in (("onnx", "out.onnx"), ("openvino", "out.xml")):
         r = run_cli("convert", str(model), "--to", target, "-o", str(tmp_path / name))
         assert r.returncode == 1 and "custom op MyVendorOp" in r.stderr and str(model) in r.stderr, r.stderr
