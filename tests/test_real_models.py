@@ -114,3 +114,18 @@ def test_debug_blames_the_layer_that_matters_on_a_real_hand_landmark_model(tmp_p
         return min(cos)
 
     assert worst(kept) > worst(int8) + 0.1, (worst(int8), worst(kept))
+
+
+@needs_corpus
+def test_a_streaming_model_s_state_is_named_instead_of_a_converter_s_raw_error(tmp_path: Path) -> None:
+    """pymicro-wakeword's hey_jarvis keeps state between calls in resource variables: tf2onnx said "list index out
+    of range" and OpenVINO "Unexpected type: RESOURCE"."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = rm.model("hey_jarvis.tflite")
+    ops = {d["op_name"] for d in Interpreter(model_path=str(model))._get_ops_details()}  # independently
+    assert "VAR_HANDLE" in ops
+    for target, name in (("onnx", "hj.onnx"), ("openvino", "hj.xml")):
+        r = run_cli("convert", str(model), "--to", target, "-o", str(tmp_path / name))
+        assert r.returncode == 1 and "keeps state between calls in resource variables" in r.stderr, r.stderr
+        assert str(model) in r.stderr and "Traceback" not in r.stderr and not (tmp_path / name).exists()

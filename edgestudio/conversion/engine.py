@@ -194,6 +194,15 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
     if current_fmt is ModelFormat.TFLITE:  # a custom op is a kernel only its app has: no converter can carry it
         from edgestudio.core.inspection import tflite_custom_ops
 
+        from edgestudio.core.inspection import tflite_state_ops
+
+        state = tflite_state_ops(current)
+        if state:  # tf2onnx says "list index out of range", OpenVINO "Unexpected type: RESOURCE"
+            raise ConversionError(current, f"it keeps state between calls in resource variables ({', '.join(state)}: "
+                                           f"a streaming model), which {hop.converter} cannot convert",
+                                  converter=hop.converter, op=state[0],
+                                  hint="run it on LiteRT (or TFLite Micro with MicroResourceVariables), or convert "
+                                       "the model it was exported from with its state as inputs and outputs")
         custom = tflite_custom_ops(current)
         if custom:
             raise ConversionError(current, f"it uses the custom op{'s' if len(custom) > 1 else ''} "

@@ -440,6 +440,24 @@ def _inspect_tflite(p: Path, shapes: dict[str, list[int]] | None = None) -> Mode
                      schema_version, None)
 
 
+#: TFLite ops that keep state between calls (a streaming model's resource variables)
+TFLITE_STATE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
+
+
+def tflite_state_ops(path: str | Path) -> list[str]:
+    """The resource-variable ops a TFLite model uses (it keeps state between calls), read from the flatbuffer."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:  # pragma: no cover
+        return []
+    model = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
+    codes = {int(getattr(schema.BuiltinOperator, n)): n for n in TFLITE_STATE_OPS if hasattr(schema.BuiltinOperator, n)}
+    found = {codes[c] for i in range(model.OperatorCodesLength())
+             if (c := max(int(model.OperatorCodes(i).BuiltinCode()), int(model.OperatorCodes(i).DeprecatedBuiltinCode())))
+             in codes}
+    return [n for n in TFLITE_STATE_OPS if n in found]
+
+
 def tflite_custom_ops(path: str | Path) -> list[str]:
     """The custom operators a TFLite model uses (not TFLite builtins: MediaPipe's Convolution2DTransposeBias, say),
     read from the flatbuffer's operator codes; [] when there are none or the schema reader is missing."""
