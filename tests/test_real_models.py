@@ -129,3 +129,37 @@ def test_a_streaming_model_s_state_is_named_instead_of_a_converter_s_raw_error(t
         r = run_cli("convert", str(model), "--to", target, "-o", str(tmp_path / name))
         assert r.returncode == 1 and "keeps state between calls in resource variables" in r.stderr, r.stderr
         assert str(model) in r.stderr and "Traceback" not in r.stderr and not (tmp_path / name).exists()
+
+
+@needs_corpus
+def test_landmarks_said_to_be_landmarks_are_judged_by_their_error(tmp_path: Path) -> None:
+    """MediaPipe's iris model outputs pixel coordinates: ORT INT8 moves points by pixels while their cosine stays
+    over 0.99 (an offset lifts it). Said to be landmarks, the error relative to their range decides: refused,
+    and checked here with LiteRT and ONNX Runtime called directly."""
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    data = tmp_path / "eyes.npz"
+    np.savez(data, **rm.corpus_inputs("iris_landmark"))
+    out = tmp_path / "iris_int8.onnx"
+    src = rm.model("iris_landmark.tflite")
+    args = ["optimize", str(src), "--runtime", "onnxruntime", "--method", "int8-static", "--calibration", str(data),
+            "--input", str(data), "-o", str(out), "--output-kind", "output_eyes_contours_and_brows=landmarks"]
+    r = run_cli(*args)
+    assert r.returncode == 1 and "as landmarks: landmark error" in r.stderr, r.stderr
+    r = run_cli(*args, "--keep-lossy", "--json")
+    (o,) = [o for o in json.loads(r.stdout)["details"]["drift"]["outputs"] if o["name"].startswith("output_eyes")]
+    assert o["cosine"] > 0.99 and not o["task"][0]["ok"]
+    x = np.load(data)[next(iter(np.load(data).keys()))]
+    it = Interpreter(model_path=str(src))
+    it.allocate_tensors()
+    sess = ort.InferenceSession(str(out))
+    errs = []
+    for s in x:
+        it.set_tensor(it.get_input_details()[0]["index"], s)
+        it.invoke()
+        ref = next(it.get_tensor(d["index"]) for d in it.get_output_details() if d["name"].startswith("output_eyes"))
+        got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {sess.get_inputs()[0].name: s})))
+        g = next(v for k, v in got.items() if k.startswith("output_eyes"))
+        errs.append(float(np.abs(ref.ravel() - g.ravel()).mean() / np.ptp(ref)))
+    assert max(errs) > 0.02

@@ -168,6 +168,8 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
             from edgestudio.bench.tasks import TaskMetric
 
             task = ", ".join(TaskMetric(**m).text() for m in worst.get("task") or [])
+            if task and task in why:  # the reason already is the task metric
+                task = ""
             msg = (f"drift guard: output {worst.get('name')!r} against the FP32 model: {why} ("
                    + (f"as {worst.get('kind')}: {task}; " if task and worst.get("kind") else f"{task}; " if task else "")
                    + f"SNR {worst.get('snr_db')} dB; limit cosine {opts.min_cosine}) on {drift['samples']} "
