@@ -53,6 +53,8 @@ def denylist(float_model: bytes, ignored: list[str]) -> tuple[list[str], list[st
         if item.startswith("type:"):
             t = item[5:]
             wanted = [t] if t in present else [x for x in TFLITE_TYPES.get(t, ()) if x in present]
+            if not wanted and t.upper() in present:  # ONNX's Div, Sigmoid, ... spelled as TFLite spells them
+                wanted = [t.upper()]
             if not wanted:
                 raise OptimizationError(None, f"--ignore {item}: no op of the TFLite model has that type (TFLite ops "
                                               "such as type:CONV_2D or type:FULLY_CONNECTED; ONNX's Conv/Gemm/MatMul "
