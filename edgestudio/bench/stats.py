@@ -31,7 +31,7 @@ class LatencyStats:
                    float(p99), float(a.max()))
 
     def to_dict(self) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in asdict(self).items()}
+        return {k: round(v, 5) for k, v in asdict(self).items()}  # as the intervals: rounding keeps lo <= p50 <= hi
 
 
 def bootstrap_ci(samples_ms: Any, percentiles: tuple[float, ...] = (50, 90, 99), *, confidence: float = 0.95,
