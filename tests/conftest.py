@@ -180,6 +180,20 @@ def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
                           timeout=timeout, env=env, cwd=ROOT)
 
 
+def convert_in_wizard(qtbot, window, model_id: int, target: object, timeout: int = 120_000):  # type: ignore[no-untyped-def]
+    """Open the conversion wizard on ``model_id``, tick ``target`` (a ModelFormat), run it with the default options
+    and wait until every job has ended; the wizard."""
+    wizard = window.model_action("convert", model_id)
+    qtbot.addWidget(wizard)
+    wizard.next()
+    wizard.target_page.boxes[target].setChecked(True)
+    wizard.next()
+    wizard.next()
+    wizard.next()
+    qtbot.waitUntil(lambda: wizard.run_page.isComplete(), timeout=timeout)
+    return wizard
+
+
 def compare_in_studio(qtbot, window, model_ids: list[int], targets: list[tuple[str, str]], *, runs: int,  # type: ignore[no-untyped-def]
                       run_on: str = "local", timeout: int = 300_000, threads: str | None = None
                       ) -> list[dict]:  # type: ignore[type-arg]

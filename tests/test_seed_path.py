@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import run_cli
+from tests.conftest import convert_in_wizard, run_cli
 
 
 def _dynamic_cnn(path: Path) -> None:
@@ -158,14 +158,7 @@ def test_the_wizard_reports_a_failed_route_with_the_op_and_what_to_try(qtbot, wi
     model = tmp_path / "vendor.tflite"
     _vendor_tflite(model)
     (model_id,) = window.import_paths([model])
-    wizard = window.model_action("convert", model_id)
-    qtbot.addWidget(wizard)
-    wizard.next()
-    wizard.target_page.boxes[ModelFormat.ONNX].setChecked(True)
-    wizard.next()
-    wizard.next()
-    wizard.next()
-    qtbot.waitUntil(lambda: wizard.run_page.isComplete(), timeout=120_000)
+    wizard = convert_in_wizard(qtbot, window, model_id, ModelFormat.ONNX)
     report = wizard.run_page.report
     row = next(r for r in range(report.rowCount()) if report.item(r, 0).text() == "onnx")
     assert report.item(row, 1).text() == "tflite → onnx" and report.item(row, 2).text() != "-"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edgestudio.bench.parity import FAILED, INCONCLUSIVE, PASSED, check_output
-from tests.conftest import run_cli
+from tests.conftest import convert_in_wizard, run_cli
 
 C, A = 20, 64
 
@@ -165,14 +165,7 @@ def test_the_wizard_shows_the_worst_slice_of_a_packed_output(qtbot, window, tmp_
     model, calib = tmp_path / "det.onnx", tmp_path / "calib.npz"
     _detector(model, calib)
     (model_id,) = window.import_paths([model])
-    wizard = window.model_action("convert", model_id)
-    qtbot.addWidget(wizard)
-    wizard.next()
-    wizard.target_page.boxes[ModelFormat.OPENVINO].setChecked(True)
-    wizard.next()
-    wizard.next()
-    wizard.next()
-    qtbot.waitUntil(lambda: wizard.run_page.isComplete(), timeout=120_000)
+    wizard = convert_in_wizard(qtbot, window, model_id, ModelFormat.OPENVINO)
     assert not wizard.errors, wizard.errors
     text = wizard.run_page.report.item(0, 6).text()
     assert text.startswith("✓ passed") and "worst slice out[" in text, text

@@ -291,8 +291,3 @@ def chance(metric: str, ref: list[np.ndarray]) -> float:
         n = (x.shape[2] - 4) if x is not None else 2
         return max(1.5 / max(n, 1), 0.1)
     return 0.1
-
-
-def near_chance(m: TaskMetric, ref: list[np.ndarray]) -> bool:
-    """An undeclared packed output's agreement no better than a guess: the scores no longer tell anything."""
-    return m.kind == "auto" and not m.ok
