@@ -17,6 +17,7 @@ COLLECT_ALL = {
     "edgestudio": "backends are imported by name from the catalog at run time",
     "openvino": "no PyInstaller hook exists: plugins (CPU/AUTO/HETERO), frontends, libtbb, cache.json",
     "ai_edge_litert": "the LiteRT interpreter's shared libraries and schema",
+    "litert_quantizer": "LiteRT Quantizer (its recipes and schema files)",
     "netron": "the viewer's static files, served offline",
     "pyqtgraph": "chart modules imported by name",
     "superqt": "Qt utilities",
@@ -26,7 +27,7 @@ COLLECT_ALL_FULL = {
     "tf2onnx": "TensorFlow -> ONNX",
     "keras": "Keras models",
 }
-HIDDEN_IMPORTS = ["onnxruntime", "onnxruntime.quantization", "onnxconverter_common", "onnxslim", "nncf", "psutil",
+HIDDEN_IMPORTS = ["onnxruntime", "onnxruntime.quantization", "onnxruntime.transformers.float16", "onnxslim", "nncf", "psutil",
                   "platformdirs", "PIL", "sklearn.datasets"]
 EXCLUDES_LITE = ["tensorflow", "keras", "tf2onnx", "onnx2tf", "tf_keras", "tensorflowjs", "jax", "tensorboard",
                  "PySide6.QtWebEngineCore", "PySide6.QtWebEngineWidgets", "PySide6.QtWebEngineQuick"]
