@@ -724,12 +724,15 @@ def cmd_package(args: argparse.Namespace) -> Any:
 
 
 def _tflm_text(t: dict[str, Any]) -> str:
+    from edgestudio.packaging import tflm
+
     if not t.get("arena_measured"):
         return f"\n  TFLite Micro: tflm/{t['source']}, arena ESTIMATED at {t['arena_bytes']:,} bytes (TFLM not run)"
     parts, par = t.get("arena_parts") or {}, t.get("parity") or {}
     return (f"\n  TFLite Micro: tflm/{t['source']} + main.cc; arena {t['arena_bytes']:,} bytes measured in TFLM "
             f"(head {parts.get('head', 0):,} + tail {parts.get('tail', 0):,}; 64-bit host), flash {t['flash_bytes']:,} "
-            f"bytes; TFLM vs LiteRT {par.get('verdict')} (max abs diff {par.get('max_abs_diff', 0):.3g})")
+            f"bytes; TFLM vs LiteRT (reference kernels) {tflm.parity_words(par)}"
+            + (f"; state in {t['resource_variables']} resource variable(s)" if t.get("resource_variables") else ""))
 
 
 def cmd_sweep(args: argparse.Namespace) -> Any:

@@ -489,15 +489,21 @@ def _markdown(m: dict[str, Any]) -> str:
         lines += ["", "## TensorFlow Lite Micro", "", f"`tflm/{t['source']}`, `tflm/{t['header']}`, `tflm/{t['main']}` "
                   f"(op resolver with exactly: {', '.join(_md(op) for op in t['ops'])})."]
         if t.get("arena_measured"):
+            from edgestudio.packaging.tflm import parity_words
+
             parts = t.get("arena_parts") or {}
             par = t.get("parity") or {}
             lines += [f"- RAM: tensor arena **{t['arena_bytes']:,} bytes**, measured in the TFLM interpreter "
                       f"(head {parts.get('head', 0):,} activations, tail {parts.get('tail', 0):,} persistent) on a "
                       f"{t['measured_on']}; the graph-replay estimate was {t['estimate_bytes']:,}.",
                       f"- Flash: model {t['flash_bytes']:,} bytes (plus the TFLM library and your code).",
-                      f"- TFLM vs LiteRT on {par.get('samples')} {'random' if par.get('random_inputs') else 'given'} "
-                      f"inputs: {par.get('verdict')} (max abs diff {par.get('max_abs_diff'):.3g}, cosine "
-                      f"{par.get('cosine')})."]
+                      f"- TFLM vs LiteRT's reference kernels on {par.get('samples')} {'random' if par.get('random_inputs') else 'given'} "
+                      f"inputs: {_md(parity_words(par))}."]
+            if t.get("resource_variables"):
+                lines.append(f"- State: the model keeps {t['resource_variables']} resource variable(s) between "
+                             "invokes (a streaming model); `main.cc` creates them in the arena with "
+                             "`MicroResourceVariables::Create`, as the measurement did. Call "
+                             "`interpreter.Reset()` to start a new stream.")
         else:
             lines += [f"- RAM: tensor arena ESTIMATED at {t['arena_bytes']:,} bytes (TFLM was not run here).",
                       f"- Flash: model {t['model_bytes']:,} bytes."]
