@@ -357,6 +357,8 @@ def _convert_text(d: dict[str, Any]) -> str:
         p = s.get("parity") or {}
         check = "parity not checked (the result was run once)" if not p else f"parity {p.get('summary')}"
         lines.append(f"  {s['from']:>10} -> {s['to']:<10} {s['converter']:<12} {s['seconds']:6.2f} s   {check}")
+        if s.get("route"):
+            lines.append(f"  {'':>10}    {s['route']}")
         for rt, extra in (p.get("also") or {}).items():
             lines.append(f"  {'':>10}    {'':<10} {'':<12} {'':>8}   also run on {rt}: parity {extra.get('summary')}")
     return "\n".join(lines + [f"warning: {w}" for w in d.get("warnings", [])])
@@ -635,6 +637,9 @@ def _compare_text(rows: list[dict[str, Any]]) -> str:
                      f"{f('p99_ms', '{:.3f}'):>9}{f('throughput_fps', '{:.0f}'):>9}{r['size_bytes'] / 1024:>8.0f}KB"
                      f"{f('accuracy', '{:.4f}'):>8}  {'*' if r['pareto'] else ''}"
                      + (f"  ({r['error']})" if r.get("error") else ""))
+        for warning in (r.get("flag"), r.get("noise")):  # a wrong answer or a noisy run is said, never ranked silently
+            if warning:
+                lines.append(f"  ! {warning}")
     if any(r.get("paired_p50_ms") is not None for r in rows):
         lines.append("ranked by the paired round (variants loaded once, timed in alternating blocks); "
                      "'tie': not slower than the row above in every block, or their intervals overlap: this "
@@ -674,10 +679,15 @@ def cmd_compare(args: argparse.Namespace) -> Any:
     device = [f"{d}@agent:{remote}" if remote else d for d in devices]  # the rows name the remote device
     ws = _open_workspace(args) if args.workspace else None
     mgr = JobManager(ws, executor)
+
+    def parent_for(path: str) -> str | None:  # the artifact's parent in the workspace: which runtime is right
+        entry = ws.model_by_path(path) if ws is not None else None
+        return ws.model(entry.parent_id).path if entry is not None and entry.parent_id is not None else None
+
     try:
         rows = comparison_rows(mgr, args.models, args.runtime, dataset=args.dataset, device=device,
                                iterations=args.iterations, inputs=_input_spec(args).to_dict(), browser=args.browser,
-                               paired=not args.no_paired, threads=_threads_arg(args.threads))
+                               paired=not args.no_paired, threads=_threads_arg(args.threads), parent_for=parent_for)
     finally:
         mgr.shutdown()
         if ws is not None:

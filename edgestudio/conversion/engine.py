@@ -30,10 +30,12 @@ class StepReport:
     seconds: float
     parity: dict[str, Any] | None
     versions: dict[str, str] = field(default_factory=dict)
+    route: str | None = None  # the converter's own second route, when its first failed (said, never silent)
 
     def to_dict(self) -> dict[str, Any]:
         return {"from": self.source, "to": self.target, "converter": self.converter, "output": self.output,
-                "seconds": round(self.seconds, 3), "parity": self.parity, "versions": self.versions}
+                "seconds": round(self.seconds, 3), "parity": self.parity, "versions": self.versions,
+                **({"route": self.route} if self.route else {})}
 
 
 @dataclass
@@ -288,5 +290,5 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
                             "inputs only; give real ones with --input for a stronger check")
         _also_check(i, hop, cls, current, dst, parity, report, check_kw, warnings, hop_progress, cancel)
     steps.append(StepReport(hop.source.value, hop.target.value, hop.converter, str(dst), seconds, parity,
-                            cls.versions()))
+                            cls.versions(), route=conv.route))
     return dst, hop.target

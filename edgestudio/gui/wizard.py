@@ -94,6 +94,9 @@ class SourcePage(QWizardPage):
 
 
 class TargetPage(QWizardPage):
+    MCU_TIP = ("PyTorch/Keras/ONNX -> INT8 TFLite (calibrated, drift-guarded) -> a package with the C model array, "
+               "main.cc and the arena TFLM needed")
+
     def __init__(self, wizard: ConversionWizard) -> None:
         super().__init__()
         self.w = wizard
@@ -111,8 +114,7 @@ class TargetPage(QWizardPage):
         self.mcu = QCheckBox("Microcontroller: full-INT8 TFLite + TensorFlow Lite Micro sources "
                              "(arena measured in the TFLM interpreter)")
         self.mcu.setObjectName("target_microcontroller")
-        self.mcu.setToolTip("PyTorch/Keras/ONNX -> INT8 TFLite (calibrated, drift-guarded) -> a package with the C "
-                            "model array, main.cc and the arena TFLM needed")
+        self.mcu.setToolTip(self.MCU_TIP)
         self.mcu.toggled.connect(self.completeChanged)
         lay.addWidget(self.mcu)
         self.simplify = QCheckBox("Simplify the ONNX hop (onnxslim)")
@@ -130,7 +132,14 @@ class TargetPage(QWizardPage):
                 box.setChecked(False)
                 box.setEnabled(False)
                 box.setToolTip(exc.cause)
-        self.mcu.setEnabled(self.boxes[ModelFormat.TFLITE].isEnabled())
+        try:
+            mcu_route(src)
+            self.mcu.setEnabled(True)
+            self.mcu.setToolTip(self.MCU_TIP)
+        except ConversionError as exc:  # offered only where the run has a path: the plan and the run agree
+            self.mcu.setChecked(False)
+            self.mcu.setEnabled(False)
+            self.mcu.setToolTip(exc.cause)
 
     def isComplete(self) -> bool:  # noqa: N802
         return any(b.isChecked() for b in self.boxes.values()) or self.mcu.isChecked()
@@ -190,20 +199,43 @@ class PlanPage(QWizardPage):
         lay.addStretch(1)
 
     def initializePage(self) -> None:  # noqa: N802
+        from edgestudio.gui.layers_view import inputs_used_text
+
         src = self.w.source().format
         lines = []
+        unavailable: dict[str, list[str]] = {}
         for fmt in self.w.targets():
             plan = plan_conversion(src, fmt, simplify=self.w.target_page.simplify.isChecked())
             chain = " → ".join([src.value] + [f"<b>{h.converter}</b> → {h.target.value}" for h in plan.hops])
             lines.append(f"<p><b>{fmt.label}</b>: {chain}</p>")
-            for name, missing in plan.unavailable.items():
-                lines.append(f"<p style='color:gray'>unavailable: {name} (needs {', '.join(missing)})</p>")
+            unavailable.update(plan.unavailable)
         if self.w.microcontroller():
-            first = "<b>torch.onnx</b> → onnx → " if src in (ModelFormat.PT2, ModelFormat.TORCHSCRIPT) else ""
-            lines.append(f"<p><b>Microcontroller</b>: {src.value} → {first}<b>int8-static (LiteRT)</b> → INT8 tflite "
-                         f"({self.w.options_page.io_type.currentText()} I/O) → <b>TFLite Micro</b>: arena measured, "
-                         "C sources</p>")
+            route = " → ".join([src.value] + [f"<b>{c}</b> → {t}" for c, t in mcu_route(src)])
+            lines.append(f"<p><b>Microcontroller</b>: {route} ({self.w.options_page.io_type.currentText()} I/O) → "
+                         "<b>TFLite Micro</b>: arena measured, C sources</p>")
+        if unavailable:  # once for the page, not under every target
+            lines.append("<p style='color:gray'>not installed, so not considered: " + "; ".join(
+                f"{name} (needs {', '.join(missing)})" for name, missing in unavailable.items()) + "</p>")
+        inputs = self.w.inputs_for(self.w.source().id) if self.w.inputs_for is not None else {}
+        lines.append(f"<p>{inputs_used_text(inputs)}: every hop is converted and checked on them.</p>")
         self.text.setText("".join(lines))
+
+
+def mcu_route(src: ModelFormat) -> list[tuple[str, str]]:
+    """The microcontroller job's hops from ``src``, as it will run them: (step, what it gives); ConversionError when
+    it has none. PyTorch goes to ONNX first; then to a format LiteRT's INT8 quantizer takes; then INT8 TFLite."""
+    from edgestudio.backends.optimizers.base import find_optimizer
+    from edgestudio.optimization.engine import planned_source
+
+    hops: list[tuple[str, str]] = []
+    if src in (ModelFormat.PT2, ModelFormat.TORCHSCRIPT):
+        hops += [(h.converter, h.target.value) for h in plan_conversion(src, ModelFormat.ONNX).hops]
+        src = ModelFormat.ONNX
+    cls = find_optimizer("int8-static", "litert")
+    _, plan = planned_source(src, cls.sources)
+    hops += [(h.converter, h.target.value) for h in (plan.hops if plan is not None else [])]
+    hops.append(("int8-static (LiteRT)", "INT8 tflite"))
+    return hops
 
 
 class RunPage(QWizardPage):
@@ -320,6 +352,8 @@ class RunPage(QWizardPage):
                     also += f" · worst slice {o['name']}{o['worst_slice'].split(' ')[0]} {o['worst_slice_cosine']:.4f}"
                 for o in [o for o in p.get("outputs") or [] if o.get("task")][:2]:  # the task metrics
                     also += " · " + ", ".join(_task_text(m) for m in o["task"])
+                if step.get("route"):  # the converter's second route, after its first failed
+                    also += f" · {step['route']}"
                 values = [target, f"{step['from']} → {step['to']}", step["converter"], f"{step['seconds']:.2f}",
                           str(p.get("max_abs_diff", "-")), str(p.get("cosine", "-")),
                           marks.get(verdict, "not checked") + (" (random inputs)" if (p.get("inputs") or {}).get("random")

@@ -93,6 +93,7 @@ class Converter(Requirements, abc.ABC):
     uses: ClassVar[tuple[str, ...]] = ()  # ConvertOptions fields this converter honours
     preference: ClassVar[int] = 50  # among paths of equal length, lower wins
     tolerance: ClassVar[float] = 1e-4  # default max abs diff for the parity check of its output
+    route: str | None = None  # set by convert() when it took its second route: shown with the step, never silent
     # runtimes the result is also run on (where a runtime is missing the report says so): e.g. TF.js in a browser
     also_check_on: ClassVar[tuple[str, ...]] = ()
     # sources it converts in seconds with little memory (a small model): the studio lets such a conversion run

@@ -1,8 +1,9 @@
 """PyTorch (ExportedProgram .pt2, TorchScript .pt) -> ONNX with ``torch.onnx.export``.
 
 Runs in the ``torch`` environment. ExportedPrograms go through the dynamo exporter (their dynamic dims stay
-dynamic); TorchScript modules through the TorchScript exporter (the dynamo one takes no ScriptModule) at the
-shape given with ``--shape`` (TorchScript files do not record one). The example inputs are the user's (``--input``,
+dynamic); TorchScript modules through the TorchScript exporter at the shape given with ``--shape`` (TorchScript
+files do not record one), and where it lacks an op, through PyTorch's TorchScript -> ExportedProgram converter and
+the dynamo exporter. The example inputs are the user's (``--input``,
 ``--value``, ``--shape``) with the declared dtypes: an ``int``/``float`` forward argument is passed as that Python
 scalar (it becomes a 0-d ONNX input), a 0-d tensor input as a 0-d tensor. The result is checked against PyTorch
 itself, on the same inputs, like every hop.
@@ -58,8 +59,18 @@ class TorchToOnnx(Converter):
                 prog_onnx.save(str(dst))
             else:
                 _python_not_on_numbers(opset)
-                torch.onnx.export(prog.module, args, str(dst), dynamo=False, opset_version=opset,
-                                  input_names=names, verbose=False)
+                try:
+                    torch.onnx.export(prog.module, args, str(dst), dynamo=False, opset_version=opset,
+                                      input_names=names, verbose=False)
+                except Exception as first:  # noqa: BLE001 - the dynamo exporter is the next route
+                    if "TorchScript interpreter" in str(first):  # the model's own code raised: said below
+                        raise
+                    progress(0.5, f"the TorchScript exporter failed ({_first_line(first)}): again through "
+                                  "torch.export (TorchScript -> ExportedProgram) and the dynamo exporter")
+                    cancel.check()
+                    _via_torch_export(prog.module, args, dst, opset, names, first)
+                    self.route = ("through torch.export and the dynamo exporter: the TorchScript exporter failed "
+                                  f"({_first_line(first)})")
         except Exception as exc:
             if "TorchScript interpreter" in str(exc):  # the model's own code raised on the example inputs
                 from edgestudio.backends.runtimes.torch import describe_feed, last_error_line
@@ -72,9 +83,43 @@ class TorchToOnnx(Converter):
                                            f"({describe_feed(inputs, feed)}"
                                            f"{'; random: ' + ', '.join(random) if random else ''})",
                                       converter=self.name, hint=hint) from None
+            if isinstance(exc, _BothExportersFailed):
+                raise ConversionError(src, f"neither PyTorch exporter could export it: {exc}", converter=self.name,
+                                      hint="export an ExportedProgram (.pt2) with torch.export from the model's "
+                                           "Python code, which both routes start from") from None
             raise self.explain(exc, src, fmt) from None
         if not dst.exists():
             raise ConversionError(src, "torch.onnx.export finished without writing a model", converter=self.name)
+
+
+class _BothExportersFailed(Exception):
+    pass
+
+
+def _first_line(exc: BaseException) -> str:
+    from edgestudio.core.errors import clean_message
+
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return clean_message(lines[-1] if lines and "operator" not in lines[0] else (lines[0] if lines else
+                                                                                   type(exc).__name__), 200)
+
+
+def _via_torch_export(module: object, args: tuple, dst: Path, opset: int, names: list[str],
+                      first: BaseException) -> None:
+    """The second route for a TorchScript module the TorchScript exporter refuses (an op it has no symbolic for,
+    e.g. ``aten::fft_rfft``): PyTorch's own TorchScript -> ExportedProgram converter, then the dynamo exporter,
+    which covers far more of ATen. Both failures are said when neither works."""
+    import torch
+
+    try:
+        from torch._export.converter import TS2EPConverter
+
+        ep = TS2EPConverter(module, tuple(args)).convert()
+        torch.onnx.export(ep, tuple(args), dynamo=True, opset_version=opset, input_names=names,
+                          verbose=False).save(str(dst))
+    except Exception as second:  # noqa: BLE001 - both routes are named
+        raise _BothExportersFailed(f"the TorchScript exporter: {_first_line(first)}; torch.export and the dynamo "
+                                   f"exporter: {_first_line(second)}") from None
 
 
 def _python_not_on_numbers(opset: int) -> None:
