@@ -227,6 +227,10 @@ def test_a_real_streaming_wake_word_model_in_a_tflm_package(tmp_path: Path) -> N
 
     main = zipfile.ZipFile(tmp_path / "p.zip").read("hey_jarvis/tflm/main.cc").decode()
     assert "MicroResourceVariables::Create(allocator, 6)" in main and "resolver.AddVarHandle();" in main
+    # quantizing it again crashed LiteRT Quantizer's calibration (SIGSEGV in the worker): said before it runs
+    r = run_cli("optimize", str(model), "--method", "int8-static", "--runtime", "litert", "--calibration", str(data),
+                "-o", str(tmp_path / "again.tflite"))
+    assert r.returncode == 1 and "already integer throughout" in r.stderr and "SIGSEGV" not in r.stderr, r.stderr
 
 
 @needs_corpus

@@ -458,6 +458,21 @@ def tflite_state_ops(path: str | Path) -> list[str]:
     return [n for n in TFLITE_STATE_OPS if n in found]
 
 
+def tflite_integer_only(path: str | Path) -> bool:
+    """Is the TFLite model already integer throughout (no float32/float16 tensor, some int8/int16 one)? Read from
+    the flatbuffer: a full-INT8 model that quantizers would quantize again (and crash on, or leave unchanged)."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:  # pragma: no cover
+        return False
+    model = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
+    floats = {int(schema.TensorType.FLOAT32), int(schema.TensorType.FLOAT16)}
+    ints = {int(schema.TensorType.INT8), int(schema.TensorType.INT16), int(schema.TensorType.UINT8)}
+    types = {int(model.Subgraphs(g).Tensors(t).Type()) for g in range(model.SubgraphsLength())
+             for t in range(model.Subgraphs(g).TensorsLength())}
+    return not (types & floats) and bool(types & ints)
+
+
 def tflite_custom_ops(path: str | Path) -> list[str]:
     """The custom operators a TFLite model uses (not TFLite builtins: MediaPipe's Convolution2DTransposeBias, say),
     read from the flatbuffer's operator codes; [] when there are none or the schema reader is missing."""

@@ -75,6 +75,12 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
     fmt = detect_format(src)
     runtime = runtime or default_runtime_for(fmt)
     cls = find_optimizer(method, runtime)
+    if fmt is ModelFormat.TFLITE and method.startswith("int8") or method == "fp16" and fmt is ModelFormat.TFLITE:
+        from edgestudio.core.inspection import tflite_integer_only
+
+        if tflite_integer_only(src):  # quantizers crash on such a model (SIGSEGV) or leave it as it was
+            raise OptimizationError(src, f"it is already integer throughout (no float tensor left): {method} has "
+                                         "nothing to do", hint="benchmark or package it as it is")
     if opts.ignored_scope and not cls.keeps_in_float:
         raise OptimizationError(src, f"--ignore: {method} for {runtime} cannot keep layers in float (int8-static "
                                      "for onnxruntime, openvino or litert can)")
