@@ -219,3 +219,58 @@ def test_the_studio_takes_a_pytorch_model_to_a_microcontroller(qtbot, torch_wind
     assert formats[:2] == ["pt2", "onnx"] and formats.count("tflite") == 2
     (ROOT / "build").mkdir(exist_ok=True)
     wizard.run_page.grab().save(str(ROOT / "build" / "wizard-microcontroller.png"))
+
+
+@pytest.fixture(scope="session")
+def litert_torch_env(torch_env: Path) -> Path:
+    """The catalog's litert-torch environment (torch + LiteRT Torch, ~2 GB: JAX and the LiteRT converter come with
+    it), created once in ``.cache/envs``."""
+    if not (ENVS / "litert-torch" / "env.json").is_file():
+        r = cli("envs", "create", "litert-torch", "--json", timeout=2400)
+        assert r.returncode == 0, r.stderr
+    return ENVS / "litert-torch" / "bin" / "python"
+
+
+_TORCH_OUT = """
+import sys, numpy as np, torch
+x = torch.from_numpy(np.load(sys.argv[2]))
+if sys.argv[1].endswith(".pt2"):
+    m = torch.export.load(sys.argv[1]).module()
+else:
+    m = torch.jit.load(sys.argv[1])
+np.save(sys.argv[3], np.concatenate([m(x[k:k + 1]).detach().numpy() for k in range(len(x))]))
+"""
+
+
+def test_pytorch_to_tflite_with_litert_torch(litert_torch_env: Path, digits_net: Path, tmp_path: Path) -> None:
+    """PyTorch -> TFLite in one hop with LiteRT Torch (no ONNX in between), from an ExportedProgram and from
+    TorchScript (through torch.export), checked against PyTorch by the hop and here with PyTorch and LiteRT
+    called directly on the same digits."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    test = np.load(SAMPLES / "digits_test.npz")["x"][:16].transpose(0, 3, 1, 2).astype(np.float32)
+    np.save(tmp_path / "x.npy", test)
+    data = tmp_path / "x.npz"
+    np.savez(data, x=test[:4])
+    for name, extra in (("digits_net.pt2", []), ("digits_net.pt", ["--shape", "x=1,1,8,8"])):
+        out = tmp_path / f"{name}.tflite"
+        r = cli("convert", str(digits_net / name), "--to", "tflite", "--input", str(data), *extra, "-o", str(out),
+                "--json")
+        assert r.returncode == 0, r.stderr
+        (step,) = json.loads(r.stdout)["steps"]
+        assert step["converter"] == "litert-torch" and step["parity"]["verdict"] == "passed", step
+        assert not step["parity"]["inputs"].get("random")
+        # independently: PyTorch in its environment, LiteRT here, on 16 digits one at a time
+        subprocess.run([str(litert_torch_env), "-c", _TORCH_OUT, str(digits_net / name), str(tmp_path / "x.npy"),
+                        str(tmp_path / "want.npy")], check=True, capture_output=True, timeout=300)
+        want = np.load(tmp_path / "want.npy")
+        interp = Interpreter(model_path=str(out))
+        interp.allocate_tensors()
+        i, o = interp.get_input_details()[0], interp.get_output_details()[0]
+        got = []
+        for x in test:
+            interp.set_tensor(i["index"], x[None])
+            interp.invoke()
+            got.append(interp.get_tensor(o["index"])[0])
+        np.testing.assert_allclose(np.stack(got), want, rtol=1e-4, atol=1e-4)
+        assert (np.stack(got).argmax(1) == want.argmax(1)).all()

@@ -136,6 +136,8 @@ BUILTIN_CONVERTERS: tuple[ConverterDecl, ...] = (
     ConverterDecl("openvino", _C + "to_openvino", ("onnx", "savedmodel", "tflite"), "openvino"),
     ConverterDecl("tensorflowjs", _C + "tf_to_tfjs", ("keras", "h5", "savedmodel"), "tfjs"),
     ConverterDecl("torch.onnx", _C + "torch_to_onnx", ("torchscript", "pt2"), "onnx", env="torch"),
+    # LiteRT Torch: PyTorch -> TFLite without ONNX; its own environment (JAX and MLIR converter, ~1 GB beside torch)
+    ConverterDecl("litert-torch", _C + "torch_to_tflite", ("torchscript", "pt2"), "tflite", env="litert-torch"),
     ConverterDecl("tvm-relax", _C + "onnx_to_tvm", ("onnx",), "tvm", env="tvm"),
 )
 
@@ -154,6 +156,9 @@ def _pinned(dist: str) -> str:
 #: requirements. onnx/onnxruntime/numpy are pinned to the app's, so checks in the environment match the app's.
 ENVIRONMENTS: dict[str, Any] = {
     "torch": lambda: ["torch==2.13.0", "onnxscript==0.7.2", _pinned("onnx"), _pinned("onnxruntime"), _pinned("numpy")],
+    # LiteRT Torch (formerly ai-edge-torch) brings JAX, transformers and the LiteRT converter: kept apart from torch
+    "litert-torch": lambda: ["torch==2.13.0", "litert-torch==0.10.0", _pinned("ai-edge-litert"), _pinned("onnx"),
+                             _pinned("numpy")],
     # apache-tvm-ffi 0.1.15 crashes (SIGSEGV in ToJSONGraph) when MetaSchedule tunes: pinned to 0.1.14.post0;
     # xgboost-cpu is MetaSchedule's cost model; psutil and cloudpickle its builder/runner pool
     "tvm": lambda: ["apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post0", "xgboost-cpu==3.2.0", "scipy",

@@ -164,6 +164,16 @@ def run_call(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
 
 def run_convert(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     """Options: ``to``, ``via`` (list), ``simplify``, ``keep_intermediate``, ``convert`` (ConvertOptions)."""
+    if not spec.output:
+        raise UsageError(spec.model, "a conversion job needs an output path")
+    env = _model_env(spec) or _other_hop_env(spec)
+    if env is not None:
+        return _convert_across_envs(spec, ctx, env)
+    return _convert_here(spec, ctx)
+
+
+def _convert_here(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
+    """Every hop of the plan runs in this process."""
     from pathlib import Path
 
     from edgestudio.backends.converters.base import ConvertOptions
@@ -171,12 +181,7 @@ def run_convert(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     from edgestudio.core.formats import ModelFormat
 
     req = spec.request
-    if not spec.output:
-        raise UsageError(spec.model, "a conversion job needs an output path")
     keep = bool(req.keep_intermediate)
-    env = _model_env(spec) or _other_hop_env(spec)
-    if env is not None:
-        return _convert_across_envs(spec, ctx, env)
     report = convert_model(
         spec.model or "", ModelFormat.parse(req.to), output=ctx.staged(Path(spec.output).name),
         options=ConvertOptions.from_dict(req.convert), via=[ModelFormat.parse(v) for v in req.via],
@@ -314,8 +319,8 @@ def _convert_across_envs(spec: JobSpec, ctx: JobContext, env: str) -> dict[str, 
             segments[-1].append(hop)
         else:
             segments.append([hop])
-    if len(segments) == 1 and where(segments[0][0]) == here:
-        raise UsageError(spec.model, f"no converter in the '{env}' environment reads this model")
+    if len(segments) == 1 and where(segments[0][0]) == here:  # e.g. PyTorch -> TFLite in litert-torch's own env
+        return _convert_here(spec, ctx)
     out = Path(spec.output or "")
     model = spec.model
     steps: list[dict[str, Any]] = []
