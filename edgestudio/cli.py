@@ -1441,7 +1441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("profile", parents=[common], help="time per layer and per op type, from the runtime's own "
                                                         "profiler (ONNX Runtime, OpenVINO)")
     p.add_argument("model")
-    p.add_argument("--runtime", choices=["onnxruntime", "openvino", "litert"], help="default: the format's own")
+    p.add_argument("--runtime", choices=catalog.runtime_names(), help="default: the format's own")
     p.add_argument("--runs", type=_bounded("runs"), default=50, help="profiled runs (after 5 warm-up runs)")
     p.add_argument("--threads", type=_bounded("threads"))
     _add_input_args(p, "the profiled runs")

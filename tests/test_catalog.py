@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -158,3 +159,69 @@ def test_optimize_forms_and_flags_show_only_what_the_method_reads(qtbot) -> None
                 "--calibration", "random", "--calibration-method", "entropy")
     assert r.returncode == 2 and "--calibration-method does not apply to int8-static for openvino" in r.stderr
     assert "--subset-size, --preset, --ignore" in r.stderr
+
+
+REAL = textwrap.dedent('''
+    """A real runtime outside EdgeStudio, one module and one catalog entry: ONNX Runtime's CPU provider with one
+    thread and every graph optimization off (what a small device build runs)."""
+    from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, Runtime
+    from edgestudio.backends.runtimes.onnxruntime import OrtSession
+    from edgestudio.core.formats import ModelFormat
+
+
+    @RUNTIMES.register
+    class PlainOrt(Runtime):
+        name = "plainort"
+        label = "Plain ONNX Runtime"
+        formats = frozenset({ModelFormat.ONNX})
+        requires = ("onnxruntime",)
+
+        def devices(self):
+            return [DeviceInfo("plainort", "CPU", "one thread, no graph optimizations")]
+
+        def load(self, path, *, device="CPU", threads=None, precision=None):
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            so.intra_op_num_threads = 1
+            return OrtSession(ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]),
+                              self.check_device(device))
+''')
+
+
+def test_a_runtime_from_an_extra_catalog_file_works_in_every_engine(tmp_path: Path) -> None:
+    """The runtime declares only what every runtime must (devices, load); bench, the paired comparison, throughput,
+    auto-optimize (which raised KeyError on a runtime it did not name) and profile (which says it has no profiler)
+    take it through the runtime interface and the catalog, in worker processes that read the same catalog file."""
+    (tmp_path / "plainort_mod.py").write_text(REAL)
+    toml = tmp_path / "extra.toml"
+    toml.write_text('[[runtime]]\nname = "plainort"\nlabel = "Plain ONNX Runtime"\nmodule = "plainort_mod"\n'
+                    'formats = ["onnx"]\nnative = ["onnx"]\npip = ["onnxruntime"]\nauto = [{label = "Plain FP32"}]\n')
+    env = dict(os.environ, EDGESTUDIO_CATALOG=str(toml), PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
+    model = str(SAMPLES / "digits_cnn.onnx")
+    data = str(SAMPLES / "digits_test.npz")
+
+    def cli(*args: str) -> Any:
+        r = subprocess.run([sys.executable, "-m", "edgestudio", *args, "--json"], capture_output=True, text=True,
+                           cwd=tmp_path, env=env, timeout=600)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    bench = cli("bench", model, "--runtime", "plainort", "--iterations", "30", "--input", data)
+    assert bench["runtime"] == "plainort" and bench["latency_ms"]["p50"] > 0
+    cmp = cli("compare", model, "--runtime", "plainort", "--runtime", "onnxruntime", "--iterations", "30",
+              "--dataset", data)
+    rows = cmp if isinstance(cmp, list) else cmp["rows"]
+    assert {r["runtime"] for r in rows} == {"plainort", "onnxruntime"}
+    assert all(r["error"] is None and r["accuracy"] > 0.9 and r["paired_p50_ms"] > 0 for r in rows), rows
+    tp = cli("bench", model, "--runtime", "plainort", "--throughput", "--streams", "1,2", "--input", data)
+    assert [c["error"] for c in tp["cells"]] == [None, None] and all(c["fps"] > 0 for c in tp["cells"])
+    auto = cli("optimize", model, "--auto", "--runtime", "plainort", "--calibration", data, "--dataset", data, "-o",
+               str(tmp_path / "auto"))
+    (row,) = auto["candidates"]
+    assert row["runtime"] == "plainort" and row["error"] is None and row["p50_ms"] > 0, row
+    r = subprocess.run([sys.executable, "-m", "edgestudio", "profile", model, "--runtime", "plainort"],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert r.returncode == 1 and "profiling runs on onnxruntime, openvino, not plainort" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr

@@ -49,15 +49,21 @@ LOSSY_MIN_COSINE = 0.99
 DEFAULT_RTOL = 1e-3
 #: exact mode: within the element-wise tolerance, differences this small are float rounding, whatever the cosine
 EXACT_NEAR_ZERO = 1e-5
-#: exact mode: the least absolute tolerance (of the output's scale) a runtime's float kernels need: LiteRT's XNNPACK
-#: reorders and fuses float sums (a correct SavedModel -> TFLite of magika differed by 3.6e-3 at cosine 0.99996)
-RUNTIME_ATOL = {"litert": 1e-3}
 
 
 def exact_tolerance(tolerance: float, *runtimes: str | None) -> float:
-    """The element-wise tolerance of an exact hop between these runtimes (the converter's, raised to what their
-    kernels need)."""
-    return max([tolerance, *(RUNTIME_ATOL.get(r or "", 0.0) for r in runtimes)])
+    """The element-wise tolerance of an exact hop between these runtimes: the converter's, raised to what their
+    float kernels need (each runtime's ``output_atol``: LiteRT's XNNPACK reorders and fuses float sums, and a
+    correct SavedModel -> TFLite of magika differed by 3.6e-3 at cosine 0.99996)."""
+    from edgestudio.backends.runtimes import RUNTIMES
+
+    def atol(name: str | None) -> float:
+        try:
+            return float(RUNTIMES.get(name).output_atol or 0.0) if name else 0.0
+        except Exception:  # noqa: BLE001 - a runtime not in the catalog adds nothing
+            return 0.0
+
+    return max([tolerance, *(atol(r) for r in runtimes)])
 
 
 @dataclass

@@ -42,13 +42,23 @@ def candidates(src_fmt: ModelFormat, runtime: str) -> list[Candidate]:
     out = [Candidate(c.label, r.name, c.method, c.precision, dict(c.options))
            for r in runtimes() if runtime in ("any", r.name)
            for c in r.auto if c.sources is None or src_fmt.value in c.sources]
-    # ISA-aware: OpenVINO's CPU default precision is bf16 only where the CPU computes bf16 natively (AMX,
-    # AVX-512 BF16); elsewhere it is f32, the same candidate as the f32 hint: measured once, not twice
+    # ISA-aware: a runtime's device-default precision may be the very precision another candidate asks for
+    # (OpenVINO's CPU default is bf16 only where the CPU computes bf16 natively): measured once, not twice
+    from edgestudio.backends.runtimes import RUNTIMES
+
     isa = set(isa_flags())
-    if not isa & {"amx_tile", "amx_bf16", "avx512_bf16"} and any(c.runtime == "openvino" and c.precision == "f32"
-                                                                 for c in out):
-        out = [c for c in out if not (c.runtime == "openvino" and c.method is None and c.precision is None)]
-    return out
+
+    def same_as_a_hint(c: Candidate) -> bool:
+        if c.precision is not None:
+            return False
+        try:
+            default = RUNTIMES.get(c.runtime)().default_precision(isa)
+        except KeyError:
+            return False
+        return default is not None and any(o.runtime == c.runtime and o.method == c.method and o.precision == default
+                                           for o in out)
+
+    return [c for c in out if not same_as_a_hint(c)]
 
 
 def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOptions | None = None,
@@ -62,8 +72,10 @@ def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOpt
     accuracy_kind, passed, pareto, error. ``bench(path, config, cancel)`` measures a candidate elsewhere (a remote
     device: the workers pass one) and returns a benchmark result as a dict; by default it runs here.
     ``bench_runtimes``: the runtimes where it measures (a device's): other candidates are not built."""
+    from edgestudio.backends.optimizers.base import find_optimizer
     from edgestudio.bench.accuracy import agreement, evaluate
     from edgestudio.bench.latency import BenchConfig, run_benchmark
+    from edgestudio.core.catalog import output_format
     from edgestudio.conversion.engine import convert_model, default_output
     from edgestudio.optimization.engine import optimize_model, optimized_name
 
@@ -92,9 +104,11 @@ def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOpt
                 row["error"] = f"{cand.runtime} is not on the device (it has: {', '.join(sorted(bench_runtimes))})"
                 continue
             try:
+                own = output_format(cand.runtime)
+                if own is None:
+                    raise EdgeStudioError(src, f"{cand.runtime} declares no format of its own in the catalog")
                 if cand.method is None:
-                    target = {"onnxruntime": ModelFormat.ONNX, "openvino": ModelFormat.OPENVINO,
-                              "litert": ModelFormat.TFLITE}[cand.runtime]
+                    target = ModelFormat(own)
                     if cand.runtime not in fp32:
                         if fmt is target:
                             fp32[cand.runtime] = src
@@ -103,12 +117,11 @@ def auto_optimize(src: str | Path, *, runtime: str = "any", options: OptimizeOpt
                                 src, target, output=default_output(src, target, out_dir), cancel=cancel).output)
                     path = fp32[cand.runtime]
                 else:
-                    base = fp32.get(cand.runtime, src)
-                    if cand.runtime == "litert":
-                        base = src  # TFLite quantization starts from the TensorFlow model
-                    out_fmt = ModelFormat.OPENVINO if cand.runtime == "openvino" else (
-                        ModelFormat.ONNX if cand.runtime == "onnxruntime" else ModelFormat.TFLITE)
-                    out = out_dir / optimized_name(src, cand.method, cand.runtime, out_fmt)
+                    # an optimizer whose preferred input is its runtime's own format starts from the FP32 model in
+                    # it; one that prefers another (TFLite quantization: the TensorFlow model) from the user's model
+                    prefers = find_optimizer(cand.method, cand.runtime).sources[0]
+                    base = fp32.get(cand.runtime, src) if prefers is ModelFormat(own) else src
+                    out = out_dir / optimized_name(src, cand.method, cand.runtime, ModelFormat(own))
                     path = Path(optimize_model(base, cand.method, runtime=cand.runtime, output=out,
                                                options=replace(opts, dataset=None, **cand.options),
                                                cancel=cancel).output)

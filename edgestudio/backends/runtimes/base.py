@@ -72,6 +72,45 @@ class Runtime(Requirements, abc.ABC):
                 None, f"{self.name} has no device {device!r} (available: {', '.join(names.values()) or 'none'})")
         return names[key]
 
+    # ---- what a runtime can do besides running a model. Engines ask these, never a runtime's name: a runtime
+    # declared in the catalog (an extra catalog file included) works in bench, compare, throughput, profile,
+    # parity and auto-optimize through them.
+
+    #: largest output difference its kernels make on an exact model (parity's "exact" tolerance); None: the
+    #: converter's own tolerance
+    output_atol: ClassVar[float | None] = None
+    #: why it has no per-op profiler, when it has none (said instead of a guess)
+    no_profiler: ClassVar[str | None] = None
+
+    @classmethod
+    def can_profile(cls) -> bool:
+        return cls.profile_ops is not Runtime.profile_ops
+
+    def profile_ops(self, path: Path, feeds: dict[str, np.ndarray], *, runs: int,
+                    threads: int | None) -> OpTimes:
+        """Per-op times from the runtime's own profiler, over ``runs`` runs after a warm-up."""
+        raise UsageError(path, self.no_profiler or f"{self.name} exposes no per-op profiler")
+
+    def default_precision(self, isa: set[str]) -> str | None:
+        """What its CPU device's default precision means on a CPU with these ISA flags (None: no precision
+        hint exists). Auto-optimize measures a default and an explicit hint once when they are the same."""
+        return None
+
+    def throughput_run(self, path: Path, feeds: dict[str, np.ndarray], *, batch: int, streams: int,
+                       cores: int, duration_s: float, cancel: Any) -> tuple[list[float], float, int]:
+        """Overlapping requests for ``duration_s``: (per-request latencies in ms, wall seconds, threads per
+        stream). The default: one session per stream (a session need not be thread-safe), each in a thread of
+        its own, the cores split evenly. Runtimes with their own parallel-request machinery override it."""
+        per = max(1, cores // streams)
+        calls = []
+        for _ in range(streams):
+            call = self.load(path, threads=per).bind(feeds)
+            call()
+            calls.append(call)
+        t0 = time.perf_counter()
+        lat = threaded_calls(calls, duration_s, cancel)
+        return lat, time.perf_counter() - t0, per
+
 
     def benchmark(self, session: Session, feeds: dict[str, np.ndarray], *, iterations: int, warmup: int,
                   duration_s: float | None = None, on_sample: SampleCallback | None = None,
@@ -90,6 +129,39 @@ class Runtime(Requirements, abc.ABC):
         lat = timed_loop(call, iterations if not duration_s else 1_000_000, duration_s, on_sample, cancel,
                          lambda f, m: progress(0.1 + 0.9 * f, m))
         return Measured(first_ms, lat, time.perf_counter() - t_start, warm, steady)
+
+
+@dataclass
+class OpTimes:
+    """What :meth:`Runtime.profile_ops` returns: per node, its times (ms, one per profiled run), op type and the
+    kernel or device that ran it; and the wall time of each profiled run (ms)."""
+
+    per_node: dict[str, list[float]]
+    types: dict[str, str]
+    kernels: dict[str, str | None]
+    walls_ms: list[float]
+
+
+def threaded_calls(calls: list[Callable[[], Any]], duration_s: float, cancel: Any) -> list[float]:
+    """Each call in a loop of its own thread for ``duration_s``; every call's latency (ms)."""
+    import threading
+
+    lat: list[list[float]] = [[] for _ in calls]
+    stop = time.perf_counter() + duration_s
+
+    def loop(i: int) -> None:
+        call, out = calls[i], lat[i]
+        while time.perf_counter() < stop and not (cancel is not None and cancel.cancelled):
+            t0 = time.perf_counter()
+            call()
+            out.append((time.perf_counter() - t0) * 1e3)
+
+    threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [x for part in lat for x in part]
 
 
 @dataclass

@@ -111,6 +111,9 @@ def load(model, precision=None):
     return names, run
 '''
     requires = ("ai_edge_litert",)
+    output_atol = 1e-3  # XNNPACK's float kernels differ from TensorFlow's by this much on an exact conversion
+    no_profiler = ("LiteRT's Python interpreter exposes no per-op profiler; profile the TFLite model with --runtime "
+                   "openvino (which reads TFLite), or LiteRT's native benchmark_model tool on the device")
 
     @classmethod
     def missing_packages(cls) -> list[str]:

@@ -8,7 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, Runtime, Session, output_dict
+from edgestudio.backends.runtimes.base import (
+    RUNTIMES,
+    DeviceInfo,
+    OpTimes,
+    Runtime,
+    Session,
+    output_dict,
+    threaded_calls,
+)
 from edgestudio.core.errors import ModelFormatError
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.inspection import ort_spec
@@ -95,3 +103,53 @@ def load(model, precision=None):
         except Exception as exc:
             raise ModelFormatError(path, f"onnxruntime cannot load it: {' '.join(str(exc).split())[:300]}") from None
         return OrtSession(sess, device)
+
+    def profile_ops(self, path: Path, feeds: dict[str, np.ndarray], *, runs: int,
+                    threads: int | None) -> OpTimes:
+        """Its profiling JSON: a ``*_kernel_time`` event per node and run (the first 5 runs are warm-up)."""
+        import json
+        import tempfile
+        import time
+        from collections import defaultdict
+
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory(prefix="edgestudio-profile-") as tmp:
+            opts = ort.SessionOptions()
+            opts.enable_profiling = True
+            opts.profile_file_prefix = str(Path(tmp) / "ort")
+            opts.log_severity_level = 3
+            if threads:
+                opts.intra_op_num_threads = threads
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            for _ in range(5):
+                sess.run(None, feeds)
+            walls = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                sess.run(None, feeds)
+                walls.append((time.perf_counter() - t0) * 1000.0)
+            events = json.loads(Path(sess.end_profiling()).read_text())
+        per_node: dict[str, list[float]] = defaultdict(list)
+        types: dict[str, str] = {}
+        kernels: dict[str, str | None] = {}
+        for e in events:
+            if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+                node = e["name"][: -len("_kernel_time")]
+                per_node[node].append(float(e.get("dur", 0)) / 1000.0)
+                types[node] = (e.get("args") or {}).get("op_name", "?")
+                kernels[node] = (e.get("args") or {}).get("provider")
+        return OpTimes({k: v[-runs:] for k, v in per_node.items()}, types, kernels, walls)
+
+    def throughput_run(self, path: Path, feeds: dict[str, np.ndarray], *, batch: int, streams: int,
+                       cores: int, duration_s: float, cancel: Any) -> tuple[list[float], float, int]:
+        """One session run from N threads at once (it releases the GIL), intra-op threads split evenly."""
+        import time
+
+        per = max(1, cores // streams)
+        call = self.load(path, threads=per).bind(feeds)
+        for _ in range(5):
+            call()
+        t0 = time.perf_counter()
+        lat = threaded_calls([call] * streams, duration_s, cancel)
+        return lat, time.perf_counter() - t0, per

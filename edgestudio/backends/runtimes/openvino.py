@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, Runtime, Session
+from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, OpTimes, Runtime, Session
 from edgestudio.core.errors import ModelFormatError
 from edgestudio.core.formats import ModelFormat
 
@@ -111,3 +111,64 @@ def load(model, precision=None):
         except Exception as exc:
             raise ModelFormatError(path, f"openvino cannot compile it on {device}: {' '.join(str(exc).split())[:300]}") from None
         return OvSession(compiled, device)
+
+    def default_precision(self, isa: set[str]) -> str | None:
+        """The CPU plugin computes in bf16 by default only where the CPU does natively (AMX, AVX-512 BF16)."""
+        return "bf16" if isa & {"amx_tile", "amx_bf16", "avx512_bf16"} else "f32"
+
+    def profile_ops(self, path: Path, feeds: dict[str, np.ndarray], *, runs: int,
+                    threads: int | None) -> OpTimes:
+        """The performance counters of an infer request: node, type, the kernel that ran it, real time."""
+        import time
+        from collections import defaultdict
+
+        core = ov_core()
+        config: dict[str, Any] = {"PERF_COUNT": True}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        req = compiled.create_infer_request()
+        for _ in range(5):
+            req.infer(feeds)
+        per_node: dict[str, list[float]] = defaultdict(list)
+        types: dict[str, str] = {}
+        kernels: dict[str, str | None] = {}
+        walls = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            req.infer(feeds)
+            walls.append((time.perf_counter() - t0) * 1000.0)
+            for info in req.get_profiling_info():
+                if str(info.status).endswith("EXECUTED"):
+                    per_node[info.node_name].append(info.real_time.total_seconds() * 1000.0)
+                    types[info.node_name] = info.node_type
+                    kernels[info.node_name] = info.exec_type
+        return OpTimes(dict(per_node), types, kernels, walls)
+
+    def throughput_run(self, path: Path, feeds: dict[str, np.ndarray], *, batch: int, streams: int,
+                       cores: int, duration_s: float, cancel: Any) -> tuple[list[float], float, int]:
+        """The THROUGHPUT hint with NUM_STREAMS set, requests in an AsyncInferQueue of that many jobs."""
+        import time
+
+        import openvino as ov
+
+        core = ov_core()
+        m = core.read_model(str(path))
+        if batch > 1:
+            m.reshape({inp.get_any_name(): ov.PartialShape([batch, *list(inp.get_partial_shape())[1:]])
+                       for inp in m.inputs})
+        compiled = core.compile_model(m, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": str(streams)})
+        queue = ov.AsyncInferQueue(compiled, streams)
+        lat: list[float] = []
+        queue.set_callback(lambda request, started: lat.append((time.perf_counter() - started) * 1e3))
+        data = list(feeds.values())
+        for _ in range(streams * 2):
+            queue.start_async(data, time.perf_counter())
+        queue.wait_all()
+        lat.clear()
+        stop = time.perf_counter() + duration_s
+        t0 = time.perf_counter()
+        while time.perf_counter() < stop and not cancel.cancelled:
+            queue.start_async(data, time.perf_counter())  # blocks while every request is busy
+        queue.wait_all()
+        return lat, time.perf_counter() - t0, max(1, cores // streams)
