@@ -37,3 +37,21 @@ def test_the_manager_refuses_a_bad_request_before_it_reaches_a_worker() -> None:
         assert mgr.history() == []
     finally:
         mgr.shutdown()
+
+
+def test_unknown_keys_are_refused_at_every_depth() -> None:
+    """A job's nested options (conversion, optimization, the input specification) and the job itself refuse a key
+    they do not take, naming it: they used to drop it silently (a misspelt 'calibraton' ran with none)."""
+    from edgestudio.backends.converters.base import ConvertOptions
+    from edgestudio.backends.optimizers.base import OptimizeOptions
+    from edgestudio.core.inputspec import InputSpec
+
+    with pytest.raises(UsageError, match="conversion options does not take 'opst'"):
+        ConvertOptions.from_dict({"opset": 17, "opst": 18})
+    with pytest.raises(UsageError, match="optimization options does not take 'calibraton'"):
+        OptimizeOptions.from_dict({"calibraton": "x.npz"})
+    with pytest.raises(UsageError, match="an input specification does not take 'shape'"):
+        InputSpec.from_dict({"shape": {"x": [1, 3]}})
+    with pytest.raises(UsageError, match="a job does not take 'modle'"):
+        JobSpec.from_dict({"kind": "bench", "modle": "m.onnx"})
+    assert ConvertOptions.from_dict({"opset": 17}).opset == 17  # known keys still read

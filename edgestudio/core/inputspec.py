@@ -55,7 +55,9 @@ class InputSpec:
     def from_dict(cls, d: dict[str, Any] | InputSpec | None) -> InputSpec:
         if isinstance(d, InputSpec):
             return d
-        d = d or {}
+        from edgestudio.core.requests import known_fields
+
+        d = known_fields(cls, d, "an input specification")
         return cls(data=d.get("data") or None, shapes={k: [int(x) for x in v] for k, v in (d.get("shapes") or {}).items()},
                    values={k: _number(v) for k, v in (d.get("values") or {}).items()},
                    outputs=parse_output_kinds(f"{k}={v}" for k, v in (d.get("outputs") or {}).items()))

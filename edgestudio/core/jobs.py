@@ -99,8 +99,9 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> JobSpec:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        from edgestudio.core.requests import known_fields
+
+        return cls(**known_fields(cls, d, "a job"))
 
     @classmethod
     def from_json(cls, text: str) -> JobSpec:

@@ -100,6 +100,19 @@ class CallRequest:
             raise UsageError(None, f"a call job needs 'module:function', not {self.function!r}")
 
 
+def known_fields(cls: type, d: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    """``d``'s items, refused with a UsageError naming every key ``cls`` (a dataclass) does not take: a misspelt
+    option is an error at every depth (a job's request, its convert/optimize options, its input specification),
+    never a silent default."""
+    if d is not None and not isinstance(d, dict):
+        raise UsageError(None, f"{what} must be a mapping, not {type(d).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(d or {}) - set(names))
+    if unknown:
+        raise UsageError(None, f"{what} does not take {', '.join(map(repr, unknown))} (it takes: {', '.join(names)})")
+    return dict(d or {})
+
+
 def _bounded(**values: Any) -> None:
     from edgestudio.core.safety import check_number
 
@@ -124,12 +137,7 @@ def parse_request(kind: str, options: dict[str, Any] | None) -> Any:
     cls = REQUEST_TYPES.get(kind)
     if cls is None:
         raise UsageError(None, f"job kind {kind!r} is not available in this version")
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(options or {}) - set(names))
-    if unknown:
-        raise UsageError(None, f"a {kind} job does not take {', '.join(map(repr, unknown))} "
-                               f"(it takes: {', '.join(names)})")
-    return cls(**(options or {}))
+    return cls(**known_fields(cls, options, f"a {kind} job"))
 
 
 def request_options(request: Any) -> dict[str, Any]:

@@ -68,8 +68,9 @@ class ConvertOptions:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> ConvertOptions:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in (d or {}).items() if k in names})
+        from edgestudio.core.requests import known_fields
+
+        return cls(**known_fields(cls, d, "conversion options"))
 
 
 def option_schema(names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:

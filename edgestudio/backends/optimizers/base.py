@@ -72,8 +72,9 @@ class OptimizeOptions:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> OptimizeOptions:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in (d or {}).items() if k in names})
+        from edgestudio.core.requests import known_fields
+
+        return cls(**known_fields(cls, d, "optimization options"))
 
 
 class Optimizer(Requirements, abc.ABC):
