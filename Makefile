@@ -79,5 +79,18 @@ package-lite: setup
 screenshots: setup
 	$(BIN)/python docs/make_screenshots.py
 
+# The user guide (docs/guide/, with docs/screenshots/): the `docs` extra (mkdocs-material, from PyPI) into the venv,
+# then an offline build into site/ (git-ignored); --strict fails on a broken link, anchor or a page left out of nav.
+.PHONY: docs
+DOCS_STAMP := $(VENV)/.edgestudio-docs-installed
+
+$(DOCS_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[docs]'
+	@touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+	@echo "the guide is in site/: open site/index.html"
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist site *.egg-info
