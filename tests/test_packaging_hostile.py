@@ -141,9 +141,18 @@ struct TfLiteTensor { void* data; };
 namespace tflite {
 struct Model {};
 inline const Model* GetModel(const void*) { return nullptr; }
+class MicroAllocator {
+ public:
+  static MicroAllocator* Create(uint8_t*, size_t) { return nullptr; }
+};
+class MicroResourceVariables {
+ public:
+  static MicroResourceVariables* Create(MicroAllocator*, int) { return nullptr; }
+};
 class MicroInterpreter {
  public:
   template <typename R> MicroInterpreter(const Model*, R&, uint8_t*, size_t) {}
+  template <typename R> MicroInterpreter(const Model*, R&, MicroAllocator*, MicroResourceVariables*) {}
   TfLiteStatus AllocateTensors() { return kTfLiteOk; }
   TfLiteStatus Invoke() { return kTfLiteOk; }
   TfLiteTensor* input(size_t) { return nullptr; }
@@ -171,6 +180,9 @@ def _stubs(folder: Path, main_cc: str) -> Path:
         "template <unsigned int N> class MicroMutableOpResolver {\n public:\n"
         + "".join(f"  TfLiteStatus {a}() {{ return kTfLiteOk; }}\n" for a in adds) + "};\n}  // namespace tflite\n")
     (folder / "tensorflow/lite/schema/schema_generated.h").write_text("#pragma once\n")
+    for header in ("micro_allocator.h", "micro_resource_variable.h"):  # the real ones declare these classes there
+        (folder / "tensorflow/lite/micro" / header).write_text(
+            "#pragma once\n#include \"tensorflow/lite/micro/micro_interpreter.h\"\n")
     return folder
 
 
@@ -245,7 +257,7 @@ def test_a_custom_op_name_from_the_model_is_never_code_in_main_cc(tmp_path: Path
     """The operator names come from the model file: a custom one is written as an escaped string in a comment,
     never as code. main.cc builds and runs (against stand-in TFLM headers), and without its comments it holds
     no trace of the name."""
-    from edgestudio.packaging.tflm import export_c_array
+    from edgestudio.packaging.tflm_sources import export_c_array
 
     model = _with_custom_op(tmp_path, custom)
     result = export_c_array(model, tmp_path / "tflm", None)

@@ -227,6 +227,13 @@ def test_a_real_streaming_wake_word_model_in_a_tflm_package(tmp_path: Path) -> N
 
     main = zipfile.ZipFile(tmp_path / "p.zip").read("hey_jarvis/tflm/main.cc").decode()
     assert "MicroResourceVariables::Create(allocator, 6)" in main and "resolver.AddVarHandle();" in main
+    from tests.test_packaging_hostile import _compile_and_run  # main.cc compiles (-Wall -Werror) and runs
+
+    tflm = tmp_path / "tflm"
+    tflm.mkdir()
+    for name in ("main.cc", "hey_jarvis_model_data.cc", "hey_jarvis_model_data.h"):
+        (tflm / name).write_bytes(zipfile.ZipFile(tmp_path / "p.zip").read(f"hey_jarvis/tflm/{name}"))
+    _compile_and_run(tflm, tmp_path, "hey_jarvis_model_data.h")
     # quantizing it again crashed LiteRT Quantizer's calibration (SIGSEGV in the worker): said before it runs
     r = run_cli("optimize", str(model), "--method", "int8-static", "--runtime", "litert", "--calibration", str(data),
                 "-o", str(tmp_path / "again.tflite"))

@@ -241,7 +241,8 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
             np.savez(root / "input.npz", **feeds)
         np.save(root / "expected_output.npy", expected)
         if tflm:
-            from edgestudio.packaging.tflm import TflmError, export_c_array, verify_tflm
+            from edgestudio.packaging.tflm import TflmError, verify_tflm
+            from edgestudio.packaging.tflm_sources import export_c_array
 
             progress(0.8, "running the model in TensorFlow Lite Micro (arena search)")
             with naming_the_model(model, staged):
