@@ -1,0 +1,1 @@
+"""One reader per model format: what :func:`edgestudio.core.inspection.inspect_model` dispatches to."""
