@@ -10,9 +10,16 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-# the studio remembers the models a user trusted in a file of the user's: tests keep one of their own
-os.environ.setdefault("EDGESTUDIO_TRUST_FILE", os.path.join(__import__("tempfile").mkdtemp(prefix="edgestudio-trust-"),
-                                                            "trusted-models.txt"))
+# the studio remembers the models a user trusted in a file of the user's: tests keep one of their own (removed
+# when the session ends)
+if "EDGESTUDIO_TRUST_FILE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _trust = tempfile.mkdtemp(prefix="edgestudio-trust-")
+    atexit.register(shutil.rmtree, _trust, True)
+    os.environ["EDGESTUDIO_TRUST_FILE"] = os.path.join(_trust, "trusted-models.txt")
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "resources" / "samples"

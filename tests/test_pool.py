@@ -250,3 +250,33 @@ def test_quick_jobs_run_beside_a_long_one_not_behind_it() -> None:
         assert b.status is JobStatus.SUCCEEDED and beside_bench.started_at >= b.finished_at  # timings undisturbed
     finally:
         p.shutdown()
+
+
+def test_a_killed_job_leaves_no_temporary_files(pool: WorkerPool, tmp_path: Path) -> None:
+    """Libraries' scratch files (TensorFlow's autograph modules, a conversion's temporary folder) live in the
+    worker's own temporary folder, removed when the worker ends: a job killed for its timeout leaves nothing in
+    the system's temporary folder. A folder a killed app left (its mark names a dead process) is removed by the
+    next pool; one of a live app is left alone."""
+    import json
+    import tempfile
+
+    job = pool.submit(call("temp_litter", opts={"seconds": 60}, timeout_s=3))
+    r = pool.wait(job, 60)
+    assert r.status is JobStatus.FAILED and "timed out" in (r.error or "")
+    line = next(x for x in r.log if x.startswith("scratch: "))
+    folder, module = line.split()[1:3]
+    assert not Path(tempfile.gettempdir(), Path(folder).name).exists()  # not in the system's temp folder...
+    assert not Path(folder).exists() and not Path(module).exists()  # ...and gone with the worker
+    from edgestudio.core.owners import OWNER_FILE
+    from edgestudio.workers.pool import clean_dead_worker_folders
+
+    dead = Path(tempfile.mkdtemp(prefix="edgestudio-worker-"))
+    (dead / OWNER_FILE).write_text(json.dumps({"owner": "999999999:1.00"}))  # a process that does not exist
+    alive = Path(tempfile.mkdtemp(prefix="edgestudio-worker-"))
+    (alive / OWNER_FILE).write_text(json.dumps({"owner": f"{os.getpid()}:0"}))
+    try:
+        assert dead in clean_dead_worker_folders() and not dead.exists() and alive.exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(alive, ignore_errors=True)

@@ -15,6 +15,7 @@ import multiprocessing.connection as mpc
 import os
 import shutil
 import signal
+import tempfile
 import threading
 import time
 import weakref
@@ -23,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus, new_job_id
-from edgestudio.core.owners import OWNER_FILE, clean_stale_partials, make_marked_folder
+from edgestudio.core.owners import (
+    OWNER_FILE,
+    clean_stale_partials,
+    make_marked_folder,
+    marked_owner,
+    owner_alive,
+    write_owner,
+)
 from edgestudio.execution.base import ExecutorBase, TargetInfo
 from edgestudio.execution.messages import PROTOCOL_VERSION, JobMessage, RunRequest
 
@@ -47,13 +55,33 @@ def describe_exit(exitcode: int | None) -> str:
     return f"worker process exited unexpectedly with code {exitcode}"
 
 
+WORKER_TMP_PREFIX = "edgestudio-worker-"
+
+
+def clean_dead_worker_folders() -> list[Path]:
+    """Remove worker temporary folders whose app is gone (killed before it could): only those whose mark proves
+    they are EdgeStudio's."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(WORKER_TMP_PREFIX + "*"):
+        owner = marked_owner(folder)
+        if owner is not None and not owner_alive(owner) and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 class _Worker:
     def __init__(self, ctx: Any, warm_imports: tuple[str, ...], nice: int = 0) -> None:
         from edgestudio.workers.worker import worker_main
 
         self.conn, child = ctx.Pipe(duplex=True)
         self.cancel_event = ctx.Event()
-        self.proc = ctx.Process(target=worker_main, args=(child, self.cancel_event, warm_imports, nice),
+        # the worker's temporary files (its jobs' scratch folders, TensorFlow's autograph modules, a browser's
+        # profile) live in a folder the pool removes when the worker ends, however it ends (a job killed for its
+        # timeout or memory cannot clean up after itself)
+        self.tmp = tempfile.mkdtemp(prefix=WORKER_TMP_PREFIX)
+        write_owner(Path(self.tmp))  # the app's mark: a later app removes it if this one dies (SIGKILL)
+        self.proc = ctx.Process(target=worker_main, args=(child, self.cancel_event, warm_imports, nice, self.tmp),
                                 name="edgestudio-worker", daemon=False)
         self.proc.start()
         child.close()
@@ -68,6 +96,8 @@ class _Worker:
             self.proc.kill()
         self.proc.join(5)
         self.conn.close()
+        if not self.proc.is_alive():
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class WorkerPool(ExecutorBase):
@@ -85,6 +115,7 @@ class WorkerPool(ExecutorBase):
         self._warm_imports = warm_imports
         self._nice = nice
         super().__init__()
+        clean_dead_worker_folders()
         self._ctx = mp.get_context("spawn")
         self._queue: deque[str] = deque()
         self._workers: list[_Worker] = []

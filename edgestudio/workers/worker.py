@@ -80,12 +80,18 @@ def _lower_priority(nice: int) -> None:
             pass
 
 
-def worker_main(conn: Any, cancel_event: Any, warm_imports: tuple[str, ...] = (), nice: int = 0) -> None:
+def worker_main(conn: Any, cancel_event: Any, warm_imports: tuple[str, ...] = (), nice: int = 0,
+                tmp: str | None = None) -> None:
     _lower_priority(nice)
     _die_with_parent()
     send, current = _capture_output(conn)
     for k, v in WORKER_ENV.items():
         os.environ.setdefault(k, v)
+    if tmp:  # the pool's folder for this worker's temporary files (removed when the worker ends)
+        import tempfile
+
+        os.environ["TMPDIR"] = tmp
+        tempfile.tempdir = tmp
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal is for the app, which cancels jobs
     faulthandler.enable(file=os.fdopen(os.dup(_REAL_STDERR), "w"))
     from edgestudio.core.errors import Cancelled, EdgeStudioError, describe_exception

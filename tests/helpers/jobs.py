@@ -93,3 +93,16 @@ def priority(ctx: Any) -> dict[str, Any]:
     t.start()
     t.join()
     return {"main": os.nice(0), "thread": seen[0]}
+
+
+def temp_litter(ctx: Any, seconds: float = 60.0) -> dict[str, Any]:
+    """Leave scratch files where libraries do (tempfile), then hang: a job killed for its timeout."""
+    import tempfile
+    import time
+
+    folder = tempfile.mkdtemp(prefix="edgestudio-convert-")
+    with tempfile.NamedTemporaryFile("w", prefix="__autograph_generated_file", suffix=".py", delete=False) as f:
+        f.write("x = 1\n")
+    ctx.log(f"scratch: {folder} {f.name}")
+    time.sleep(seconds)
+    return {"folder": folder}
