@@ -42,7 +42,7 @@ def main() -> int:
     win = MainWindow(ws, use_webengine=False, settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
     win.resize(1500, 900)
     win.show()
-    win.optimize.dataset.set_text(str(SAMPLES / "digits_test.npz"))
+    win.optimize.set_sample_dataset(str(SAMPLES / "digits_test.npz"))  # the samples' models are judged on it
     (keras_id,) = win.import_paths([SAMPLES / "digits_cnn.keras"])
     # the conversion wizard, to OpenVINO
     wiz = win.model_action("convert", keras_id)

@@ -669,7 +669,7 @@ def _threads_arg(text: str | None) -> list[int] | None:
 
 
 def cmd_compare(args: argparse.Namespace) -> Any:
-    from edgestudio.bench.compare import comparison_rows
+    from edgestudio.workers.comparison import comparison_rows
     from edgestudio.execution.targets import agent_name, executor_for
     from edgestudio.workers.manager import JobManager
 

@@ -60,7 +60,8 @@ def make_deb(bundle: Path, variant: str) -> Path:
     (root / "DEBIAN" / "control").write_text(
         f"Package: {name}\nVersion: {__version__}\nSection: science\nPriority: optional\nArchitecture: amd64\n"
         f"Installed-Size: {size_kb}\nMaintainer: EdgeStudio developers <edgestudio@localhost>\n"
-        "Depends: libgl1, libegl1, libxkbcommon0, libfontconfig1, libdbus-1-3\n"
+        # Qt's xcb platform plugin (Qt >= 6.5) will not start without libxcb-cursor0 on an X desktop
+        "Depends: libgl1, libegl1, libxkbcommon0, libxkbcommon-x11-0, libxcb-cursor0, libfontconfig1, libdbus-1-3\n"
         + (f"Conflicts: {'edgestudio-lite' if variant == 'full' else 'edgestudio'}\n")
         + "Description: desktop studio for deploying ML models to edge hardware\n"
           " Inspect, convert, optimize, benchmark and package ONNX, TFLite, Keras, SavedModel and\n"

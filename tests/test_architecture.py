@@ -140,3 +140,44 @@ def test_no_private_helpers_across_packages_and_gui_does_not_use_the_cli() -> No
                 if pkg == "gui" and node.module.startswith("edgestudio.cli"):
                     offenders.append(f"{'.'.join(rel.parts)} imports the command line ({node.module})")
     assert offenders == []
+
+
+def test_import_linter_contracts_hold() -> None:
+    """The layers and "Qt only in the studio", as import-linter contracts in pyproject.toml (grimp's import graph:
+    imports inside functions count too)."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    r = subprocess.run([str(lint)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0 and "0 broken" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+
+
+# processes started by module name whose module sits above the starter, and why (a process boundary, not an import)
+PROCESS_ENTRY_POINTS = {"edgestudio.gui.webengine_host": "the QtWebEngine host: Qt lives only in the studio package"}
+
+
+def string_reference_violations() -> list[str]:
+    """Code addressed by name in a string ("edgestudio.pkg.mod:function", a CALL job's target, or a module run
+    with ``-m``) must not point up a layer: such a string is an import the import graph does not see."""
+    import re
+
+    target = re.compile(r"^(edgestudio(?:\.\w+)+)(?::[\w.]+)?$")
+    out = []
+    for path in sorted((ROOT / "edgestudio").rglob("*.py")):
+        rel = path.relative_to(ROOT).with_suffix("")
+        own = _layer_of(".".join(rel.parts))
+        if own is None:
+            continue
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+                continue
+            m = target.match(node.value)
+            if not m or (":" not in node.value and m.group(1) not in PROCESS_ENTRY_POINTS and
+                         not (ROOT / Path(*m.group(1).split("."))).with_suffix(".py").is_file()):
+                continue
+            other = _layer_of(m.group(1))
+            if other is not None and other > own and m.group(1) not in PROCESS_ENTRY_POINTS:
+                out.append(f"{'.'.join(rel.parts)}:{node.lineno} names {node.value}")
+    return out
+
+
+def test_no_string_points_up_a_layer() -> None:
+    assert string_reference_violations() == []

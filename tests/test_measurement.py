@@ -116,8 +116,12 @@ def test_the_studio_ranks_its_comparison_with_a_paired_round(qtbot, window) -> N
                     and any(r.get("rank") for r in window.comparison.rows), timeout=180_000)
     ranked = sorted((r for r in window.comparison.rows if r.get("rank")), key=lambda r: r["rank"])
     assert [r["rank"] for r in ranked] == [1, 2] and "paired round" in window.comparison.title.text()
-    notes = [window.comparison.table.item(i, 9).text() for i in range(window.comparison.table.rowCount())]
-    assert any(n.startswith("paired #1:") and "[" in n for n in notes)
+    # one figure per row: the paired p50 with its interval (what the bars and the rank stand on), its own run on hover
+    table = window.comparison.table
+    first = next(i for i in range(table.rowCount()) if table.item(i, 0).text() == "#1")
+    assert table.item(first, 3).text() == f"{ranked[0]['paired_p50_ms']:.4g} [{ranked[0]['paired_ci_ms'][0]:.4g}, " \
+                                          f"{ranked[0]['paired_ci_ms'][1]:.4g}]"
+    assert "own run" in table.item(first, 3).toolTip() and table.item(first, 9).text().startswith("paired round")
 
 
 def _sweep_file(tmp_path: Path) -> Path:

@@ -65,10 +65,16 @@ def test_migration_from_v1_keeps_data(tmp_path: Path) -> None:
     db.commit()
     db.close()
     ws = Workspace(root)
-    assert ws.schema_version == SCHEMA_VERSION == 5
+    assert ws.schema_version == SCHEMA_VERSION == 6
     models = ws.models()
     assert [(m.name, m.made_by) for m in models] == [("m.onnx", "import"), ("m.xml", "job")]
     assert ws.results() == []
+    # v6: a model's data files, inherited by its variants (a variant's own one wins)
+    ws.set_data(models[0].id, {"calibration": "/d/calib.npz", "evaluation": "/d/test.npz"})
+    ws.set_data(models[1].id, {"evaluation": "/d/other.npz"})
+    assert ws.data_for(models[1].id) == {"calibration": "/d/calib.npz", "evaluation": "/d/other.npz"}
+    ws.set_data(models[0].id, {"calibration": None})
+    assert ws.data_for(models[1].id) == {"evaluation": "/d/other.npz"}
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -643,6 +643,20 @@ def compare_layers(parent: str | Path, child: str | Path, *, inputs: Any = None,
               "verdict": ("inconclusive" if note else "diverges" if first else "agrees")}
     result["graph"] = graph_heat(result)
     result["outputs"] = _outputs(parent, child, spec, samples, seed)
+    if spec.data:  # how many samples the data holds: a subset used is said, never silently
+        try:
+            result["samples_in_data"] = len(make_feeds(session.inputs, spec, count=None, model=parent).samples)
+            result["data_file"] = Path(spec.data).name
+        except EdgeStudioError:
+            pass
+    if not pairs:  # no verdict from nothing: nothing paired, nothing to say about the layers
+        result["verdict"] = "inconclusive"
+        result["note"] = ((note + "; ") if note else "") + (
+            "no tensor of the child could be paired with one of the parent's (names and graph structure differ): the "
+            "layers cannot tell where they part; the outputs below can")
+    elif first is not None and (result["outputs"] or {}).get("verdict") == "passed":
+        # a layer inside parts but the outputs agree: the difference does not reach them, nothing diverges
+        result["verdict"] = "outputs agree"
     return result
 
 

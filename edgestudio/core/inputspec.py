@@ -258,6 +258,19 @@ def _is_fixed(d: Dim) -> bool:
     return isinstance(d, int) and d >= 0
 
 
+def _in_model_layout(shape: list[int], dims: Sequence[Dim]) -> list[int]:
+    """A shape written for the model's parent in the other layout (NCHW given to its NHWC conversion: a variant
+    inherits its original's input specification), as this model lays it out; any other shape as it is."""
+    n = len(dims)
+    if n < 3 or _matches(shape, list(dims)):
+        return shape
+    for perm in ((0, n - 1, *range(1, n - 1)), (0, *range(2, n), 1)):
+        moved = [shape[p] for p in perm]
+        if _matches(moved, list(dims)):
+            return moved
+    return shape
+
+
 def resolve_shapes(specs: Sequence[TensorSpec], spec: InputSpec | None = None, *,
                    dynamic_default: int | None = None, model: str | Path | None = None,
                    given: dict[str, np.ndarray] | None = None) -> dict[str, list[int]]:
@@ -285,6 +298,8 @@ def resolve_shapes(specs: Sequence[TensorSpec], spec: InputSpec | None = None, *
         if s.shape != ["?"] and len(shape) != len(s.shape):
             raise UsageError(model, f"shape {shape} for input {s.name!r} has rank {len(shape)}, the model's input "
                                     f"has rank {len(s.shape)} ({format_dims(s.shape)})")
+        if s.name in overrides and s.shape != ["?"]:
+            shape = _in_model_layout(shape, s.shape)
         for want, got in zip(s.shape, shape):
             if _is_fixed(want) and want != got:
                 raise UsageError(model, f"shape {shape} for input {s.name!r} conflicts with its static shape "
@@ -471,6 +486,21 @@ def make_feeds(specs: Sequence[TensorSpec], spec: InputSpec | None = None, *, co
                 and s.shape[0] == 1 and arr.shape[0] > 1):
             given[s.name] = arr[:, None]
             notes.append(f"{s.name}: {arr.shape[0]} samples of batch 1 (the model's batch is fixed at 1)")
+    for s in specs:  # samples written for the model's parent in the other layout (NCHW for an NHWC conversion)
+        arr = given.get(s.name)
+        if arr is None or s.shape == ["?"] or len(s.shape) < 3 or arr.ndim not in (len(s.shape), len(s.shape) + 1):
+            continue
+        one = list(arr.shape[1:]) if arr.ndim == len(s.shape) + 1 else list(arr.shape)
+        try:
+            perm = layout_perm(one, s.shape)
+        except ValueError:
+            continue
+        n = len(s.shape)
+        if perm in ((0, n - 1, *range(1, n - 1)), (0, *range(2, n), 1)):
+            stacked = arr.ndim == n + 1
+            given[s.name] = arr.transpose((0, *(p + 1 for p in perm)) if stacked else perm)
+            notes.append(f"{s.name}: the data's {format_dims(one)} taken as {format_dims(s.shape)} "
+                         f"({'NCHW -> NHWC' if perm[-1] == 1 else 'NHWC -> NCHW'}, as this model lays it out)")
     if count != 1:  # a dynamic batch's rows are samples: [8, 32] is 8 sentences, never one repeated
         rows = {s.name: given[s.name].shape[0] for s in specs if s.name in given and s.shape != ["?"]
                 and len(s.shape) > 1 and given[s.name].ndim == len(s.shape) and not _is_fixed(s.shape[0])

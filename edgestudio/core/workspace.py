@@ -142,7 +142,13 @@ def _v5(db: sqlite3.Connection) -> None:
     _change_triggers(db)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]  # MIGRATIONS[i] takes version i to i+1
+def _v6(db: sqlite3.Connection) -> None:
+    """v6: each model remembers its data files (calibration, evaluation), inherited by its variants: data belongs to
+    a model and its lineage, never to a panel that showed another model last."""
+    db.execute("ALTER TABLE models ADD COLUMN data_json TEXT NOT NULL DEFAULT '{}'")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]  # MIGRATIONS[i] takes version i to i+1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -581,6 +587,34 @@ class Workspace:
             if spec and any(spec.get(k) for k in ("data", "shapes", "values", "outputs")):
                 return dict(spec)
         return {}
+
+    DATA_KINDS = ("calibration", "evaluation")
+
+    def set_data(self, model_id: int, data: dict[str, str | None]) -> None:
+        """Remember this model's data files (``calibration``, ``evaluation``: a path, or None to forget it); its
+        variants inherit them. Keys not given keep their value."""
+        with self._lock:
+            row = self._db.execute("SELECT data_json FROM models WHERE id = ?", (model_id,)).fetchone()
+            if row is None:
+                raise KeyError(model_id)
+            current = json.loads(row[0] or "{}")
+            for key, value in data.items():
+                if key not in self.DATA_KINDS:
+                    raise ValueError(f"unknown data kind {key!r} (one of {', '.join(self.DATA_KINDS)})")
+                current[key] = value or None
+            self._db.execute("UPDATE models SET data_json = ? WHERE id = ?", (json.dumps(current), model_id))
+
+    def data_for(self, model_id: int) -> dict[str, str]:
+        """A model's data files: per kind, its own, else the nearest ancestor's (a kind none gave is absent)."""
+        out: dict[str, str] = {}
+        for entry in reversed(self.lineage(model_id)):
+            with self._lock:
+                row = self._db.execute("SELECT data_json FROM models WHERE id = ?", (entry.id,)).fetchone()
+            own = json.loads(row[0]) if row and row[0] else {}
+            for key in self.DATA_KINDS:
+                if key not in out and own.get(key):
+                    out[key] = str(own[key])
+        return out
 
     def artifact_path(self, job_id: str, name: str) -> Path:
         return self.artifacts_dir / job_id / name

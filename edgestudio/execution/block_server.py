@@ -65,6 +65,23 @@ def paired_benchmark(variants: list[dict[str, Any]], *, blocks: int = 6, block: 
                   cancel=cancel, elsewhere=EnvBlocks)
 
 
+def paired_job(rows: list[dict[str, Any]], *, blocks: int = 6, block: int = 50) -> Any:
+    """The job of a comparison's final round: every measured local row again, all loaded at once and timed in
+    alternating blocks (:func:`paired_benchmark`); None when fewer than two rows can take part."""
+    from edgestudio.bench.paired import pairable
+    from edgestudio.core.jobs import JobKind, JobSpec
+
+    variants = [{"model": r["model"], "runtime": r["runtime"], "device": r.get("device") or "CPU",
+                 "inputs": r.get("inputs") or {}, **({"threads": r["threads"]} if r.get("threads_asked") else {})}
+                for r in rows
+                if r.get("p50_ms") is not None and pairable(r["runtime"], r.get("device"))]
+    if len(variants) < 2:
+        return None
+    return JobSpec(JobKind.CALL, exclusive=True, options={
+        "function": f"{__name__}:paired_benchmark",  # other envs too
+        "kwargs": {"variants": variants, "blocks": blocks, "block": block}})
+
+
 def main() -> None:
     from edgestudio.backends.runtimes import get_runtime
     from edgestudio.backends.runtimes.base import timed_loop, warm_up

@@ -16,6 +16,20 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("QT_QPA_PLATFORM"))
 
 
+#: what Qt's xcb platform plugin loads on an X desktop, by library name -> the Debian/Ubuntu package that has it
+XCB_LIBRARIES = {"xcb-cursor": "libxcb-cursor0", "xkbcommon-x11": "libxkbcommon-x11-0"}
+
+
+def missing_system_libraries() -> list[str]:
+    """The packages Qt needs on this X desktop and cannot find (Qt would abort with a raw plugin error)."""
+    if sys.platform != "linux" or os.environ.get("QT_QPA_PLATFORM", "xcb") not in ("xcb", "") \
+            or not os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return []
+    import ctypes.util
+
+    return [pkg for lib, pkg in XCB_LIBRARIES.items() if ctypes.util.find_library(lib) is None]
+
+
 def apply_theme(app: object) -> None:
     """Fusion follows the system's light/dark scheme (Qt >= 6.5); the charts take the palette's colours when
     they are built (:func:`edgestudio.gui.charts.chart_theme`), so pyqtgraph is not imported at start-up."""
@@ -42,6 +56,12 @@ def main(argv: list[str] | None = None, workspace: str | None = None) -> int:
     if headless:
         # No screen (a server, CI): run offscreen, save a screenshot, and say so instead of failing.
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    missing = missing_system_libraries()
+    if missing:  # said in words, with the fix, before Qt aborts with "could not load the Qt platform plugin xcb"
+        print(f"EdgeStudio cannot open its window: this desktop lacks {', '.join(missing)}, which Qt needs to draw on X."
+              f"\nInstall {'it' if len(missing) == 1 else 'them'}: sudo apt install {' '.join(missing)}\n"
+              "(the command line, `edgestudio --help`, works without it)", file=sys.stderr)
+        return 1
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)

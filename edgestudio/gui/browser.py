@@ -315,6 +315,18 @@ class ModelBrowser(QWidget):
         if item is not None:
             self.tree.setCurrentItem(item)
 
+    def reveal(self, model_id: int) -> None:
+        """Make a model visible (its parents expanded, scrolled to) without selecting it: a finished job's artifact
+        shows up, and what the user was working on stays selected."""
+        item = self._items.get(model_id)
+        if item is None:
+            return
+        parent = item.parent()
+        while parent is not None:
+            parent.setExpanded(True)
+            parent = parent.parent()
+        self.tree.scrollToItem(item)
+
     def show_error(self, text: str) -> None:
         self.banner.setText(text)
         self.banner.show()
@@ -343,6 +355,9 @@ class ModelBrowser(QWidget):
                             ("reveal", "Reveal in folder"), ("delete", "Delete")):
             act = QAction(label, menu)
             act.triggered.connect(lambda _=False, n=name: self.action.emit(n, model_id))
+            if name == "why" and self._items[model_id].parent() is None:  # an imported model has no parent to ask
+                act.setEnabled(False)
+                act.setToolTip("compares a variant with its parent: pick a converted or optimized one")
             menu.addAction(act)
             if name in ("compare", "throughput", "package"):
                 menu.addSeparator()

@@ -29,6 +29,7 @@ from superqt.utils import qthrottled
 
 from edgestudio.bench.compare import ranked_p50
 
+WRONG = "#c0392b"  # a row whose runtime disagrees with the others and the parent
 PALETTE = ["#5b8def", "#f29d38", "#4fb0c6", "#d9534f", "#7b6cd9", "#2e8b57", "#c9b037", "#e07a5f"]
 
 
@@ -281,6 +282,8 @@ class ComparisonView(_Themed):
         self.scatter.sigClicked.connect(self._clicked)
         self.front_curve = self.scatter_plot.plot([], [], pen=pg.mkPen("#2e8b57", width=2, style=Qt.PenStyle.DashLine))
         self.scatter_plot.addItem(self.scatter)
+        self.no_accuracy = pg.TextItem("", color="#888", anchor=(0.5, 0.5))  # why the plot is empty, said on it
+        self.scatter_plot.addItem(self.no_accuracy, ignoreBounds=True)
         lower = QHBoxLayout()
         lower.addWidget(self.scatter_plot, 3)
         # a thread sweep: p50 against the thread count, a line per variant and runtime (hidden otherwise)
@@ -292,8 +295,12 @@ class ComparisonView(_Themed):
         lower.addWidget(self.threads_plot, 2)
         lay.addLayout(lower, 2)
         self.table = QTableWidget(0, 10)
-        self.table.setHorizontalHeaderLabels(["#", "variant", "runtime/device", "p50 ms", "p99 ms", "fps", "size KB", "top-1",
-                                              "pareto", "note"])
+        self.table.setHorizontalHeaderLabels(["#", "variant", "runtime/device", "p50 ms [95 % CI]", "p99 ms", "fps",
+                                              "size KB", "top-1", "pareto", "note"])
+        self.table.horizontalHeaderItem(3).setToolTip(
+            "The p50 the rank stands on (the paired round's, where it ran) with its 95 % interval: the same figure as "
+            "the bars. Hover a cell for the row's own run.")
+        self.table.horizontalHeaderItem(4).setToolTip("Each row's own run (the paired round times blocks, not tails)")
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
@@ -352,18 +359,22 @@ class ComparisonView(_Themed):
         self.fps.clear()
         x = np.arange(len(measured))
         if measured:
+            # a row whose runtime gave a wrong answer stays visible, in red, never as an ordinary result
             self.bars.addItem(pg.BarGraphItem(x=x - 0.2, height=[ranked_p50(r) for r in measured], width=0.38,
-                                              brush=PALETTE[0], name="p50"))
+                                              brushes=[WRONG if r.get("flag") else PALETTE[0] for r in measured],
+                                              name="p50"))
             self.bars.addItem(pg.BarGraphItem(x=x + 0.2, height=[r.get("p99_ms") or 0 for r in measured], width=0.38,
                                               brush=PALETTE[1], name="p99"))
             self.fps.addItem(pg.BarGraphItem(x=x, height=[r.get("throughput_fps") or 0 for r in measured], width=0.6,
                                              brush=PALETTE[2]))
-            ticks = [[(i, f"#{i + 1}") for i in range(len(measured))]]
+            ranks = iter(range(1, len(measured) + 1))  # the table's numbers: a flagged row has none
+            ticks = [[(i, "⚠" if r.get("flag") else f"#{next(ranks)}") for i, r in enumerate(measured)]]
             self.bars.getAxis("bottom").setTicks(ticks)
             # each p50 written on its bar: a 25x slower variant must not squash the others into unreadable stubs
             self.bar_labels = []
             for i, r in enumerate(measured):
-                label = pg.TextItem(f"{ranked_p50(r):.3g}", anchor=(0.5, 1.0), color="#333")
+                label = pg.TextItem(("⚠ " if r.get("flag") else "") + f"{ranked_p50(r):.3g}", anchor=(0.5, 1.0),
+                                    color=WRONG if r.get("flag") else "#333")
                 label.setPos(i - 0.2, ranked_p50(r))
                 self.bars.addItem(label)
                 self.bar_labels.append(label)
@@ -399,6 +410,13 @@ class ComparisonView(_Themed):
             self.scatter_plot.addItem(text)
             self._labels.append(text)
         self.scatter.setData(spots)
+        empty = bool(measured) and not pts
+        self.no_accuracy.setText("no top-1: accuracy needs labeled evaluation data\n(Optimize ▸ evaluation, or the "
+                                 "comparison's set-up)" if empty else "")
+        if empty:
+            self.scatter_plot.setXRange(0, 1)
+            self.scatter_plot.setYRange(0, 1)
+            self.no_accuracy.setPos(0.5, 0.5)
         if pts:
             self.scatter_plot.setYRange(min(accs) - pad, min(1.0, max(accs) + pad) + pad * 0.2)
         front = sorted((r for _, r in pts if r.get("pareto")), key=ranked_p50)
@@ -408,19 +426,34 @@ class ComparisonView(_Themed):
         return [(float(s.pos().x()), float(s.pos().y())) for s in self.scatter.points() if s.symbol() == "star"]
 
     def _fill_table(self, rows: list[dict[str, Any]]) -> None:
+        from PySide6.QtGui import QBrush, QColor
+
         self.table.setRowCount(len(rows))
         n = 0
         for i, r in enumerate(rows):
             measured = r.get("p50_ms") is not None
-            n += measured
+            flag, noise = r.get("flag"), r.get("noise")
+            n += measured and not flag
             threads = f" ×{r['threads']}" if r.get("threads_asked") and r.get("threads") else ""
-            vals = [f"#{n}" if measured else "", Path(r["model"]).name,
-                    f"{r['runtime']}/{r.get('device', 'CPU')}{threads}", _fmt(r.get("p50_ms"), 3),
+            note = "; ".join(x for x in (flag, r.get("error"), noise, _paired_note(r)) if x)
+            vals = ["⚠" if flag else f"#{n}" if measured else "", Path(r["model"]).name,
+                    f"{r['runtime']}/{r.get('device', 'CPU')}{threads}", _ranked_text(r),
                     _fmt(r.get("p99_ms"), 3),
                     _fmt(r.get("throughput_fps"), 0), _fmt(r["size_bytes"] / 1024, 0), _fmt(r.get("accuracy"), 4),
-                    "★" if r.get("pareto") else "", r.get("error") or _paired_note(r)]
+                    "★" if r.get("pareto") else "", note]
             for c, v in enumerate(vals):
-                self.table.setItem(i, c, QTableWidgetItem(v))
+                item = QTableWidgetItem(v)
+                if c == 3 and measured:
+                    item.setToolTip(_own_run_text(r))
+                if c == 4 and noise:
+                    item.setToolTip(noise)
+                    item.setForeground(QBrush(QColor("#b35c00")))
+                if c == 9 and note:
+                    item.setToolTip(note)
+                if flag:  # a wrong answer: the whole row says so
+                    item.setBackground(QBrush(QColor(220, 80, 60, 70)))
+                    item.setToolTip(flag if c != 3 else f"{flag}\n{_own_run_text(r)}")
+                self.table.setItem(i, c, item)
 
     def _clicked(self, _item: Any, points: Any, *args: Any) -> None:
         if len(points):
@@ -444,7 +477,7 @@ class ComparisonView(_Themed):
 
     def export_csv(self, path: str | Path) -> None:
         keys = ["model", "runtime", "device", "threads", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_fps", "size_bytes",
-                "accuracy", "pareto", "precision", "error"]
+                "accuracy", "pareto", "precision", "error", "paired_p50_ms", "flag", "noise"]
         with open(path, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
             w.writeheader()
@@ -535,11 +568,27 @@ def _fmt(v: Any, digits: int) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def _ranked_text(r: dict[str, Any]) -> str:
+    """The one p50 a row shows (the paired round's where it ran, else its own run's) with its 95 % interval."""
+    p50 = ranked_p50(r)
+    if p50 is None:
+        return "-"
+    ci = r.get("paired_ci_ms") if r.get("paired_p50_ms") is not None else r.get("ci_ms")
+    return f"{p50:.4g} [{ci[0]:.4g}, {ci[1]:.4g}]" if ci and len(ci) == 2 else f"{p50:.4g}"
+
+
+def _own_run_text(r: dict[str, Any]) -> str:
+    """The row's own benchmark run, for a tooltip: the table's figure is the paired round's where it ran."""
+    figs = ", ".join(f"{k} {r[f'{k}_ms']:.4g} ms" for k in ("p50", "p90", "p99", "mean") if r.get(f"{k}_ms") is not None)
+    where = ("the p50 shown is the paired round's (variants loaded once, timed in alternating blocks)"
+             if r.get("paired_p50_ms") is not None else "the p50 shown is this run's")
+    return f"this row's own run: {figs}\n{where}"
+
+
 def _paired_note(r: dict[str, Any]) -> str:
-    """The paired round's figure for a row (rank, p50 and its 95 % interval; "tie" when the paired evidence cannot
-    tell it from the row ranked above it), else the precision."""
+    """How the row's p50 was ranked ("tie" when the paired evidence cannot tell it from the row ranked above it, the
+    thread count of a sweep), else why it was not in the paired round, else the precision."""
     if r.get("paired_p50_ms") is not None:
-        lo, hi = r["paired_ci_ms"]
-        return (f"paired #{r['rank']}: {r['paired_p50_ms']:.4g} ms [{lo:.4g}, {hi:.4g}]"
-                + (" tie" if r.get("tied") else "") + (f", {r['threads']} thread{'s' if r['threads'] != 1 else ''}" if r.get("threads") else ""))
+        return ("paired round" + (", tie with the row above" if r.get("tied") else "")
+                + (f", {r['threads']} thread{'s' if r['threads'] != 1 else ''}" if r.get("threads") else ""))
     return r.get("paired_note") or r.get("precision") or ""

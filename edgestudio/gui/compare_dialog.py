@@ -6,6 +6,9 @@ before anything starts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
@@ -31,9 +34,12 @@ Target = tuple[str, str]  # (runtime, device)
 
 class CompareDialog(QDialog):
     def __init__(self, models: list[ModelEntry], selected: list[int], devices: list[dict[str, str]],
-                 runs: dict[str, list[str]], dataset: str = "", iterations: int = 100, parent: object = None) -> None:
-        """``runs``: format value -> runtimes that run it; ``devices``: the detected (runtime, device) pairs."""
+                 runs: dict[str, list[str]], dataset: str = "", iterations: int = 100, parent: object = None,
+                 data_for: Callable[[int], str | None] | None = None) -> None:
+        """``runs``: format value -> runtimes that run it; ``devices``: the detected (runtime, device) pairs;
+        ``data_for``: model id -> its own evaluation data (its lineage's), used when no file is given for all."""
         super().__init__(parent)  # type: ignore[arg-type]
+        self._data_for = data_for or (lambda _i: None)
         self.setWindowTitle("Compare variants")
         self.setMinimumWidth(520)
         self._runs = runs
@@ -72,13 +78,19 @@ class CompareDialog(QDialog):
         form = QFormLayout()
         row = QHBoxLayout()
         self.dataset = QLineEdit(dataset)
-        self.dataset.setPlaceholderText("optional: labeled .npz or folder, adds top-1 and the Pareto front")
+        self.dataset.setPlaceholderText("each variant's own (its lineage's); or one labeled .npz/folder for all")
+        self.dataset.textChanged.connect(self._update)
         browse = QPushButton("…")
         browse.setFixedWidth(32)
         browse.clicked.connect(self._browse)
         row.addWidget(self.dataset)
         row.addWidget(browse)
         form.addRow("Evaluation data", row)
+        self.data_note = QLabel()
+        self.data_note.setObjectName("compare_data_note")
+        self.data_note.setWordWrap(True)
+        self.data_note.setStyleSheet("color: gray;")
+        form.addRow("", self.data_note)
         self.iterations = QSpinBox()
         self.iterations.setRange(10, 1_000_000)
         self.iterations.setValue(iterations)
@@ -178,6 +190,25 @@ class CompareDialog(QDialog):
             text = "Pick at least one variant and a runtime that runs it."
         self.summary.setText(text)
         self.run_button.setEnabled(runs > 0)
+        if hasattr(self, "data_note"):
+            self.data_note.setText(self.data_text())
+
+    def data_text(self) -> str:
+        """Which data will judge each checked variant's accuracy (top-1 and the Pareto front need labels)."""
+        if self.dataset.text().strip():
+            return f"top-1 of every variant on {Path(self.dataset.text().strip()).name}"
+        by_file: dict[str | None, list[str]] = {}
+        for item in self._checked(self.models):
+            data = self._data_for(int(item.data(Qt.ItemDataRole.UserRole)))
+            by_file.setdefault(data, []).append(item.text().split("  (")[0])
+        if not by_file:
+            return ""
+        parts = [f"{', '.join(names)} on {Path(f).name}" for f, names in by_file.items() if f]
+        none = by_file.get(None)
+        if none:
+            parts.append(f"no top-1 for {', '.join(none)} (no evaluation data saved with "
+                         f"{'it' if len(none) == 1 else 'them'}: Optimize ▸ evaluation, or give a file here)")
+        return "top-1: " + "; ".join(parts)
 
     def _browse(self) -> None:
         from edgestudio.gui.paths import ask_open

@@ -27,6 +27,46 @@ from PySide6.QtWidgets import (
 from edgestudio.core.jobs import JobRecord
 
 HIDDEN_KINDS = {"call", "inspect"}  # the app's own housekeeping (device list, details), not the user's work
+#: calls that are the user's work (a row each, as the CLI's `jobs` lists them), by the words the row says
+USER_CALLS = {
+    "edgestudio.workers.tasks:run_microcontroller": "microcontroller",
+    "edgestudio.optimization.rescue:rescue": "rescue",
+    "edgestudio.optimization.distill:distill": "distill",
+    "edgestudio.workers.recipes:run_recipe": "recipe",
+    "edgestudio.bench.layers:compare_layers": "why accuracy dropped",
+    "edgestudio.bench.layers:compare_chain": "whole chain, layer by layer",
+    "edgestudio.bench.profile:profile_model": "profile layers",
+    "edgestudio.bench.throughput:throughput_sweep": "throughput sweep",
+    "edgestudio.bench.compare:runtime_agreement": "runtimes agree?",
+    "edgestudio.execution.block_server:paired_benchmark": "paired round",
+    "edgestudio.execution.envs:run_job_in_env": "bench in environment",
+}
+
+
+def is_housekeeping(spec: dict[str, Any]) -> bool:
+    """The app's own work (inspecting the selected model, listing devices): no row in the panel."""
+    kind = str(spec.get("kind", ""))
+    if kind == "call":
+        return str((spec.get("options") or {}).get("function", "")) not in USER_CALLS
+    return kind in HIDDEN_KINDS
+
+
+def job_inputs(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The input specification a job runs on, wherever its kind carries it (None: the job takes no inputs)."""
+    opts = spec.get("options") or {}
+    for holder in (opts, opts.get("convert"), opts.get("options"), opts.get("kwargs"),
+                   (opts.get("kwargs") or {}).get("options")):
+        if isinstance(holder, dict) and isinstance(holder.get("inputs"), dict):
+            return holder["inputs"]
+    inner = (opts.get("kwargs") or {}).get("spec")  # a job run in a Python environment
+    return job_inputs(inner) if isinstance(inner, dict) else None
+
+
+def inputs_text(spec: dict[str, Any] | None) -> str:
+    """``x=1x3x48x192, inputs from lines.npz`` (what the job is fed), ``random inputs`` when nothing was given."""
+    from edgestudio.core.inputspec import InputSpec
+
+    return InputSpec.from_dict(spec or {}).describe()
 STATUS_COLORS = {"queued": "#888888", "running": "#2a7ae2", "succeeded": "#2e8b57", "failed": "#c0392b",
                  "cancelled": "#b7950b"}
 
@@ -35,6 +75,8 @@ def kind_text(spec: dict[str, Any]) -> str:
     """What a row's job does: ``convert → OpenVINO IR``, ``optimize int8-static``, ``bench``: three conversions
     of one model are told apart at a glance."""
     kind, opts = str(spec.get("kind", "?")), spec.get("options") or {}
+    if kind == "call" and opts.get("function") in USER_CALLS:
+        return USER_CALLS[opts["function"]]
     if kind == "convert" and opts.get("to"):
         from edgestudio.core.formats import ModelFormat
         from edgestudio.gui.browser import SHORT_LABELS
@@ -122,18 +164,32 @@ class JobsPanel(QWidget):
 
     def load_history(self, records: list[JobRecord]) -> None:
         for rec in reversed(records):
-            if rec.spec.kind.value in HIDDEN_KINDS:
+            spec = rec.spec.to_dict()
+            if is_housekeeping(spec):
                 continue
-            self._item(rec.id, kind_text(rec.spec.to_dict()), rec.spec.model)
+            self._item(rec.id, kind_text(spec), rec.spec.model)
+            self._set_where(rec.id, spec)  # a restored row says where it ran and on what, as a live one
             self._logs[rec.id] = list(rec.log)
             self.on_finished(rec.id, rec.status.value, rec.error, rec.result, elapsed=rec.elapsed_s)
 
     def on_queued(self, job_id: str, spec: dict[str, Any]) -> None:
-        if spec.get("kind") in HIDDEN_KINDS:
+        if is_housekeeping(spec):
             return
-        item = self._item(job_id, kind_text(spec), spec.get("model"))
-        where = "/".join(x for x in (spec.get("runtime"), spec.get("device")) if x)
-        item.setText(6, where or "this machine")  # the runtime and device (a remote one: CPU@agent:pi)
+        self._item(job_id, kind_text(spec), spec.get("model"))
+        inputs = self._set_where(job_id, spec)
+        if inputs is not None:  # the log says first what the job runs on
+            self.on_log(job_id, f"inputs: {inputs}")
+
+    def _set_where(self, job_id: str, spec: dict[str, Any]) -> str | None:
+        """The Where column: the runtime and device (a remote one: CPU@agent:pi) and the inputs the job is fed (the
+        model's saved input specification). Returns the inputs' text, None for a job that takes none."""
+        item = self._items[job_id]
+        where = "/".join(x for x in (spec.get("runtime"), spec.get("device")) if x) or "this machine"
+        inputs = job_inputs(spec)
+        text = None if inputs is None else inputs_text(inputs)
+        item.setText(6, where + (f" · {text}" if text else ""))
+        item.setToolTip(6, where + (f"\ninputs: {text}" if text else ""))
+        return text
 
     def on_started(self, job_id: str) -> None:
         if job_id in self._items:

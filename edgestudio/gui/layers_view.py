@@ -41,6 +41,25 @@ def _table(headers: list[str]) -> QTableWidget:
     return t
 
 
+def _samples_text(d: dict[str, Any]) -> str:
+    """``8 samples``, or ``8 of the 16 samples in lines.npz`` when the data holds more than were used."""
+    n, total = d["samples"], d.get("samples_in_data")
+    if total and total > n:
+        return f"{n} of the {total} samples in {d.get('data_file') or 'the data'} (the first {n})"
+    return f"{n} sample{'s' if n != 1 else ''}"
+
+
+def inputs_used_text(spec: dict[str, Any] | None) -> str:
+    """What a dialog's jobs are fed, in the studio's words: the model's saved inputs, or random data."""
+    from edgestudio.core.inputspec import InputSpec
+
+    s = InputSpec.from_dict(spec or {})
+    if s.empty:
+        return ("Inputs: random data, dynamic dims at the checks' default (none saved for this model: give its shape "
+                "and real data in Details ▸ Inputs to use)")
+    return f"Inputs: <b>{html.escape(s.describe())}</b> (this model's saved inputs, Details ▸ Inputs to use)"
+
+
 def _fill(t: QTableWidget, rows: list[list[Any]], bad: list[bool] | None = None) -> None:
     t.setRowCount(len(rows))
     for i, row in enumerate(rows):
@@ -58,15 +77,21 @@ class _JobDialog(QDialog):
 
     function = ""
 
-    def __init__(self, window: Any, title: str) -> None:
+    def __init__(self, window: Any, title: str, inputs: dict[str, Any] | None = None, model: str | None = None) -> None:
         super().__init__(window)
         self.window = window
         self.bridge = window.bridge
         self.job: str | None = None
         self.result: dict[str, Any] | None = None
+        self.model_path = model
+        self._spec = dict(inputs or {})  # the model's saved input specification: what every run here is fed
         self.setWindowTitle(title)
         self.resize(980, 640)
         self.lay = QVBoxLayout(self)
+        self.inputs_used = QLabel(inputs_used_text(self._spec))
+        self.inputs_used.setObjectName("inputs_used")
+        self.inputs_used.setWordWrap(True)
+        self.lay.addWidget(self.inputs_used)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -115,7 +140,8 @@ class _JobDialog(QDialog):
     def start(self, **kwargs: Any) -> str:
         self.result = None
         self.status.setText("running…")
-        self.job = self.bridge.submit(JobSpec(JobKind.CALL, options={"function": self.function, "kwargs": kwargs}))
+        self.job = self.bridge.submit(JobSpec(JobKind.CALL, model=self.model_path,
+                                              options={"function": self.function, "kwargs": kwargs}))
         return self.job
 
     def _finished(self, job: str, status: str, error: Any, result: Any) -> None:
@@ -138,7 +164,7 @@ class LayerDebugDialog(_JobDialog):
 
     def __init__(self, window: Any, parent_path: str, child_path: str, inputs: dict[str, Any] | None = None,
                  chain: list[str] | None = None, child_options: dict[str, Any] | None = None) -> None:
-        super().__init__(window, "Why did accuracy drop? — layer by layer")
+        super().__init__(window, "Why did accuracy drop? — layer by layer", inputs, model=child_path)
         self.parent_path, self.child_path = parent_path, child_path
         self.chain = list(chain or [])  # the whole lineage, original first (when longer than one hop)
         self.chain_job: str | None = None
@@ -179,7 +205,6 @@ class LayerDebugDialog(_JobDialog):
                              "max abs diff", "weighted op"])
         self.figures_lay.addWidget(self.table, 1)
         self.lay.addWidget(self.tabs, 1)
-        self._spec = dict(inputs or {})
 
     def _input_spec(self) -> dict[str, Any]:
         spec = dict(self._spec)
@@ -193,7 +218,7 @@ class LayerDebugDialog(_JobDialog):
     def run_chain(self) -> str:
         self.chain_result = None
         self.status.setText("comparing every hop of the chain…")
-        self.chain_job = self.bridge.submit(JobSpec(JobKind.CALL, options={
+        self.chain_job = self.bridge.submit(JobSpec(JobKind.CALL, model=self.child_path, options={
             "function": "edgestudio.bench.layers:compare_chain",
             "kwargs": {"models": self.chain, "inputs": self._input_spec(), "samples": 8}}))
         return self.chain_job
@@ -252,7 +277,10 @@ class LayerDebugDialog(_JobDialog):
         guard = (f"top-1 drop ≤ {d['guard']['max_drop']}" if "max_drop" in d["guard"]
                  else f"output cosine ≥ {d['guard']['min_output_cosine']}")
         stopped = d.get("stopped") or ""
-        if d["passed"]:
+        if d["passed"] and not d.get("output"):
+            self.status.setText(f"<b>nothing to rescue</b>: plain INT8 already meets the guard ({guard}); nothing "
+                                "was added.")
+        elif d["passed"]:
             self.status.setText(f"<b>rescued</b>: {len(d['kept_in_float'])} layer(s) kept in float pass the guard "
                                 f"({guard}); <b>{Path(d['output']).name}</b> joined the workspace.<br>stopped: {stopped}")
         elif d.get("output"):
@@ -315,21 +343,23 @@ class LayerDebugDialog(_JobDialog):
 
         first, big = d.get("first_diverging"), d.get("biggest_contributor")
         verdict = {"agrees": "every matched layer agrees", "diverges": "the child diverges",
+                   "outputs agree": "the outputs agree; inside, a layer parts without reaching them",
                    "inconclusive": "inconclusive"}[d["verdict"]]
         lone = d.get("unmatched") or {"parent": len(d["unmatched_parent"]), "child": len(d["unmatched_child"]),
                                       "refused": 0}
         text = (f"<b>{verdict}</b> — {d['matched']} tensors paired ({d['matched_by_name']} by name, "
                 f"{d.get('matched_by_structure', 0)} by graph structure); unmatched: {lone['parent']} of the parent's, "
                 f"{lone['child']} of the child's, {lone['refused']} name pairs refused (before vs after an "
-                f"activation); {d['samples']} samples.")
+                f"activation); {_samples_text(d)}.")
         if big:
             via = (f" via {big['node']} ({big['op']})" if big.get("blame_node") and big["blame_node"] != big["node"]
                    else "")
             text += (f"<br>Blamed layer (largest own error): <b>{big.get('blame_node') or big['node']}</b> "
                      f"({big.get('blame_op') or big['op']}){via}: cosine {big['input_cosine']} in → {big['cosine']} "
-                     f"out. Keep it in float (Optimize ▸ ignored scope) or <code>edgestudio rescue</code>.")
+                     f"out. Keep it in float (Optimize ▸ ignored scope), or let Rescue (above) find the fewest layers to keep.")
         if first:
-            text += (f"<br>First diverging layer: <b>{first['node']}</b> ({first['op']}), cosine {first['cosine']}, "
+            label = "First layer that parts" if d["verdict"] == "outputs agree" else "First diverging layer"
+            text += (f"<br>{label}: <b>{first['node']}</b> ({first['op']}), cosine {first['cosine']}, "
                      f"SNR {first['snr_db']} dB.")
         outs = d.get("outputs")
         if outs and outs.get("outputs"):  # the outputs themselves: worst sample, slices, task metrics
@@ -363,8 +393,8 @@ class ProfileDialog(_JobDialog):
 
     function = "edgestudio.bench.profile:profile_model"
 
-    def __init__(self, window: Any, path: str) -> None:
-        super().__init__(window, f"Profile — {path}")
+    def __init__(self, window: Any, path: str, inputs: dict[str, Any] | None = None) -> None:
+        super().__init__(window, f"Profile — {path}", inputs, model=path)
         self.path = path
         row = QHBoxLayout()
         self.runtime = QComboBox()
@@ -388,7 +418,7 @@ class ProfileDialog(_JobDialog):
         self.lay.addWidget(self.tabs, 1)
 
     def run(self) -> str:
-        return self.start(path=self.path, runtime=self.runtime.currentText(), runs=50)
+        return self.start(path=self.path, runtime=self.runtime.currentText(), runs=50, inputs=self._spec)
 
     def show_result(self, d: dict[str, Any]) -> None:
         import pyqtgraph as pg

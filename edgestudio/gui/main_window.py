@@ -91,6 +91,9 @@ class MainWindow(QMainWindow):
         self.recipe_results: dict[str, dict[str, Any]] = {}
         self._compare: dict[str, tuple[dict[str, Any], str]] = {}  # job -> (row, kind)
         self._compare_rows: list[dict[str, Any]] = []
+        self._paired_job: str | None = None  # a comparison's final paired round
+        self._agree_jobs: set[str] = set()  # its checks that runtimes agree on an artifact's outputs
+        self._paired_status: str | None = None
         self.devices: list[dict[str, str]] = []
         self._devices_job: str | None = None
         self.compare_setup: Any = None
@@ -101,6 +104,7 @@ class MainWindow(QMainWindow):
         self.browser = ModelBrowser()
         self.jobs = JobsPanel()
         self.optimize = OptimizePanel(self.bridge)
+        self.optimize.data_changed.connect(self._save_data)
         from edgestudio.gui.devices_panel import DevicesPanel
 
         self.devices_panel = DevicesPanel(self.bridge)
@@ -262,6 +266,8 @@ class MainWindow(QMainWindow):
                            "Time per layer and per op type, from the runtime's profiler"),
             "distill": act("Di&still a smaller student…", lambda: self.model_action("distill", self.browser.current_id()),
                            None, "Knowledge distillation: train a smaller Keras student on unlabeled inputs"),
+            "package": act("Deployment &package…", lambda: self.model_action("package", self.browser.current_id()),
+                           None, "A zip to run the selected model where it will be deployed: runner, report, sources"),
             "reveal": act("&Reveal in folder", lambda: self.model_action("reveal", self.browser.current_id())),
             "delete": act("&Delete", lambda: self.model_action("delete", self.browser.current_id()),
                           QKeySequence.StandardKey.Delete),
@@ -282,7 +288,7 @@ class MainWindow(QMainWindow):
         menu.addAction(a["quit"])
         menu = self.menuBar().addMenu("&Model")
         for key in ("convert", "optimize", "benchmark", "bench_settings", "compare", "why", "profile", "distill",
-                    "reveal", "delete"):
+                    "package", "reveal", "delete"):
             menu.addAction(a[key])
         menu = self.menuBar().addMenu("&View")
         for dock in self.docks.values():
@@ -480,7 +486,7 @@ class MainWindow(QMainWindow):
             return
         self.details.show_entry(entry, self.workspace.lineage(model_id), self.workspace.inputs_for(model_id))
         self.details.show_measurements(self.workspace.results(model_id))
-        self.optimize.set_model(entry, sample=self._is_sample(entry))
+        self.optimize.set_model(entry, sample=self._is_sample(entry), data=self.workspace.data_for(model_id))
         self.optimize.set_inputs(self.workspace.inputs_for(model_id))
         info = self._info.get(entry.path)
         if info is not None:
@@ -492,6 +498,31 @@ class MainWindow(QMainWindow):
     def inputs_for(self, model_id: int) -> dict[str, Any]:
         """The input specification the user saved for this model (or an ancestor): every job uses it."""
         return self.workspace.inputs_for(model_id)
+
+    def data_for(self, model_id: int) -> dict[str, str]:
+        """The model's data files (``calibration``, ``evaluation``), its own or its lineage's; a sample model's
+        evaluation defaults to the samples' labeled split. Never another model's."""
+        data = self.workspace.data_for(model_id)
+        sample_eval = getattr(self.optimize, "_sample_dataset", None)
+        if "evaluation" not in data and sample_eval:
+            try:
+                if self._is_sample(self.workspace.model(model_id)):
+                    data["evaluation"] = sample_eval
+            except KeyError:
+                pass
+        return data
+
+    def common_data(self, model_ids: list[int], kind: str = "evaluation") -> str | None:
+        """The ``kind`` data file the models share (each one's own or its lineage's), None when any has another or
+        none: a batch of several models is never fed one model's data."""
+        found = {self.data_for(i).get(kind) for i in model_ids}
+        return found.pop() if len(found) == 1 else None
+
+    def _save_data(self, model_id: int, data: dict[str, Any]) -> None:
+        try:
+            self.workspace.set_data(model_id, data)
+        except KeyError:  # the model went away meanwhile
+            pass
 
     def _save_inputs(self, spec: dict[str, Any]) -> None:
         entry = self.details._entry
@@ -519,7 +550,7 @@ class MainWindow(QMainWindow):
             self.wizard.show()
             return self.wizard
         if name == "optimize":
-            self.optimize.set_model(entry, sample=self._is_sample(entry))
+            self.optimize.set_model(entry, sample=self._is_sample(entry), data=self.data_for(model_id))
             self.docks["optimize"].show()
             self.docks["optimize"].raise_()
             return None
@@ -545,7 +576,8 @@ class MainWindow(QMainWindow):
             from edgestudio.gui.throughput_view import ThroughputDialog
 
             runs = [rt for rt in ("onnxruntime", "openvino", "litert") if rt in _runtimes_for(entry.format)]
-            self.throughput_dialog = ThroughputDialog(self, entry.path, runs or ["onnxruntime"])
+            self.throughput_dialog = ThroughputDialog(self, entry.path, runs or ["onnxruntime"],
+                                                     inputs=self.inputs_for(model_id))
             self.throughput_dialog.show()
             if runs:
                 self.throughput_dialog.run()
@@ -553,23 +585,12 @@ class MainWindow(QMainWindow):
         if name == "profile":
             from edgestudio.gui.layers_view import ProfileDialog
 
-            self.profile_dialog = ProfileDialog(self, entry.path)
+            self.profile_dialog = ProfileDialog(self, entry.path, self.inputs_for(model_id))
             self.profile_dialog.show()
             self.profile_dialog.run()
             return self.profile_dialog
         if name == "package":
-            runtime = None
-            choices = package_runtimes_for(entry.format.value)
-            if len(choices) > 1:  # e.g. ONNX: a Python runner (ONNX Runtime, OpenVINO) or a web page (ORT Web)
-                from PySide6.QtWidgets import QInputDialog
-
-                label, ok = QInputDialog.getItem(self, "Deployment package", "Package for", [c[1] for c in choices],
-                                                 0, False)
-                if not ok:
-                    return None
-                runtime = next(c[0] for c in choices if c[1] == label)
-            path = ask_save(self, "Deployment package", f"{Path(entry.path).stem}.zip", "Zip (*.zip)")
-            return self.package(model_id, path, runtime=runtime) if path else None
+            return self.package_dialog(model_id)
         if name == "reveal":
             from edgestudio.gui.paths import show_or_copy
 
@@ -631,14 +652,32 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Converting {entry.name} to {fmt.label}…", 5000)
         return job
 
-    def package(self, model_id: int, out_zip: str | Path, runtime: str | None = None, tflm: bool = False) -> str:
-        """Build a deployment package for the model (a job); the zip lands at ``out_zip``."""
+    def package_dialog(self, model_id: int) -> Any:
+        """Deployment package with its options: the runtime, TFLM sources, the model's own evaluation data, the zip."""
+        from edgestudio.gui.package_dialog import PackageDialog
+        from edgestudio.gui.paths import start_dir
+
+        entry = self.workspace.model(model_id)
+        dlg = PackageDialog(self, entry, package_runtimes_for(entry.format.value),
+                            evaluation=self.data_for(model_id).get("evaluation"), inputs=self.inputs_for(model_id),
+                            folder=start_dir())
+        dlg.accepted.connect(lambda: self.package(model_id, **dlg.settings()))
+        self.package_setup = dlg
+        dlg.show()
+        return dlg
+
+    def package(self, model_id: int, out_zip: str | Path, runtime: str | None = None, tflm: bool = False,
+                dataset: str | None = ...) -> str:  # type: ignore[assignment]
+        """Build a deployment package for the model (a job); the zip lands at ``out_zip``. ``dataset``: the labeled
+        data its report measures (default: the model's own evaluation data, never another model's)."""
         from edgestudio.packaging.deploy import default_package_runtime
 
         entry = self.workspace.model(model_id)
+        if dataset is ...:
+            dataset = self.data_for(model_id).get("evaluation")
         rt = runtime or default_package_runtime(entry.format) or "onnxruntime"
         job = self.bridge.submit(JobSpec(JobKind.PACKAGE, model=entry.path, runtime=rt, output=str(Path(out_zip).resolve()),
-                                         options={"dataset": self.optimize.dataset.text(), "tflm": tflm,
+                                         options={"dataset": dataset, "tflm": tflm,
                                                   "inputs": self.inputs_for(model_id),
                                                   "lineage": self.workspace.lineage_records(entry.path)}))
         self.statusBar().showMessage(f"Packaging {entry.name} for {rt}…", 5000)
@@ -693,13 +732,37 @@ class MainWindow(QMainWindow):
             self.compare_setup.close()
             self.compare_setup.deleteLater()
         dlg = CompareDialog(self.workspace.models(), model_ids, self.devices, runs,
-                            dataset=self.optimize.dataset.text(), parent=self)
+                            dataset="", parent=self, data_for=lambda i: self.data_for(i).get("evaluation"))
         dlg.accepted.connect(lambda: self.compare(dlg.model_ids(), dataset=dlg.dataset.text().strip(),
                                                   iterations=dlg.iterations.value(), targets=dlg.chosen_targets(),
                                                   executor=dlg.run_on.currentData(), threads=dlg.thread_counts()))
         self.compare_setup = dlg
         dlg.show()
         return dlg
+
+    def _comparison_pending(self) -> str:
+        """The comparison's title's tail once every row's own jobs ended: what still runs, or how it was ranked."""
+        waiting = [what for what, on in (("paired round", getattr(self, "_paired_job", None) is not None),
+                                         ("checking the runtimes agree", bool(getattr(self, "_agree_jobs", None))))
+                   if on]
+        if waiting:
+            return " — " + " and ".join(waiting) + "…"
+        flagged = sum(1 for r in self._compare_rows if r.get("flag"))
+        ranked = any(r.get("paired_p50_ms") is not None for r in self._compare_rows)
+        return (" — done" + (", ranked by a paired round (alternating blocks; p50 with its 95 % interval)" if ranked
+                             else "")
+                + (f" ({self._paired_status})" if getattr(self, "_paired_status", None) else "")
+                + (f"; ⚠ {flagged} row{'s' if flagged != 1 else ''} with a wrong answer, not ranked" if flagged else ""))
+
+    def _parent_path(self, path: str) -> str | None:
+        """The artifact's parent in the workspace (None for an imported model)."""
+        entry = self.workspace.model_by_path(path)
+        if entry is None or entry.parent_id is None:
+            return None
+        try:
+            return self.workspace.model(entry.parent_id).path
+        except KeyError:
+            return None
 
     def _keep_comparison(self, rows: list[dict[str, Any]]) -> None:
         """A finished comparison is recorded in the workspace: restored at the next start, reopened from the menu."""
@@ -762,15 +825,16 @@ class MainWindow(QMainWindow):
 
         bridge = self.ray_bridge() if executor == "ray" else self.bridge
 
-        if dataset is None:
-            dataset = self.optimize.dataset.text()
-        dataset = dataset.strip() or None
+        dataset = (dataset or "").strip() or None
         entries = [self.workspace.model(i) for i in model_ids]
         if targets is None:
             targets = sorted({(rt, "CPU") for e in entries for rt in _runtimes_for(e.format)})
         by_path = {e.path: e.id for e in entries}
+        # each variant is fed its own inputs and judged on its own (its lineage's) evaluation data, unless one file
+        # was given for all
         planned, skipped = plan_matrix([e.path for e in entries], targets, dataset=dataset, iterations=iterations,
-                                       inputs_for=lambda path: self.inputs_for(by_path[path]), threads=threads)
+                                       inputs_for=lambda path: self.inputs_for(by_path[path]), threads=threads,
+                                       dataset_for=lambda path: self.data_for(by_path[path]).get("evaluation"))
         self._compare.clear()
         self._compare_rows = []
         jobs = []
@@ -835,7 +899,7 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage(f"Recipe {name}: " + ("all gates passed" if result["passed"] else
                                              "FAILED: " + ", ".join(failed)), 30000)
             else:
-                self.statusBar().showMessage(f"Recipe {name} {status}: {error}", 30000)
+                self.statusBar().showMessage(f"Recipe {name} {status}" + (f": {error}" if error else ""), 30000)
             return
         if job in self._bench_jobs:
             model_id = self._bench_jobs.pop(job)
@@ -846,7 +910,8 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage(f"Benchmark {status}" + (f": {error}" if error else ""), 10000)
             return
         if job in self._compare:
-            from edgestudio.bench.compare import apply_result, finalize_rows, paired_spec
+            from edgestudio.bench.compare import agreement_specs, apply_result, finalize_rows
+            from edgestudio.execution.block_server import paired_job
 
             row, kind = self._compare.pop(job)
             apply_result(row, kind, ok, result, error)
@@ -854,26 +919,34 @@ class MainWindow(QMainWindow):
                 self.live.finish(job, result if ok else None)
             rows = finalize_rows(self._compare_rows)
             left = len(self._compare)
-            paired = paired_spec(self._compare_rows) if not left else None
+            paired = paired_job(self._compare_rows) if not left else None
             if paired is not None:  # the final ranking: every local variant loaded once, alternating blocks
                 self._paired_job = self.bridge.submit(paired)
-            self.comparison.set_rows(rows, _comparison_title(rows)
-                                     + (f" ({left} jobs left)" if left else " — paired round running…"
-                                        if paired is not None else " — done"))
-            if not left and paired is None:
+            if not left:  # an artifact on several runtimes: do their answers agree (and which with its parent)?
+                self._agree_jobs = {self.bridge.submit(s) for s in agreement_specs(self._compare_rows,
+                                                                                    self._parent_path)}
+            self._paired_status = None
+            self.comparison.set_rows(rows, _comparison_title(rows) + (f" ({left} jobs left)" if left else
+                                                                      self._comparison_pending()))
+            if not left and paired is None and not self._agree_jobs:
                 self._keep_comparison(rows)
             return
-        if job == getattr(self, "_paired_job", None):
-            from edgestudio.bench.compare import apply_paired, finalize_rows
+        if job == getattr(self, "_paired_job", None) or job in getattr(self, "_agree_jobs", set()):
+            from edgestudio.bench.compare import apply_agreement, apply_paired, finalize_rows
 
-            self._paired_job = None
-            if ok:
-                apply_paired(self._compare_rows, result)
+            if job == self._paired_job:
+                self._paired_job = None
+                self._paired_status = None if ok else f"paired round {status}: {error}"
+                if ok:
+                    apply_paired(self._compare_rows, result)
+            else:
+                self._agree_jobs.discard(job)
+                if ok:
+                    apply_agreement(self._compare_rows, result)
             rows = finalize_rows(self._compare_rows)
-            self.comparison.set_rows(rows, _comparison_title(rows) + " — done"
-                                     + (", ranked by a paired round (alternating blocks; 95 % CIs in the notes)"
-                                        if ok else f" (paired round {status}: {error})"))
-            self._keep_comparison(rows)
+            self.comparison.set_rows(rows, _comparison_title(rows) + self._comparison_pending())
+            if self._paired_job is None and not self._agree_jobs:
+                self._keep_comparison(rows)
             return
         try:
             kind = self.bridge.get(job).spec.kind
@@ -885,13 +958,14 @@ class MainWindow(QMainWindow):
             mine = self.optimize.job_finished(job, ok, result, error)
             if ok:
                 ids = (result or {}).get("model_ids") or []
-                if ids:
-                    self.browser.select(ids[-1])
-                if mine and source is not None:  # the panel stays on the model it optimized: the next click
-                    self.optimize.set_model(source, sample=self._is_sample(source))  # is not INT8 of INT8
-                self.statusBar().showMessage(f"{kind.value} finished: {Path(result['output']).name}", 8000)
+                if ids:  # shown, not selected: the selection and the panel stay on what the user works on (a
+                    self.browser.reveal(ids[-1])  # second click must never quantize the quantized model)
+                if mine and source is not None:
+                    self.optimize.set_model(source, sample=self._is_sample(source), data=self.data_for(source.id))
+                self.statusBar().showMessage(f"{kind.value} finished: {Path(result['output']).name} (in Models, "
+                                             "under its parent)", 8000)
             else:
-                self.statusBar().showMessage(f"{kind.value} {status}: {error}", 15000)
+                self.statusBar().showMessage(f"{kind.value} {status}" + (f": {error}" if error else ""), 15000)
 
     # ------------------------------------------------------------------------------------------- dialogs
     def _import_dialog(self) -> None:
@@ -978,11 +1052,10 @@ class MainWindow(QMainWindow):
         inspection of the selected model and the like)."""
         if self.bridge.closed:
             return []
-        from edgestudio.gui.jobs_panel import HIDDEN_KINDS
+        from edgestudio.gui.jobs_panel import is_housekeeping
 
-        mine = set(self._recipe_jobs) | {getattr(self, "_paired_job", None)}
         return [r for r in self.bridge.manager.pool.jobs() if not r.status.finished
-                and (housekeeping or r.spec.kind.value not in HIDDEN_KINDS or r.id in mine)]
+                and (housekeeping or not is_housekeeping(r.spec.to_dict()))]
 
     def switch_workspace(self, folder: str | Path, *, confirm: bool = True) -> MainWindow | None:
         """Open another workspace now: a window on it replaces this one (jobs of this one are stopped first, after

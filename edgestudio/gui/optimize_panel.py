@@ -33,7 +33,10 @@ PRESETS = ("max speed", "balanced", "max accuracy")  # each runtime's (method, o
 
 
 class DataPicker(QWidget):
-    """A path field that takes a dropped folder or file, or a browse dialog."""
+    """A path field that takes a dropped folder or file, or a browse dialog. ``changed`` carries what the user put
+    there (typed, dropped or browsed; never a value set by the program)."""
+
+    changed = Signal(str)
 
     def __init__(self, placeholder: str) -> None:
         super().__init__()
@@ -43,6 +46,7 @@ class DataPicker(QWidget):
         self.edit = QLineEdit()
         self.edit.setPlaceholderText(placeholder)
         self.edit.setAcceptDrops(False)
+        self.edit.editingFinished.connect(lambda: self.changed.emit(self.edit.text().strip()))
         lay.addWidget(self.edit, 1)
         file_btn = QPushButton("File…")
         file_btn.clicked.connect(self._pick_file)
@@ -65,6 +69,7 @@ class DataPicker(QWidget):
         urls = [u.toLocalFile() for u in e.mimeData().urls() if u.isLocalFile()]
         if urls:
             self.edit.setText(urls[0])
+            self.changed.emit(urls[0])
             e.acceptProposedAction()
 
     def _pick_file(self) -> None:
@@ -73,6 +78,7 @@ class DataPicker(QWidget):
         path = ask_open(self, "Dataset", "Arrays (*.npz *.npy)")
         if path:
             self.edit.setText(path)
+            self.changed.emit(path)
 
     def _pick_dir(self) -> None:
         from edgestudio.gui.paths import ask_folder
@@ -80,6 +86,7 @@ class DataPicker(QWidget):
         path = ask_folder(self, "Image folder")
         if path:
             self.edit.setText(path)
+            self.changed.emit(path)
 
 
 class _Message(QTextBrowser):
@@ -102,6 +109,7 @@ class _Message(QTextBrowser):
 
 class OptimizePanel(QWidget):
     submitted = Signal(str)  # job id
+    data_changed = Signal(int, dict)  # model id, {"calibration": path, "evaluation": path}: the model's data files
 
     def __init__(self, bridge: Any) -> None:
         super().__init__()
@@ -138,6 +146,9 @@ class OptimizePanel(QWidget):
         form.addRow("calibration", self.calibration)
         self.dataset = DataPicker("labeled data for the accuracy guard (.npz x,y or class folders)")
         form.addRow("evaluation", self.dataset)
+        # what is given here is the model's (and its variants'): remembered with it, never carried to another model
+        self.calibration.changed.connect(lambda text: self._data_edited("calibration", text))
+        self.dataset.changed.connect(lambda text: self._data_edited("evaluation", text))
         self.max_drop = QDoubleSpinBox()
         self.max_drop.setObjectName("opt_max_drop")
         self.max_drop.setDecimals(3)
@@ -171,14 +182,16 @@ class OptimizePanel(QWidget):
         """The model's input specification (Details ▸ Inputs to use): calibration's other inputs, the drift check."""
         self._inputs = dict(spec or {})
 
-    def set_model(self, entry: ModelEntry, *, sample: bool = False) -> None:
+    def set_model(self, entry: ModelEntry, *, sample: bool = False, data: dict[str, str] | None = None) -> None:
+        """Show ``entry`` with its own data files (``data``: the workspace's, its lineage's); a field it has none for
+        is empty, or, for a sample model's evaluation, the samples' labeled split."""
+        changed = self.entry is None or self.entry.id != entry.id
         self.entry = entry
-        default_data = getattr(self, "_sample_dataset", None)
-        if default_data:
-            if sample and not self.dataset.text():
-                self.dataset.set_text(default_data)
-            elif not sample and self.dataset.text() == default_data:
-                self.dataset.set_text("")
+        if changed or data is not None:
+            data = data or {}
+            self.calibration.set_text(data.get("calibration") or "")
+            default_eval = getattr(self, "_sample_dataset", None) if sample else None
+            self.dataset.set_text(data.get("evaluation") or default_eval or "")
         self.model_label.setText(f"<b>{entry.name}</b> ({entry.format.label})")
         from edgestudio.core.catalog import optimize_runtime
 
@@ -253,6 +266,7 @@ class OptimizePanel(QWidget):
         if cls.needs_calibration and not (opts.calibration or opts.dataset):
             self.message.setText(f"{method} needs calibration data: drop an .npz or an image folder above.")
             return None
+        self.data_changed.emit(self.entry.id, {"calibration": self.calibration.text(), "evaluation": self.dataset.text()})
         src = Path(self.entry.path)
         fmt = self.entry.format
         out_fmt = cls.output_format(fmt if fmt in cls.sources else cls.sources[0])
@@ -289,6 +303,10 @@ class OptimizePanel(QWidget):
         parts.append(f"<small>{html.escape(str(result['output']))}</small>")
         self.message.setText("<br>".join(parts))
         return True
+
+    def _data_edited(self, kind: str, text: str) -> None:
+        if self.entry is not None:
+            self.data_changed.emit(self.entry.id, {kind: text or None})
 
     def set_sample_dataset(self, path: str | None) -> None:
         """The samples' labeled split: offered for the sample models only (never pre-filled for a user's model)."""

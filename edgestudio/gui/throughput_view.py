@@ -14,8 +14,8 @@ from edgestudio.gui.layers_view import _fill, _JobDialog, _table
 class ThroughputDialog(_JobDialog):
     function = "edgestudio.bench.throughput:throughput_sweep"
 
-    def __init__(self, window: Any, path: str, runtimes: list[str]) -> None:
-        super().__init__(window, f"Throughput — {path}")
+    def __init__(self, window: Any, path: str, runtimes: list[str], inputs: dict[str, Any] | None = None) -> None:
+        super().__init__(window, f"Throughput — {path}", inputs, model=path)
         self.path = path
         row = QHBoxLayout()
         self.runtime = QComboBox()
@@ -43,7 +43,8 @@ class ThroughputDialog(_JobDialog):
 
     def run(self) -> str:
         return self.start(model=self.path, runtime=self.runtime.currentText(), batches=self._ints(self.batches.text()),
-                          streams=self._ints(self.streams.text()), duration_s=1.5)
+                          streams=self._ints(self.streams.text()), duration_s=1.5,
+                          inputs=self._spec)
 
     def show_result(self, d: dict[str, Any]) -> None:
         import pyqtgraph as pg

@@ -368,7 +368,7 @@ class RunPage(QWizardPage):
         else:
             bar.setFormat(f"{target}: {status}")
             self.w.errors[job] = error or status
-            self.log.appendPlainText(f"[{target}] {status}: {error}")
+            self.log.appendPlainText(f"[{target}] {status}" + (f": {error}" if error else ""))
             self._report_failure(target, self.routes.get(job) or [], str(error or status))
             if target == "microcontroller":
                 self.mcu_summary.setText(f"<span style='color:#c0392b'><b>Microcontroller</b>: {error}</span>")

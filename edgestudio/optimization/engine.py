@@ -245,6 +245,25 @@ def calibration_as_inputs(model: Path, opts: OptimizeOptions) -> dict[str, Any]:
     return with_data.to_dict()
 
 
+def planned_source(fmt: ModelFormat, sources: tuple[ModelFormat, ...]) -> tuple[ModelFormat, Any]:
+    """The format an optimizer taking ``sources`` gets a ``fmt`` model in, and the conversion plan to it (None when it
+    is one of them already): the first that has a path, as :func:`_bring_to` tries them. A ConversionError says
+    why none has (what a plan shows before anything runs is what the run does)."""
+    from edgestudio.backends.converters.base import ConversionError
+    from edgestudio.conversion.planner import plan_conversion
+
+    if fmt in sources:
+        return fmt, None
+    causes = []
+    for target in sources:
+        try:
+            return target, plan_conversion(fmt, target)
+        except ConversionError as exc:
+            causes.append(exc.cause)
+    raise ConversionError(None, f"no conversion path from {fmt.label} to any of "
+                                f"{', '.join(s.label for s in sources)}" + (f" ({causes[0]})" if causes else ""))
+
+
 def _bring_to(src: Path, fmt: ModelFormat, sources: tuple[ModelFormat, ...], folder: Path, opts: OptimizeOptions,
               progress: ProgressCallback, cancel: CancelToken) -> tuple[Path, list[dict[str, Any]], Path]:
     """The model in one of ``sources`` (converted, parity-checked, if it is not already)."""

@@ -273,12 +273,14 @@ def rescue(parent: str | Path, output: str | Path, *, runtime: str = "onnxruntim
             else:
                 row["improved"] = False  # worse: dropped, the next attempt starts again from the one before
             if row["passed"]:
-                stopped = f"guard met at attempt {step} with {len(kept)} layer(s) kept in float"
+                stopped = (f"guard met at attempt {step} with {len(kept)} layer(s) kept in float" if step else
+                           "plain INT8 already meets the guard: nothing to rescue, nothing added")
                 break
         else:
             stopped = f"attempt budget spent: {max_steps} attempt(s) after plain INT8 (--max-steps)"
         passed = bool(best and best["passed"])
-        written = best is not None and (passed or best["step"] > 0)
+        # plain INT8 (attempt 0) is the variant the user has already: a copy of it is never a rescue
+        written = best is not None and best["step"] > 0
         if written:
             assert best is not None
             output.parent.mkdir(parents=True, exist_ok=True)
