@@ -26,15 +26,24 @@ def ov_core() -> Any:
 
 
 class OvSession(Session):
-    def __init__(self, compiled: Any, device: str) -> None:
+    def __init__(self, compiled: Any, device: str, quantized: dict[str, dict[str, Any]] | None = None) -> None:
+        """``quantized``: a full-integer TFLite model's integer inputs and outputs by name (their TFLite details:
+        dtype and quantization). OpenVINO takes and gives them as raw integers; like LiteRT's session, this one
+        offers them as float32, quantizing feeds and dequantizing outputs with the tensors' own parameters, so a
+        float feed is never cast to int8 (it read top-1 0.10 where LiteRT read 0.978)."""
+        from dataclasses import replace
+
         from edgestudio.core.inspection import ov_port_spec
 
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         self.runtime = "openvino"
         self.device = device
+        self._quantized = quantized or {}
         self.inputs = [ov_port_spec(p, i) for i, p in enumerate(compiled.inputs)]
         self.outputs = [ov_port_spec(p, i) for i, p in enumerate(compiled.outputs)]
+        self.inputs = [replace(s, dtype="float32") if s.name in self._quantized else s for s in self.inputs]
+        self.outputs = [replace(s, dtype="float32") if s.name in self._quantized else s for s in self.outputs]
         try:
             hint = compiled.get_property("INFERENCE_PRECISION_HINT")
             self.precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
@@ -46,15 +55,39 @@ class OvSession(Session):
         if scalars:  # a one-element array for a 0-d input (np.ascontiguousarray makes 0-d arrays 1-d) is that scalar
             feeds = {k: (np.asarray(v).reshape(()) if k in scalars and np.size(v) == 1 else v)
                      for k, v in feeds.items()}
-        result = self._request.infer(feeds)
-        return {spec.name: np.array(result[port]) for spec, port in zip(self.outputs, self._compiled.outputs)}
+        result = self._request.infer(self._quantize(feeds))
+        return {spec.name: self._dequantize(spec.name, np.array(result[port]))
+                for spec, port in zip(self.outputs, self._compiled.outputs)}
+
+    def _quantize(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self._quantized:
+            return feeds
+        from edgestudio.backends.runtimes.litert import quantize
+
+        return {k: quantize(v, self._quantized[k]) if k in self._quantized else v for k, v in feeds.items()}
+
+    def _dequantize(self, name: str, y: np.ndarray) -> np.ndarray:
+        if name not in self._quantized:
+            return y
+        from edgestudio.backends.runtimes.litert import dequantize
+
+        return dequantize(y, self._quantized[name])
 
     def bind(self, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
         import openvino as ov
 
-        for name, arr in feeds.items():
+        for name, arr in self._quantize(feeds).items():
             self._request.set_tensor(name, ov.Tensor(np.require(arr, requirements="C")))  # a 0-d input stays 0-d
         return self._request.infer
+
+
+def _tflite_integer_io(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The quantized integer inputs and outputs of a TFLite model, by name, with their TFLite details."""
+    from edgestudio.backends.runtimes.litert import _scale
+    from edgestudio.core.inspection import tflite_interpreter
+
+    interp = tflite_interpreter(path)
+    return {d["name"]: d for d in (*interp.get_input_details(), *interp.get_output_details()) if _scale(d)}
 
 
 @RUNTIMES.register
@@ -110,7 +143,8 @@ def load(model, precision=None):
             compiled = core.compile_model(model, device, config)
         except Exception as exc:
             raise ModelFormatError(path, f"openvino cannot compile it on {device}: {' '.join(str(exc).split())[:300]}") from None
-        return OvSession(compiled, device)
+        return OvSession(compiled, device, _tflite_integer_io(path) if detect_format(path) is ModelFormat.TFLITE
+                         else None)
 
     def default_precision(self, isa: set[str]) -> str | None:
         """The CPU plugin computes in bf16 by default only where the CPU does natively (AMX, AVX-512 BF16)."""
