@@ -274,3 +274,56 @@ def test_pytorch_to_tflite_with_litert_torch(litert_torch_env: Path, digits_net:
             got.append(interp.get_tensor(o["index"])[0])
         np.testing.assert_allclose(np.stack(got), want, rtol=1e-4, atol=1e-4)
         assert (np.stack(got).argmax(1) == want.argmax(1)).all()
+
+
+@pytest.fixture(scope="session")
+def executorch_env(torch_env: Path) -> Path:
+    """The catalog's executorch environment (torch + ExecuTorch 1.5, ~1.5 GB), created once in ``.cache/envs``."""
+    if not (ENVS / "executorch" / "env.json").is_file():
+        r = cli("envs", "create", "executorch", "--json", timeout=2400)
+        assert r.returncode == 0, r.stderr
+    return ENVS / "executorch" / "bin" / "python"
+
+
+_ET_OUT = """
+import sys, numpy as np, torch
+from executorch.runtime import Runtime
+method = Runtime.get().load_program(sys.argv[1]).load_method("forward")
+x = np.load(sys.argv[2])
+np.save(sys.argv[3], np.concatenate([method.execute([torch.from_numpy(x[k:k + 1])])[0].numpy() for k in range(len(x))]))
+"""
+
+
+def test_pytorch_to_executorch_inspected_benchmarked_and_compared(executorch_env: Path, digits_net: Path,
+                                                                  tmp_path: Path) -> None:
+    """.pt2 -> .pte (XNNPACK) in the executorch environment, checked against PyTorch by the hop; the .pte is
+    recognised by its bytes, inspected and benchmarked (forwarded to its environment) and compared beside ONNX
+    Runtime; independently, ExecuTorch's runtime and PyTorch called directly agree on 16 digits."""
+    test = np.load(SAMPLES / "digits_test.npz")["x"][:16].transpose(0, 3, 1, 2).astype(np.float32)
+    np.save(tmp_path / "x.npy", test)
+    data = tmp_path / "x.npz"
+    np.savez(data, x=test[:4])
+    pte = tmp_path / "digits.pte"
+    r = cli("convert", str(digits_net / "digits_net.pt2"), "--to", "executorch", "--input", str(data), "-o", str(pte),
+            "--json")
+    assert r.returncode == 0, r.stderr
+    (step,) = json.loads(r.stdout)["steps"]
+    assert step["converter"] == "executorch" and step["parity"]["verdict"] == "passed", step
+    info = json.loads(cli("inspect", str(pte), "--json").stdout)
+    assert info["format"] == "pte" and info["inputs"][0]["shape"] == [1, 1, 8, 8]
+    bench = cli("bench", str(pte), "--iterations", "30", "--json")
+    assert bench.returncode == 0, bench.stderr
+    assert json.loads(bench.stdout)["runtime"] == "executorch" and json.loads(bench.stdout)["latency_ms"]["p50"] > 0
+    onnx = tmp_path / "digits.onnx"
+    assert cli("convert", str(digits_net / "digits_net.pt2"), "--to", "onnx", "-o", str(onnx)).returncode == 0
+    cmp = cli("compare", str(pte), str(onnx), "--iterations", "30", "--json")
+    assert cmp.returncode == 0, cmp.stderr
+    rows = json.loads(cmp.stdout)
+    rows = rows if isinstance(rows, list) else rows["rows"]
+    assert {r["runtime"] for r in rows} == {"executorch", "onnxruntime"} and all(r["p50_ms"] for r in rows), rows
+    # independently: ExecuTorch's runtime against PyTorch, both called directly
+    subprocess.run([str(executorch_env), "-c", _ET_OUT, str(pte), str(tmp_path / "x.npy"), str(tmp_path / "got.npy")],
+                   check=True, capture_output=True, timeout=300)
+    subprocess.run([str(executorch_env), "-c", _TORCH_OUT, str(digits_net / "digits_net.pt2"), str(tmp_path / "x.npy"),
+                    str(tmp_path / "want.npy")], check=True, capture_output=True, timeout=300)
+    np.testing.assert_allclose(np.load(tmp_path / "got.npy"), np.load(tmp_path / "want.npy"), rtol=1e-4, atol=1e-4)

@@ -122,6 +122,9 @@ BUILTIN_RUNTIMES: tuple[RuntimeDecl, ...] = (
     # Apache TVM: a compiler; its compiled libraries run in its environment (its FFI pin clashes with nothing here,
     # but it is 450 MB the app does not need otherwise)
     RuntimeDecl("tvm", "Apache TVM", _R + "tvm", ("tvm",), native=("tvm",), pip=("apache-tvm",), env="tvm"),
+    # ExecuTorch: PyTorch's own edge runtime (.pte, XNNPACK delegate), in an environment of its own
+    RuntimeDecl("executorch", "ExecuTorch", _R + "executorch", ("pte",), native=("pte",), pip=("executorch",),
+                env="executorch"),
 )
 
 BUILTIN_CONVERTERS: tuple[ConverterDecl, ...] = (
@@ -139,6 +142,7 @@ BUILTIN_CONVERTERS: tuple[ConverterDecl, ...] = (
     # LiteRT Torch: PyTorch -> TFLite without ONNX; its own environment (JAX and MLIR converter, ~1 GB beside torch)
     ConverterDecl("litert-torch", _C + "torch_to_tflite", ("torchscript", "pt2"), "tflite", env="litert-torch"),
     ConverterDecl("tvm-relax", _C + "onnx_to_tvm", ("onnx",), "tvm", env="tvm"),
+    ConverterDecl("executorch", _C + "torch_to_executorch", ("torchscript", "pt2"), "pte", env="executorch"),
 )
 
 
@@ -159,6 +163,8 @@ ENVIRONMENTS: dict[str, Any] = {
     # LiteRT Torch (formerly ai-edge-torch) brings JAX, transformers and the LiteRT converter: kept apart from torch
     "litert-torch": lambda: ["torch==2.13.0", "litert-torch==0.10.0", _pinned("ai-edge-litert"), _pinned("onnx"),
                              _pinned("numpy")],
+    # ExecuTorch 1.5 runs on torch 2.13 (its wheel pins no torch): export, XNNPACK lowering and the runtime
+    "executorch": lambda: ["torch==2.13.0", "executorch==1.5.1", _pinned("onnx"), _pinned("numpy")],
     # apache-tvm-ffi 0.1.15 crashes (SIGSEGV in ToJSONGraph) when MetaSchedule tunes: pinned to 0.1.14.post0;
     # xgboost-cpu is MetaSchedule's cost model; psutil and cloudpickle its builder/runner pool
     "tvm": lambda: ["apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post0", "xgboost-cpu==3.2.0", "scipy",

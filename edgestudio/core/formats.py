@@ -23,6 +23,7 @@ class ModelFormat(str, enum.Enum):
     TORCHSCRIPT = "torchscript"  # torch.jit.save (.pt)
     PT2 = "pt2"  # torch.export.save: an ExportedProgram (.pt2)
     TVM = "tvm"  # Apache TVM: a folder with the compiled library (model.so) and tvm.json
+    PTE = "pte"  # an ExecuTorch program (.pte)
 
     @property
     def label(self) -> str:
@@ -37,7 +38,8 @@ class ModelFormat(str, enum.Enum):
         key = text.strip().lower().lstrip(".")
         aliases = {"ir": "openvino", "xml": "openvino", "saved_model": "savedmodel", "hdf5": "h5",
                    "lite": "tflite", "litert": "tflite", "tf.js": "tfjs", "tensorflowjs": "tfjs",
-                   "pt": "torchscript", "jit": "torchscript", "exportedprogram": "pt2", "torch.export": "pt2"}
+                   "pt": "torchscript", "jit": "torchscript", "exportedprogram": "pt2", "torch.export": "pt2",
+                   "executorch": "pte", "et": "pte"}
         key = aliases.get(key, key)
         try:
             return cls(key)
@@ -58,6 +60,7 @@ _LABELS = {
     ModelFormat.TORCHSCRIPT: "PyTorch TorchScript",
     ModelFormat.PT2: "PyTorch ExportedProgram",
     ModelFormat.TVM: "Apache TVM (compiled)",
+    ModelFormat.PTE: "ExecuTorch program",
 }
 _SUFFIXES = {
     ModelFormat.ONNX: ".onnx",
@@ -71,6 +74,7 @@ _SUFFIXES = {
     ModelFormat.TORCHSCRIPT: ".pt",
     ModelFormat.PT2: ".pt2",
     ModelFormat.TVM: "",
+    ModelFormat.PTE: ".pte",
 }
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -101,6 +105,9 @@ def detect_format(path: str | Path) -> ModelFormat:
     if size >= 8 and head[4:8] == b"TFL3":
         _check_flatbuffer(p, head, size, "TFLite")
         return ModelFormat.TFLITE
+    if size >= 8 and head[4:6] == b"ET" and head[6:8].isdigit():  # ExecuTorch's flatbuffer identifier ("ET12")
+        _check_flatbuffer(p, head, size, "ExecuTorch")
+        return ModelFormat.PTE
     if size >= 8 and head[4:8] == b"ORTM":
         _check_flatbuffer(p, head, size, "ONNX Runtime")
         return ModelFormat.ORT

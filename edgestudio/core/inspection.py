@@ -9,6 +9,7 @@ from edgestudio.core.errors import EdgeStudioError, ModelFormatError
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.modelinfo import ModelInfo, model_size_bytes
 from edgestudio.core.readers.common import shape_spec
+from edgestudio.core.readers.executorch import _inspect_pte
 from edgestudio.core.readers.onnx import _inspect_onnx, _inspect_ort, check_onnx_file, onnx_graphs, ort_spec
 from edgestudio.core.readers.openvino import _inspect_openvino, ov_port_spec
 from edgestudio.core.readers.tensorflow import (
@@ -131,4 +132,5 @@ _INSPECTORS: dict[ModelFormat, Any] = {
     ModelFormat.TORCHSCRIPT: _inspect_torch,
     ModelFormat.PT2: _inspect_torch,
     ModelFormat.TVM: _inspect_tvm,
+    ModelFormat.PTE: _inspect_pte,
 }

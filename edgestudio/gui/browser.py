@@ -65,7 +65,7 @@ def badge_for(entry: ModelEntry) -> str:
 # the Format column's words: short enough that Size and Check fit beside the names (the full label is the tooltip)
 SHORT_LABELS = {"tflite": "TFLite", "savedmodel": "SavedModel", "ort": "ORT", "keras": "Keras v3", "h5": "Keras H5",
                 "openvino": "OpenVINO IR", "tfjs": "TF.js", "torchscript": "TorchScript", "pt2": "ExportedProgram",
-                "tvm": "TVM"}
+                "tvm": "TVM", "pte": "ExecuTorch"}
 
 
 def local_paths(mime: QMimeData) -> list[Path]:

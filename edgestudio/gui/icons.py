@@ -12,9 +12,9 @@ from edgestudio.core.formats import ModelFormat
 
 FORMAT_COLORS = {"onnx": "#5b8def", "tflite": "#f29d38", "openvino": "#4fb0c6", "keras": "#d9534f",
                  "h5": "#b23a48", "savedmodel": "#e07a5f", "ort": "#7b6cd9", "tfjs": "#c9b037",
-                 "torchscript": "#ee4c2c", "pt2": "#a83a1f"}
+                 "torchscript": "#ee4c2c", "pt2": "#a83a1f", "pte": "#7a2f9e"}
 FORMAT_TAGS = {"onnx": "ONNX", "tflite": "TFL", "openvino": "IR", "keras": "K3", "h5": "H5", "savedmodel": "SM",
-               "ort": "ORT", "tfjs": "JS", "torchscript": "PT", "pt2": "PT2"}
+               "ort": "ORT", "tfjs": "JS", "torchscript": "PT", "pt2": "PT2", "pte": "PTE"}
 
 
 def format_color(fmt: ModelFormat | str) -> str:

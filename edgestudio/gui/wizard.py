@@ -32,7 +32,7 @@ from edgestudio.gui.forms import OptionsForm
 from edgestudio.gui.icons import format_icon
 
 TARGETS = (ModelFormat.ONNX, ModelFormat.TFLITE, ModelFormat.OPENVINO, ModelFormat.ORT, ModelFormat.SAVED_MODEL,
-           ModelFormat.TFJS, ModelFormat.TVM)
+           ModelFormat.TFJS, ModelFormat.TVM, ModelFormat.PTE)
 
 
 def quick_conversion(src: ModelEntry, target: ModelFormat, simplify: bool) -> bool:

@@ -41,7 +41,7 @@ class TorchToTflite(Converter):
         prog = load_torch_program(src)
         spec = InputSpec.from_dict(opts.inputs).merged(InputSpec(shapes=dict(opts.shapes)))
         feeds = make_feeds(prog.inputs, spec, count=1, model=src)
-        args = tuple(prog.args(feeds.samples[0]))
+        args = prog.static_args(feeds.samples[0])  # one row: the program is static
         cancel.check()
         try:
             if fmt is ModelFormat.PT2:

@@ -80,6 +80,23 @@ class TorchProgram:
                 out.append(int(item) if kind == "int" else float(item) if kind == "float" else bool(item))
         return tuple(out)
 
+    def static_args(self, feeds: dict[str, Any]) -> tuple[Any, ...]:
+        """:meth:`args` for a static program (TFLite, ExecuTorch): one row of every tensor whose batch the model
+        leaves open (a dataset given as one batch of many samples), contiguous fresh copies."""
+        import torch
+
+        specs = {s.name: s.shape for s in self.inputs}
+        out = []
+        for (kind, ref), a in zip(self.kinds, self.args(feeds)):
+            if kind == "tensor" and getattr(a, "ndim", 0) and a.shape[0] > 1:
+                first = (specs.get(ref) or [None])[0]
+                if not (isinstance(first, int) and first > 1):
+                    a = a[:1]
+            # standard strides (a size-1 dim of a broadcast feed keeps stride 0 through .contiguous(); ExecuTorch
+            # refuses "0 in strides")
+            out.append(a.clone(memory_format=torch.contiguous_format) if hasattr(a, "clone") else a)
+        return tuple(out)
+
 
 def load_torch_program(path: str | Path) -> TorchProgram:
     """A TorchScript or ExportedProgram file, loaded from its checked bytes, with its inputs as declared."""
