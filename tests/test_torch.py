@@ -184,6 +184,7 @@ def torch_window(qtbot, tmp_path: Path, torch_env: Path, monkeypatch: pytest.Mon
     ws.close()
 
 
+@pytest.mark.slow  # faster: test_pytorch_to_int8_tflite_to_tflite_micro, test_packaging.py (wizard)
 def test_the_studio_takes_a_pytorch_model_to_a_microcontroller(qtbot, torch_window, digits_net: Path) -> None:  # type: ignore[no-untyped-def]
     """Drop a .pt2: it is listed and inspected (in the torch environment); the wizard's Microcontroller target
     gives INT8 TFLite in the lineage and a summary with the arena measured in TFLM."""
@@ -327,3 +328,15 @@ def test_pytorch_to_executorch_inspected_benchmarked_and_compared(executorch_env
     subprocess.run([str(executorch_env), "-c", _TORCH_OUT, str(digits_net / "digits_net.pt2"), str(tmp_path / "x.npy"),
                     str(tmp_path / "want.npy")], check=True, capture_output=True, timeout=300)
     np.testing.assert_allclose(np.load(tmp_path / "got.npy"), np.load(tmp_path / "want.npy"), rtol=1e-4, atol=1e-4)
+    # INT8: PT2E with the XNNPACK quantizer, calibrated on the digits, drift-guarded against PyTorch
+    int8 = tmp_path / "digits_int8.pte"
+    r = cli("optimize", str(digits_net / "digits_net.pt2"), "--method", "int8-static", "--runtime", "executorch",
+            "--calibration", str(SAMPLES / "digits_calib.npz"), "-o", str(int8), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["details"]["drift"]["verdict"] == "passed" and int8.stat().st_size < 0.7 * pte.stat().st_size
+    subprocess.run([str(executorch_env), "-c", _ET_OUT, str(int8), str(tmp_path / "x.npy"), str(tmp_path / "q.npy")],
+                   check=True, capture_output=True, timeout=300)
+    q, want = np.load(tmp_path / "q.npy"), np.load(tmp_path / "want.npy")
+    assert not np.array_equal(q, want)  # really quantized...
+    assert (q.argmax(1) == want.argmax(1)).mean() >= 0.9  # ...and still the digits

@@ -38,6 +38,8 @@ def _resolve(target: str) -> Callable[..., Any]:
 
 
 def run_job(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
+    from edgestudio.core.catalog import current_env
+
     target = TASKS.get(spec.kind)
     if target is None:
         raise UsageError(spec.model, f"job kind {spec.kind.value!r} is not available in this version")
@@ -50,10 +52,21 @@ def run_job(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
                                          "variant here, then bench or compare it on the device")
 
         return forward_to_agent(spec.device, spec, ctx)
-    env = _model_env(spec)
+    own = _optimizer_env(spec) if spec.kind is JobKind.OPTIMIZE else None
+    env = (None if own == current_env() else own) if own else _model_env(spec)
     if env is not None and spec.kind is not JobKind.CONVERT:
         return forward_to_env(env, spec, ctx)  # e.g. inspecting or benchmarking a PyTorch model
     return _resolve(target)(spec, ctx)  # type: ignore[no-any-return]
+
+
+def _optimizer_env(spec: JobSpec) -> str | None:
+    """The environment an optimizer of its own environment lives in (ExecuTorch's INT8: ``executorch``); None for
+    the app's own optimizers. The job runs there whatever the model's format environment is."""
+    from edgestudio.core.catalog import optimizer
+
+    req = spec.request
+    decl = optimizer(spec.runtime or "", req.method or "") if not req.auto else None
+    return decl.env if decl is not None and decl.env != "default" else None
 
 
 def _model_env(spec: JobSpec) -> str | None:
