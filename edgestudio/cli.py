@@ -799,7 +799,8 @@ def cmd_sweep(args: argparse.Namespace) -> Any:
 def _debug_text(d: dict[str, Any]) -> str:
     first, big = d.get("first_diverging"), d.get("biggest_contributor")
     head = {"agrees": "every matched layer agrees", "diverges": "the child diverges",
-            "inconclusive": "inconclusive"}[d["verdict"]]
+            "outputs agree": "the outputs agree; inside, a layer parts without reaching them",
+            "inconclusive": "inconclusive"}.get(d["verdict"], d["verdict"])
     lone = d.get("unmatched") or {"parent": len(d["unmatched_parent"]), "child": len(d["unmatched_child"]),
                                   "refused": 0}
     lines = [f"{d['child']} vs {d['parent']}: {head} ({d['matched']} tensors paired: {d['matched_by_name']} by name, "

@@ -48,8 +48,15 @@ def test_the_first_diverging_layer_is_the_one_that_was_broken(tmp_path: Path, re
     assert heat[first["node"]]["heat"] >= 0.5 and "first diverging" in heat[first["node"]]["label"]
     assert all(heat[p["node"]]["heat"] < 0.01 for p in before) and d["graph"]["model"] == str(SAMPLES / "digits_cnn.onnx")
     text = run_cli("debug", str(broken), "--parent", str(SAMPLES / "digits_cnn.onnx"), "--input",
-                   str(real_inputs)).stdout
+                   str(real_inputs), "--samples", "8").stdout
     assert "first diverging layer" in text and "<- diverges" in text
+    # on the first 4 samples the broken layer does not reach the (saturated) outputs: said so, never "diverges"
+    four = json.loads(run_cli("debug", str(broken), "--parent", str(SAMPLES / "digits_cnn.onnx"), "--input",
+                              str(real_inputs), "--json").stdout)
+    assert four["verdict"] == "outputs agree" and four["outputs"]["outputs"][0]["cosine"] >= 0.9999
+    text = run_cli("debug", str(broken), "--parent", str(SAMPLES / "digits_cnn.onnx"), "--input",
+                   str(real_inputs)).stdout
+    assert "the outputs agree; inside, a layer parts without reaching them" in text
 
 
 @pytest.mark.parametrize("child", ["openvino", "tflite"])
@@ -125,8 +132,9 @@ def test_the_whole_chain_names_the_hop_where_accuracy_left(tmp_path: Path, real_
     mid = ws.add_artifact(SAMPLES / "digits_cnn.tflite", parent_id=root.id, job_id=None, options={"to": "tflite"})
     leaf = ws.add_artifact(_broken(tmp_path), parent_id=mid.id, job_id=None, options={"method": "test"})
     ws.close()
+    # all 8 samples: on the first 4 the broken convolution never reaches the (saturated) outputs, which then agree
     r = run_cli("debug", leaf.path, "--chain", "--workspace", str(tmp_path / "ws"), "--input", str(real_inputs),
-                "--json")
+                "--samples", "8", "--json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert [h["verdict"] for h in d["hops"]] == ["agrees", "diverges"] and d["loss_enters_at"] == 1
@@ -134,7 +142,7 @@ def test_the_whole_chain_names_the_hop_where_accuracy_left(tmp_path: Path, real_
     assert "conv2" in d["hops"][1]["first_diverging"]["parent"]  # TFLite parent, ONNX child: fused names split
     assert d["models"] == [root.path, mid.path, leaf.path]
     text = run_cli("debug", leaf.path, "--chain", "--workspace", str(tmp_path / "ws"), "--input",
-                   str(real_inputs)).stdout
+                   str(real_inputs), "--samples", "8").stdout
     assert "hop 2" in text and "<- the loss enters here" in text.splitlines()[2]
     bad = run_cli("debug", leaf.path, "--chain")
     assert bad.returncode != 0 and "--workspace" in bad.stderr and "Traceback" not in bad.stderr
@@ -468,6 +476,7 @@ def test_openvino_internal_tensors_are_never_paired(tmp_path: Path, real_inputs:
     assert not any(p["child_op"] in ("FakeQuantize", "Convert") for p in d["pairs"])
 
 
+@pytest.mark.slow  # --ignore, faster: test_verdicts.py (ORT), test_litert_quantizer.py, NNCF rescue
 def test_ignore_names_and_types_on_every_backend_or_a_clear_refusal(tmp_path: Path) -> None:
     """--ignore on NNCF and on the TFLite debugger: type:Conv (another format's type) is read as the runtime's own
     types and those ops stay float; a name that matches nothing is refused, naming it (the TFLite debugger would

@@ -600,6 +600,13 @@ def blamed_layers(pairs: list[dict[str, Any]], limit: int = 12) -> list[dict[str
     return sorted(best.values(), key=lambda b: -b["contribution"])[:limit]
 
 
+def _outputs_identical(outputs: dict[str, Any] | None, min_cosine: float = 0.9999) -> bool:
+    """The models' own outputs passed and every one of them is the parent's to a cosine of ``min_cosine``."""
+    rows = (outputs or {}).get("outputs") or []
+    return (outputs or {}).get("verdict") == "passed" and bool(rows) and all(
+        (o.get("cosine") if o.get("cosine") is not None else 0.0) >= min_cosine for o in rows)
+
+
 def compare_layers(parent: str | Path, child: str | Path, *, inputs: Any = None, samples: int = 4,
                    seed: int = 0) -> dict[str, Any]:
     """Every paired intermediate of ``child`` against ``parent`` on the same inputs (``inputs``: an InputSpec or
@@ -654,8 +661,9 @@ def compare_layers(parent: str | Path, child: str | Path, *, inputs: Any = None,
         result["note"] = ((note + "; ") if note else "") + (
             "no tensor of the child could be paired with one of the parent's (names and graph structure differ): the "
             "layers cannot tell where they part; the outputs below can")
-    elif first is not None and (result["outputs"] or {}).get("verdict") == "passed":
-        # a layer inside parts but the outputs agree: the difference does not reach them, nothing diverges
+    elif first is not None and _outputs_identical(result["outputs"]):
+        # a layer inside parts but the outputs are the parent's (cosine 1.0000): the difference does not reach
+        # them. A lossy pass is not enough: a broken layer that leaves top-1 alone still diverges
         result["verdict"] = "outputs agree"
     return result
 
