@@ -340,3 +340,13 @@ def test_pytorch_to_executorch_inspected_benchmarked_and_compared(executorch_env
     q, want = np.load(tmp_path / "q.npy"), np.load(tmp_path / "want.npy")
     assert not np.array_equal(q, want)  # really quantized...
     assert (q.argmax(1) == want.argmax(1)).mean() >= 0.9  # ...and still the digits
+    # a deployment package of the INT8 program: its run.py reproduces the expected output with ExecuTorch's runtime
+    r = cli("package", str(int8), "-o", str(tmp_path / "et.zip"), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["requirements"][:2] == ["executorch==1.5.1", "torch==2.13.0"]
+    with zipfile.ZipFile(tmp_path / "et.zip") as zf:
+        zf.extractall(tmp_path / "pkg")
+    (root,) = (tmp_path / "pkg").iterdir()
+    subprocess.run([str(executorch_env), str(root / "run.py"), "--output", str(tmp_path / "y.npy")], check=True,
+                   capture_output=True, timeout=300, cwd=root)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.load(root / "expected_output.npy"), rtol=1e-5, atol=1e-6)

@@ -123,8 +123,8 @@ BUILTIN_RUNTIMES: tuple[RuntimeDecl, ...] = (
     # but it is 450 MB the app does not need otherwise)
     RuntimeDecl("tvm", "Apache TVM", _R + "tvm", ("tvm",), native=("tvm",), pip=("apache-tvm",), env="tvm"),
     # ExecuTorch: PyTorch's own edge runtime (.pte, XNNPACK delegate), in an environment of its own
-    RuntimeDecl("executorch", "ExecuTorch", _R + "executorch", ("pte",), native=("pte",), pip=("executorch",),
-                env="executorch"),
+    RuntimeDecl("executorch", "ExecuTorch", _R + "executorch", ("pte",), native=("pte",),
+                pip=("executorch", "torch"), package=True, env="executorch"),
 )
 
 BUILTIN_CONVERTERS: tuple[ConverterDecl, ...] = (

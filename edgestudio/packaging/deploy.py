@@ -136,10 +136,12 @@ def _version(dist: str) -> str | None:
 
 
 def requirements_for(runtime: str) -> list[str]:
+    """The runtime's distributions pinned to the versions that made the package; a local build label (torch's
+    ``+cpu``) is dropped: PyPI has no such file (the CPU wheel index does: see the package's README)."""
     pins = []
     for dist in [*_decl(runtime).pip, "numpy"]:
         v = _version(dist)
-        pins.append(f"{dist}=={v}" if v else dist)
+        pins.append(f"{dist}=={v.split('+', 1)[0]}" if v else dist)
     return pins
 
 

@@ -48,6 +48,22 @@ class ExecuTorchRuntime(Runtime):
     label = "ExecuTorch"
     formats = frozenset({ModelFormat.PTE})
     requires = ("executorch", "torch")
+    package_loader = '''
+def load(model, precision=None):
+    import numpy as np
+    import torch
+    from executorch.runtime import Runtime
+
+    program = Runtime.get().load_program(model)
+    method = program.load_method("forward")
+    meta = program.metadata("forward")
+    names = [f"input_{i}" for i in range(meta.num_inputs())]
+
+    def run(feeds):
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names]
+        return method.execute(args)[0].numpy()
+    return names, run
+'''
 
     def devices(self) -> list[DeviceInfo]:
         import importlib.metadata
