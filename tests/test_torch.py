@@ -350,3 +350,21 @@ def test_pytorch_to_executorch_inspected_benchmarked_and_compared(executorch_env
     subprocess.run([str(executorch_env), str(root / "run.py"), "--output", str(tmp_path / "y.npy")], check=True,
                    capture_output=True, timeout=300, cwd=root)
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.load(root / "expected_output.npy"), rtol=1e-5, atol=1e-6)
+
+
+def test_the_wizard_offers_executorch_and_tflite_for_a_pytorch_model(qtbot, torch_window, executorch_env: Path,  # type: ignore[no-untyped-def]
+                                                                    litert_torch_env: Path, digits_net: Path) -> None:
+    """A .pt2 in the studio: the wizard's targets include ExecuTorch (and TFLite, through LiteRT Torch); for an ONNX
+    model ExecuTorch is offered disabled, saying why."""
+    from edgestudio.core.formats import ModelFormat
+
+    (pt2,) = torch_window.import_paths([digits_net / "digits_net.pt2"])
+    (onnx_id,) = torch_window.import_paths([SAMPLES / "digits_cnn.onnx"])
+    for model_id, pte_ok in ((pt2, True), (onnx_id, False)):
+        wizard = torch_window.model_action("convert", model_id)
+        wizard.next()
+        page = wizard.currentPage()
+        assert page.boxes[ModelFormat.PTE].isEnabled() is pte_ok and page.boxes[ModelFormat.TFLITE].isEnabled()
+        if not pte_ok:
+            assert page.boxes[ModelFormat.PTE].toolTip()  # the reason (no converter reads ONNX into a .pte)
+        wizard.close()
