@@ -240,7 +240,14 @@ class LayerDebugDialog(_JobDialog):
         runtime = self._rescue_runtime()
         if runtime is None:
             return None
-        opts = {k: v for k, v in self.child_options.items() if k not in ("drift", "accuracy", "kind", "runtime")}
+        import dataclasses
+
+        from edgestudio.backends.optimizers.base import OptimizeOptions
+
+        # the variant's recorded options that are optimization options (its record also holds the method, runtime,
+        # drift, accuracy, versions...: options refuse keys they do not take)
+        takes = {f.name for f in dataclasses.fields(OptimizeOptions)}
+        opts = {k: v for k, v in self.child_options.items() if k in takes}
         for key in ("calibration", "dataset"):  # as recorded; dropped when the file is gone
             if opts.get(key) and not os.path.exists(str(opts[key])):
                 opts.pop(key)
