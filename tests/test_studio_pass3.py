@@ -174,8 +174,12 @@ def test_convert_debug_and_rescue_run_on_the_saved_inputs(qtbot, window, ocr_lin
     qtbot.waitUntil(lambda: dlg.result is not None or "failed" in dlg.status.text(), timeout=300_000)
     assert dlg.result is not None, dlg.status.text()
     assert dlg.result["samples"] == 8 and "8 of the 12 samples in lines.npz" in dlg.status.text()
-    if dlg.result["first_diverging"] is not None and dlg.result["outputs"]["verdict"] == "passed":
-        assert "the child diverges" not in dlg.status.text()  # a layer inside parts, the outputs agree
+    outs = dlg.result["outputs"]
+    if dlg.result["first_diverging"] is not None and outs["verdict"] == "passed" and all(
+            o["cosine"] >= 0.9999 for o in outs["outputs"]):
+        assert "the child diverges" not in dlg.status.text()  # a layer inside parts, the outputs are the parent's
+    elif dlg.result["first_diverging"] is not None:  # INT8 within its guard at the outputs, lossy inside: it diverges
+        assert "the child diverges" in dlg.status.text()
     dlg.run_rescue()
     qtbot.waitUntil(lambda: dlg.rescue_result is not None or "rescue failed" in dlg.status.text(), timeout=600_000)
     assert dlg.rescue_result is not None, dlg.status.text()
