@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgestudio-installed
 
-.PHONY: setup run test samples bench clean package package-lite screenshots real-models web browser corpus
+.PHONY: setup run test test-fast test-slow samples bench clean package package-lite screenshots real-models web browser corpus
 
 setup: $(STAMP)
 
@@ -59,8 +59,22 @@ browser:
 	  echo "no Chromium/Chrome; installing Debian's chromium (apt-get)"; \
 	  apt-get update -qq && apt-get install -y -qq chromium; }
 
+# Three test loops (markers declared in pyproject.toml, applied in tests/conftest.py):
+#   make test-fast  the unit and in-process tests (pytest -m "not slow and not heavy"): no jobs through the CLI, no
+#                   Python environments, browsers, Ray, bundle, real-model corpus or studio jobs; ~2 minutes on 2 cores.
+#   make test       everything but the `slow` tests (~25 minutes on 2 cores); the 25 slowest are listed at the end.
+#   make test-slow  the `slow` tests only: long end-to-end runs whose path a faster test of `make test` also takes.
+# `slow` tests are skipped unless EDGESTUDIO_SLOW=1: `EDGESTUDIO_SLOW=1 make test` runs the whole suite.
+PYTEST := QT_QPA_PLATFORM=offscreen PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
 test: setup real-models web browser
-	QT_QPA_PLATFORM=offscreen PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+	$(PYTEST) --durations=25
+
+test-fast: setup
+	$(PYTEST) -m "not slow and not heavy"
+
+test-slow: setup real-models web browser
+	EDGESTUDIO_SLOW=1 $(PYTEST) -m slow --durations=25
 
 samples: setup
 	$(BIN)/python -m edgestudio.samples

@@ -24,6 +24,37 @@ if "EDGESTUDIO_TRUST_FILE" not in os.environ:
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "resources" / "samples"
 
+# ------------------------------------------------------------------------------------------- test loops
+# `make test` runs everything but the `slow` tests: long end-to-end ones whose path a faster test of `make test`
+# also takes (their marker says which). EDGESTUDIO_SLOW=1 runs them (`make test-slow`).
+SLOW = os.environ.get("EDGESTUDIO_SLOW", "") not in ("", "0")
+# `make test-fast` (-m "not slow and not heavy") runs the unit and in-process tests. `heavy` is marked on a test, or
+# given here to the tests of these modules and to those using these fixtures: they run jobs through the CLI or other
+# processes, a Python environment, a browser, Ray, the real-model corpus, the studio with its jobs, or take seconds.
+HEAVY_MODULES = frozenset({
+    "test_agent", "test_agent_hostile",  # the device agent, in its environment
+    "test_torch", "test_tvm",  # the torch and tvm environments
+    "test_web", "test_netron",  # Chromium, QtWebEngine
+    "test_real_models",  # the real-model corpus
+    "test_gui", "test_gui_envs", "test_gui_trust", "test_studio_pass2", "test_studio_pass3",  # the studio's jobs
+    "test_cli", "test_user_folder", "test_workspace_shared", "test_fuzz", "test_hostile",  # the CLI's processes
+    "test_layers", "test_seed_path", "test_packaging",  # the CLI, a fresh venv
+})
+HEAVY_FIXTURES = frozenset({"window", "device_python", "ort_env", "torch_env", "tvm_env", "litert_torch_env",
+                            "executorch_env"})
+
+
+@pytest.hookimpl(tryfirst=True)  # the markers are given before `-m` selects on them
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    skip_slow = pytest.mark.skip(reason="slow: runs with EDGESTUDIO_SLOW=1 (make test-slow)")
+    for item in items:
+        module = getattr(item, "module", None)
+        if (module is not None and module.__name__.rpartition(".")[2] in HEAVY_MODULES) \
+                or HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.heavy)
+        if not SLOW and item.get_closest_marker("slow") is not None:
+            item.add_marker(skip_slow)
+
 
 def _listing(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
@@ -48,6 +79,18 @@ def zoo_models() -> list[Path]:
 
     light = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
     return sorted(light.glob("light_*.onnx"))
+
+
+# The large zoo graphs add only compute: every op type of theirs (LRN, BatchNormalization, Sum/Add, Concat, Gemm,
+# grouped Conv, ...) is in the four small ones (inception_v1/v2, shufflenet, squeezenet). Their parameters are slow.
+BIG_ZOO = ("light_bvlc_alexnet", "light_densenet121", "light_resnet50", "light_vgg19", "light_zfnet512")
+
+
+def zoo_params(fast: tuple[str, ...] | None = None) -> list:  # type: ignore[type-arg]
+    """The zoo graphs as test parameters: those not in ``fast`` (by default: the BIG_ZOO ones) marked slow."""
+    if fast is None:
+        fast = tuple(m.stem for m in zoo_models() if m.stem not in BIG_ZOO)
+    return [m if m.stem in fast else pytest.param(m, marks=pytest.mark.slow) for m in zoo_models()]
 
 
 _BODIES: dict[Path, Path] = {}

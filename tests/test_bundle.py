@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "packaging"))
@@ -36,6 +38,7 @@ def test_everything_the_bundle_collects_exists() -> None:
     assert "Exec=/opt/edgestudio/edgestudio" in desktop and "Icon=edgestudio" in desktop
 
 
+@pytest.mark.heavy
 def test_self_test_from_source() -> None:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     r = subprocess.run([sys.executable, "-m", "edgestudio", "--self-test"], capture_output=True, text=True,

@@ -90,6 +90,7 @@ def test_catalog_reads_without_importing_backends() -> None:
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.heavy
 def test_a_fake_backend_appears_in_the_cli(fake_backend: Path) -> None:
     env = dict(os.environ)
     help_text = subprocess.run([sys.executable, "-m", "edgestudio", "bench", "--help"], capture_output=True,
@@ -104,6 +105,7 @@ def test_a_fake_backend_appears_in_the_cli(fake_backend: Path) -> None:
     assert [(c.label, c.runtime) for c in candidates(ModelFormat.ONNX, "fakert")] == [("Fake FP32", "fakert")]
 
 
+@pytest.mark.heavy
 def test_a_fake_backend_appears_in_the_gui(qtbot, fake_backend: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from PySide6.QtCore import QSettings
 
@@ -190,6 +192,7 @@ REAL = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.heavy
 def test_a_runtime_from_an_extra_catalog_file_works_in_every_engine(tmp_path: Path) -> None:
     """The runtime declares only what every runtime must (devices, load); bench, the paired comparison, throughput,
     auto-optimize (which raised KeyError on a runtime it did not name) and profile (which says it has no profiler)

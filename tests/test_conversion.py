@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from edgestudio.core.formats import ModelFormat as F
 from edgestudio.core.formats import detect_format
 from edgestudio.core.inspection import inspect_model
 from edgestudio.core.progress import CancelToken
-from tests.conftest import SAMPLES, run_cli, softmax_like_zoo, zoo_body, zoo_expected, zoo_models
+from tests.conftest import SAMPLES, run_cli, softmax_like_zoo, zoo_body, zoo_expected, zoo_params
 
 
 def _digest(p: Path) -> str:
@@ -143,6 +142,7 @@ def test_nchw_layout_is_handled_in_parity(work: Path, tmp_path: Path) -> None:
     assert report.steps[0].parity["passed"] and report.steps[0].parity["top1_agreement"] == 1.0
 
 
+@pytest.mark.heavy
 def test_fp16_weights_halve_the_ir(work: Path, tmp_path: Path) -> None:
     full = convert_model(work / "digits_cnn.onnx", F.OPENVINO, output=tmp_path / "f32.xml")
     half = convert_model(work / "digits_cnn.onnx", F.OPENVINO, output=tmp_path / "f16.xml",
@@ -158,6 +158,7 @@ def test_fp16_weights_halve_the_ir(work: Path, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ multi-hop
+@pytest.mark.heavy
 def test_keras_to_openvino_in_one_request(work: Path, tmp_path: Path) -> None:
     report = convert_model(work / "digits_cnn.keras", F.OPENVINO, output=tmp_path / "m.xml")
     assert [(s.source, s.target) for s in report.steps] == [("keras", "savedmodel"), ("savedmodel", "openvino")]
@@ -267,7 +268,8 @@ def _run_first_output(path: Path, runtime: str, feeds_from: Path) -> np.ndarray:
     return next(iter(sess.run({sess.inputs[0].name: np.ascontiguousarray(arr)}).values()))
 
 
-@pytest.mark.parametrize("model", zoo_models(), ids=lambda p: p.stem)
+@pytest.mark.heavy
+@pytest.mark.parametrize("model", zoo_params(), ids=lambda p: p.stem)
 def test_zoo_to_openvino(model: Path, tmp_path: Path, zoo_dir: Path) -> None:
     body = zoo_body(model, zoo_dir)  # see zoo_body: parity is checked on the logits
     report = convert_model(body, F.OPENVINO, output=tmp_path / f"{model.stem}.xml")
@@ -281,11 +283,11 @@ def test_zoo_to_openvino(model: Path, tmp_path: Path, zoo_dir: Path) -> None:
     np.testing.assert_allclose(softmax_like_zoo(model, out), zoo_expected(model), rtol=1e-3, atol=1e-6)
 
 
-FAST_TFLITE = ("light_squeezenet", "light_shufflenet")  # onnx2tf takes minutes and GBs on the big ones
+FAST_TFLITE = ("light_shufflenet",)  # onnx2tf takes minutes and GBs on the big ones: the others are slow
 
 
-@pytest.mark.parametrize("model", [m for m in zoo_models() if m.stem in FAST_TFLITE or os.environ.get("EDGESTUDIO_SLOW")],
-                         ids=lambda p: p.stem)
+@pytest.mark.heavy
+@pytest.mark.parametrize("model", zoo_params(FAST_TFLITE), ids=lambda p: p.stem)
 def test_zoo_to_tflite(model: Path, tmp_path: Path, zoo_dir: Path) -> None:
     body = zoo_body(model, zoo_dir)
     report = convert_model(body, F.TFLITE, output=tmp_path / f"{model.stem}.tflite")
@@ -298,6 +300,7 @@ def test_zoo_to_tflite(model: Path, tmp_path: Path, zoo_dir: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- CLI
+@pytest.mark.heavy
 def test_cli_convert_json(tmp_path: Path) -> None:
     src = tmp_path / "digits.onnx"
     shutil.copy(SAMPLES / "digits_cnn.onnx", src)
@@ -312,6 +315,7 @@ def test_cli_convert_json(tmp_path: Path) -> None:
     assert (tmp_path / "digits.bin").exists()
 
 
+@pytest.mark.heavy
 def test_cli_convert_plan_and_errors(tmp_path: Path, scaler_onnx: Path) -> None:
     r = run_cli("convert", str(SAMPLES / "digits_cnn.keras"), "--to", "openvino", "--via", "onnx", "--plan", "--json")
     assert [h["converter"] for h in json.loads(r.stdout)["hops"]] == ["tf2onnx", "openvino"]
@@ -326,6 +330,7 @@ def test_cli_convert_plan_and_errors(tmp_path: Path, scaler_onnx: Path) -> None:
     assert r.returncode == 1 and "no conversion path from ONNX to PyTorch ExportedProgram" in r.stderr
 
 
+@pytest.mark.heavy
 def test_cli_convert_records_lineage(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     r = run_cli("convert", str(SAMPLES / "digits_cnn.keras"), "--to", "openvino", "--workspace", str(ws), "--json")

@@ -23,6 +23,7 @@ def envs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "envs"
 
 
+@pytest.mark.slow  # environments, faster: test_envs.py (create, a job in one, its executor)
 def test_create_an_environment_and_benchmark_in_it(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     (model_id,) = window.import_paths([SAMPLES / "digits_cnn.onnx"])
     window.browser.select(model_id)

@@ -169,6 +169,7 @@ def test_every_guide_page_is_in_the_site_nav() -> None:
     assert not missing, f"pages not in mkdocs.yml's nav: {missing}"
 
 
+@pytest.mark.heavy
 def test_the_guide_builds_strict(tmp_path: Path) -> None:
     if not (importlib.util.find_spec("mkdocs") and importlib.util.find_spec("material")):
         pytest.skip("mkdocs-material is not installed (`make docs` installs the docs extra)")
@@ -207,8 +208,8 @@ def _environment(home: Path) -> dict[str, str]:
     return env
 
 
-# ~50 real CLI processes (TensorFlow conversions, NNCF, browsers): 4-8 minutes on 2 cores, whatever the samples
-@pytest.mark.slow
+# ~50 real CLI processes (TensorFlow conversions, NNCF, browsers): 4-8 minutes on 2 cores, whatever the samples.
+# In `make test` (not slow): a guide whose commands are not run in CI can drift
 @pytest.mark.parametrize("page", RUNNABLE, ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_commands_run(page: Path, samples: Path, tmp_path: Path) -> None:
     """Every command of the page, in order, in a folder with the samples where the page says they are."""

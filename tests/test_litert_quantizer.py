@@ -171,6 +171,7 @@ def test_tflm_package_of_the_result(digits_int8: tuple[Path, dict[str, Any]], tm
     assert v["parity"]["verdict"] == "passed" and not v["parity"]["random_inputs"]
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(not (REAL / "iris_landmark.tflite").is_file(), reason="no real MediaPipe model fetched")
 def test_a_real_mediapipe_model(tmp_path: Path) -> None:
     """A downloaded model, read only: fp32, no signature, an older schema. Random calibration: the drift check

@@ -81,6 +81,7 @@ def test_the_paired_round_ranks_by_alternating_blocks_and_says_what_it_cannot_te
     assert web["error"] == LOCAL_ONLY and "p50_ms" not in web
 
 
+@pytest.mark.heavy
 def test_compare_and_auto_optimize_rank_with_a_paired_round(tmp_path: Path) -> None:
     r = run_cli("compare", str(SAMPLES / "digits_cnn.onnx"), str(SAMPLES / "digits_cnn.tflite"), "--runtime",
                 "onnxruntime", "--runtime", "litert", "--iterations", "50", "--json")
@@ -99,6 +100,7 @@ def test_compare_and_auto_optimize_rank_with_a_paired_round(tmp_path: Path) -> N
     assert len(finalists) >= 2 and d["best"]["paired_rank"] == 1
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("flag", ["--no-paired"])
 def test_the_paired_round_can_be_skipped(flag: str) -> None:
     r = run_cli("compare", str(SAMPLES / "digits_cnn.onnx"), "--runtime", "onnxruntime", "--runtime", "openvino",
@@ -135,6 +137,7 @@ dataset: {SAMPLES / 'digits_test.npz'}
     return path
 
 
+@pytest.mark.heavy
 def test_a_sweep_runs_on_ray_with_the_same_results_as_locally(tmp_path: Path) -> None:
     """4 configurations (2 models x their runtime x 2 thread counts) on a local Ray cluster and on the local pool:
     the same rows, the same accuracy; each benchmark had a node to itself; results are in the workspace."""
@@ -159,6 +162,8 @@ def test_a_sweep_runs_on_ray_with_the_same_results_as_locally(tmp_path: Path) ->
     assert r.returncode != 0 and "models" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # Ray, faster: test_a_sweep_runs_on_ray_with_the_same_results_as_locally
+@pytest.mark.heavy
 def test_benchmarks_on_a_two_node_ray_cluster_each_have_a_node_to_themselves() -> None:
     """Two Ray nodes (two raylets on this host, 1 CPU each): 4 benchmarks, never two at once on one node (a task that
     waited on Ray once handed its CPU back and let a second benchmark in), live samples back. (Which nodes Ray picks
@@ -184,6 +189,7 @@ def test_benchmarks_on_a_two_node_ray_cluster_each_have_a_node_to_themselves() -
 
 @pytest.mark.parametrize("runtime,model", [("openvino", "digits_cnn.onnx"), ("onnxruntime", "digits_cnn.onnx"),
                                            ("litert", "digits_cnn.tflite")])
+@pytest.mark.heavy
 def test_throughput_mode_sweeps_batch_and_streams(runtime: str, model: str) -> None:
     r = run_cli("bench", str(SAMPLES / model), "--runtime", runtime, "--throughput", "--batch", "1,8", "--streams",
                 "1,2", "--duration", "0.5", "--json")
@@ -215,6 +221,7 @@ def test_the_studio_shows_the_throughput_heatmap(qtbot, window) -> None:  # type
     dialog.close()
 
 
+@pytest.mark.slow  # Ray, faster: test_a_sweep_runs_on_ray_with_the_same_results_as_locally
 def test_the_studio_runs_a_comparison_on_ray(qtbot, window) -> None:  # type: ignore[no-untyped-def]
     """Run on ▸ Ray: each job a task on a local Ray cluster; the rows fill as the tasks end, the results land in the
     workspace, the paired round ranks them here."""
@@ -233,6 +240,7 @@ def test_the_studio_runs_a_comparison_on_ray(qtbot, window) -> None:  # type: ig
     assert sum(1 for j in window.workspace.jobs(limit=50) if j.status.value == "succeeded") >= 4
 
 
+@pytest.mark.heavy
 def test_a_thread_sweep_from_the_cli_and_the_studio(qtbot, window) -> None:  # type: ignore[no-untyped-def]
     """compare --threads 1,2: each variant at each count, ranked together by the paired round at its own count
     (LiteRT at 1 thread is a different variant from LiteRT at 2); the studio's dialog takes the same list and

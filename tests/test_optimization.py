@@ -74,6 +74,7 @@ def _ir_bin_size(onnx_path: Path, tmp: Path) -> int:
     return (tmp / "ref32.bin").stat().st_size
 
 
+@pytest.mark.heavy
 def test_other_methods_run_and_keep_accuracy(work: Path, tmp_path: Path) -> None:
     cases = [("digits_cnn.onnx", "int8-dynamic", "onnxruntime", "d.onnx"),
              ("digits_cnn.onnx", "graph-opt", "onnxruntime", "g.onnx"),
@@ -195,6 +196,7 @@ def test_bad_datasets_give_clear_errors(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ auto
+@pytest.mark.heavy
 def test_auto_optimize_picks_the_fastest_that_passes(work: Path, tmp_path: Path) -> None:
     from edgestudio.optimization.auto import auto_optimize
 
@@ -218,6 +220,7 @@ def test_auto_optimize_picks_the_fastest_that_passes(work: Path, tmp_path: Path)
 
 
 # ------------------------------------------------------------------------------------------------- CLI
+@pytest.mark.heavy
 def test_cli_optimize_eval_compare(tmp_path: Path) -> None:
     src = tmp_path / "digits.onnx"
     shutil.copy(SAMPLES / "digits_cnn.onnx", src)
@@ -239,6 +242,7 @@ def test_cli_optimize_eval_compare(tmp_path: Path) -> None:
     assert rows[0]["paired_p50_ms"] <= rows[1]["paired_p50_ms"]
 
 
+@pytest.mark.heavy
 def test_cli_bad_dataset_is_one_line(tmp_path: Path) -> None:
     np.savez(tmp_path / "bad.npz", x=np.zeros((4, 3, 3), np.float32), y=np.zeros(4))
     r = run_cli("eval", str(SAMPLES / "digits_cnn.onnx"), "--dataset", str(tmp_path / "bad.npz"))
@@ -247,6 +251,7 @@ def test_cli_bad_dataset_is_one_line(tmp_path: Path) -> None:
     assert line.startswith(f"error: {tmp_path / 'bad.npz'}: ")
 
 
+@pytest.mark.heavy
 def test_distillation_makes_a_smaller_student_within_two_points(tmp_path: Path) -> None:
     """The digits CNN teaches the same architecture at half width on unlabeled inputs (the train split's images,
     no labels): under half the parameters, top-1 within 2 points of the teacher's on the test split; the loss
@@ -288,12 +293,12 @@ def test_the_studio_distills_with_a_live_loss_curve(qtbot, window, tmp_path: Pat
     dialog = window.model_action("distill", teacher)
     dialog.data.set_text(str(unlabeled))
     dialog.dataset.set_text(str(SAMPLES / "digits_test.npz"))
-    dialog.epochs.setValue(15)
+    dialog.epochs.setValue(5)  # what it checks is each epoch's loss arriving: the CLI test checks the accuracy
     dialog.start_button.click()
     qtbot.waitUntil(lambda: dialog.result is not None or "failed" in dialog.status.text(), timeout=300_000)
     d = dialog.result
     assert d is not None, dialog.status.text()
-    assert [e for e, _ in dialog.losses] == list(range(1, 16))  # every epoch's loss arrived while it trained
+    assert [e for e, _ in dialog.losses] == list(range(1, 6))  # every epoch's loss arrived while it trained
     assert "joined the workspace" in dialog.status.text() and "top-1" in dialog.status.text()
     students = [m for m in window.workspace.children(teacher) if m.options.get("method") == "distill"]
     assert len(students) == 1 and Path(students[0].path).suffix == ".keras"

@@ -315,6 +315,7 @@ def test_the_web_page_holds_names_only_escaped() -> None:
             assert _js_const(module[0], "EXTERNAL") == [evil + "/w.data"]
 
 
+@pytest.mark.heavy
 def test_a_web_package_of_a_hostile_name_runs_in_the_browser(tmp_path: Path) -> None:
     """package --runtime ort-web of a model whose name closes a JS string and opens a tag: the page (checked in
     the browser while packaging) runs, its model name is a sanitized file name in a JSON literal, and the

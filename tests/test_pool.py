@@ -210,6 +210,7 @@ def _wait_running(pool: WorkerPool, job: str, progress: float = 0.0, timeout: fl
     raise AssertionError(f"job {job} did not start: {pool.get(job)}")
 
 
+@pytest.mark.heavy
 def test_quick_jobs_run_beside_a_long_one_not_behind_it() -> None:
     """One worker (two cores): an inspection and a small ONNX -> IR conversion do not wait behind a long job;
     a regular job still does, the extra worker exits once idle, and nothing runs beside a benchmark."""

@@ -17,7 +17,7 @@ from edgestudio.core.formats import ModelFormat
 from edgestudio.core.inputspec import InputSpec, resolve_shapes
 from edgestudio.core.modelinfo import TensorSpec
 from edgestudio.core.progress import CancelToken
-from tests.conftest import SAMPLES, softmax_like_zoo, zoo_body, zoo_expected, zoo_models
+from tests.conftest import SAMPLES, softmax_like_zoo, zoo_body, zoo_expected, zoo_params
 
 PAIRS = [("digits_cnn.onnx", "onnxruntime"), ("digits_cnn.onnx", "openvino"), ("digits_cnn.tflite", "litert"),
          ("digits_cnn.tflite", "openvino"), ("digits_cnn.keras", "tensorflow"),
@@ -155,7 +155,8 @@ def test_cancel_from_another_thread() -> None:
         run_benchmark(SAMPLES / "digits_cnn.onnx", BenchConfig(runtime="onnxruntime", duration_s=30), cancel=token)
 
 
-@pytest.mark.parametrize("model", zoo_models(), ids=lambda p: p.stem)
+@pytest.mark.heavy
+@pytest.mark.parametrize("model", zoo_params(), ids=lambda p: p.stem)
 @pytest.mark.parametrize("rt", ["onnxruntime", "openvino"])
 def test_zoo_models_run_and_match_expected_output(model: Path, rt: str, zoo_dir: Path) -> None:
     """Each zoo graph runs on each runtime; its logits agree with ONNX Runtime's, and their softmax is the

@@ -95,6 +95,7 @@ def test_scalar_and_integer_feeds_never_repeat_a_sample(tmp_path: Path) -> None:
     assert len(feeds.samples) == 1 and any("not repeated" in n for n in feeds.notes)
 
 
+@pytest.mark.heavy
 def test_an_onnx_model_with_a_0d_int64_input_is_inspected_benched_and_converted(tmp_path: Path) -> None:
     model = _scalar_onnx(tmp_path / "sr.onnx")
     d = json.loads(cli("inspect", str(model), "--json").stdout)

@@ -41,6 +41,7 @@ def _onnx_from_digits(tmp: Path, name: str, edit) -> Path:  # type: ignore[no-un
 
 
 # ------------------------------------------------------------------------ 1. ORT static INT8 loads
+@pytest.mark.heavy
 @needs_real
 def test_ort_int8_static_result_loads_on_real_ocr_model(tmp_path: Path, real_inputs: dict[str, Path]) -> None:
     """quant_pre_process fused PP-OCR det into a graph ORT refuses; the result was still called a success."""
@@ -60,6 +61,7 @@ def test_ort_int8_static_result_loads_on_real_ocr_model(tmp_path: Path, real_inp
 
 
 # --------------------------------------------------------------------------- 2. names and shapes
+@pytest.mark.heavy
 def test_bench_unknown_shape_name_is_an_error(sample_tflite: Path) -> None:
     r = run_cli("bench", str(sample_tflite), "--shape", "images=1,8,8,1", "--iterations", "2")
     assert r.returncode == 2
@@ -71,6 +73,7 @@ def test_bench_unknown_shape_name_is_an_error(sample_tflite: Path) -> None:
     assert json.loads(ok.stdout)["input_shapes"] == {"serving_default_image:0": [3, 8, 8, 1]}
 
 
+@pytest.mark.heavy
 @needs_real
 def test_bench_dynamic_model_needs_a_shape_not_a_silent_1x1() -> None:
     r = run_cli("bench", str(rm.model("ppocr_det.onnx")), "--iterations", "2")
@@ -142,6 +145,7 @@ def test_degenerate_reference_is_inconclusive_never_passed(tmp_path: Path) -> No
 
 
 # ------------------------------------------------------------------------ 5. drift guard without labels
+@pytest.mark.heavy
 @needs_real
 def test_int8_drift_guard_refuses_without_labels(tmp_path: Path, real_inputs: dict[str, Path]) -> None:
     out = tmp_path / "cls_int8.xml"
@@ -180,6 +184,7 @@ def test_drift_uses_held_out_real_samples(tmp_path: Path, sample_onnx: Path, sam
 
 
 # ------------------------------------------------------------------------------- 6. dynamic shapes
+@pytest.mark.heavy
 @needs_real
 def test_optimize_dynamic_model_for_openvino_and_package_it(tmp_path: Path, real_inputs: dict[str, Path]) -> None:
     out = tmp_path / "cls_int8.xml"
@@ -196,6 +201,7 @@ def test_optimize_dynamic_model_for_openvino_and_package_it(tmp_path: Path, real
 
 
 # --------------------------------------------------------------------------------- 7. multi-input
+@pytest.mark.heavy
 @needs_real
 def test_stateful_multi_input_model_with_a_fixed_value(tmp_path: Path, real_inputs: dict[str, Path]) -> None:
     vad = str(rm.model("silero_vad.onnx"))
@@ -252,6 +258,7 @@ def test_inspect_counts_constant_and_subgraph_weights() -> None:
     assert vad.parameters and vad.parameters > 100_000  # weights inside the If branches: was 0
 
 
+@pytest.mark.heavy
 def test_symbolic_dims_print_short(tmp_path: Path) -> None:
     from edgestudio.core.inspection import inspect_model
 

@@ -41,6 +41,7 @@ def _detector(path: Path, calib: Path) -> None:
     np.savez(calib, x=rng.normal(0, 2, (96, 3, 8, 8)).astype(np.float32))
 
 
+@pytest.mark.heavy
 def test_a_dead_detector_is_caught_by_its_collapsed_score_slices(tmp_path: Path) -> None:
     import onnxruntime as ort
 
@@ -131,6 +132,7 @@ def test_outputs_whose_names_a_hop_lost_are_paired_by_shape_not_position() -> No
                                                                                ("boxes", "Identity")]
 
 
+@pytest.mark.heavy
 def test_ignore_keeps_the_asked_layers_in_float_on_onnx_runtime_or_refuses(tmp_path: Path) -> None:
     """`--ignore type:MatMul` on ORT used to be dropped (ORT takes node names only) and, given names, missed the
     nodes its pre-processing renamed when it fused them (MatMul+Add -> .../MatMulAddFusion): the output was the
@@ -175,6 +177,7 @@ def test_the_wizard_shows_the_worst_slice_of_a_packed_output(qtbot, window, tmp_
 
 
 # ------------------------------------------------------------------------------------ what an output is
+@pytest.mark.heavy
 def test_the_detector_declared_as_boxes_is_judged_by_box_iou_class_and_anchor_agreement(tmp_path: Path) -> None:
     """--output-kind out=boxes: the drift carries the task metrics, computed as a user would (checked here
     with ONNX Runtime called directly), and the dead scores fail as the task sees them."""
@@ -225,6 +228,7 @@ def test_declared_kinds_use_the_task_metric_in_both_directions() -> None:
     assert c.verdict == FAILED and "landmark error" in c.reason
 
 
+@pytest.mark.heavy
 def test_output_kinds_are_checked_remembered_in_the_workspace_and_shown(tmp_path: Path) -> None:
     model, calib = tmp_path / "det.onnx", tmp_path / "calib.npz"
     _detector(model, calib)

@@ -59,12 +59,26 @@ def _serve_and_open(root: Path) -> dict:  # type: ignore[type-arg]
     return got  # type: ignore[no-any-return]
 
 
+@pytest.fixture(scope="module")
+def tfjs_export(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """``tfjs_export(sample)``: the sample converted to TF.js by the CLI (``convert --to tfjs --json``), once per
+    module: the folder (``<stem>_web``, in a folder of its own) and the CLI's JSON report. The tests only read it."""
+    made: dict[str, tuple[Path, dict]] = {}  # type: ignore[type-arg]
+
+    def export(sample: str) -> tuple[Path, dict]:  # type: ignore[type-arg]
+        if sample not in made:
+            out = tmp_path_factory.mktemp("tfjs") / f"{Path(sample).stem}_web"
+            r = run_cli("convert", str(SAMPLES / sample), "--to", "tfjs", "-o", str(out), "--json", timeout=600)
+            assert r.returncode == 0, r.stderr
+            made[sample] = out, json.loads(r.stdout)
+        return made[sample]
+
+    return export
+
+
 @pytest.mark.parametrize("sample", ["digits_cnn.keras", "digits_cnn_savedmodel"])
-def test_tfjs_export_runs_and_matches(sample: str, tmp_path: Path) -> None:
-    out = tmp_path / "web"
-    r = run_cli("convert", str(SAMPLES / sample), "--to", "tfjs", "-o", str(out), "--json", timeout=600)
-    assert r.returncode == 0, r.stderr
-    d = json.loads(r.stdout)
+def test_tfjs_export_runs_and_matches(sample: str, tfjs_export) -> None:  # type: ignore[no-untyped-def]
+    out, d = tfjs_export(sample)
     step = d["steps"][-1]
     assert step["converter"] == "tensorflowjs" and step["parity"]["verdict"] == "passed"
     assert step["parity"]["child_runtime"] == "tfjs-graph" and step["parity"]["max_abs_diff"] < 1e-5
@@ -77,9 +91,8 @@ def test_tfjs_export_runs_and_matches(sample: str, tmp_path: Path) -> None:
     assert info["format"] == "tfjs" and info["parameters"] > 10_000
 
 
-def test_tfjs_uint8_weights_are_smaller_and_checked_with_a_cosine_floor(tmp_path: Path) -> None:
-    full, small = tmp_path / "f32", tmp_path / "u8"
-    assert run_cli("convert", str(SAMPLES / "digits_cnn.keras"), "--to", "tfjs", "-o", str(full)).returncode == 0
+def test_tfjs_uint8_weights_are_smaller_and_checked_with_a_cosine_floor(tmp_path: Path, tfjs_export) -> None:  # type: ignore[no-untyped-def]
+    full, small = tfjs_export("digits_cnn.keras")[0], tmp_path / "u8"
     r = run_cli("convert", str(SAMPLES / "digits_cnn.keras"), "--to", "tfjs", "--tfjs-quantization", "uint8", "-o",
                 str(small), "--json", timeout=600)
     assert r.returncode == 0, r.stderr
@@ -150,7 +163,7 @@ def test_web_package_serves_itself_and_runs_in_the_browser(tmp_path: Path) -> No
                                atol=1e-5)
 
 
-def test_tfjs_runs_in_the_browser_with_the_exports_outputs(tmp_path: Path) -> None:
+def test_tfjs_runs_in_the_browser_with_the_exports_outputs(tfjs_export) -> None:  # type: ignore[no-untyped-def]
     """A TF.js export benchmarked with TF.js itself in headless Chromium (wasm and plain-JS backends): the
     page's outputs equal the export run back in TensorFlow."""
     import numpy as np
@@ -158,9 +171,7 @@ def test_tfjs_runs_in_the_browser_with_the_exports_outputs(tmp_path: Path) -> No
     from edgestudio.backends.runtimes import get_runtime
     from edgestudio.bench.latency import BenchConfig, run_benchmark
 
-    out = tmp_path / "web"
-    assert run_cli("convert", str(SAMPLES / "digits_cnn.keras"), "--to", "tfjs", "-o", str(out),
-                   timeout=600).returncode == 0
+    out = tfjs_export("digits_cnn.keras")[0]
     res = run_benchmark(out, BenchConfig(runtime="tfjs", device="wasm", iterations=30, warmup=3))
     assert res.iterations == 30 and res.target["runtime"].startswith("tfjs 4.22") and "(wasm)" in res.target["runtime"]
     # asked for the same threads as every runtime; the row says what the page really ran with (tfjs-backend-wasm
@@ -221,7 +232,8 @@ def test_a_browser_that_dies_mid_benchmark_is_a_failed_job(browser: str) -> None
         while victim is None and time.monotonic() < deadline and proc.poll() is None:
             for child in psutil.Process(proc.pid).children(recursive=True):
                 try:
-                    if name in " ".join(child.cmdline()) and child.ppid() == proc.pid:
+                    cmdline = " ".join(child.cmdline())  # not `chromium --version`, asked first and gone at once
+                    if name in cmdline and "--version" not in cmdline and child.ppid() == proc.pid:
                         victim = child
                 except psutil.Error:
                     pass
@@ -239,7 +251,7 @@ def test_a_browser_that_dies_mid_benchmark_is_a_failed_job(browser: str) -> None
     assert any(w in lines[-1] for w in ("browser", "QtWebEngine")), lines[-1]
 
 
-def test_tfjs_web_package_runs_its_page_with_the_exports_outputs(tmp_path: Path) -> None:
+def test_tfjs_web_package_runs_its_page_with_the_exports_outputs(tmp_path: Path, tfjs_export) -> None:  # type: ignore[no-untyped-def]
     """package of a TF.js model (default runtime: tfjs): model.json + shards, TF.js files, index.html and
     serve.py; served by its own server, the page's output equals the export run in TensorFlow."""
     import zipfile
@@ -247,9 +259,7 @@ def test_tfjs_web_package_runs_its_page_with_the_exports_outputs(tmp_path: Path)
     import numpy as np
 
 
-    web = tmp_path / "digits_web"
-    assert run_cli("convert", str(SAMPLES / "digits_cnn.keras"), "--to", "tfjs", "-o", str(web),
-                   timeout=600).returncode == 0
+    web = tfjs_export("digits_cnn.keras")[0]
     r = run_cli("package", str(web), "-o", str(tmp_path / "w.zip"), "--json", timeout=300)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
@@ -257,7 +267,7 @@ def test_tfjs_web_package_runs_its_page_with_the_exports_outputs(tmp_path: Path)
     assert d["page_check"]["max_abs_diff_vs_native"] < 1e-4 and d["benchmark"]["runtime"] == "tfjs"
     with zipfile.ZipFile(tmp_path / "w.zip") as zf:
         zf.extractall(tmp_path / "u")
-    root = tmp_path / "u" / "digits_web"
+    root = tmp_path / "u" / web.name
     files = {str(f.relative_to(root)) for f in root.rglob("*") if f.is_file()}
     assert {"index.html", "serve.py", "model/model.json", "tfjs/tf-core.min.js",
             "tfjs/tfjs-backend-wasm-simd.wasm"} <= files
