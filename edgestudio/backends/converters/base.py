@@ -201,3 +201,18 @@ def rename_onnx_io(path: Path, inputs: list[str] | None, outputs: list[str] | No
         n.input[:] = [mapping.get(x, x) for x in n.input]
         n.output[:] = [mapping.get(x, x) for x in n.output]
     onnx.save(model, str(path), format="protobuf")
+
+
+def static_torch_program(src: Path, opts: ConvertOptions, progress: ProgressCallback) -> tuple[Any, tuple[Any, ...]]:
+    """A PyTorch model as an ExportedProgram at one row of the user's inputs (``--input``, ``--shape``, ``--value``),
+    for converters to static formats (TFLite, ExecuTorch); (the program, its example arguments)."""
+    from edgestudio.core.inputspec import InputSpec, make_feeds
+    from edgestudio.core.inspection import load_torch_program
+    from edgestudio.core.readers.torch import exported_at
+
+    progress(0.1, "loading with PyTorch")
+    prog = load_torch_program(src)
+    spec = InputSpec.from_dict(opts.inputs).merged(InputSpec(shapes=dict(opts.shapes)))
+    args = prog.static_args(make_feeds(prog.inputs, spec, count=1, model=src).samples[0])
+    progress(0.2, "torch.export at the example inputs' shapes")
+    return exported_at(prog, args), args

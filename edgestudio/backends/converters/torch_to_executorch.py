@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgestudio.backends.converters.base import CONVERTERS, ConversionError, Converter, ConvertOptions
+from edgestudio.backends.converters.base import (
+    CONVERTERS,
+    ConversionError,
+    Converter,
+    ConvertOptions,
+    static_torch_program,
+)
+from edgestudio.core.errors import EdgeStudioError
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.progress import CancelToken, ProgressCallback
 
@@ -28,25 +35,8 @@ class TorchToExecuTorch(Converter):
 
     def convert(self, src: Path, fmt: ModelFormat, dst: Path, opts: ConvertOptions, *,
                 progress: ProgressCallback, cancel: CancelToken) -> None:
-        from edgestudio.core.inputspec import InputSpec, make_feeds
-        from edgestudio.core.inspection import load_torch_program
-
-        progress(0.1, "loading with PyTorch")
-        prog = load_torch_program(src)
-        spec = InputSpec.from_dict(opts.inputs).merged(InputSpec(shapes=dict(opts.shapes)))
-        feeds = make_feeds(prog.inputs, spec, count=1, model=src)
-        args = prog.static_args(feeds.samples[0])  # one row: the program is static
-        cancel.check()
         try:
-            import torch
-
-            if fmt is ModelFormat.PT2:
-                ep = torch.export.export(prog.ep.module(), args)  # at the example's shapes: a .pte is static
-            else:
-                progress(0.2, "TorchScript -> ExportedProgram (torch.export)")
-                from torch._export.converter import TS2EPConverter
-
-                ep = TS2EPConverter(prog.module, args).convert()
+            ep, _ = static_torch_program(src, opts, progress)
             cancel.check()
             progress(0.4, "lowering to ExecuTorch (XNNPACK partitioner)")
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -54,6 +44,8 @@ class TorchToExecuTorch(Converter):
 
             program = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
             dst.write_bytes(program.buffer)
+        except EdgeStudioError:  # the user's inputs (a missing --shape): said as they are
+            raise
         except Exception as exc:  # noqa: BLE001 - said with the op where the library names one
             raise self.explain(exc, src, fmt) from None
         if not dst.exists():

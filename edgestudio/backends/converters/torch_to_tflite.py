@@ -15,7 +15,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgestudio.backends.converters.base import CONVERTERS, ConversionError, Converter, ConvertOptions
+from edgestudio.backends.converters.base import (
+    CONVERTERS,
+    ConversionError,
+    Converter,
+    ConvertOptions,
+    static_torch_program,
+)
+from edgestudio.core.errors import EdgeStudioError
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.progress import CancelToken, ProgressCallback
 
@@ -34,30 +41,17 @@ class TorchToTflite(Converter):
 
     def convert(self, src: Path, fmt: ModelFormat, dst: Path, opts: ConvertOptions, *,
                 progress: ProgressCallback, cancel: CancelToken) -> None:
-        from edgestudio.core.inputspec import InputSpec, make_feeds
-        from edgestudio.core.inspection import load_torch_program
-
-        progress(0.1, "loading with PyTorch")
-        prog = load_torch_program(src)
-        spec = InputSpec.from_dict(opts.inputs).merged(InputSpec(shapes=dict(opts.shapes)))
-        feeds = make_feeds(prog.inputs, spec, count=1, model=src)
-        args = prog.static_args(feeds.samples[0])  # one row: the program is static
-        cancel.check()
         try:
-            if fmt is ModelFormat.PT2:
-                module = prog.ep.module()
-            else:
-                progress(0.2, "TorchScript -> ExportedProgram (torch.export)")
-                from torch._export.converter import TS2EPConverter
-
-                module = TS2EPConverter(prog.module, args).convert().module()
+            ep, args = static_torch_program(src, opts, progress)
             cancel.check()
             progress(0.3, "converting with LiteRT Torch")
             import litert_torch
 
             with _quiet():  # its MLIR passes print to the process's own stdout/stderr
-                edge = litert_torch.convert(module, args)
+                edge = litert_torch.convert(ep.module(), args)
                 edge.export(str(dst))
+        except EdgeStudioError:  # the user's inputs (a missing --shape): said as they are
+            raise
         except Exception as exc:  # noqa: BLE001 - said with the op where the library names one
             raise self.explain(exc, src, fmt) from None
         if not dst.exists():

@@ -51,12 +51,9 @@ class ExecuTorchInt8(Optimizer):
             raise OptimizationError(src, "no calibration samples")
         example = prog.static_args(samples[0])
         progress(0.1, "torch.export at the calibration samples' shape")
-        if fmt is ModelFormat.PT2:
-            module = torch.export.export(prog.ep.module(), example).module()
-        else:
-            from torch._export.converter import TS2EPConverter
+        from edgestudio.core.readers.torch import exported_at
 
-            module = TS2EPConverter(prog.module, example).convert().module()
+        module = exported_at(prog, example).module()
         quantizer = XNNPACKQuantizer()
         quantizer.set_global(get_symmetric_quantization_config(is_per_channel=opts.per_channel))
         module = prepare_pt2e(module, quantizer)

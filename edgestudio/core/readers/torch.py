@@ -98,6 +98,19 @@ class TorchProgram:
         return tuple(out)
 
 
+def exported_at(prog: TorchProgram, args: tuple[Any, ...]) -> Any:
+    """The program as an ExportedProgram at ``args``'s shapes (what static formats are lowered from): an
+    ExportedProgram exported again at them, a TorchScript module through PyTorch's TorchScript -> ExportedProgram
+    converter."""
+    import torch
+
+    if prog.fmt is ModelFormat.PT2:
+        return torch.export.export(prog.ep.module(), args)
+    from torch._export.converter import TS2EPConverter
+
+    return TS2EPConverter(prog.module, args).convert()
+
+
 def load_torch_program(path: str | Path) -> TorchProgram:
     """A TorchScript or ExportedProgram file, loaded from its checked bytes, with its inputs as declared."""
     import torch
