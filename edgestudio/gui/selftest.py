@@ -61,6 +61,9 @@ def run_self_test() -> int:
                             "p50_ms": (r.get("latency_ms") or {}).get("p50")}
     window.shutdown()
     ws.close()
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)  # its workspace and converted model: nothing left behind
     report["ok"] = bool(ok)
     report["seconds"] = round(time.perf_counter() - t0, 2)
     print(json.dumps(report), flush=True)

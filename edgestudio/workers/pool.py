@@ -97,7 +97,11 @@ class _Worker:
         self.proc.join(5)
         self.conn.close()
         if not self.proc.is_alive():
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            for _ in range(3):  # a browser the worker started may still be writing its profile for a moment
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                if not os.path.exists(self.tmp):
+                    break
+                time.sleep(0.2)
 
 
 class WorkerPool(ExecutorBase):
