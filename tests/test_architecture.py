@@ -99,17 +99,24 @@ def _layer_of(module: str) -> int | None:
     return LAYERS.get(parts[1])
 
 
-def layer_violations() -> list[str]:
+def _layered_modules() -> list[tuple[str, Path, int]]:
+    """Every module of the package that sits in a layer: (dotted name, path, layer)."""
     out = []
     for path in sorted((ROOT / "edgestudio").rglob("*.py")):
-        rel = path.relative_to(ROOT).with_suffix("")
-        own = _layer_of(".".join(rel.parts))
-        if own is None:
-            continue
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        own = _layer_of(name)
+        if own is not None:
+            out.append((name, path, own))
+    return out
+
+
+def layer_violations() -> list[str]:
+    out = []
+    for name, path, own in _layered_modules():
         for mod in _imported_modules(path):
             other = _layer_of(mod)
             if other is not None and other > own:
-                out.append(f"{'.'.join(rel.parts)} -> {mod}")
+                out.append(f"{name} -> {mod}")
     return out
 
 
@@ -161,11 +168,7 @@ def string_reference_violations() -> list[str]:
 
     target = re.compile(r"^(edgestudio(?:\.\w+)+)(?::[\w.]+)?$")
     out = []
-    for path in sorted((ROOT / "edgestudio").rglob("*.py")):
-        rel = path.relative_to(ROOT).with_suffix("")
-        own = _layer_of(".".join(rel.parts))
-        if own is None:
-            continue
+    for name, path, own in _layered_modules():
         for node in ast.walk(ast.parse(path.read_text("utf-8"))):
             if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
                 continue
@@ -175,7 +178,7 @@ def string_reference_violations() -> list[str]:
                 continue
             other = _layer_of(m.group(1))
             if other is not None and other > own and m.group(1) not in PROCESS_ENTRY_POINTS:
-                out.append(f"{'.'.join(rel.parts)}:{node.lineno} names {node.value}")
+                out.append(f"{name}:{node.lineno} names {node.value}")
     return out
 
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from edgestudio.backends.converters.base import (
     CONVERTERS,
@@ -39,14 +40,18 @@ class TorchToExecuTorch(Converter):
             ep, _ = static_torch_program(src, opts, progress)
             cancel.check()
             progress(0.4, "lowering to ExecuTorch (XNNPACK partitioner)")
-            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-            from executorch.exir import to_edge_transform_and_lower
-
-            program = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
-            dst.write_bytes(program.buffer)
+            dst.write_bytes(lower_to_pte(ep))
         except EdgeStudioError:  # the user's inputs (a missing --shape): said as they are
             raise
         except Exception as exc:  # noqa: BLE001 - said with the op where the library names one
             raise self.explain(exc, src, fmt) from None
         if not dst.exists():
             raise ConversionError(src, "ExecuTorch finished without writing a program", converter=self.name)
+
+
+def lower_to_pte(ep: Any) -> bytes:
+    """An ExportedProgram lowered to an ExecuTorch program: XNNPACK takes what it can, the portable ops the rest."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    return bytes(to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)

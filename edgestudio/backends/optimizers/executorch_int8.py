@@ -35,12 +35,10 @@ class ExecuTorchInt8(Optimizer):
     def optimize(self, src: Path, fmt: ModelFormat, dst: Path, opts: OptimizeOptions, *,
                  progress: ProgressCallback, cancel: CancelToken) -> dict[str, Any]:
         import torch
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
             XNNPACKQuantizer,
             get_symmetric_quantization_config,
         )
-        from executorch.exir import to_edge_transform_and_lower
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
         from edgestudio.core.inspection import load_torch_program
@@ -73,7 +71,7 @@ class ExecuTorchInt8(Optimizer):
         module = convert_pt2e(module)
         cancel.check()
         progress(0.7, "lowering to ExecuTorch (XNNPACK partitioner)")
-        program = to_edge_transform_and_lower(torch.export.export(module, example),
-                                              partitioner=[XnnpackPartitioner()]).to_executorch()
-        dst.write_bytes(program.buffer)
+        from edgestudio.backends.converters.torch_to_executorch import lower_to_pte
+
+        dst.write_bytes(lower_to_pte(torch.export.export(module, example)))
         return {"warnings": warnings, "calibration_samples": rows, "per_channel": opts.per_channel}
