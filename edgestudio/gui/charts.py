@@ -455,9 +455,20 @@ class ComparisonView(_Themed):
                     item.setToolTip(flag if c != 3 else f"{flag}\n{_own_run_text(r)}")
                 self.table.setItem(i, c, item)
 
-    def _clicked(self, _item: Any, points: Any, *args: Any) -> None:
-        if len(points):
-            self.point_clicked.emit(self._measured[int(points[0].data())]["model"])
+    def _clicked(self, item: Any, points: Any, *args: Any) -> None:
+        if not len(points):
+            return
+        point = points[0]
+        event = args[0] if args else None
+        if event is not None and len(points) > 1:  # overlapping symbols: the one nearest the cursor, not the first
+            at = event.scenePos()
+
+            def away(p: Any) -> float:
+                s = item.mapToScene(p.pos())
+                return float((s.x() - at.x()) ** 2 + (s.y() - at.y()) ** 2)
+
+            point = min(points, key=away)
+        self.point_clicked.emit(self._measured[int(point.data())]["model"])
 
     def _tip(self, x: float, y: float, data: Any) -> str:
         row = self._measured[int(data)]
