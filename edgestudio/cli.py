@@ -187,8 +187,25 @@ def cmd_devices(args: argparse.Namespace) -> Any:
 
         _emit(args, data, text)
         return data
+    from edgestudio.execution.envs import runtimes_to_enable
+
+    if args.action == "missing":
+        rows = runtimes_to_enable()
+        _emit(args, rows, lambda rs: "\n".join(f"{r['runtime']:<12} {r['label']} needs {'; '.join(r['needs'])}"
+                                                f"\n{'':<12} {r['enable']}" for r in rs)
+              or "every runtime the catalog declares is usable here")
+        return rows
     devices = remote.all_device_dicts()
-    _emit(args, devices, lambda ds: "\n".join(f"{d['runtime']:<12} {d['device']:<16} {d['description']}" for d in ds))
+
+    def listing(ds: list[dict[str, Any]]) -> str:
+        lines = [f"{d['runtime']:<12} {d['device']:<16} {d['description']}" for d in ds]
+        more = runtimes_to_enable()
+        if more:
+            lines += ["", "not enabled here (`edgestudio devices missing` for what each needs):"]
+            lines += [f"{r['runtime']:<12} {r['enable']}" for r in more]
+        return "\n".join(lines)
+
+    _emit(args, devices, listing)
     return devices
 
 
@@ -1317,7 +1334,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("devices", parents=[common], help="every device the installed runtimes (and the remote "
                                                         "devices) see; add|list|remove remote devices (agents)")
-    p.add_argument("action", nargs="?", choices=["add", "list", "remove"])
+    p.add_argument("action", nargs="?", choices=["add", "list", "remove", "missing"],
+                   help="missing: the runtimes this installation cannot use yet and the command that adds each")
     p.add_argument("name", nargs="?", help="the device's name (its target: agent:NAME)")
     p.add_argument("--host", help="add: the agent's host name or address")
     p.add_argument("--port", type=_bounded("port"), default=8765, help="add: the agent's port (default 8765)")
@@ -1525,10 +1543,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv == ["--self-test"]:
+    if argv[:1] == ["--self-test"]:
         from edgestudio.gui.selftest import run_self_test
 
-        return run_self_test()
+        return run_self_test(argv[1:] or None)
     if not argv or (argv[0] in ("--workspace", "gui") and len(argv) <= 3):
         # the studio (`edgestudio`, `edgestudio --workspace DIR`, `edgestudio gui [--workspace DIR]`)
         rest = argv[1:] if argv and argv[0] == "gui" else argv

@@ -21,9 +21,11 @@ COLLECT_ALL = {
     "netron": "the viewer's static files, served offline",
     "pyqtgraph": "chart modules imported by name",
     "superqt": "Qt utilities",
+    "tflite_micro": "the real TensorFlow Lite Micro interpreter (package --tflm measures the arena in it)",
 }
 COLLECT_ALL_FULL = {
     "tensorflow": "Keras/SavedModel conversion and TFLite quantization",
+    "tensorflowjs": "Keras/SavedModel -> TF.js (its op lists are data files read at conversion)",
     "tf2onnx": "TensorFlow -> ONNX",
     "keras": "Keras models",
 }
@@ -42,6 +44,29 @@ def keep_submodule(name: str) -> bool:
 
 
 DATAS = [(ROOT / "resources" / "samples", "resources/samples"), (ROOT / "resources" / "icons", "resources/icons")]
+# distributions whose metadata the app reads (the catalog pins environments to the app's versions; the agent and
+# `devices` report runtime versions)
+METADATA = ["numpy", "onnx", "onnxruntime", "openvino", "ai-edge-litert", "nncf", "netron", "PySide6"]
+METADATA_FULL = ["tensorflow-cpu", "tensorflowjs", "keras"]
+
+
+def source_files() -> list[tuple[Path, str]]:
+    """EdgeStudio's own sources as plain files: an environment's Python (a system python3, not the bundle) imports
+    the job runner from them (``execution.envs._package_path`` finds them beside the frozen package)."""
+    pkg = ROOT / "edgestudio"
+    return [(f, str(Path("edgestudio") / f.parent.relative_to(pkg))) for f in sorted(pkg.rglob("*.py"))
+            if "__pycache__" not in f.parts]
+
+
+def web_files() -> list[tuple[Path, str]]:
+    """The page and the browser runtimes' files that pages load (from web/node_modules, installed by npm ci)."""
+    from edgestudio.backends.browser import RUNTIME_DIRS, RUNTIME_FILES
+
+    out = [(ROOT / "web" / "bench.html", "web")]
+    for kind, files in RUNTIME_FILES.items():
+        out += [(ROOT / "web" / "node_modules" / RUNTIME_DIRS[kind] / f, f"web/node_modules/{RUNTIME_DIRS[kind]}")
+                for f in files]
+    return out
 
 
 def collect(variant: str) -> dict[str, list[str]]:
@@ -49,4 +74,5 @@ def collect(variant: str) -> dict[str, list[str]]:
     if variant == "full":
         packages.update(COLLECT_ALL_FULL)
     return {"collect_all": list(packages), "hidden": list(HIDDEN_IMPORTS),
+            "metadata": METADATA + (METADATA_FULL if variant == "full" else []),
             "excludes": EXCLUDES + (EXCLUDES_LITE if variant == "lite" else [])}

@@ -40,12 +40,49 @@ def test_everything_the_bundle_collects_exists() -> None:
 
 @pytest.mark.heavy
 def test_self_test_from_source() -> None:
+    """The studio's jobs, then the capabilities that start helper processes: the TFLM runner, the agent."""
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    r = subprocess.run([sys.executable, "-m", "edgestudio", "--self-test"], capture_output=True, text=True,
-                       timeout=600, cwd="/tmp", env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([sys.executable, "-m", "edgestudio", "--self-test", "int8", "tflm", "agent"],
+                       capture_output=True, text=True, timeout=600, cwd="/tmp", env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     report = json.loads(r.stdout.strip().splitlines()[-1])
     assert report["ok"] is True
     assert report["inspect"]["format"] == "onnx" and report["convert"]["parity"] == [True]
     assert report["bench"]["p50_ms"] > 0
     assert report["charts"] == "LiveLatencyChart"
+    rows = {row["capability"]: row for row in report["capabilities"]}
+    assert set(rows) == {"int8 onnx", "int8 tflite", "tflm", "agent"}
+    assert all(row["status"] == "ok" for row in rows.values()), rows
+    assert "arena" in rows["tflm"]["detail"] and "@agent:selftest" in rows["agent"]["detail"]
+    assert "tflm " in r.stdout and "agent " in r.stdout  # the table a user reads
+
+
+def test_helpers_start_through_the_bundles_entry_point() -> None:
+    """A frozen executable is not a Python: helper processes start as ``edgestudio --edgestudio-helper MODULE``,
+    which the bundle's entry point runs (here from source: the same entry.py the bundle is built from)."""
+    from edgestudio.core.process import HELPER_FLAG
+
+    entry = [sys.executable, str(ROOT / "packaging" / "entry.py"), HELPER_FLAG]
+    r = subprocess.run([*entry, "edgestudio.agent", "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0 and "EdgeStudio's device agent" in r.stdout, r.stderr
+    r = subprocess.run([*entry, "os", "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 2 and "not one of EdgeStudio's helper modules" in r.stderr
+    code = ("import sys; sys.frozen = True; from edgestudio.core.process import helper_command; "
+            "print(helper_command('edgestudio.packaging.tflm')); print(helper_command('edgestudio.x', '/env/python'))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.stdout.splitlines() == [str([sys.executable, HELPER_FLAG, "edgestudio.packaging.tflm"]),
+                                     str(["/env/python", "-m", "edgestudio.x"])]
+
+
+def test_the_bundle_carries_the_sources_web_runtimes_and_metadata() -> None:
+    sources = cfg.source_files()
+    assert any(dst == "edgestudio/execution" and src.name == "env_worker.py" for src, dst in sources)
+    assert not any("__pycache__" in str(src) for src, _ in sources)
+    web = cfg.web_files()
+    assert all(src.is_file() for src, _ in web), [src for src, _ in web if not src.is_file()]
+    assert {src.name for src, _ in web} >= {"bench.html", "ort.wasm.min.mjs", "tf-core.min.js"}
+    assert "tensorflowjs" in cfg.collect("full")["collect_all"] and "tflite_micro" in cfg.collect("lite")["collect_all"]
+    from importlib import metadata
+
+    for dist in cfg.collect("full")["metadata"]:
+        assert metadata.version(dist), dist

@@ -47,6 +47,14 @@ RUNTIME_DIRS = {"ort": "onnxruntime-web/dist", "tfjs-core": "@tensorflow/tfjs-co
                 "tfjs-wasm": "@tensorflow/tfjs-backend-wasm/dist"}
 
 
+#: the files of each runtime that pages load (web/bench.html, packaging/web.py): what the standalone bundle carries
+RUNTIME_FILES = {"ort": ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"),
+                 "tfjs-core": ("tf-core.min.js",), "tfjs-cpu": ("tf-backend-cpu.min.js",),
+                 "tfjs-converter": ("tf-converter.min.js",),
+                 "tfjs-wasm": ("tf-backend-wasm.min.js", "tfjs-backend-wasm.wasm", "tfjs-backend-wasm-simd.wasm",
+                               "tfjs-backend-wasm-threaded-simd.wasm")}
+
+
 def runtime_files(kind: str) -> Path:
     """Where a browser runtime's files are (``ort``: onnxruntime-web; ``tfjs-*``: TF.js core and backends)."""
     folder = web_root() / "node_modules" / RUNTIME_DIRS[kind]
@@ -164,12 +172,12 @@ class QtWebEngineBrowser:
     kind = "qtwebengine"
 
     def __init__(self) -> None:
-        import sys
-
         if not qtwebengine_available():
             raise RuntimeUnavailableError(None, "QtWebEngine is not installed (PySide6-Addons)")
         env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-        self.proc = subprocess.Popen([sys.executable, "-m", "edgestudio.gui.webengine_host"], stdin=subprocess.PIPE,
+        from edgestudio.core.process import helper_command
+
+        self.proc = subprocess.Popen(helper_command("edgestudio.gui.webengine_host"), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=None if os.environ.get("EDGESTUDIO_DEBUG_BROWSER") else subprocess.DEVNULL, env=env)
         self._buf = b""
         self._next_id = 0

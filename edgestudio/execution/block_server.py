@@ -24,7 +24,9 @@ class EnvBlocks:
         from edgestudio.execution.envs import _env_vars, get_env
 
         info = get_env(env)
-        self.proc = subprocess.Popen([info.python, "-m", "edgestudio.execution.block_server"], stdin=subprocess.PIPE,
+        from edgestudio.core.process import helper_command
+
+        self.proc = subprocess.Popen(helper_command("edgestudio.execution.block_server", info.python), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                      env=_env_vars(env))
         answer = self._ask({"load": {**variant, "warmup": warmup}})

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import Any
 from edgestudio.core.catalog import envs_root
 from edgestudio.core.errors import Cancelled, EdgeStudioError, UsageError, clean_message
 from edgestudio.core.jobs import JobRecord, JobSpec, JobStatus, new_job_id
+from edgestudio.core.process import base_python, helper_command
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 from edgestudio.execution.base import TargetInfo, ThreadedExecutor
 from edgestudio.execution.messages import CancelRequest, JobMessage, ProtocolError, RunRequest, decode, encode
@@ -160,7 +160,11 @@ def create_env(name: str, requirements: list[str], *, progress: ProgressCallback
     folder.parent.mkdir(parents=True, exist_ok=True)
     try:
         progress(0.05, f"creating a virtual environment for {name}")
-        r = subprocess.run([sys.executable, "-m", "venv", str(folder)], capture_output=True, text=True)
+        python = base_python()
+        if python is None:
+            raise EnvError(folder, "creating an environment needs a system Python 3 with venv, and none was found",
+                           hint="apt-get install python3 python3-venv")
+        r = subprocess.run([python, "-m", "venv", str(folder)], capture_output=True, text=True)
         if r.returncode != 0:
             raise EnvError(folder, f"python -m venv failed: {clean_message(r.stderr or r.stdout, 200)}")
         progress(0.15, f"installing {', '.join(reqs)}")
@@ -213,7 +217,7 @@ def run_in_env(name: str | None, spec: JobSpec, *, on_message: Callable[[JobMess
     interpreter = python or get_env(name or "").python
     rec = JobRecord(id=job_id or new_job_id(), spec=spec, status=JobStatus.RUNNING, started_at=time.time())
     staging = staging_folder(Path(spec.output), rec.id) if spec.output else None
-    proc = subprocess.Popen([interpreter, "-m", "edgestudio.execution.env_worker"], stdin=subprocess.PIPE,
+    proc = subprocess.Popen(helper_command("edgestudio.execution.env_worker", interpreter), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env_vars if env_vars is not None else _env_vars(name))
     assert proc.stdin is not None and proc.stdout is not None
@@ -339,3 +343,30 @@ def create_env_job(ctx: Any, name: str, requirements: list[str]) -> dict[str, An
 
 def list_env_dicts() -> list[dict[str, Any]]:
     return [e.to_dict() for e in list_envs()]
+
+
+def runtimes_to_enable() -> list[dict[str, Any]]:
+    """The catalog's runtimes (and TensorFlow Lite Micro) this installation cannot use yet: what each needs and the
+    command that adds it (an environment of its own, packages, a browser). ``devices`` and the studio show them."""
+    from edgestudio.backends.runtimes.base import RUNTIMES
+    from edgestudio.core.catalog import runtime as decl
+
+    out = []
+    for name, cls in sorted(RUNTIMES.all().items()):
+        needs = cls.missing_packages()
+        if not needs:
+            continue
+        env, d = cls.env(), decl(name)
+        if env != "default":
+            from edgestudio.core.catalog import environment_requirements
+
+            needs = [f"the '{env}' Python environment: " + ", ".join(environment_requirements(env) or [])]
+        enable = (f"edgestudio envs create {env}" if env != "default" else
+                  f"pip install {' '.join(d.pip)}" if d is not None and d.pip else "; ".join(needs))
+        out.append({"runtime": name, "label": cls.label, "needs": needs, "enable": enable})
+    import importlib.util
+
+    if importlib.util.find_spec("tflite_micro") is None:
+        out.append({"runtime": "tflm", "label": "TensorFlow Lite Micro (package --tflm: arena and parity checked)",
+                    "needs": ["tflite-micro"], "enable": "pip install tflite-micro"})
+    return out

@@ -4,9 +4,10 @@ or dead device; once a device is added its runtimes appear wherever local ones d
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
@@ -82,12 +83,18 @@ class DevicesPanel(QWidget):
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         lay.addWidget(self.table, 1)
+        # what this installation cannot run yet, and the command that adds it (an environment, a package, a browser)
+        self.more = QLabel("")
+        self.more.setWordWrap(True)
+        self.more.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.more)
         bridge.finished.connect(self._finished)
         self.refresh()
 
     def _call(self, what: str, function: str, **kwargs: Any) -> str:
         job = self.bridge.submit(JobSpec(JobKind.CALL, quick=True,  # a few network calls: never behind a converter
-                                         options={"function": REMOTE + function, "kwargs": kwargs}))
+                                         options={"function": function if ":" in function else REMOTE + function,
+                                                  "kwargs": kwargs}))
         self._jobs[job] = what
         return job
 
@@ -101,6 +108,7 @@ class DevicesPanel(QWidget):
         return self._call("add", "add_device", name=name, host=host, port=self.port.value(), token=token)
 
     def refresh(self) -> str:
+        self._call("missing", "edgestudio.execution.envs:runtimes_to_enable")
         return self._call("health", "health_dicts")
 
     def remove_selected(self) -> str | None:
@@ -128,6 +136,18 @@ class DevicesPanel(QWidget):
             self.refresh()
         elif what == "health" and ok:
             self.show_health(result["value"])
+        elif what == "missing" and ok:
+            self.show_missing(result["value"])
+
+    def show_missing(self, rows: list[dict[str, Any]]) -> None:
+        """The runtimes not usable here, each with the command that enables it."""
+        if not rows:
+            self.more.setText("")
+            return
+        items = "".join(f"<li><b>{html.escape(r['label'])}</b>: <code>{html.escape(r['enable'])}</code>"
+                        f"<br><small>{html.escape('; '.join(r['needs']))}</small></li>" for r in rows)
+        self.more.setText("<p>Not enabled on this machine yet (environments: File &gt; Python environments…):</p>"
+                          f"<ul>{items}</ul>")
 
     def show_health(self, rows: list[dict[str, Any]]) -> None:
         self.table.setRowCount(len(rows))

@@ -198,6 +198,9 @@ def tflm_kernels() -> set[str] | None:
     return {m.decode() for m in re.findall(rb"Register_([A-Z0-9_]+)Ev", libs[0].read_bytes())}
 
 
+RUNNER_STARTED = '{"runner": "started"}'  # its first line: what failed after it is the model's, not the install's
+
+
 def verify_tflm(path: str | Path, inputs: Any = None, *, samples: int = 4, timeout_s: float = 600) -> dict[str, Any]:
     """Run ``path`` in the real TFLM interpreter: unsupported ops, the exact arena (searched), TFLM vs LiteRT.
 
@@ -206,7 +209,6 @@ def verify_tflm(path: str | Path, inputs: Any = None, *, samples: int = 4, timeo
     crashes on some models it cannot run, and segfaults in a process that has TensorFlow loaded."""
     import json
     import subprocess
-    import sys
 
     path = Path(path)
     _tflm_runtime(path)  # installed?
@@ -217,9 +219,15 @@ def verify_tflm(path: str | Path, inputs: Any = None, *, samples: int = 4, timeo
         raise TflmError(path, f"TensorFlow Lite Micro has no kernel for {', '.join(missing)} (the model uses "
                               f"{', '.join(ops)})", hint="replace those layers, or keep this model off the MCU")
     spec = inputs.to_dict() if hasattr(inputs, "to_dict") else (inputs or {})
-    r = subprocess.run([sys.executable, "-m", "edgestudio.packaging.tflm", str(path), json.dumps(spec), str(samples)],
+    from edgestudio.core.process import helper_command
+
+    r = subprocess.run([*helper_command("edgestudio.packaging.tflm"), str(path), json.dumps(spec), str(samples)],
                        capture_output=True, text=True, timeout=timeout_s)
     answer = next((ln for ln in reversed(r.stdout.splitlines()) if ln.startswith("{")), None)
+    if r.returncode > 0 and RUNNER_STARTED not in r.stdout:  # the runner itself, not the model, failed
+        last = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
+        raise TflmError(path, f"EdgeStudio's TensorFlow Lite Micro runner did not start: {clean_message(last, 200)}",
+                        hint="a problem of this EdgeStudio installation, not of the model or the device")
     if r.returncode != 0 or answer is None:
         import signal
 
@@ -468,6 +476,7 @@ def _main(argv: list[str]) -> int:
     import json
 
     path, spec, samples = Path(argv[0]), json.loads(argv[1]), int(argv[2])
+    print(RUNNER_STARTED, flush=True)
     try:
         result: dict[str, Any] = _verify_here(path, spec or None, samples=samples)
     except EdgeStudioError as exc:
