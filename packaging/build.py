@@ -61,7 +61,11 @@ def make_deb(bundle: Path, variant: str) -> Path:
         f"Package: {name}\nVersion: {__version__}\nSection: science\nPriority: optional\nArchitecture: amd64\n"
         f"Installed-Size: {size_kb}\nMaintainer: EdgeStudio developers <edgestudio@localhost>\n"
         # Qt's xcb platform plugin (Qt >= 6.5) will not start without libxcb-cursor0 on an X desktop
-        "Depends: libgl1, libegl1, libxkbcommon0, libxkbcommon-x11-0, libxcb-cursor0, libfontconfig1, libdbus-1-3\n"
+        "Depends: libgl1, libegl1, libxkbcommon0, libxkbcommon-x11-0, libxcb-cursor0, libfontconfig1, libdbus-1-3, "
+        # Python environments (PyTorch, TVM, ExecuTorch) are created with the system's Python
+        "python3, python3-venv\n"
+        # the browser runtimes (ONNX Runtime Web, TF.js) measured in a real Chromium; QtWebEngine is in the bundle
+        "Recommends: chromium\n"
         + (f"Conflicts: {'edgestudio-lite' if variant == 'full' else 'edgestudio'}\n")
         + "Description: desktop studio for deploying ML models to edge hardware\n"
           " Inspect, convert, optimize, benchmark and package ONNX, TFLite, Keras, SavedModel and\n"

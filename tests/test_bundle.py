@@ -1,5 +1,6 @@
-"""The standalone bundle's inputs are valid, and its --self-test path works from source.
-(The bundle itself is built by `make package`: minutes and hundreds of MB, not part of the test suite.)"""
+"""The standalone bundle's inputs are valid, its helper processes start through its entry point, and its
+--self-test path works from source. The bundle itself is built (and its .deb installed, run and removed) by a
+`slow` test: minutes and GBs, in `make test-slow`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +88,35 @@ def test_the_bundle_carries_the_sources_web_runtimes_and_metadata() -> None:
 
     for dist in cfg.collect("full")["metadata"]:
         assert metadata.version(dist), dist
+
+
+@pytest.mark.slow
+def test_the_built_bundle_and_its_deb_pass_their_self_test(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`make package` for real (minutes, GBs): the bundle's self-test passes capability by capability with a clean
+    environment; the .deb installs with dpkg, runs from /usr/bin with a fresh HOME, and is removed again."""
+    import shutil
+
+    r = subprocess.run([sys.executable, str(ROOT / "packaging" / "build.py"), "--variant", "full"], capture_output=True,
+                       text=True, timeout=3600, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads(r.stdout.split("self-test: ", 1)[1].splitlines()[0])
+    rows = {row["capability"]: row for row in report["capabilities"]}
+    failed = {k: v["detail"] for k, v in rows.items() if v["status"] == "failed"}
+    assert report["ok"] and not failed, failed
+    assert all(rows[k]["status"] == "ok" for k in ("convert tfjs", "tflm", "agent", "bench onnxruntime")), rows
+    deb = next((ROOT / "dist").glob("edgestudio_*_amd64.deb"))
+    if os.geteuid() != 0 or not shutil.which("dpkg"):
+        pytest.skip("installing the .deb needs root and dpkg")
+    inst = subprocess.run(["dpkg", "-i", str(deb)], capture_output=True, text=True, timeout=1200)
+    try:
+        assert inst.returncode == 0, inst.stderr[-2000:]
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "LANG": "C.UTF-8"}
+        run = subprocess.run(["/usr/bin/edgestudio", "--self-test", "inspect", "tflm", "int8", "agent", "environment"],
+                             capture_output=True, text=True, timeout=1800, cwd=tmp_path, env=env)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        installed = json.loads(run.stdout.strip().splitlines()[-1])
+        assert all(row["status"] in ("ok", "skipped") for row in installed["capabilities"]), installed
+        assert {row["capability"] for row in installed["capabilities"] if row["status"] == "ok"} >= {"tflm", "agent"}
+    finally:
+        subprocess.run(["dpkg", "-r", "edgestudio"], capture_output=True, timeout=600)
+    assert not Path("/opt/edgestudio").exists() and not Path("/usr/bin/edgestudio").exists()
