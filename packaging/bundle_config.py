@@ -29,6 +29,12 @@ COLLECT_ALL_FULL = {
     "tf2onnx": "TensorFlow -> ONNX",
     "keras": "Keras models",
 }
+# packages whose own .py files must exist on disk in the bundle: they read or path-import them
+WITH_SOURCES = {
+    "onnxruntime.transformers": "appends its folder to sys.path and imports fusion_utils etc. as top-level modules "
+                                "(static INT8 and FP16 reach it)",
+}
+WITH_SOURCES_FULL = {"onnx2tf": "reads its own __init__.py when it converts"}
 HIDDEN_IMPORTS = ["onnxruntime", "onnxruntime.quantization", "onnxruntime.transformers.float16", "onnxslim", "nncf", "psutil",
                   "platformdirs", "PIL", "sklearn.datasets"]
 EXCLUDES_LITE = ["tensorflow", "keras", "tf2onnx", "onnx2tf", "tf_keras", "tensorflowjs", "jax", "tensorboard",
@@ -75,4 +81,5 @@ def collect(variant: str) -> dict[str, list[str]]:
         packages.update(COLLECT_ALL_FULL)
     return {"collect_all": list(packages), "hidden": list(HIDDEN_IMPORTS),
             "metadata": METADATA + (METADATA_FULL if variant == "full" else []),
+            "with_sources": list(WITH_SOURCES) + (list(WITH_SOURCES_FULL) if variant == "full" else []),
             "excludes": EXCLUDES + (EXCLUDES_LITE if variant == "lite" else [])}

@@ -88,6 +88,8 @@ def test_the_bundle_carries_the_sources_web_runtimes_and_metadata() -> None:
 
     for dist in cfg.collect("full")["metadata"]:
         assert metadata.version(dist), dist
+    for package in cfg.collect("full")["with_sources"]:
+        assert importlib.util.find_spec(package) is not None, package
 
 
 @pytest.mark.slow
