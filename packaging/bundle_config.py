@@ -28,6 +28,7 @@ COLLECT_ALL_FULL = {
     "tensorflowjs": "Keras/SavedModel -> TF.js (its op lists are data files read at conversion)",
     "tf2onnx": "TensorFlow -> ONNX",
     "keras": "Keras models",
+    "tf_keras": "onnx2tf builds its layers with Keras 2 (tf_keras), whose modules it imports by name",
 }
 # packages whose own .py files must exist on disk in the bundle: they read or path-import them
 WITH_SOURCES = {
