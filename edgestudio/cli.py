@@ -129,6 +129,16 @@ def _other_env(model: str) -> bool:
     return format_env(detect_format(model).value) not in ("default", current_env())
 
 
+def _in_model_env(args: argparse.Namespace, model: str, function: Any, **kwargs: Any) -> Any:
+    """``function(**kwargs)`` here, or as a job in the environment ``model`` is read in (a .pte: ExecuTorch's)."""
+    if not _other_env(model):
+        return function(**kwargs)
+    from edgestudio.core.jobs import JobKind, JobSpec
+
+    return run_job(args, JobSpec(JobKind.CALL, model=str(Path(model).resolve()), options={
+        "function": f"{function.__module__}:{function.__name__}", "kwargs": kwargs}), record=False)
+
+
 def cmd_inspect(args: argparse.Namespace) -> Any:
     from edgestudio.bench.inputs import parse_shape_overrides
 
@@ -892,14 +902,16 @@ def cmd_debug(args: argparse.Namespace) -> Any:
             models = [m.path for m in ws.lineage(entry.id)]
         finally:
             ws.close()
-        result = compare_chain(models, inputs=_input_spec(args), samples=args.samples)
+        result = _in_model_env(args, args.child, compare_chain, models=models, inputs=_input_spec(args).to_dict(),
+                               samples=args.samples)
         _emit(args, result, _chain_text)
         return result
     if not args.parent:
         raise UsageError(None, "give --parent (the model it was made from) or --chain with --workspace")
     if not Path(args.parent).exists():
         raise UsageError(None, f"{args.parent}: no such file or folder")
-    result = compare_layers(args.parent, args.child, inputs=_input_spec(args), samples=args.samples)
+    result = _in_model_env(args, args.child, compare_layers, parent=args.parent, child=args.child,
+                           inputs=_input_spec(args).to_dict(), samples=args.samples)
     _emit(args, result, _debug_text)
     return result
 
@@ -917,8 +929,8 @@ def _profile_text(d: dict[str, Any]) -> str:
 def cmd_profile(args: argparse.Namespace) -> Any:
     from edgestudio.bench.profile import profile_model
 
-    result = profile_model(args.model, runtime=args.runtime, runs=args.runs, threads=args.threads,
-                           inputs=_input_spec(args))
+    result = _in_model_env(args, args.model, profile_model, path=args.model, runtime=args.runtime, runs=args.runs,
+                           threads=args.threads, inputs=_input_spec(args).to_dict())
     _emit(args, result, _profile_text)
     return result
 

@@ -226,5 +226,5 @@ def test_a_runtime_from_an_extra_catalog_file_works_in_every_engine(tmp_path: Pa
     assert row["runtime"] == "plainort" and row["error"] is None and row["p50_ms"] > 0, row
     r = subprocess.run([sys.executable, "-m", "edgestudio", "profile", model, "--runtime", "plainort"],
                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
-    assert r.returncode == 1 and "profiling runs on onnxruntime, openvino, not plainort" in r.stderr, r.stderr
+    assert r.returncode == 1 and "profiling runs on onnxruntime, openvino, executorch, not plainort" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr

@@ -83,6 +83,32 @@ def test_random_inputs_only_are_inconclusive(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "convert it first" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_unnamed_tensors_pair_forward_by_structure_and_a_folded_batchnorm_stands_for_its_conv() -> None:
+    """A .pte names no tensor: equal positions never pair by name. Walked forward from the inputs, an op pairs with
+    the child's op of its type fed by the paired tensors, when their consumers are of the same types; a child that
+    folded a BatchNorm into its convolution (PT2E quantization does) pairs that convolution with the BatchNorm."""
+    from edgestudio.backends.intermediates import Tensor
+    from edgestudio.bench.layers import match_tensors
+
+    x = np.random.default_rng(0).normal(size=(1, 4, 8, 8)).astype(np.float32)
+    conv, bn = 2 * x, 2 * x + 1
+
+    def t(name: str, op: str, order: int, source: str, value: np.ndarray, weighted: bool = False) -> Tensor:
+        return Tensor(name, op, f"#{order} {op}", order, (source,), weighted, values=[value], named=False)
+
+    parent = [Tensor("input:input_0", "Input", "input_0", -1), t("#0:0", "convolution", 0, "input:input_0", conv, True),
+              t("#1:0", "_native_batch_norm_legit_no_training", 1, "#0:0", bn),
+              t("#2:0", "relu", 2, "#1:0", np.maximum(bn, 0))]
+    child = [Tensor("input:input_0", "Input", "input_0", -1),
+             t("#0:0", "convolution", 0, "input:input_0", bn + 1e-3, True),  # the BatchNorm folded in
+             t("#1:0", "relu", 1, "#0:0", np.maximum(bn + 1e-3, 0))]
+    m = match_tensors(parent, child)
+    assert [(p.parent, p.child, p.matched_by) for p in m.pairs] == [("#1:0", "#0:0", "structure"),
+                                                                     ("#2:0", "#1:0", "structure")]
+    assert m.unmatched_parent == ["#0:0"] and m.pairs[0].blame_node == "#0 convolution"
+    assert all(p.cosine > 0.9999 for p in m.pairs)
+
+
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_profile_says_where_time_goes(runtime: str) -> None:
     r = run_cli("profile", str(SAMPLES / "digits_cnn.onnx"), "--runtime", runtime, "--runs", "20", "--json")
@@ -435,7 +461,7 @@ def test_fused_activations_are_never_compared_across_the_activation(tmp_path: Pa
     Relu into CONV_2D and names the output after both. No pair compares a tensor before an activation with one after
     it: the renamed pre-activation tensor is paired with the parent's Conv output (the Relu's input), the Relu's
     output stays unmatched; the fused TFLite output stands for the Relu, never for the Conv before it."""
-    from edgestudio.bench.layers import ACTIVATIONS, canonical_op
+    from edgestudio.backends.intermediates import ACTIVATIONS, canonical_op
 
     def post(op: str) -> bool:
         return "+" in op or canonical_op(op) in ACTIVATIONS

@@ -2,15 +2,20 @@
 intermediate tensor exposed, pair the tensors of the two graphs that are *the same tensor*, and say where they part
 and which layer's own error matters most.
 
-Exposing intermediates: ONNX (every node output added as a graph output, run by ONNX Runtime with graph
-optimizations off, so nothing is fused away), OpenVINO IR (an output added on every op's port, f32), TFLite
-(LiteRT's ``experimental_preserve_all_tensors``, without the XNNPACK delegate, which would hide them). Runtime-internal
-tensors are never exposed: the Quantize/DequantizeLinear copies of a QDQ graph, NNCF's FakeQuantize, OpenVINO's
-Converts, TFLite's (DE)QUANTIZE, and whatever is computed from constants only (weight decompression). They are
-transparent when the graph is walked: a Conv fed through a DequantizeLinear is fed by the tensor that was quantized.
+Exposing intermediates is the runtime's (``Runtime.intermediate_tensors``, asked of the runtime that runs the
+format): ONNX Runtime (every node output added as a graph output, graph optimizations off, so nothing is fused away),
+OpenVINO (an output added on every op's port, f32), LiteRT (``experimental_preserve_all_tensors``, without the XNNPACK
+delegate, which would hide them), ExecuTorch (ETDump's debug buffer: every op's output; a delegated block only its
+inputs and outputs, said so). Runtime-internal tensors are never exposed: the Quantize/DequantizeLinear copies of a
+QDQ graph, NNCF's FakeQuantize, OpenVINO's Converts, TFLite's (DE)QUANTIZE, ExecuTorch's quantize/dequantize ops,
+and whatever is computed from constants only (weight decompression). They are transparent when the graph is walked:
+a Conv fed through a DequantizeLinear is fed by the tensor that was quantized. A tensor computed inside a block the
+runtime does not open (an ExecuTorch delegate) is not seen: where blocks were compared, the verdict never says
+"agrees" for the layers inside them.
 
 Pairing, and only pairs get verdicts:
-- by name, where the converter kept it (normalized: ``:0`` suffixes, case). TFLite names a fused op's output after
+- by name, where the converter kept it (normalized: ``:0`` suffixes, case; a name that is only a position, as
+  ExecuTorch's, never pairs). TFLite names a fused op's output after
   every op it fused (``Conv;BiasAdd;Relu``), on either side of a hop: the tensors sharing those names form a group
   and only the one produced by the *last* op of the group is compared (the others were fused away). A name pair
   whose one side is an activation's output (Relu, Clip, a TFLite op with a fused activation) and the other side is
@@ -32,66 +37,18 @@ producer's error): that is what keeping a layer in float means.
 from __future__ import annotations
 
 import re
-import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgestudio.backends.intermediates import Tensor, canonical_op
 from edgestudio.core.errors import EdgeStudioError
 from edgestudio.core.formats import ModelFormat, detect_format
 
 MIN_COSINE = 0.99  # below this (or SNR under MIN_SNR_DB), a layer is said to diverge
 MIN_SNR_DB = 20.0
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
-#: a runtime's or a quantizer's own copies of a tensor, not layers: never paired, walked through
-INTERNAL_OPS = frozenset({*QDQ_OPS, "FakeQuantize", "Convert", "ConvertLike", "QUANTIZE", "DEQUANTIZE"})
-#: the ops a quantizer quantizes the weights of (ONNX, OpenVINO, TFLite names): what "keep it in float" keeps
-WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm",
-                          "Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData",
-                          "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL",
-                          "CONV_3D"})
-ACTIVATIONS = frozenset({"relu", "clip", "sigmoid", "hardsigmoid", "hardswish", "tanh", "leakyrelu", "prelu", "elu",
-                         "selu", "gelu", "swish", "mish", "softplus", "softsign", "celu", "thresholdedrelu"})
-_CANON = {  # one name per op across ONNX, OpenVINO and TFLite (lower case, no punctuation)
-    "convolution": "conv", "groupconvolution": "conv", "conv2d": "conv", "depthwiseconv2d": "conv", "conv3d": "conv",
-    "convolutionbackpropdata": "convtranspose", "groupconvolutionbackpropdata": "convtranspose",
-    "transposeconv": "convtranspose", "gemm": "matmul", "fullyconnected": "matmul", "batchmatmul": "matmul",
-    "clamp": "clip", "relu6": "clip", "relun1to1": "clip", "logistic": "sigmoid", "hsigmoid": "hardsigmoid",
-    "hswish": "hardswish", "multiply": "mul", "subtract": "sub", "divide": "div", "maximum": "max",
-    "minimum": "min", "avgpool": "averagepool", "averagepool2d": "averagepool", "maxpool2d": "maxpool",
-    "concatenation": "concat", "interpolate": "resize", "resizebilinear": "resize",
-    "resizenearestneighbor": "resize", "reducemean": "mean", "globalaveragepool": "mean",
-    "batchnorminference": "batchnorm", "batchnormalization": "batchnorm", "squeeze": "reshape",
-    "unsqueeze": "reshape", "flatten": "reshape", "power": "pow", "sqrt": "sqrt", "reducesum": "sum",
-}
-
-
-def canonical_op(op: str) -> str:
-    """One name for an op type whatever the format calls it (Conv, Convolution, CONV_2D: ``conv``)."""
-    key = re.sub(r"[^a-z0-9]", "", op.lower())
-    return _CANON.get(key, key)
-
-
-@dataclass
-class Tensor:
-    name: str
-    op: str  # the producing op's type ("Input" for a graph input)
-    node: str  # the producing node's name
-    order: int  # position along the graph (topological)
-    inputs: tuple[str, ...] = ()  # the tensors it is computed from (through runtime-internal copies; no constants)
-    weighted: bool = False  # its producer has weights (a Conv/Gemm/MatMul with a constant operand)
-    activation: str | None = None  # an activation fused into the producer (TFLite): the output is after it
-    values: list[np.ndarray] = field(default_factory=list, repr=False)  # one per input sample
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.values[0].shape) if self.values else ()
-
-    @property
-    def post_activation(self) -> bool:
-        return canonical_op(self.op) in ACTIVATIONS or bool(self.activation)
 
 
 @dataclass
@@ -115,6 +72,7 @@ class LayerPair:
     blame_tensor: str | None = None  # that op's output tensor (what the TFLite denylist takes)
     blame_upstream: str | None = None  # the weighted op feeding it (the tensor between them is quantized too)
     child_op: str | None = None  # the child's producing op ("CONV_2D+RELU": an activation fused into it)
+    opaque: str | None = None  # a delegated block on either side: its ops inside are not compared one by one
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -131,224 +89,30 @@ def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "/", name).strip("/")
 
 
-def _floats(order: list[Tensor]) -> list[Tensor]:
-    """The float tensors, each with only float tensors (or graph inputs) for inputs: shapes and indices are not layers."""
-    kept = [t for t in order if t.values and np.issubdtype(t.values[0].dtype, np.floating)]
-    names = {t.name for t in kept}
-    for t in kept:
-        t.inputs = tuple(i for i in t.inputs if i in names or i.startswith("input:"))
-    return kept
-
-
 # ------------------------------------------------------------------------------------------- exposing
-def _onnx_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
-    import onnx
-    import onnxruntime as ort
-
-    model = onnx.load(str(path), format="protobuf")
-    graph = model.graph
-    existing = {o.name for o in graph.output}
-    const = {i.name for i in graph.initializer}
-    graph_inputs = [i.name for i in graph.input if i.name not in const]
-    producer = {out: node for node in graph.node for out in node.output}
-
-    def source(name: str) -> str:
-        for _ in range(64):  # through Q/DQ copies to the tensor that was quantized
-            node = producer.get(name)
-            if node is None or node.op_type not in INTERNAL_OPS or not node.input:
-                break
-            name = node.input[0]
-        return name
-
-    order: list[Tensor] = [Tensor(f"input:{n}", "Input", n, -1) for n in graph_inputs]
-    for i, node in enumerate(graph.node):
-        srcs = [source(x) for x in node.input if x]
-        if not srcs or all(s in const for s in srcs):  # Constant, or computed from constants only
-            const.update(o for o in node.output if o)
-            continue
-        if node.op_type in INTERNAL_OPS:  # a quantized copy of a tensor (and its float twin), not a layer's output
-            continue
-        ins = tuple(dict.fromkeys(f"input:{s}" if s in graph_inputs else s for s in srcs if s not in const))
-        weighted = node.op_type in WEIGHTED_OPS and any(s in const for s in srcs[1:])
-        for out in node.output:
-            if out:
-                order.append(Tensor(out, node.op_type, node.name or out, i, ins, weighted))
-                if out not in existing:
-                    model.graph.output.append(onnx.ValueInfoProto(name=out))
-    layers = [t for t in order if t.op != "Input"]
-    with tempfile.TemporaryDirectory(prefix="edgestudio-layers-") as tmp:
-        exposed = Path(tmp) / "exposed.onnx"
-        onnx.save(model, str(exposed), format="protobuf")
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        opts.log_severity_level = 3
-        sess = ort.InferenceSession(str(exposed), opts, providers=["CPUExecutionProvider"])
-        names = [o.name for o in sess.get_outputs()]
-        for sample in feeds:
-            got = dict(zip(names, sess.run(names, sample)))
-            for t in layers:
-                t.values.append(np.asarray(got[t.name]))
-    return [t for t in order if t.op == "Input"] + _floats(layers)
-
-
-def _openvino_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
-    import openvino as ov
-
-    core = ov.Core()
-    model = core.read_model(str(path))
-    order: list[Tensor] = []
-    ports = []
-    name_of: dict[tuple[int, int], str] = {}  # (op instance, port) -> tensor name
-    const: set[tuple[int, int]] = set()
-
-    def key(out: Any) -> tuple[int, int]:
-        return out.get_node().get_instance_id(), out.get_index()
-
-    def source(out: Any) -> Any:
-        for _ in range(64):  # through FakeQuantize / Convert to the tensor they copy
-            node = out.get_node()
-            if node.get_type_name() not in INTERNAL_OPS or node.get_input_size() == 0:
-                break
-            out = node.input(0).get_source_output()
-        return out
-
-    for i, op in enumerate(model.get_ordered_ops()):
-        kind = op.get_type_name()
-        if kind == "Parameter":
-            name = op.output(0).get_any_name() if op.output(0).get_names() else op.get_friendly_name()
-            order.append(Tensor(f"input:{name}", "Input", op.get_friendly_name(), -1))
-            name_of[key(op.output(0))] = f"input:{name}"
-            continue
-        if kind == "Result" or op.get_output_size() == 0:
-            continue
-        srcs = [source(x.get_source_output()) for x in op.inputs()]
-        if kind == "Constant" or not srcs or all(key(s) in const for s in srcs):  # weights and what decompresses them
-            const.update(key(op.output(p)) for p in range(op.get_output_size()))
-            continue
-        if kind in INTERNAL_OPS:
-            continue
-        ins = tuple(dict.fromkeys(name_of[key(s)] for s in srcs if key(s) not in const and key(s) in name_of))
-        weighted = kind in WEIGHTED_OPS and any(key(s) in const for s in srcs[1:])
-        for p in range(op.get_output_size()):
-            out = op.output(p)
-            names = sorted(out.get_names())
-            if not names:  # give it a name: results are read back by name
-                names = [f"{op.get_friendly_name()}:{p}"]
-                out.get_tensor().set_names(set(names))
-            name_of[key(out)] = names[0]
-            order.append(Tensor(names[0], kind, op.get_friendly_name(), i, ins, weighted))
-            ports.append(out)
-    model.add_outputs(ports)
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    by_name = {t.name: t for t in order}
-    for sample in feeds:
-        res = compiled(sample)
-        for port in compiled.outputs:
-            for name in port.get_names():
-                if name in by_name:
-                    by_name[name].values.append(np.asarray(res[port]))
-                    break
-    return [t for t in order if t.op == "Input"] + _floats([t for t in order if t.op != "Input"])
-
-
-def _tflite_fused_activations(path: Path) -> dict[int, str]:
-    """{operator index: the activation fused into it} for the main subgraph, read from the flatbuffer."""
-    from ai_edge_litert import schema_py_generated as s
-
-    model = s.Model.GetRootAs(path.read_bytes(), 0)
-    if model.SubgraphsLength() == 0:
-        return {}
-    graph = model.Subgraphs(0)
-    options = {v: k for k, v in vars(s.BuiltinOptions).items() if not k.startswith("_")}
-    activations = {v: k for k, v in vars(s.ActivationFunctionType).items() if not k.startswith("_")}
-    out: dict[int, str] = {}
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        cls = getattr(s, options.get(op.BuiltinOptionsType(), ""), None)
-        table = op.BuiltinOptions()
-        if cls is None or table is None or not hasattr(cls, "FusedActivationFunction"):
-            continue
-        opt = cls()
-        opt.Init(table.Bytes, table.Pos)
-        fused = opt.FusedActivationFunction()
-        if fused:
-            out[i] = activations.get(fused, str(fused))
-    return out
-
-
-def _tflite_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
-    import warnings
-
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        interp = Interpreter(str(path), experimental_preserve_all_tensors=True,
-                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interp.allocate_tensors()
-    details = {d["index"]: d for d in interp.get_tensor_details()}
-    ins = interp.get_input_details()
-    ops = interp._get_ops_details()  # noqa: SLF001 - LiteRT's only way to walk the ops
-    fused = _tflite_fused_activations(path)
-    producer = {int(o): op for op in ops for o in op["outputs"]}
-    graph_inputs = {int(d["index"]): d["name"] for d in ins}
-    const = {i for i in details if i not in producer and i not in graph_inputs}
-
-    def source(idx: int) -> int:
-        for _ in range(64):
-            op = producer.get(idx)
-            if op is None or op["op_name"] not in INTERNAL_OPS:
-                break
-            idx = int(op["inputs"][0])
-        return idx
-
-    def name(idx: int) -> str:
-        return f"input:{graph_inputs[idx]}" if idx in graph_inputs else details[idx]["name"]
-
-    order: list[tuple[Tensor, dict[str, Any]]] = []
-    inputs = [Tensor(f"input:{d['name']}", "Input", d["name"], -1) for d in ins]
-    for op in ops:
-        srcs = [source(int(i)) for i in op["inputs"] if int(i) >= 0]
-        if not srcs or all(s in const for s in srcs):
-            const.update(int(o) for o in op["outputs"])
-            continue
-        if op["op_name"] in INTERNAL_OPS:
-            continue
-        names = tuple(dict.fromkeys(name(s) for s in srcs if s not in const))
-        weighted = op["op_name"] in WEIGHTED_OPS and any(s in const for s in srcs[1:])
-        for idx in op["outputs"]:
-            if int(idx) >= 0:
-                d = details[int(idx)]
-                order.append((Tensor(d["name"], op["op_name"], f"{op['op_name']}_{op['index']}", int(op["index"]),
-                                     names, weighted, fused.get(int(op["index"]))), d))
-    for sample in feeds:
-        for i, d in enumerate(ins):
-            x = list(sample.values())[i] if d["name"] not in sample else sample[d["name"]]
-            scale, zero = d["quantization"]
-            if np.issubdtype(d["dtype"], np.integer) and scale:
-                x = np.clip(np.round(np.asarray(x) / scale + zero), np.iinfo(d["dtype"]).min, np.iinfo(d["dtype"]).max)
-            interp.set_tensor(d["index"], np.asarray(x).astype(d["dtype"]))
-        interp.invoke()
-        for t, d in order:
-            v = interp.get_tensor(d["index"])
-            scale, zero = d["quantization"]
-            if np.issubdtype(v.dtype, np.integer) and scale:
-                v = (v.astype(np.float32) - zero) * scale  # dequantized: compared in the parent's units
-            t.values.append(np.asarray(v))
-    return inputs + _floats([t for t, _ in order])
-
-
-EXPOSERS = {ModelFormat.ONNX: _onnx_tensors, ModelFormat.OPENVINO: _openvino_tensors, ModelFormat.TFLITE: _tflite_tensors}
-
-
 def intermediate_tensors(path: str | Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
-    """The model's graph inputs (op ``Input``) and every float intermediate it computes, in graph order."""
+    """The model's graph inputs (op ``Input``) and every float intermediate it computes, in graph order: asked of
+    the runtime that runs its format (``Runtime.intermediate_tensors``)."""
+    from edgestudio.backends.runtimes import get_runtime
+
     path = Path(path)
-    fmt = detect_format(path)
-    if fmt not in EXPOSERS:
-        raise EdgeStudioError(path, f"per-layer comparison reads ONNX, OpenVINO IR and TFLite models, not {fmt.label}"
-                                    "; convert it first")
-    return EXPOSERS[fmt](path, feeds)
+    runtime = exposing_runtime(detect_format(path))
+    if runtime is None:
+        raise EdgeStudioError(path, f"per-layer comparison reads {', '.join(layered_formats())} models, not "
+                                    f"{detect_format(path).label}; convert it first")
+    return get_runtime(runtime).intermediate_tensors(path, feeds)
+
+
+def exposing_runtime(fmt: ModelFormat) -> str | None:
+    """The installed runtime of ``fmt`` (its own first) that exposes intermediate tensors, or None."""
+    from edgestudio.backends.runtimes import RUNTIMES, runtimes_for_format
+
+    return next((n for n in runtimes_for_format(fmt) if fmt in RUNTIMES.get(n).exposes), None)
+
+
+def layered_formats() -> list[str]:
+    """The formats whose installed runtimes expose intermediate tensors (for messages)."""
+    return [f.label for f in ModelFormat if exposing_runtime(f) is not None]
 
 
 # ------------------------------------------------------------------------------------------- matching
@@ -394,7 +158,7 @@ class Matching:
 
 
 def _aliases(t: Tensor) -> set[str]:
-    return {_norm(a) for a in t.name.split(";") if a}
+    return {_norm(a) for a in t.name.split(";") if a} if t.named else set()
 
 
 def _name_candidates(parent: list[Tensor], child: list[Tensor]) -> list[tuple[Tensor, Tensor]]:
@@ -488,8 +252,11 @@ def match_tensors(parent: list[Tensor], child: list[Tensor]) -> Matching:
             p_consumers.setdefault(i, []).append(t)
     c_by_name = {c.name: c for c in child}
     c_by_inputs: dict[frozenset[str], list[Tensor]] = {}
+    c_consumers: dict[str, list[Tensor]] = {}
     for c in child:
         c_by_inputs.setdefault(frozenset(c.inputs), []).append(c)
+        for i in c.inputs:
+            c_consumers.setdefault(i, []).append(c)
     for _ in range(16):  # a pair proven downstream may prove the one before it: repeat until nothing changes
         changed = False
         for p in parent:
@@ -501,11 +268,21 @@ def match_tensors(parent: list[Tensor], child: list[Tensor]) -> Matching:
             if len(cands) != 1:
                 continue
             c = cands[0]
-            consumers_agree = all(
-                q.name in mapping and mapping[q.name] in c_by_name
-                and c.name in c_by_name[mapping[q.name]].inputs
-                and canonical_op(c_by_name[mapping[q.name]].op) == canonical_op(q.op)
-                for q in p_consumers.get(p.name, []))
+            if p.named or c.named:
+                consumers_agree = all(
+                    q.name in mapping and mapping[q.name] in c_by_name
+                    and c.name in c_by_name[mapping[q.name]].inputs
+                    and canonical_op(c_by_name[mapping[q.name]].op) == canonical_op(q.op)
+                    for q in p_consumers.get(p.name, []))
+            else:  # no names anchor the consumers (ExecuTorch): walked forward, they agree by op type
+                kinds = sorted(canonical_op(q.op) for q in p_consumers.get(p.name, []))
+                c_kinds = sorted(canonical_op(q.op) for q in c_consumers.get(c.name, []))
+                consumers_agree = kinds == c_kinds
+                folded = p_consumers.get(p.name, [None])[0] if kinds == ["batchnorm"] != c_kinds else None
+                if folded is not None and folded.name not in mapping and c.name not in used:
+                    # the child folded the BatchNorm into this op: its output is the BatchNorm's, not the op's
+                    changed = take(folded, c, "structure") or changed
+                    continue
             if consumers_agree and take(p, c, "structure"):
                 changed = True
         if not changed:
@@ -572,7 +349,7 @@ def _pair(p: Tensor, c: Tensor, aligned: tuple[list[np.ndarray], str | None], ho
     cos, snr, mx, rel = _metrics(p.values, values)
     bad = (cos is not None and cos < MIN_COSINE) or (snr is not None and snr < MIN_SNR_DB)
     return LayerPair(p.name, c.name, p.op, p.node, p.order, how, cos, snr, mx, rel, layout, bad,
-                     child_op=c.op + (f"+{c.activation}" if c.activation else ""))
+                     child_op=c.op + (f"+{c.activation}" if c.activation else ""), opaque=p.opaque or c.opaque)
 
 
 def _own(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -656,9 +433,18 @@ def compare_layers(parent: str | Path, child: str | Path, *, inputs: Any = None,
             result["data_file"] = Path(spec.data).name
         except EdgeStudioError:
             pass
+    # blocks the runtime does not open (a delegate): the layers inside them were not compared, never "agrees"
+    blocks = {(str(model), t.node): t.opaque for model, ts in ((parent, p_t), (child, c_t)) for t in ts if t.opaque}
+    result["opaque"] = [{"model": k[0], "node": k[1], "why": why} for k, why in blocks.items()]
+    if blocks:
+        hidden = "; ".join(f"{Path(k[0]).name}: {why}" for k, why in blocks.items())
+        result["note"] = ((result["note"] + "; ") if result["note"] else "") + (
+            f"not compared layer by layer inside {len(blocks)} block{'s' if len(blocks) > 1 else ''} ({hidden})")
+        if result["verdict"] == "agrees":
+            result["verdict"] = "inconclusive"
     if not pairs:  # no verdict from nothing: nothing paired, nothing to say about the layers
         result["verdict"] = "inconclusive"
-        result["note"] = ((note + "; ") if note else "") + (
+        result["note"] = ((result["note"] + "; ") if result["note"] else "") + (
             "no tensor of the child could be paired with one of the parent's (names and graph structure differ): the "
             "layers cannot tell where they part; the outputs below can")
     elif first is not None and _outputs_identical(result["outputs"]):
@@ -706,9 +492,6 @@ def graph_heat(result: dict[str, Any]) -> dict[str, Any]:
             "high": f"cosine {1 - span:.3g}", "nodes": nodes}
 
 
-LAYERED = (ModelFormat.ONNX, ModelFormat.OPENVINO, ModelFormat.TFLITE)
-
-
 def output_agreement(parent: Path, child: Path, inputs: Any, samples: int = 8, seed: int = 0) -> dict[str, Any]:
     """The models' own outputs compared (the parity check's figures): the worst output's cosine and top-1."""
     from edgestudio.bench.parity import compare_models
@@ -732,13 +515,13 @@ def compare_chain(models: list[str | Path], *, inputs: Any = None, samples: int 
     layered, skipped = [], []
     for p in paths:
         fmt = detect_format(p)
-        if fmt in LAYERED:
+        if exposing_runtime(fmt) is not None:
             layered.append(p)
         else:
             skipped.append({"model": str(p), "reason": f"{fmt.label}: no intermediate tensors exposed (its converted "
                                                        "children are compared to each other)"})
     if len(layered) < 2:
-        raise EdgeStudioError(paths[-1], "fewer than two models of the chain are ONNX, OpenVINO IR or TFLite")
+        raise EdgeStudioError(paths[-1], f"fewer than two models of the chain are {', '.join(layered_formats())}")
     hops = []
     for parent, child in zip(layered, layered[1:]):
         if cancel is not None:

@@ -1,9 +1,10 @@
 """Per-layer time: where a model's inference time goes, from the runtime's own profiler.
 
 Each runtime that has a profiler implements ``Runtime.profile_ops`` (ONNX Runtime: its profiling JSON; OpenVINO:
-the performance counters of an infer request); one that has none says why (LiteRT's Python interpreter) rather
-than guess. Times are the median over the profiled runs, after warm-up; ``wall_ms`` is the median wall time of those same
-runs (profiling itself costs time: compare the layers' total with it, and it with a plain benchmark).
+the performance counters of an infer request; ExecuTorch: ETDump, a delegated block's own ops included); one that
+has none says why (LiteRT's Python interpreter) rather than guess. Times are the median over the profiled runs, after
+warm-up; ``wall_ms`` is the median wall time of those same runs (profiling itself costs time: compare the layers'
+total with it, and it with a plain benchmark).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def profile_model(path: str | Path, *, runtime: str | None = None, runs: int = 5
     return result
 
 
+_POSITIONAL = re.compile(r"#\d+ [^/]+(/|$)")
 _RUNTIME_SUFFIXES = re.compile(r"(_nchwc|/MatMulAddFusion|_token_\\d+|/WithoutBiases|/fq_weights_\\d+|_output_0)$")
 
 
@@ -85,7 +87,8 @@ def _graph(path: Path) -> tuple[dict[str, str], dict[str, str], dict[str, list[s
 def resolve_nodes(path: str | Path, layers: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     """Map a profiler's layers to the graph's nodes. Runtimes rename what they fuse or re-lay out (ORT: ``fused X``,
     ``X:0_nchwc``, ``X/MatMulAddFusion``; OpenVINO: ``X/WithoutBiases``); what they insert themselves (reorders)
-    has no node. Returns {graph node: [profiled layers]} and the names that stay unmatched."""
+    has no node. A graph without node names is counted: ``#N op`` is its N-th node, ``#N op/inner`` an op inside
+    it (a delegated block's). Returns {graph node: [profiled layers]} and the names that stay unmatched."""
     types, producer, inputs = _graph(Path(path))
     mapped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     lone: list[str] = []
@@ -96,6 +99,8 @@ def resolve_nodes(path: str | Path, layers: list[dict[str, Any]]) -> tuple[dict[
         node = name if name in types else producer.get(name) or producer.get(f"{name}:0")
         if node is None:  # the longest node name it extends (X/Sub/Op)
             node = max((n for n in types if name.startswith(n + "/")), key=len, default=None)
+        if node is None and _POSITIONAL.match(name):  # a graph that names no node: "#N op" is its N-th
+            node = name.split("/")[0]
         if node is None:
             lone.append(r["node"])
             continue

@@ -395,6 +395,18 @@ class LayerDebugDialog(_JobDialog):
         self.show_on_graph(d.get("graph"))
 
 
+def profiling_runtimes(path: str) -> list[str]:
+    """The installed runtimes that run this model and have a per-op profiler, its own first."""
+    from edgestudio.backends.runtimes import RUNTIMES, runtimes_for_format
+    from edgestudio.core.formats import detect_format
+
+    try:
+        names = runtimes_for_format(detect_format(path))
+    except Exception:  # noqa: BLE001 - an unreadable model: the profile job says why
+        return []
+    return [n for n in names if RUNTIMES.get(n).can_profile()]
+
+
 class ProfileDialog(_JobDialog):
     """Time per layer and per op type from the runtime's profiler (``edgestudio profile``)."""
 
@@ -405,7 +417,7 @@ class ProfileDialog(_JobDialog):
         self.path = path
         row = QHBoxLayout()
         self.runtime = QComboBox()
-        self.runtime.addItems(["onnxruntime", "openvino"] if path.endswith(".onnx") else ["openvino"])
+        self.runtime.addItems(profiling_runtimes(path))
         self.run_button = QPushButton("Profile")
         self.run_button.clicked.connect(self.run)
         row.addWidget(QLabel("runtime"))

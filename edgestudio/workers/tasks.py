@@ -69,9 +69,14 @@ def _optimizer_env(spec: JobSpec) -> str | None:
     return decl.env if decl is not None and decl.env != "default" else None
 
 
+#: CALL jobs whose function reads the job's model with its format's runtime: they run in its environment too
+MODEL_CALLS = frozenset({"edgestudio.bench.profile:profile_model", "edgestudio.bench.layers:compare_layers",
+                         "edgestudio.bench.layers:compare_chain"})
+
+
 def _model_env(spec: JobSpec) -> str | None:
     """The environment a job's model must be read in, when it is not this process's (None: here)."""
-    if not spec.model or spec.kind is JobKind.CALL:
+    if not spec.model or (spec.kind is JobKind.CALL and spec.request.function not in MODEL_CALLS):
         return None
     from edgestudio.core.catalog import current_env, format_env
     from edgestudio.core.formats import detect_format

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from edgestudio.backends.intermediates import Tensor
 from edgestudio.backends.registry import Registry, Requirements
 from edgestudio.core.errors import RuntimeUnavailableError, UsageError
 from edgestudio.core.formats import ModelFormat
@@ -90,6 +91,14 @@ class Runtime(Requirements, abc.ABC):
                     threads: int | None) -> OpTimes:
         """Per-op times from the runtime's own profiler, over ``runs`` runs after a warm-up."""
         raise UsageError(path, self.no_profiler or f"{self.name} exposes no per-op profiler")
+
+    #: the formats whose intermediate tensors it exposes (:meth:`intermediate_tensors`: per-layer comparison)
+    exposes: ClassVar[frozenset[ModelFormat]] = frozenset()
+
+    def intermediate_tensors(self, path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
+        """The graph inputs (op ``Input``) and every float intermediate a model of one of ``exposes`` computes on
+        each of ``feeds``, in graph order (see :mod:`edgestudio.backends.intermediates`)."""
+        raise UsageError(path, f"{self.name} exposes no intermediate tensors")
 
     def default_precision(self, isa: set[str]) -> str | None:
         """What its CPU device's default precision means on a CPU with these ISA flags (None: no precision

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, Runtime, Session
+from edgestudio.backends.intermediates import INTERNAL_OPS, WEIGHTED_OPS, Tensor, float_tensors
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.modelinfo import TensorSpec
 
@@ -74,11 +75,99 @@ class LiteRtSession(Session):
         return self._interp.invoke
 
 
+def _tflite_fused_activations(path: Path) -> dict[int, str]:
+    """{operator index: the activation fused into it} for the main subgraph, read from the flatbuffer."""
+    from ai_edge_litert import schema_py_generated as s
+
+    model = s.Model.GetRootAs(path.read_bytes(), 0)
+    if model.SubgraphsLength() == 0:
+        return {}
+    graph = model.Subgraphs(0)
+    options = {v: k for k, v in vars(s.BuiltinOptions).items() if not k.startswith("_")}
+    activations = {v: k for k, v in vars(s.ActivationFunctionType).items() if not k.startswith("_")}
+    out: dict[int, str] = {}
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        cls = getattr(s, options.get(op.BuiltinOptionsType(), ""), None)
+        table = op.BuiltinOptions()
+        if cls is None or table is None or not hasattr(cls, "FusedActivationFunction"):
+            continue
+        opt = cls()
+        opt.Init(table.Bytes, table.Pos)
+        fused = opt.FusedActivationFunction()
+        if fused:
+            out[i] = activations.get(fused, str(fused))
+    return out
+
+
+def _tflite_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
+    import warnings
+
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interp = Interpreter(str(path), experimental_preserve_all_tensors=True,
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    details = {d["index"]: d for d in interp.get_tensor_details()}
+    ins = interp.get_input_details()
+    ops = interp._get_ops_details()  # noqa: SLF001 - LiteRT's only way to walk the ops
+    fused = _tflite_fused_activations(path)
+    producer = {int(o): op for op in ops for o in op["outputs"]}
+    graph_inputs = {int(d["index"]): d["name"] for d in ins}
+    const = {i for i in details if i not in producer and i not in graph_inputs}
+
+    def source(idx: int) -> int:
+        for _ in range(64):
+            op = producer.get(idx)
+            if op is None or op["op_name"] not in INTERNAL_OPS:
+                break
+            idx = int(op["inputs"][0])
+        return idx
+
+    def name(idx: int) -> str:
+        return f"input:{graph_inputs[idx]}" if idx in graph_inputs else details[idx]["name"]
+
+    order: list[tuple[Tensor, dict[str, Any]]] = []
+    inputs = [Tensor(f"input:{d['name']}", "Input", d["name"], -1) for d in ins]
+    for op in ops:
+        srcs = [source(int(i)) for i in op["inputs"] if int(i) >= 0]
+        if not srcs or all(s in const for s in srcs):
+            const.update(int(o) for o in op["outputs"])
+            continue
+        if op["op_name"] in INTERNAL_OPS:
+            continue
+        names = tuple(dict.fromkeys(name(s) for s in srcs if s not in const))
+        weighted = op["op_name"] in WEIGHTED_OPS and any(s in const for s in srcs[1:])
+        for idx in op["outputs"]:
+            if int(idx) >= 0:
+                d = details[int(idx)]
+                order.append((Tensor(d["name"], op["op_name"], f"{op['op_name']}_{op['index']}", int(op["index"]),
+                                     names, weighted, fused.get(int(op["index"]))), d))
+    for sample in feeds:
+        for i, d in enumerate(ins):
+            x = list(sample.values())[i] if d["name"] not in sample else sample[d["name"]]
+            scale, zero = d["quantization"]
+            if np.issubdtype(d["dtype"], np.integer) and scale:
+                x = np.clip(np.round(np.asarray(x) / scale + zero), np.iinfo(d["dtype"]).min, np.iinfo(d["dtype"]).max)
+            interp.set_tensor(d["index"], np.asarray(x).astype(d["dtype"]))
+        interp.invoke()
+        for t, d in order:
+            v = interp.get_tensor(d["index"])
+            scale, zero = d["quantization"]
+            if np.issubdtype(v.dtype, np.integer) and scale:
+                v = (v.astype(np.float32) - zero) * scale  # dequantized: compared in the parent's units
+            t.values.append(np.asarray(v))
+    return inputs + float_tensors([t for t, _ in order])
+
+
 @RUNTIMES.register
 class LiteRtRuntime(Runtime):
     name = "litert"
     label = "LiteRT / TFLite"
     formats = frozenset({ModelFormat.TFLITE})
+    exposes = frozenset({ModelFormat.TFLITE})  # its intermediate tensors
     package_loader = '''
 def load(model, precision=None):
     try:
@@ -114,6 +203,10 @@ def load(model, precision=None):
     output_atol = 1e-3  # XNNPACK's float kernels differ from TensorFlow's by this much on an exact conversion
     no_profiler = ("LiteRT's Python interpreter exposes no per-op profiler; profile the TFLite model with --runtime "
                    "openvino (which reads TFLite), or LiteRT's native benchmark_model tool on the device")
+
+    def intermediate_tensors(self, path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
+        """``experimental_preserve_all_tensors``, without the XNNPACK delegate (which would hide them)."""
+        return _tflite_tensors(path, feeds)
 
     @classmethod
     def missing_packages(cls) -> list[str]:

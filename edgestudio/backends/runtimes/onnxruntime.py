@@ -17,6 +17,7 @@ from edgestudio.backends.runtimes.base import (
     output_dict,
     threaded_calls,
 )
+from edgestudio.backends.intermediates import INTERNAL_OPS, WEIGHTED_OPS, Tensor, float_tensors
 from edgestudio.core.errors import ModelFormatError
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.inspection import ort_spec
@@ -58,11 +59,64 @@ class OrtSession(Session):
         return lambda: run(None, feeds)
 
 
+def _onnx_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(path), format="protobuf")
+    graph = model.graph
+    existing = {o.name for o in graph.output}
+    const = {i.name for i in graph.initializer}
+    graph_inputs = [i.name for i in graph.input if i.name not in const]
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def source(name: str) -> str:
+        for _ in range(64):  # through Q/DQ copies to the tensor that was quantized
+            node = producer.get(name)
+            if node is None or node.op_type not in INTERNAL_OPS or not node.input:
+                break
+            name = node.input[0]
+        return name
+
+    order: list[Tensor] = [Tensor(f"input:{n}", "Input", n, -1) for n in graph_inputs]
+    for i, node in enumerate(graph.node):
+        srcs = [source(x) for x in node.input if x]
+        if not srcs or all(s in const for s in srcs):  # Constant, or computed from constants only
+            const.update(o for o in node.output if o)
+            continue
+        if node.op_type in INTERNAL_OPS:  # a quantized copy of a tensor (and its float twin), not a layer's output
+            continue
+        ins = tuple(dict.fromkeys(f"input:{s}" if s in graph_inputs else s for s in srcs if s not in const))
+        weighted = node.op_type in WEIGHTED_OPS and any(s in const for s in srcs[1:])
+        for out in node.output:
+            if out:
+                order.append(Tensor(out, node.op_type, node.name or out, i, ins, weighted))
+                if out not in existing:
+                    model.graph.output.append(onnx.ValueInfoProto(name=out))
+    layers = [t for t in order if t.op != "Input"]
+    with tempfile.TemporaryDirectory(prefix="edgestudio-layers-") as tmp:
+        exposed = Path(tmp) / "exposed.onnx"
+        onnx.save(model, str(exposed), format="protobuf")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(str(exposed), opts, providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        for sample in feeds:
+            got = dict(zip(names, sess.run(names, sample)))
+            for t in layers:
+                t.values.append(np.asarray(got[t.name]))
+    return [t for t in order if t.op == "Input"] + float_tensors(layers)
+
+
 @RUNTIMES.register
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
     label = "ONNX Runtime"
     formats = frozenset({ModelFormat.ONNX, ModelFormat.ORT})
+    exposes = frozenset({ModelFormat.ONNX})  # its intermediate tensors
     package_loader = '''
 def load(model, precision=None):
     import onnxruntime as ort
@@ -140,6 +194,10 @@ def load(model, precision=None):
                 types[node] = (e.get("args") or {}).get("op_name", "?")
                 kernels[node] = (e.get("args") or {}).get("provider")
         return OpTimes({k: v[-runs:] for k, v in per_node.items()}, types, kernels, walls)
+
+    def intermediate_tensors(self, path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
+        """Every node output added as a graph output, run with graph optimizations off (nothing is fused away)."""
+        return _onnx_tensors(path, feeds)
 
     def throughput_run(self, path: Path, feeds: dict[str, np.ndarray], *, batch: int, streams: int,
                        cores: int, duration_s: float, cancel: Any) -> tuple[list[float], float, int]:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, OpTimes, Runtime, Session
+from edgestudio.backends.intermediates import INTERNAL_OPS, WEIGHTED_OPS, Tensor, float_tensors
 from edgestudio.core.errors import ModelFormatError
 from edgestudio.core.formats import ModelFormat
 
@@ -90,11 +91,72 @@ def _tflite_integer_io(path: str | Path) -> dict[str, dict[str, Any]]:
     return {d["name"]: d for d in (*interp.get_input_details(), *interp.get_output_details()) if _scale(d)}
 
 
+def _openvino_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(path))
+    order: list[Tensor] = []
+    ports = []
+    name_of: dict[tuple[int, int], str] = {}  # (op instance, port) -> tensor name
+    const: set[tuple[int, int]] = set()
+
+    def key(out: Any) -> tuple[int, int]:
+        return out.get_node().get_instance_id(), out.get_index()
+
+    def source(out: Any) -> Any:
+        for _ in range(64):  # through FakeQuantize / Convert to the tensor they copy
+            node = out.get_node()
+            if node.get_type_name() not in INTERNAL_OPS or node.get_input_size() == 0:
+                break
+            out = node.input(0).get_source_output()
+        return out
+
+    for i, op in enumerate(model.get_ordered_ops()):
+        kind = op.get_type_name()
+        if kind == "Parameter":
+            name = op.output(0).get_any_name() if op.output(0).get_names() else op.get_friendly_name()
+            order.append(Tensor(f"input:{name}", "Input", op.get_friendly_name(), -1))
+            name_of[key(op.output(0))] = f"input:{name}"
+            continue
+        if kind == "Result" or op.get_output_size() == 0:
+            continue
+        srcs = [source(x.get_source_output()) for x in op.inputs()]
+        if kind == "Constant" or not srcs or all(key(s) in const for s in srcs):  # weights and what decompresses them
+            const.update(key(op.output(p)) for p in range(op.get_output_size()))
+            continue
+        if kind in INTERNAL_OPS:
+            continue
+        ins = tuple(dict.fromkeys(name_of[key(s)] for s in srcs if key(s) not in const and key(s) in name_of))
+        weighted = kind in WEIGHTED_OPS and any(key(s) in const for s in srcs[1:])
+        for p in range(op.get_output_size()):
+            out = op.output(p)
+            names = sorted(out.get_names())
+            if not names:  # give it a name: results are read back by name
+                names = [f"{op.get_friendly_name()}:{p}"]
+                out.get_tensor().set_names(set(names))
+            name_of[key(out)] = names[0]
+            order.append(Tensor(names[0], kind, op.get_friendly_name(), i, ins, weighted))
+            ports.append(out)
+    model.add_outputs(ports)
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    by_name = {t.name: t for t in order}
+    for sample in feeds:
+        res = compiled(sample)
+        for port in compiled.outputs:
+            for name in port.get_names():
+                if name in by_name:
+                    by_name[name].values.append(np.asarray(res[port]))
+                    break
+    return [t for t in order if t.op == "Input"] + float_tensors([t for t in order if t.op != "Input"])
+
+
 @RUNTIMES.register
 class OpenVinoRuntime(Runtime):
     name = "openvino"
     label = "OpenVINO"
     formats = frozenset({ModelFormat.OPENVINO, ModelFormat.ONNX, ModelFormat.TFLITE})
+    exposes = frozenset({ModelFormat.OPENVINO})  # its intermediate tensors
     package_loader = '''
 def load(model, precision=None):
     import openvino as ov
@@ -178,6 +240,10 @@ def load(model, precision=None):
                     types[info.node_name] = info.node_type
                     kernels[info.node_name] = info.exec_type
         return OpTimes(dict(per_node), types, kernels, walls)
+
+    def intermediate_tensors(self, path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
+        """An output added on every op's port, compiled in f32."""
+        return _openvino_tensors(path, feeds)
 
     def throughput_run(self, path: Path, feeds: dict[str, np.ndarray], *, batch: int, streams: int,
                        cores: int, duration_s: float, cancel: Any) -> tuple[list[float], float, int]:

@@ -26,6 +26,10 @@ def method_specs(meta: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
 def load_program(path: str | Path) -> Any:
     from executorch.runtime import Runtime as EtRuntime
 
+    try:  # the quantized kernels (quantize/dequantize): a program lowered without a delegate calls them
+        import executorch.kernels.quantized  # noqa: F401
+    except ImportError:
+        pass
     try:
         return EtRuntime.get().load_program(str(path))
     except Exception as exc:  # noqa: BLE001 - its own words, one line
