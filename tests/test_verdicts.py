@@ -87,6 +87,23 @@ def test_float_rounding_on_an_output_near_zero_never_fails_an_exact_conversion()
                         min_cosine=0.999).verdict == FAILED
 
 
+def test_an_output_the_inputs_hardly_move_cannot_pass_an_exact_check() -> None:
+    """Random weights with BatchNorm at its defaults (a benchmark model): the output moves with the inputs by 3e-7,
+    under the tolerance, so a result that returned the same answer for every input would pass too: inconclusive.
+    The same check on an output that moves is a pass, and a real difference still fails."""
+    rng = np.random.default_rng(5)
+    base = rng.normal(0, 0.05, (1, 100)).astype(np.float32)
+    ref = [base + rng.normal(0, 1e-7, base.shape).astype(np.float32) for _ in range(4)]
+    ignores_inputs = [ref[0].copy() for _ in ref]
+    c = check_output("logits", "logits", ref, ignores_inputs, mode="exact", atol=1e-4, rtol=1e-3, min_cosine=0.999)
+    assert c.verdict == INCONCLUSIVE and "ignored its inputs" in c.reason
+    moving = [rng.normal(0, 1, (1, 100)).astype(np.float32) for _ in range(4)]
+    assert check_output("logits", "logits", moving, [m + 1e-6 for m in moving], mode="exact", atol=1e-4, rtol=1e-3,
+                        min_cosine=0.999).verdict == PASSED
+    assert check_output("logits", "logits", ref, [r + 0.5 for r in ref], mode="exact", atol=1e-4, rtol=1e-3,
+                        min_cosine=0.999).verdict == FAILED
+
+
 @pytest.mark.parametrize("layout", ["channels-second", "channels-last"])
 def test_a_good_quantization_of_a_packed_output_passes(layout: str) -> None:
     """No false refusal: small, even noise on every slice (what a good INT8 does) passes."""

@@ -254,6 +254,16 @@ def _degenerate(ref: list[np.ndarray]) -> str | None:
     return None
 
 
+def _moves(ref: list[np.ndarray]) -> float:
+    """How far the reference output moves from the first sample's over the others (0 with one sample)."""
+    return max((float(np.abs(r.astype(np.float64) - ref[0]).max(initial=0.0)) for r in ref[1:]
+                if r.shape == ref[0].shape), default=0.0)
+
+
+def _moves_within(ref: list[np.ndarray], tolerance: float) -> bool:
+    return len(ref) >= 2 and all(r.shape == ref[0].shape for r in ref) and _moves(ref) <= tolerance
+
+
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
     return 1.0 if na == nb == 0 else float(np.dot(a, b) / max(na * nb, 1e-300))
@@ -375,6 +385,11 @@ def check_output(name: str, child_name: str, ref: list[np.ndarray], got: list[np
             # on these inputs: the cosine of such tiny values says nothing about the conversion
             verdict, reason = INCONCLUSIVE, (f"{which} {cosine:.6f} with differences of at most {max_abs:.2g}: the "
                                              "output is near zero on these inputs, so the cosine cannot judge")
+        elif _moves_within(ref, atol * scale):
+            # the inputs move the output less than the tolerance: a result that ignored them would pass too
+            verdict, reason = INCONCLUSIVE, (f"the output moves with the inputs by at most {_moves(ref):.2g}, within "
+                                             f"the tolerance {atol * scale:.2g}: a result that ignored its inputs "
+                                             "would pass too (give real inputs)")
         elif cosine < min_cosine:
             verdict, reason = FAILED, f"{which} {cosine:.6f} < {min_cosine}"
         elif declared and task_bad:
