@@ -25,7 +25,7 @@ from typing import Any
 from edgestudio.core.catalog import envs_root
 from edgestudio.core.errors import Cancelled, EdgeStudioError, UsageError, clean_message
 from edgestudio.core.jobs import JobRecord, JobSpec, JobStatus, new_job_id
-from edgestudio.core.process import base_python, helper_command
+from edgestudio.core.process import base_python, frozen, helper_command
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 from edgestudio.execution.base import TargetInfo, ThreadedExecutor
 from edgestudio.execution.messages import CancelRequest, JobMessage, ProtocolError, RunRequest, decode, encode
@@ -121,6 +121,9 @@ def _env_vars(name: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env["PYTHONPATH"] = str(_package_path())
     env["PYTHONNOUSERSITE"] = "1"
+    if frozen():  # the bundle's sources belong to the installation (root's, removed by the package manager): their
+        # bytecode goes to a folder of this user's, never beside them
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / f"edgestudio-pycache-{os.getuid()}")
     if name:
         env["EDGESTUDIO_ENV"] = name  # the process knows where it runs: backends of this environment are local
     return env

@@ -69,10 +69,12 @@ def run_self_test(only: list[str] | None = None) -> int:
                             "p50_ms": (r.get("latency_ms") or {}).get("p50")}
     window.shutdown()
     ws.close()
+    window.close()  # the window saves its state in its settings on close: removed after it
+    window.deleteLater()
+    app.processEvents()
     import shutil
 
-    shutil.rmtree(tmp, ignore_errors=True)  # its workspace and converted model: nothing left behind
-    window.close()
+    shutil.rmtree(tmp, ignore_errors=True)  # its workspace, settings and converted model: nothing left behind
     rows = capabilities(only)
     print(table(rows), flush=True)
     report["capabilities"] = rows
