@@ -935,6 +935,76 @@ def cmd_profile(args: argparse.Namespace) -> Any:
     return result
 
 
+def cmd_explore(args: argparse.Namespace) -> Any:
+    """`edgestudio explore MODEL [CHILD]`: Model Explorer on localhost (offline) until Ctrl-C, with --debug's and
+    --profile's figures as node data; --save-node-data writes those files and serves nothing."""
+    import shutil
+    import signal
+    import tempfile
+    import time
+    import webbrowser
+
+    from edgestudio.execution.model_explorer import ExplorerServer, explorer_python, explorer_url, prepare
+
+    if len(args.models) > 2:
+        raise UsageError(None, "explore shows one model, or a parent and the child made from it: give at most two")
+    for m in args.models:
+        if not Path(m).exists():
+            raise UsageError(None, f"{m}: no such file or folder")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(None, f"--port takes 1-65535 (0: a free one), not {args.port}")
+
+    def text(d: dict[str, Any]) -> str:
+        lines = [f"Model Explorer: {d['url']}" if d.get("url") else f"node data for Model Explorer in {d['folder']}"]
+        lines += [f"  model  {m}" for m in d["models"]]
+        lines += [f"  node data  {Path(f['path']).name} -> {f['target']} ({f['nodes']} nodes)" for f in d["node_data"]]
+        if (d.get("debug") or {}).get("verdict"):
+            first = d["debug"].get("first_diverging")
+            lines.append(f"  layers: {d['debug']['verdict']}, {d['debug']['matched']} matched"
+                         + (f", first diverging: {first}" if first else ""))
+        lines += [f"  note: {n}" for n in d["notes"]]
+        lines.append("Ctrl-C stops it" if d.get("url") else
+                     "load them with model_explorer.config().add_model_from_path(MODEL).add_node_data_from_path(FILE)")
+        return "\n".join(lines)
+
+    keep = args.save_node_data
+    python = None if keep else explorer_python()  # not installed: say how, before any work
+    folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="edgestudio-explorer-"))
+    try:
+        plan = prepare(list(args.models), str(folder), debug=args.debug, profile=args.profile,
+                       inputs=_input_spec(args), samples=args.samples, runs=args.runs)
+        if keep:
+            _emit(args, plan, text)
+            return plan
+        server = ExplorerServer(python, port=args.port)
+
+        def interrupted(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even where the shell started it ignoring Ctrl-C
+        signal.signal(signal.SIGTERM, interrupted)  # a service manager's stop is a Ctrl-C
+        result: dict[str, Any] = dict(plan)
+        try:
+            server.wait_ready()
+            result = {**plan, "url": explorer_url(server.base_url, plan), "server": server.base_url,
+                      "started_in_s": round(server.ready_after or 0.0, 2)}
+            _emit(args, result, text)
+            sys.stdout.flush()
+            if not args.no_browser:
+                webbrowser.open(result["url"])
+            while server.proc is not None and server.proc.poll() is None:
+                time.sleep(0.5)
+            raise EdgeStudioError(None, f"Model Explorer's server stopped: {server.log_tail()}")
+        except KeyboardInterrupt:
+            print("stopped", file=sys.stderr)
+            return result
+        finally:
+            server.stop()
+    finally:
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _rescue_text(d: dict[str, Any]) -> str:
     guard = (f"top-1 drop <= {d['guard']['max_drop']}" if "max_drop" in d["guard"]
              else f"output cosine >= {d['guard']['min_output_cosine']}")
@@ -1477,6 +1547,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_bounded("threads"))
     _add_input_args(p, "the profiled runs")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("explore", parents=[common], help="the graph in Google's Model Explorer on localhost (offline), "
+                                                        "or a parent and its child side by side with debug's and "
+                                                        "profile's figures on their nodes; Ctrl-C stops it")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="an ONNX or TFLite model; with a second, the parent "
+                                                              "first and then the child made from it")
+    p.add_argument("--debug", action="store_true", help="paint each node's cosine to its twin and each layer's own "
+                                                        "error (the per-layer comparison of `debug`)")
+    p.add_argument("--profile", action="store_true", help="paint each node's time (`profile`, where the runtime has "
+                                                          "a profiler)")
+    p.add_argument("--samples", type=_bounded("samples"), default=4, help="--debug: input samples to run")
+    p.add_argument("--runs", type=_bounded("runs"), default=50, help="--profile: profiled runs")
+    p.add_argument("--port", type=int, default=0, help="serve on this loopback port (default: a free one)")
+    p.add_argument("--no-browser", action="store_true", help="print the URL only; do not open the web browser")
+    p.add_argument("--save-node-data", metavar="DIR", help="write Model Explorer's node-data files in DIR and stop "
+                                                           "(no server; load them in any Model Explorer)")
+    _add_input_args(p, "--debug and --profile")
+    p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("rescue", parents=[common], help="INT8 with the fewest layers kept in float so the accuracy "
                                                        "guard passes (searched with the per-layer comparison)")

@@ -169,6 +169,11 @@ ENVIRONMENTS: dict[str, Any] = {
     # xgboost-cpu is MetaSchedule's cost model; psutil and cloudpickle its builder/runner pool
     "tvm": lambda: ["apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post0", "xgboost-cpu==3.2.0", "scipy",
                     "psutil", "cloudpickle", _pinned("onnx"), _pinned("onnxruntime"), _pinned("numpy")],
+    # Google's Model Explorer (a graph viewer beside Netron: two graphs side by side, per-node overlays), served by
+    # a process of this environment: its TFLite adapter is a 480 MB native library and it brings Flask and IPython,
+    # none of which the app needs (edgestudio/execution/model_explorer.py)
+    "model-explorer": lambda: ["ai-edge-model-explorer==0.1.34", "model-explorer-onnx==0.4.2", _pinned("onnx"),
+                               _pinned("numpy")],
 }
 
 

@@ -349,14 +349,16 @@ class ModelBrowser(QWidget):
         for name, label in (("convert", "Convert…"), ("optimize", "Optimize…"), ("benchmark", "Benchmark"),
                             ("bench_settings", "Benchmark with settings…"),
                             ("compare", "Compare selected"), ("why", "Why did accuracy drop?…"),
-                            ("profile", "Profile layers…"), ("throughput", "Throughput sweep…"),
+                            ("profile", "Profile layers…"), ("explore", "Open in Model Explorer"),
+                            ("explore_parent", "Compare with parent in Model Explorer"),
+                            ("throughput", "Throughput sweep…"),
                             ("distill", "Distill a smaller student…"),
                             ("package", "Deployment package…"),
                             ("reveal", "Reveal in folder"), ("delete", "Delete")):
             act = QAction(label, menu)
             act.triggered.connect(lambda _=False, n=name: self.action.emit(n, model_id))
-            if name == "why" and self._items[model_id].parent() is None:  # an imported model has no parent to ask
-                act.setEnabled(False)
+            if name in ("why", "explore_parent") and self._items[model_id].parent() is None:
+                act.setEnabled(False)  # an imported model has no parent to compare with
                 act.setToolTip("compares a variant with its parent: pick a converted or optimized one")
             menu.addAction(act)
             if name in ("compare", "throughput", "package"):

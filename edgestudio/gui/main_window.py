@@ -264,6 +264,12 @@ class MainWindow(QMainWindow):
                        "Compare the selected variant with its parent layer by layer: where they part"),
             "profile": act("&Profile layers…", lambda: self.model_action("profile", self.browser.current_id()), None,
                            "Time per layer and per op type, from the runtime's profiler"),
+            "explore": act("Open in Model E&xplorer", lambda: self.model_action("explore", self.browser.current_id()),
+                           None, "The selected model's graph in Google's Model Explorer (ONNX, TFLite)"),
+            "explore_parent": act("Compare with parent in Model Explorer",
+                                  lambda: self.model_action("explore_parent", self.browser.current_id()), None,
+                                  "The selected variant and its parent side by side in Model Explorer, each node "
+                                  "painted with its cosine to its twin and its time"),
             "distill": act("Di&still a smaller student…", lambda: self.model_action("distill", self.browser.current_id()),
                            None, "Knowledge distillation: train a smaller Keras student on unlabeled inputs"),
             "package": act("Deployment &package…", lambda: self.model_action("package", self.browser.current_id()),
@@ -287,8 +293,8 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addAction(a["quit"])
         menu = self.menuBar().addMenu("&Model")
-        for key in ("convert", "optimize", "benchmark", "bench_settings", "compare", "why", "profile", "distill",
-                    "package", "reveal", "delete"):
+        for key in ("convert", "optimize", "benchmark", "bench_settings", "compare", "why", "profile", "explore",
+                    "explore_parent", "distill", "package", "reveal", "delete"):
             menu.addAction(a[key])
         menu = self.menuBar().addMenu("&View")
         for dock in self.docks.values():
@@ -589,6 +595,10 @@ class MainWindow(QMainWindow):
             self.profile_dialog.show()
             self.profile_dialog.run()
             return self.profile_dialog
+        if name in ("explore", "explore_parent"):
+            from edgestudio.gui.explorer_view import open_in_model_explorer
+
+            return open_in_model_explorer(self, model_id, with_parent=name == "explore_parent")
         if name == "package":
             return self.package_dialog(model_id)
         if name == "reveal":
@@ -856,6 +866,8 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop the jobs; call before closing the workspace (no slot touches it afterwards)."""
         self.details.graph.stop()
+        if getattr(self, "explorer_window", None) is not None:
+            self.explorer_window.view.stop()
         self.bridge.shutdown()
         if getattr(self, "_ray_bridge", None) is not None:
             self._ray_bridge.shutdown()

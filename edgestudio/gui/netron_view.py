@@ -49,7 +49,8 @@ _OVERLAY_JS = """
   const paint = () => {
     let painted = 0;
     for (const [name, d] of Object.entries(data.nodes)) {
-      const el = document.getElementById('node-name-' + name);
+      const pos = /^#(\d+) /.exec(name);  // a .pte's nodes are unnamed: '#N op' is Netron's N-th node
+      const el = document.getElementById('node-name-' + name) || (pos && document.getElementById('node-id-' + pos[1]));
       if (!el) continue;
       painted++;
       const head = el.querySelector('.node-item-type path');
@@ -97,17 +98,52 @@ _OVERLAY_JS = """
 """
 
 
+def _software_gl() -> bool:
+    """No GPU to draw with (offscreen, or a Linux machine without a render node): Chromium then renders in
+    software, where it turns WebGL off."""
+    import glob
+    import sys
+
+    from PySide6.QtGui import QGuiApplication
+
+    platform = QGuiApplication.platformName() or os.environ.get("QT_QPA_PLATFORM", "")
+    return platform in ("offscreen", "minimal") or (sys.platform.startswith("linux")
+                                                    and not glob.glob("/dev/dri/renderD*"))
+
+
 def _webengine() -> Any:
+    flags = os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", "").split()
     # As root, Chromium refuses to start without --no-sandbox (and takes the whole process down).
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        flags = os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", "")
-        if "--no-sandbox" not in flags:
-            os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = (flags + " --no-sandbox").strip()
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--no-sandbox" not in flags:
+        flags.append("--no-sandbox")
+    # Model Explorer draws with WebGL, which Chromium blocks on its software renderer: with no GPU there is no
+    # driver to protect, so the blocklist is ignored (where a GPU is, its own rules stand)
+    if _software_gl() and "--ignore-gpu-blocklist" not in flags:
+        flags.append("--ignore-gpu-blocklist")
+    os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = " ".join(flags)
     try:
         from PySide6 import QtWebEngineCore, QtWebEngineWidgets
     except ImportError:
         return None
     return QtWebEngineCore, QtWebEngineWidgets
+
+
+def local_only(core: Any) -> Any:
+    """A request interceptor that keeps a page offline: only the local server (localhost, 127.0.0.1) is reached;
+    what else the page asks for is blocked and listed in ``blocked``."""
+
+    class LocalOnly(core.QWebEngineUrlRequestInterceptor):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocked: list[str] = []
+
+        def interceptRequest(self, info: Any) -> None:  # noqa: N802
+            url = info.requestUrl()
+            if url.scheme() in ("http", "https", "ws", "wss") and url.host() not in ("localhost", "127.0.0.1"):
+                self.blocked.append(url.toString())
+                info.block(True)
+
+    return LocalOnly()
 
 
 class NetronView(QWidget):
@@ -174,15 +210,7 @@ class NetronView(QWidget):
             self._view = widgets.QWebEngineView(self)
             self._stack.addWidget(self._view)
 
-            class LocalOnly(core.QWebEngineUrlRequestInterceptor):  # type: ignore[misc,name-defined]
-                """Keep Netron offline: no telemetry, no look-ups, only the local server."""
-
-                def interceptRequest(self, info: Any) -> None:  # noqa: N802
-                    host = info.requestUrl().host()
-                    if info.requestUrl().scheme() in ("http", "https") and host not in ("localhost", "127.0.0.1"):
-                        info.block(True)
-
-            self._interceptor = LocalOnly()
+            self._interceptor = local_only(core)  # Netron offline: no telemetry, no look-ups
             self._view.page().profile().setUrlRequestInterceptor(self._interceptor)
             script = core.QWebEngineScript()
             script.setName("edgestudio-brackets")
