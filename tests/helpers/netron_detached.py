@@ -71,6 +71,10 @@ def main(models: list[str], shot: str | None) -> None:
     report["back"] = page_shows(Path(models[0]).name)
     print(json.dumps(report), flush=True)
     win.shutdown()
+    ws.close()
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)  # nothing left in /tmp (os._exit runs no clean-up)
     os._exit(0)
 
 
