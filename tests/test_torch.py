@@ -347,6 +347,7 @@ def test_pytorch_to_executorch_inspected_benchmarked_and_compared(executorch_env
     with zipfile.ZipFile(tmp_path / "et.zip") as zf:
         zf.extractall(tmp_path / "pkg")
     (root,) = (tmp_path / "pkg").iterdir()
+    assert "executor_runner --model_path=" in (root / "README.md").read_text()  # the device's C++ runner, said how
     subprocess.run([str(executorch_env), str(root / "run.py"), "--output", str(tmp_path / "y.npy")], check=True,
                    capture_output=True, timeout=300, cwd=root)
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.load(root / "expected_output.npy"), rtol=1e-5, atol=1e-6)

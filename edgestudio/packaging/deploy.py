@@ -523,4 +523,24 @@ def _readme(m: dict[str, Any]) -> str:
     return (f"# {m['package']} for {m['runtime']}\n\n```sh\npython -m venv venv && venv/bin/pip install -r "
             f"requirements.txt\nvenv/bin/python run.py            # runs input.npy\nvenv/bin/python run.py --input "
             f"x.npy --output y.npy --runs 100\n```\n\n`expected_output.npy` is EdgeStudio's output for `input.npy`. "
-            f"See report.md for latency and accuracy, lineage.json for how the model was made.\n")
+            f"See report.md for latency and accuracy, lineage.json for how the model was made.\n"
+            + (_EXECUTOR_RUNNER.format(model=(m.get("model") or {}).get("file") or "model.pte") if m["runtime"] == "executorch" else ""))
+
+
+# ExecuTorch's own C++ command line, for a device with no Python (what the program runs on in production)
+_EXECUTOR_RUNNER = """
+## Without Python: ExecuTorch's `executor_runner`
+
+On the device, the same program runs from C++. Build ExecuTorch's example runner with the XNNPACK delegate from a
+checkout of github.com/pytorch/executorch at the tag of the version in requirements.txt (its tutorial "Building
+and Running ExecuTorch with XNNPACK Backend" has the details for cross-compiling):
+
+```sh
+cmake -S executorch -B cmake-out -DEXECUTORCH_BUILD_XNNPACK=ON -DCMAKE_BUILD_TYPE=Release
+cmake --build cmake-out -j --target executor_runner
+cmake-out/executor_runner --model_path={model}
+```
+
+It loads `{model}`, runs it once on inputs of ones and prints the outputs (not `input.npy`: `run.py` is what
+checks `expected_output.npy`).
+"""
