@@ -1051,9 +1051,10 @@ def cmd_rescue(args: argparse.Namespace) -> Any:
     src = Path(args.model)
     if not src.exists():
         raise UsageError(None, f"{src}: no such file or folder")
-    from edgestudio.optimization.rescue import SUFFIX
+    from edgestudio.optimization.rescue import rescue_runtime, rescue_suffix
 
-    out = _out(args, src.parent / f"{src.stem}_int8_rescued{SUFFIX[args.runtime]}")
+    rescue_runtime(args.runtime)  # one that can rescue, or a one-line error naming those that can
+    out = _out(args, src.parent / f"{src.stem}_int8_rescued{rescue_suffix(args.runtime)}")
     opts = _optimize_options(args)
     import contextlib
 
@@ -1570,8 +1571,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "guard passes (searched with the per-layer comparison)")
     p.add_argument("model", help="the float model: ONNX (onnxruntime, openvino), OpenVINO IR (openvino), Keras or "
                                  "SavedModel (litert)")
-    p.add_argument("--runtime", choices=["onnxruntime", "openvino", "litert"], default="onnxruntime",
-                   help="whose INT8: ORT nodes_to_exclude, NNCF ignored_scope, TFLite debugger denylist")
+    p.add_argument("--runtime", default="onnxruntime", help="whose INT8, among the runtimes that can keep layers in "
+                   "float (onnxruntime: nodes_to_exclude, openvino: NNCF ignored_scope, litert: the TFLite debugger's "
+                   "denylist; default onnxruntime)")
     p.add_argument("--max-steps", type=_bounded("max_steps"), default=8, help="at most this many attempts after plain "
                                                                               "INT8 (each keeps one more blamed layer)")
     p.add_argument("--budget", type=_bounded("duration", float), default=600.0,

@@ -228,3 +228,60 @@ def test_a_runtime_from_an_extra_catalog_file_works_in_every_engine(tmp_path: Pa
                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert r.returncode == 1 and "profiling runs on onnxruntime, openvino, executorch, not plainort" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+RESCUER = textwrap.dedent('''
+    """A runtime outside EdgeStudio whose quantizer can keep layers in float: it declares the rescue capability."""
+    from edgestudio.backends.runtimes.base import RUNTIMES, Runtime
+    from edgestudio.core.formats import ModelFormat
+
+
+    @RUNTIMES.register
+    class RescuingRuntime(Runtime):
+        name = "rescuert"
+        label = "Rescuing runtime"
+        formats = frozenset({ModelFormat.ONNX})
+
+        def devices(self):
+            return []
+
+        def load(self, path, *, device="CPU", threads=None, precision=None):
+            raise NotImplementedError
+
+        def rescue_reference(self, parent, work):
+            return parent, parent
+
+        def rescue_scope(self, reference, child, item, pairs):
+            return [item["node"]]
+''')
+
+
+def test_the_rescue_runs_on_the_runtimes_that_declare_it(fake_backend: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which runtimes the rescue runs on is each runtime's own capability, read from the registry (no list of names):
+    a catalog runtime that implements it is one of them, with its native format's suffix; a runtime without it gets
+    one line naming those that have it, before any work starts."""
+    from edgestudio.backends.runtimes import RUNTIMES
+    from edgestudio.core.errors import UsageError
+    from edgestudio.optimization.rescue import rescue, rescue_runtimes, rescue_suffix
+
+    (tmp_path / "rescuert_mod.py").write_text(RESCUER)
+    toml = tmp_path / "rescuer.toml"
+    toml.write_text('[[runtime]]\nname = "rescuert"\nlabel = "Rescuing runtime"\nmodule = "rescuert_mod"\n'
+                    'formats = ["onnx"]\nnative = ["onnx"]\n')
+    monkeypatch.setenv("EDGESTUDIO_CATALOG", os.pathsep.join([str(fake_backend), str(toml)]))
+
+    able = rescue_runtimes()
+    assert able == [n for n, cls in RUNTIMES.all().items() if cls.can_rescue()]
+    assert {"onnxruntime", "openvino", "litert", "rescuert"} <= set(able) and "fakert" not in able
+    assert not RUNTIMES.get("fakert").can_rescue() and not RUNTIMES.get("tensorflow").can_rescue()
+    assert [rescue_suffix(n) for n in ("onnxruntime", "openvino", "litert", "rescuert")] == [
+        ".onnx", ".xml", ".tflite", ".onnx"]
+
+    out = tmp_path / "rescued.onnx"
+    for runtime, said in (("fakert", f"the rescue runs on {', '.join(able)}, not fakert"),
+                          ("nosuchrt", f"unknown runtime 'nosuchrt': the rescue runs on {', '.join(able)}")):
+        with pytest.raises(UsageError) as err:
+            rescue(SAMPLES / "digits_cnn.onnx", out, runtime=runtime)
+        assert str(err.value) == said and "rescuert" in said and "\n" not in said
+    assert not out.exists()

@@ -224,18 +224,29 @@ class LayerDebugDialog(_JobDialog):
         return self.chain_job
 
     def _rescue_runtime(self) -> str | None:
-        """Whose INT8 the variant is (its recorded runtime, else its format's): None when it is not an INT8 one."""
+        """Whose INT8 the variant is (its recorded runtime, else its format's own): None when it is not an INT8 one
+        or the rescue does not run on that runtime."""
         o = self.child_options
         if o.get("method") not in ("int8-static", "int8-accuracy-aware") or o.get("rescued"):
             return None
-        suffix = self.child_path.rsplit(".", 1)[-1].lower()
-        return o.get("runtime") or {"onnx": "onnxruntime", "xml": "openvino", "tflite": "litert"}.get(suffix)
+        from edgestudio.core.catalog import native_runtime
+        from edgestudio.core.errors import EdgeStudioError
+        from edgestudio.core.formats import detect_format
+        from edgestudio.optimization.rescue import rescue_runtimes
+
+        runtime = o.get("runtime")
+        if not runtime:
+            try:
+                runtime = native_runtime(detect_format(self.child_path).value)
+            except EdgeStudioError:  # the variant's file is gone or unreadable: nothing to rescue from here
+                return None
+        return runtime if runtime in rescue_runtimes() else None
 
     def run_rescue(self) -> str | None:
         import os
         from pathlib import Path
 
-        from edgestudio.optimization.rescue import SUFFIX
+        from edgestudio.optimization.rescue import rescue_suffix
 
         runtime = self._rescue_runtime()
         if runtime is None:
@@ -256,7 +267,7 @@ class LayerDebugDialog(_JobDialog):
             opts["calibration"] = spec["data"]
         self.rescue_result = None
         self.status.setText(f"rescuing: {runtime} INT8 with the fewest layers kept in float…")
-        name = f"{Path(self.parent_path.rstrip('/')).stem}_int8_rescued{SUFFIX[runtime]}"
+        name = f"{Path(self.parent_path.rstrip('/')).stem}_int8_rescued{rescue_suffix(runtime)}"
         self.rescue_job = self.bridge.submit(JobSpec(JobKind.CALL, model=self.parent_path, runtime=runtime, options={
             "function": "edgestudio.optimization.rescue:rescue",
             "kwargs": {"parent": self.parent_path, "runtime": runtime, "method": self.child_options.get("method"),

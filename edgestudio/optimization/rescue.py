@@ -14,7 +14,8 @@ is the artifact, written whenever it improved on plain INT8, even if it does not
 What is compared layer by layer is the float model *in the quantizer's own format*: the ONNX parent for ONNX Runtime,
 the float IR for NNCF (an ONNX parent is read into one first), the float TFLite conversion of the Keras/SavedModel
 parent for LiteRT. The layer kept in float is named as that quantizer names it: the ONNX node, the OpenVINO op (the
-Convolution behind a diverging Add/Relu), the TFLite op's output tensor.
+Convolution behind a diverging Add/Relu), the TFLite op's output tensor. Each runtime says both itself
+(:meth:`~edgestudio.backends.runtimes.base.Runtime.rescue_reference` and ``rescue_scope``): this search names none.
 """
 
 from __future__ import annotations
@@ -23,117 +24,46 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgestudio.backends.optimizers.base import OptimizeOptions
-from edgestudio.core.errors import Cancelled, EdgeStudioError, clean_message
-from edgestudio.core.formats import ModelFormat, detect_format
+from edgestudio.core.errors import Cancelled, UsageError, clean_message
+from edgestudio.core.formats import detect_format
 from edgestudio.core.modelinfo import model_size_bytes
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 
-WEIGHTED = ("Conv", "ConvTranspose", "MatMul", "Gemm")
-OV_WEIGHTED = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
-TFLITE_WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "CONV_3D")
-SUFFIX = {"onnxruntime": ".onnx", "openvino": ".xml", "litert": ".tflite"}
+if TYPE_CHECKING:
+    from edgestudio.backends.runtimes.base import Runtime
 
 
-def _weighted_producer(model_path: Path, node_name: str) -> str | None:
-    """The node a quantizer actually quantizes behind ``node_name``: itself if it has weights, else the nearest
-    Conv/MatMul/Gemm upstream (a diverging Relu or Reshape only carries its producer's error)."""
-    import onnx
+def rescue_runtimes() -> list[str]:
+    """The runtimes the rescue runs on (their class can :meth:`~edgestudio.backends.runtimes.base.Runtime.can_rescue`),
+    in catalog order: an extra catalog's runtime that implements the capability is one of them."""
+    from edgestudio.backends.runtimes import RUNTIMES
 
-    graph = onnx.load(str(model_path), format="protobuf", load_external_data=False).graph
-    by_name = {n.name: n for n in graph.node}
-    producer = {out: n for n in graph.node for out in n.output}
-    seen: set[str] = set()
-    queue = [by_name.get(node_name)]
-    while queue:
-        node = queue.pop(0)
-        if node is None or node.name in seen:
-            continue
-        seen.add(node.name)
-        if node.op_type in WEIGHTED:
-            return node.name
-        queue.extend(producer.get(i) for i in node.input)
-    return None
+    return [name for name, cls in RUNTIMES.all().items() if cls.can_rescue()]
 
 
-def _weighted_producer_ov(model_path: Path, op_name: str) -> str | None:
-    """The OpenVINO op NNCF quantizes behind ``op_name`` (a diverging Add or Relu carries its Convolution's error)."""
-    import openvino as ov
+def rescue_runtime(runtime: str) -> type[Runtime]:
+    """The class of ``runtime``, or an error the user can act on when the rescue does not run on it (it names the
+    runtimes the rescue runs on)."""
+    from edgestudio.backends.runtimes import RUNTIMES
 
-    model = ov.Core().read_model(str(model_path))
-    by_name = {op.get_friendly_name(): op for op in model.get_ops()}
-    seen: set[str] = set()
-    queue = [by_name.get(op_name)]
-    while queue:
-        op = queue.pop(0)
-        if op is None or op.get_friendly_name() in seen:
-            continue
-        seen.add(op.get_friendly_name())
-        if op.get_type_name() in OV_WEIGHTED:
-            return op.get_friendly_name()
-        queue.extend(i.get_source_output().get_node() for i in op.inputs()
-                     if i.get_source_output().get_node().get_type_name() not in ("Constant", "Parameter"))
-    return None
+    cls = RUNTIMES.all().get(runtime)
+    if cls is None or not cls.can_rescue():
+        able = ", ".join(rescue_runtimes())
+        raise UsageError(None, f"the rescue runs on {able}, not {runtime}" if cls else
+                         f"unknown runtime {runtime!r}: the rescue runs on {able}")
+    return cls
 
 
-def _weighted_producer_tflite(model_path: Path, tensor: str) -> str | None:
-    """The TFLite op output (a tensor name: what the quantization debugger's denylist takes) of the weighted op
-    behind ``tensor``, walking through (de)quantize, pooling and reshapes."""
-    import warnings
-
-    from ai_edge_litert.interpreter import Interpreter
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        interp = Interpreter(str(model_path))
-    names = {d["index"]: d["name"] for d in interp.get_tensor_details()}
-    ops = interp._get_ops_details()  # noqa: SLF001 - LiteRT's only way to walk the ops
-    producer = {int(o): op for op in ops for o in op["outputs"]}
-    start = next((i for i, n in names.items() if n == tensor), None)
-    seen: set[int] = set()
-    queue = [producer.get(start)] if start is not None else []
-    while queue:
-        op = queue.pop(0)
-        if op is None or op["index"] in seen:
-            continue
-        seen.add(op["index"])
-        if op["op_name"] in TFLITE_WEIGHTED:
-            return names[int(op["outputs"][0])]
-        queue.extend(producer.get(int(i)) for i in op["inputs"] if int(i) >= 0)
-    return None
+def rescue_suffix(runtime: str) -> str:
+    """The file suffix of ``runtime``'s rescued model (its native format's: what its quantizer writes)."""
+    fmt = rescue_runtime(runtime).native_format()
+    return fmt.default_suffix if fmt else ""
 
 
-def _float_reference(parent: Path, runtime: str, work: Path) -> tuple[Path, Path]:
-    """(the model the quantizer starts from, the float model compared layer by layer with each step's child)."""
-    fmt = detect_format(parent)
-    if runtime == "onnxruntime":
-        if fmt is not ModelFormat.ONNX:
-            raise EdgeStudioError(parent, "the ONNX Runtime rescue starts from the float ONNX model")
-        return parent, parent
-    if runtime == "openvino":
-        if fmt is ModelFormat.OPENVINO:
-            return parent, parent
-        if fmt is not ModelFormat.ONNX:
-            raise EdgeStudioError(parent, "the NNCF rescue starts from a float OpenVINO IR or ONNX model")
-        import openvino as ov
-
-        ir = work / "float.xml"
-        ov.save_model(ov.convert_model(str(parent)), str(ir), compress_to_fp16=False)
-        return ir, ir
-    if runtime == "litert":
-        if fmt not in (ModelFormat.KERAS, ModelFormat.KERAS_H5, ModelFormat.SAVED_MODEL):
-            raise EdgeStudioError(parent, "the LiteRT rescue starts from the float Keras model or SavedModel")
-        from edgestudio.backends.converters.tf_to_tflite import tflite_converter
-
-        ref = work / "float.tflite"
-        ref.write_bytes(tflite_converter(parent, fmt).convert())
-        return parent, ref
-    raise EdgeStudioError(parent, f"no rescue for {runtime}: onnxruntime, openvino or litert")
-
-
-def _candidates(layers: dict[str, Any], runtime: str, reference: Path, child: Path) -> list[str]:
+def _candidates(layers: dict[str, Any], rt: Runtime, reference: Path, child: Path) -> list[str]:
     """The layers to keep in float next, as the quantizer names them: ``debug``'s blame (the largest own error
     first), then the first diverging layer's weighted op, then the weighted ops behind the least faithful pairs."""
     from edgestudio.bench.layers import blamed_layers
@@ -143,23 +73,9 @@ def _candidates(layers: dict[str, Any], runtime: str, reference: Path, child: Pa
     first = layers.get("first_diverging")
     rest = sorted((x for x in layers["pairs"] if x["cosine"] is not None and x["cosine"] < 1 - 1e-7),
                   key=lambda x: x["cosine"])
-    by_node = {p["node"]: p for p in layers["pairs"]}
     for item in [*blamed, *([first] if first else []), *rest]:
-        node = item.get("node") if "via" in item else item.get("blame_node")
-        tensor = item.get("tensor") if "via" in item else item.get("blame_tensor")
-        if runtime == "onnxruntime":
-            name = node or _weighted_producer(reference, item["node"])
-        elif runtime == "openvino":
-            name = node or _weighted_producer_ov(reference, item["node"])
-        else:
-            name = tensor or _weighted_producer_tflite(child, item.get("child", ""))
-        # then the weighted op feeding it: the tensor between them is quantized while either is
-        up = item.get("upstream") if "via" in item else item.get("blame_upstream")
-        if up and runtime == "litert":
-            up = (by_node.get(up) or {}).get("blame_tensor") or next(
-                (p["blame_tensor"] for p in layers["pairs"] if p.get("blame_node") == up), None)
-        for n in (name, up):
-            if n and n not in out:
+        for n in rt.rescue_scope(reference, child, item, layers["pairs"]):
+            if n not in out:
                 out.append(n)
     return out
 
@@ -172,21 +88,26 @@ def _figure(row: dict[str, Any]) -> tuple[float, float]:
     return (top if top is not None else 0.0, cos if cos is not None else -1.0)
 
 
-def rescue(parent: str | Path, output: str | Path, *, runtime: str = "onnxruntime", method: str = "int8-static",
+def rescue(parent: str | Path, output: str | Path, *, runtime: str | None = None, method: str = "int8-static",
            options: OptimizeOptions | dict[str, Any] | None = None, inputs: Any = None, max_drop: float = 0.01,
            min_cosine: float = 0.999, max_steps: int = 8, budget_s: float = 600.0, iterations: int = 100,
            progress: ProgressCallback = noop_progress, cancel: CancelToken | None = None) -> dict[str, Any]:
-    """Search for the fewest layers kept in float that pass the guard (see the module). The result always says why
-    the search stopped (``stopped``) and which attempt is the best (``best_step``); ``output`` is set when the best
-    attempt was written (it passed, or it improved on plain INT8)."""
+    """Search for the fewest layers kept in float that pass the guard (see the module), on ``runtime`` (default: the
+    one that optimizes the parent's format; :func:`rescue_runtimes` lists those it runs on). The result always says
+    why the search stopped (``stopped``) and which attempt is the best (``best_step``); ``output`` is set when the
+    best attempt was written (it passed, or it improved on plain INT8)."""
+    from edgestudio.backends.runtimes import get_runtime
     from edgestudio.bench.accuracy import evaluate
     from edgestudio.bench.latency import BenchConfig, run_benchmark
     from edgestudio.bench.layers import compare_layers, output_agreement
-    from edgestudio.optimization.engine import optimize_model
-
     from edgestudio.core.inputspec import InputSpec
+    from edgestudio.core.workspace import copy_model
+    from edgestudio.optimization.engine import default_runtime_for, optimize_model
 
     parent, output = Path(parent), Path(output)
+    runtime = runtime or default_runtime_for(detect_format(parent))
+    rescue_runtime(runtime)  # one the rescue runs on, before its installation is checked
+    rt = get_runtime(runtime)
     cancel = cancel or CancelToken()
     opts = OptimizeOptions.from_dict(options) if isinstance(options, dict) else (options or OptimizeOptions())
     # one input spec for the comparison, the output check and the benchmark (a dynamic-shape model needs it)
@@ -197,8 +118,8 @@ def rescue(parent: str | Path, output: str | Path, *, runtime: str = "onnxruntim
     work = Path(tempfile.mkdtemp(prefix="edgestudio-rescue-"))
     t0 = time.monotonic()
     try:
-        source, reference_model = _float_reference(parent, runtime, work)
-        suffix = SUFFIX[runtime]
+        source, reference_model = rt.rescue_reference(parent, work)
+        suffix = rescue_suffix(runtime)
         reference = evaluate(reference_model, opts.dataset).top1 if opts.dataset else None
         base: list[str] = list(opts.ignored_scope)  # the best attempt's layers kept in float
         tried: set[str] = set(base)
@@ -269,7 +190,7 @@ def rescue(parent: str | Path, output: str | Path, *, runtime: str = "onnxruntim
                 if best is None or row["passed"] or row["improved"]:
                     best = row
                 base = list(kept)
-                candidates = _candidates(layers, runtime, reference_model, child) + candidates
+                candidates = _candidates(layers, rt, reference_model, child) + candidates
             else:
                 row["improved"] = False  # worse: dropped, the next attempt starts again from the one before
             if row["passed"]:
@@ -283,11 +204,7 @@ def rescue(parent: str | Path, output: str | Path, *, runtime: str = "onnxruntim
         written = best is not None and best["step"] > 0
         if written:
             assert best is not None
-            output.parent.mkdir(parents=True, exist_ok=True)
-            src = work / f"step{best['step']}{suffix}"
-            shutil.copy2(src, output)
-            if src.suffix == ".xml":
-                shutil.copy2(src.with_suffix(".bin"), output.with_suffix(".bin"))
+            copy_model(work / f"step{best['step']}{suffix}", output)  # an IR's .bin with it
         progress(1.0, stopped)
         kept_best = best["kept_in_float"] if best else list(opts.ignored_scope)
         return {"parent": str(parent), "runtime": runtime, "method": method, "reference_top1": reference,

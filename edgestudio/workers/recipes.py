@@ -234,7 +234,8 @@ def plan_recipe(recipe: str | Path, output: str | Path, *, allow_outside: bool =
         sid = step.get("id") or f"step{i + 1}"
         writes = str(out / f"{i + 1:02d}_{sid}") if kind in ("convert", "optimize", "rescue", "distill") else None
         what = {"convert": f"convert to {body.get('to')}", "optimize": f"optimize {body.get('method')} "
-                f"({body.get('runtime') or 'default runtime'})", "rescue": f"rescue ({body.get('runtime') or 'onnxruntime'})",
+                f"({body.get('runtime') or 'default runtime'})",
+                "rescue": f"rescue ({body.get('runtime') or 'default runtime'})",
                 "distill": "distill a student", "bench": f"benchmark on {body.get('runtime') or 'the default runtime'}",
                 "eval": "evaluate"}[kind]
         steps.append({"step": i + 1, "id": sid, "kind": kind, "runs": what,
@@ -277,7 +278,8 @@ def run_recipe(recipe: str | Path, output: str | Path, *, progress: ProgressCall
     result and gate verdicts, ``passed`` (all gates), and ``artifacts`` (for a workspace: the lineage)."""
     from edgestudio.backends.converters.base import ConvertOptions
     from edgestudio.backends.optimizers.base import OptimizeOptions
-    from edgestudio.core.formats import ModelFormat, output_name
+    from edgestudio.core.catalog import output_format
+    from edgestudio.core.formats import ModelFormat, detect_format, output_name
     from edgestudio.core.jobs import JobKind, JobSpec
     from edgestudio.workers.context import JobContext
     from edgestudio.workers.tasks import run_job
@@ -340,15 +342,19 @@ def run_recipe(recipe: str | Path, output: str | Path, *, progress: ProgressCall
         elif kind in ("optimize", "rescue"):
             oopts = OptimizeOptions.from_dict({**opts, "inputs": inputs})
             if kind == "optimize":
-                suffix = {"openvino": ".xml", "litert": ".tflite"}.get(body.get("runtime") or "", "")
+                # the runtime's own format (what its optimizers write), else the source's (the default runtime's)
+                own = output_format(body["runtime"]) if body.get("runtime") else None
+                suffix = ModelFormat(own).default_suffix if own else ""
                 name = f"{stem}_{body['method']}{suffix or Path(src).suffix or '.onnx'}"
                 spec = JobSpec(JobKind.OPTIMIZE, model=src, runtime=body.get("runtime"), output=str(folder / name),
                                options={"method": body["method"], "options": oopts.to_dict()})
             else:
-                from edgestudio.optimization.rescue import SUFFIX
+                from edgestudio.optimization.engine import default_runtime_for
+                from edgestudio.optimization.rescue import rescue_suffix
 
-                rt = body.get("runtime") or "onnxruntime"
-                spec = JobSpec(JobKind.CALL, model=src, output=str(folder / f"{stem}_rescued{SUFFIX[rt]}"), options={
+                rt = body.get("runtime") or default_runtime_for(detect_format(src))  # as rescue's own default
+                name = f"{stem}_rescued{rescue_suffix(rt)}"
+                spec = JobSpec(JobKind.CALL, model=src, output=str(folder / name), options={
                     "function": "edgestudio.optimization.rescue:rescue", "kwargs": {
                         "parent": src, "runtime": rt, "method": body.get("method") or "int8-static",
                         "options": oopts.to_dict(), "inputs": inputs, "max_drop": oopts.max_drop}})

@@ -105,6 +105,38 @@ class Runtime(Requirements, abc.ABC):
         hint exists). Auto-optimize measures a default and an explicit hint once when they are the same."""
         return None
 
+    @classmethod
+    def native_format(cls) -> ModelFormat | None:
+        """Its own format: the catalog's first ``native`` one, what its optimizers write (None: it has none)."""
+        from edgestudio.core.catalog import output_format
+
+        fmt = output_format(cls.name)
+        return ModelFormat(fmt) if fmt else None
+
+    # mixed-precision rescue (edgestudio.optimization.rescue): its INT8 quantizer keeps the layers the per-layer
+    # comparison blames in float (the ``ignored_scope`` option), compared in its own format
+
+    @classmethod
+    def can_rescue(cls) -> bool:
+        """Whether the mixed-precision rescue runs on it (it implements :meth:`rescue_reference` and
+        :meth:`rescue_scope`)."""
+        return cls.rescue_reference is not Runtime.rescue_reference and cls.rescue_scope is not Runtime.rescue_scope
+
+    def rescue_reference(self, parent: Path, work: Path) -> tuple[Path, Path]:
+        """(the model its INT8 quantizer starts from, the float model in its quantizer's format that each attempt
+        is compared with layer by layer) for the float model ``parent``; what has to be made is made in ``work``.
+        Raises an error naming ``parent`` when the rescue does not start from a model of its format."""
+        raise UsageError(parent, f"{self.name} has no mixed-precision rescue")
+
+    def rescue_scope(self, reference: Path, child: Path, item: dict[str, Any],
+                     pairs: list[dict[str, Any]]) -> list[str]:
+        """What its quantizer's ``ignored_scope`` takes to keep in float the layer ``item`` blames, as that quantizer
+        names it: the weighted op behind it, then the weighted op feeding that one (the tensor between them is
+        quantized while either is). ``item`` is a :func:`~edgestudio.bench.layers.blamed_layers` entry or one of
+        ``pairs``, the comparison of ``child`` (an attempt) with ``reference`` (:meth:`rescue_reference`'s
+        second model); see :func:`blamed_op`."""
+        raise UsageError(child, f"{self.name} has no mixed-precision rescue")
+
     def throughput_run(self, path: Path, feeds: dict[str, np.ndarray], *, batch: int, streams: int,
                        cores: int, duration_s: float, cancel: Any) -> tuple[list[float], float, int]:
         """Overlapping requests for ``duration_s``: (per-request latencies in ms, wall seconds, threads per
@@ -149,6 +181,15 @@ class OpTimes:
     types: dict[str, str]
     kernels: dict[str, str | None]
     walls_ms: list[float]
+
+
+def blamed_op(item: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(node, output tensor, upstream weighted node) of the weighted op one item of the per-layer comparison blames:
+    a :func:`~edgestudio.bench.layers.blamed_layers` entry (it has ``via``) names them itself, a compared pair with
+    its ``blame_*`` keys. All None where the comparison blames no weighted op."""
+    if "via" in item:
+        return item.get("node"), item.get("tensor"), item.get("upstream")
+    return item.get("blame_node"), item.get("blame_tensor"), item.get("blame_upstream")
 
 
 def threaded_calls(calls: list[Callable[[], Any]], duration_s: float, cancel: Any) -> list[float]:

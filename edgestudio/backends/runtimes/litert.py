@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, Runtime, Session
+from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, Runtime, Session, blamed_op
 from edgestudio.backends.intermediates import INTERNAL_OPS, WEIGHTED_OPS, Tensor, float_tensors
+from edgestudio.core.errors import EdgeStudioError
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.modelinfo import TensorSpec
 
@@ -162,6 +163,33 @@ def _tflite_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tens
     return inputs + float_tensors([t for t, _ in order])
 
 
+def weighted_op_output(model_path: Path, tensor: str) -> str | None:
+    """The output tensor (what the quantization debugger's denylist takes) of the weighted op behind ``tensor``,
+    walking through (de)quantize, pooling and reshapes."""
+    import warnings
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interp = Interpreter(str(model_path))
+    names = {d["index"]: d["name"] for d in interp.get_tensor_details()}
+    ops = interp._get_ops_details()  # noqa: SLF001 - LiteRT's only way to walk the ops
+    producer = {int(o): op for op in ops for o in op["outputs"]}
+    start = next((i for i, n in names.items() if n == tensor), None)
+    seen: set[int] = set()
+    queue = [producer.get(start)] if start is not None else []
+    while queue:
+        op = queue.pop(0)
+        if op is None or op["index"] in seen:
+            continue
+        seen.add(op["index"])
+        if op["op_name"] in WEIGHTED_OPS:
+            return names[int(op["outputs"][0])]
+        queue.extend(producer.get(int(i)) for i in op["inputs"] if int(i) >= 0)
+    return None
+
+
 @RUNTIMES.register
 class LiteRtRuntime(Runtime):
     name = "litert"
@@ -207,6 +235,32 @@ def load(model, precision=None):
     def intermediate_tensors(self, path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
         """``experimental_preserve_all_tensors``, without the XNNPACK delegate (which would hide them)."""
         return _tflite_tensors(path, feeds)
+
+    def rescue_reference(self, parent: Path, work: Path) -> tuple[Path, Path]:
+        """The TFLite converter quantizes the Keras model or SavedModel; each attempt is compared with its float
+        TFLite conversion."""
+        from edgestudio.core.formats import detect_format
+
+        fmt = detect_format(parent)
+        if fmt not in (ModelFormat.KERAS, ModelFormat.KERAS_H5, ModelFormat.SAVED_MODEL):
+            raise EdgeStudioError(parent, "the LiteRT rescue starts from the float Keras model or SavedModel")
+        from edgestudio.backends.converters.tf_to_tflite import tflite_converter
+
+        ref = work / "float.tflite"
+        ref.write_bytes(tflite_converter(parent, fmt).convert())
+        return parent, ref
+
+    def rescue_scope(self, reference: Path, child: Path, item: dict[str, Any],
+                     pairs: list[dict[str, Any]]) -> list[str]:
+        """Op output tensors (the quantization debugger's ``denylisted_nodes``): the blamed op's, else the weighted
+        op's behind the pair's tensor in the attempt; the upstream op by the tensor the comparison blames on it."""
+        _, tensor, upstream = blamed_op(item)
+        name = tensor or weighted_op_output(child, item.get("child", ""))
+        if upstream:
+            by_node = {p["node"]: p for p in pairs}
+            upstream = (by_node.get(upstream) or {}).get("blame_tensor") or next(
+                (p["blame_tensor"] for p in pairs if p.get("blame_node") == upstream), None)
+        return [n for n in dict.fromkeys((name, upstream)) if n]
 
     @classmethod
     def missing_packages(cls) -> list[str]:

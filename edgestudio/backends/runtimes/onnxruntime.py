@@ -14,11 +14,12 @@ from edgestudio.backends.runtimes.base import (
     OpTimes,
     Runtime,
     Session,
+    blamed_op,
     output_dict,
     threaded_calls,
 )
 from edgestudio.backends.intermediates import INTERNAL_OPS, WEIGHTED_OPS, Tensor, float_tensors
-from edgestudio.core.errors import ModelFormatError
+from edgestudio.core.errors import EdgeStudioError, ModelFormatError
 from edgestudio.core.formats import ModelFormat
 from edgestudio.core.inspection import ort_spec
 
@@ -111,6 +112,27 @@ def _onnx_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor
     return [t for t in order if t.op == "Input"] + float_tensors(layers)
 
 
+def weighted_node(model_path: Path, node_name: str) -> str | None:
+    """The node a quantizer actually quantizes behind ``node_name``: itself if it has weights, else the nearest
+    weighted op (Conv, MatMul, Gemm...) upstream (a diverging Relu or Reshape only carries its producer's error)."""
+    import onnx
+
+    graph = onnx.load(str(model_path), format="protobuf", load_external_data=False).graph
+    by_name = {n.name: n for n in graph.node}
+    producer = {out: n for n in graph.node for out in n.output}
+    seen: set[str] = set()
+    queue = [by_name.get(node_name)]
+    while queue:
+        node = queue.pop(0)
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type in WEIGHTED_OPS:
+            return node.name
+        queue.extend(producer.get(i) for i in node.input)
+    return None
+
+
 @RUNTIMES.register
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
@@ -198,6 +220,20 @@ def load(model, precision=None):
     def intermediate_tensors(self, path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
         """Every node output added as a graph output, run with graph optimizations off (nothing is fused away)."""
         return _onnx_tensors(path, feeds)
+
+    def rescue_reference(self, parent: Path, work: Path) -> tuple[Path, Path]:
+        """The float ONNX model itself: its static quantizer starts from it and each attempt is compared with it."""
+        from edgestudio.core.formats import detect_format
+
+        if detect_format(parent) is not ModelFormat.ONNX:
+            raise EdgeStudioError(parent, "the ONNX Runtime rescue starts from the float ONNX model")
+        return parent, parent
+
+    def rescue_scope(self, reference: Path, child: Path, item: dict[str, Any],
+                     pairs: list[dict[str, Any]]) -> list[str]:
+        """ONNX node names (``nodes_to_exclude``): the blamed node, else the weighted node behind the pair's."""
+        node, _, upstream = blamed_op(item)
+        return [n for n in dict.fromkeys((node or weighted_node(reference, item["node"]), upstream)) if n]
 
     def throughput_run(self, path: Path, feeds: dict[str, np.ndarray], *, batch: int, streams: int,
                        cores: int, duration_s: float, cancel: Any) -> tuple[list[float], float, int]:

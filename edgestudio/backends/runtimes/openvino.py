@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, OpTimes, Runtime, Session
+from edgestudio.backends.runtimes.base import RUNTIMES, DeviceInfo, OpTimes, Runtime, Session, blamed_op
 from edgestudio.backends.intermediates import INTERNAL_OPS, WEIGHTED_OPS, Tensor, float_tensors
-from edgestudio.core.errors import ModelFormatError
+from edgestudio.core.errors import EdgeStudioError, ModelFormatError
 from edgestudio.core.formats import ModelFormat
 
 _core: Any = None
@@ -151,6 +151,25 @@ def _openvino_tensors(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Te
     return [t for t in order if t.op == "Input"] + float_tensors([t for t in order if t.op != "Input"])
 
 
+def weighted_op(model_path: Path, op_name: str) -> str | None:
+    """The OpenVINO op NNCF quantizes behind ``op_name``: itself if it has weights, else the nearest weighted op
+    upstream (a diverging Add or Relu carries its Convolution's error)."""
+    model = ov_core().read_model(str(model_path))
+    by_name = {op.get_friendly_name(): op for op in model.get_ops()}
+    seen: set[str] = set()
+    queue = [by_name.get(op_name)]
+    while queue:
+        op = queue.pop(0)
+        if op is None or op.get_friendly_name() in seen:
+            continue
+        seen.add(op.get_friendly_name())
+        if op.get_type_name() in WEIGHTED_OPS:
+            return op.get_friendly_name()
+        queue.extend(i.get_source_output().get_node() for i in op.inputs()
+                     if i.get_source_output().get_node().get_type_name() not in ("Constant", "Parameter"))
+    return None
+
+
 @RUNTIMES.register
 class OpenVinoRuntime(Runtime):
     name = "openvino"
@@ -244,6 +263,29 @@ def load(model, precision=None):
     def intermediate_tensors(self, path: Path, feeds: list[dict[str, np.ndarray]]) -> list[Tensor]:
         """An output added on every op's port, compiled in f32."""
         return _openvino_tensors(path, feeds)
+
+    def rescue_reference(self, parent: Path, work: Path) -> tuple[Path, Path]:
+        """The float IR NNCF quantizes and each attempt is compared with: the parent, or an ONNX parent read into
+        one (full precision: no FP16 weights)."""
+        from edgestudio.core.formats import detect_format
+
+        fmt = detect_format(parent)
+        if fmt is ModelFormat.OPENVINO:
+            return parent, parent
+        if fmt is not ModelFormat.ONNX:
+            raise EdgeStudioError(parent, "the NNCF rescue starts from a float OpenVINO IR or ONNX model")
+        import openvino as ov
+
+        ir = work / "float.xml"
+        ov.save_model(ov.convert_model(str(parent)), str(ir), compress_to_fp16=False)
+        return ir, ir
+
+    def rescue_scope(self, reference: Path, child: Path, item: dict[str, Any],
+                     pairs: list[dict[str, Any]]) -> list[str]:
+        """OpenVINO op names (NNCF's ``ignored_scope``): the blamed op, else the weighted op behind the pair's (the
+        Convolution behind a diverging Add or Relu)."""
+        node, _, upstream = blamed_op(item)
+        return [n for n in dict.fromkeys((node or weighted_op(reference, item["node"]), upstream)) if n]
 
     def throughput_run(self, path: Path, feeds: dict[str, np.ndarray], *, batch: int, streams: int,
                        cores: int, duration_s: float, cancel: Any) -> tuple[list[float], float, int]:
