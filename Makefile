@@ -78,6 +78,8 @@ test-slow: setup real-models web browser
 
 samples: setup
 	$(BIN)/python -m edgestudio.samples
+	@# the PyTorch sample (digits_cnn.pt2) needs the 'torch' environment: made when it exists
+	-$(BIN)/python -m edgestudio.samples --torch
 
 bench: setup
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -82,10 +82,38 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m edgestudio.samples", description=__doc__)
     ap.add_argument("--out", type=Path, default=SAMPLES_DIR, help="output folder (default: resources/samples)")
     ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--torch", action="store_true", help="only the PyTorch sample (digits_cnn.pt2), made in the "
+                                                        "'torch' environment (edgestudio envs create torch)")
     args = ap.parse_args(argv)
+    if args.torch:
+        return build_torch(args.out)
     report = build(args.out, args.epochs)
     print(f"wrote samples to {args.out}: test accuracy {report['test_accuracy']:.4f} on {report['n_test']} images")
     return 0
+
+
+def build_torch(out: Path) -> int:
+    """``digits_cnn.pt2``: the same CNN in PyTorch, trained on the same split in the torch environment's Python."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import numpy as np
+
+    from edgestudio.core.catalog import envs_root
+
+    python = envs_root() / "torch" / "bin" / "python"
+    if not python.is_file():
+        print("the PyTorch sample needs the 'torch' environment: edgestudio envs create torch", file=sys.stderr)
+        return 1
+    x_train, _, y_train, _ = load_digits_split(0)
+    with tempfile.TemporaryDirectory(prefix="edgestudio-samples-") as tmp:
+        train = Path(tmp) / "train.npz"
+        np.savez(train, x=x_train.transpose(0, 3, 1, 2), y=y_train)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+        return subprocess.run([str(python), "-m", "edgestudio.samples_torch", str(train), str(out), NAME],
+                              env=env).returncode
 
 
 if __name__ == "__main__":

@@ -369,3 +369,13 @@ def test_the_wizard_offers_executorch_and_tflite_for_a_pytorch_model(qtbot, torc
         if not pte_ok:
             assert page.boxes[ModelFormat.PTE].toolTip()  # the reason (no converter reads ONNX into a .pte)
         wizard.close()
+
+
+def test_the_pytorch_sample_goes_to_executorch_checked_against_pytorch(executorch_env: Path, tmp_path: Path) -> None:
+    """resources/samples/digits_cnn.pt2 (make samples, in the torch environment): one hop to a .pte, each output
+    checked against PyTorch's on the same inputs."""
+    r = cli("convert", str(SAMPLES / "digits_cnn.pt2"), "--to", "executorch", "-o", str(tmp_path / "d.pte"), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    parity = d["steps"][0]["parity"]
+    assert d["verdict"] == "passed" and parity["parent_runtime"] == "torch" and parity["child_runtime"] == "executorch"
