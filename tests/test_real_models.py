@@ -270,3 +270,23 @@ def test_a_real_detector_quantized_here_ends_in_a_tflm_package(tmp_path: Path) -
     assert _tflm_runs(int8, t["arena_bytes"], xs[0]) and not _tflm_runs(int8, t["arena_bytes"] - 16, xs[0])
     got, want = _tflm_and_reference(int8, t["arena_bytes"], xs)
     assert np.max(np.abs(got.astype(int) - want.astype(int))) <= 1
+
+
+@needs_corpus
+def test_ort_static_int8_of_a_model_sharing_a_bias_loads(tmp_path: Path) -> None:
+    """basic-pitch: 18 Convs share one bias, and ONNX Runtime's quantizer names the copies <bias>1, <bias>2, ... one
+    of which is already a Conv's output: its model did not load ("Invalid attribute perm ... input shape = {36}").
+    The shared bias is renamed first: the INT8 model loads, and its drift is measured (and refused) on real audio."""
+    import onnxruntime as ort
+
+    data = tmp_path / "audio.npz"
+    np.savez(data, **rm.corpus_inputs("basic_pitch_onnx"))
+    out = tmp_path / "bp_int8.onnx"
+    r = run_cli("optimize", str(rm.model("basic_pitch.onnx")), "--method", "int8-static", "--runtime", "onnxruntime",
+                "--calibration", str(data), "-o", str(out), "--keep-lossy", "--json", timeout=600)
+    assert r.returncode == 0, r.stderr
+    drift = json.loads(r.stdout)["details"]["drift"]
+    assert drift["verdict"] == "failed" and all(o["cosine"] < 0.99 for o in drift["outputs"][:1]), drift
+    (name,) = [i.name for i in ort.InferenceSession(str(out)).get_inputs()]  # independently: it loads and runs
+    x = np.load(data)[name][0]  # one sample of (n, 1, 43844, 1)
+    assert all(np.isfinite(o).all() for o in ort.InferenceSession(str(out)).run(None, {name: x}))

@@ -66,6 +66,7 @@ class OrtInt8Static(Optimizer):
 
         def quantize(model: Path) -> None:
             names = nodes_in(model, wanted)  # pre-processing renames what it fuses (MatMul+Add -> .../MatMulAddFusion)
+            model = shared_biases_renamed(model, Path(tmp) / f"unshared-{model.stem}.onnx")
 
             def run() -> None:
                 quantize_static(
@@ -122,6 +123,46 @@ class OrtInt8Static(Optimizer):
                             "Runtime does not quantize ops inside If/Loop branches); it is the FP32 model again")
         return {"warnings": warnings, "calibration_samples": len(samples), "preprocessed": preprocessed,
                 "quantized_nodes": quantized, "per_channel": per_channel[0]}
+
+
+def shared_biases_renamed(model: Path, out: Path) -> Path:
+    """``model``, or a copy at ``out`` whose shared initializers have fresh names. ONNX Runtime's QDQ quantizer gives
+    each user of a shared bias a copy named ``<name>1``, ``<name>2``... checking only the other initializers' names:
+    where one of those is an activation's name (basic-pitch: 18 Convs share a bias, and ``<bias>2`` is a Conv's
+    output) the activation's Q/DQ is wired to the bias and the model it writes does not load (ORT 1.32)."""
+    import onnx
+
+    m = onnx.load(str(model), load_external_data=False)
+    g = m.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node for a in n.attribute) \
+            or any(t.data_location == onnx.TensorProto.EXTERNAL for t in g.initializer):
+        return model  # names used inside If/Loop bodies, or weights in external files: left as they are
+    values = {o for n in g.node for o in n.output} | {i.name for i in g.input} | {t.name for t in g.initializer}
+    uses: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+    renamed = {}
+    for t in g.initializer:
+        k = uses.get(t.name, 0)
+        clash = lambda name: any(f"{name}{j}" in values for j in range(1, k + 2))  # noqa: E731
+        if k < 2 or not clash(t.name):
+            continue
+        new = f"{t.name}_shared"
+        while new in values or clash(new):
+            new += "_"
+        renamed[t.name] = new
+        values.add(new)
+    if not renamed:
+        return model
+    for t in g.initializer:
+        t.name = renamed.get(t.name, t.name)
+    for n in g.node:
+        for idx, i in enumerate(n.input):
+            if i in renamed:
+                n.input[idx] = renamed[i]
+    onnx.save(m, str(out))
+    return out
 
 
 def excluded_nodes(model: Path, ignored: list[str]) -> list[str]:
