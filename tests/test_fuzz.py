@@ -19,7 +19,7 @@ from tests.conftest import ROOT, SAMPLES, run_cli
 
 # 80 cases of seed 3 hold every kind at least once (each CLI process takes ~0.5 s); 250 of seed 5 hold each
 # hostile kind several times: slow
-@pytest.mark.parametrize("cases,seed", [(40, 3), pytest.param(250, 5, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("cases,seed", [(80, 3), pytest.param(250, 5, marks=pytest.mark.slow)])
 def test_fuzz_cases_one_line_errors_nothing_written_outside(cases: int, seed: int) -> None:
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fuzz_inputs.py"), "--cases", str(cases), "--seed",
                         str(seed), "--json"], capture_output=True, text=True, timeout=600, cwd=ROOT)
