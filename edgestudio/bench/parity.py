@@ -264,6 +264,18 @@ def _moves_within(ref: list[np.ndarray], tolerance: float) -> bool:
     return len(ref) >= 2 and all(r.shape == ref[0].shape for r in ref) and _moves(ref) <= tolerance
 
 
+def _moved_cosine(ref: list[np.ndarray], got: list[np.ndarray]) -> float | None:
+    """The cosine between what the inputs move in the reference and in the result (each sample minus the samples'
+    mean): a result that ignored its inputs has nothing there. None when the reference does not move at all."""
+    if len(ref) != len(got) or any(r.shape != g.shape for r, g in zip(ref, got)):
+        return None
+    a = np.stack([r.astype(np.float64) for r in ref])
+    b = np.stack([g.astype(np.float64) for g in got])
+    a, b = (a - a.mean(0)).ravel(), (b - b.mean(0)).ravel()
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    return None if na == 0 else (0.0 if nb == 0 else float(np.dot(a, b) / (na * nb)))
+
+
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
     return 1.0 if na == nb == 0 else float(np.dot(a, b) / max(na * nb, 1e-300))
@@ -385,11 +397,15 @@ def check_output(name: str, child_name: str, ref: list[np.ndarray], got: list[np
             # on these inputs: the cosine of such tiny values says nothing about the conversion
             verdict, reason = INCONCLUSIVE, (f"{which} {cosine:.6f} with differences of at most {max_abs:.2g}: the "
                                              "output is near zero on these inputs, so the cosine cannot judge")
-        elif _moves_within(ref, atol * scale):
-            # the inputs move the output less than the tolerance: a result that ignored them would pass too
-            verdict, reason = INCONCLUSIVE, (f"the output moves with the inputs by at most {_moves(ref):.2g}, within "
-                                             f"the tolerance {atol * scale:.2g}: a result that ignored its inputs "
-                                             "would pass too (give real inputs)")
+        elif _moves_within(ref, atol * scale) and (_moved_cosine(ref, got) or 0.0) < 0.999:
+            # the inputs move the output less than the tolerance, so the tolerance cannot tell a result that
+            # ignored them; the part the inputs move (each sample minus the samples' mean) did not agree either
+            moved = _moved_cosine(ref, got)
+            verdict, reason = INCONCLUSIVE, (
+                f"the output moves with the inputs by at most {_moves(ref):.2g}, within the tolerance "
+                f"{atol * scale:.2g}, and what the inputs move agrees only at cosine "
+                f"{'n/a' if moved is None else f'{moved:.4f}'}: a result that ignored its inputs would pass the "
+                "tolerance too (give real inputs)")
         elif cosine < min_cosine:
             verdict, reason = FAILED, f"{which} {cosine:.6f} < {min_cosine}"
         elif declared and task_bad:
