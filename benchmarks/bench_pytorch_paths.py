@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("EDGESTUDIO_ENVS", str(ROOT / ".cache" / "envs"))
 
-from benchmarks.common import cli  # noqa: E402
+from benchmarks.common import cli, print_paired  # noqa: E402
 
 MAKE = """
 import sys, torch
@@ -94,13 +94,7 @@ def main() -> int:
         print(f"paired: {args.blocks} blocks of {args.block} runs, {default_threads()} threads, 1x3x{args.size}x"
               f"{args.size}, on {m.get('cpu')}")
         result = paired_benchmark(variants, blocks=args.blocks, block=args.block)
-        for v in sorted(result["variants"], key=lambda v: v.get("rank") or 99):
-            if v.get("error"):
-                print(f"  {v['label']:<28} error: {v['error']}")
-                continue
-            lo, hi = v["ci_ms"]
-            print(f"  #{v['rank']} {v['label']:<28} p50 {v['p50_ms']:8.3f} ms  [{lo:.3f}, {hi:.3f}]"
-                  + ("  (tie with the one above)" if v.get("tied") else ""))
+        print_paired(result, width=28)
     return 0
 
 

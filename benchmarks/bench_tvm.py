@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("EDGESTUDIO_ENVS", str(ROOT / ".cache" / "envs"))
 
-from benchmarks.common import cli, keras_app_onnx  # noqa: E402
+from benchmarks.common import cli, keras_app_onnx, print_paired  # noqa: E402
 
 
 def main() -> None:
@@ -56,13 +56,7 @@ def main() -> None:
         m = machine_facts()
         print(f"paired: {args.blocks} blocks of {args.block} runs, {default_threads()} threads each, on {m.get('cpu')}")
         r = paired_benchmark(variants, blocks=args.blocks, block=args.block)
-        for v in sorted(r["variants"], key=lambda v: v.get("rank") or 99):
-            if v.get("error"):
-                print(f"  {v['label']:<16} error: {v['error']}")
-                continue
-            lo, hi = v["ci_ms"]
-            print(f"  #{v['rank']} {v['label']:<16} p50 {v['p50_ms']:8.3f} ms  [{lo:.3f}, {hi:.3f}]"
-                  + ("  (tie with the one above)" if v.get("tied") else ""))
+        print_paired(r)
 
 
 if __name__ == "__main__":

@@ -34,3 +34,14 @@ def keras_app_onnx(folder: Path, app: str) -> Path:
     subprocess.run([sys.executable, "-m", "edgestudio", "convert", str(keras_path), "--to", "onnx", "-o", str(out)],
                    check=True, capture_output=True, cwd=ROOT)
     return out
+
+
+def print_paired(result: dict, width: int = 16) -> None:  # type: ignore[type-arg]
+    """A paired round's variants, best first: rank, label, p50 and its confidence interval."""
+    for v in sorted(result["variants"], key=lambda v: v.get("rank") or 99):
+        if v.get("error"):
+            print(f"  {v['label']:<{width}} error: {v['error']}")
+            continue
+        lo, hi = v["ci_ms"]
+        print(f"  #{v['rank']} {v['label']:<{width}} p50 {v['p50_ms']:8.3f} ms  [{lo:.3f}, {hi:.3f}]"
+              + ("  (tie with the one above)" if v.get("tied") else ""))

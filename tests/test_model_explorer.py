@@ -23,6 +23,7 @@ import pytest
 
 from edgestudio.execution import model_explorer as me
 from tests.conftest import ROOT, SAMPLES
+from tests.test_layers import real_inputs  # noqa: F401 - the digits' 8 real samples (a fixture)
 
 ENVS = ROOT / ".cache" / "envs"
 PARENT = SAMPLES / "digits_cnn.onnx"
@@ -70,12 +71,6 @@ def broken_child(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def real_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    x = np.load(SAMPLES / "digits_test.npz")["x"][:8].astype(np.float32)[:, None]  # 8 samples of batch 1
-    path = tmp_path_factory.mktemp("inputs") / "digits8.npz"
-    np.savez(path, image=x)
-    return path
 
 
 def _data_param(url: str) -> dict:  # type: ignore[type-arg]
