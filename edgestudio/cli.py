@@ -424,7 +424,8 @@ def cmd_convert(args: argparse.Namespace) -> Any:
     opts = ConvertOptions(opset=args.opset, shapes=parse_shape_overrides(args.shape), layout=args.layout,
                           input_names=_names(args.input_names), output_names=_names(args.output_names),
                           compress_fp16=args.fp16, allow_tf_ops=args.allow_tf_ops, tolerance=args.tolerance,
-                          tfjs_quantization=args.tfjs_quantization, tvm_trials=args.tvm_trials,
+                          tfjs_quantization=args.tfjs_quantization, executorch_delegate=args.executorch_delegate,
+                          tvm_trials=args.tvm_trials,
                           tvm_minutes=args.tvm_minutes, validate=not args.no_validate, inputs=spec.to_dict())
     options = {"to": target.value, "via": [v.value for v in via], "simplify": args.simplify,
                "keep_intermediate": bool(args.workspace), "convert": opts.to_dict()}
@@ -1472,6 +1473,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tfjs-quantization", choices=["none", "float16", "uint8"], default="none",
                    help="TF.js: float16 or uint8 weights (smaller download; checked with a cosine floor)")
     p.add_argument("--allow-tf-ops", action="store_true", help="TFLite: allow TensorFlow ops (Flex delegate)")
+    p.add_argument("--executorch-delegate", choices=["xnnpack", "none"], default="xnnpack",
+                   help="ExecuTorch: lower to XNNPACK (default), or none: portable ops only, compared op by op by debug")
     p.add_argument("--tvm-trials", type=_bounded("tvm_trials"), default=0, help="TVM: MetaSchedule tuning trials (0: untuned)")
     p.add_argument("--tvm-minutes", type=_bounded("tvm_minutes", float), help="TVM: stop tuning after this many minutes (keeps what was measured)")
     p.add_argument("--tolerance", type=float, help="max abs diff accepted by the parity check")

@@ -379,3 +379,24 @@ def test_the_pytorch_sample_goes_to_executorch_checked_against_pytorch(executorc
     d = json.loads(r.stdout)
     parity = d["steps"][0]["parity"]
     assert d["verdict"] == "passed" and parity["parent_runtime"] == "torch" and parity["child_runtime"] == "executorch"
+
+
+def test_a_pte_without_a_delegate_is_debugged_op_by_op_from_the_cli(executorch_env: Path, tmp_path: Path) -> None:
+    """XNNPACK blocks hide their insides from ETDump; --executorch-delegate none / --delegate none make FP32 and INT8
+    programs of portable ops, which debug compares op by op (every op paired, none opaque)."""
+    cal, x8 = tmp_path / "cal.npz", tmp_path / "x8.npz"
+    np.savez(cal, x=np.load(SAMPLES / "digits_calib.npz")["x"].transpose(0, 3, 1, 2).astype(np.float32))
+    test = np.load(SAMPLES / "digits_test.npz")["x"][:8].transpose(0, 3, 1, 2).astype(np.float32)
+    np.savez(x8, x=test[:, None])  # 8 samples of [1, 1, 8, 8]
+    fp32, int8 = tmp_path / "f.pte", tmp_path / "q.pte"
+    r = cli("convert", str(SAMPLES / "digits_cnn.pt2"), "--to", "executorch", "--executorch-delegate", "none", "-o",
+            str(fp32), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["verdict"] == "passed", r.stderr
+    r = cli("optimize", str(SAMPLES / "digits_cnn.pt2"), "--runtime", "executorch", "--method", "int8-static",
+            "--delegate", "none", "--calibration", str(cal), "-o", str(int8), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["details"]["drift"]["verdict"] == "passed", r.stderr
+    r = cli("debug", str(int8), "--parent", str(fp32), "--input", str(x8), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["matched"] >= 5 and d["verdict"] == "agrees" and not d.get("opaque"), {k: d.get(k) for k in (
+        "verdict", "matched", "opaque", "note")}

@@ -246,7 +246,8 @@ BUILTIN_OPTIMIZERS: tuple[OptimizerDecl, ...] = (
     OptimizerDecl("litert", "weights-int8", _O + "litert_quantizer", options=("per_channel", "ignored_scope")),
     OptimizerDecl("any", "prune", _O + "prune", options=("sparsity",)),
     # ExecuTorch's PT2E INT8 (the XNNPACK quantizer), in its environment
-    OptimizerDecl("executorch", "int8-static", _O + "executorch_int8", env="executorch", options=("per_channel",)),
+    OptimizerDecl("executorch", "int8-static", _O + "executorch_int8", env="executorch",
+                  options=("per_channel", "delegate")),
 )
 
 

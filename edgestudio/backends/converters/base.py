@@ -49,6 +49,9 @@ class ConvertOptions:
     tfjs_quantization: str = field(default="none", metadata={
         "help": "TF.js: store weights as float16 or uint8 (affine) instead of float32 (half / a quarter the size; "
                 "a small numeric change, checked with a cosine floor)", "choices": ["none", "float16", "uint8"]})
+    executorch_delegate: str = field(default="xnnpack", metadata={
+        "help": "ExecuTorch: the backend the program is lowered to: xnnpack (fast on CPUs) or none (portable ops "
+                "only: slower, and what `debug` can compare op by op)", "choices": ["xnnpack", "none"]})
     tvm_trials: int = field(default=0, metadata={
         "help": "TVM: MetaSchedule tuning trials (0: untuned, Relax's default CPU schedules; a few hundred tune a "
                 "small CNN)"})

@@ -39,8 +39,8 @@ class TorchToExecuTorch(Converter):
         try:
             ep, _ = static_torch_program(src, opts, progress)
             cancel.check()
-            progress(0.4, "lowering to ExecuTorch (XNNPACK partitioner)")
-            dst.write_bytes(lower_to_pte(ep))
+            progress(0.4, f"lowering to ExecuTorch ({opts.executorch_delegate} delegate)")
+            dst.write_bytes(lower_to_pte(ep, opts.executorch_delegate))
         except EdgeStudioError:  # the user's inputs (a missing --shape): said as they are
             raise
         except Exception as exc:  # noqa: BLE001 - said with the op where the library names one
@@ -49,9 +49,15 @@ class TorchToExecuTorch(Converter):
             raise ConversionError(src, "ExecuTorch finished without writing a program", converter=self.name)
 
 
-def lower_to_pte(ep: Any) -> bytes:
-    """An ExportedProgram lowered to an ExecuTorch program: XNNPACK takes what it can, the portable ops the rest."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+def lower_to_pte(ep: Any, delegate: str = "xnnpack") -> bytes:
+    """An ExportedProgram lowered to an ExecuTorch program: XNNPACK takes what it can, the portable ops the rest;
+    ``delegate="none"``: portable (and quantized) ops only, each of which ETDump records."""
     from executorch.exir import to_edge_transform_and_lower
+
+    if delegate == "none":
+        import executorch.kernels.quantized  # noqa: F401 - the quantize/dequantize out variants of an INT8 program
+
+        return bytes(to_edge_transform_and_lower(ep).to_executorch().buffer)
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
     return bytes(to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)

@@ -52,6 +52,9 @@ class OptimizeOptions:
     preset: str = field(default="performance", metadata={
         "help": "NNCF preset: performance (symmetric) or mixed (asymmetric activations)",
         "choices": ["performance", "mixed"]})
+    delegate: str = field(default="xnnpack", metadata={
+        "help": "ExecuTorch INT8: lower to xnnpack, or none (portable quantized ops: what `debug` compares op by op)",
+        "choices": ["xnnpack", "none"]})
     ignored_scope: list[str] = field(default_factory=list, metadata={
         "help": "node names (or type:OpType) to keep in floating point", "flag": "--ignore"})
     level: str = field(default="all", metadata={

@@ -73,5 +73,5 @@ class ExecuTorchInt8(Optimizer):
         progress(0.7, "lowering to ExecuTorch (XNNPACK partitioner)")
         from edgestudio.backends.converters.torch_to_executorch import lower_to_pte
 
-        dst.write_bytes(lower_to_pte(torch.export.export(module, example)))
+        dst.write_bytes(lower_to_pte(torch.export.export(module, example), opts.delegate))
         return {"warnings": warnings, "calibration_samples": rows, "per_channel": opts.per_channel}
