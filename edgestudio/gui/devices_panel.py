@@ -90,6 +90,7 @@ class DevicesPanel(QWidget):
         lay.addWidget(self.more)
         bridge.finished.connect(self._finished)
         self.refresh()
+        self._call("missing", "edgestudio.execution.envs:runtimes_to_enable")  # once: it imports every runtime
 
     def _call(self, what: str, function: str, **kwargs: Any) -> str:
         job = self.bridge.submit(JobSpec(JobKind.CALL, quick=True,  # a few network calls: never behind a converter
@@ -108,7 +109,6 @@ class DevicesPanel(QWidget):
         return self._call("add", "add_device", name=name, host=host, port=self.port.value(), token=token)
 
     def refresh(self) -> str:
-        self._call("missing", "edgestudio.execution.envs:runtimes_to_enable")
         return self._call("health", "health_dicts")
 
     def remove_selected(self) -> str | None:
