@@ -179,7 +179,7 @@ def test_pytorch_archives_with_code_are_refused_and_never_run(tmp_path: Path, va
 def test_a_good_exported_program_layout_passes_the_check(tmp_path: Path) -> None:
     """Raw weights (declared use_pickle: false) may start like a pickle: they are tensor bytes, never checked as
     one; tensor-rebuilding pickles pass."""
-    from edgestudio.core.safety import check_torch_archive, pickle_globals
+    from edgestudio.core.pickles import check_torch_archive, pickle_globals
 
     import collections
 

@@ -166,7 +166,8 @@ def folder_size(p: Path) -> int:
 def _detect_folder(p: Path) -> ModelFormat:
     folder_size(p)
     if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
-        from edgestudio.core.safety import check_graph_ops, saved_model_dangerous_ops
+        from edgestudio.core.graph_ops import saved_model_dangerous_ops
+        from edgestudio.core.safety import check_graph_ops
 
         check_graph_ops(p, saved_model_dangerous_ops(p), "SavedModel")
         return ModelFormat.SAVED_MODEL
@@ -247,7 +248,7 @@ def _torch_archive(p: Path, names: set[str]) -> ModelFormat | None:
     tops = {n.split("/", 1)[0] for n in names if "/" in n}
     if len(tops) != 1:
         return None
-    from edgestudio.core.safety import check_torch_archive
+    from edgestudio.core.pickles import check_torch_archive
 
     top = next(iter(tops))
     if f"{top}/archive_format" in names:
@@ -273,9 +274,9 @@ def _torch_archive(p: Path, names: set[str]) -> ModelFormat | None:
 
 
 def _pickle_globals(p: Path, member: str) -> set[tuple[str, str]]:
-    """The (module, name) pairs a member's pickle references (``safety.pickle_globals``: nothing is unpickled);
+    """The (module, name) pairs a member's pickle references (``pickles.pickle_globals``: nothing is unpickled);
     one that cannot be read statically counts as code, the safe answer."""
-    from edgestudio.core.safety import UnsafePickle, pickle_globals
+    from edgestudio.core.pickles import UnsafePickle, pickle_globals
 
     try:
         with zipfile.ZipFile(p) as zf:
@@ -319,7 +320,8 @@ def _detect_json(p: Path) -> ModelFormat:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFormatError(p, f"invalid JSON ({exc})") from None
     if isinstance(doc, dict) and "modelTopology" in doc:
-        from edgestudio.core.safety import check_graph_ops, check_tfjs_weights, tfjs_dangerous_ops
+        from edgestudio.core.graph_ops import tfjs_dangerous_ops
+        from edgestudio.core.safety import check_graph_ops, check_tfjs_weights
 
         check_tfjs_weights(p, doc)
         check_graph_ops(p, tfjs_dangerous_ops(doc), "TF.js")

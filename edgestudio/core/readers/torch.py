@@ -188,7 +188,8 @@ def _ep_program(ep: Any, fmt: ModelFormat) -> TorchProgram:
 def _checked_torch_bytes(path: Path) -> tuple[ModelFormat, bytes]:
     """A PyTorch archive's format and bytes, read once and checked (no pickle in them calls anything but tensor
     rebuilding): PyTorch then loads those very bytes, never the file again (which could have changed since)."""
-    from edgestudio.core.safety import check_torch_archive, read_regular
+    from edgestudio.core.pickles import check_torch_archive
+    from edgestudio.core.safety import read_regular
 
     fmt = detect_format(path)
     if fmt not in (ModelFormat.PT2, ModelFormat.TORCHSCRIPT):
