@@ -245,6 +245,34 @@ def test_declared_kinds_use_the_task_metric_in_both_directions() -> None:
     assert c.verdict == FAILED and "landmark error" in c.reason
 
 
+def test_what_a_cosine_cannot_see_on_an_undeclared_output_is_inconclusive_never_a_pass() -> None:
+    """Coordinates far from zero that move by 5 % of their range keep a cosine over 0.99 (MediaPipe's iris after
+    INT8), and a posteriorgram whose notes cross 0.5 keeps 0.99 too (basic-pitch after FP16): undeclared, neither
+    passes (inconclusive, naming what moved); small moves still pass; said to be raw, the cosine judges; said to be
+    landmarks or a mask, they fail."""
+    rng = np.random.default_rng(7)
+    kw = dict(mode="lossy", atol=1e-4, rtol=1e-3, min_cosine=0.99)
+    pts = [rng.uniform(20, 50, (1, 213)).astype(np.float32) for _ in range(4)]
+    moved = [p + rng.normal(0, 2.0, p.shape).astype(np.float32) for p in pts]
+    c = check_output("eyes", "eyes", pts, moved, **kw)
+    assert c.cosine > 0.99 and c.verdict == INCONCLUSIVE and "of their range" in c.reason, c.reason
+    assert "--output-kind eyes=KIND" in c.reason
+    assert check_output("eyes", "eyes", pts, [p + rng.normal(0, 0.1, p.shape).astype(np.float32) for p in pts],
+                        **kw).verdict == PASSED
+    assert check_output("eyes", "eyes", pts, moved, kind="raw", **kw).verdict == PASSED
+    assert check_output("eyes", "eyes", pts, moved, kind="landmarks", **kw).verdict == FAILED
+    notes = [np.clip(rng.gamma(0.3, 0.15, (1, 172, 88)), 0, 1).astype(np.float32) for _ in range(3)]
+    for n in notes:
+        n[0, 40:60, 30:34] = rng.uniform(0.45, 0.8, (20, 4))
+    flipped = [np.where(np.abs(n - 0.5) < 0.08, 1.0 - n, n).astype(np.float32) for n in notes]
+    c = check_output("notes", "notes", notes, flipped, **kw)
+    assert c.cosine > 0.99 and c.verdict == INCONCLUSIVE and "crossed 0.5" in c.reason, (c.cosine, c.reason)
+    assert check_output("notes", "notes", notes, [n * 0.999 for n in notes], **kw).verdict == PASSED
+    assert check_output("notes", "notes", notes, flipped, kind="mask", **kw).verdict == FAILED
+    soft = [np.exp(x) / np.exp(x).sum(-1, keepdims=True) for x in (rng.normal(0, 2, (1, 8, 10)) for _ in range(3))]
+    assert check_output("p", "p", soft, [s * 0.98 + 0.002 for s in soft], **kw).verdict == PASSED  # softmax rows
+
+
 @pytest.mark.heavy
 def test_output_kinds_are_checked_remembered_in_the_workspace_and_shown(tmp_path: Path) -> None:
     model, calib = tmp_path / "det.onnx", tmp_path / "calib.npz"

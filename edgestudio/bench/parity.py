@@ -40,7 +40,7 @@ from edgestudio.core.inputspec import (
     make_feeds,
     normalize_name,
 )
-from edgestudio.bench.tasks import TaskMetric, score_channels, task_metrics
+from edgestudio.bench.tasks import TaskMetric, score_channels, task_metrics, undeclared_doubt
 from edgestudio.core.modelinfo import Dim, TensorSpec
 
 PASSED, FAILED, INCONCLUSIVE, NOT_CHECKED = "passed", "failed", "inconclusive", "not checked"
@@ -421,6 +421,10 @@ def check_output(name: str, child_name: str, ref: list[np.ndarray], got: list[np
         elif slice_cos is not None and slice_cos < SLICE_MIN_COSINE:
             verdict, reason = FAILED, (f"slice {slice_name} has cosine {slice_cos:.4f} < {SLICE_MIN_COSINE} (the "
                                        f"whole output's {cosine:.4f} hides it)")
+        elif kind is None and (doubt := undeclared_doubt(ref, got)) is not None:
+            verdict, reason = INCONCLUSIVE, (f"{which} {cosine:.4f} passes, but {doubt}; say what the output is "
+                                             f"(--output-kind {name}=KIND, or its kind in the studio's Inputs tab) "
+                                             "to judge it by its task")
         else:
             verdict, reason = PASSED, None
     return OutputCheck(name, child_name, max_abs, max_rel, cosine, snr, agree, verdict, reason, mean_cosine,

@@ -291,3 +291,45 @@ def chance(metric: str, ref: list[np.ndarray]) -> float:
         n = (x.shape[2] - 4) if x is not None else 2
         return max(1.5 / max(n, 1), 0.1)
     return 0.1
+
+
+#: an undeclared output thresholded at 0.5 needs this many cells on each side before its flips can tell
+MIN_ACTIVE = 10
+
+
+def _softmax_rows(allr: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Rows of the last axis that sum to 1: class probabilities, judged by top-1 agreement instead."""
+    return len(shape) >= 2 and shape[-1] >= 2 and bool(np.allclose(allr.reshape(-1, shape[-1]).sum(1), 1.0,
+                                                                     atol=1e-3))
+
+
+def undeclared_doubt(ref: list[np.ndarray], got: list[np.ndarray]) -> str | None:
+    """Why a cosine that passes cannot vouch for an output nobody said the kind of (None: nothing seen).
+
+    A cosine is blind to two things a task sees: values in [0, 1] that cross 0.5 (a probability map or a
+    posteriorgram thresholded by its user: basic-pitch's notes after FP16 kept a cosine of 0.994 while 30 % of its
+    active notes changed), and values far from zero that move a lot for their range (landmarks in pixels: MediaPipe's
+    iris after INT8 kept 0.998 while its points moved by 5 % of their range). Without the output's kind neither is
+    a failure, so the verdict is inconclusive, and says what to declare (``--output-kind``)."""
+    if not ref or any(r.shape != ref[0].shape for r in ref) or any(g.shape != r.shape for g, r in zip(got, ref)):
+        return None
+    allr = np.concatenate([r.astype(np.float64).ravel() for r in ref])
+    allg = np.concatenate([g.astype(np.float64).ravel() for g in got])
+    if allr.size and float(allr.min()) >= 0.0 and float(allr.max()) <= 1.0 \
+            and not _softmax_rows(allr, tuple(ref[0].shape)):
+        a, b = allr > 0.5, allg > 0.5
+        n_on = int(a.sum())
+        if n_on >= MIN_ACTIVE and a.size - n_on >= MIN_ACTIVE:
+            iou = _iou(a, b) or 1.0
+            if iou < LIMITS["mask IoU"]:
+                changed = int(np.logical_xor(a, b).sum())
+                return (f"its values are in [0, 1] and {changed} cells crossed 0.5 ({n_on} were over it: IoU "
+                        f"{iou:.3f} < {LIMITS['mask IoU']:g}): if it is thresholded (probabilities, a mask, notes), "
+                        "the answer changed, which a cosine does not see")
+    errs = [float(np.mean(np.abs(r.astype(np.float64) - g.astype(np.float64)))) / rng
+            for r, g in zip(ref, got) if (rng := float(np.ptp(r))) > 0]
+    limit = LIMITS["landmark error"]
+    if errs and max(errs) > limit:
+        return (f"its values moved by {max(errs):.1%} of their range on average (worst sample; > {limit:.0%}): "
+                "values far from zero (coordinates, say) keep a high cosine when they move")
+    return None

@@ -8,6 +8,7 @@ the target runtime and the result must stay within ``max_drop`` top-1 (the accur
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 import time
@@ -318,6 +319,9 @@ def drift_check(reference: Path, optimized: Path, opts: OptimizeOptions, cancel:
     inputs = given
     if given.data:
         what = "samples of your --input"
+        if opts.calibration and _same_file(given.data, opts.calibration):
+            same_as_calibration = True
+            what += " (the same ones used to calibrate: give others to see how it does on data it never saw)"
     else:
         source, offset = None, 0
         if opts.dataset and opts.dataset != RANDOM:
@@ -347,6 +351,8 @@ def drift_check(reference: Path, optimized: Path, opts: OptimizeOptions, cancel:
     if verdict == PASSED and "random" in sources and sources <= {"random", "--value"}:  # no real data at all
         verdict, note = INCONCLUSIVE, ("checked on random inputs only, which cannot speak for real data: give "
                                        "--input, --dataset or real --calibration samples")
+    if verdict == INCONCLUSIVE and not note:  # an output's own doubt (what a cosine cannot see) says why
+        note = next((f"{o.name}: {o.reason}" for o in report.outputs if o.verdict == INCONCLUSIVE and o.reason), None)
     failed = [o for o in report.outputs if o.verdict == FAILED]
     # the output the verdict stands on: a failed one (its own reason), else the lowest cosine
     worst = failed[0] if failed else min(report.outputs, key=lambda o: o.cosine) if report.outputs else None
@@ -364,6 +370,13 @@ def drift_check(reference: Path, optimized: Path, opts: OptimizeOptions, cancel:
             "worst": None if worst is None else figures(worst),
             "passed": verdict == PASSED if verdict != INCONCLUSIVE else None,
             "failed": verdict == FAILED}
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve() or os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _runtime_that_runs(path: Path, runtime: str) -> str | None:
