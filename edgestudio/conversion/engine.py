@@ -18,7 +18,7 @@ from edgestudio.conversion.planner import ConversionPlan, Hop, plan_conversion
 from edgestudio.core.errors import Cancelled, EdgeStudioError, clean_message, out_of_space
 from edgestudio.core.formats import ModelFormat, detect_format, output_name
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
-from edgestudio.core.workspace import remove_model_files
+from edgestudio.core.model_files import remove_model_files
 
 
 @dataclass
@@ -215,7 +215,7 @@ def _run_hop(i: int, n: int, hop: Hop, current: Path, current_fmt: ModelFormat, 
                                        "exported from")
     given, private = current, None
     if i == 0:  # the user's own model: the converter gets a private copy (libraries write beside their input)
-        from edgestudio.core.workspace import private_copy
+        from edgestudio.core.model_files import private_copy
 
         private = Path(tempfile.mkdtemp(prefix="edgestudio-private-"))
         given = private_copy(current, current_fmt, private)

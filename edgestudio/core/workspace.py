@@ -8,24 +8,32 @@ were queued or running when the app died are marked failed ("interrupted") and s
 from __future__ import annotations
 
 import contextlib
-import errno
-import hashlib
 import json
 import os
 import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgestudio.core.errors import EdgeStudioError, ModelFormatError, display
+from edgestudio.core.errors import EdgeStudioError
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.jobs import JobRecord, JobSpec, JobStatus
 from edgestudio.core.modelinfo import model_size_bytes
+from edgestudio.core.model_files import (  # noqa: F401 - re-exported: a model's files, copies and hash
+    copy_model,
+    copy_model_folder,
+    hash_model,
+    model_files,
+    onnx_external_files,
+    private_copy,
+    remove_model_files,
+)
 from edgestudio.core.owners import current_owner, owner_alive, partial_is_dead
+from edgestudio.core.workspace_schema import MIGRATIONS, SCHEMA_VERSION
 
 INTERRUPTED = "interrupted: EdgeStudio stopped while the job was running"
 
@@ -53,103 +61,6 @@ def default_workspace_dir() -> Path:
     return platformdirs.user_data_path("edgestudio", appauthor=False) / "workspace"
 
 
-# ---------------------------------------------------------------------------------------- migrations
-def _run_script(db: sqlite3.Connection, script: str) -> None:
-    # Statement by statement: executescript() would commit, and a migration must be all or nothing.
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-def _v1(db: sqlite3.Connection) -> None:
-    _run_script(db, """
-        CREATE TABLE models (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL,
-            path TEXT NOT NULL,
-            format TEXT NOT NULL,
-            sha256 TEXT NOT NULL,
-            size_bytes INTEGER NOT NULL,
-            parent_id INTEGER REFERENCES models(id) ON DELETE CASCADE,
-            job_id TEXT,
-            options_json TEXT NOT NULL DEFAULT '{}',
-            stored TEXT NOT NULL DEFAULT 'copy',
-            created_at REAL NOT NULL
-        );
-        CREATE INDEX models_sha ON models(sha256);
-        CREATE INDEX models_parent ON models(parent_id);
-        CREATE TABLE jobs (
-            id TEXT PRIMARY KEY,
-            kind TEXT NOT NULL,
-            spec_json TEXT NOT NULL,
-            status TEXT NOT NULL,
-            progress REAL NOT NULL DEFAULT 0,
-            message TEXT NOT NULL DEFAULT '',
-            log_json TEXT NOT NULL DEFAULT '[]',
-            result_json TEXT,
-            error TEXT,
-            created_at REAL NOT NULL,
-            started_at REAL,
-            finished_at REAL
-        );
-    """)
-
-
-def _v2(db: sqlite3.Connection) -> None:
-    """v2: results get their own table (one job may yield several), models learn what made them."""
-    _run_script(db, """
-        CREATE TABLE results (
-            id INTEGER PRIMARY KEY,
-            job_id TEXT REFERENCES jobs(id) ON DELETE SET NULL,
-            model_id INTEGER REFERENCES models(id) ON DELETE CASCADE,
-            kind TEXT NOT NULL,
-            data_json TEXT NOT NULL,
-            created_at REAL NOT NULL
-        );
-        CREATE INDEX results_model ON results(model_id);
-        ALTER TABLE models ADD COLUMN made_by TEXT NOT NULL DEFAULT 'import';
-    """)
-    db.execute("UPDATE models SET made_by = 'job' WHERE parent_id IS NOT NULL")
-
-
-def _v3(db: sqlite3.Connection) -> None:
-    """v3: each model remembers its input specification (--input/--shape/--value), inherited by its variants."""
-    db.execute("ALTER TABLE models ADD COLUMN inputs_json TEXT NOT NULL DEFAULT '{}'")
-    # the process that runs a job (pid:start time): recovery touches only the jobs of processes that are gone
-    db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
-
-
-def _v4(db: sqlite3.Connection) -> None:
-    """v4: a change log filled by triggers, so every process sharing the workspace learns exactly which models,
-    jobs and results changed (the studio updates those rows instead of rebuilding its tree)."""
-    db.execute("CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, ref TEXT NOT NULL, "
-               "op TEXT NOT NULL)")
-    _change_triggers(db)
-
-
-def _change_triggers(db: sqlite3.Connection) -> None:
-    for table, key in (("models", "id"), ("jobs", "id"), ("results", "model_id")):
-        for op, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD")):
-            db.execute(f"DROP TRIGGER IF EXISTS {table}_{op}_log")
-            # a result of no model (a job's plain answer) is no row anyone shows: nothing to log
-            db.execute(f"CREATE TRIGGER {table}_{op}_log AFTER {op.upper()} ON {table} "
-                       f"WHEN {row}.{key} IS NOT NULL BEGIN "
-                       f"INSERT INTO changes (tbl, ref, op) VALUES ('{table}', {row}.{key}, '{op}'); END")
-
-
-def _v5(db: sqlite3.Connection) -> None:
-    """v5: v4's triggers logged results of no model as NULL, which the log refuses (the result was lost)."""
-    _change_triggers(db)
-
-
-def _v6(db: sqlite3.Connection) -> None:
-    """v6: each model remembers its data files (calibration, evaluation), inherited by its variants: data belongs to
-    a model and its lineage, never to a panel that showed another model last."""
-    db.execute("ALTER TABLE models ADD COLUMN data_json TEXT NOT NULL DEFAULT '{}'")
-
-
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]  # MIGRATIONS[i] takes version i to i+1
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 @dataclass
@@ -173,124 +84,6 @@ class ModelEntry:
                 "sha256": self.sha256, "size_bytes": self.size_bytes, "parent_id": self.parent_id,
                 "job_id": self.job_id, "options": self.options, "stored": self.stored, "made_by": self.made_by,
                 "created_at": self.created_at}
-
-
-def model_files(path: Path, fmt: ModelFormat) -> list[Path]:
-    """The files a model consists of, in a stable order."""
-    if path.is_dir():
-        return sorted(f for f in path.rglob("*") if f.is_file())
-    if fmt is ModelFormat.OPENVINO:
-        return [path, path.with_suffix(".bin")]
-    return [path]
-
-
-def copy_model(src: Path, dst: Path) -> None:
-    """Copy a model to ``dst``: a folder, a file, and an IR's .bin beside its .xml."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if src.is_dir():
-        shutil.copytree(src, dst, dirs_exist_ok=True)
-    else:
-        shutil.copy2(src, dst)
-        if src.suffix == ".xml" and src.with_suffix(".bin").exists():
-            shutil.copy2(src.with_suffix(".bin"), dst.with_suffix(".bin"))
-
-
-def onnx_external_files(path: Path) -> list[str]:
-    """The external-data files an ONNX model names (relative to its folder), read without loading the data."""
-    try:
-        import onnx
-    except ImportError:
-        return []
-    from edgestudio.core.inspection import onnx_graphs
-
-    try:
-        model = onnx.load(str(path), format="protobuf", load_external_data=False)
-    except Exception:  # noqa: BLE001 - an unreadable model: the library that reads it next says why
-        return []
-    out: list[str] = []
-    for graph in onnx_graphs(model.graph):
-        tensors = list(graph.initializer) + [a.t for n in graph.node for a in n.attribute if a.type == a.TENSOR]
-        for t in tensors:
-            if t.data_location == onnx.TensorProto.EXTERNAL:
-                loc = next((e.value for e in t.external_data if e.key == "location"), None)
-                if loc and loc not in out:
-                    out.append(loc)
-    return out
-
-
-def private_copy(src: Path, fmt: ModelFormat, folder: Path) -> Path:
-    """A copy of the model for a library that may write beside what it is given (ONNX Runtime's quantizer writes
-    ``<model>-inferred.onnx`` beside its input, onnx2tf rewrites its input, tensorflowjs unzips beside it): the
-    user's folder is never touched. ONNX external data and an IR's .bin come along (regular files of the model's
-    folder only)."""
-    from edgestudio.core.safety import member_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    name = src.name
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        name = "model" + "".join(c for c in src.suffix if c.isascii() and (c.isalnum() or c == "."))
-    dst = folder / name
-    if src.is_dir():
-        copy_model_folder(src, dst)
-        return dst
-    shutil.copy2(src, dst)
-    if fmt is ModelFormat.OPENVINO:
-        shutil.copy2(member_file(src.parent, src.with_suffix(".bin").name, src, "OpenVINO IR weights file"),
-                     dst.with_suffix(".bin"))
-    elif fmt is ModelFormat.ONNX:
-        for rel in onnx_external_files(src):
-            target = folder / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(member_file(src.parent, rel, src, "ONNX external data file"), target)
-    return dst
-
-
-def remove_model_files(path: str | Path) -> None:
-    """Delete a model from disk: a folder, a file, and an IR's .bin beside its .xml. Missing is fine."""
-    p = Path(path)
-    if p.is_dir():
-        shutil.rmtree(p, ignore_errors=True)
-    else:
-        p.unlink(missing_ok=True)
-        if p.suffix == ".xml":
-            p.with_suffix(".bin").unlink(missing_ok=True)
-
-
-def copy_model_folder(src: Path, dst: Path) -> None:
-    """Copy a checked model folder (see formats.folder_size), never more than the bytes it really holds."""
-    from edgestudio.core.formats import folder_size
-
-    budget = [folder_size(src)]
-
-    def copy(a: str, b: str) -> str:
-        try:
-            with open(a, "rb") as fin, open(b, "wb") as fout:
-                while block := fin.read(1 << 20):
-                    budget[0] -= len(block)
-                    if budget[0] < 0:
-                        raise ModelFormatError(src, "the folder's files grew while being copied; refusing")
-                    fout.write(block)
-            shutil.copystat(a, b)
-        except OSError as exc:  # one line naming where it failed (copytree would gather a list of errno tuples)
-            if exc.errno == errno.ENOSPC:
-                raise EdgeStudioError(dst.parent, f"no space left on {display(str(dst.parent))}") from None
-            raise EdgeStudioError(src, f"cannot copy {display(Path(a).name)}: {exc.strerror or exc}") from None
-        return b
-
-    shutil.copytree(src, dst, copy_function=copy)
-
-
-def hash_model(path: str | Path, fmt: ModelFormat) -> str:
-    p = Path(path)
-    h = hashlib.sha256()
-    for f in model_files(p, fmt):
-        h.update(os.fsencode(str(f.relative_to(p) if p.is_dir() else f.suffix)) + b"\0")
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 class _Db:

@@ -99,7 +99,7 @@ class Executor(abc.ABC):
         rec = self.get(job_id)
         if rec.status is not JobStatus.SUCCEEDED or not rec.result:
             raise ValueError(f"job {job_id} has no artifacts ({rec.status.value})")
-        from edgestudio.core.workspace import copy_model
+        from edgestudio.core.model_files import copy_model
 
         dest.mkdir(parents=True, exist_ok=True)
         out: list[Path] = []

@@ -22,7 +22,7 @@ from edgestudio.core.errors import EdgeStudioError
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.modelinfo import model_size_bytes
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
-from edgestudio.core.workspace import remove_model_files
+from edgestudio.core.model_files import remove_model_files
 
 
 @dataclass

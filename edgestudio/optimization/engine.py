@@ -21,7 +21,7 @@ from edgestudio.core.errors import EdgeStudioError
 from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.modelinfo import model_size_bytes
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
-from edgestudio.core.workspace import remove_model_files
+from edgestudio.core.model_files import remove_model_files
 
 
 @dataclass
@@ -113,7 +113,7 @@ def optimize_model(src: str | Path, method: str, *, runtime: str | None = None, 
         progress(0.4, f"{method} for {runtime}")
         given = work
         if work == src:  # the user's own file: the library gets a private copy (it may write beside it)
-            from edgestudio.core.workspace import private_copy
+            from edgestudio.core.model_files import private_copy
 
             given = private_copy(src, wfmt, Path(tmp) / "private")
         try:

@@ -101,7 +101,7 @@ def rescue(parent: str | Path, output: str | Path, *, runtime: str | None = None
     from edgestudio.bench.latency import BenchConfig, run_benchmark
     from edgestudio.bench.layers import compare_layers, output_agreement
     from edgestudio.core.inputspec import InputSpec
-    from edgestudio.core.workspace import copy_model
+    from edgestudio.core.model_files import copy_model
     from edgestudio.optimization.engine import default_runtime_for, optimize_model
 
     parent, output = Path(parent), Path(output)

@@ -29,7 +29,7 @@ from edgestudio.core.formats import ModelFormat, detect_format
 from edgestudio.core.inputspec import InputSpec
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 from edgestudio.core.safety import member_file
-from edgestudio.core.workspace import hash_model
+from edgestudio.core.model_files import hash_model
 
 
 def package_runtimes() -> list[str]:
