@@ -177,8 +177,9 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
     decl = _decl(runtime)
     fmt = detect_format(model)
     if fmt.value not in decl.formats:
+        native = get_runtime(runtime).native_format()
         raise EdgeStudioError(model, f"{runtime} does not run {fmt.label} models; convert it first "
-                                     f"(edgestudio convert --to {'tflite' if runtime == 'litert' else 'onnx'})")
+                                     f"(edgestudio convert --to {(native or ModelFormat.ONNX).value})")
     if tflm and fmt is not ModelFormat.TFLITE:
         raise EdgeStudioError(model, "TFLite Micro export needs a .tflite model")
     loader = get_runtime(runtime).package_loader
@@ -524,23 +525,17 @@ def _readme(m: dict[str, Any]) -> str:
             f"requirements.txt\nvenv/bin/python run.py            # runs input.npy\nvenv/bin/python run.py --input "
             f"x.npy --output y.npy --runs 100\n```\n\n`expected_output.npy` is EdgeStudio's output for `input.npy`. "
             f"See report.md for latency and accuracy, lineage.json for how the model was made.\n"
-            + (_EXECUTOR_RUNNER.format(model=(m.get("model") or {}).get("file") or "model.pte") if m["runtime"] == "executorch" else ""))
+            + _runtime_readme(m))
 
 
-# ExecuTorch's own C++ command line, for a device with no Python (what the program runs on in production)
-_EXECUTOR_RUNNER = """
-## Without Python: ExecuTorch's `executor_runner`
+def _runtime_readme(m: dict[str, Any]) -> str:
+    """The runtime's own section (``Runtime.package_readme``: running the package without Python, say)."""
+    from edgestudio.backends.runtimes import RUNTIMES
 
-On the device, the same program runs from C++. Build ExecuTorch's example runner with the XNNPACK delegate from a
-checkout of github.com/pytorch/executorch at the tag of the version in requirements.txt (its tutorial "Building
-and Running ExecuTorch with XNNPACK Backend" has the details for cross-compiling):
+    try:
+        text = RUNTIMES.get(m["runtime"]).package_readme
+    except Exception:  # noqa: BLE001 - a runtime no longer in the catalog: the generic README only
+        return ""
+    return text.format(model=(m.get("model") or {}).get("file") or "model") if text else ""
 
-```sh
-cmake -S executorch -B cmake-out -DEXECUTORCH_BUILD_XNNPACK=ON -DCMAKE_BUILD_TYPE=Release
-cmake --build cmake-out -j --target executor_runner
-cmake-out/executor_runner --model_path={model}
-```
 
-It loads `{model}`, runs it once on inputs of ones and prints the outputs (not `input.npy`: `run.py` is what
-checks `expected_output.npy`).
-"""

@@ -290,12 +290,14 @@ def run_package(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     """Options: ``dataset``, ``input``, ``iterations``, ``tflm``, ``lineage`` (from the workspace)."""
     from pathlib import Path
 
+    from edgestudio.backends.runtimes import RUNTIMES
     from edgestudio.packaging.deploy import build_package
 
     if not spec.output:
         raise UsageError(spec.model, "a packaging job needs an output path")
     req = spec.request
-    if spec.runtime in ("ort-web", "tfjs"):  # a static web folder, checked in the browser
+    web = {n for n, cls in RUNTIMES.all().items() if cls.package_kind == "web"}
+    if spec.runtime in web:  # a static web folder, checked in the browser
         from edgestudio.packaging.web import build_web_package
 
         result = build_web_package(spec.model or "", ctx.staged(Path(spec.output).name), runtime=spec.runtime,

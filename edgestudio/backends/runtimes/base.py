@@ -55,6 +55,23 @@ class Runtime(Requirements, abc.ABC):
     package_loader: ClassVar[str | None] = None
     #: what a deployment package of it is: "python" (run.py around ``package_loader``) or "web" (a static folder)
     package_kind: ClassVar[str] = "python"
+    #: a section the package's README adds for this runtime (``{model}``: the packaged file's name)
+    package_readme: ClassVar[str] = ""
+    #: a "web" package (packaging/web.py): the runtime's vendored files it carries ((kind, file) of
+    #: backends.browser.RUNTIME_FILES, copied into ``web_dir``), whether the model goes in as its file ("file",
+    #: renamed safely) or as its folder ("folder": model.json and its shards), and the native runtime whose output
+    #: the package's page must equal within ``web_atol``
+    web_files: ClassVar[tuple[tuple[str, str], ...]] = ()
+    web_dir: ClassVar[str] = ""
+    web_model: ClassVar[str] = "file"
+    web_reference: ClassVar[str | None] = None
+    web_atol: ClassVar[float] = 1e-4
+
+    @classmethod
+    def web_page(cls, *, title: str, version: str, model_js: str, external_js: str) -> str:
+        """A web package's index.html: ``title`` and ``version`` are HTML-escaped text, ``model_js`` and
+        ``external_js`` JavaScript literals (the packaged model's file name, its external data files)."""
+        raise NotImplementedError(f"{cls.name} makes no web package")
 
     @abc.abstractmethod
     def devices(self) -> list[DeviceInfo]:
@@ -279,6 +296,8 @@ def timed_loop(call: Callable[[], Any], iterations: int, duration_s: float | Non
     deadline = clock() + int(duration_s * 1e9) if duration_s else None
     check = cancel.check if cancel is not None else None
     report_every = max(1, iterations // 100)
+    # for a duration, iterations is only a cap (millions): progress is said by time, four times a second
+    next_report, report_ns = 0, 250_000_000
     n = 0
     for n in range(iterations):
         t0 = clock()
@@ -288,13 +307,16 @@ def timed_loop(call: Callable[[], Any], iterations: int, duration_s: float | Non
         out[n] = ms
         if on_sample is not None:
             on_sample(n, ms)
-        if n % report_every == 0:
+        if (n % report_every == 0) if deadline is None else (t1 >= next_report):
+            next_report = t1 + report_ns
             if check is not None:
                 check()
             if deadline is None:
                 progress(n / iterations, f"iteration {n}/{iterations}")
             else:
-                progress(min(1.0, 1 - (deadline - t1) / (duration_s * 1e9)), f"iteration {n}")  # type: ignore[operator]
+                left_s = max(0.0, (deadline - t1) / 1e9)
+                progress(min(1.0, 1 - left_s / duration_s),  # type: ignore[operator]
+                         f"{n + 1} runs, {duration_s - left_s:.0f} of {duration_s:g} s")
         if deadline is not None and t1 >= deadline:
             return out[: n + 1]
     return out[: n + 1] if iterations else out

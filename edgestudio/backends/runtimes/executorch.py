@@ -246,6 +246,24 @@ class ExecuTorchRuntime(Runtime):
     formats = frozenset({ModelFormat.PTE})
     exposes = frozenset({ModelFormat.PTE})  # its intermediate tensors
     requires = ("executorch", "torch")
+    #: the package README's own section: ExecuTorch's C++ command line, for a device with no Python (what the
+    #: program runs on in production)
+    package_readme = """
+## Without Python: ExecuTorch's `executor_runner`
+
+On the device, the same program runs from C++. Build ExecuTorch's example runner with the XNNPACK delegate from a
+checkout of github.com/pytorch/executorch at the tag of the version in requirements.txt (its tutorial "Building
+and Running ExecuTorch with XNNPACK Backend" has the details for cross-compiling):
+
+```sh
+cmake -S executorch -B cmake-out -DEXECUTORCH_BUILD_XNNPACK=ON -DCMAKE_BUILD_TYPE=Release
+cmake --build cmake-out -j --target executor_runner
+cmake-out/executor_runner --model_path={model}
+```
+
+It loads `{model}`, runs it once on inputs of ones and prints the outputs (not `input.npy`: `run.py` is what
+checks `expected_output.npy`).
+"""
     package_loader = '''
 def load(model, precision=None):
     import numpy as np
