@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edgestudio.agent.facts import BROWSER_RUNTIMES
+from edgestudio.agent.facts import browser_runtimes
 
 PROTOCOL_V = 1
 ALLOWED_KINDS = ("bench", "eval", "inspect")
@@ -231,7 +231,8 @@ def _word(value: Any, where: str) -> str:
 
 def _runtime(value: Any, where: str, runtimes: Callable[[], list[str]]) -> str:
     name = _word(value, where)
-    have = [r for r in runtimes() if r not in BROWSER_RUNTIMES]
+    browser = browser_runtimes()
+    have = [r for r in runtimes() if r not in browser]
     if name not in have:
         raise RequestError(f"'{where}': {name!r} is not a runtime a device agent runs (one of: {', '.join(have)})")
     return name

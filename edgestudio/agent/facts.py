@@ -12,7 +12,6 @@ from typing import Any
 from edgestudio.core.machine import cpu_model, isa_flags, memory_bytes
 
 RUNTIME_DISTS = ("onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "tflite-runtime", "openvino", "numpy")
-BROWSER_RUNTIMES = ("ort-web", "tfjs")  # they run in a browser on the studio's machine: never on a device agent
 
 
 def temperatures_c() -> dict[str, float]:
@@ -43,7 +42,15 @@ def runtime_devices() -> list[dict[str, str]]:
     """Every (runtime, device) the runtimes installed here see (imports only the installed runtimes)."""
     from edgestudio.backends.runtimes.base import device_dicts
 
-    return [d for d in device_dicts() if d.get("runtime") not in BROWSER_RUNTIMES]
+    browser = browser_runtimes()
+    return [d for d in device_dicts() if d.get("runtime") not in browser]
+
+
+def browser_runtimes() -> set[str]:
+    """The runtimes that run in a browser on the studio's machine (``Runtime.in_browser``): never on a device agent."""
+    from edgestudio.backends.runtimes.base import RUNTIMES
+
+    return {name for name, cls in RUNTIMES.all().items() if cls.in_browser}
 
 
 def device_facts(*, with_devices: bool = True) -> dict[str, Any]:

@@ -290,7 +290,8 @@ def run_package(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     """Options: ``dataset``, ``input``, ``iterations``, ``tflm``, ``lineage`` (from the workspace)."""
     from pathlib import Path
 
-    from edgestudio.backends.runtimes import RUNTIMES
+    from edgestudio.backends.runtimes import RUNTIMES, runtime_for_format
+    from edgestudio.core.formats import detect_format
     from edgestudio.packaging.deploy import build_package
 
     if not spec.output:
@@ -305,7 +306,8 @@ def run_package(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
                                    iterations=int(req.iterations), progress=ctx.progress, cancel=ctx.cancel)
         result["package"] = result.pop("output")
         return result
-    result = build_package(spec.model or "", spec.runtime or "onnxruntime", ctx.staged(Path(spec.output).name),
+    runtime = spec.runtime or runtime_for_format(detect_format(spec.model or ""))  # the model's own runtime
+    result = build_package(spec.model or "", runtime, ctx.staged(Path(spec.output).name),
                            input_npy=req.input, inputs=req.inputs, dataset=req.dataset,
                            iterations=int(req.iterations), tflm=bool(req.tflm),
                            lineage=req.lineage, progress=ctx.progress, cancel=ctx.cancel)
@@ -388,6 +390,8 @@ def run_microcontroller(ctx: JobContext, model: str, calibration: str, io_type: 
 
     from edgestudio.backends.converters.base import ConvertOptions
     from edgestudio.backends.optimizers.base import OptimizeOptions
+    from edgestudio.backends.runtimes import runtime_for_format
+    from edgestudio.core.formats import ModelFormat
     from edgestudio.core.inputspec import InputSpec
     from edgestudio.packaging.deploy import build_package
 
@@ -410,14 +414,15 @@ def run_microcontroller(ctx: JobContext, model: str, calibration: str, io_type: 
     ctx.progress(0.3, "full INT8 TFLite (calibrating)")
     opts = OptimizeOptions(calibration=calibration, io_type=io_type, inputs=spec.to_dict())
     int8_name = f"{src.stem}_int8.tflite"
-    opt = run_optimize(JobSpec(JobKind.OPTIMIZE, model=str(current), runtime="litert", output=str(ctx.staged(int8_name)),
+    tflite = runtime_for_format(ModelFormat.TFLITE)  # TFLite Micro runs what the TFLite runtime's quantizer writes
+    opt = run_optimize(JobSpec(JobKind.OPTIMIZE, model=str(current), runtime=tflite, output=str(ctx.staged(int8_name)),
                                options={"method": "int8-static", "options": opts.to_dict(), "keep_reference": True}), ctx)
     base = len(artifacts)
     for a in opt.get("artifacts") or []:
         parent = a.get("parent")
         artifacts.append({**a, "parent": (parent + base) if parent is not None else (base - 1 if base else None)})
     ctx.progress(0.75, "TensorFlow Lite Micro: measuring the arena in the interpreter")
-    manifest = build_package(opt["output"], "litert", ctx.staged(f"{src.stem}_mcu.zip"), inputs=spec, iterations=50,
+    manifest = build_package(opt["output"], tflite, ctx.staged(f"{src.stem}_mcu.zip"), inputs=spec, iterations=50,
                              tflm=True, cancel=ctx.cancel)
     return {"output": opt["output"], "artifacts": artifacts, "steps": steps + opt.get("steps", []),
             "drift": (opt.get("details") or {}).get("drift"), "warnings": opt.get("warnings", []),

@@ -50,6 +50,8 @@ class Runtime(Requirements, abc.ABC):
     name: ClassVar[str]
     label: ClassVar[str]
     formats: ClassVar[frozenset[ModelFormat]]
+    #: it runs in a browser on the studio's machine (never on a device agent), timed in the page
+    in_browser: ClassVar[bool] = False
     #: Python source of ``load(model, precision) -> (input names, run(feeds) -> first output)`` for the
     #: standalone runner of a deployment package (None: no packages for this runtime)
     package_loader: ClassVar[str | None] = None
