@@ -173,9 +173,10 @@ def string_reference_violations() -> list[str]:
             if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
                 continue
             m = target.match(node.value)
+            where = ROOT / Path(*m.group(1).split(".")) if m else ROOT
             if not m or (":" not in node.value and m.group(1) not in PROCESS_ENTRY_POINTS and
-                         not (ROOT / Path(*m.group(1).split("."))).with_suffix(".py").is_file()):
-                continue
+                         not where.with_suffix(".py").is_file() and not (where / "__init__.py").is_file()):
+                continue  # a module or a package (edgestudio.cli, run with -m), not a word that looks like one
             other = _layer_of(m.group(1))
             if other is not None and other > own and m.group(1) not in PROCESS_ENTRY_POINTS:
                 out.append(f"{name}:{node.lineno} names {node.value}")

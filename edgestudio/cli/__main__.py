@@ -1,0 +1,3 @@
+from edgestudio.cli import main
+
+raise SystemExit(main())
