@@ -37,6 +37,7 @@ HEAVY_MODULES = frozenset({
     "test_web", "test_netron",  # Chromium, QtWebEngine
     "test_real_models",  # the real-model corpus
     "test_gui", "test_gui_envs", "test_gui_trust", "test_studio_pass2", "test_studio_pass3",  # the studio's jobs
+    "test_studio_pass3b",
     "test_cli", "test_user_folder", "test_workspace_shared", "test_fuzz", "test_hostile",  # the CLI's processes
     "test_layers", "test_seed_path", "test_packaging",  # the CLI, a fresh venv
 })

@@ -262,6 +262,28 @@ def test_overlapping_scatter_points_share_a_label() -> None:
     pts = [(0.009, 0.978), (0.035, 0.978), (0.0352, 0.978), (0.043, 0.978), (0.036, 0.95)]
     assert _nearby_groups(pts) == [[0], [1, 2], [3], [4]]
     assert _nearby_groups([(1.0, 0.9)]) == [[0]] and _nearby_groups([]) == []
+    # a comparison's screenshot: five rows within 0.004 ms at the same top-1 wrote "#2, #3, #4" and "#5, #6" into
+    # each other: one label
+    same = [(0.0141, 0.9778), (0.0503, 0.9778), (0.0503, 0.9778), (0.0511, 0.9778), (0.0526, 0.9778),
+            (0.0543, 0.9778), (0.0667, 0.9778)]
+    assert _nearby_groups(same) == [[0], [1, 2, 3, 4, 5], [6]]
+
+
+def test_the_accuracy_plot_fits_its_points_after_an_empty_one(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """A comparison whose first rows had no top-1 drew the empty plot's fixed 0..1 range, which stayed when the
+    measured rows came: seven points squeezed into the left 7 %. The range follows the points."""
+    from edgestudio.gui.charts import ComparisonView
+
+    view = ComparisonView()
+    qtbot.addWidget(view)
+    rows = [dict(model=f"m{i}.onnx", runtime="onnxruntime", device="CPU", p50_ms=p, p99_ms=2 * p, size_bytes=1000,
+                 accuracy=0.9778)
+            for i, p in enumerate([0.0141, 0.0503, 0.0667])]
+    view.set_rows([{k: v for k, v in r.items() if k != "accuracy"} for r in rows])
+    assert "labeled" in view.no_accuracy.toPlainText()
+    view.set_rows(rows)
+    (x0, x1), _ = view.scatter_plot.viewRange()
+    assert 0.0 <= x0 < 0.0141 and 0.0667 < x1 < 0.1, (x0, x1)
 
 
 def test_a_label_goes_under_its_point_when_another_sits_just_above() -> None:

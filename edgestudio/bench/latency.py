@@ -6,6 +6,7 @@ the callback runs *between* timed calls, so it adds nothing to the measured late
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
@@ -62,6 +63,9 @@ class BenchResult:
     steady: bool | None = None
     threads_source: str = "user"  # user, or "equal default" (every runtime the same count)
     machine: dict[str, Any] = field(default_factory=dict)  # CPU, ISA, clock and load when measured
+    # the model's own memory: the process's resident size after loading and running it, less before loading (its
+    # weights, the runtime's arena and buffers); peak_rss_mb is the whole worker's (Python, every library loaded)
+    model_rss_mb: float | None = None
 
     def to_dict(self, with_samples: bool = False) -> dict[str, Any]:
         d = {
@@ -72,12 +76,22 @@ class BenchResult:
             "input_shapes": self.input_shapes,
         }
         d.update(ci_ms=self.ci_ms, warmup_runs=self.warmup_runs, steady=self.steady,
-                 threads_source=self.threads_source, machine=self.machine)
+                 threads_source=self.threads_source, machine=self.machine,
+                 model_rss_mb=None if self.model_rss_mb is None else round(self.model_rss_mb, 1))
         if self.target:
             d["target"] = dict(self.target)
         if with_samples:
             d["samples_ms"] = [round(x, 5) for x in self.samples_ms]
         return d
+
+
+def current_rss_mb() -> float | None:
+    """This process's resident size now (Linux; None where /proc is not there)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def peak_rss_mb() -> float:
@@ -119,6 +133,12 @@ def run_benchmark(model: str | Path, config: BenchConfig, *, on_sample: SampleCa
     if threads is None:
         threads, source = default_threads(), "equal default"
     machine = machine_facts()  # the load and clock just before measuring
+    if not getattr(runtime, "in_browser", False) and "@" not in config.device:
+        try:  # the runtime's own libraries imported first: the model's memory is the model's, not theirs
+            runtime.check_device(config.device)
+        except Exception:  # noqa: BLE001 - load says why, below
+            pass
+    rss_before = current_rss_mb()
     t0 = time.perf_counter()
     session = runtime.load(model, device=config.device, threads=threads, precision=config.precision)
     load_ms = (time.perf_counter() - t0) * 1e3
@@ -132,6 +152,7 @@ def run_benchmark(model: str | Path, config: BenchConfig, *, on_sample: SampleCa
         measured = runtime.benchmark(session, feeds, iterations=config.iterations, warmup=config.warmup,
                                      duration_s=config.duration_s, on_sample=on_sample, cancel=cancel,
                                      progress=progress)
+        rss_after = current_rss_mb()  # the model loaded and run, before its session is released
     finally:
         close = getattr(session, "close", None)  # a browser, a remote connection: released now
         if callable(close):
@@ -151,4 +172,5 @@ def run_benchmark(model: str | Path, config: BenchConfig, *, on_sample: SampleCa
         samples_ms=lat.tolist(), target=dict(getattr(session, "facts", {}) or {}),
         ci_ms=bootstrap_ci(lat if lat.size <= 20_000 else np.random.default_rng(0).choice(lat, 20_000)),
         warmup_runs=measured.warmup_runs, steady=measured.steady, threads_source=source, machine=machine,
+        model_rss_mb=max(0.0, rss_after - rss_before) if rss_before is not None and rss_after is not None else None,
     )

@@ -1,5 +1,6 @@
 """Benchmark settings: runtime, device, threads, iterations or a duration, warm-up; the inputs are the model's
-input specification (Details ▸ Inputs), said here so nobody wonders what was fed."""
+input specification (Details ▸ Inputs), said here so nobody wonders what was fed. The settings are remembered
+(the window's settings): the next benchmark starts from the last one's."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QVBoxLayout,
 )
+
+
+#: in duration mode the iteration count is only a cap: the run ends when the time is up
+DURATION_CAP = 1_000_000
 
 
 class BenchDialog(QDialog):
@@ -68,6 +73,41 @@ class BenchDialog(QDialog):
         buttons.rejected.connect(self.reject)
         lay.addWidget(buttons)
         self._fill_devices(self.runtime.currentText())
+        self._settings = getattr(window, "settings", None)
+        self._restore()
+        self.accepted.connect(self._remember)
+
+    def _restore(self) -> None:
+        """The last benchmark's settings (a runtime or device this model has not: its default stays)."""
+        st = self._settings
+        if st is None:
+            return
+
+        def num(key: str, default: float) -> float:
+            try:
+                return float(st.value(f"bench/{key}", default))
+            except (TypeError, ValueError):
+                return default
+
+        if self.runtime.findText(str(st.value("bench/runtime", ""))) >= 0:
+            self.runtime.setCurrentText(str(st.value("bench/runtime")))
+        if self.device.findText(str(st.value("bench/device", ""))) >= 0:
+            self.device.setCurrentText(str(st.value("bench/device")))
+        self.threads.setValue(int(num("threads", 0)))
+        self.iterations.setValue(int(num("iterations", 300)))
+        self.duration.setValue(num("duration", 10.0))
+        self.warmup.setValue(int(num("warmup", 10)))
+        self.use_duration.setChecked(str(st.value("bench/use_duration", "false")).lower() == "true")
+
+    def _remember(self) -> None:
+        st = self._settings
+        if st is None:
+            return
+        for key, value in (("runtime", self.runtime.currentText()), ("device", self.device.currentText()),
+                           ("threads", self.threads.value()), ("iterations", self.iterations.value()),
+                           ("duration", self.duration.value()), ("warmup", self.warmup.value()),
+                           ("use_duration", "true" if self.use_duration.isChecked() else "false")):
+            st.setValue(f"bench/{key}", value)
 
     def _fill_devices(self, runtime: str) -> None:
         self.device.clear()
@@ -77,5 +117,6 @@ class BenchDialog(QDialog):
     def settings(self) -> dict[str, Any]:
         return {"runtime": self.runtime.currentText(), "device": self.device.currentText() or "CPU",
                 "threads": self.threads.value() or None,
-                "iterations": self.iterations.value(), "warmup": self.warmup.value(),
+                "iterations": DURATION_CAP if self.use_duration.isChecked() else self.iterations.value(),
+                "warmup": self.warmup.value(),
                 "duration_s": self.duration.value() if self.use_duration.isChecked() else None}

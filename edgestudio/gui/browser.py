@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QMenu,
     QTreeWidget,
@@ -84,6 +85,33 @@ class ModelTree(QTreeWidget):
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setAlternatingRowColors(True)
         self.setUniformRowHeights(True)
+        # Format and Size always show whole; the name and the check share what is left (a long one shortened in
+        # the middle, its tooltip in full): no horizontal scrolling to see a size, no "SavedMode…"
+        header = self.header()
+        header.setStretchLastSection(False)
+        header.setMinimumSectionSize(24)
+        for col in (0, 3):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+        for col in (1, 2):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def fit_columns(self) -> None:
+        """Format and Size as wide as their contents; the name as wide as it needs, up to what leaves the check
+        its own width (or 70 % of the room), the check the rest."""
+        for col in (1, 2):
+            self.resizeColumnToContents(col)
+        room = self.viewport().width() - self.columnWidth(1) - self.columnWidth(2)
+        name = max(self.sizeHintForColumn(0), self.header().sectionSizeHint(0))
+        check = max(self.sizeHintForColumn(3), self.header().sectionSizeHint(3), self.header().minimumSectionSize())
+        width = max(60, min(name, max(room - check, room * 7 // 10)))  # the name first: the check has a tooltip
+        self.setColumnWidth(0, width)
+        self.setColumnWidth(3, max(24, room - width))
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self.fit_columns()
 
     def dragEnterEvent(self, e: QDragEnterEvent) -> None:  # noqa: N802
         if e.mimeData().hasUrls():
@@ -280,12 +308,13 @@ class ModelBrowser(QWidget):
                                     badge_for(e))):
             item.setText(col, text)
         item.setToolTip(1, e.format.label)
+        item.setToolTip(3, badge_for(e))
         o = e.options or {}
         hint = (o.get("method") and f"{o['method']}" + (f" {o['runtime']}" if o.get("runtime") else "")) or \
             o.get("converter") or f"from {Path(o.get('imported_from') or e.path).parent.name}/"
         item.setData(0, Qt.ItemDataRole.UserRole + 1, e.name)
         item.setData(0, Qt.ItemDataRole.UserRole + 2, f"{hint} #{e.id}")
-        item.setToolTip(0, f"{e.path}\nmade by: {e.made_by}" + (f" (job {e.job_id})" if e.job_id else ""))
+        item.setToolTip(0, f"{e.name}\n{e.path}\nmade by: {e.made_by}" + (f" (job {e.job_id})" if e.job_id else ""))
         item.setIcon(0, format_icon(e.format))
         item.setForeground(1, QColor(format_color(e.format)))
         if "✗" in item.text(3):
@@ -294,8 +323,7 @@ class ModelBrowser(QWidget):
             item.setForeground(3, QColor("#2e8b57"))
 
     def _fit_columns(self) -> None:
-        for col in range(4):
-            self.tree.resizeColumnToContents(col)
+        self.tree.fit_columns()
 
     def count(self) -> int:
         return len(self._items)

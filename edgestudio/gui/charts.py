@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from superqt.utils import qthrottled
 
 from edgestudio.bench.compare import ranked_p50
+from edgestudio.gui.wording import memory_text
 
 WRONG = "#c0392b"  # a row whose runtime disagrees with the others and the parent
 PALETTE = ["#5b8def", "#f29d38", "#4fb0c6", "#d9534f", "#7b6cd9", "#2e8b57", "#c9b037", "#e07a5f"]
@@ -142,11 +143,19 @@ class LiveLatencyChart(_Themed):
         self.stats: dict[str, QLabel] = {}
         wide = self.fontMetrics().horizontalAdvance("00000.000 ms") + 8
         high = self.fontMetrics().height() + 4
-        keys = ("p50", "p90", "p99", "mean", "std", "throughput", "first", "load", "peak RSS", "iterations")
-        for n, key in enumerate(keys):
-            row, i = divmod(n, 5)  # two rows of five: the figures a benchmark report has
-            grid.addWidget(QLabel(key), 2 * row, i)
+        rows = (("p50", "p90", "p99", "mean", "std"), ("throughput", "first", "load", "iterations"),
+                ("model memory", "peak RSS"))
+        places = [(key, r, i) for r, keys in enumerate(rows) for i, key in enumerate(keys)]
+        tips = {"model memory": "The model's own memory: the worker's resident size after loading and running it, "
+                                "less before loading (weights, the runtime's arena and buffers)",
+                "peak RSS": "The worker process's peak resident size: Python, every library it loaded and the "
+                                "model (a 0.5 MB model still needs the runtime's hundreds of MB)"}
+        for key, row, i in places:  # the figures a benchmark report has: latency, speed, memory
+            name = QLabel("peak RSS (process)" if key == "peak RSS" else key)
+            name.setToolTip(tips.get(key, ""))
+            grid.addWidget(name, 2 * row, i)
             value = QLabel("-")
+            value.setToolTip(tips.get(key, ""))
             value.setObjectName(f"stat_{key}")
             value.setStyleSheet("font-weight: bold;")
             # A fixed size: Qt then does not re-run the layout of the whole window each time the text changes
@@ -245,10 +254,40 @@ class LiveLatencyChart(_Themed):
                 self.stats[key].setText(f"{value:.3f} ms")
         if result.get("first_inference_ms") is not None:
             self.stats["first"].setText(f"{result['first_inference_ms']:.2f} ms")
-        if result.get("peak_rss_mb") is not None:
-            self.stats["peak RSS"].setText(f"{result['peak_rss_mb']:.0f} MB")
+        self._memory(result)
         prec = f", {result['precision']}" if result.get("precision") else ""
         self.title.setText(f"{self.title.text()} — done ({result['runtime']}/{result['device']}{prec})")
+
+    def _memory(self, result: dict[str, Any]) -> None:
+        if result.get("model_rss_mb") is not None:
+            self.stats["model memory"].setText(memory_text(result["model_rss_mb"]))
+        if result.get("peak_rss_mb") is not None:
+            self.stats["peak RSS"].setText(f"{result['peak_rss_mb']:.0f} MB")
+
+    def show_recorded(self, result: dict[str, Any], label: str) -> None:
+        """A benchmark recorded earlier (the last one of the workspace, at start): its figures, and why there is no
+        curve (the samples are not kept)."""
+        if self.job_id is not None:  # a benchmark of this session is on the chart already
+            return
+        lat = result.get("latency_ms") or {}
+        for key in ("p50", "p90", "p99", "mean", "std"):
+            if lat.get(key) is not None:
+                self.stats[key].setText(f"{lat[key]:.3f} ms")
+        for key, text in (("throughput", result.get("throughput_fps") is not None
+                           and f"{result['throughput_fps']:.0f} /s"),
+                          ("load", result.get("load_ms") is not None and f"{result['load_ms']:.0f} ms"),
+                          ("first", result.get("first_inference_ms") is not None
+                           and f"{result['first_inference_ms']:.2f} ms"),
+                          ("iterations", result.get("iterations") is not None and str(result["iterations"]))):
+            if text:
+                self.stats[key].setText(text)
+        self._memory(result)
+        for line, key in ((self.p50_line, "p50"), (self.p99_line, "p99")):
+            if lat.get(key) is not None:
+                line.setValue(lat[key])
+                line.show()
+        self.title.setText(f"Last benchmark: {label} — the figures as recorded; its curve is not kept (Benchmark "
+                           "again to watch one live)")
 
 
 class ComparisonView(_Themed):
@@ -264,8 +303,11 @@ class ComparisonView(_Themed):
         charts = QHBoxLayout()
         self.bars = pg.PlotWidget(title="latency (ms): p50 / p99")
         self.bars.showGrid(y=True, alpha=0.2)
-        self.bars.setToolTip("p50: the figure the ranking stands on (the paired round's, where it ran); p99: each "
-                             "row's own run. The table has both.")
+        self._bars_tip = ("p50: the figure the ranking stands on (the paired round's, where it ran); p99: each "
+                          "row's own run. The table has both.")
+        self.bars.setToolTip(self._bars_tip)
+        self.bars.getViewBox().sigResized.connect(self._fit_bar_labels)
+        self.bars.getViewBox().sigXRangeChanged.connect(self._fit_bar_labels)
         self.fps = pg.PlotWidget(title="throughput (inferences/s, one after another)")
         self.fps.showGrid(y=True, alpha=0.2)
         charts.addWidget(self.bars)
@@ -379,9 +421,33 @@ class ComparisonView(_Themed):
                 self.bars.addItem(label)
                 self.bar_labels.append(label)
             self.fps.getAxis("bottom").setTicks(ticks)
+        else:
+            self.bar_labels = []
+        self._fit_bar_labels()
         self._draw_scatter(measured)
         self._draw_threads(measured)
         self._fill_table(rows)
+
+    def _fit_bar_labels(self, *_: object) -> None:
+        """The p50 written on each bar, only when the bars are wide enough for it: a narrow dock would stack the
+        numbers on each other (the table and the axis's ranks say them all the same)."""
+        labels = getattr(self, "bar_labels", [])
+        if not labels:
+            return
+        vb = self.bars.getViewBox()
+        (x0, x1), _ = vb.viewRange()
+        px_per_bar = vb.width() / max(x1 - x0, 1e-9)  # one bar pair per unit of x
+        fm = self.fontMetrics()
+        widest = max(fm.horizontalAdvance(t.toPlainText()) for t in labels) + 6
+        fits = widest <= px_per_bar * 0.95
+        for t in labels:
+            t.setVisible(fits)
+        self.bars.setToolTip(self._bars_tip + ("" if fits else "\nToo narrow to write each p50 on its bar: widen "
+                                                              "the panel, or read them in the table."))
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._fit_bar_labels()
 
     def _draw_scatter(self, measured: list[dict[str, Any]]) -> None:
         for t in self._labels:
@@ -417,7 +483,10 @@ class ComparisonView(_Themed):
             self.scatter_plot.setXRange(0, 1)
             self.scatter_plot.setYRange(0, 1)
             self.no_accuracy.setPos(0.5, 0.5)
-        if pts:
+        if pts:  # fitted to the points (an earlier empty plot's fixed 0..1 would squeeze them into a corner)
+            xs = [x for x, _ in xy]
+            xpad = max((max(xs) - min(xs)) * 0.12, max(xs) * 0.05, 1e-6)
+            self.scatter_plot.setXRange(max(0.0, min(xs) - xpad), max(xs) + xpad, padding=0)
             self.scatter_plot.setYRange(min(accs) - pad, min(1.0, max(accs) + pad) + pad * 0.2)
         front = sorted((r for _, r in pts if r.get("pareto")), key=ranked_p50)
         self.front_curve.setData([ranked_p50(r) for r in front], [r["accuracy"] for r in front])
@@ -500,10 +569,28 @@ class ComparisonView(_Themed):
         from PySide6.QtCore import QSize
 
         size = self.size()
-        self.resize(QSize(max(size.width(), 1400), max(size.height(), 1000)))  # a readable figure, not a thumbnail
+        table_height = self.table.maximumHeight()
+        policy = self.table.verticalScrollBarPolicy(), self.table.horizontalScrollBarPolicy()
+        # the figure is the comparison, not the widget: no export buttons, and the whole table without scroll bars
+        self.png_button.hide()
+        self.csv_button.hide()
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        rows = sum(self.table.rowHeight(i) for i in range(self.table.rowCount()))
+        need = rows + self.table.horizontalHeader().height() + 2 * self.table.frameWidth() + 2
+        self.table.setFixedHeight(need)
+        width = max(size.width(), 1400, self.table.horizontalHeader().length() + 2 * self.table.frameWidth() + 8)
+        self.resize(QSize(width, max(size.height(), 1000 + max(0, need - 250))))  # readable, not a thumbnail
         try:
+            self.lay.activate()  # the charts laid out at the figure's size (the axes' ticks made for it) first
             self.grab().save(str(path))
         finally:
+            self.table.setMinimumHeight(0)
+            self.table.setMaximumHeight(table_height)
+            self.table.setVerticalScrollBarPolicy(policy[0])
+            self.table.setHorizontalScrollBarPolicy(policy[1])
+            self.png_button.show()
+            self.csv_button.show()
             self.resize(size)
         return Path(path)
 
@@ -539,7 +626,7 @@ def _histogram(data: np.ndarray, lo: float, hi: float, bins: int) -> tuple[np.nd
     return lo + np.arange(bins + 1) / scale, np.bincount(idx, minlength=bins)
 
 
-def _nearby_groups(points: list[tuple[float, float]], frac: float = 0.04) -> list[list[int]]:
+def _nearby_groups(points: list[tuple[float, float]], frac: float = 0.08) -> list[list[int]]:
     """Indices of points grouped when they lie within ``frac`` of the data's span of each other on both axes
     (their labels would overlap)."""
     if not points:

@@ -93,17 +93,35 @@ def drift_html(d: dict[str, Any] | None) -> str:
     """An optimized variant's drift from its FP32 parent."""
     if not d:
         return ""
-    return f"drift vs FP32 {verdict_html(d.get('verdict'))} on {d.get('samples')} {d.get('data')}: " + html.escape(
-        drift_outputs_text(d))
+    from edgestudio.gui.wording import studio_text
+
+    return (f"drift vs FP32 {verdict_html(d.get('verdict'))} on {d.get('samples')} "
+            f"{html.escape(studio_text(str(d.get('data'))))}: " + html.escape(drift_outputs_text(d)))
 
 
 def drift_outputs_text(d: dict[str, Any]) -> str:
     """Per output: the worst sample's cosine, SNR, the worst channel slice where there are slices, the task
     metrics where the output's kind is known, and why it failed (a collapsed slice is named)."""
     from edgestudio.bench.parity import output_text
+    from edgestudio.gui.wording import studio_text
 
     parts = [output_text(o) for o in d.get("outputs", [])[:3]]
-    return "; ".join(parts)
+    return studio_text("; ".join(parts))
+
+
+def growth_text(before: int | None, after: int | None, ops: dict[str, int] | None = None) -> str | None:
+    """Why an optimized model is larger than its parent (an INT8 model should be about a quarter of it), with the
+    likely cause and what to do; None when it is not larger."""
+    if not before or not after or after <= before:
+        return None
+    bn = int((ops or {}).get("BatchNormalization") or 0)
+    cause = (f"its {bn} BatchNormalization layer{'s were' if bn != 1 else ' was'} left unfolded: kept in float "
+             "beside the INT8 convolutions, each with a quantize/dequantize pair" if bn else
+             "layers left in float beside the INT8 ones (a BatchNormalization not folded into its convolution, "
+             "for one) and a quantize/dequantize pair per tensor outweigh the smaller weights")
+    return (f"larger than its parent ({before / 1024:.0f} → {after / 1024:.0f} KB, +{after / before - 1:.0%}): "
+            f"likely {cause}. Simplify the parent first (Convert ▸ ONNX with Simplify, which folds them into the "
+            "convolutions) and optimize that.")
 
 
 class GraphWindow(QWidget):
@@ -128,6 +146,8 @@ class GraphWindow(QWidget):
 
 
 class DetailsView(QWidget):
+    link_clicked = Signal(str)  # a fix named in the details (``inputs``: the model's inputs to use)
+
     def __init__(self, use_webengine: bool = True) -> None:
         super().__init__()
         lay = QVBoxLayout(self)
@@ -138,6 +158,13 @@ class DetailsView(QWidget):
         self.summary.setObjectName("details_summary")
         self.summary.setWordWrap(True)
         lay.addWidget(self.summary)
+        self.size_note = QLabel()  # an optimized model larger than its parent: said, with the likely cause
+        self.size_note.setObjectName("details_size_note")
+        self.size_note.setWordWrap(True)
+        self.size_note.setStyleSheet("color: #b35c00;")
+        self.size_note.hide()
+        lay.addWidget(self.size_note)
+        self.summary.linkActivated.connect(self.link_clicked)
         self.last_bench = QLabel()
         self.last_bench.setObjectName("details_last_bench")
         self.last_bench.setWordWrap(True)
@@ -174,6 +201,9 @@ class DetailsView(QWidget):
             how = f"<br>optimized: <b>{opts['method']}</b> for {opts.get('runtime', '')}" + (
                 f"; top-1 {acc['before']:.4f} → {acc['after']:.4f}" if acc.get("after") is not None else "")
             how += f"<br>{drift_html(opts.get('drift'))}" if opts.get("drift") else ""
+        parent = lineage[-2] if len(lineage) > 1 and lineage[-2].id == entry.parent_id else None
+        self._growth = (parent.size_bytes, entry.size_bytes) if parent is not None and opts.get("method") else None
+        self._show_growth(None)
         self.title.setText(f"<h3>{entry.name}</h3><p>{entry.format.label} · {human_size(entry.size_bytes)}<br>"
                            f"<small>{entry.path}</small><br>lineage: {chain}{how}</p>")
         self.summary.setText("Reading the model…")
@@ -183,6 +213,11 @@ class DetailsView(QWidget):
             self._show_graph()
         if self.graph_window is not None:
             self.graph_window.setWindowTitle(f"Graph of {entry.name} — EdgeStudio")
+
+    def _show_growth(self, ops: dict[str, int] | None) -> None:
+        text = growth_text(*self._growth, ops) if self._growth else None
+        self.size_note.setText(f"⚠ {html.escape(text)}" if text else "")
+        self.size_note.setVisible(bool(text))
 
     def toggle_graph_window(self) -> None:
         if self.graph_window is None:
@@ -234,6 +269,8 @@ class DetailsView(QWidget):
         """The model's last benchmark and accuracy, as recorded in the workspace (they survive a restart)."""
         import time
 
+        from edgestudio.gui.wording import memory_text
+
         bench = [r for r in results if r["kind"] == "bench"]
         acc = [r for r in results if r["kind"] == "eval"]
         parts = []
@@ -245,7 +282,10 @@ class DetailsView(QWidget):
             parts.append(f"last benchmark ({when}): <b>p50 {lat.get('p50', 0):.3f} ms</b>, p99 {lat.get('p99', 0):.3f} ms"
                          f" on {d.get('runtime')}/{d.get('device', 'CPU')}"
                          + (f", {d['threads']} threads" if d.get("threads") else "")
-                         + f", {d.get('iterations')} runs" + (f" ({len(bench)} recorded)" if len(bench) > 1 else ""))
+                         + f", {d.get('iterations')} runs"
+                         + (f"; memory: model {memory_text(d['model_rss_mb'])}, process peak {d['peak_rss_mb']:.0f} MB"
+                            if d.get("model_rss_mb") is not None and d.get("peak_rss_mb") is not None else "")
+                         + (f" ({len(bench)} recorded)" if len(bench) > 1 else ""))
         if acc:
             d = acc[-1]["data"]
             parts.append(f"last accuracy: top-1 <b>{d.get('top1', 0):.4f}</b> on {d.get('n', '?')} samples ({d.get('runtime')})")
@@ -261,13 +301,19 @@ class DetailsView(QWidget):
                 v = info[key]
                 parts.append(f"{label}: <b>{v:,}</b>" if isinstance(v, int) and key != "opset" else f"{label}: <b>{v}</b>")
             elif key == "macs" and info.get("macs_note"):
-                parts.append(f"MACs: {info['macs_note']}")
+                from edgestudio.gui.wording import fix_for, studio_text
+
+                note = html.escape(studio_text(info["macs_note"]))
+                parts.append(f"MACs: {note}" + (" — <a href='inputs'>set its shape</a>"
+                                                if fix_for(info["macs_note"]) else ""))
         self.summary.setText(" · ".join(parts) or "no further details")
         rows = [["in", t["name"], format_dims(t["shape"]), t["dtype"]] for t in info["inputs"]]
         rows += [["out", t["name"], format_dims(t["shape"]), t["dtype"]] for t in info["outputs"]]
         _fill(self.io, rows)
         self.inputs.set_inputs([TensorSpec.from_dict(t) for t in info["inputs"]], self._inputs_spec,
                                [TensorSpec.from_dict(t) for t in info["outputs"]])
+        if getattr(self, "_growth", None):
+            self._show_growth(info["ops"])
         ops = sorted(info["ops"].items(), key=lambda kv: -kv[1])
         self._op_bars.maximum = float(max((v for _, v in ops), default=1))
         _fill(self.ops, [[k, v] for k, v in ops])

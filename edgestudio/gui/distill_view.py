@@ -140,7 +140,9 @@ class DistillDialog(QDialog):
         self.start_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         if status != "succeeded":
-            self.status.setText(f"<b>{status}</b>" + (f": {error}" if error else ""))
+            from edgestudio.gui.wording import ended_html
+
+            self.status.setText(ended_html(status, error))
             return
         self.result = d = result
         text = (f"<b>{Path(d['output']).name}</b> joined the workspace: {d['student_params']:,} parameters "

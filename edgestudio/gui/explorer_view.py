@@ -230,7 +230,9 @@ def open_in_model_explorer(window: Any, model_id: int, with_parent: bool = False
             return
         window.bridge.finished.disconnect(finished)
         if status != "succeeded":
-            win.view.status.setText(f"<b>failed</b>: {error}")
+            from edgestudio.gui.wording import ended_html
+
+            win.view.status.setText(ended_html(status, error))
             return
         win.figures_ready(result)
 

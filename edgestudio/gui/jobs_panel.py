@@ -3,6 +3,7 @@ workspace survives restarts."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QApplication,
+    QCheckBox,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QMenu,
     QPlainTextEdit,
@@ -25,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from edgestudio.core.jobs import JobRecord
+from edgestudio.gui.wording import ended_text, fix_for, studio_text
 
 HIDDEN_KINDS = {"call", "inspect"}  # the app's own housekeeping (device list, details), not the user's work
 #: calls that are the user's work (a row each, as the CLI's `jobs` lists them), by the words the row says
@@ -67,6 +71,50 @@ def inputs_text(spec: dict[str, Any] | None) -> str:
     from edgestudio.core.inputspec import InputSpec
 
     return InputSpec.from_dict(spec or {}).describe()
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_BOX = set("┏┓┗┛┃━┡┩┣┫┳┻╇╈╋│─┌┐└┘├┤┬┴┼╭╮╰╯║═╔╗╚╝╠╣╦╩╬+|-=")
+
+
+def _is_table_line(line: str) -> bool:
+    """A row or rule of an ASCII/box-drawing table (onnx2tf's and Keras's model summaries, op tables)."""
+    s = line.strip()
+    if len(s) < 3:
+        return False
+    if s[0] in "┏┃┡│└┗├╭╰║╔╚╠┌" or (s[0] in "+|" and s[-1] in "+|"):
+        return True
+    return sum(c in _BOX for c in s) >= 0.6 * len(s)
+
+
+def summarise_log(lines: list[str]) -> list[str]:
+    """A job's log as the panel shows it: terminal colour codes gone, and each run of table lines (onnx2tf's
+    model summaries: hundreds of rows of box-drawing characters) folded into one line saying what it was. The raw
+    log is one click away (the panel's *Raw log*)."""
+    out: list[str] = []
+    run: list[str] = []
+
+    def fold() -> None:
+        if len(run) < 3:
+            out.extend(run)
+        else:
+            words = next((r.strip(" ┃│|┏┓━") for r in run if any(c.isalpha() for c in r)), "")
+            head = " ".join(words.replace("┃", " ").replace("│", " ").replace("|", " ").split())[:70]
+            out.append(f"[a table of {len(run)} lines" + (f": {head}" if head else "") + " — tick Raw log to see it]")
+        run.clear()
+
+    for raw in lines:
+        line = _ANSI.sub("", raw)
+        if _is_table_line(line):
+            run.append(line)
+            continue
+        if run:
+            fold()
+        out.append(line)
+    if run:
+        fold()
+    return out
+
+
 STATUS_COLORS = {"queued": "#888888", "running": "#2a7ae2", "succeeded": "#2e8b57", "failed": "#c0392b",
                  "cancelled": "#b7950b"}
 
@@ -93,6 +141,7 @@ def kind_text(spec: dict[str, Any]) -> str:
 
 class JobsPanel(QWidget):
     cancel_requested = Signal(str)
+    fix_requested = Signal(str, str)  # what to fix (wording.Fix.action), the job whose error asks for it
 
     def __init__(self) -> None:
         super().__init__()
@@ -120,11 +169,31 @@ class JobsPanel(QWidget):
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._menu)
         split.addWidget(self.tree)
+        side = QWidget()
+        side_lay = QVBoxLayout(side)
+        side_lay.setContentsMargins(0, 0, 0, 0)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setPlaceholderText("Select a job to see its log.")
-        split.addWidget(self.log)
+        side_lay.addWidget(self.log, 1)
+        fixes = QHBoxLayout()
+        self.fix_note = QLabel()
+        self.fix_note.setWordWrap(True)
+        self.fix_button = QPushButton()
+        self.fix_button.setObjectName("job_fix")
+        self.fix_button.clicked.connect(self._fix_clicked)
+        self.fix_button.hide()
+        self.fix_note.hide()
+        self.raw_log = QCheckBox("Raw log")
+        self.raw_log.setToolTip("The log as the job wrote it: tables and colour codes included")
+        self.raw_log.toggled.connect(self._show_log)
+        fixes.addWidget(self.fix_note, 1)
+        fixes.addWidget(self.fix_button)
+        fixes.addWidget(self.raw_log)
+        side_lay.addLayout(fixes)
+        split.addWidget(side)
         split.setSizes([700, 300])
+        self._render_pending = False
         lay.addWidget(split)
         self._items: dict[str, QTreeWidgetItem] = {}
         self._bars: dict[str, QProgressBar] = {}
@@ -171,6 +240,8 @@ class JobsPanel(QWidget):
             self._set_where(rec.id, spec)  # a restored row says where it ran and on what, as a live one
             self._logs[rec.id] = list(rec.log)
             self.on_finished(rec.id, rec.status.value, rec.error, rec.result, elapsed=rec.elapsed_s)
+            if kind_text(spec) == "recipe" and isinstance(rec.result, dict):
+                self.add_steps(rec.id, rec.result)
 
     def on_queued(self, job_id: str, spec: dict[str, Any]) -> None:
         if is_housekeeping(spec):
@@ -208,8 +279,16 @@ class JobsPanel(QWidget):
 
     def on_log(self, job_id: str, line: str) -> None:
         self._logs.setdefault(job_id, []).append(line)
-        if self.selected_job() == job_id:
+        if self.selected_job() != job_id:
+            return
+        if self.raw_log.isChecked():
             self.log.appendPlainText(line)
+        elif _is_table_line(_ANSI.sub("", line)) or self._render_pending:  # folded with its table: redrawn at once
+            if not self._render_pending:
+                self._render_pending = True
+                QTimer.singleShot(200, self._show_log)
+        else:
+            self.log.appendPlainText(_ANSI.sub("", line))
 
     def on_finished(self, job_id: str, status: str, error: str | None, result: Any, elapsed: float | None = None) -> None:
         item = self._items.get(job_id)
@@ -226,19 +305,51 @@ class JobsPanel(QWidget):
             bar.setFormat("done")
         else:  # the error in full: in the status column's tooltip, the log and the context menu, not in the bar
             bar.setFormat(status)
-            item.setText(2, f"{status}: {error}" if error else status)
-            item.setToolTip(2, error or status)
-            item.setToolTip(3, error or status)
-        if error:
+            said = ended_text(status, error)
+            item.setText(2, said)
+            tip = studio_text(error) if error and status != "cancelled" else said  # the error in full
+            item.setToolTip(2, tip)
+            item.setToolTip(3, tip)
+        if error and status != "cancelled":
             self._errors[job_id] = error
-            self._logs.setdefault(job_id, []).append(f"error: {error}")
+            self._logs.setdefault(job_id, []).append(f"error: {studio_text(error)}")
+        elif status == "cancelled":
+            self._logs.setdefault(job_id, []).append(ended_text(status, error))
         self._buttons[job_id].setEnabled(False)
         self._buttons[job_id].hide()  # nothing left to cancel
         self._tick()
         self._apply_filter()
 
+    def add_steps(self, job_id: str, result: dict[str, Any]) -> None:
+        """A recipe's steps as rows under its own: what each did, its gates' verdict, its time and its artifact."""
+        item = self._items.get(job_id)
+        if item is None or not result.get("steps"):
+            return
+        item.takeChildren()
+        for r in result["steps"]:
+            failed = [f"{g['gate']} {g['got']} (want {g['want']})" for g in r.get("gates", []) if not g["passed"]]
+            figures = "; ".join(x for x in ((f"p50 {r['p50_ms']:.3f} ms" if r.get("p50_ms") is not None else ""),
+                                            (f"top-1 {r['top1']:.4f}" if r.get("top1") is not None else "")) if x)
+            status = ("failed: " + studio_text("; ".join(failed))) if failed else "passed" + (
+                f" · {figures}" if figures else "")
+            out = r.get("output")
+            child = QTreeWidgetItem([f"step {r['step']} {r['kind']}" + (f" ({r['id']})" if r.get("id") else ""),
+                                     Path(out).name if out else Path(r.get("model", "")).name, status, "",
+                                     f"{r.get('seconds', 0):.1f} s", "", out or r.get("model", "")])
+            child.setForeground(2, QColor(STATUS_COLORS["failed" if failed else "succeeded"]))
+            child.setToolTip(2, status)
+            child.setToolTip(6, out or r.get("model", ""))
+            item.addChild(child)
+        item.setExpanded(True)
+        left = result.get("of", 0) - result.get("completed", 0)
+        if not result.get("passed"):
+            n = sum(1 for r in result["steps"] if not r.get("passed"))
+            item.setText(2, f"succeeded: {n} step{'s' if n != 1 else ''} failed"
+                         + (f", {left} not run" if left else ""))
+            item.setForeground(2, QColor(STATUS_COLORS["failed"]))
+
     def clear_finished(self) -> int:
-        done = [j for j, it in self._items.items() if it.text(2).split(":")[0] in ("succeeded", "failed", "cancelled")]
+        done = [j for j in self._items if self.status_of(j) in ("succeeded", "failed", "cancelled")]
         for job_id in done:
             item = self._items.pop(job_id)
             self.tree.takeTopLevelItem(self.tree.indexOfTopLevelItem(item))
@@ -299,13 +410,28 @@ class JobsPanel(QWidget):
         item = self.tree.currentItem()
         return str(item.data(0, Qt.ItemDataRole.UserRole)) if item is not None else None
 
-    def _show_log(self) -> None:
+    def _show_log(self, *_: object) -> None:
+        self._render_pending = False
         job_id = self.selected_job()
-        self.log.setPlainText("\n".join(self._logs.get(job_id or "", [])))
+        lines = self._logs.get(job_id or "", [])
+        self.log.setPlainText("\n".join(lines if self.raw_log.isChecked() else summarise_log(lines)))
+        fix = fix_for(self._errors.get(job_id or ""))
+        self.fix_button.setVisible(fix is not None)
+        self.fix_note.setVisible(fix is not None)
+        if fix is not None:
+            self.fix_button.setText(fix.label)
+            self.fix_note.setText("This job failed for want of something the studio can set:")
+
+    def _fix_clicked(self) -> None:
+        job_id = self.selected_job()
+        fix = fix_for(self._errors.get(job_id or ""))
+        if job_id is not None and fix is not None:
+            self.fix_requested.emit(fix.action, job_id)
 
     def status_of(self, job_id: str) -> str | None:
+        """The row's status word: ``failed: …`` and ``cancelled (by you)`` are failed and cancelled."""
         item = self._items.get(job_id)
-        return item.text(2).split(":")[0] if item is not None else None
+        return item.text(2).split(":")[0].split(" (")[0] if item is not None else None
 
     def error_of(self, job_id: str) -> str | None:
         return self._errors.get(job_id)

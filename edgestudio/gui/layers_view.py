@@ -148,7 +148,9 @@ class _JobDialog(QDialog):
         if job != self.job or self.bridge.closed:
             return
         if status != "succeeded":
-            self.status.setText(f"<b>failed</b>: {error}")
+            from edgestudio.gui.wording import ended_html
+
+            self.status.setText(ended_html(status, error))
             return
         self.result = result
         self.show_result(result)
@@ -316,14 +318,18 @@ class LayerDebugDialog(_JobDialog):
     def _finished(self, job: str, status: str, error: Any, result: Any) -> None:
         if job == self.rescue_job and not self.bridge.closed:
             if status != "succeeded":
-                self.status.setText(f"<b>rescue failed</b>: {error}")
+                from edgestudio.gui.wording import ended_html
+
+                self.status.setText(ended_html(status, error, "rescue"))
             else:
                 self.rescue_result = result
                 self.show_rescue(result)
             return
         if job == self.chain_job and not self.bridge.closed:
             if status != "succeeded":
-                self.status.setText(f"<b>failed</b>: {error}")
+                from edgestudio.gui.wording import ended_html
+
+                self.status.setText(ended_html(status, error))
             else:
                 self.chain_result = result
                 self.show_chain(result)

@@ -23,6 +23,7 @@ from edgestudio.gui.details import DetailsView
 from edgestudio.gui.jobs_panel import JobsPanel, kind_text
 from edgestudio.gui.optimize_panel import OptimizePanel
 from edgestudio.gui.paths import ask_folder, ask_open, ask_open_many, ask_save
+from edgestudio.gui.wording import ended_text, studio_text
 
 if TYPE_CHECKING:
     from edgestudio.gui.charts import ComparisonView, LiveLatencyChart
@@ -142,6 +143,9 @@ class MainWindow(QMainWindow):
         self.browser.action.connect(self.model_action)
         self.browser.convert_dropped.connect(self.convert_dropped)
         self.jobs.cancel_requested.connect(self.bridge.cancel)
+        self.jobs.fix_requested.connect(self.fix)
+        self.details.link_clicked.connect(self.fix)
+        self.optimize.fix_requested.connect(self.fix)
         b = self.bridge
         b.queued.connect(self.jobs.on_queued)
         b.started.connect(self.jobs.on_started)
@@ -178,6 +182,25 @@ class MainWindow(QMainWindow):
         CONVERTERS.all()
         if not self._compare and not self.comparison.rows:
             self.reopen_comparison()  # the last comparison of this workspace, as it was recorded
+        if self.live.job_id is None:
+            self.show_last_benchmark()
+
+    def show_last_benchmark(self) -> bool:
+        """The workspace's last benchmark on the live chart (a restored session's chart is not left empty)."""
+        import time
+
+        recorded = self.workspace.results(kind="bench")
+        if not recorded:
+            return False
+        r = recorded[-1]
+        d = r["data"]
+        try:
+            name = self.workspace.model(r["model_id"]).name if r["model_id"] is not None else Path(d["model"]).name
+        except (KeyError, TypeError):
+            name = Path(str(d.get("model", "?"))).name
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"]))
+        self.live.show_recorded(d, f"{name} on {d.get('runtime')}/{d.get('device', 'CPU')}, {when}")
+        return True
 
     def _ensure_charts(self) -> None:
         if self._live is not None:
@@ -491,6 +514,11 @@ class MainWindow(QMainWindow):
         except KeyError:
             return
         self.details.show_entry(entry, self.workspace.lineage(model_id), self.workspace.inputs_for(model_id))
+        for key in ("why", "explore_parent"):  # they compare a variant with its parent: an imported model has none
+            action = self.actions_[key]
+            action.setEnabled(entry.parent_id is not None)
+            action.setToolTip(action.statusTip() if entry.parent_id is not None else
+                              f"{entry.name} has no parent in the workspace: pick a converted or optimized variant")
         self.details.show_measurements(self.workspace.results(model_id))
         self.optimize.set_model(entry, sample=self._is_sample(entry), data=self.workspace.data_for(model_id))
         self.optimize.set_inputs(self.workspace.inputs_for(model_id))
@@ -611,6 +639,33 @@ class MainWindow(QMainWindow):
         if name == "delete":
             return self.delete_model(model_id)
         return None
+
+    def fix(self, action: str, job_id: str | None = None) -> None:
+        """Show the control that fixes what a message asked for (``action``: wording.Fix.action), on the model the
+        failed job ran on: Details ▸ Inputs to use, or the Optimize panel's runtime, calibration or evaluation."""
+        if job_id:
+            try:
+                entry = self.workspace.model_by_path(self.bridge.get(job_id).spec.model or "")
+            except KeyError:
+                entry = None
+            if entry is None and job_id:
+                try:
+                    entry = self.workspace.model_by_path(self.workspace.job(job_id).spec.model or "")
+                except KeyError:
+                    entry = None
+            if entry is not None and entry.id != self.browser.current_id():
+                self.browser.select(entry.id)
+        if action == "inputs":
+            self.details.tabs.setCurrentWidget(self.details.inputs)
+            self.details.inputs.table.setFocus()
+            self.statusBar().showMessage("Set the shape (or the data) each input takes, then Save: every job on this "
+                                         "model and its variants uses them.", 15000)
+            return
+        self.docks["optimize"].show()
+        self.docks["optimize"].raise_()
+        panel = self.optimize
+        {"runtime": panel.runtime, "calibration": panel.calibration.edit,
+         "evaluation": panel.dataset.edit}.get(action, panel.runtime).setFocus()
 
     def layer_debug(self, model_id: int, inputs: dict[str, Any] | None = None) -> Any:
         """A variant against its parent in the lineage, layer by layer (runs at once when inputs are known)."""
@@ -907,11 +962,17 @@ class MainWindow(QMainWindow):
             self.sync()
             if ok:
                 self.recipe_results[job] = result
+                self.jobs.add_steps(job, result)  # a row per step under the recipe's: verdict, time, artifact
                 failed = [f"step {r['step']} {g['gate']}" for r in result["steps"] for g in r["gates"] if not g["passed"]]
-                self.statusBar().showMessage(f"Recipe {name}: " + ("all gates passed" if result["passed"] else
-                                             "FAILED: " + ", ".join(failed)), 30000)
+                self.statusBar().showMessage(f"Recipe {name}: {result['completed']} of {result['of']} steps, " + (
+                    "all gates passed" if result["passed"] else "FAILED: " + studio_text(", ".join(failed)))
+                    + " (each step in Jobs)", 30000)
+                made = [a["path"] for a in result.get("artifacts") or []]
+                last = self.workspace.model_by_path(made[-1]) if made else None
+                if last is not None:
+                    self.browser.reveal(last.id)
             else:
-                self.statusBar().showMessage(f"Recipe {name} {status}" + (f": {error}" if error else ""), 30000)
+                self.statusBar().showMessage(f"Recipe {name} {ended_text(status, error)}", 30000)
             return
         if job in self._bench_jobs:
             model_id = self._bench_jobs.pop(job)
@@ -919,7 +980,7 @@ class MainWindow(QMainWindow):
             if ok and self.browser.current_id() == model_id:
                 self.details.show_measurements(self.workspace.results(model_id))
             if not ok:
-                self.statusBar().showMessage(f"Benchmark {status}" + (f": {error}" if error else ""), 10000)
+                self.statusBar().showMessage(f"Benchmark {ended_text(status, error)}", 10000)
             return
         if job in self._compare:
             from edgestudio.bench.compare import agreement_specs, apply_result, finalize_rows
@@ -965,19 +1026,29 @@ class MainWindow(QMainWindow):
         except KeyError:
             return
         if kind in (JobKind.CONVERT, JobKind.OPTIMIZE):
+            from edgestudio.gui.details import growth_text
+
             self.sync()
             source = self.optimize.entry
-            mine = self.optimize.job_finished(job, ok, result, error)
+            spec_model = self.bridge.get(job).spec.model
+            parent_ops = (self._info.get(spec_model or "") or {}).get("ops")
+            mine = self.optimize.job_finished(job, ok, result, error, status=status, parent_ops=parent_ops)
             if ok:
                 ids = (result or {}).get("model_ids") or []
                 if ids:  # shown, not selected: the selection and the panel stay on what the user works on (a
                     self.browser.reveal(ids[-1])  # second click must never quantize the quantized model)
                 if mine and source is not None:
                     self.optimize.set_model(source, sample=self._is_sample(source), data=self.data_for(source.id))
+                size = (result or {}).get("size_bytes") or {}
+                grew = growth_text(size.get("before"), size.get("after"), parent_ops) if kind is JobKind.OPTIMIZE \
+                    else None
+                if grew:  # an INT8 model larger than its FP32 parent: said where the user looks, with the cause
+                    self.jobs.on_log(job, f"note: {Path(result['output']).name} is {grew}")
                 self.statusBar().showMessage(f"{kind.value} finished: {Path(result['output']).name} (in Models, "
-                                             "under its parent)", 8000)
+                                             "under its parent)" + (f" — ⚠ {grew}" if grew else ""),
+                                             20000 if grew else 8000)
             else:
-                self.statusBar().showMessage(f"{kind.value} {status}" + (f": {error}" if error else ""), 15000)
+                self.statusBar().showMessage(f"{kind.value} {ended_text(status, error)}", 15000)
 
     # ------------------------------------------------------------------------------------------- dialogs
     def _import_dialog(self) -> None:

@@ -109,6 +109,7 @@ class _Message(QTextBrowser):
 
 class OptimizePanel(QWidget):
     submitted = Signal(str)  # job id
+    fix_requested = Signal(str)  # what the last message asks to set (wording.Fix.action): the window shows it
     data_changed = Signal(int, dict)  # model id, {"calibration": path, "evaluation": path}: the model's data files
 
     def __init__(self, bridge: Any) -> None:
@@ -172,7 +173,40 @@ class OptimizePanel(QWidget):
         lay.addWidget(self.run_button)
         self.message = _Message()  # a verdict with its figures and reason is long: it scrolls, never clipped
         lay.addWidget(self.message)
+        self.fix_button = QPushButton()  # what the last error asks for, one click away
+        self.fix_button.setObjectName("opt_fix")
+        self.fix_button.clicked.connect(self._fix_clicked)
+        self.fix_button.hide()
+        lay.addWidget(self.fix_button)
+        self._fix: Any = None
         self._runtime_changed(self.runtime.currentText())
+
+    def say_error(self, prefix: str, error: str | None) -> None:
+        """An error in the studio's words, with the button that fixes it when there is one."""
+        from edgestudio.gui.wording import fix_for, studio_text
+
+        self.message.setText(prefix + html.escape(studio_text(error or "")))
+        self._fix = fix_for(error)
+        self.fix_button.setVisible(self._fix is not None)
+        if self._fix is not None:
+            self.fix_button.setText(self._fix.label)
+
+    def _say(self, text: str) -> None:
+        self.message.setText(text)
+        self._fix = None
+        self.fix_button.hide()
+
+    def _fix_clicked(self) -> None:
+        if self._fix is None:
+            return
+        if self._fix.action == "runtime":
+            self.runtime.setFocus()
+            self.runtime.showPopup()
+        elif self._fix.action == "calibration":
+            self.calibration.edit.setFocus()
+        elif self._fix.action == "evaluation":
+            self.dataset.edit.setFocus()
+        self.fix_requested.emit(self._fix.action)
 
     def set_devices(self, devices: list[dict[str, str]]) -> None:
         self._devices = devices
@@ -232,7 +266,7 @@ class OptimizePanel(QWidget):
 
         found = preset(name, self.runtime.currentText())
         if found is None:
-            self.message.setText(f"no '{name}' preset for {self.runtime.currentText()}")
+            self._say(f"no '{name}' preset for {self.runtime.currentText()}")
             return
         method, values = found
         self.method.setCurrentText(method)
@@ -260,11 +294,12 @@ class OptimizePanel(QWidget):
         try:
             cls = find_optimizer(method, runtime)
         except EdgeStudioError as exc:
-            self.message.setText(html.escape(exc.one_line()))
+            self.say_error("", exc.one_line())
             return None
         opts = self.options()
         if cls.needs_calibration and not (opts.calibration or opts.dataset):
-            self.message.setText(f"{method} needs calibration data: drop an .npz or an image folder above.")
+            self.say_error("", f"{method} needs calibration data: drop an .npz or an image folder on the calibration "
+                               "field above.")
             return None
         self.data_changed.emit(self.entry.id, {"calibration": self.calibration.text(), "evaluation": self.dataset.text()})
         src = Path(self.entry.path)
@@ -274,18 +309,23 @@ class OptimizePanel(QWidget):
                                          device=self.device.currentText(),
                                          options={"method": method, "options": opts.to_dict(), "keep_reference": True}),
                                  output_name=optimized_name(src, method, runtime, out_fmt))
-        self.message.setText(html.escape(f"{method} for {runtime} on {src.name}: queued (see Jobs)…"))
+        self._say(html.escape(f"{method} for {runtime} on {src.name}: queued (see Jobs)…"))
         self._jobs[job] = src.name
         self.submitted.emit(job)
         return job
 
-    def job_finished(self, job: str, ok: bool, result: dict[str, Any] | None, error: str | None) -> bool:
-        """Say how an optimization this panel started ended: accuracy before/after, drift, size, where it is."""
+    def job_finished(self, job: str, ok: bool, result: dict[str, Any] | None, error: str | None,
+                     status: str = "failed", parent_ops: dict[str, int] | None = None) -> bool:
+        """Say how an optimization this panel started ended: accuracy before/after, drift, size (a result larger
+        than its parent is said, with the likely cause: ``parent_ops``, the parent's op counts), where it is."""
         name = self._jobs.pop(job, None)
         if name is None:
             return False
         if not ok or not result:
-            self.message.setText(f"<b>{html.escape(name)}: failed</b> — {html.escape(str(error))}")
+            if status == "cancelled":
+                self._say(f"<b>{html.escape(name)}: cancelled</b>")
+            else:
+                self.say_error(f"<b>{html.escape(name)}: {html.escape(status)}</b> — ", error or status)
             return True
         acc = result.get("accuracy") or {}
         drift = (result.get("details") or {}).get("drift") or {}
@@ -300,8 +340,13 @@ class OptimizePanel(QWidget):
         if size.get("before") and size.get("after"):
             parts.append(f"size {size['before'] / 1024:.0f} → {size['after'] / 1024:.0f} KB "
                          f"({size['after'] / size['before']:.0%})")
+            from edgestudio.gui.details import growth_text
+
+            grew = growth_text(size["before"], size["after"], parent_ops)
+            if grew:
+                parts.append(f"<span style='color:#b35c00'>⚠ {html.escape(grew)}</span>")
         parts.append(f"<small>{html.escape(str(result['output']))}</small>")
-        self.message.setText("<br>".join(parts))
+        self._say("<br>".join(parts))
         return True
 
     def _data_edited(self, kind: str, text: str) -> None:

@@ -52,13 +52,14 @@ def ask_folder(parent: Any, title: str, default: str | Path | None = None) -> st
 
 
 def show_or_copy(window: object, target: str, opened: bool) -> str:
-    """After trying to open ``target`` (a folder or a URL): when nothing could show it, put it on the clipboard.
-    Returns the message for the status bar."""
+    """After asking the desktop to open ``target`` (a folder or a URL): put it on the clipboard either way, and
+    say what happened. Qt's "opened" only means a handler was started (xdg-open with no browser behind it still
+    says yes), so the message never claims the page or folder is showing. Returns the message for the status bar."""
     from PySide6.QtWidgets import QApplication
 
-    if opened:
-        return f"Opened {target}"
     clip = QApplication.clipboard()
     if clip is not None:
         clip.setText(target)
+    if opened:
+        return f"Asked your desktop to show {target} (also copied to the clipboard, in case nothing opened)"
     return f"No file manager or browser answered: {target} (copied to the clipboard)"

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import html
+
 from pathlib import Path
 from typing import Any
 
@@ -366,12 +368,16 @@ class RunPage(QWizardPage):
                 self._show_microcontroller(result)
             self.report.resizeColumnsToContents()
         else:
-            bar.setFormat(f"{target}: {status}")
+            from edgestudio.gui.wording import ended_text, studio_text
+
+            bar.setFormat(f"{target}: {ended_text(status, error) if status == 'cancelled' else status}")
             self.w.errors[job] = error or status
-            self.log.appendPlainText(f"[{target}] {status}" + (f": {error}" if error else ""))
-            self._report_failure(target, self.routes.get(job) or [], str(error or status))
+            self.log.appendPlainText(f"[{target}] {ended_text(status, error)}")
+            self._report_failure(target, self.routes.get(job) or [],
+                                 ended_text(status, error) if status == "cancelled" else studio_text(str(error)))
             if target == "microcontroller":
-                self.mcu_summary.setText(f"<span style='color:#c0392b'><b>Microcontroller</b>: {error}</span>")
+                self.mcu_summary.setText("<span style='color:#c0392b'><b>Microcontroller</b>: "
+                                         f"{html.escape(ended_text(status, error))}</span>")
                 self.mcu_summary.show()
         if self.isComplete():  # nothing left to cancel or to go on: the buttons say so
             self.w.setOption(QWizard.WizardOption.HaveCustomButton1, False)
