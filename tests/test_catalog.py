@@ -111,13 +111,14 @@ def test_a_fake_backend_appears_in_the_gui(qtbot, fake_backend: Path, tmp_path: 
 
     from edgestudio.core.formats import ModelFormat
     from edgestudio.core.workspace import Workspace
-    from edgestudio.gui.main_window import MainWindow, _runtimes_for
+    from edgestudio.gui.main_window import MainWindow
+    from edgestudio.gui.model_actions import runtimes_for
 
     ws = Workspace(tmp_path / "ws")
     win = MainWindow(ws, use_webengine=False, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(win)
     try:
-        assert "fakert" in _runtimes_for(ModelFormat.ONNX)  # the compare dialog's runtimes for an ONNX model
+        assert "fakert" in runtimes_for(ModelFormat.ONNX)  # the compare dialog's runtimes for an ONNX model
         # the start-up device job runs in a worker process, which reads the same catalog: a second device shows
         qtbot.waitUntil(lambda: any(d["runtime"] == "fakert" for d in win.devices), timeout=60_000)
         assert {d["device"] for d in win.devices if d["runtime"] == "fakert"} == {"NPU0", "NPU1"}

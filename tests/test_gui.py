@@ -168,8 +168,10 @@ def test_the_whole_flow(qtbot, window: MainWindow, tmp_path: Path) -> None:  # t
 
 
 def _spot(view, path: str) -> QPointF:  # type: ignore[no-untyped-def]
+    from edgestudio.bench.compare import ranked_p50
+
     row = next(r for r in view._measured if r["model"] == path and r.get("accuracy") is not None)
-    return QPointF(row["p50_ms"], row["accuracy"])
+    return QPointF(ranked_p50(row), row["accuracy"])  # where the point is drawn: the paired round's p50
 
 
 def click_point(qtbot, view, path: str) -> None:  # type: ignore[no-untyped-def]
@@ -257,7 +259,7 @@ def test_latency_histogram_keeps_outliers_in_its_last_bin(qtbot) -> None:  # typ
 
 
 def test_overlapping_scatter_points_share_a_label() -> None:
-    from edgestudio.gui.charts import _nearby_groups
+    from edgestudio.gui.comparison_view import _nearby_groups
 
     pts = [(0.009, 0.978), (0.035, 0.978), (0.0352, 0.978), (0.043, 0.978), (0.036, 0.95)]
     assert _nearby_groups(pts) == [[0], [1, 2], [3], [4]]
@@ -272,7 +274,7 @@ def test_overlapping_scatter_points_share_a_label() -> None:
 def test_the_accuracy_plot_fits_its_points_after_an_empty_one(qtbot) -> None:  # type: ignore[no-untyped-def]
     """A comparison whose first rows had no top-1 drew the empty plot's fixed 0..1 range, which stayed when the
     measured rows came: seven points squeezed into the left 7 %. The range follows the points."""
-    from edgestudio.gui.charts import ComparisonView
+    from edgestudio.gui.comparison_view import ComparisonView
 
     view = ComparisonView()
     qtbot.addWidget(view)
@@ -289,7 +291,7 @@ def test_the_accuracy_plot_fits_its_points_after_an_empty_one(qtbot) -> None:  #
 def test_a_label_goes_under_its_point_when_another_sits_just_above() -> None:
     """The comparison of a screenshot: #3 (0.093 ms, 0.9756) just under #4 (0.0933 ms, 0.9778): #3's label above
     would cover #4's point, so it goes under; #4's and the distant points' labels stay above."""
-    from edgestudio.gui.charts import _labels_below, _nearby_groups
+    from edgestudio.gui.comparison_view import _labels_below, _nearby_groups
 
     pts = [(0.028, 0.9778), (0.074, 0.9778), (0.093, 0.9756), (0.0933, 0.9778), (0.159, 0.9778)]
     groups = _nearby_groups(pts)
@@ -303,7 +305,8 @@ def test_charts_follow_a_palette_change(qtbot) -> None:  # type: ignore[no-untyp
     from PySide6.QtGui import QColor, QPalette
     from PySide6.QtWidgets import QApplication
 
-    from edgestudio.gui.charts import ComparisonView, LiveLatencyChart
+    from edgestudio.gui.charts import LiveLatencyChart
+    from edgestudio.gui.comparison_view import ComparisonView
 
     live, comparison = LiveLatencyChart(), ComparisonView()
     qtbot.addWidget(live)

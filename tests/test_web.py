@@ -282,7 +282,7 @@ def test_the_wizard_exports_tfjs_checked_in_a_real_browser(qtbot, window) -> Non
     export was checked in TensorFlow and again in a real browser; the web model joins the lineage and packages as a
     page."""
     from edgestudio.core.formats import ModelFormat
-    from edgestudio.gui.main_window import package_runtimes_for
+    from edgestudio.gui.model_actions import package_runtimes_for
 
     (model_id,) = window.import_paths([SAMPLES / "digits_cnn.keras"])
     wizard = window.model_action("convert", model_id)
