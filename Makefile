@@ -62,19 +62,23 @@ browser:
 # Three test loops (markers declared in pyproject.toml, applied in tests/conftest.py):
 #   make test-fast  the unit and in-process tests (pytest -m "not slow and not heavy"): no jobs through the CLI, no
 #                   Python environments, browsers, Ray, bundle, real-model corpus or studio jobs; ~2 minutes on 2 cores.
-#   make test       everything but the `slow` tests (~25 minutes on 2 cores); the 25 slowest are listed at the end.
+#   make test       everything but the `slow` tests, in two pytest workers (pytest-xdist, a test file per worker at a
+#                   time: most tests wait on processes they start, so two share two cores well); the 25 slowest are
+#                   listed at the end. TEST_WORKERS=0 runs them in one process.
 #   make test-slow  the `slow` tests only: long end-to-end runs whose path a faster test of `make test` also takes.
 # `slow` tests are skipped unless EDGESTUDIO_SLOW=1: `EDGESTUDIO_SLOW=1 make test` runs the whole suite.
 PYTEST := QT_QPA_PLATFORM=offscreen PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+TEST_WORKERS ?= 2
+WORKERS := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 test: setup real-models web browser
-	$(PYTEST) --durations=25
+	$(PYTEST) $(WORKERS) --durations=25
 
 test-fast: setup
 	$(PYTEST) -m "not slow and not heavy"
 
 test-slow: setup real-models web browser
-	EDGESTUDIO_SLOW=1 $(PYTEST) -m slow --durations=25
+	EDGESTUDIO_SLOW=1 $(PYTEST) $(WORKERS) -m slow --durations=25
 
 samples: setup
 	$(BIN)/python -m edgestudio.samples

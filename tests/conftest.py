@@ -11,8 +11,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # the studio remembers the models a user trusted in a file of the user's: tests keep one of their own (removed
-# when the session ends)
-if "EDGESTUDIO_TRUST_FILE" not in os.environ:
+# when the session ends), one per process: `make test` runs two pytest workers (xdist), which inherit the
+# controller's environment, and one worker's trusted model must not be trusted in the other's tests
+if "EDGESTUDIO_TRUST_FILE" not in os.environ or os.environ.get("EDGESTUDIO_TEST_TRUST_PID") not in (None, str(os.getpid())):
     import atexit
     import shutil
     import tempfile
@@ -20,9 +21,27 @@ if "EDGESTUDIO_TRUST_FILE" not in os.environ:
     _trust = tempfile.mkdtemp(prefix="edgestudio-trust-")
     atexit.register(shutil.rmtree, _trust, True)
     os.environ["EDGESTUDIO_TRUST_FILE"] = os.path.join(_trust, "trusted-models.txt")
+    os.environ["EDGESTUDIO_TEST_TRUST_PID"] = str(os.getpid())
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "resources" / "samples"
+ENVS = ROOT / ".cache" / "envs"  # the catalog's Python environments, made once by the tests that need them
+
+
+def ensure_env(name: str, *requirements: str, timeout: int = 2400) -> Path:
+    """The Python environment ``name`` in ``.cache/envs`` (created with ``requirements``, else the catalog's, when
+    missing); its interpreter. Two pytest workers that need the same one take turns: the second finds it made."""
+    import fcntl
+
+    ENVS.mkdir(parents=True, exist_ok=True)
+    with open(ENVS / f".{name}.test-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (ENVS / name / "env.json").is_file():
+            r = subprocess.run([sys.executable, "-m", "edgestudio", "envs", "create", name, *requirements, "--json"],
+                               capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                               env=dict(os.environ, EDGESTUDIO_ENVS=str(ENVS)))
+            assert r.returncode == 0, r.stderr
+    return ENVS / name / "bin" / "python"
 
 # ------------------------------------------------------------------------------------------- test loops
 # `make test` runs everything but the `slow` tests: long end-to-end ones whose path a faster test of `make test`
@@ -57,22 +76,42 @@ def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def
             item.add_marker(skip_slow)
 
 
-def _listing(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file() or p.is_dir()}
+#: a job's staging folder beside its output (``.NAME.partial-JOB``, workers/pool.staging_folder): a job whose output
+#: defaults beside a sample has one there while it runs. Under two pytest workers one worker's test sees the other's
+#: come and go, so there each test's check leaves them out (a run in one process, TEST_WORKERS=0, checks them too).
+PARALLEL = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+
+
+def _listing(folder: Path, *, staging: bool = True) -> dict[str, tuple[int, int]]:
+    import re
+
+    out = {}
+    for p in folder.rglob("*"):
+        rel = str(p.relative_to(folder))
+        if not staging and re.search(r"(^|/)\.[^/]+\.partial-", rel):
+            continue
+        try:
+            if p.is_file() or p.is_dir():
+                out[rel] = (p.stat().st_size, p.stat().st_mtime_ns)
+        except OSError:  # gone while listed (another worker's staging folder)
+            continue
+    return out
+
+
+def _untouched(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], who: str) -> None:
+    added = sorted(set(after) - set(before))
+    changed = sorted(k for k in set(after) & set(before) if after[k] != before[k] and not Path(k).suffix == "")
+    assert not added and not changed and set(before) <= set(after), (
+        f"{who} wrote into resources/: added {added[:5]}, changed {changed[:5]}, "
+        f"removed {sorted(set(before) - set(after))[:5]}")
 
 
 @pytest.fixture(autouse=True)
 def resources_stay_untouched():  # type: ignore[no-untyped-def]
     """Nothing may write into resources/ (the shipped samples): every test is checked before and after."""
-    before = _listing(ROOT / "resources")
+    before = _listing(ROOT / "resources", staging=not PARALLEL)
     yield
-    after = _listing(ROOT / "resources")
-    added = sorted(set(after) - set(before))
-    changed = sorted(k for k in set(after) & set(before) if after[k] != before[k] and not Path(k).suffix == "")
-    assert not added and not changed and set(before) <= set(after), (
-        f"this test wrote into resources/: added {added[:5]}, changed {changed[:5]}, "
-        f"removed {sorted(set(before) - set(after))[:5]}")
+    _untouched(before, _listing(ROOT / "resources", staging=not PARALLEL), "this test")
 
 
 def zoo_models() -> list[Path]:

@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -19,20 +18,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, SAMPLES, compare_in_studio, run_cli
+from tests.conftest import ROOT, SAMPLES, compare_in_studio, ensure_env, run_cli
 
-ENVS = ROOT / ".cache" / "envs"
 DEVICE_REQS = ["onnxruntime", "ai-edge-litert", "websockets>=13,<16"]
 
 
 @pytest.fixture(scope="session")
 def device_python() -> str:
-    python = ENVS / "device" / "bin" / "python"
-    if not (ENVS / "device" / "env.json").is_file():
-        r = subprocess.run([sys.executable, "-m", "edgestudio", "envs", "create", "device", *DEVICE_REQS],
-                           capture_output=True, text=True, timeout=1200, env=dict(os.environ, EDGESTUDIO_ENVS=str(ENVS)))
-        assert r.returncode == 0, r.stderr
-    return str(python)
+    return str(ensure_env("device", *DEVICE_REQS, timeout=1200))
 
 
 class Agent:

@@ -60,6 +60,21 @@ def test_list_check_remove_and_errors(ort_env: Path, tmp_path: Path) -> None:
     assert cli(tmp_path, "envs", "create", "../evil").returncode == 2
 
 
+def test_two_creations_of_one_environment_take_turns(tmp_path: Path) -> None:
+    """Two processes creating the same environment at once (two studio windows, two pytest workers): the second
+    waits for the first, then says it exists; the environment is whole and healthy (before, the second removed the
+    folder the first was installing into)."""
+    numpy = f"numpy=={importlib.metadata.version('numpy')}"
+    cmd = [sys.executable, "-m", "edgestudio", "envs", "create", "twice", numpy]
+    env = dict(os.environ, EDGESTUDIO_ENVS=str(tmp_path))
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+             for _ in range(2)]
+    results = sorted((p.wait(timeout=600), p.stderr.read()) for p in procs)  # type: ignore[union-attr]
+    assert results[0][0] == 0 and results[1][0] == 1 and "exists" in results[1][1], results
+    checked = cli(tmp_path, "envs", "check", "twice", "--json")
+    assert checked.returncode == 0 and json.loads(checked.stdout)["healthy"] is True
+
+
 def test_protocol_is_versioned() -> None:
     from edgestudio.execution.messages import JobMessage, ProtocolError, RunRequest, decode, encode
 

@@ -398,7 +398,7 @@ def test_fifos_and_devices_are_refused_at_once(tmp_path: Path) -> None:
     recipe = tmp_path / "r.yaml"
     os.mkfifo(recipe)
     cases = [(["optimize", str(ONNX), "--method", "int8-static", "--runtime", "onnxruntime", "--calibration",
-               str(fifo)], "data.npz"),
+               str(fifo), "-o", str(tmp_path / "q.onnx")], "data.npz"),
              (["bench", str(ONNX), "--input", str(fifo)], "data.npz"),
              (["eval", str(ONNX), "--dataset", str(fifo)], "data.npz"),
              (["run", str(recipe)], "r.yaml"), (["sweep", str(recipe)], "r.yaml"), (["run", "/dev/zero"], "/dev/zero"),

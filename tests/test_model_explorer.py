@@ -22,10 +22,9 @@ import numpy as np
 import pytest
 
 from edgestudio.execution import model_explorer as me
-from tests.conftest import ROOT, SAMPLES
+from tests.conftest import ENVS, ROOT, SAMPLES, ensure_env
 from tests.test_layers import real_inputs  # noqa: F401 - the digits' 8 real samples (a fixture)
 
-ENVS = ROOT / ".cache" / "envs"
 PARENT = SAMPLES / "digits_cnn.onnx"
 heavy = pytest.mark.heavy
 
@@ -33,12 +32,7 @@ heavy = pytest.mark.heavy
 @pytest.fixture(scope="session")
 def explorer_env() -> Path:
     """The catalog's model-explorer environment (created with its declared requirements when missing, ~35 s)."""
-    if not (ENVS / me.ENV / "env.json").is_file():
-        r = subprocess.run([sys.executable, "-m", "edgestudio", "envs", "create", me.ENV, "--json"],
-                           capture_output=True, text=True, cwd=ROOT, timeout=1800,
-                           env=dict(os.environ, EDGESTUDIO_ENVS=str(ENVS)))
-        assert r.returncode == 0, r.stderr
-    return ENVS / me.ENV / "bin" / "python"
+    return ensure_env(me.ENV, timeout=1800)
 
 
 @pytest.fixture

@@ -275,7 +275,7 @@ def test_distillation_makes_a_smaller_student_within_two_points(tmp_path: Path) 
     with Workspace(ws) as w:
         student = next(m for m in w.models() if m.options.get("method") == "distill")
         assert w.model(student.parent_id).format.value == "keras" and student.options["param_ratio"] < 0.5
-    bad = run_cli("distill", str(SAMPLES / "digits_cnn.onnx"), "--data", str(unlabeled))
+    bad = run_cli("distill", str(SAMPLES / "digits_cnn.onnx"), "--data", str(unlabeled), "-o", str(tmp_path / "s.keras"))
     assert bad.returncode != 0 and "Keras teacher" in bad.stderr and "Traceback" not in bad.stderr
 
 

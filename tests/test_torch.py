@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, SAMPLES
+from tests.conftest import ENVS, ROOT, SAMPLES, ensure_env
 
-ENVS = ROOT / ".cache" / "envs"
 
 
 def cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
@@ -30,10 +29,7 @@ def cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="session")
 def torch_env() -> Path:
     """The catalog's torch environment (created with its declared requirements when missing)."""
-    if not (ENVS / "torch" / "env.json").is_file():
-        r = cli("envs", "create", "torch", "--json", timeout=1800)
-        assert r.returncode == 0, r.stderr
-    return ENVS / "torch" / "bin" / "python"
+    return ensure_env("torch", timeout=1800)
 
 
 @pytest.fixture(scope="session")
@@ -226,10 +222,7 @@ def test_the_studio_takes_a_pytorch_model_to_a_microcontroller(qtbot, torch_wind
 def litert_torch_env(torch_env: Path) -> Path:
     """The catalog's litert-torch environment (torch + LiteRT Torch, ~2 GB: JAX and the LiteRT converter come with
     it), created once in ``.cache/envs``."""
-    if not (ENVS / "litert-torch" / "env.json").is_file():
-        r = cli("envs", "create", "litert-torch", "--json", timeout=2400)
-        assert r.returncode == 0, r.stderr
-    return ENVS / "litert-torch" / "bin" / "python"
+    return ensure_env("litert-torch")
 
 
 _TORCH_OUT = """
@@ -280,10 +273,7 @@ def test_pytorch_to_tflite_with_litert_torch(litert_torch_env: Path, digits_net:
 @pytest.fixture(scope="session")
 def executorch_env(torch_env: Path) -> Path:
     """The catalog's executorch environment (torch + ExecuTorch 1.5, ~1.5 GB), created once in ``.cache/envs``."""
-    if not (ENVS / "executorch" / "env.json").is_file():
-        r = cli("envs", "create", "executorch", "--json", timeout=2400)
-        assert r.returncode == 0, r.stderr
-    return ENVS / "executorch" / "bin" / "python"
+    return ensure_env("executorch")
 
 
 _ET_OUT = """

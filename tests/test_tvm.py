@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, SAMPLES
+from tests.conftest import ENVS, ROOT, SAMPLES, ensure_env
 
-ENVS = ROOT / ".cache" / "envs"
 
 
 def cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
@@ -28,10 +27,7 @@ def cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="session")
 def tvm_env() -> Path:
-    if not (ENVS / "tvm" / "env.json").is_file():
-        r = cli("envs", "create", "tvm", "--json", timeout=1800)
-        assert r.returncode == 0, r.stderr
-    return ENVS / "tvm" / "bin" / "python"
+    return ensure_env("tvm", timeout=1800)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ environment: it can pin other versions than the app's (onnx2tf's, TF.js tooling'
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,30 @@ def create_env(name: str, requirements: list[str], *, progress: ProgressCallback
     """Create (or re-create) the environment ``name`` with pinned ``requirements`` from the package registry.
     numpy is always added (EdgeStudio's job runner needs it). Nothing is left behind when it fails."""
     folder = envs_root() / _check_name(name)
+    with _creating(folder):
+        return _create_env(folder, name, requirements, progress, cancel, log)
+
+
+@contextlib.contextmanager
+def _creating(folder: Path) -> Iterator[None]:
+    """One creation of an environment at a time (two studio windows, two jobs): the second waits for the first, then
+    finds it made. A lock file beside the folder, released when the process ends however it ends."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        try:
+            import fcntl
+        except ImportError:  # not a POSIX system: no lock
+            yield
+            return
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _create_env(folder: Path, name: str, requirements: list[str], progress: ProgressCallback,
+                cancel: CancelToken | None, log: Callable[[str], None]) -> EnvInfo:
     if (folder / "env.json").is_file():
         raise EnvError(folder, f"environment {name!r} exists; remove it first (`edgestudio envs remove {name}`)")
     if not requirements:
