@@ -61,7 +61,7 @@ browser:
 
 # Three test loops (markers declared in pyproject.toml, applied in tests/conftest.py):
 #   make test-fast  the unit and in-process tests (pytest -m "not slow and not heavy"): no jobs through the CLI, no
-#                   Python environments, browsers, Ray, bundle, real-model corpus or studio jobs; ~2 minutes on 2 cores.
+#                   Python environments, browsers, Ray, bundle, real-model corpus or studio jobs; about a minute on 2 cores.
 #   make test       everything but the `slow` tests, in two pytest workers (pytest-xdist, a test file per worker at a
 #                   time: most tests wait on processes they start, so two share two cores well); the 25 slowest are
 #                   listed at the end. TEST_WORKERS=0 runs them in one process.
@@ -75,7 +75,7 @@ test: setup real-models web browser
 	$(PYTEST) $(WORKERS) --durations=25
 
 test-fast: setup
-	$(PYTEST) -m "not slow and not heavy"
+	$(PYTEST) $(WORKERS) -m "not slow and not heavy" --durations=10
 
 test-slow: setup real-models web browser
 	EDGESTUDIO_SLOW=1 $(PYTEST) $(WORKERS) -m slow --durations=25

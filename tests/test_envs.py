@@ -60,6 +60,7 @@ def test_list_check_remove_and_errors(ort_env: Path, tmp_path: Path) -> None:
     assert cli(tmp_path, "envs", "create", "../evil").returncode == 2
 
 
+@pytest.mark.heavy
 def test_two_creations_of_one_environment_take_turns(tmp_path: Path) -> None:
     """Two processes creating the same environment at once (two studio windows, two pytest workers): the second
     waits for the first, then says it exists; the environment is whole and healthy (before, the second removed the

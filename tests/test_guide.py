@@ -209,7 +209,8 @@ def _environment(home: Path) -> dict[str, str]:
 
 
 # ~50 real CLI processes (TensorFlow conversions, NNCF, browsers): 4-8 minutes on 2 cores, whatever the samples.
-# In `make test` (not slow): a guide whose commands are not run in CI can drift
+# In `make test` (not slow): a guide whose commands are not run in CI can drift. `heavy`: not in `make test-fast`
+@pytest.mark.heavy
 @pytest.mark.parametrize("page", RUNNABLE, ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_commands_run(page: Path, samples: Path, tmp_path: Path) -> None:
     """Every command of the page, in order, in a folder with the samples where the page says they are."""
