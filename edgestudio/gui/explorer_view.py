@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,9 @@ class ExplorerWindow(QWidget):
         self.setObjectName("explorer_window")
         self.models = models
         self.folder = tempfile.mkdtemp(prefix="edgestudio-explorer-")
+        # removed on close, and also when the window goes without one (its parent window closed first, or the app
+        # exited): a window destroyed with its parent gets no closeEvent
+        weakref.finalize(self, shutil.rmtree, self.folder, True)
         self.job: str | None = None
         names = [Path(m).name for m in models]
         self.setWindowTitle(("Model Explorer — " + " vs ".join(reversed(names))) + " — EdgeStudio")

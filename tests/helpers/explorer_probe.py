@@ -64,7 +64,7 @@ def main(plan_file: str, shot: str | None) -> None:
     print(json.dumps({"status": view.status.text(), "url": view.url, "webgl": view.webgl, "panes": panes,
                       "runs_shown": [r for r in runs if r in text], "blocked": view.blocked,
                       "webgl_message": "WebGL is currently unavailable" in text}), flush=True)
-    view.stop()
+    window.close()  # stops the server and removes the window's folder (os._exit runs no clean-up)
     os._exit(0)
 
 
