@@ -253,6 +253,23 @@ def test_quick_jobs_run_beside_a_long_one_not_behind_it() -> None:
         p.shutdown()
 
 
+def test_what_a_killed_worker_started_goes_with_it(pool: WorkerPool) -> None:
+    """A process the job started (a browser writing its profile, a converter) is stopped with the worker killed for
+    the job's timeout: orphaned, a browser went on writing into the worker's folder after it was removed, and an
+    unmarked edgestudio-worker-* folder was left in /tmp on every test run."""
+    import psutil
+
+    job = pool.submit(call("temp_litter", opts={"seconds": 60, "writer": True}, timeout_s=3))
+    r = pool.wait(job, 60)
+    assert r.status is JobStatus.FAILED and "timed out" in (r.error or "")
+    pid = int(next(x for x in r.log if x.startswith("writer: ")).split()[1])
+    folder = Path(next(x for x in r.log if x.startswith("scratch: ")).split()[1])
+    worker_folder = folder.parent
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    time.sleep(0.5)  # a writer still running would have made its folders again by now
+    assert not worker_folder.exists(), list(worker_folder.rglob("*"))
+
+
 def test_a_killed_job_leaves_no_temporary_files(pool: WorkerPool, tmp_path: Path) -> None:
     """Libraries' scratch files (TensorFlow's autograph modules, a conversion's temporary folder) live in the
     worker's own temporary folder, removed when the worker ends: a job killed for its timeout leaves nothing in

@@ -9,6 +9,7 @@ into place only when the job succeeds, so a cancelled or crashed job leaves noth
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import multiprocessing.connection as mpc
@@ -90,18 +91,72 @@ class _Worker:
         self.kill_reason: tuple[JobStatus, str] | None = None
         self.quick_lane = False  # running a quick job beside long ones (the worker beyond max_workers)
         self.retiring = False  # asked to exit (an extra worker left idle)
+        self._started: list[Any] = []  # what the worker had started when it was killed (psutil processes)
+
+    def kill_now(self) -> None:
+        """Kill the worker at once (a timeout, a cancel past its grace, its memory), and then what it started."""
+        self._started += _descendants(self.proc.pid) if self.proc.is_alive() else []
+        self.proc.kill()
 
     def kill(self) -> None:
+        # what the worker started (a browser, a converter's process) goes with it: orphaned, a browser went on writing
+        # its profile into the worker's folder after the folder was removed
+        children = self._started + (_descendants(self.proc.pid) if self.proc.is_alive() else [])
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join(5)
+        _kill_all(children)
         self.conn.close()
         if not self.proc.is_alive():
-            for _ in range(3):  # a browser the worker started may still be writing its profile for a moment
-                shutil.rmtree(self.tmp, ignore_errors=True)
-                if not os.path.exists(self.tmp):
-                    break
-                time.sleep(0.2)
+            remove_worker_folder(Path(self.tmp))
+
+
+def _descendants(pid: int | None) -> list[Any]:
+    try:
+        import psutil
+
+        return list(psutil.Process(pid).children(recursive=True)) if pid else []
+    except Exception:  # noqa: BLE001 - gone already, or psutil missing: nothing to stop
+        return []
+
+
+def _kill_all(procs: list[Any]) -> None:
+    import psutil
+
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    with contextlib.suppress(psutil.Error):
+        psutil.wait_procs(procs, timeout=5)
+
+
+def remove_worker_folder(folder: Path, tries: int = 10) -> bool:
+    """Remove a dead worker's temporary folder. A browser the worker started may still be writing its profile for a
+    moment after the worker died: what it holds goes first and the app's mark last, so a folder that cannot be
+    emptied now keeps its mark and a later app removes it (:func:`clean_dead_worker_folders`). True: removed."""
+    for attempt in range(tries):
+        try:
+            entries = [e for e in folder.iterdir() if e.name != OWNER_FILE]
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        for entry in entries:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+        try:
+            emptied = not any(e.name != OWNER_FILE for e in folder.iterdir())
+        except OSError:
+            return not folder.exists()
+        if emptied:
+            shutil.rmtree(folder, ignore_errors=True)
+            return not folder.exists()
+        if attempt < tries - 1:
+            time.sleep(0.2)
+    return False
 
 
 class WorkerPool(ExecutorBase):
@@ -289,7 +344,7 @@ class WorkerPool(ExecutorBase):
                                                            f"limit of {limit:g} MB" + ("" if spec.memory_limit_mb else
                                                            " (the memory budget: EDGESTUDIO_MEMORY_BUDGET raises it)"))
                 if w.kill_reason is not None:
-                    w.proc.kill()
+                    w.kill_now()
             if w.proc.is_alive():
                 continue
             self._drain(w)  # a final message may have been sent just before it died

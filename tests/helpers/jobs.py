@@ -95,14 +95,22 @@ def priority(ctx: Any) -> dict[str, Any]:
     return {"main": os.nice(0), "thread": seen[0]}
 
 
-def temp_litter(ctx: Any, seconds: float = 60.0) -> dict[str, Any]:
-    """Leave scratch files where libraries do (tempfile), then hang: a job killed for its timeout."""
+def temp_litter(ctx: Any, seconds: float = 60.0, writer: bool = False) -> dict[str, Any]:
+    """Leave scratch files where libraries do (tempfile), then hang: a job killed for its timeout. ``writer``: also
+    start a process that keeps writing there (as a browser writes its profile), to be stopped with the worker."""
+    import subprocess
+    import sys
     import tempfile
     import time
 
     folder = tempfile.mkdtemp(prefix="edgestudio-convert-")
     with tempfile.NamedTemporaryFile("w", prefix="__autograph_generated_file", suffix=".py", delete=False) as f:
         f.write("x = 1\n")
+    if writer:
+        proc = subprocess.Popen([sys.executable, "-c", "import os, sys, time\nwhile True:\n"
+                                 "    os.makedirs(os.path.join(sys.argv[1], 'profile', 'Default'), exist_ok=True)\n"
+                                 "    time.sleep(0.01)", folder])
+        ctx.log(f"writer: {proc.pid}")
     ctx.log(f"scratch: {folder} {f.name}")
     time.sleep(seconds)
     return {"folder": folder}
