@@ -4,6 +4,7 @@ python docs/make_screenshots.py  ->  docs/screenshots/*.png"""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -130,6 +131,7 @@ def main() -> int:
     print("\n".join(str(p) for p in sorted(OUT.glob("*.png"))), flush=True)
     win.close()
     app.processEvents()
+    shutil.rmtree(tmp, ignore_errors=True)  # the session's workspace (os._exit runs no clean-up)
     sys.stderr.flush()
     os._exit(0)  # PySide6 can crash while finalizing the interpreter after a session like this one
 
