@@ -98,20 +98,17 @@ def _listing(folder: Path, *, staging: bool = True) -> dict[str, tuple[int, int]
     return out
 
 
-def _untouched(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], who: str) -> None:
-    added = sorted(set(after) - set(before))
-    changed = sorted(k for k in set(after) & set(before) if after[k] != before[k] and not Path(k).suffix == "")
-    assert not added and not changed and set(before) <= set(after), (
-        f"{who} wrote into resources/: added {added[:5]}, changed {changed[:5]}, "
-        f"removed {sorted(set(before) - set(after))[:5]}")
-
-
 @pytest.fixture(autouse=True)
 def resources_stay_untouched():  # type: ignore[no-untyped-def]
     """Nothing may write into resources/ (the shipped samples): every test is checked before and after."""
     before = _listing(ROOT / "resources", staging=not PARALLEL)
     yield
-    _untouched(before, _listing(ROOT / "resources", staging=not PARALLEL), "this test")
+    after = _listing(ROOT / "resources", staging=not PARALLEL)
+    added = sorted(set(after) - set(before))
+    changed = sorted(k for k in set(after) & set(before) if after[k] != before[k] and not Path(k).suffix == "")
+    assert not added and not changed and set(before) <= set(after), (
+        f"this test wrote into resources/: added {added[:5]}, changed {changed[:5]}, "
+        f"removed {sorted(set(before) - set(after))[:5]}")
 
 
 def zoo_models() -> list[Path]:

@@ -50,6 +50,21 @@ def import_ocr(qtbot, window, data: Path | None = None) -> int:  # type: ignore[
     return model_id
 
 
+def quantize_in_panel(qtbot, window, runtime: str, calibration: Path, timeout: int = 300_000,  # type: ignore[no-untyped-def]
+                      **fields: str):
+    """INT8 (int8-static) of the selected model from the Optimize panel, calibrated on ``calibration`` (``fields``:
+    the runtime's own options, as the form sets them); its job, once it has ended."""
+    panel = window.optimize
+    panel.runtime.setCurrentText(runtime)
+    panel.method.setCurrentText("int8-static")
+    for name, value in fields.items():
+        panel.form.set_value(name, value)
+    panel.calibration.set_text(str(calibration))
+    job = panel.run()
+    qtbot.waitUntil(lambda: job not in panel._jobs, timeout=timeout)
+    return job
+
+
 def job_rows(window) -> dict[str, tuple[str, str, str]]:  # type: ignore[no-untyped-def]
     """job id -> (what, status, where) as the Jobs panel shows them."""
     return {j: (it.text(0), it.text(2), it.text(6)) for j, it in window.jobs._items.items()}
@@ -159,12 +174,8 @@ def test_convert_debug_and_rescue_run_on_the_saved_inputs(qtbot, window, ocr_lin
     why.close()
     # an ONNX Runtime INT8 variant from the panel, calibrated on the lines
     window.browser.select(model_id)
+    quantize_in_panel(qtbot, window, "onnxruntime", ocr_lines)
     panel = window.optimize
-    panel.runtime.setCurrentText("onnxruntime")
-    panel.method.setCurrentText("int8-static")
-    panel.calibration.set_text(str(ocr_lines))
-    job = panel.run()
-    qtbot.waitUntil(lambda: job not in panel._jobs, timeout=300_000)
     assert "done" in panel.message.text(), panel.message.text()
     variant = max(window.workspace.models(), key=lambda m: m.id)
     assert variant.parent_id == model_id and variant.format is ModelFormat.ONNX
@@ -204,13 +215,8 @@ def test_openvino_reads_a_full_int8_tflite_as_litert_does(qtbot, window, ocr_lin
 
     model_id = import_ocr(qtbot, window)  # the shape only: random data, as the user who met it
     window.browser.select(model_id)
+    quantize_in_panel(qtbot, window, "litert", ocr_lines, timeout=600_000, io_type="int8")
     panel = window.optimize
-    panel.runtime.setCurrentText("litert")
-    panel.method.setCurrentText("int8-static")
-    panel.form.set_value("io_type", "int8")
-    panel.calibration.set_text(str(ocr_lines))
-    job = panel.run()
-    qtbot.waitUntil(lambda: job not in panel._jobs, timeout=600_000)
     assert "done" in panel.message.text(), panel.message.text()
     int8 = max(window.workspace.models(), key=lambda m: m.id)
     assert int8.format is ModelFormat.TFLITE and window.browser.current_id() == model_id  # the selection stays

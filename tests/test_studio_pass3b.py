@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import SAMPLES
 from tests.helpers import real_models as rm
-from tests.test_studio_pass3 import SHAPE, import_ocr, job_rows, shot
+from tests.test_studio_pass3 import import_ocr, job_rows, quantize_in_panel, shot
 
 needs_ocr = pytest.mark.skipif(not rm.available(), reason="real models not fetched: make real-models")
 
@@ -102,12 +102,8 @@ def test_an_int8_model_larger_than_its_parent_is_said_and_the_panel_stays_on_the
     model_id = import_ocr(qtbot, window, ocr_lines)
     parent = window.workspace.model(model_id)
     qtbot.waitUntil(lambda: parent.path in window._info, timeout=60_000)  # its ops: the cause is named
+    job = quantize_in_panel(qtbot, window, "onnxruntime", ocr_lines)
     panel = window.optimize
-    panel.runtime.setCurrentText("onnxruntime")
-    panel.method.setCurrentText("int8-static")
-    panel.calibration.set_text(str(ocr_lines))
-    job = panel.run()
-    qtbot.waitUntil(lambda: job not in panel._jobs, timeout=300_000)
     variant = max(window.workspace.models(), key=lambda m: m.id)
     assert variant.parent_id == model_id
     grew = variant.size_bytes > parent.size_bytes

@@ -177,9 +177,9 @@ def build_package(model: str | Path, runtime: str, out_zip: str | Path, *, input
     decl = _decl(runtime)
     fmt = detect_format(model)
     if fmt.value not in decl.formats:
-        native = get_runtime(runtime).native_format()
+        native = decl.native[0] if decl.native else ModelFormat.ONNX.value  # its own format (the catalog's)
         raise EdgeStudioError(model, f"{runtime} does not run {fmt.label} models; convert it first "
-                                     f"(edgestudio convert --to {(native or ModelFormat.ONNX).value})")
+                                     f"(edgestudio convert --to {native})")
     if tflm and fmt is not ModelFormat.TFLITE:
         raise EdgeStudioError(model, "TFLite Micro export needs a .tflite model")
     loader = get_runtime(runtime).package_loader

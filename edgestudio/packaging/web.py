@@ -45,6 +45,13 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 '''
 
 
+def web_runtimes() -> dict[str, Any]:
+    """The runtimes whose deployment package is a static web folder (``Runtime.package_kind == "web"``)."""
+    from edgestudio.backends.runtimes import RUNTIMES
+
+    return {name: cls for name, cls in RUNTIMES.all().items() if cls.package_kind == "web"}
+
+
 def build_web_package(model: str | Path, out_zip: str | Path, *, runtime: str = "ort-web", inputs: Any = None,
                       iterations: int = 100, progress: ProgressCallback = noop_progress,
                       cancel: CancelToken | None = None) -> dict[str, Any]:
@@ -52,7 +59,7 @@ def build_web_package(model: str | Path, out_zip: str | Path, *, runtime: str = 
     benchmarking the model in the browser and opening the package's own page there: its output must equal the
     native run (ONNX Runtime; TF.js: the graph model run back in TensorFlow)."""
     from edgestudio.backends.browser import encode_array, open_browser, runtime_files
-    from edgestudio.backends.runtimes import RUNTIMES, get_runtime
+    from edgestudio.backends.runtimes import get_runtime
     from edgestudio.bench.latency import BenchConfig, run_benchmark
     from edgestudio.core.formats import ModelFormat, detect_format
     from edgestudio.core.inputspec import InputSpec, make_feeds
@@ -62,7 +69,7 @@ def build_web_package(model: str | Path, out_zip: str | Path, *, runtime: str = 
     model = Path(model)
     cancel = cancel or CancelToken()
     fmt = detect_format(model)
-    web = {name: cls for name, cls in RUNTIMES.all().items() if cls.package_kind == "web"}
+    web = web_runtimes()
     if runtime not in web:
         raise EdgeStudioError(model, f"no web package for runtime {runtime!r} (web runtimes: {', '.join(web)})")
     rt = web[runtime]

@@ -121,6 +121,8 @@ def _descendants(pid: int | None) -> list[Any]:
 
 
 def _kill_all(procs: list[Any]) -> None:
+    if not procs:
+        return
     import psutil
 
     for p in procs:

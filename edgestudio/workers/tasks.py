@@ -290,17 +290,15 @@ def run_package(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     """Options: ``dataset``, ``input``, ``iterations``, ``tflm``, ``lineage`` (from the workspace)."""
     from pathlib import Path
 
-    from edgestudio.backends.runtimes import RUNTIMES, runtime_for_format
+    from edgestudio.backends.runtimes import runtime_for_format
     from edgestudio.core.formats import detect_format
     from edgestudio.packaging.deploy import build_package
+    from edgestudio.packaging.web import build_web_package, web_runtimes
 
     if not spec.output:
         raise UsageError(spec.model, "a packaging job needs an output path")
     req = spec.request
-    web = {n for n, cls in RUNTIMES.all().items() if cls.package_kind == "web"}
-    if spec.runtime in web:  # a static web folder, checked in the browser
-        from edgestudio.packaging.web import build_web_package
-
+    if spec.runtime in web_runtimes():  # a static web folder, checked in the browser
         result = build_web_package(spec.model or "", ctx.staged(Path(spec.output).name), runtime=spec.runtime,
                                    inputs=req.inputs,
                                    iterations=int(req.iterations), progress=ctx.progress, cancel=ctx.cancel)
