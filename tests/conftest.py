@@ -76,7 +76,7 @@ def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def
             item.add_marker(skip_slow)
 
 
-#: a job's staging folder beside its output (``.NAME.partial-JOB``, workers/pool.staging_folder): a job whose output
+#: a job's staging folder beside its output (``.NAME.partial-JOB``, execution/pool.staging_folder): a job whose output
 #: defaults beside a sample has one there while it runs. Under two pytest workers one worker's test sees the other's
 #: come and go, so there each test's check leaves them out (a run in one process, TEST_WORKERS=0, checks them too).
 PARALLEL = bool(os.environ.get("PYTEST_XDIST_WORKER"))

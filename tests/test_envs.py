@@ -77,7 +77,7 @@ def test_two_creations_of_one_environment_take_turns(tmp_path: Path) -> None:
 
 
 def test_protocol_is_versioned() -> None:
-    from edgestudio.execution.messages import JobMessage, ProtocolError, RunRequest, decode, encode
+    from edgestudio.jobs.messages import JobMessage, ProtocolError, RunRequest, decode, encode
 
     req = decode(encode(RunRequest("j1", {"kind": "inspect"})))
     assert isinstance(req, RunRequest) and req.spec == {"kind": "inspect"}

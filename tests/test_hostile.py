@@ -437,7 +437,7 @@ def test_recipes_write_and_read_only_where_they_may(tmp_path: Path) -> None:
     one_line(cli("run", str(escape)), "escape.yaml")
     outside = tmp_path / "elsewhere.npz"
     np.savez(outside, image=np.zeros((1, 8, 8, 1), np.float32))
-    reads = _recipe(proj, "reads.yaml", f"model: m.onnx\ninputs: {{data: ../elsewhere.npz}}\nsteps:\n"
+    reads = _recipe(proj, "reads.yaml", "model: m.onnx\ninputs: {data: ../elsewhere.npz}\nsteps:\n"
                                         "- {id: ov, convert: {from: model, to: openvino}}\n")
     line = one_line(cli("run", str(reads)), "reads.yaml")
     assert "outside the recipe's folder" in line and "--allow-outside" in line

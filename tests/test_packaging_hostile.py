@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgestudio.core.errors import EdgeStudioError, ModelFormatError, display
+from edgestudio.core.errors import ModelFormatError, display
 from edgestudio.core.formats import ModelFormat
 from edgestudio.packaging.deploy import build_package
 from tests.conftest import SAMPLES, run_cli

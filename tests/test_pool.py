@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgestudio.core.jobs import JobEvent, JobKind, JobSpec, JobStatus
-from edgestudio.workers.pool import WorkerPool
+from edgestudio.execution.pool import WorkerPool
 from tests.conftest import SAMPLES
 
 
@@ -286,7 +286,7 @@ def test_a_killed_job_leaves_no_temporary_files(pool: WorkerPool, tmp_path: Path
     assert not Path(tempfile.gettempdir(), Path(folder).name).exists()  # not in the system's temp folder...
     assert not Path(folder).exists() and not Path(module).exists()  # ...and gone with the worker
     from edgestudio.core.owners import OWNER_FILE
-    from edgestudio.workers.pool import clean_dead_worker_folders
+    from edgestudio.execution.pool import clean_dead_worker_folders
 
     dead = Path(tempfile.mkdtemp(prefix="edgestudio-worker-"))
     (dead / OWNER_FILE).write_text(json.dumps({"owner": "999999999:1.00"}))  # a process that does not exist

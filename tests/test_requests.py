@@ -7,7 +7,7 @@ import pytest
 from edgestudio.core.errors import UsageError
 from edgestudio.core.jobs import JobKind, JobSpec
 from edgestudio.core.requests import BenchRequest, ConvertRequest, parse_request
-from edgestudio.workers.manager import JobManager
+from edgestudio.app.manager import JobManager
 from tests.conftest import SAMPLES
 
 

@@ -356,7 +356,7 @@ def test_microcontroller_rescue_and_distill_jobs_have_rows(qtbot) -> None:  # ty
     qtbot.addWidget(panel)
     inputs = {"data": None, "shapes": {"x": [1, 3, 48, 192]}, "values": {}}
     for job, function, kwargs in (
-            ("mcu", "edgestudio.workers.tasks:run_microcontroller", {"model": "m.onnx", "inputs": inputs}),
+            ("mcu", "edgestudio.app.pipelines:run_microcontroller", {"model": "m.onnx", "inputs": inputs}),
             ("rescue", "edgestudio.optimization.rescue:rescue", {"parent": "m.onnx", "inputs": inputs}),
             ("distill", "edgestudio.optimization.distill:distill", {"teacher": "t.keras"}),
             ("devices", "edgestudio.execution.remote:all_device_dicts", {})):

@@ -14,7 +14,7 @@ import pytest
 from edgestudio.core.errors import EdgeStudioError, ModelFormatError
 from edgestudio.core.jobs import JobKind, JobSpec, JobStatus
 from edgestudio.core.workspace import INTERRUPTED, MIGRATIONS, SCHEMA_VERSION, Workspace
-from edgestudio.workers.manager import JobManager
+from edgestudio.app.manager import JobManager
 from tests.conftest import ROOT
 
 

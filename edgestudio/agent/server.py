@@ -11,9 +11,9 @@ messages are JSON text frames, an upload's bytes one binary frame:
 - ``{"type": "upload", "sha256": H, "size": N}`` -> ``{"type": "send"}`` (or an error: too large), then one binary
   frame (a zip of the model's files) -> ``{"type": "stored", "sha256": H}``; content-addressed: the bytes must
   hash to H;
-- a :class:`~edgestudio.execution.messages.RunRequest` -> the job's
-  :class:`~edgestudio.execution.messages.JobMessage` stream, ending with done/failed/cancelled; a
-  :class:`~edgestudio.execution.messages.CancelRequest` on the same connection stops it. The model and every data
+- a :class:`~edgestudio.jobs.messages.RunRequest` -> the job's
+  :class:`~edgestudio.jobs.messages.JobMessage` stream, ending with done/failed/cancelled; a
+  :class:`~edgestudio.jobs.messages.CancelRequest` on the same connection stops it. The model and every data
   file of a job are ``cas:SHA256/NAME`` references to uploads (:mod:`edgestudio.agent.checks`).
 - anything refused: ``{"type": "error", "error": "..."}`` (a run request: a ``failed`` message), one line naming
   the cause, never an exception's text.
@@ -266,7 +266,7 @@ class Agent:
         from edgestudio.core.jobs import JobSpec
         from edgestudio.core.progress import CancelToken
         from edgestudio.execution.envs import run_in_env
-        from edgestudio.execution.messages import CancelRequest, JobMessage, ProtocolError, decode
+        from edgestudio.jobs.messages import CancelRequest, JobMessage, ProtocolError, decode
 
         try:
             job = check_run(msg, self.store.resolve, _runtime_names, self.store.max_unpacked_bytes)

@@ -197,7 +197,6 @@ def runtime_agreement(model: str | Path, targets: list[list[str]] | list[tuple[s
         DEFAULT_RTOL,
         FAILED,
         LOSSY_MIN_COSINE,
-        PASSED,
         _align_output,
         _output_kinds,
         _pair,

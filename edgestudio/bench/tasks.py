@@ -229,7 +229,7 @@ def boxes(ref: list[np.ndarray], got: list[np.ndarray], kind: str = "boxes",
     where = f" of the anchors scored >= {CONFIDENT:g} x the best (at most {TOP_ANCHORS})" if overlap else ""
     out = [_metric(kind, "box IoU", min(ious), f"{'corners' if xyxy else 'centre-size'} boxes{where}")]
     if agree:
-        out.append(_metric(kind, "class agreement", min(agree), f"at the reference's confident anchors"))
+        out.append(_metric(kind, "class agreement", min(agree), "at the reference's confident anchors"))
     if overlap:
         out.append(_metric(kind, "anchor overlap", min(overlap),
                            f"confident anchors (scored >= {CONFIDENT:g} x the best) in common, over both sets"))

@@ -129,9 +129,9 @@ def _threads_arg(text: str | None) -> list[int] | None:
 
 
 def cmd_compare(args: argparse.Namespace) -> Any:
-    from edgestudio.workers.comparison import comparison_rows
+    from edgestudio.app.comparison import comparison_rows
     from edgestudio.execution.targets import agent_name, executor_for
-    from edgestudio.workers.manager import JobManager
+    from edgestudio.app.manager import JobManager
 
     executor = executor_for(args.env, max_workers=1)
     remote = agent_name(args.env)
@@ -163,7 +163,7 @@ def cmd_sweep(args: argparse.Namespace) -> Any:
     from edgestudio.bench.sweep import load_config, sweep_plan
     from edgestudio.core.jobs import JobStatus
     from edgestudio.execution.targets import executor_for
-    from edgestudio.workers.manager import JobManager
+    from edgestudio.app.manager import JobManager
 
     planned = sweep_plan(load_config(args.config))
     n_jobs = sum(len(specs) for _, specs in planned)

@@ -69,10 +69,9 @@ def _check_inputs(args: argparse.Namespace, spec: Any) -> None:
 
 def _other_env(model: str) -> bool:
     """Is this model read in another Python environment (a PyTorch file: the ``torch`` environment)?"""
-    from edgestudio.core.catalog import current_env, format_env
-    from edgestudio.core.formats import detect_format
+    from edgestudio.app.pipelines import reads_elsewhere
 
-    return format_env(detect_format(model).value) not in ("default", current_env())
+    return reads_elsewhere(model)
 
 
 def _in_model_env(args: argparse.Namespace, model: str, function: Any, **kwargs: Any) -> Any:
@@ -99,7 +98,7 @@ def _out(args: argparse.Namespace, default: Path) -> Path:
     if out.is_symlink():
         raise UsageError(out, "is a link: EdgeStudio never writes through one (give a plain path)")
     if out.is_dir():
-        from edgestudio.workers.pool import free_name
+        from edgestudio.execution.pool import free_name
 
         return free_name(out.resolve() / default.name)
     if out.exists() and not getattr(args, "overwrite", False):
@@ -122,7 +121,7 @@ def run_job(args: argparse.Namespace, spec: Any, output_name: str | None = None,
     return its result."""
     from edgestudio.core.jobs import JobStatus
     from edgestudio.execution.targets import executor_for
-    from edgestudio.workers.manager import JobManager
+    from edgestudio.app.manager import JobManager
 
     if getattr(args, "timeout", None) and not spec.timeout_s:
         spec.timeout_s = args.timeout

@@ -95,48 +95,39 @@ def _convert_int8(args: argparse.Namespace, src: Path, target: Any) -> dict[str,
                                "'random' for a smoke test whose accuracy is unknown")
     if args.calibration != "random" and not Path(args.calibration).exists():
         raise UsageError(None, f"{args.calibration}: no such file or folder")
+    from edgestudio.app.pipelines import int8_tflite
+    from edgestudio.backends.converters.base import ConvertOptions
+    from edgestudio.bench.inputs import parse_shape_overrides
+    from edgestudio.conversion.engine import default_output
+
     spec = _input_spec(args)
     _check_inputs(args, spec)
-    model, steps, warnings = src, [], []
-    if _other_env(str(src)):  # PyTorch: to ONNX in its environment first
-        from edgestudio.backends.converters.base import ConvertOptions
-        from edgestudio.bench.inputs import parse_shape_overrides
-        from edgestudio.conversion.engine import default_output
-
-        copts = ConvertOptions(opset=args.opset, shapes=parse_shape_overrides(args.shape), inputs=spec.to_dict(),
-                               tolerance=args.tolerance)
-        options = {"to": "onnx", "keep_intermediate": bool(args.workspace), "convert": copts.to_dict()}
-        if args.workspace:
-            first = run_job(args, JobSpec(JobKind.CONVERT, model=str(src), options=options),
-                            output_name=default_output(src, ModelFormat.ONNX, folder=Path("/nonexistent")).name)
-        else:
-            out = _out(args, src.parent / "x").parent
-            first = run_job(args, JobSpec(JobKind.CONVERT, model=str(src), options=options, output=str(
-                default_output(src, ModelFormat.ONNX, folder=out).resolve())))
-        model, steps, warnings = Path(first["output"]), list(first.get("steps", [])), list(first.get("warnings", []))
-        from edgestudio.core.inputspec import InputSpec
-
-        spec = InputSpec(data=spec.data, values=spec.values)  # the ONNX model has its shapes now (NHWC after it)
-    from edgestudio.backends.optimizers.base import OptimizeOptions
-
-    opts = OptimizeOptions(calibration=args.calibration, io_type=args.io_type or "float", inputs=spec.to_dict(),
-                           keep_lossy=False)
     name = f"{src.stem}_int8{'_' + args.io_type + 'io' if args.io_type and args.io_type != 'float' else ''}.tflite"
-    ospec = JobSpec(JobKind.OPTIMIZE, model=str(model), runtime="litert",
-                    options={"method": "int8-static", "options": opts.to_dict(), "keep_reference": bool(args.workspace)})
-    if args.workspace:
-        dest = _out(args, src.parent / name) if args.output else None
-        result = run_job(args, ospec, output_name=dest.name if dest else name)
-        if dest is not None:
-            from edgestudio.core.workspace import copy_model
+    dest = _out(args, src.parent / name) if args.output or not args.workspace else None
+    onnx_folder = None if args.workspace else _out(args, src.parent / "x").parent
 
-            copy_model(Path(result["output"]), dest)
-            result["output"] = str(dest)
-    else:
-        ospec.output = str(_out(args, src.parent / name))
-        result = run_job(args, ospec)
+    def step(job: JobSpec, file_name: str) -> dict[str, Any]:
+        """Each step is a job of its own (recorded in --workspace, the ONNX file in the INT8 model's lineage)."""
+        last = job.kind is JobKind.OPTIMIZE
+        if args.workspace:
+            result = run_job(args, job, output_name=dest.name if last and dest else file_name)
+            if last and dest is not None:  # also put a copy where the user asked for it
+                from edgestudio.core.workspace import copy_model
+
+                copy_model(Path(result["output"]), dest)
+                result["output"] = str(dest)
+            return result
+        job.output = str(dest if last else default_output(src, ModelFormat.ONNX, folder=onnx_folder).resolve())
+        return run_job(args, job)
+
+    copts = ConvertOptions(opset=args.opset, shapes=parse_shape_overrides(args.shape), tolerance=args.tolerance)
+    chain = int8_tflite(src, args.calibration, step, inputs=spec, io_type=args.io_type or "float", name=name,
+                        onnx_name=default_output(src, ModelFormat.ONNX, folder=Path("/nonexistent")).name,
+                        convert=copts, keep_intermediate=bool(args.workspace), keep_reference=bool(args.workspace))
+    result, steps = chain.int8, chain.steps
     result.pop("artifacts", None)
-    result["conversion"] = {"steps": steps, "warnings": warnings, "onnx": str(model) if model != src else None}
+    result["conversion"] = {"steps": steps, "warnings": chain.onnx.get("warnings", []) if chain.onnx else [],
+                            "onnx": chain.onnx["output"] if chain.onnx else None}
     _emit(args, result, lambda d: "\n".join(
         [f"{s['from']:>12} -> {s['to']:<10} {s['converter']:<12} parity " + str((s.get('parity') or {}).get('summary'))
          for s in steps] + [_optimize_text(d)]))

@@ -34,7 +34,9 @@ def cmd_package(args: argparse.Namespace) -> Any:
         "lineage": lineage})
     result = run_job(args, spec, record=False)  # the zip goes where asked, not into the workspace
     lat = result["benchmark"]["latency_ms"]
-    if runtime in ("ort-web", "tfjs"):
+    from edgestudio.packaging.web import web_runtimes
+
+    if runtime in web_runtimes():
         chk = result["page_check"]
         _emit(args, result, lambda d: f"{d['package']}\n  {runtime}: p50 {lat['p50']:.3f} ms in {chk['browser']}; the "
               f"package's page ran in it and matched the native run ({chk['native_runtime']}, max abs diff "
@@ -51,9 +53,9 @@ def cmd_package(args: argparse.Namespace) -> Any:
 def cmd_run(args: argparse.Namespace) -> Any:
     """``run RECIPE.yaml``: replay a recipe; exit code 1 when a gate fails."""
     from edgestudio.core.jobs import JobKind, JobSpec
-    from edgestudio.workers.recipes import load_recipe
+    from edgestudio.app.recipes import load_recipe
 
-    from edgestudio.workers.recipes import check_confined, plan_recipe
+    from edgestudio.app.recipes import check_confined, plan_recipe
 
     recipe = Path(args.recipe).resolve()
     doc = load_recipe(recipe)  # a bad file: its one-line error before anything runs
@@ -67,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> Any:
         return plan
     model = doc["model"] if Path(doc["model"]).is_absolute() else str((recipe.parent / doc["model"]).resolve())
     spec = JobSpec(JobKind.CALL, model=model, options={
-        "function": "edgestudio.workers.recipes:run_recipe", "kwargs": {"recipe": str(recipe),
+        "function": "edgestudio.app.recipes:run_recipe", "kwargs": {"recipe": str(recipe),
                                                                          "allow_outside": args.allow_outside}})
     if args.workspace:
         result = run_job(args, spec, output_name=recipe.stem)

@@ -16,7 +16,9 @@ from edgestudio.cli.optimize import cmd_distill, cmd_optimize, cmd_rescue
 from edgestudio.cli.package import cmd_package, cmd_run
 from edgestudio.cli.targets import cmd_agent, cmd_devices, cmd_envs, cmd_targets
 from edgestudio.cli.workspace import cmd_import, cmd_jobs, cmd_models
+from edgestudio.core.catalog import native_runtime
 from edgestudio.core.errors import UsageError
+from edgestudio.core.formats import ModelFormat
 
 
 class _Parser(argparse.ArgumentParser):
@@ -270,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "guard passes (searched with the per-layer comparison)")
     p.add_argument("model", help="the float model: ONNX (onnxruntime, openvino), OpenVINO IR (openvino), Keras or "
                                  "SavedModel (litert)")
-    p.add_argument("--runtime", default="onnxruntime", help="whose INT8, among the runtimes that can keep layers in "
+    p.add_argument("--runtime", default=native_runtime(ModelFormat.ONNX.value),
+                   help="whose INT8, among the runtimes that can keep layers in "
                    "float (onnxruntime: nodes_to_exclude, openvino: NNCF ignored_scope, litert: the TFLite debugger's "
                    "denylist; default onnxruntime)")
     p.add_argument("--max-steps", type=_bounded("max_steps"), default=8, help="at most this many attempts after plain "

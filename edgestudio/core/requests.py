@@ -128,7 +128,7 @@ REQUEST_TYPES: dict[str, type] = {
 
 
 def register_request(kind: str, request_type: type) -> None:
-    """A new job kind's request type (with its task in ``edgestudio.workers.tasks.TASKS``)."""
+    """A new job kind's request type (with its task in ``edgestudio.jobs.tasks.TASKS``)."""
     REQUEST_TYPES[kind] = request_type
 
 

@@ -1,2 +1,2 @@
-"""Where jobs run besides this process's worker pool: Python environments (now), later remote agents, browsers,
-Ray. Qt-free; the protocol is versioned dataclasses (:mod:`edgestudio.execution.messages`)."""
+"""Where jobs run: every executor (the local worker pool, Python environments, remote agents, Ray) and placement,
+the one place that decides where a job goes. Qt-free; what crosses a process is :mod:`edgestudio.jobs.messages`."""

@@ -4,7 +4,7 @@ An :class:`Executor` starts typed jobs (:class:`~edgestudio.core.jobs.JobSpec`) 
 :class:`~edgestudio.core.jobs.JobEvent` to its subscribers: queued, started, progress, log, samples, finished.
 It can cancel a job, describe the target it runs on, and fetch a finished job's artifacts. Implementations:
 
-- ``local``: the spawned worker pool (:class:`edgestudio.workers.pool.WorkerPool`);
+- ``local``: the spawned worker pool (:class:`edgestudio.execution.pool.WorkerPool`);
 - ``env:NAME``: a Python environment's own interpreter (:class:`edgestudio.execution.envs.EnvExecutor`);
 - ``agent:NAME``: a remote device (:class:`edgestudio.execution.remote.RemoteExecutor`);
 - ``ray``: a Ray cluster (:class:`edgestudio.execution.ray_executor.RayExecutor`);
@@ -29,7 +29,7 @@ from typing import Any
 from edgestudio.core.errors import EdgeStudioError, describe_exception
 from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus, new_job_id
 from edgestudio.core.progress import CancelToken
-from edgestudio.execution.messages import JobMessage
+from edgestudio.jobs.messages import JobMessage
 
 log = logging.getLogger(__name__)
 

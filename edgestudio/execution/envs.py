@@ -29,8 +29,8 @@ from edgestudio.core.jobs import JobRecord, JobSpec, JobStatus, new_job_id
 from edgestudio.core.process import base_python, frozen, helper_command
 from edgestudio.core.progress import CancelToken, ProgressCallback, noop_progress
 from edgestudio.execution.base import TargetInfo, ThreadedExecutor
-from edgestudio.execution.messages import CancelRequest, JobMessage, ProtocolError, RunRequest, decode, encode
-from edgestudio.workers.pool import publish_staging, staging_folder
+from edgestudio.jobs.messages import CancelRequest, JobMessage, ProtocolError, RunRequest, decode, encode
+from edgestudio.execution.pool import publish_staging, staging_folder
 
 NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
@@ -133,7 +133,7 @@ def _env_vars(name: str | None = None) -> dict[str, str]:
 def health_check(name: str) -> EnvInfo:
     """Import EdgeStudio's job runner in the environment; records the answer in env.json."""
     info = get_env(name)
-    code = "import sys, numpy, edgestudio.workers.tasks; print(sys.version.split()[0])"
+    code = "import sys, numpy, edgestudio.jobs.tasks; print(sys.version.split()[0])"
     r = subprocess.run([info.python, "-c", code], capture_output=True, text=True, env=_env_vars(), timeout=120)
     folder = Path(info.path)
     meta = json.loads((folder / "env.json").read_text())
@@ -352,18 +352,6 @@ def target_info(info: EnvInfo) -> TargetInfo:
 
 
 # ----------------------------------------------------------------------------------- as pool jobs (studio)
-def run_job_in_env(ctx: Any, env: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """A worker-pool job (``JobKind.CALL``) that runs ``spec`` in environment ``env``: its progress, log lines
-    and live latency samples are forwarded, so the studio shows an environment's job like any other."""
-    from edgestudio.workers.tasks import forward_to_env
-
-    job = JobSpec.from_dict(spec)
-    ctx.log(f"running {job.kind.value} in environment {env} ({get_env(env).python})")
-    result = forward_to_env(env, job, ctx)
-    result["env"] = env
-    return result
-
-
 def create_env_job(ctx: Any, name: str, requirements: list[str]) -> dict[str, Any]:
     """A worker-pool job that creates an environment, with pip's progress."""
     return create_env(name, list(requirements), progress=ctx.progress, cancel=ctx.cancel, log=ctx.log).to_dict()

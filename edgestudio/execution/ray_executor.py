@@ -17,22 +17,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edgestudio.core.errors import EdgeStudioError, UsageError
+from edgestudio.core.errors import UsageError
 from edgestudio.core.jobs import JobKind, JobRecord, JobSpec, JobStatus
 from edgestudio.core.progress import CancelToken
 from edgestudio.execution.base import TargetInfo, ThreadedExecutor
-from edgestudio.execution.messages import JobMessage
+from edgestudio.jobs.messages import JobMessage
 
 
 def _run_task(spec_dict: dict[str, Any], job_id: str, live: Any = None) -> dict[str, Any]:
-    """In a Ray worker: run one job with EdgeStudio's own runner; its messages go to the ``live`` queue as they
+    """In a Ray worker: run one job with EdgeStudio's one runner; its messages go to the ``live`` queue as they
     happen (dropped, never waited for, when the queue is full), and its log lines also come back with the result."""
     import platform
 
-    from edgestudio.core.errors import Cancelled, describe_exception
-    from edgestudio.core.jobs import JobSpec
-    from edgestudio.workers.context import JobContext
-    from edgestudio.workers.tasks import run_job
+    from edgestudio.execution.placement import run_placed
+    from edgestudio.jobs.runner import run_one
 
     lines: list[str] = []
 
@@ -44,9 +42,7 @@ def _run_task(spec_dict: dict[str, Any], job_id: str, live: Any = None) -> dict[
             # while it waits, and Ray would place another benchmark on its node meanwhile
             live.actor.put_nowait.remote((msg.type, msg.data))
 
-    spec = JobSpec.from_dict(spec_dict)
-    ctx = JobContext(job_id, send, CancelToken(), None)
-    node = {"node": platform.node(), "pid": os.getpid()}
+    node: dict[str, Any] = {"node": platform.node(), "pid": os.getpid()}
     try:
         import ray
 
@@ -54,16 +50,14 @@ def _run_task(spec_dict: dict[str, Any], job_id: str, live: Any = None) -> dict[
     except Exception:  # noqa: BLE001 - outside a Ray worker (tests call this directly)
         pass
     started = time.time()
-    try:
-        result = dict(run_job(spec, ctx))
-        ctx.flush()
-        result["executed_on"] = {**node, "started": started, "finished": time.time()}
-        return {"status": "succeeded", "result": result, "log": lines[-50:]}
-    except Cancelled:
+    outcome = run_one(job_id, spec_dict, send, CancelToken(), None, run=run_placed,
+                      tag=lambda r: {**r, "executed_on": {**node, "started": started, "finished": time.time()}})
+    msg = outcome.message
+    if msg.type == "done":
+        return {"status": "succeeded", "result": msg.data["result"], "log": lines[-50:]}
+    if msg.type == "cancelled":
         return {"status": "cancelled", "log": lines[-50:]}
-    except BaseException as exc:  # noqa: BLE001 - the driver gets one message, never a Ray traceback
-        error = exc.one_line() if isinstance(exc, EdgeStudioError) else describe_exception(exc, spec.model)
-        return {"status": "failed", "error": error, "log": lines[-50:]}
+    return {"status": "failed", "error": msg.data.get("error", "failed"), "log": lines[-50:]}
 
 
 class RayExecutor(ThreadedExecutor):

@@ -3,8 +3,8 @@
 A device is registered once (``edgestudio devices add NAME --host H --port P --token T``; kept in
 ``devices.json`` in the user's config folder, readable by the user only). Its target name is ``agent:NAME``.
 A job for it uploads what it reads (the model, a dataset: zipped, content-addressed by SHA-256, sent only when
-the agent lacks it), sends the :class:`~edgestudio.execution.messages.RunRequest` with ``cas:`` references, and
-relays the :class:`~edgestudio.execution.messages.JobMessage` stream (progress, log, latency samples measured on
+the agent lacks it), sends the :class:`~edgestudio.jobs.messages.RunRequest` with ``cas:`` references, and
+relays the :class:`~edgestudio.jobs.messages.JobMessage` stream (progress, log, latency samples measured on
 the device) until the job ends. A connection that drops mid-job fails the job with that reason; the next job
 connects again.
 
@@ -31,7 +31,7 @@ from edgestudio.core.errors import Cancelled, EdgeStudioError, UsageError
 from edgestudio.core.jobs import JobKind, JobRecord, JobSpec, JobStatus, new_job_id
 from edgestudio.core.progress import CancelToken
 from edgestudio.execution.base import TargetInfo, ThreadedExecutor
-from edgestudio.execution.messages import CancelRequest, JobMessage, RunRequest, decode, encode
+from edgestudio.jobs.messages import CancelRequest, JobMessage, RunRequest, decode, encode
 
 AGENT_PREFIX = "agent:"
 DEVICE_MARK = "@agent:"
@@ -372,6 +372,16 @@ def remote_bench(device: str, log: Callable[[str], None] = lambda s: None
 
     facts = client.facts()
     return bench, sorted({d["runtime"] for d in facts.get("devices", []) if d.get("device") == local})
+
+
+def is_remote(device: str | None) -> bool:
+    """Whether ``device`` names a device on an agent (``CPU@agent:pi``)."""
+    return bool(device) and DEVICE_MARK in str(device)
+
+
+def on_agent(device: str, agent: str) -> str:
+    """The name of ``device`` on agent ``agent``: ``CPU`` on ``pi`` -> ``CPU@agent:pi``."""
+    return f"{device}{DEVICE_MARK}{agent}"
 
 
 def split_remote(device: str | None) -> tuple[str | None, str | None]:

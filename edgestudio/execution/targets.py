@@ -65,7 +65,7 @@ def executor_for(target: str | None, *, max_workers: int | None = None, **pool_o
         return RemoteExecutor(device, max_workers or 1)
     env = env_name(target)
     if env is None:
-        from edgestudio.workers.pool import WorkerPool
+        from edgestudio.execution.pool import WorkerPool
 
         return WorkerPool(max_workers, **pool_options)  # type: ignore[arg-type]
     from edgestudio.execution.envs import EnvExecutor

@@ -136,7 +136,7 @@ class WindowActions:
 
     # ------------------------------------------------------------------------------------------- recipes
     def export_recipe(self, model_id: int, path: str | Path) -> dict[str, Any]:
-        from edgestudio.workers.recipes import export_recipe
+        from edgestudio.app.recipes import export_recipe
 
         recipe = export_recipe(self.workspace, model_id, path)
         self.statusBar().showMessage(f"Recipe written to {path} ({len(recipe['steps'])} steps): "
@@ -157,7 +157,7 @@ class WindowActions:
         """Replay a recipe as a job: its artifacts join this workspace's lineage; the verdicts go to the job log and
         the status bar."""
         from edgestudio.core.errors import UsageError
-        from edgestudio.workers.recipes import check_confined, load_recipe, recipe_paths
+        from edgestudio.app.recipes import check_confined, load_recipe, recipe_paths
 
         recipe = Path(path).resolve()
         doc = load_recipe(recipe)
@@ -179,7 +179,7 @@ class WindowActions:
             allow_outside = True
         model = doc["model"] if Path(doc["model"]).is_absolute() else str((recipe.parent / doc["model"]).resolve())
         job = self.bridge.submit(JobSpec(JobKind.CALL, model=model, options={
-            "function": "edgestudio.workers.recipes:run_recipe",
+            "function": "edgestudio.app.recipes:run_recipe",
             "kwargs": {"recipe": str(recipe), "allow_outside": allow_outside}}), output_name=recipe.stem)
         self.router.add(job, "recipe", self.router.recipe_finished, recipe.name)
         self.docks["jobs"].show()

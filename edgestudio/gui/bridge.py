@@ -10,7 +10,7 @@ from PySide6.QtCore import QObject, Signal
 
 from edgestudio.core.jobs import JobEvent, JobSpec
 from edgestudio.core.workspace import Workspace
-from edgestudio.workers.manager import JobManager
+from edgestudio.app.manager import JobManager
 
 
 # Workers run below the GUI's CPU priority: a conversion or a benchmark using every core must never delay a
@@ -39,7 +39,7 @@ class JobBridge(QObject):
                  warm_imports: tuple[str, ...] = (), nice: int = WORKER_NICE, executor: Any = None) -> None:
         """``executor``: where the jobs run (default: the local worker pool; e.g. a Ray cluster)."""
         super().__init__()
-        from edgestudio.workers.pool import WorkerPool
+        from edgestudio.execution.pool import WorkerPool
 
         self.workspace = workspace
         self.manager = JobManager(workspace, executor=executor or WorkerPool(max_workers, warm_imports=warm_imports,

@@ -33,17 +33,17 @@ from edgestudio.gui.wording import ended_text, fix_for, studio_text
 HIDDEN_KINDS = {"call", "inspect"}  # the app's own housekeeping (device list, details), not the user's work
 #: calls that are the user's work (a row each, as the CLI's `jobs` lists them), by the words the row says
 USER_CALLS = {
-    "edgestudio.workers.tasks:run_microcontroller": "microcontroller",
+    "edgestudio.app.pipelines:run_microcontroller": "microcontroller",
     "edgestudio.optimization.rescue:rescue": "rescue",
     "edgestudio.optimization.distill:distill": "distill",
-    "edgestudio.workers.recipes:run_recipe": "recipe",
+    "edgestudio.app.recipes:run_recipe": "recipe",
     "edgestudio.bench.layers:compare_layers": "why accuracy dropped",
     "edgestudio.bench.layers:compare_chain": "whole chain, layer by layer",
     "edgestudio.bench.profile:profile_model": "profile layers",
     "edgestudio.bench.throughput:throughput_sweep": "throughput sweep",
     "edgestudio.bench.compare:runtime_agreement": "runtimes agree?",
     "edgestudio.execution.block_server:paired_benchmark": "paired round",
-    "edgestudio.execution.envs:run_job_in_env": "bench in environment",
+    "edgestudio.execution.placement:run_job_in_env": "bench in environment",
 }
 
 

@@ -21,7 +21,17 @@ from edgestudio.core.jobs import JobKind, JobSpec
 def runtimes_for(fmt: Any) -> list[str]:
     from edgestudio.backends.runtimes import runtimes_for_format
 
-    return runtimes_for_format(fmt) or ["onnxruntime"]
+    from edgestudio.core.catalog import native_runtime
+    from edgestudio.core.formats import ModelFormat
+
+    return runtimes_for_format(fmt) or [native_runtime(ModelFormat.ONNX.value) or "onnxruntime"]
+
+
+def local_runtimes(fmt: Any) -> list[str]:
+    """The runtimes of ``fmt`` that run in this app's own Python (not in a browser, not in another environment)."""
+    from edgestudio.backends.runtimes import RUNTIMES
+
+    return [n for n in runtimes_for(fmt) if not RUNTIMES.get(n).in_browser and RUNTIMES.get(n).env() == "default"]
 
 
 def package_runtimes_for(fmt: str) -> list[tuple[str, str]]:
@@ -161,8 +171,8 @@ class ModelActions:
         if name == "throughput":
             from edgestudio.gui.throughput_view import ThroughputDialog
 
-            runs = [rt for rt in ("onnxruntime", "openvino", "litert") if rt in runtimes_for(entry.format)]
-            self.throughput_dialog = ThroughputDialog(self, entry.path, runs or ["onnxruntime"],
+            runs = local_runtimes(entry.format)  # overlapping requests in this machine's own processes
+            self.throughput_dialog = ThroughputDialog(self, entry.path, runs or runtimes_for(entry.format)[:1],
                                                      inputs=self.inputs_for(model_id))
             self.throughput_dialog.show()
             if runs:
@@ -292,7 +302,7 @@ class ModelActions:
         entry = self.workspace.model(model_id)
         if dataset is ...:
             dataset = self.data_for(model_id).get("evaluation")
-        rt = runtime or default_package_runtime(entry.format) or "onnxruntime"
+        rt = runtime or default_package_runtime(entry.format) or runtimes_for(entry.format)[0]
         job = self.bridge.submit(JobSpec(JobKind.PACKAGE, model=entry.path, runtime=rt, output=str(Path(out_zip).resolve()),
                                          options={"dataset": dataset, "tflm": tflm,
                                                   "inputs": self.inputs_for(model_id),
@@ -319,7 +329,7 @@ class ModelActions:
         if env:
             from edgestudio.core.catalog import native_runtime
 
-            rt = runtime or native_runtime(entry.format.value) or "onnxruntime"
+            rt = runtime or native_runtime(entry.format.value) or runtimes_for(entry.format)[0]
         else:
             rt = runtime or runtimes_for(entry.format)[0]
         # keep_samples=False: the chart has them from the live stream; shipping 100k floats back through
@@ -329,7 +339,7 @@ class ModelActions:
                                 "threads": threads, "duration_s": duration_s, "inputs": self.inputs_for(model_id)})
         if env:
             spec = JobSpec(JobKind.CALL, model=entry.path, runtime=rt, exclusive=True, options={
-                "function": "edgestudio.execution.envs:run_job_in_env", "kwargs": {"env": env, "spec": spec.to_dict()}})
+                "function": "edgestudio.execution.placement:run_job_in_env", "kwargs": {"env": env, "spec": spec.to_dict()}})
         job = self.bridge.submit(spec)
         self.router.add(job, "bench", self.router.bench_finished, model_id)
         self.live.start(job, f"{entry.name} on {rt}" + (f"/{device}" if device != "CPU" else "")

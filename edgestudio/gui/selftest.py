@@ -20,6 +20,17 @@ from pathlib import Path
 from typing import Any
 
 
+def native_benches() -> list[tuple[str, str]]:
+    """The self-test's benchmarks: each sample format's own runtime (the catalog's), on the sample or the file an
+    earlier check converted it to."""
+    from edgestudio.core.catalog import native_runtime
+    from edgestudio.core.formats import ModelFormat
+
+    files = (("digits_cnn.onnx", ModelFormat.ONNX), ("digits.xml", ModelFormat.OPENVINO),
+             ("digits_cnn.tflite", ModelFormat.TFLITE))
+    return [(f, rt) for f, fmt in files if (rt := native_runtime(fmt.value))]
+
+
 def run_self_test(only: list[str] | None = None) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QSettings
@@ -47,7 +58,7 @@ def run_self_test(only: list[str] | None = None) -> int:
         "inspect": JobSpec(JobKind.INSPECT, model=str(sample)),
         "convert": JobSpec(JobKind.CONVERT, model=str(sample), options={"to": "openvino"},
                            output=str(tmp / "digits_cnn.xml")),
-        "bench": JobSpec(JobKind.BENCH, model=str(sample), runtime="onnxruntime", options={"iterations": 200}),
+        "bench": JobSpec(JobKind.BENCH, model=str(sample), options={"iterations": 200}),  # its format's runtime
     }
     ok = True
     for name, spec in jobs.items():
@@ -195,7 +206,11 @@ def capabilities(only: list[str] | None = None) -> list[dict[str, Any]]:
 
         if not available_browsers():
             raise Skip("no Chromium-family browser and no QtWebEngine here (apt-get install chromium)")
-        return p50(cli("bench", str(s / "digits_cnn.onnx"), "--runtime", "ort-web", "--iterations", "20"))
+        from edgestudio.backends.runtimes import RUNTIMES
+        from edgestudio.core.formats import ModelFormat
+
+        web = next(n for n, c in RUNTIMES.all().items() if c.in_browser and ModelFormat.ONNX in c.formats)
+        return p50(cli("bench", str(s / "digits_cnn.onnx"), "--runtime", web, "--iterations", "20"))
 
     def environment() -> str:
         from edgestudio.core.process import base_python
@@ -244,8 +259,7 @@ def capabilities(only: list[str] | None = None) -> list[dict[str, Any]]:
     checks: list[tuple[str, Callable[[], str]]] = [
         ("inspect", inspect), ("convert openvino", to_openvino), ("convert tflite", to_tflite),
         ("convert tfjs", to_tfjs), ("int8 onnx", int8_onnx), ("int8 tflite", int8_tflite), ("tflm", tflm),
-        ("bench onnxruntime", bench("digits_cnn.onnx", "onnxruntime")),
-        ("bench openvino", bench("digits.xml", "openvino")), ("bench litert", bench("digits_cnn.tflite", "litert")),
+        *((f"bench {rt}", bench(f, rt)) for f, rt in native_benches()),
         ("bench browser", browser), ("environment", environment), ("agent", agent)]
     rows = []
     for name, check in checks:

@@ -227,13 +227,14 @@ def mcu_route(src: ModelFormat) -> list[tuple[str, str]]:
     """The microcontroller job's hops from ``src``, as it will run them: (step, what it gives); ConversionError when
     it has none. PyTorch goes to ONNX first; then to a format LiteRT's INT8 quantizer takes; then INT8 TFLite."""
     from edgestudio.backends.optimizers.base import find_optimizer
+    from edgestudio.backends.runtimes import runtime_for_format
     from edgestudio.optimization.engine import planned_source
 
     hops: list[tuple[str, str]] = []
     if src in (ModelFormat.PT2, ModelFormat.TORCHSCRIPT):
         hops += [(h.converter, h.target.value) for h in plan_conversion(src, ModelFormat.ONNX).hops]
         src = ModelFormat.ONNX
-    cls = find_optimizer("int8-static", "litert")
+    cls = find_optimizer("int8-static", runtime_for_format(ModelFormat.TFLITE))
     _, plan = planned_source(src, cls.sources)
     hops += [(h.converter, h.target.value) for h in (plan.hops if plan is not None else [])]
     hops.append(("int8-static (LiteRT)", "INT8 tflite"))
@@ -291,7 +292,7 @@ class RunPage(QWizardPage):
         if w.microcontroller():
             inputs = dict(w.inputs_for(src.id)) if w.inputs_for is not None else {}
             job = w.bridge.submit(JobSpec(JobKind.CALL, model=src.path, options={
-                "function": "edgestudio.workers.tasks:run_microcontroller",
+                "function": "edgestudio.app.pipelines:run_microcontroller",
                 "kwargs": {"model": src.path, "calibration": w.options_page.calibration.text(),
                            "io_type": w.options_page.io_type.currentText(), "inputs": inputs}}),
                 output_name=f"{Path(src.path).stem}_mcu")

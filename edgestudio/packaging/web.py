@@ -61,7 +61,7 @@ def build_web_package(model: str | Path, out_zip: str | Path, *, runtime: str = 
     from edgestudio.backends.browser import encode_array, open_browser, runtime_files
     from edgestudio.backends.runtimes import get_runtime
     from edgestudio.bench.latency import BenchConfig, run_benchmark
-    from edgestudio.core.formats import ModelFormat, detect_format
+    from edgestudio.core.formats import detect_format
     from edgestudio.core.inputspec import InputSpec, make_feeds
     from edgestudio.packaging.deploy import (copy_package_files, copy_regular_file, naming_the_model, package_files,
                                              safe_name, write_package_zip)

@@ -7,7 +7,7 @@ import time
 
 from edgestudio.core.jobs import JobKind, JobSpec, JobStatus
 from edgestudio.core.workspace import Workspace
-from edgestudio.workers.manager import JobManager
+from edgestudio.app.manager import JobManager
 
 
 def main(root: str, model: str) -> None:

@@ -1,4 +1,5 @@
-"""The worker process: receives jobs on its pipe, runs them, sends events back on the same pipe.
+"""The local pool's worker process: receives jobs on its pipe, runs them with the one job runner
+(:mod:`edgestudio.jobs.runner`, placement deciding where each goes), sends messages back on the same pipe.
 
 One pipe per worker (not a shared queue): a worker killed in the middle of a write can only break its own
 channel, never block its siblings.
@@ -11,8 +12,6 @@ import os
 import signal
 import sys
 import threading
-import traceback
-from pathlib import Path
 from typing import Any
 
 WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "OMP_WAIT_POLICY": "PASSIVE"}
@@ -34,7 +33,7 @@ _REAL_STDERR = 2
 
 
 def _capture_output(conn: Any) -> tuple[Any, list[str | None]]:
-    from edgestudio.execution.messages import JobMessage
+    from edgestudio.jobs.messages import JobMessage
 
     """Route everything written to fd 1 and 2 (libraries print: tf2onnx, Keras, TensorFlow's C++ logs)
     into the current job's log, so the app's own stdout (maybe ``--json``) and stderr stay clean.
@@ -94,12 +93,10 @@ def worker_main(conn: Any, cancel_event: Any, warm_imports: tuple[str, ...] = ()
         tempfile.tempdir = tmp
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal is for the app, which cancels jobs
     faulthandler.enable(file=os.fdopen(os.dup(_REAL_STDERR), "w"))
-    from edgestudio.core.errors import Cancelled, EdgeStudioError, describe_exception
-    from edgestudio.core.jobs import JobSpec
     from edgestudio.core.progress import CancelToken
-    from edgestudio.execution.messages import PROTOCOL_VERSION, JobMessage, RunRequest
-    from edgestudio.workers.context import JobContext
-    from edgestudio.workers.tasks import run_job
+    from edgestudio.execution.placement import run_placed
+    from edgestudio.jobs.messages import PROTOCOL_VERSION, JobMessage, RunRequest
+    from edgestudio.jobs.runner import run_one
 
     for name in warm_imports:
         try:
@@ -118,31 +115,12 @@ def worker_main(conn: Any, cancel_event: Any, warm_imports: tuple[str, ...] = ()
         if not isinstance(msg, RunRequest) or msg.v != PROTOCOL_VERSION:
             send(JobMessage("failed", getattr(msg, "job_id", None), {"error": f"not a run request: {msg!r}"[:300]}))
             continue
-        job_id, spec_dict, staging = msg.job_id, msg.spec, msg.staging
         cancel_event.clear()
-        current[0] = job_id
-        spec = JobSpec.from_dict(spec_dict)
-        ctx = JobContext(job_id, send, token, Path(staging) if staging else None)
+        current[0] = msg.job_id
+        outcome = run_one(msg.job_id, msg.spec, send, token, msg.staging, run=run_placed)
         try:
-            result = run_job(spec, ctx)
-            ctx.flush()
-            send(JobMessage("done", job_id, {"result": result}))
-        except Cancelled:
-            ctx.flush()
-            send(JobMessage("cancelled", job_id, {}))
-        except MemoryError:
-            ctx.flush()
-            send(JobMessage("failed", job_id, {"error": describe_exception(MemoryError("out of memory"), spec.model),
-                                                 "log": []}))
-        except BaseException as exc:  # noqa: BLE001 - report everything, keep serving
-            ctx.flush()
-            tb = traceback.format_exc().splitlines()[-15:]
-            if isinstance(exc, EdgeStudioError) and exc.path is None and spec.model and not getattr(exc, "named", False):
-                exc.path = spec.model  # every job error names the file it is about
-            error = exc.one_line() if isinstance(exc, EdgeStudioError) else describe_exception(exc, spec.model)
-            try:
-                send(JobMessage("failed", job_id, {"error": error, "log": tb}))
-            except (OSError, ValueError):
-                return
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                return
+            send(outcome.message)
+        except (OSError, ValueError):
+            return
+        if outcome.stop:
+            return

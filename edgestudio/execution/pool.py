@@ -34,7 +34,7 @@ from edgestudio.core.owners import (
     write_owner,
 )
 from edgestudio.execution.base import ExecutorBase, TargetInfo
-from edgestudio.execution.messages import PROTOCOL_VERSION, JobMessage, RunRequest
+from edgestudio.jobs.messages import PROTOCOL_VERSION, JobMessage, RunRequest
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def clean_dead_worker_folders() -> list[Path]:
 
 class _Worker:
     def __init__(self, ctx: Any, warm_imports: tuple[str, ...], nice: int = 0) -> None:
-        from edgestudio.workers.worker import worker_main
+        from edgestudio.execution.pool_worker import worker_main
 
         self.conn, child = ctx.Pipe(duplex=True)
         self.cancel_event = ctx.Event()

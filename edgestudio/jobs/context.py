@@ -1,6 +1,6 @@
 """What a job function gets inside a worker: progress, log, live samples, cancel token, a staging folder.
 
-Everything it reports leaves as :class:`~edgestudio.execution.messages.JobMessage` (the execution-target
+Everything it reports leaves as :class:`~edgestudio.jobs.messages.JobMessage` (the execution-target
 protocol), whether the worker is a pool process, an environment's interpreter or, later, a remote agent."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgestudio.core.progress import CancelToken
-from edgestudio.execution.messages import JobMessage
+from edgestudio.jobs.messages import JobMessage
 
 SAMPLE_FLUSH_S = 0.05  # latency samples travel in small batches: live on screen, cheap on the pipe
 

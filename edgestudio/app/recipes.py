@@ -281,8 +281,8 @@ def run_recipe(recipe: str | Path, output: str | Path, *, progress: ProgressCall
     from edgestudio.core.catalog import output_format
     from edgestudio.core.formats import ModelFormat, detect_format, output_name
     from edgestudio.core.jobs import JobKind, JobSpec
-    from edgestudio.workers.context import JobContext
-    from edgestudio.workers.tasks import run_job
+    from edgestudio.jobs.context import JobContext
+    from edgestudio.execution.placement import run_placed
 
     path = Path(recipe).resolve()
     doc = load_recipe(path)
@@ -374,7 +374,7 @@ def run_recipe(recipe: str | Path, output: str | Path, *, progress: ProgressCall
                            options={"dataset": here(body.get("dataset")), "inputs": inputs})
             ctx.staging = None
         try:
-            result = run_job(spec, ctx)
+            result = run_placed(spec, ctx)
             ctx.flush()
             error = None
         except EdgeStudioError as exc:
