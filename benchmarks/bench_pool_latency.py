@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgestudio.core.jobs import JobEvent, JobKind, JobSpec  # noqa: E402
 from edgestudio.execution.base import Executor  # noqa: E402
-from edgestudio.workers.pool import WorkerPool  # noqa: E402
+from edgestudio.execution.pool import WorkerPool  # noqa: E402
 
 SAMPLE = ROOT / "resources" / "samples"
 
