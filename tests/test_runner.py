@@ -103,3 +103,28 @@ def _uses_the_job_functions(path: Path) -> bool:
                 node.module == "edgestudio.jobs" and any(a.name == "tasks" for a in node.names))):
             return True
     return False
+
+
+def test_a_job_names_where_it_runs_as_a_target_and_a_remote_device_becomes_one() -> None:
+    """Users name a device agent's device CPU@agent:pi; the spec keeps device and target apart (placement routes on
+    the target), and gives the users' name back for lists and rows."""
+    from edgestudio.core.errors import UsageError
+
+    spec = JobSpec(JobKind.BENCH, model=MODEL, device="CPU@agent:pi")
+    assert (spec.device, spec.target, spec.agent, spec.env, spec.where) == ("CPU", "agent:pi", "pi", None, "CPU@agent:pi")
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+    assert JobSpec(JobKind.BENCH, model=MODEL, target="env:torch").env == "torch"
+    for bad in ("ray", "env:", "pi"):
+        with pytest.raises(UsageError, match="unknown job target"):
+            JobSpec(JobKind.BENCH, model=MODEL, target=bad)
+    with pytest.raises(UsageError, match="on agent pi, but the job's target is env:x"):
+        JobSpec(JobKind.BENCH, model=MODEL, device="GPU@agent:pi", target="env:x")
+
+
+def test_a_job_sent_to_an_environment_that_does_not_exist_says_so(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGESTUDIO_ENVS", str(tmp_path / "envs"))
+    end, _ = _run(JobSpec(JobKind.BENCH, model=MODEL, target="env:nosuch", options={"iterations": 3}),
+                  run=__import__("edgestudio.execution.placement", fromlist=["run_placed"]).run_placed)
+    assert end.type == "failed" and "'nosuch' Python environment" in end.data["error"], end.data
+    assert "edgestudio envs create nosuch" in end.data["error"]

@@ -20,6 +20,13 @@ class JobKind(str, enum.Enum):
     CALL = "call"  # run an importable function ``module:function`` (extensions, tests)
 
 
+#: how users name a device of a device agent: ``CPU@agent:pi`` is the CPU of the agent ``pi``. A spec keeps the
+#: two apart (``device="CPU"``, ``target="agent:pi"``); the joined name is only for people (lists, rows, columns).
+REMOTE_DEVICE = "@agent:"
+#: the targets a job may name: a Python environment or a device agent (None: placement decides, here by default)
+TARGET_KINDS = ("env", "agent")
+
+
 class JobStatus(str, enum.Enum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -49,9 +56,42 @@ class JobSpec:
     # short and light (seconds, little memory): may run beside a long job in a worker of its own instead of
     # waiting behind it; default: inspections are
     quick: bool | None = None
+    # where it runs: "env:NAME" (a Python environment), "agent:NAME" (a device agent), or None: placement decides
+    # (here, or the environment the model or the optimizer needs). A device named the users' way, CPU@agent:pi,
+    # becomes device CPU on target agent:pi.
+    target: str | None = None
 
     def __post_init__(self) -> None:
+        from edgestudio.core.errors import UsageError
+
         self.kind = JobKind(self.kind)
+        if self.device and REMOTE_DEVICE in self.device:
+            local, _, name = self.device.partition(REMOTE_DEVICE)
+            if self.target not in (None, f"agent:{name}"):
+                raise UsageError(self.model, f"device {self.device} is on agent {name}, but the job's target is "
+                                             f"{self.target}")
+            self.device, self.target = local or "CPU", f"agent:{name}"
+        if self.target is not None:
+            kind, _, name = str(self.target).partition(":")
+            if kind not in TARGET_KINDS or not name:
+                raise UsageError(self.model, f"unknown job target {self.target!r}: env:NAME (a Python environment) "
+                                             "or agent:NAME (a device agent)")
+
+    @property
+    def agent(self) -> str | None:
+        """The device agent this job runs on, or None."""
+        return self.target.partition(":")[2] if self.target and self.target.startswith("agent:") else None
+
+    @property
+    def env(self) -> str | None:
+        """The Python environment this job was sent to, or None."""
+        return self.target.partition(":")[2] if self.target and self.target.startswith("env:") else None
+
+    @property
+    def where(self) -> str:
+        """The device as users name it: CPU, or CPU@agent:pi for a device agent's."""
+        device = self.device or "CPU"
+        return f"{device}{REMOTE_DEVICE}{self.agent}" if self.agent else device
 
     @classmethod
     def of(cls, request: Any, **fields: Any) -> JobSpec:

@@ -1,7 +1,8 @@
 """Placement: the one place that decides where a job runs. Every worker loop runs its jobs through
 :func:`run_placed` (with the one runner, :mod:`edgestudio.jobs.runner`); the job functions never route.
 
-- A job for a remote device (``DEVICE@agent:NAME``) goes to that agent; this process relays its messages.
+- A job whose target is a device agent (``agent:NAME``; users name its devices ``CPU@agent:NAME``) goes to that
+  agent; a job whose target is a Python environment (``env:NAME``) goes there. This process relays their messages.
 - A job whose model is read in another Python environment (a PyTorch model: ``torch``), or whose optimizer lives in
   one (ExecuTorch's INT8: ``executorch``), goes to that environment.
 - A conversion whose hops need different environments is cut into segments, each run where its converters live,
@@ -26,16 +27,17 @@ REMOTE_KINDS = (JobKind.BENCH, JobKind.EVAL, JobKind.INSPECT)
 def run_placed(spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
     """Run ``spec`` where it belongs: on a device agent, in another environment, or here."""
     from edgestudio.core.catalog import current_env
-    from edgestudio.execution.remote import is_remote
 
     spec.validate()
-    if spec.device and is_remote(spec.device):  # a remote device: the agent runs it, this process relays
+    if spec.agent:  # a device agent runs it, this process relays
         if spec.kind not in REMOTE_KINDS:
-            raise UsageError(spec.model, f"a {spec.kind.value} job runs here, not on {spec.device}: make the "
+            raise UsageError(spec.model, f"a {spec.kind.value} job runs here, not on {spec.where}: make the "
                                          "variant here, then bench or compare it on the device")
         from edgestudio.execution.remote import forward_to_agent
 
-        return forward_to_agent(spec.device, spec, ctx)
+        return forward_to_agent(spec, ctx)
+    if spec.env and spec.env != current_env():  # the environment the job was sent to
+        return {**forward_to_env(spec.env, spec, ctx), "env": spec.env}
     own = optimizer_env(spec) if spec.kind is JobKind.OPTIMIZE else None
     env = (None if own == current_env() else own) if own else model_env(spec)
     if env is not None and spec.kind is not JobKind.CONVERT:
@@ -110,13 +112,12 @@ def forward_to_env(env: str, spec: JobSpec, ctx: JobContext) -> dict[str, Any]:
         reqs = environment_requirements(env) or []
         raise EnvError(spec.model, f"this model runs in the '{env}' Python environment, which does not exist yet",
                        hint=f"edgestudio envs create {env}" + (f" (installs {', '.join(reqs)})" if reqs else ""))
-    sub = JobSpec.from_dict(spec.to_dict())
+    sub = JobSpec.from_dict({**spec.to_dict(), "target": None})  # there, it runs where it is
     if spec.output and ctx.staging is not None:
         sub.output = str(ctx.staged(Path(spec.output).name))
 
     rec = run_in_env(env, sub, on_message=ctx.relay(env), cancel=ctx.cancel)
     return ctx.finish_forwarded(rec, EnvError)
-
 
 
 def convert_across_envs(spec: JobSpec, ctx: JobContext, env: str) -> dict[str, Any]:
@@ -181,14 +182,3 @@ def convert_across_envs(spec: JobSpec, ctx: JobContext, env: str) -> dict[str, A
             "verdict": next((v for v in ("failed", "inconclusive") if v in verdicts), result.get("verdict")),
             "source": spec.model, "executed_by": executed_by}
 
-
-def run_job_in_env(ctx: Any, env: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """A worker-pool job (``JobKind.CALL``) that runs ``spec`` in environment ``env``: its progress, log lines
-    and live latency samples are forwarded, so the studio shows an environment's job like any other."""
-    from edgestudio.execution.envs import get_env
-
-    job = JobSpec.from_dict(spec)
-    ctx.log(f"running {job.kind.value} in environment {env} ({get_env(env).python})")
-    result = forward_to_env(env, job, ctx)
-    result["env"] = env
-    return result

@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from edgestudio.core.errors import Cancelled, EdgeStudioError, UsageError
-from edgestudio.core.jobs import JobKind, JobRecord, JobSpec, JobStatus, new_job_id
+from edgestudio.core.jobs import REMOTE_DEVICE, JobKind, JobRecord, JobSpec, JobStatus, new_job_id
 from edgestudio.core.progress import CancelToken
 from edgestudio.execution.base import TargetInfo, ThreadedExecutor
 from edgestudio.jobs.messages import CancelRequest, JobMessage, RunRequest, decode, encode
 
 AGENT_PREFIX = "agent:"
-DEVICE_MARK = "@agent:"
+DEVICE_MARK = REMOTE_DEVICE  # CPU@agent:pi: how users name a device agent's devices
 
 
 class RemoteError(EdgeStudioError):
@@ -252,6 +252,7 @@ class AgentClient:
             ws = self.connect()
             t0 = time.perf_counter()
             raw = spec.to_dict()
+            raw.pop("target", None)  # the agent runs it itself (and an older agent does not know the key)
             cache: dict[str, str] = {}
 
             def ref(value: Any) -> Any:
@@ -312,7 +313,7 @@ class AgentClient:
                     if remote_path and result.get(key) == remote_path:
                         result[key] = spec.model
                 if "device" in result:  # results name the remote device
-                    result["device"] = f"{split_remote(spec.device)[0] or 'CPU'}{DEVICE_MARK}{self.entry.name}"
+                    result["device"] = on_agent(spec.device or "CPU", self.entry.name)
                 rec.status, rec.result = JobStatus.SUCCEEDED, result
             elif final.type == "cancelled":
                 rec.status = JobStatus.CANCELLED
@@ -374,11 +375,6 @@ def remote_bench(device: str, log: Callable[[str], None] = lambda s: None
     return bench, sorted({d["runtime"] for d in facts.get("devices", []) if d.get("device") == local})
 
 
-def is_remote(device: str | None) -> bool:
-    """Whether ``device`` names a device on an agent (``CPU@agent:pi``)."""
-    return bool(device) and DEVICE_MARK in str(device)
-
-
 def on_agent(device: str, agent: str) -> str:
     """The name of ``device`` on agent ``agent``: ``CPU`` on ``pi`` -> ``CPU@agent:pi``."""
     return f"{device}{DEVICE_MARK}{agent}"
@@ -405,8 +401,7 @@ class RemoteExecutor(ThreadedExecutor):
         return target_info(health)
 
     def _execute(self, rec: JobRecord, on_message: Callable[[JobMessage], None], token: CancelToken) -> JobRecord:
-        spec = JobSpec.from_dict(rec.spec.to_dict())
-        spec.device, _ = split_remote(spec.device)
+        spec = JobSpec.from_dict({**rec.spec.to_dict(), "target": None})  # on the device, it runs where it is
         return AgentClient(self.entry).run(spec, on_message=on_message, cancel=token, job_id=rec.id)
 
 
@@ -437,13 +432,12 @@ def all_device_dicts() -> list[dict[str, Any]]:
     return [*device_dicts(), *remote_device_dicts()]
 
 
-def forward_to_agent(device: str, spec: JobSpec, ctx: Any) -> dict[str, Any]:
-    """Run a job whose device is ``DEVICE@agent:NAME`` on that agent from a local worker (the studio's pool):
-    progress, log and the device's latency samples are relayed like a local job's."""
-    local, name = split_remote(device)
+def forward_to_agent(spec: JobSpec, ctx: Any) -> dict[str, Any]:
+    """Run a job whose target is a device agent (``agent:NAME``) on that agent from a local worker (the studio's
+    pool): progress, log and the device's latency samples are relayed like a local job's."""
+    name = spec.agent
     assert name is not None
-    sub = JobSpec.from_dict(spec.to_dict())
-    sub.device = local
+    sub = JobSpec.from_dict({**spec.to_dict(), "target": None})
 
     rec = run_on_agent(name, sub, on_message=ctx.relay(name), cancel=ctx.cancel)
     return ctx.finish_forwarded(rec, RemoteError)

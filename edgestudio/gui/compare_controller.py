@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgestudio.app.comparison import ComparisonSession, Step
 from edgestudio.core.jobs import JobKind
 from edgestudio.gui.bridge import JobBridge
 from edgestudio.gui.model_actions import runtimes_for
@@ -27,8 +28,8 @@ class CompareController:
     def __init__(self, window: MainWindow) -> None:
         self.window = window
         self.router = window.router
-        self.rows: list[dict[str, Any]] = []  # the comparison's rows, filled as its jobs end
-        self.paired_status: str | None = None  # why the paired round did not rank them
+        self.session: ComparisonSession | None = None  # the comparison running (or the last one)
+        self.rows: list[dict[str, Any]] = []  # its rows, filled as its jobs end
         self.setup: Any = None  # the set-up dialog
         self._ray_bridge: JobBridge | None = None
 
@@ -95,16 +96,11 @@ class CompareController:
         planned, skipped = plan_matrix([e.path for e in entries], targets, dataset=dataset, iterations=iterations,
                                        inputs_for=lambda path: w.inputs_for(by_path[path]), threads=threads,
                                        dataset_for=lambda path: w.data_for(by_path[path]).get("evaluation"))
-        self.router.forget("compare")
-        self.rows = []
-        jobs = []
-        for row, specs in planned:
-            self.rows.append(row)
-            for spec in specs:
-                job = bridge.submit(spec)
-                self.router.add(job, "compare", self.row_finished, (row, spec.kind.value),
-                                on_started=self.row_started)
-                jobs.append(job)
+        for tag in ("compare", "paired", "agree"):  # a comparison still running is dropped for the new one
+            self.router.forget(tag)
+        self.session = ComparisonSession(planned, self._parent_path)
+        self.rows = self.session.rows
+        jobs = self._submit(self.session.start(), bridge)
         note = f"; {len(skipped)} pairs left out (runtime does not run that format)" if skipped else ""
         w.comparison.set_rows(list(self.rows), f"Comparing {len(entries)} variants on "
                               f"{len(targets)} runtimes/devices ({len(jobs)} jobs running{note})…")
@@ -114,69 +110,53 @@ class CompareController:
         return jobs
 
     # ------------------------------------------------------------------------------------ as its jobs run
-    def row_started(self, job: str, payload: tuple[dict[str, Any], str]) -> None:
+    def _submit(self, steps: list[Step], bridge: JobBridge | None = None) -> list[str]:
+        """Submit the session's next jobs: a row's to ``bridge`` (Ray's for a Ray comparison), the paired round and
+        the checks here."""
+        w = self.window
+        jobs = []
+        for step in steps:
+            if step.tag == "row":
+                job = (bridge or w.bridge).submit(step.spec)
+                self.router.add(job, "compare", self.row_finished, step, on_started=self.row_started)
+            else:
+                job = w.bridge.submit(step.spec)
+                self.router.add(job, step.tag, self.check_finished, step, only=step.tag == "paired")
+            jobs.append(job)
+        return jobs
+
+    def row_started(self, job: str, step: Step) -> None:
         """A comparison's benchmarks run one at a time: the live chart follows each as it runs."""
-        row, kind = payload
-        if kind == JobKind.BENCH.value:
+        row = step.row or {}
+        if step.spec.kind is JobKind.BENCH:
             self.window.live.start(job, f"{Path(row['model']).name} on {row['runtime']}/{row['device']} (comparison)")
 
-    def row_finished(self, job: str, status: str, error: Any, result: Any,
-                     payload: tuple[dict[str, Any], str]) -> None:
+    def row_finished(self, job: str, status: str, error: Any, result: Any, step: Step) -> None:
         """One of a row's jobs ended; after the last one, the paired round and the agreement checks start."""
-        from edgestudio.bench.compare import agreement_specs, apply_result, finalize_rows
-        from edgestudio.execution.block_server import paired_job
-
         w = self.window
-        ok = status == "succeeded"
-        row, kind = payload
-        apply_result(row, kind, ok, result, error)
-        if kind == JobKind.BENCH.value:
-            w.live.finish(job, result if ok else None)
-        rows = finalize_rows(self.rows)
-        left = len(self.router.jobs("compare"))
-        paired = paired_job(self.rows) if not left else None
-        if paired is not None:  # the final ranking: every local variant loaded once, alternating blocks
-            self.router.add(w.bridge.submit(paired), "paired", self.check_finished, "paired", only=True)
-        if not left:  # an artifact on several runtimes: do their answers agree (and which with its parent)?
-            self.router.forget("agree")
-            for spec in agreement_specs(self.rows, self._parent_path):
-                self.router.add(w.bridge.submit(spec), "agree", self.check_finished, "agree")
-        self.paired_status = None
+        if step.spec.kind is JobKind.BENCH:
+            w.live.finish(job, result if status == "succeeded" else None)
+        assert self.session is not None
+        self._submit(self.session.finished(step, status, result, error))
+        rows = self.session.table()
+        left = self.session.left["row"]
         w.comparison.set_rows(rows, _comparison_title(rows) + (f" ({left} jobs left)" if left else
-                                                               self.pending_text()))
-        if not left and paired is None and not self.router.jobs("agree"):
+                                                               self.session.pending_text()))
+        if self.session.done:
             self.keep(rows)
 
-    def check_finished(self, job: str, status: str, error: Any, result: Any, tag: str) -> None:
-        """The paired round (``tag`` "paired") or a check that runtimes agree ("agree") ended: its figures join the
-        rows; after the last one the comparison is recorded."""
-        from edgestudio.bench.compare import apply_agreement, apply_paired, finalize_rows
-
-        ok = status == "succeeded"
-        if tag == "paired":
-            self.paired_status = None if ok else f"paired round {status}: {error}"
-            if ok:
-                apply_paired(self.rows, result)
-        elif ok:
-            apply_agreement(self.rows, result)
-        rows = finalize_rows(self.rows)
-        self.window.comparison.set_rows(rows, _comparison_title(rows) + self.pending_text())
-        if not self.router.jobs("paired") and not self.router.jobs("agree"):
+    def check_finished(self, job: str, status: str, error: Any, result: Any, step: Step) -> None:
+        """The paired round or a check that runtimes agree ended: its figures join the rows; after the last one the
+        comparison is recorded."""
+        assert self.session is not None
+        self.session.finished(step, status, result, error)
+        rows = self.session.table()
+        self.window.comparison.set_rows(rows, _comparison_title(rows) + self.session.pending_text())
+        if self.session.done:
             self.keep(rows)
 
     def pending_text(self) -> str:
-        """The comparison's title's tail once every row's own jobs ended: what still runs, or how it was ranked."""
-        waiting = [what for what, on in (("paired round", bool(self.router.jobs("paired"))),
-                                         ("checking the runtimes agree", bool(self.router.jobs("agree"))))
-                   if on]
-        if waiting:
-            return " — " + " and ".join(waiting) + "…"
-        flagged = sum(1 for r in self.rows if r.get("flag"))
-        ranked = any(r.get("paired_p50_ms") is not None for r in self.rows)
-        return (" — done" + (", ranked by a paired round (alternating blocks; p50 with its 95 % interval)" if ranked
-                             else "")
-                + (f" ({self.paired_status})" if self.paired_status else "")
-                + (f"; ⚠ {flagged} row{'s' if flagged != 1 else ''} with a wrong answer, not ranked" if flagged else ""))
+        return self.session.pending_text() if self.session is not None else ""
 
     def _parent_path(self, path: str) -> str | None:
         """The artifact's parent in the workspace (None for an imported model)."""

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from edgestudio.core.jobs import JobRecord
+from edgestudio.core.jobs import REMOTE_DEVICE, JobRecord
 from edgestudio.gui.wording import ended_text, fix_for, studio_text
 
 HIDDEN_KINDS = {"call", "inspect"}  # the app's own housekeeping (device list, details), not the user's work
@@ -43,7 +43,6 @@ USER_CALLS = {
     "edgestudio.bench.throughput:throughput_sweep": "throughput sweep",
     "edgestudio.bench.compare:runtime_agreement": "runtimes agree?",
     "edgestudio.execution.block_server:paired_benchmark": "paired round",
-    "edgestudio.execution.placement:run_job_in_env": "bench in environment",
 }
 
 
@@ -255,7 +254,12 @@ class JobsPanel(QWidget):
         """The Where column: the runtime and device (a remote one: CPU@agent:pi) and the inputs the job is fed (the
         model's saved input specification). Returns the inputs' text, None for a job that takes none."""
         item = self._items[job_id]
-        where = "/".join(x for x in (spec.get("runtime"), spec.get("device")) if x) or "this machine"
+        target = str(spec.get("target") or "")
+        device = (f"{spec.get('device') or 'CPU'}{REMOTE_DEVICE}{target[6:]}" if target.startswith("agent:")
+                  else spec.get("device"))
+        where = "/".join(x for x in (spec.get("runtime"), device) if x) or "this machine"
+        if target.startswith("env:"):
+            where += f" in environment {target[4:]}"
         inputs = job_inputs(spec)
         text = None if inputs is None else inputs_text(inputs)
         item.setText(6, where + (f" · {text}" if text else ""))

@@ -401,8 +401,8 @@ class MainWindow(WindowActions, ModelActions, QMainWindow):
 
     # the jobs still running for each purpose (read by the tests and the screenshots script)
     @property
-    def _compare(self) -> dict[str, tuple[dict[str, Any], str]]:
-        return self.router.jobs("compare")  # job -> (comparison row, kind)
+    def _compare(self) -> dict[str, Any]:
+        return self.router.jobs("compare")  # job -> its comparison step (app.comparison.Step: the row, the job)
 
     @property
     def _paired_job(self) -> str | None:

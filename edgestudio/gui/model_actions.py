@@ -334,12 +334,9 @@ class ModelActions:
             rt = runtime or runtimes_for(entry.format)[0]
         # keep_samples=False: the chart has them from the live stream; shipping 100k floats back through
         # the pool thread (and into SQLite) would hold the GIL long enough to stall the window.
-        spec = JobSpec(JobKind.BENCH, model=entry.path, runtime=rt, device=device,
+        spec = JobSpec(JobKind.BENCH, model=entry.path, runtime=rt, device=device, target=f"env:{env}" if env else None,
                        options={"iterations": iterations, "warmup": warmup, "keep_samples": False,
                                 "threads": threads, "duration_s": duration_s, "inputs": self.inputs_for(model_id)})
-        if env:
-            spec = JobSpec(JobKind.CALL, model=entry.path, runtime=rt, exclusive=True, options={
-                "function": "edgestudio.execution.placement:run_job_in_env", "kwargs": {"env": env, "spec": spec.to_dict()}})
         job = self.bridge.submit(spec)
         self.router.add(job, "bench", self.router.bench_finished, model_id)
         self.live.start(job, f"{entry.name} on {rt}" + (f"/{device}" if device != "CPU" else "")
