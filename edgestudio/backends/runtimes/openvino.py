@@ -304,13 +304,21 @@ def load(model, precision=None):
         lat: list[float] = []
         queue.set_callback(lambda request, started: lat.append((time.perf_counter() - started) * 1e3))
         data = list(feeds.values())
-        for _ in range(streams * 2):
-            queue.start_async(data, time.perf_counter())
-        queue.wait_all()
-        lat.clear()
-        stop = time.perf_counter() + duration_s
-        t0 = time.perf_counter()
-        while time.perf_counter() < stop and not cancel.cancelled:
-            queue.start_async(data, time.perf_counter())  # blocks while every request is busy
-        queue.wait_all()
-        return lat, time.perf_counter() - t0, max(1, cores // streams)
+        try:
+            for _ in range(streams * 2):
+                queue.start_async(data, time.perf_counter())
+            queue.wait_all()
+            lat.clear()
+            stop = time.perf_counter() + duration_s
+            t0 = time.perf_counter()
+            while time.perf_counter() < stop and not cancel.cancelled:
+                queue.start_async(data, time.perf_counter())  # blocks while every request is busy
+            queue.wait_all()
+            return lat, time.perf_counter() - t0, max(1, cores // streams)
+        finally:
+            # the queue (its Python callback with it) goes here, idle, before the compiled model: never later in a
+            # garbage collection, where its destructor once aborted the process ("terminate called without an
+            # active exception", seen once under load; openvinotoolkit/openvino#37485 fixed a throw in it)
+            queue.wait_all()
+            del queue
+            del compiled
