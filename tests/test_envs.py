@@ -81,7 +81,14 @@ def test_protocol_is_versioned() -> None:
 
     req = decode(encode(RunRequest("j1", {"kind": "inspect"})))
     assert isinstance(req, RunRequest) and req.spec == {"kind": "inspect"}
-    assert isinstance(decode(encode(JobMessage("progress", "j1", {"fraction": 0.5}))), JobMessage)
+    assert isinstance(decode(encode(JobMessage("progress", "j1", {"fraction": 0.5, "message": "half"}))), JobMessage)
+    # messages are typed: each type's data keys, no fewer, no others (a misspelt key is refused where it is made)
+    with pytest.raises(ValueError, match="a progress message lacks message; does not take fraktion"):
+        JobMessage("progress", "j1", {"fraction": 0.5, "fraktion": 1})
+    with pytest.raises(ProtocolError, match="malformed done message"):
+        decode('{"v": 1, "type": "done", "job_id": "x", "data": {"results": {}}}')
+    with pytest.raises(ProtocolError, match="unknown message type 'dne'"):
+        decode('{"v": 1, "type": "dne", "job_id": "x", "data": {}}')
     with pytest.raises(ProtocolError, match="different EdgeStudio versions"):
         decode('{"v": 2, "type": "run", "job_id": "x", "spec": {}}')
     with pytest.raises(ProtocolError, match="not a protocol message"):

@@ -128,3 +128,13 @@ def test_a_job_sent_to_an_environment_that_does_not_exist_says_so(tmp_path: Path
                   run=__import__("edgestudio.execution.placement", fromlist=["run_placed"]).run_placed)
     assert end.type == "failed" and "'nosuch' Python environment" in end.data["error"], end.data
     assert "edgestudio envs create nosuch" in end.data["error"]
+
+
+def test_job_events_are_typed() -> None:
+    from edgestudio.core.jobs import JobEvent
+
+    assert JobEvent("j", "progress", {"fraction": 0.5, "message": "m"}).data["fraction"] == 0.5
+    with pytest.raises(ValueError, match="a log job event takes line, not lines"):
+        JobEvent("j", "log", {"lines": ["x"]})
+    with pytest.raises(ValueError, match="unknown job event type 'finish'"):
+        JobEvent("j", "finish", {})

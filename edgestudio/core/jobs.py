@@ -179,10 +179,31 @@ class JobRecord:
                 "finished_at": self.finished_at, "spec": self.spec.to_dict()}
 
 
+#: each event type and its data: (keys it must have, keys it may have); anything else is refused when it is made
+EVENT_DATA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "queued": (frozenset({"spec"}), frozenset({"target"})),
+    "started": (frozenset(), frozenset({"pid", "target"})),
+    "progress": (frozenset({"fraction", "message"}), frozenset()),
+    "log": (frozenset({"line"}), frozenset()),
+    "samples": (frozenset({"samples"}), frozenset()),
+    "finished": (frozenset({"status", "error", "result"}), frozenset()),
+}
+
+
 @dataclass(frozen=True)
 class JobEvent:
-    """What subscribers receive. ``type`` is one of: queued, started, progress, log, samples, finished."""
+    """What subscribers receive. ``type`` is one of: queued, started, progress, log, samples, finished, each with its
+    own data (:data:`EVENT_DATA`)."""
 
     job_id: str
     type: str
     data: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        must, may = EVENT_DATA.get(self.type, (None, None))
+        if must is None or may is None:
+            raise ValueError(f"unknown job event type {self.type!r} (known: {', '.join(EVENT_DATA)})")
+        keys = set(self.data)
+        if not must <= keys or keys - must - may:
+            raise ValueError(f"a {self.type} job event takes {', '.join(sorted(must | may))}, not "
+                             f"{', '.join(sorted(keys)) or 'nothing'}")

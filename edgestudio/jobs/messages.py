@@ -35,14 +35,45 @@ class CancelRequest:
     type: str = "cancel"
 
 
+#: each message type and its data: (keys it must have, keys it may have). Anything else is refused.
+MESSAGE_DATA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "ready": (frozenset({"pid"}), frozenset({"python"})),
+    "progress": (frozenset({"fraction", "message"}), frozenset()),
+    "log": (frozenset({"line"}), frozenset()),
+    "samples": (frozenset({"samples"}), frozenset()),
+    "done": (frozenset({"result"}), frozenset()),
+    "failed": (frozenset({"error"}), frozenset({"log"})),
+    "cancelled": (frozenset(), frozenset()),
+}
+
+
+def check_data(what: str, kind: str, data: Any, schema: dict[str, tuple[frozenset[str], frozenset[str]]]) -> None:
+    """Refuse (ValueError) a ``kind`` the schema does not know, or data missing a key it must have or carrying one
+    it does not take: a misspelt key is an error where it is made, never a silently empty field."""
+    if kind not in schema:
+        raise ValueError(f"unknown {what} type {kind!r} (known: {', '.join(schema)})")
+    if not isinstance(data, dict):
+        raise ValueError(f"a {kind} {what}'s data must be a mapping, not {type(data).__name__}")
+    must, may = schema[kind]
+    missing, unknown = sorted(must - set(data)), sorted(set(data) - must - may)
+    if missing or unknown:
+        raise ValueError(f"a {kind} {what} " + "; ".join(
+            ([f"lacks {', '.join(missing)}"] if missing else []) + ([f"does not take {', '.join(unknown)}"] if unknown
+                                                                    else [])))
+
+
 @dataclass
 class JobMessage:
-    """From the target: ``type`` is ready, progress, log, samples, done, failed or cancelled."""
+    """From the target: ``type`` is ready, progress, log, samples, done, failed or cancelled, each with its own data
+    (:data:`MESSAGE_DATA`: checked when the message is made, here or on receipt)."""
 
     type: str
     job_id: str | None
     data: dict[str, Any] = field(default_factory=dict)
     v: int = PROTOCOL_VERSION
+
+    def __post_init__(self) -> None:
+        check_data("message", self.type, self.data, MESSAGE_DATA)
 
 
 _TYPES = {"run": RunRequest, "cancel": CancelRequest}
@@ -63,5 +94,5 @@ def decode(line: str | bytes) -> Any:
     cls = _TYPES.get(str(d.get("type")), JobMessage)
     try:
         return cls(**d)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ProtocolError(f"malformed {d.get('type')} message ({exc})") from None
