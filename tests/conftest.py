@@ -10,6 +10,8 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# every job result is held to its kind's type (edgestudio/jobs/results.py): a mismatch fails the job in the tests
+os.environ.setdefault("EDGESTUDIO_STRICT_RESULTS", "1")
 # the studio remembers the models a user trusted in a file of the user's: tests keep one of their own (removed
 # when the session ends), one per process: `make test` runs two pytest workers (xdist), which inherit the
 # controller's environment, and one worker's trusted model must not be trusted in the other's tests

@@ -52,8 +52,8 @@ def test_cancelled_and_tagged_results() -> None:
         raise Cancelled()
 
     assert _run(JobSpec(JobKind.INSPECT, model=MODEL), run=cancelled)[0].type == "cancelled"
-    end, _ = _run(JobSpec(JobKind.INSPECT, model=MODEL), tag=lambda r: {**r, "where": "here"})
-    assert end.data["result"]["where"] == "here"
+    end, _ = _run(JobSpec(JobKind.INSPECT, model=MODEL), tag=lambda r: {**r, "executed_by": {"python": "p"}})
+    assert end.data["result"]["executed_by"] == {"python": "p"}
 
     def interrupted(spec: JobSpec, ctx: object) -> dict:
         raise KeyboardInterrupt
@@ -138,3 +138,30 @@ def test_job_events_are_typed() -> None:
         JobEvent("j", "log", {"lines": ["x"]})
     with pytest.raises(ValueError, match="unknown job event type 'finish'"):
         JobEvent("j", "finish", {})
+
+
+def test_a_result_that_does_not_match_its_type_fails_in_the_tests_and_is_said_otherwise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results are typed (edgestudio.jobs.results): a key a kind's type does not declare, at any depth it types, is
+    refused; the tests run strict, so every job of the suite holds to its type."""
+    from edgestudio.jobs.results import ConvertResult, typed_result
+
+    spec = JobSpec(JobKind.INSPECT, model=MODEL)
+    end, _ = _run(spec, tag=lambda r: {**r, "where": "here"})
+    assert end.type == "failed" and "inspect result does not take 'where'" in end.data["error"], end.data
+    monkeypatch.setenv("EDGESTUDIO_STRICT_RESULTS", "0")
+    end, sent = _run(spec, tag=lambda r: {**r, "where": "here"})
+    assert end.type == "done" and any("does not take 'where'" in m.data.get("line", "") for m in sent)
+
+    conv = JobSpec(JobKind.CONVERT, model=MODEL, options={"to": "openvino"}, output="x.xml")
+    step = {"from": "onnx", "to": "openvino", "converter": "ovc", "output": "x.xml", "seconds": 1, "parity": None}
+    good = {"output": "x.xml", "steps": [step], "seconds": 1.5, "verdict": "passed", "model_ids": [3]}
+    typed = typed_result(conv, good)
+    assert isinstance(typed.body, ConvertResult) and typed.body.steps[0].source == "onnx"
+    assert typed.body.steps[0].seconds == 1.0 and typed.envelope.model_ids == [3]
+    for bad, said in (({**good, "steps": [{**step, "frm": 1}]}, "convert result.steps[0] does not take 'frm'"),
+                      ({**good, "seconds": "1"}, "convert result.seconds must be float"),
+                      ({**good, "steps": [{k: v for k, v in step.items() if k != "to"}]},
+                       "convert result.steps[0] lacks 'to'")):
+        with pytest.raises(ValueError, match=said.replace(".", r"\.").replace("[", r"\[").replace("]", r"\]")):
+            typed_result(conv, bad)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,49 +16,71 @@ def _fmt_shape(shape: list[Any]) -> str:
     return format_dims(shape)
 
 
+def _typed(kind: str, d: dict[str, Any], render: Callable[[Any, Any], str], besides: tuple[str, ...] = ()) -> str:
+    """Render ``d`` as its job kind's typed result (:mod:`edgestudio.jobs.results`); a result that does not fit its
+    type (an older agent's) is shown as it came, with the reason."""
+    from edgestudio.core.jobs import JobKind
+    from edgestudio.jobs.results import ResultError, parse_result
+
+    try:
+        typed = parse_result(JobKind(kind), d, besides=besides)
+    except ResultError as exc:
+        return json.dumps(d, indent=1, default=str) + f"\n(not shown as a table: {exc})"
+    return render(typed.body, typed.envelope)
+
+
 def _inspect_text(d: dict[str, Any]) -> str:
-    lines = [f"{d['path']}", f"  format      {d['format']}", f"  size        {d['size_bytes']:,} bytes"]
-    for key in ("inputs", "outputs"):
-        for t in d[key]:
-            lines.append(f"  {key[:-1]:<11} {t['name']}  {_fmt_shape(t['shape'])}  {t['dtype']}")
-    if d.get("parameters") is not None:
-        lines.append(f"  parameters  {d['parameters']:,}")
-    if d.get("macs") is not None:
-        lines.append(f"  MACs        {d['macs']:,}" + (f"  (at {d['macs_at']})" if d.get("macs_at") else ""))
-    elif d.get("macs_note"):
-        lines.append(f"  MACs        {d['macs_note']}")
-    if d.get("opset") is not None:
-        lines.append(f"  opset       {d['opset']}")
-    if d.get("producer"):
-        lines.append(f"  producer    {d['producer']}")
-    ops = sorted(d["ops"].items(), key=lambda kv: -kv[1])
+    return _typed("inspect", d, lambda info, _: _info_text(info))
+
+
+def _info_text(info: Any) -> str:
+    lines = [f"{info.path}", f"  format      {info.format.value}", f"  size        {info.size_bytes:,} bytes"]
+    for key, tensors in (("input", info.inputs), ("output", info.outputs)):
+        for t in tensors:
+            lines.append(f"  {key:<11} {t.name}  {_fmt_shape(t.shape)}  {t.dtype}")
+    if info.parameters is not None:
+        lines.append(f"  parameters  {info.parameters:,}")
+    if info.macs is not None:
+        lines.append(f"  MACs        {info.macs:,}" + (f"  (at {info.macs_at})" if info.macs_at else ""))
+    elif info.macs_note:
+        lines.append(f"  MACs        {info.macs_note}")
+    if info.opset is not None:
+        lines.append(f"  opset       {info.opset}")
+    if info.producer:
+        lines.append(f"  producer    {info.producer}")
+    ops = sorted(info.ops.items(), key=lambda kv: -kv[1])
     if ops:
         lines.append("  ops         " + ", ".join(f"{k} x{v}" for k, v in ops[:20]) + (" ..." if len(ops) > 20 else ""))
     return "\n".join(lines)
 
 
 def _bench_text(d: dict[str, Any]) -> str:
-    lat = d["latency_ms"]
-    return (f"{d['model']} on {d['runtime']}/{d['device']}" + (f" ({d['precision']})" if d.get("precision") else "")
-            + f"\n  iterations {d['iterations']}   load {d['load_ms']:.1f} ms   first inference "
-            f"{d['first_inference_ms']:.2f} ms   peak RSS {d['peak_rss_mb']:.0f} MB"
-            f"\n  latency ms  mean {lat['mean']:.3f}  std {lat['std']:.3f}  min {lat['min']:.3f}  p50 {lat['p50']:.3f}"
-            f"  p90 {lat['p90']:.3f}  p95 {lat['p95']:.3f}  p99 {lat['p99']:.3f}  max {lat['max']:.3f}"
-            + (f"\n  p50 95% CI [{d['ci_ms']['p50'][0]:.4f}, {d['ci_ms']['p50'][1]:.4f}] ms   warm-up "
-               f"{d.get('warmup_runs')} runs" + (" (steady)" if d.get("steady") else " (not steady at the cap)"
-                                                 if d.get("steady") is False else "")
-               + f"   threads {d.get('threads')} ({d.get('threads_source')})"
-               + (f"   load {d['machine']['load_average'][0]} on {d['machine']['cpu']}"
-                  if (d.get("machine") or {}).get("load_average") else "") if d.get("ci_ms") else "")
-            + f"\n  throughput {d['throughput_fps']:.1f} inferences/s"
-            f"\n  inputs     " + ", ".join(f"{k} {v}" for k, v in (d.get("input_shapes") or {}).items())
-            + (f"\n  target     {d['target'].get('browser')}: {d['target'].get('runtime')}, "
-               f"{d['target'].get('threads')} threads, crossOriginIsolated {d['target'].get('crossOriginIsolated')}, "
-               f"WebGPU adapter {'yes' if d['target'].get('webgpu') else 'no'}"
-               if (d.get("target") or {}).get("browser") else "")
-            + (_agent_text(d["agent"]) if d.get("agent") else "")
-            + (f"\n  outputs    vs {d['parity_vs_native']['native_runtime']}: {d['parity_vs_native']['summary']}"
-               if d.get("parity_vs_native") else ""))
+    native = d.get("parity_vs_native")  # the command's own check of a browser's answers
+    return _typed("bench", d, lambda r, env: _bench_result_text(r, env) + (
+        f"\n  outputs    vs {native['native_runtime']}: {native['summary']}" if native else ""),
+        besides=("parity_vs_native",))
+
+
+def _bench_result_text(r: Any, env: Any) -> str:
+    lat, target, machine = r.latency_ms, r.target or {}, r.machine or {}
+    return (f"{r.model} on {r.runtime}/{r.device}" + (f" ({r.precision})" if r.precision else "")
+            + f"\n  iterations {r.iterations}   load {r.load_ms:.1f} ms   first inference "
+            f"{r.first_inference_ms:.2f} ms   peak RSS {r.peak_rss_mb:.0f} MB"
+            f"\n  latency ms  mean {lat.mean:.3f}  std {lat.std:.3f}  min {lat.min:.3f}  p50 {lat.p50:.3f}"
+            f"  p90 {lat.p90:.3f}  p95 {lat.p95:.3f}  p99 {lat.p99:.3f}  max {lat.max:.3f}"
+            + (f"\n  p50 95% CI [{r.ci_ms['p50'][0]:.4f}, {r.ci_ms['p50'][1]:.4f}] ms   warm-up "
+               f"{r.warmup_runs} runs" + (" (steady)" if r.steady else " (not steady at the cap)"
+                                          if r.steady is False else "")
+               + f"   threads {r.threads} ({r.threads_source})"
+               + (f"   load {machine['load_average'][0]} on {machine['cpu']}"
+                  if machine.get("load_average") else "") if r.ci_ms else "")
+            + f"\n  throughput {r.throughput_fps:.1f} inferences/s"
+            f"\n  inputs     " + ", ".join(f"{k} {v}" for k, v in (r.input_shapes or {}).items())
+            + (f"\n  target     {target.get('browser')}: {target.get('runtime')}, "
+               f"{target.get('threads')} threads, crossOriginIsolated {target.get('crossOriginIsolated')}, "
+               f"WebGPU adapter {'yes' if target.get('webgpu') else 'no'}"
+               if target.get("browser") else "")
+            + (_agent_text(env.agent) if env.agent else ""))
 
 
 def _agent_text(a: dict[str, Any]) -> str:
@@ -86,16 +110,20 @@ def _throughput_text(d: dict[str, Any]) -> str:
 
 
 def _convert_text(d: dict[str, Any]) -> str:
-    lines = [f"{d['output']}  ({d['seconds']:.1f} s; parity {d.get('verdict', 'not checked')})"]
-    for s in d["steps"]:
-        p = s.get("parity") or {}
+    return _typed("convert", d, lambda r, _: _conversion_text(r))
+
+
+def _conversion_text(r: Any) -> str:
+    lines = [f"{r.output}  ({r.seconds:.1f} s; parity {r.verdict})"]
+    for s in r.steps:
+        p = s.parity or {}
         check = "parity not checked (the result was run once)" if not p else f"parity {p.get('summary')}"
-        lines.append(f"  {s['from']:>10} -> {s['to']:<10} {s['converter']:<12} {s['seconds']:6.2f} s   {check}")
-        if s.get("route"):
-            lines.append(f"  {'':>10}    {s['route']}")
+        lines.append(f"  {s.source:>10} -> {s.target:<10} {s.converter:<12} {s.seconds:6.2f} s   {check}")
+        if s.route:
+            lines.append(f"  {'':>10}    {s.route}")
         for rt, extra in (p.get("also") or {}).items():
             lines.append(f"  {'':>10}    {'':<10} {'':<12} {'':>8}   also run on {rt}: parity {extra.get('summary')}")
-    return "\n".join(lines + [f"warning: {w}" for w in d.get("warnings", [])])
+    return "\n".join(lines + [f"warning: {w}" for w in r.warnings])
 
 
 def _optimize_text(d: dict[str, Any]) -> str:

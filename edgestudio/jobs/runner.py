@@ -24,6 +24,8 @@ RunFn = Callable[[JobSpec, JobContext], dict[str, Any]]
 
 #: log lines of a failure's traceback kept in its message (the job log shows them; the error stays one line)
 TRACEBACK_LINES = 15
+#: set (the tests set it) to fail a job whose result does not match its kind's type; otherwise the log says so
+STRICT_RESULTS = "EDGESTUDIO_STRICT_RESULTS"
 
 
 @dataclass
@@ -57,8 +59,10 @@ def run_one(job_id: str, spec: JobSpec | dict[str, Any], send: Callable[[JobMess
     try:
         job = JobSpec.from_dict(spec) if isinstance(spec, dict) else spec
         result = dict(run(job, ctx))
+        result = tag(result) if tag else result
+        _check(job, result, ctx)
         ctx.flush()
-        return Outcome(JobMessage("done", job_id, {"result": tag(result) if tag else result}))
+        return Outcome(JobMessage("done", job_id, {"result": result}))
     except Cancelled:
         ctx.flush()
         return Outcome(JobMessage("cancelled", job_id, {}))
@@ -74,3 +78,17 @@ def run_one(job_id: str, spec: JobSpec | dict[str, Any], send: Callable[[JobMess
         error = exc.one_line() if isinstance(exc, EdgeStudioError) else describe_exception(exc, model)
         return Outcome(JobMessage("failed", job_id, {"error": error, "log": tb}),
                        stop=isinstance(exc, (KeyboardInterrupt, SystemExit)))
+
+
+def _check(spec: JobSpec, result: dict[str, Any], ctx: JobContext) -> None:
+    """Hold ``result`` to its kind's type (:mod:`edgestudio.jobs.results`)."""
+    import os
+
+    from edgestudio.jobs.results import ResultError, check_result
+
+    problem = check_result(spec, result)
+    if problem is None:
+        return
+    if os.environ.get(STRICT_RESULTS) == "1":
+        raise ResultError(f"the job's result does not match its type: {problem}")
+    ctx.log(f"warning: the job's result does not match its type ({problem}); it is kept as it came")
