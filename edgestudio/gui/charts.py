@@ -232,19 +232,23 @@ class LiveLatencyChart(ThemedPanel):
         self._redraw.flush()  # type: ignore[attr-defined]
         self._update_stats()
         self._update_stats.flush()  # type: ignore[attr-defined]
-        lat = result["latency_ms"]
-        for key in ("p50", "p90", "p99"):
-            self.stats[key].setText(f"{lat[key]:.3f} ms")
-        self.stats["throughput"].setText(f"{result['throughput_fps']:.0f} /s")
-        self.stats["load"].setText(f"{result['load_ms']:.0f} ms")
-        for key, value in (("mean", lat.get("mean")), ("std", lat.get("std"))):
-            if value is not None:
-                self.stats[key].setText(f"{value:.3f} ms")
-        if result.get("first_inference_ms") is not None:
-            self.stats["first"].setText(f"{result['first_inference_ms']:.2f} ms")
+        from edgestudio.core.jobs import JobKind
+        from edgestudio.jobs.results import ResultError, parse_result
+
+        try:
+            r = parse_result(JobKind.BENCH, result).body  # the typed BenchResult
+        except ResultError as exc:
+            self.title.setText(f"{self.title.text()} — done (its figures could not be read: {exc})")
+            return
+        lat = r.latency_ms
+        for key in ("p50", "p90", "p99", "mean", "std"):
+            self.stats[key].setText(f"{getattr(lat, key):.3f} ms")
+        self.stats["throughput"].setText(f"{r.throughput_fps:.0f} /s")
+        self.stats["load"].setText(f"{r.load_ms:.0f} ms")
+        self.stats["first"].setText(f"{r.first_inference_ms:.2f} ms")
         self._memory(result)
-        prec = f", {result['precision']}" if result.get("precision") else ""
-        self.title.setText(f"{self.title.text()} — done ({result['runtime']}/{result['device']}{prec})")
+        prec = f", {r.precision}" if r.precision else ""
+        self.title.setText(f"{self.title.text()} — done ({r.runtime}/{r.device}{prec})")
 
     def _memory(self, result: dict[str, Any]) -> None:
         if result.get("model_rss_mb") is not None:
