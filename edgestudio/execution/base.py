@@ -132,8 +132,33 @@ class ExecutorBase(Executor):
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._records: dict[str, JobRecord] = {}
+        self._queue: deque[str] = deque()  # job ids waiting for a worker, in order
+        self._stopping = False
         self._subscribers: list[Subscriber] = []
         self._finish_hooks: list[Callable[[JobRecord], None]] = []
+
+    def _enqueue(self, spec: JobSpec, job_id: str | None, what: str, **queued: Any) -> JobRecord:
+        """Record ``spec`` as a queued job (RuntimeError naming ``what`` once the executor is shut down), say so."""
+        if self._stopping:
+            raise RuntimeError(f"the {what} is shut down")
+        rec = JobRecord(id=job_id or new_job_id(), spec=spec)
+        with self._lock:
+            self._records[rec.id] = rec
+            self._queue.append(rec.id)
+        self._emit(JobEvent(rec.id, "queued", {"spec": spec.to_dict(), **queued}))
+        return rec
+
+    def _running_record(self, job_id: str) -> JobRecord | None:
+        """For a cancel, under the lock: a queued job is cancelled here; the record of one that runs is returned (None
+        for a job cancelled here, finished, or unknown: nothing more to stop)."""
+        rec = self._records.get(job_id)
+        if rec is None or rec.status.finished:
+            return None
+        if rec.status is JobStatus.QUEUED:
+            self._queue.remove(job_id)
+            self._finish(rec, JobStatus.CANCELLED)
+            return None
+        return rec
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         with self._lock:
@@ -213,9 +238,7 @@ class ThreadedExecutor(ExecutorBase):
         super().__init__()
         self.target_name = target_name
         self.max_workers = max(1, max_workers)
-        self._queue: deque[str] = deque()
         self._running: dict[str, tuple[threading.Thread, CancelToken]] = {}
-        self._stopping = False
 
     @abc.abstractmethod
     def _execute(self, rec: JobRecord, on_message: Callable[[JobMessage], None], token: CancelToken) -> JobRecord:
@@ -224,24 +247,13 @@ class ThreadedExecutor(ExecutorBase):
     def _tag(self, result: dict[str, Any]) -> dict[str, Any]:
         return result
     def submit(self, spec: JobSpec, job_id: str | None = None) -> str:
-        if self._stopping:
-            raise RuntimeError(f"the executor for {self.target_name} is shut down")
-        rec = JobRecord(id=job_id or new_job_id(), spec=spec)
-        with self._lock:
-            self._records[rec.id] = rec
-            self._queue.append(rec.id)
-        self._emit(JobEvent(rec.id, "queued", {"spec": spec.to_dict(), "target": self.target_name}))
+        rec = self._enqueue(spec, job_id, f"executor for {self.target_name}", target=self.target_name)
         self._schedule()
         return rec.id
 
     def cancel(self, job_id: str) -> None:
         with self._lock:
-            rec = self._records.get(job_id)
-            if rec is None or rec.status.finished:
-                return
-            if rec.status is JobStatus.QUEUED:
-                self._queue.remove(job_id)
-                self._finish(rec, JobStatus.CANCELLED)
+            if self._running_record(job_id) is None:
                 return
             running = self._running.get(job_id)
         if running is not None:

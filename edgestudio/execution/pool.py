@@ -20,11 +20,10 @@ import tempfile
 import threading
 import time
 import weakref
-from collections import deque
 from pathlib import Path
 from typing import Any
 
-from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus, new_job_id
+from edgestudio.core.jobs import JobEvent, JobRecord, JobSpec, JobStatus
 from edgestudio.core.owners import (
     OWNER_FILE,
     clean_stale_partials,
@@ -178,36 +177,24 @@ class WorkerPool(ExecutorBase):
         super().__init__()
         clean_dead_worker_folders()
         self._ctx = mp.get_context("spawn")
-        self._queue: deque[str] = deque()
         self._workers: list[_Worker] = []
         self._staging: dict[str, Path] = {}
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
-        self._stopping = False
         self._thread = threading.Thread(target=self._supervise, name="edgestudio-pool", daemon=True)
         self._thread.start()
         _POOLS.add(self)
 
     # ------------------------------------------------------------------------------------- public API
     def submit(self, spec: JobSpec, job_id: str | None = None) -> str:
-        if self._stopping:
-            raise RuntimeError("the worker pool is shut down")
-        rec = JobRecord(id=job_id or new_job_id(), spec=spec)
-        with self._lock:
-            self._records[rec.id] = rec
-            self._queue.append(rec.id)
-        self._emit(JobEvent(rec.id, "queued", {"spec": spec.to_dict()}))
+        rec = self._enqueue(spec, job_id, "worker pool")
         self._wake()
         return rec.id
 
     def cancel(self, job_id: str) -> None:
         """Cooperative cancel; the worker is killed if the job has not stopped after ``grace_s``."""
         with self._lock:
-            rec = self._records.get(job_id)
-            if rec is None or rec.status.finished:
-                return
-            if rec.status is JobStatus.QUEUED:
-                self._queue.remove(job_id)
-                self._finish(rec, JobStatus.CANCELLED, error=None)
+            rec = self._running_record(job_id)
+            if rec is None:
                 return
             for w in self._workers:
                 if w.job_id == job_id and w.cancel_requested_at is None:
