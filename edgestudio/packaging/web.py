@@ -52,10 +52,10 @@ def web_runtimes() -> dict[str, Any]:
     return {name: cls for name, cls in RUNTIMES.all().items() if cls.package_kind == "web"}
 
 
-def build_web_package(model: str | Path, out_zip: str | Path, *, runtime: str = "ort-web", inputs: Any = None,
+def build_web_package(model: str | Path, out_zip: str | Path, *, runtime: str | None = None, inputs: Any = None,
                       iterations: int = 100, progress: ProgressCallback = noop_progress,
                       cancel: CancelToken | None = None) -> dict[str, Any]:
-    """Write the package for ``runtime`` (``ort-web``: ONNX/ORT models; ``tfjs``: TF.js graph models), after
+    """Write the package for ``runtime`` (a web runtime; by default the first that runs the model's format), after
     benchmarking the model in the browser and opening the package's own page there: its output must equal the
     native run (ONNX Runtime; TF.js: the graph model run back in TensorFlow)."""
     from edgestudio.backends.browser import encode_array, open_browser, runtime_files
@@ -70,8 +70,10 @@ def build_web_package(model: str | Path, out_zip: str | Path, *, runtime: str = 
     cancel = cancel or CancelToken()
     fmt = detect_format(model)
     web = web_runtimes()
+    runtime = runtime or next((n for n, c in web.items() if fmt in c.formats), None)
     if runtime not in web:
-        raise EdgeStudioError(model, f"no web package for runtime {runtime!r} (web runtimes: {', '.join(web)})")
+        raise EdgeStudioError(model, f"no web package for runtime {runtime!r} (web runtimes: {', '.join(web)})"
+                              if runtime else f"no web runtime runs {fmt.label} models (web runtimes: {', '.join(web)})")
     rt = web[runtime]
     if fmt not in rt.formats:
         what = " or ".join(sorted(f.label for f in rt.formats))
