@@ -130,13 +130,14 @@ def _threads_arg(text: str | None) -> list[int] | None:
 
 def cmd_compare(args: argparse.Namespace) -> Any:
     from edgestudio.app.comparison import comparison_rows
+    from edgestudio.execution.remote import on_agent
     from edgestudio.execution.targets import agent_name, executor_for
     from edgestudio.app.manager import JobManager
 
     executor = executor_for(args.env, max_workers=1)
     remote = agent_name(args.env)
     devices = args.device or ["CPU"]
-    device = [f"{d}@agent:{remote}" if remote else d for d in devices]  # the rows name the remote device
+    device = [on_agent(d, remote) if remote else d for d in devices]  # the rows name the remote device
     ws = _open_workspace(args) if args.workspace else None
     mgr = JobManager(ws, executor)
 

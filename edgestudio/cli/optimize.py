@@ -52,12 +52,13 @@ def cmd_optimize(args: argparse.Namespace) -> Any:
         if data and data != "random" and not Path(data).exists():
             raise UsageError(None, f"{data}: no such file or folder")
     if args.auto:
+        from edgestudio.execution.remote import on_agent
         from edgestudio.execution.targets import agent_name
 
         device = agent_name(args.env)
         spec = JobSpec(JobKind.OPTIMIZE, model=str(src), runtime=args.runtime or "any", exclusive=True,
                        options={"auto": True, "options": opts.to_dict(), "iterations": args.iterations,
-                                "bench_device": f"CPU@agent:{device}" if device else None})
+                                "bench_device": on_agent("CPU", device) if device else None})
         if device:  # the candidates are made here (converters, quantizers) and measured on the device
             args.env = None
         if args.workspace:

@@ -151,24 +151,29 @@ def _optimize_text(d: dict[str, Any]) -> str:
             lines.append(f"latencies measured on {d['bench_device']} (the variants were made and their accuracy "
                          "checked here)")
         return "\n".join(lines + [f"warning: {w}" for w in d.get("warnings", [])])
-    sb = d["size_bytes"]
-    lines = [f"{d['output']}", f"  {d['method']} for {d['runtime']} in {d['seconds']:.1f} s; size {sb['before']:,} -> "
-             f"{sb['after']:,} bytes ({sb['after'] / max(sb['before'], 1):.0%})"]
-    drift = (d.get("details") or {}).get("drift")
+    # a method's optimization (convert --int8 adds the conversion before it, shown by its command)
+    return _typed("optimize", d, lambda r, _: _optimization_text(r), besides=("conversion",))
+
+
+def _optimization_text(r: Any) -> str:
+    sb = r.size_bytes
+    lines = [f"{r.output}", f"  {r.method} for {r.runtime} in {r.seconds:.1f} s; size {sb.before:,} -> "
+             f"{sb.after:,} bytes ({sb.after / max(sb.before, 1):.0%})"]
+    drift = r.details.get("drift")
     if drift:
         from edgestudio.bench.parity import output_text
 
         outs = "; ".join(output_text(o) for o in drift["outputs"][:4])
         lines.append(f"  drift vs FP32: {drift['verdict']} on {drift['samples']} {drift['data']}: {outs} "
                      f"(limit cosine {drift['min_cosine']})")
-    if d.get("accuracy"):
-        a = d["accuracy"]
+    if r.accuracy:
+        a = r.accuracy
         lines.append(f"  top-1 {a['before']:.4f} -> {a['after']:.4f} (drop {a['drop']:.4f}, max {a['max_drop']})")
-    if d.get("details", {}).get("sparsity") is not None:
-        det = d["details"]
+    if r.details.get("sparsity") is not None:
+        det = r.details
         lines.append(f"  sparsity {det['sparsity']:.1%}; zipped {det['compressed_bytes']['before']:,} -> "
                      f"{det['compressed_bytes']['after']:,} bytes")
-    return "\n".join(lines + [f"  warning: {w}" for w in d.get("warnings", [])])
+    return "\n".join(lines + [f"  warning: {w}" for w in r.warnings])
 
 
 def _compare_text(rows: list[dict[str, Any]]) -> str:

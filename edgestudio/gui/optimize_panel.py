@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from edgestudio.backends.optimizers.base import OPTIMIZERS, OptimizeOptions
-from edgestudio.core.jobs import JobKind, JobSpec
+from edgestudio.core.jobs import REMOTE_DEVICE, JobKind, JobSpec
 from edgestudio.core.workspace import ModelEntry
 from edgestudio.gui.forms import OptionsForm
 
@@ -247,7 +247,7 @@ class OptimizePanel(QWidget):
         self.device.clear()
         # optimizing runs here: a remote device (CPU@agent:pi) is for measuring the result, in compare/bench
         devices = [d["device"] for d in getattr(self, "_devices", [])
-                   if d["runtime"] == runtime and "@agent:" not in d["device"]] or ["CPU"]
+                   if d["runtime"] == runtime and REMOTE_DEVICE not in d["device"]] or ["CPU"]
         self.device.addItems(devices)
 
     def _method_changed(self, method: str) -> None:
