@@ -125,18 +125,27 @@ class JobRouter:
         parent_ops = (w._info.get(spec_model or "") or {}).get("ops")
         mine = w.optimize.job_finished(job, ok, result, error, status=status, parent_ops=parent_ops)
         if ok:
-            ids = (result or {}).get("model_ids") or []
+            from edgestudio.jobs.results import OptimizeResult, ResultError, typed_result
+
+            try:
+                typed = typed_result(w.bridge.get(job).spec, result or {})
+            except ResultError as exc:
+                w.statusBar().showMessage(f"{kind.value} finished, but its result could not be read: {exc}", 15000)
+                return
+            ids = typed.envelope.model_ids or []
             if ids:  # shown, not selected: the selection and the panel stay on what the user works on (a
                 w.browser.reveal(ids[-1])  # second click must never quantize the quantized model)
             if mine and source is not None:
                 w.optimize.set_model(source, sample=w._is_sample(source), data=w.data_for(source.id))
-            size = (result or {}).get("size_bytes") or {}
-            grew = growth_text(size.get("before"), size.get("after"), parent_ops) if kind is JobKind.OPTIMIZE \
-                else None
+            body = typed.body  # ConvertResult, OptimizeResult, or auto-optimize's table (a mapping)
+            output = body.get("output") if isinstance(body, dict) else body.output
+            grew = (growth_text(body.size_bytes.before, body.size_bytes.after, parent_ops)
+                    if isinstance(body, OptimizeResult) else None)
+            name = Path(output).name if output else "no variant kept"
             if grew:  # an INT8 model larger than its FP32 parent: said where the user looks, with the cause
-                w.jobs.on_log(job, f"note: {Path(result['output']).name} is {grew}")
-            w.statusBar().showMessage(f"{kind.value} finished: {Path(result['output']).name} (in Models, "
-                                      "under its parent)" + (f" — ⚠ {grew}" if grew else ""),
+                w.jobs.on_log(job, f"note: {name} is {grew}")
+            w.statusBar().showMessage(f"{kind.value} finished: {name}" + (" (in Models, under its parent)" if output
+                                                                           else "") + (f" — ⚠ {grew}" if grew else ""),
                                       20000 if grew else 8000)
         else:
             w.statusBar().showMessage(f"{kind.value} {ended_text(status, error)}", 15000)
