@@ -122,21 +122,22 @@ class TypedResult:
 
 def typed_result(spec: JobSpec, result: dict[str, Any]) -> TypedResult:
     """``result`` (a job's JSON result) as its kind's type; ResultError naming the first key that does not fit."""
-    if not isinstance(result, dict):
-        raise ResultError(f"a {spec.kind.value} result must be a mapping, not {type(result).__name__}")
-    envelope = parse(Envelope, {k: v for k, v in result.items() if k in ENVELOPE_KEYS}, "result")
-    body = {k: v for k, v in result.items() if k not in ENVELOPE_KEYS}
-    cls = result_type(spec)
-    return TypedResult(body if cls is None else parse(cls, body, f"{spec.kind.value} result"), envelope)
+    return _split(spec.kind, result_type(spec), result)
 
 
 def parse_result(kind: JobKind, result: dict[str, Any], *, besides: tuple[str, ...] = ()) -> TypedResult:
     """``result`` as ``kind``'s type (a typed kind: inspect, bench, eval, convert, a method's optimize); ``besides``:
     keys a caller added to it itself (left out, read by that caller)."""
-    cls = RESULT_TYPES[kind]
+    return _split(kind, RESULT_TYPES[kind], result, besides)
+
+
+def _split(kind: JobKind, cls: type | None, result: Any, besides: tuple[str, ...] = ()) -> TypedResult:
+    """The envelope and the body (as ``cls``; left a mapping when None) of ``result``."""
+    if not isinstance(result, dict):
+        raise ResultError(f"a {kind.value} result must be a mapping, not {type(result).__name__}")
     envelope = parse(Envelope, {k: v for k, v in result.items() if k in ENVELOPE_KEYS}, "result")
     body = {k: v for k, v in result.items() if k not in ENVELOPE_KEYS and k not in besides}
-    return TypedResult(parse(cls, body, f"{kind.value} result"), envelope)
+    return TypedResult(body if cls is None else parse(cls, body, f"{kind.value} result"), envelope)
 
 
 def check_result(spec: JobSpec, result: dict[str, Any]) -> str | None:
