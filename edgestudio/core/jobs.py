@@ -27,6 +27,12 @@ REMOTE_DEVICE = "@agent:"
 TARGET_KINDS = ("env", "agent")
 
 
+def device_name(device: str | None, target: str | None) -> str:
+    """A job's device as users name it: CPU, or CPU@agent:pi when its target is the agent pi."""
+    device = device or "CPU"
+    return f"{device}{REMOTE_DEVICE}{target[6:]}" if target and target.startswith("agent:") else device
+
+
 class JobStatus(str, enum.Enum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -90,8 +96,7 @@ class JobSpec:
     @property
     def where(self) -> str:
         """The device as users name it: CPU, or CPU@agent:pi for a device agent's."""
-        device = self.device or "CPU"
-        return f"{device}{REMOTE_DEVICE}{self.agent}" if self.agent else device
+        return device_name(self.device, self.target)
 
     @classmethod
     def of(cls, request: Any, **fields: Any) -> JobSpec:

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from edgestudio.core.jobs import REMOTE_DEVICE, JobRecord
+from edgestudio.core.jobs import JobRecord, device_name
 from edgestudio.gui.wording import ended_text, fix_for, studio_text
 
 HIDDEN_KINDS = {"call", "inspect"}  # the app's own housekeeping (device list, details), not the user's work
@@ -255,8 +255,7 @@ class JobsPanel(QWidget):
         model's saved input specification). Returns the inputs' text, None for a job that takes none."""
         item = self._items[job_id]
         target = str(spec.get("target") or "")
-        device = (f"{spec.get('device') or 'CPU'}{REMOTE_DEVICE}{target[6:]}" if target.startswith("agent:")
-                  else spec.get("device"))
+        device = device_name(spec.get("device"), target) if target.startswith("agent:") else spec.get("device")
         where = "/".join(x for x in (spec.get("runtime"), device) if x) or "this machine"
         if target.startswith("env:"):
             where += f" in environment {target[4:]}"
