@@ -3,7 +3,7 @@
 Each runtime runs the overlapping requests its own way (``Runtime.throughput_run``): by default one session per
 stream, each in a thread of its own, the cores split evenly (a session need not be thread-safe: LiteRT's are
 not); ONNX Runtime runs one session from N threads at once (it releases the GIL); OpenVINO uses the THROUGHPUT
-hint with ``NUM_STREAMS`` and an ``AsyncInferQueue`` (its own parallel-request machinery).
+hint with ``NUM_STREAMS`` and that many infer requests in flight (its own parallel-request machinery).
 
 Each cell runs for ``duration_s`` after a short warm-up and reports FPS (samples/s: requests x batch) and the
 per-request latency percentiles; a batch the model cannot take (a fixed batch dimension) is that cell's error.

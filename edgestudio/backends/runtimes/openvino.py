@@ -289,8 +289,14 @@ def load(model, precision=None):
 
     def throughput_run(self, path: Path, feeds: dict[str, np.ndarray], *, batch: int, streams: int,
                        cores: int, duration_s: float, cancel: Any) -> tuple[list[float], float, int]:
-        """The THROUGHPUT hint with NUM_STREAMS set, requests in an AsyncInferQueue of that many jobs."""
+        """The THROUGHPUT hint with NUM_STREAMS set, ``streams`` infer requests kept in flight from this thread.
+
+        No Python callback runs on OpenVINO's threads (an ``AsyncInferQueue`` callback did): a garbage collection
+        started there could free an OpenVINO object on its own worker thread, and the process aborted with
+        "terminate called without an active exception" (seen twice, once in CI). Each request's latency is the one
+        OpenVINO measured (``InferRequest.latency``)."""
         import time
+        from collections import deque
 
         import openvino as ov
 
@@ -300,25 +306,34 @@ def load(model, precision=None):
             m.reshape({inp.get_any_name(): ov.PartialShape([batch, *list(inp.get_partial_shape())[1:]])
                        for inp in m.inputs})
         compiled = core.compile_model(m, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": str(streams)})
-        queue = ov.AsyncInferQueue(compiled, streams)
-        lat: list[float] = []
-        queue.set_callback(lambda request, started: lat.append((time.perf_counter() - started) * 1e3))
         data = list(feeds.values())
+        idle = deque(compiled.create_infer_request() for _ in range(streams))
+        busy: deque = deque()
+        lat: list[float] = []
+
+        def done() -> Any:  # the oldest request in flight, finished
+            request = busy.popleft()
+            request.wait()
+            lat.append(float(request.latency))
+            return request
+
+        def run(until: float) -> None:
+            while time.perf_counter() < until and not cancel.cancelled:
+                request = idle.popleft() if idle else done()
+                request.start_async(data)
+                busy.append(request)
+            while busy:
+                idle.append(done())
+
         try:
-            for _ in range(streams * 2):
-                queue.start_async(data, time.perf_counter())
-            queue.wait_all()
+            run(time.perf_counter() + min(0.2, duration_s))  # warm-up: every stream's first inferences
             lat.clear()
-            stop = time.perf_counter() + duration_s
             t0 = time.perf_counter()
-            while time.perf_counter() < stop and not cancel.cancelled:
-                queue.start_async(data, time.perf_counter())  # blocks while every request is busy
-            queue.wait_all()
+            run(t0 + duration_s)
             return lat, time.perf_counter() - t0, max(1, cores // streams)
         finally:
-            # the queue (its Python callback with it) goes here, idle, before the compiled model: never later in a
-            # garbage collection, where its destructor once aborted the process ("terminate called without an
-            # active exception", seen once under load; openvinotoolkit/openvino#37485 fixed a throw in it)
-            queue.wait_all()
-            del queue
+            for request in busy:
+                request.wait()
+            idle.clear()
+            busy.clear()
             del compiled
