@@ -158,9 +158,16 @@ class EnvironmentsDialog(QDialog):
             self.progress.setVisible(False)
             self.create_button.setEnabled(True)
         if what == "bench" and status == "succeeded":
-            lat = (result or {}).get("latency_ms", {})
-            self.status.setText(f"In {result.get('env')}: p50 {lat.get('p50', 0):.3f} ms "
-                                f"({(result.get('executed_by') or {}).get('python')})")
+            from edgestudio.jobs.results import ResultError, parse_result
+
+            try:
+                typed = parse_result(JobKind.BENCH, result or {})  # the BenchResult and where it ran
+            except ResultError as exc:
+                self.status.setText(f"bench: done, but its figures could not be read: {exc}")
+            else:
+                where = typed.envelope
+                self.status.setText(f"In {where.env}: p50 {typed.body.latency_ms.p50:.3f} ms "
+                                    f"({(where.executed_by or {}).get('python')})")
         elif status == "succeeded":
             self.status.setText(f"{what}: done")
         else:
