@@ -61,8 +61,9 @@ def test_gui_start_path_pulls_no_heavy_runtime() -> None:
                             "from edgestudio.gui.app import apply_theme; apply_theme(app)\n"
                             "from edgestudio.core.workspace import Workspace\n"
                             "from edgestudio.gui.main_window import MainWindow\n"
-                            "w = MainWindow(Workspace(tempfile.mkdtemp()), use_webengine=False); w.show()\n"
-                            "app.processEvents(); w.shutdown()")
+                            "d = tempfile.TemporaryDirectory()\n"
+                            "w = MainWindow(Workspace(d.name), use_webengine=False); w.show()\n"
+                            "app.processEvents(); w.shutdown(); d.cleanup()")
     assert "PySide6" in loaded
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
     assert not loaded & {"pyqtgraph", "superqt"}  # the charts are built just after the window is shown
@@ -73,12 +74,13 @@ def test_charts_are_built_right_after_the_window_is_shown() -> None:
                             "from PySide6.QtWidgets import QApplication; app = QApplication([])\n"
                             "from edgestudio.core.workspace import Workspace\n"
                             "from edgestudio.gui.main_window import MainWindow\n"
-                            "w = MainWindow(Workspace(tempfile.mkdtemp()), use_webengine=False); w.show()\n"
+                            "d = tempfile.TemporaryDirectory()\n"
+                            "w = MainWindow(Workspace(d.name), use_webengine=False); w.show()\n"
                             "t = time.monotonic()\n"
                             "while time.monotonic() - t < 3 and w._live is None: app.processEvents()\n"
                             "assert type(w.chart_tabs.widget(0)).__name__ == 'LiveLatencyChart'\n"
                             "assert type(w.chart_tabs.widget(1)).__name__ == 'ComparisonView'\n"
-                            "w.shutdown()")
+                            "w.shutdown(); d.cleanup()")
     assert {"pyqtgraph", "superqt"} <= loaded
 
 

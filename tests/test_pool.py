@@ -270,6 +270,24 @@ def test_what_a_killed_worker_started_goes_with_it(pool: WorkerPool) -> None:
     assert not worker_folder.exists(), list(worker_folder.rglob("*"))
 
 
+def test_what_a_finished_job_left_running_goes_when_the_pool_stops() -> None:
+    """A job that returned with a process still running (a browser session left open) does not outlive the pool:
+    once the worker had exited, that browser went on writing its profile into the removed worker folder."""
+    import psutil
+
+    p = WorkerPool(max_workers=1, grace_s=1.0)
+    try:
+        r = p.wait(p.submit(call("temp_litter", opts={"seconds": 0, "writer": True})), 60)
+        assert r.status is JobStatus.SUCCEEDED, r.error
+    finally:
+        p.shutdown()
+    pid = int(next(x for x in r.log if x.startswith("writer: ")).split()[1])
+    worker_folder = Path(next(x for x in r.log if x.startswith("scratch: ")).split()[1]).parent
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    time.sleep(0.5)  # a writer still running would have made its folders again by now
+    assert not worker_folder.exists(), list(worker_folder.rglob("*"))
+
+
 def test_a_killed_job_leaves_no_temporary_files(pool: WorkerPool, tmp_path: Path) -> None:
     """Libraries' scratch files (TensorFlow's autograph modules, a conversion's temporary folder) live in the
     worker's own temporary folder, removed when the worker ends: a job killed for its timeout leaves nothing in

@@ -116,6 +116,7 @@ def test_ort_web_runs_in_headless_chromium_with_native_outputs_and_live_samples(
     res = run_benchmark(model, BenchConfig(runtime="ort-web", device="wasm", iterations=60, warmup=5, threads=2),
                         on_sample=lambda i, ms: seen.append((i, ms)))
     assert res.iterations == 60 and [i for i, _ in seen] == list(range(60))
+    assert res.warmup_runs == 5  # the page's untimed runs, said (the text said "warm-up None runs")
     assert res.target["crossOriginIsolated"] is True and res.target["threads"] == 2
     assert res.target["browser"].startswith(("Chromium", "Google Chrome")) and res.latency_ms.p50 > 0
     _page_equals_native(model, samples=1)
@@ -213,8 +214,9 @@ def test_qtwebengine_is_the_other_browser_with_the_same_answers(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("browser", ["chromium", "qtwebengine"])
-def test_a_browser_that_dies_mid_benchmark_is_a_failed_job(browser: str) -> None:
-    """The browser is a process of its own: killed mid-benchmark, the job fails with the reason in one line."""
+def test_a_browser_that_dies_mid_benchmark_is_a_failed_job(browser: str, tmp_path: Path) -> None:
+    """The browser is a process of its own: killed mid-benchmark, the job fails with the reason in one line, and
+    what it had in the temporary folder goes (Chromium's org.chromium.Chromium.* socket folder was left)."""
     import signal
     import subprocess
     import sys
@@ -224,7 +226,8 @@ def test_a_browser_that_dies_mid_benchmark_is_a_failed_job(browser: str) -> None
 
     proc = subprocess.Popen([sys.executable, "-m", "edgestudio", "bench", str(SAMPLES / "digits_cnn.onnx"),
                              "--runtime", "ort-web", "--browser", browser, "--duration", "60", "--iterations",
-                             "10000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "10000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})
     try:
         name = "chromium" if browser == "chromium" else "webengine"
         victim = None
@@ -238,7 +241,8 @@ def test_a_browser_that_dies_mid_benchmark_is_a_failed_job(browser: str) -> None
                 except psutil.Error:
                     pass
             time.sleep(0.5)
-        assert victim is not None, "the browser never started"
+        why = proc.stderr.read() if proc.poll() else ""  # ended: its one-line error
+        assert victim is not None, f"the browser never started ({proc.poll()}): {why}"
         time.sleep(3)  # the page is loaded and measuring by now
         victim.send_signal(signal.SIGKILL)
         out, err = proc.communicate(timeout=150)
@@ -249,6 +253,7 @@ def test_a_browser_that_dies_mid_benchmark_is_a_failed_job(browser: str) -> None
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert "Traceback" not in err and lines and lines[-1].startswith("error:"), err
     assert any(w in lines[-1] for w in ("browser", "QtWebEngine")), lines[-1]
+    assert not list(tmp_path.rglob("org.chromium.*")), list(tmp_path.rglob("*"))
 
 
 def test_tfjs_web_package_runs_its_page_with_the_exports_outputs(tmp_path: Path, tfjs_export) -> None:  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ crashes the job fails with the reason; it never takes the app down.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import http.server
 import json
@@ -255,6 +256,18 @@ class QtWebEngineBrowser:
         self.close()
 
 
+def _short_tmpdir() -> str | None:
+    """A temporary folder of Chromium's own where TMPDIR is too long for it: its singleton socket
+    (TMPDIR/org.chromium.Chromium.XXXXXX/SingletonSocket) must fit the 108 bytes of a Unix socket's name, or it
+    aborts at start (a pool worker's folder inside a long TMPDIR, as macOS has). None: TMPDIR is fine."""
+    if len(os.path.join(tempfile.gettempdir(), "org.chromium.Chromium.XXXXXX", "SingletonSocket")) < 100:
+        return None
+    for base in ("/tmp", "/var/tmp", os.path.expanduser("~")):
+        with contextlib.suppress(OSError):
+            return tempfile.mkdtemp(prefix="esb-", dir=base)
+    return None
+
+
 class Browser:
     """Headless Chromium over ``--remote-debugging-pipe`` (fd 3: to the browser, fd 4: from it; NUL-separated
     JSON messages). One page, one session."""
@@ -268,6 +281,7 @@ class Browser:
                                           hint="apt-get install chromium")
         self.path, self.version = found
         self._profile = tempfile.mkdtemp(prefix="edgestudio-browser-")
+        self._scratch = _short_tmpdir()
         to_r, self._to_w = os.pipe()
         self._from_r, from_w = os.pipe()
 
@@ -282,7 +296,8 @@ class Browser:
                 "--no-default-browser-check", "--disable-gpu", "--disable-extensions", "--mute-audio",
                 f"--user-data-dir={self._profile}", "about:blank"]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, preexec_fn=child_fds, pass_fds=(3, 4))
+                                     stderr=subprocess.DEVNULL, preexec_fn=child_fds, pass_fds=(3, 4),
+                                     env={**os.environ, "TMPDIR": self._scratch} if self._scratch else None)
         os.close(to_r)
         os.close(from_w)
         self._reader = os.fdopen(self._from_r, "rb", buffering=0)
@@ -291,10 +306,14 @@ class Browser:
         self.timeout_s = 120.0  # the longest silence accepted from the browser (a page streams samples meanwhile)
         self._lock = threading.Lock()
         self.on_event: Callable[[dict[str, Any]], None] = lambda msg: None
-        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        self.call("Runtime.enable", session=True)
-        self.call("Page.enable", session=True)
+        try:
+            target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+            self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            self.call("Runtime.enable", session=True)
+            self.call("Page.enable", session=True)
+        except BaseException:
+            self.close()  # a browser that never answered leaves no process and no folder behind
+            raise
 
     def _send(self, msg: dict[str, Any]) -> None:
         try:
@@ -370,7 +389,16 @@ class Browser:
             except OSError:
                 pass
         self._reader.close()
+        # Chromium's singleton socket lives in a folder of its own in TMPDIR (org.chromium.Chromium.*), linked from
+        # the profile; a browser that did not end cleanly leaves it there. (TMPDIR inside the profile is no way out:
+        # the socket's path grows past the 108 bytes a Unix socket's name may have, and Chromium aborts.)
+        with contextlib.suppress(OSError):
+            socket_dir = Path(os.readlink(os.path.join(self._profile, "SingletonSocket"))).parent
+            if socket_dir.name.startswith("org.chromium.Chromium."):
+                shutil.rmtree(socket_dir, ignore_errors=True)
         shutil.rmtree(self._profile, ignore_errors=True)
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
     def __enter__(self) -> Browser:
         return self

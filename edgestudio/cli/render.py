@@ -69,8 +69,8 @@ def _bench_result_text(r: Any, env: Any) -> str:
             f"\n  latency ms  mean {lat.mean:.3f}  std {lat.std:.3f}  min {lat.min:.3f}  p50 {lat.p50:.3f}"
             f"  p90 {lat.p90:.3f}  p95 {lat.p95:.3f}  p99 {lat.p99:.3f}  max {lat.max:.3f}"
             + (f"\n  p50 95% CI [{r.ci_ms['p50'][0]:.4f}, {r.ci_ms['p50'][1]:.4f}] ms   warm-up "
-               f"{r.warmup_runs} runs" + (" (steady)" if r.steady else " (not steady at the cap)"
-                                          if r.steady is False else "")
+               + (f"{r.warmup_runs} runs" if r.warmup_runs is not None else "not reported")
+               + (" (steady)" if r.steady else " (not steady at the cap)" if r.steady is False else "")
                + f"   threads {r.threads} ({r.threads_source})"
                + (f"   load {machine['load_average'][0]} on {machine['cpu']}"
                   if machine.get("load_average") else "") if r.ci_ms else "")

@@ -223,6 +223,11 @@ class WorkerPool(ExecutorBase):
                 if w.job_id:
                     self._finish(self._records[w.job_id], JobStatus.CANCELLED, error="cancelled: app closed")
                     w.job_id = None
+                # what it started goes with it even once it has exited: a browser session a job left open outlives
+                # the worker for a moment (its pipe closed, it shuts down and writes its profile into the worker's
+                # folder after the folder was removed)
+                if w.proc.is_alive():
+                    w._started += _descendants(w.proc.pid)
                 try:
                     w.conn.send(None)
                 except (OSError, ValueError):

@@ -216,7 +216,7 @@ class OrtWebRuntime(Runtime):
                 cancel.check()
             raise
         return Measured(float(result["firstMs"]), np.asarray(result["samples"], dtype=np.float64),
-                        float(result["wallS"]))
+                        float(result["wallS"]), warmup_runs=warmup)  # the page runs exactly that many, untimed
 
 
 #: a web package's index.html (packaging/web.py fills it: escaped title and version, the model as JS literals)
