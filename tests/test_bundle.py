@@ -93,6 +93,7 @@ def test_the_bundle_carries_the_sources_web_runtimes_and_metadata() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the build alone takes about 11 minutes on 2 cores, past the suite's 600 s
 def test_the_built_bundle_and_its_deb_pass_their_self_test(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`make package` for real (minutes, GBs): the bundle's self-test passes capability by capability with a clean
     environment; the .deb installs with dpkg, runs from /usr/bin with a fresh HOME, and is removed again."""
