@@ -56,7 +56,7 @@ def test_profile_names_the_xnnpack_block_and_the_ops_inside_it(programs: Path) -
 # ExecuTorch's Inspector on the INT8 program (each convolution's output, in the program's order) against PyTorch's
 # float model (forward hooks on c1 and c2), on the same 8 samples: argv model.pt2 int8.pte digits8.npz helpers/
 _INDEPENDENT = """
-import json, os, sys, tempfile, warnings
+import json, os, shutil, sys, tempfile, warnings
 import numpy as np, torch
 warnings.simplefilter("ignore")
 sys.path.insert(0, sys.argv[4])
@@ -85,6 +85,7 @@ def cos(a, b):
     a, b = np.concatenate(a).astype(np.float64), np.concatenate(b).astype(np.float64)
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 print(json.dumps({name: cos(float_out[name], [c[i] for c in int8_out]) for i, name in enumerate(float_out)}))
+shutil.rmtree(tmp)
 """
 
 
