@@ -207,7 +207,8 @@ class WorkerPool(ExecutorBase):
             return [w.proc.pid for w in self._workers if w.proc.pid]
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the pool: queued and running jobs end as cancelled ("app closed"), workers exit."""
+        """Stop the pool: queued and running jobs end as cancelled ("app closed"), workers exit, and what they started
+        goes with them."""
         with self._lock:
             if self._stopping:
                 return
@@ -215,23 +216,24 @@ class WorkerPool(ExecutorBase):
             for job_id in list(self._queue):
                 self._finish(self._records[job_id], JobStatus.CANCELLED, error="cancelled: app closed")
             self._queue.clear()
-        self._wake()
-        if wait:
-            self._thread.join(10)
-        with self._lock:
             for w in self._workers:
                 if w.job_id:
                     self._finish(self._records[w.job_id], JobStatus.CANCELLED, error="cancelled: app closed")
                     w.job_id = None
-                # what it started goes with it even once it has exited: a browser session a job left open outlives
-                # the worker for a moment (its pipe closed, it shuts down and writes its profile into the worker's
-                # folder after the folder was removed)
+                # what it started goes with it, taken now: a browser session a job left open outlives the worker (its
+                # pipe closed, it went on writing its profile into the removed worker folder). Now, before the
+                # supervisor thread ends: the workers were started from it, and their parent-death signal
+                # (PR_SET_PDEATHSIG follows the creating *thread*) kills them as it ends, orphaning what they started
                 if w.proc.is_alive():
                     w._started += _descendants(w.proc.pid)
                 try:
                     w.conn.send(None)
                 except (OSError, ValueError):
                     pass
+        self._wake()
+        if wait:
+            self._thread.join(10)
+        with self._lock:
             for w in self._workers:
                 w.proc.join(1)
                 w.kill()
