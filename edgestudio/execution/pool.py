@@ -90,21 +90,27 @@ class _Worker:
         self.kill_reason: tuple[JobStatus, str] | None = None
         self.quick_lane = False  # running a quick job beside long ones (the worker beyond max_workers)
         self.retiring = False  # asked to exit (an extra worker left idle)
-        self._started: list[Any] = []  # what the worker had started when it was killed (psutil processes)
+        self._started: list[Any] = []  # what the worker started, noted while it lived (psutil processes)
+
+    def note_started(self) -> None:
+        """Note what the live worker has started (a browser, a converter's process), so that :meth:`kill` stops it
+        even once the worker has gone and it was orphaned."""
+        if self.proc.is_alive():
+            self._started += _descendants(self.proc.pid)
 
     def kill_now(self) -> None:
         """Kill the worker at once (a timeout, a cancel past its grace, its memory), and then what it started."""
-        self._started += _descendants(self.proc.pid) if self.proc.is_alive() else []
+        self.note_started()
         self.proc.kill()
 
     def kill(self) -> None:
         # what the worker started (a browser, a converter's process) goes with it: orphaned, a browser went on writing
         # its profile into the worker's folder after the folder was removed
-        children = self._started + (_descendants(self.proc.pid) if self.proc.is_alive() else [])
+        self.note_started()
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join(5)
-        _kill_all(children)
+        _kill_all(self._started)
         self.conn.close()
         if not self.proc.is_alive():
             remove_worker_folder(Path(self.tmp))
@@ -224,8 +230,7 @@ class WorkerPool(ExecutorBase):
                 # pipe closed, it went on writing its profile into the removed worker folder). Now, before the
                 # supervisor thread ends: the workers were started from it, and their parent-death signal
                 # (PR_SET_PDEATHSIG follows the creating *thread*) kills them as it ends, orphaning what they started
-                if w.proc.is_alive():
-                    w._started += _descendants(w.proc.pid)
+                w.note_started()
                 try:
                     w.conn.send(None)
                 except (OSError, ValueError):
